@@ -1,0 +1,312 @@
+//! Typed configuration, validated before any port is bound.
+//!
+//! One struct per subsystem; every default is a named constant here and nowhere else.
+//! Durations are humantime strings in TOML (`"10s"`, `"1m 30s"`); unknown keys are errors
+//! that name the key, so a typo never silently falls back to a default.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The design's listen address: loopback only, port 3000.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
+/// Time a client has to send a complete request head (the design's 10 s request read).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to resolve and connect to an upstream before answering 504.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A tunnel with no bytes either way for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Grace given to open connections at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; a permit is taken before `accept`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 50_000;
+/// Largest request head accepted; larger heads get 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Period of the self-connect health check.
+pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
+/// How often list sources are checked for changes.
+pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {path}")]
+    Read {
+        /// The file that failed.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file that failed.
+        path: String,
+        /// The parser's message, naming the key and line.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration of a GuardNest instance.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The listener and connection handling.
+    pub proxy: ProxyConfig,
+    /// The self-connect health check.
+    pub health: HealthConfig,
+    /// Block and allow lists.
+    pub blocklist: BlocklistConfig,
+}
+
+/// Settings of the listener and of every connection.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address the proxy listens on.
+    pub listen: SocketAddr,
+    /// Time a client has to send a complete request head.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Time allowed to resolve and connect to an upstream.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// A tunnel idle both ways for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Grace for open connections at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Largest request head accepted.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+}
+
+/// Settings of the health check.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Period of the self-connect check.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self { interval: DEFAULT_HEALTH_INTERVAL }
+    }
+}
+
+/// Block and allow lists.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlocklistConfig {
+    /// Lists of names to block.
+    pub sources: Vec<SourceSpec>,
+    /// Lists of names that are never blocked; they win over every block list.
+    pub allowlist: Vec<SourceSpec>,
+    /// How often sources are checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub update_interval: Duration,
+    /// Whether the built-in default lists are used besides `sources`.
+    pub default_lists: bool,
+}
+
+impl Default for BlocklistConfig {
+    fn default() -> Self {
+        Self {
+            sources: Vec::new(),
+            allowlist: Vec::new(),
+            update_interval: DEFAULT_UPDATE_INTERVAL,
+            default_lists: true,
+        }
+    }
+}
+
+/// One list source: a bare string (a file path) or a table with a name and a format.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum SourceSpec {
+    /// A file path.
+    Location(String),
+    /// A source with options.
+    Detailed(DetailedSource),
+}
+
+/// A list source with options.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DetailedSource {
+    /// File path.
+    pub source: String,
+    /// Name shown in block pages and logs; defaults to the file name.
+    pub name: Option<String>,
+    /// Forced format instead of detection.
+    pub format: Option<crate::blocklist::Format>,
+}
+
+impl SourceSpec {
+    /// Where the list lives.
+    pub fn location(&self) -> &str {
+        match self {
+            SourceSpec::Location(s) => s,
+            SourceSpec::Detailed(d) => &d.source,
+        }
+    }
+
+    /// The name to show for this source.
+    pub fn display_name(&self) -> String {
+        if let SourceSpec::Detailed(DetailedSource { name: Some(n), .. }) = self {
+            return n.clone();
+        }
+        let loc = self.location();
+        Path::new(loc)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| loc.to_string())
+    }
+
+    /// The forced format, if any.
+    pub fn format(&self) -> Option<crate::blocklist::Format> {
+        match self {
+            SourceSpec::Location(_) => None,
+            SourceSpec::Detailed(d) => d.format,
+        }
+    }
+}
+
+impl Config {
+    /// Parses TOML text; `origin` names the file in error messages.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.message().to_string() + &span_hint(text, e.span()),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Checks ranges that serde cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.proxy;
+        let nonzero = [
+            ("proxy.request_timeout", p.request_timeout),
+            ("proxy.connect_timeout", p.connect_timeout),
+            ("proxy.idle_timeout", p.idle_timeout),
+            ("health.interval", self.health.interval),
+            ("blocklist.update_interval", self.blocklist.update_interval),
+        ];
+        for (key, value) in nonzero {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid(format!("{key} must be greater than zero")));
+            }
+        }
+        if p.max_connections == 0 {
+            return Err(ConfigError::Invalid("proxy.max_connections must be at least 1".into()));
+        }
+        // hyper needs room for a request line and a few headers; below this nothing works.
+        if p.max_header_bytes < 1024 {
+            return Err(ConfigError::Invalid("proxy.max_header_bytes must be at least 1024".into()));
+        }
+        Ok(())
+    }
+}
+
+/// " (line N)" for a parse error's span, so the user finds the key.
+fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(r) => {
+            let line = text[..r.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_design_defaults() {
+        let c = Config::from_toml("", "t").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.proxy.request_timeout, Duration::from_secs(10));
+        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.proxy.max_header_bytes, 65536);
+    }
+
+    #[test]
+    fn humantime_durations_and_sources() {
+        let c = Config::from_toml(
+            r#"
+            [proxy]
+            listen = "127.0.0.1:0"
+            idle_timeout = "1m 30s"
+            connect_timeout = "250ms"
+            [blocklist]
+            sources = ["/a/hosts", { source = "/b.txt", name = "mine", format = "plain" }]
+            update_interval = "5m"
+            "#,
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.blocklist.sources.len(), 2);
+        assert_eq!(c.blocklist.sources[0].display_name(), "hosts");
+        assert_eq!(c.blocklist.sources[1].display_name(), "mine");
+        assert_eq!(c.blocklist.update_interval, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[proxy]\nlisten_addr = \"127.0.0.1:1\"\n", "cfg.toml").unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("listen_addr"), "{msg}");
+        assert!(msg.contains("cfg.toml"), "{msg}");
+        let err = Config::from_toml("[prxy]\n", "cfg.toml").unwrap_err();
+        assert!(err.to_string().contains("prxy"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(Config::from_toml("[proxy]\nidle_timeout = \"soon\"\n", "t").is_err());
+        assert!(Config::from_toml("[proxy]\nidle_timeout = \"0s\"\n", "t").is_err());
+        assert!(Config::from_toml("[proxy]\nmax_connections = 0\n", "t").is_err());
+        assert!(Config::from_toml("[proxy]\nlisten = \"nowhere\"\n", "t").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! CONNECT stage: decide, dial, and only then answer `200 Connection Established`,
+//! handing both raw sockets to the tunnel.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::connection::ConnCtx;
+use crate::domain::Target;
+use crate::respond::{error_chain, ProxyBody, Refusal};
+use crate::stats::Stats;
+use crate::tunnel::{self, TunnelEnd};
+
+/// Serves one CONNECT request.
+pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
+    let authority = req
+        .uri()
+        .authority()
+        .ok_or_else(|| Refusal::BadRequest("CONNECT needs a host:port target".into()))?
+        .as_str();
+    let target = Target::parse_authority(authority)
+        .map_err(|e| Refusal::BadRequest(format!("CONNECT target {authority:?}: {e}")))?;
+    ctx.check_policy(&target.host, false)?;
+    let upstream = ctx.dial(&target).await?;
+
+    let shared = ctx.shared.clone();
+    let guard = ctx.guard.clone();
+    let peer = ctx.peer;
+    shared.tracker.clone().spawn(async move {
+        let _guard = guard; // the connection stays counted and permitted until the tunnel ends
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%peer, %target, error = %error_chain(&e), "client left before the tunnel started");
+                return;
+            }
+        };
+        let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!(%peer, %target, "upgraded connection is not a TCP stream");
+                return;
+            }
+        };
+        let client = parts.io.into_inner();
+        Stats::bump(&shared.stats.tunnels_total);
+        let result = start_tunnel(client, upstream, parts.read_buf, &shared).await;
+        match result {
+            Ok(report) => {
+                shared.stats.bytes_up.fetch_add(report.up, Relaxed);
+                shared.stats.bytes_down.fetch_add(report.down, Relaxed);
+                let level_end = match report.end {
+                    TunnelEnd::Closed => "closed",
+                    TunnelEnd::Idle => "idle timeout",
+                    TunnelEnd::Aborted => "aborted at shutdown",
+                };
+                tracing::debug!(%peer, %target, up = report.up, down = report.down, end = level_end, "tunnel done");
+            }
+            Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
+        }
+    });
+
+    let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .extensions_mut()
+        .insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
+    Ok(response)
+}
+
+/// Forwards bytes the client pipelined behind the CONNECT head, then runs the tunnel.
+async fn start_tunnel(
+    client: TcpStream,
+    mut upstream: TcpStream,
+    pipelined: Bytes,
+    shared: &Arc<crate::server::Shared>,
+) -> std::io::Result<tunnel::TunnelReport> {
+    if !pipelined.is_empty() {
+        upstream.write_all(&pipelined).await?;
+    }
+    let mut report = tunnel::run(client, upstream, shared.config.idle_timeout, &shared.abort).await?;
+    report.up += pipelined.len() as u64;
+    Ok(report)
+}

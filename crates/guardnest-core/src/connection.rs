@@ -1,0 +1,117 @@
+//! Read-head stage (the design's handle_client): one task per accepted connection, serving
+//! HTTP/1.1 request heads with hyper under the configured limits and routing each request to
+//! the CONNECT or the forward stage.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use crate::blocklist::Verdict;
+use crate::dial::DialError;
+use crate::domain::{Host, Target};
+use crate::respond::{ProxyBody, Refusal};
+use crate::server::Shared;
+use crate::stats::{ActiveGuard, Stats};
+
+/// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
+pub(crate) struct ConnGuard {
+    _permit: OwnedSemaphorePermit,
+    _active: ActiveGuard,
+}
+
+/// What a request handler knows about its connection.
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) peer: SocketAddr,
+    pub(crate) guard: Arc<ConnGuard>,
+}
+
+impl ConnCtx {
+    /// Refuses a blocked host, logging it once at info.
+    pub(crate) fn check_policy(&self, host: &Host, html: bool) -> Result<(), Refusal> {
+        match self.shared.policy.check(host) {
+            Verdict::Blocked(m) => {
+                Stats::bump(&self.shared.stats.blocked_total);
+                tracing::info!(client = %self.peer, %host, list = %m.list, rule = %m.rule, "blocked");
+                Err(Refusal::Blocked { host: host.to_string(), list: m.list, rule: m.rule, html })
+            }
+            Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
+        }
+    }
+
+    /// Dials an upstream, counting failures.
+    pub(crate) async fn dial(&self, target: &Target) -> Result<TcpStream, Refusal> {
+        self.shared.dialer.dial(target).await.map_err(|e| {
+            if !matches!(e, DialError::Loop { .. }) {
+                Stats::bump(&self.shared.stats.dial_failures);
+            }
+            Refusal::Dial(e)
+        })
+    }
+}
+
+/// Serves one client connection until it closes, the proxy shuts down, or it is aborted.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    permit: OwnedSemaphorePermit,
+    shutdown: CancellationToken,
+) {
+    let guard = Arc::new(ConnGuard { _permit: permit, _active: ActiveGuard::new(shared.stats.clone()) });
+    tracing::debug!(%peer, "connection accepted");
+    let abort = shared.abort.clone();
+    let config = &shared.config;
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.request_timeout)
+        .max_header_size(config.max_header_bytes)
+        .max_buf_size(config.max_header_bytes.max(8192) + 8192)
+        .keep_alive(true);
+    let service_shared = shared.clone();
+    let service = service_fn(move |req| {
+        let ctx = ConnCtx { shared: service_shared.clone(), peer, guard: guard.clone() };
+        async move { Ok::<_, Infallible>(route(req, ctx).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            // Finish the request in flight, then close; idle keep-alive connections close now.
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = abort.cancelled() => Ok(()),
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %crate::respond::error_chain(&e), "connection ended with an error");
+    }
+}
+
+async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
+    let method = req.method().clone();
+    let result = if method == Method::CONNECT {
+        crate::connect::handle(req, &ctx).await
+    } else {
+        crate::forward::handle(req, &ctx).await
+    };
+    result.unwrap_or_else(|refusal| {
+        if !matches!(refusal, Refusal::Blocked { .. }) {
+            tracing::debug!(client = %ctx.peer, %method, status = %refusal.status(), reason = %refusal.reason(), "refused");
+        }
+        refusal.into_response()
+    })
+}

@@ -1,0 +1,211 @@
+//! Host names and request targets, normalised once so that every later stage
+//! (policy, dial, logs) sees the same spelling of a name.
+//!
+//! Normal form: ASCII lowercase, no trailing dot, IDN labels in punycode. Anything that
+//! is not a plausible DNS name or IP literal is rejected here, which is what turns
+//! percent-encoding, backslashes and whitespace in an authority into a 400.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
+
+/// Why a host or authority was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// Nothing where a host should be.
+    #[error("empty host")]
+    EmptyHost,
+    /// The host has characters or a shape no DNS name has.
+    #[error("invalid host name")]
+    InvalidHost,
+    /// `host:port` without the port.
+    #[error("missing port")]
+    MissingPort,
+    /// Port 0, over 65535, or not a number.
+    #[error("invalid port")]
+    InvalidPort,
+}
+
+/// A request target's host: a normalised DNS name or an IP literal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A DNS name in normal form.
+    Name(String),
+    /// An IP address literal (IPv4-mapped IPv6 folded to IPv4).
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// Parses a host as it appears in a URL or authority (IPv6 in brackets).
+    pub fn parse(raw: &str) -> Result<Host, TargetError> {
+        if raw.is_empty() {
+            return Err(TargetError::EmptyHost);
+        }
+        if let Some(inner) = raw.strip_prefix('[') {
+            let inner = inner.strip_suffix(']').ok_or(TargetError::InvalidHost)?;
+            let v6: Ipv6Addr = inner.parse().map_err(|_| TargetError::InvalidHost)?;
+            return Ok(Host::Ip(fold_mapped(IpAddr::V6(v6))));
+        }
+        if let Ok(ip) = raw.parse::<IpAddr>() {
+            return Ok(Host::Ip(fold_mapped(ip)));
+        }
+        normalize_name(raw).map(Host::Name).ok_or(TargetError::InvalidHost)
+    }
+
+    /// The name used for policy: the DNS name, or the IP literal's text.
+    pub fn policy_name(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Host::Name(n) => std::borrow::Cow::Borrowed(n),
+            Host::Ip(ip) => std::borrow::Cow::Owned(ip.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// `::ffff:a.b.c.d` names the same host as `a.b.c.d`; policy must see one spelling.
+fn fold_mapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// A CONNECT target: host and a port in 1..=65535.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The host.
+    pub host: Host,
+    /// The port.
+    pub port: u16,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Target {
+    /// Parses an authority `[userinfo@]host:port`; userinfo is ignored, the port required.
+    pub fn parse_authority(raw: &str) -> Result<Target, TargetError> {
+        Self::parse_with_default(raw, None)
+    }
+
+    /// Parses an authority whose port may be absent, in which case `default_port` is used.
+    pub fn parse_with_default(raw: &str, default_port: Option<u16>) -> Result<Target, TargetError> {
+        let hostport = raw.rsplit_once('@').map_or(raw, |(_, h)| h);
+        let (host, port) = split_host_port(hostport)?;
+        let port = match port {
+            Some(p) => parse_port(p)?,
+            None => default_port.ok_or(TargetError::MissingPort)?,
+        };
+        Ok(Target { host: Host::parse(host)?, port })
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(&str, Option<&str>), TargetError> {
+    if s.starts_with('[') {
+        let end = s.find(']').ok_or(TargetError::InvalidHost)?;
+        let (host, rest) = s.split_at(end + 1);
+        return match rest {
+            "" => Ok((host, None)),
+            _ => rest.strip_prefix(':').map(|p| (host, Some(p))).ok_or(TargetError::InvalidHost),
+        };
+    }
+    match s.rsplit_once(':') {
+        // A bare IPv6 literal without brackets is not a valid authority.
+        Some((h, _)) if h.contains(':') => Err(TargetError::InvalidHost),
+        Some((h, p)) => Ok((h, Some(p))),
+        None => Ok((s, None)),
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, TargetError> {
+    if p.is_empty() {
+        return Err(TargetError::MissingPort);
+    }
+    if p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(TargetError::InvalidPort);
+    }
+    match p.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        _ => Err(TargetError::InvalidPort),
+    }
+}
+
+/// Normalises a DNS name: lowercase, no trailing dot, punycode; `None` if it is not one.
+///
+/// Accepts what real block lists contain (underscores, a leading hyphen in a label) but
+/// nothing that could smuggle a second meaning past the policy (`%`, `\`, spaces, `@`).
+pub fn normalize_name(raw: &str) -> Option<String> {
+    let trimmed = raw.strip_suffix('.').unwrap_or(raw);
+    if trimmed.is_empty() || trimmed.len() > 253 {
+        return None;
+    }
+    let ascii = if trimmed.is_ascii() {
+        trimmed.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(trimmed).ok()?
+    };
+    valid_ascii_name(&ascii).then_some(ascii)
+}
+
+/// Whether `s` (already lowercase ASCII) is a plausible DNS name.
+fn valid_ascii_name(s: &str) -> bool {
+    if s.is_empty() || s.len() > 253 {
+        return false;
+    }
+    s.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(normalize_name("Evil.TEST."), Some("evil.test".into()));
+        assert_eq!(normalize_name("bücher.example"), Some("xn--bcher-kva.example".into()));
+        assert_eq!(normalize_name("BÜCHER.example"), Some("xn--bcher-kva.example".into()));
+        assert_eq!(normalize_name("_sip._tcp.x.com"), Some("_sip._tcp.x.com".into()));
+        assert_eq!(normalize_name("-x3.vindicosuite.com"), Some("-x3.vindicosuite.com".into()));
+        for bad in ["", ".", "a..b", "ev%69l.test", "evil\\.test", "a b.test", "u@evil.test", "evil.test..", &"a".repeat(64)] {
+            assert_eq!(normalize_name(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn authorities() {
+        let t = Target::parse_authority("Example.COM.:443").unwrap();
+        assert_eq!(t.host, Host::Name("example.com".into()));
+        assert_eq!(t.port, 443);
+        let t = Target::parse_authority("user:pw@evil.test:443").unwrap();
+        assert_eq!(t.host, Host::Name("evil.test".into()));
+        let t = Target::parse_authority("[::1]:8443").unwrap();
+        assert_eq!(t.host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(t.to_string(), "[::1]:8443");
+        let t = Target::parse_authority("[::ffff:10.0.0.1]:443").unwrap();
+        assert_eq!(t.host, Host::Ip("10.0.0.1".parse().unwrap()));
+        assert_eq!(Target::parse_authority("example.com"), Err(TargetError::MissingPort));
+        assert_eq!(Target::parse_authority("example.com:"), Err(TargetError::MissingPort));
+        assert_eq!(Target::parse_authority("example.com:0"), Err(TargetError::InvalidPort));
+        assert_eq!(Target::parse_authority("example.com:65536"), Err(TargetError::InvalidPort));
+        assert_eq!(Target::parse_authority("example.com:99999999999"), Err(TargetError::InvalidPort));
+        assert_eq!(Target::parse_authority("example.com:+80"), Err(TargetError::InvalidPort));
+        assert_eq!(Target::parse_authority(":443"), Err(TargetError::EmptyHost));
+        assert_eq!(Target::parse_authority("::1:443"), Err(TargetError::InvalidHost));
+        assert_eq!(Target::parse_with_default("example.com", Some(80)).unwrap().port, 80);
+    }
+}

@@ -1,0 +1,82 @@
+//! Health stage: the design's periodic self-connect check, so a listener that stopped
+//! accepting shows up in logs and status instead of only in users' browsers.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Longest a single self-connect may take before it counts as a failure.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Results of the health checks so far.
+#[derive(Debug, Default)]
+pub struct Health {
+    checks: AtomicU64,
+    failures: AtomicU64,
+    last_ok: AtomicBool,
+}
+
+impl Health {
+    /// Checks run.
+    pub fn checks(&self) -> u64 {
+        self.checks.load(Relaxed)
+    }
+
+    /// Checks that failed.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Relaxed)
+    }
+
+    /// Whether the most recent check passed (false before the first one).
+    pub fn last_ok(&self) -> bool {
+        self.last_ok.load(Relaxed)
+    }
+
+    fn record(&self, ok: bool) {
+        self.checks.fetch_add(1, Relaxed);
+        if !ok {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        self.last_ok.store(ok, Relaxed);
+    }
+}
+
+/// Connects to the listener every `interval` (first check at once) until cancelled.
+pub(crate) async fn run(listen: SocketAddr, interval: Duration, health: std::sync::Arc<Health>, shutdown: CancellationToken) {
+    let addr = reachable(listen);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        match tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => {
+                health.record(true);
+                tracing::debug!(%addr, "health check passed");
+            }
+            Ok(Err(e)) => {
+                health.record(false);
+                tracing::warn!(%addr, error = %e, failures = health.failures(), "health check failed");
+            }
+            Err(_) => {
+                health.record(false);
+                tracing::warn!(%addr, failures = health.failures(), "health check timed out");
+            }
+        }
+    }
+}
+
+/// A wildcard listen address is checked through loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port()),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port()),
+        _ => listen,
+    }
+}

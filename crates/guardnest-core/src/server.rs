@@ -1,0 +1,126 @@
+//! The proxy as a whole (the design's run_proxy): bind, report the bound address, serve
+//! until cancelled, then drain open connections for at most `shutdown_timeout`.
+//!
+//! Lifecycle state is owned: a [`CancellationToken`] stops accepting and asks connections to
+//! finish, a [`TaskTracker`] knows every task still running, and a second token aborts what
+//! is left when the grace period ends. Nothing global.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::blocklist::Policy;
+use crate::config::{HealthConfig, ProxyConfig};
+use crate::dial::Dialer;
+use crate::forward::{self, UpstreamClient};
+use crate::health::{self, Health};
+use crate::stats::Stats;
+
+/// Listen backlog: room for bursts of connects while the accept loop catches up.
+const BACKLOG: u32 = 1024;
+
+/// Errors starting the proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The listen address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a connection task needs, shared by all of them.
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) policy: Policy,
+    pub(crate) dialer: Dialer,
+    pub(crate) client: UpstreamClient,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the shutdown grace is over: tunnels and connections stop at once.
+    pub(crate) abort: CancellationToken,
+}
+
+/// A bound proxy, ready to serve.
+pub struct Proxy {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    health_config: HealthConfig,
+    health: Arc<Health>,
+}
+
+impl Proxy {
+    /// Binds the listen address; port 0 picks a free port ([`Proxy::local_addr`] tells which).
+    pub async fn bind(config: ProxyConfig, health_config: HealthConfig, policy: Policy) -> Result<Self, ServeError> {
+        let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
+        let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
+        let shared = Arc::new(Shared {
+            client: forward::client(dialer.clone()),
+            dialer,
+            policy,
+            stats: Arc::new(Stats::default()),
+            tracker: TaskTracker::new(),
+            abort: CancellationToken::new(),
+            config,
+        });
+        Ok(Self { listener, local_addr, shared, health_config, health: Arc::new(Health::default()) })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
+    }
+
+    /// Health check results.
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled, then gives open connections up to the
+    /// configured `shutdown_timeout` before closing them. Returns once every task is done.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let shared = self.shared;
+        let tracker = shared.tracker.clone();
+        tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health, shutdown.clone()));
+        crate::listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
+
+        tracker.close();
+        let grace = shared.config.shutdown_timeout;
+        let open = shared.stats.connections_active.load(std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(open_connections = open, grace = ?grace, "stopped accepting; draining");
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            let left = shared.stats.connections_active.load(std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(connections = left, "grace period over; closing the rest");
+            shared.abort.cancel();
+            // Aborted tasks end at their next poll; this bound only guards against a bug.
+            if tokio::time::timeout(Duration::from_secs(1), tracker.wait()).await.is_err() {
+                tracing::warn!("some connection tasks did not stop after abort");
+            }
+        }
+        tracing::info!("proxy stopped");
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // Restarting right after a stop must not fail on connections still in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
