@@ -85,6 +85,8 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.append(header::VIA, VIA);
+    // We speak HTTP/1.1 on this hop whatever the upstream spoke; hyper downgrades for 1.0 clients.
+    parts.version = http::Version::HTTP_11;
     Ok(Response::from_parts(parts, Either::Left(body)))
 }
 

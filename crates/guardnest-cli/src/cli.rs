@@ -1,0 +1,92 @@
+//! Command-line syntax, and how flags combine with the config file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use guardnest_core::config::{Config, SourceSpec};
+
+/// GuardNest: a local HTTP/HTTPS forward proxy that keeps you off malicious domains.
+#[derive(Debug, Parser)]
+#[command(name = "guardnest", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy in the foreground until Ctrl-C or SIGTERM.
+    Run(RunArgs),
+}
+
+/// Flags every command shares.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Directory for GuardNest's state (cached lists, runtime files).
+    /// Default: the platform data directory, e.g. ~/.local/share/guardnest.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter such as
+    /// "guardnest_core=debug"). Default: $RUST_LOG, else info.
+    #[arg(long, value_name = "LEVEL", global = true)]
+    pub log_level: Option<String>,
+    /// Append logs to this file instead of standard error.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub log_file: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| dirs::data_dir().map(|d| d.join("guardnest")))
+            .unwrap_or_else(|| PathBuf::from(".guardnest"))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Configuration file (TOML). Flags given here override its values.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:3000]; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A block list (file path); repeatable. Replaces the config file's sources.
+    #[arg(long = "blocklist", value_name = "SRC")]
+    pub blocklists: Vec<String>,
+    /// An allowlist (file path); repeatable. Replaces the config file's allowlist.
+    #[arg(long = "allowlist", value_name = "SRC")]
+    pub allowlists: Vec<String>,
+    /// Use only the lists given, not the built-in default lists.
+    #[arg(long)]
+    pub no_default_lists: bool,
+}
+
+impl RunArgs {
+    /// Built-in defaults, then the config file, then flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.proxy.listen = listen;
+        }
+        if !self.blocklists.is_empty() {
+            config.blocklist.sources = self.blocklists.iter().cloned().map(SourceSpec::Location).collect();
+        }
+        if !self.allowlists.is_empty() {
+            config.blocklist.allowlist = self.allowlists.iter().cloned().map(SourceSpec::Location).collect();
+        }
+        if self.no_default_lists {
+            config.blocklist.default_lists = false;
+        }
+        config.validate().context("invalid configuration")?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,208 @@
+//! CONNECT: answers, tunnels, half-close, pipelining, idle timeout.
+
+use std::time::{Duration, Instant};
+
+use guardnest_core::Policy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn tunnel_echoes_both_ways() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (mut s, status, head) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.starts_with("HTTP/1.1 200 Connection Established\r\n"), "{head}");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = s.split();
+    let send = async {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut back = Vec::new();
+    let recv = r.read_to_end(&mut back);
+    let (_, got) = within("echo", async { tokio::join!(send, recv) }).await;
+    got.unwrap();
+    assert_eq!(back, payload);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_pipelined_behind_connect_are_forwarded() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let req = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nhello, pipelined");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let mut buf = [0u8; 16];
+    within("pipelined echo", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"hello, pipelined");
+}
+
+#[tokio::test]
+async fn refused_upstream_is_502() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (_, status, head) = connect_via(proxy.addr, &closed_port().to_string()).await;
+    assert_eq!(status, 502, "{head}");
+}
+
+#[tokio::test]
+async fn unresolvable_name_is_502() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (mut s, status, head) = connect_via(proxy.addr, "no-such-host.invalid:443").await;
+    assert_eq!(status, 502, "{head}");
+    let body = read_body(&mut s, &head).await;
+    assert!(body.contains("cannot resolve no-such-host.invalid"), "{body}");
+}
+
+/// Deterministic 504: the upstream's accept queue is full, so its SYNs go unanswered.
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    let hole = blackhole();
+    let mut config = config();
+    config.connect_timeout = Duration::from_millis(400);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let started = Instant::now();
+    let (_, status, head) = connect_via(proxy.addr, &hole.addr.to_string()).await;
+    assert_eq!(status, 504, "{head}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(380) && took < Duration::from_secs(5), "{took:?}");
+}
+
+#[tokio::test]
+async fn malformed_targets_are_400() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    for target in ["example.com", "example.com:0", "example.com:65536", ":443", "example.com:http", "ex%61mple.com:443"] {
+        let (_, status, head) = connect_via(proxy.addr, target).await;
+        assert_eq!(status, 400, "{target}: {head}");
+    }
+    // Still serving.
+    let echo = echo_server().await;
+    assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+}
+
+#[tokio::test]
+async fn connect_to_the_proxy_itself_is_refused() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (_, status, head) = connect_via(proxy.addr, &proxy.addr.to_string()).await;
+    assert_eq!(status, 508, "{head}");
+    let (_, status, _) = connect_via(proxy.addr, &format!("localhost:{}", proxy.addr.port())).await;
+    assert_eq!(status, 508);
+}
+
+/// Client half-closes first; the upstream still answers, and the answer reaches the client.
+#[tokio::test]
+async fn client_half_close_is_passed_on() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap(); // ends only if the FIN was passed on
+        s.write_all(format!("got {} bytes", got.len()).as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+    });
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (mut s, status, _) = connect_via(proxy.addr, &upstream.to_string()).await;
+    assert_eq!(status, 200);
+    s.write_all(&[7u8; 1000]).await.unwrap();
+    s.shutdown().await.unwrap();
+    let mut answer = String::new();
+    within("answer after half-close", s.read_to_string(&mut answer)).await.unwrap();
+    assert_eq!(answer, "got 1000 bytes");
+}
+
+/// Upstream half-closes first; the client keeps sending and the upstream still receives.
+#[tokio::test]
+async fn upstream_half_close_is_passed_on() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"banner").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.unwrap();
+        let _ = tx.send(got);
+    });
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (mut s, status, _) = connect_via(proxy.addr, &upstream.to_string()).await;
+    assert_eq!(status, 200);
+    let mut banner = Vec::new();
+    within("upstream EOF reaches client", s.read_to_end(&mut banner)).await.unwrap();
+    assert_eq!(banner, b"banner");
+    s.write_all(b"still talking").await.unwrap();
+    s.shutdown().await.unwrap();
+    let got = within("client bytes after upstream FIN", rx).await.unwrap();
+    assert_eq!(got, b"still talking");
+}
+
+#[tokio::test]
+async fn idle_tunnel_is_closed() {
+    let echo = echo_server().await;
+    let mut config = config();
+    config.idle_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let (mut s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!(status, 200);
+    // Activity keeps it open past one idle period.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        within("echo while active", s.read_exact(&mut b)).await.unwrap();
+    }
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    within("idle close", s.read_to_end(&mut rest)).await.unwrap();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    proxy.stop().await;
+}
+
+/// After a tunnel ends, no socket of the proxy's is left in CLOSE_WAIT.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn no_close_wait_after_tunnels_end() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    for _ in 0..20 {
+        let (mut s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
+        assert_eq!(status, 200);
+        s.write_all(b"ping").await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        within("echo", s.read_to_end(&mut back)).await.unwrap();
+    }
+    let port = proxy.addr.port();
+    let mut stuck = usize::MAX;
+    for _ in 0..50 {
+        stuck = close_wait_sockets(port, echo.port());
+        if stuck == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stuck, 0, "sockets in CLOSE_WAIT");
+}
+
+/// Counts CLOSE_WAIT sockets with either port as the local port, from /proc/net/tcp.
+#[cfg(target_os = "linux")]
+fn close_wait_sockets(a: u16, b: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let local_port = f.get(1).and_then(|x| x.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let remote_port = f.get(2).and_then(|x| x.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            let state = f.get(3).copied();
+            state == Some("08") && (local_port == Some(a) || remote_port == Some(b))
+        })
+        .count()
+}

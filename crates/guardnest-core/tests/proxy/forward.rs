@@ -1,0 +1,129 @@
+//! Plain HTTP forwarding: keep-alive, bodies, header hygiene, errors.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use guardnest_core::Policy;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn keep_alive_on_both_sides() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for i in 0..5 {
+        let req = format!("GET http://{}/n/{i} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr, origin.addr);
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        // The upstream gets origin-form, never the absolute URL.
+        assert!(resp.contains(&format!("GET /n/{i}\n")), "{resp}");
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "upstream connection reused");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn request_bodies_stream_through() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 256) as u8).collect();
+    let sum: u64 = body.iter().map(|&b| b as u64).sum();
+    let head = format!("POST http://{}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", origin.addr, body.len());
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("body-bytes: 300000\n") && resp.contains(&format!("body-sum: {sum}\n")), "{resp}");
+
+    // Chunked on the same connection.
+    let head = format!("PUT http://{}/chunks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", origin.addr);
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("PUT /chunks\n") && resp.contains("body-bytes: 11\n"), "{resp}");
+}
+
+#[tokio::test]
+async fn chunked_response_streams_back() {
+    let upstream =
+        raw_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let req = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    let mut rest = vec![0u8; b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n".len()];
+    within("chunked body", tokio::io::AsyncReadExt::read_exact(&mut s, &mut rest)).await.unwrap();
+    assert_eq!(rest, b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n");
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_via_added() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let req = format!(
+        "GET http://{}/h HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive, X-Private\r\nX-Private: 1\r\n\
+         Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic dXNlcjpwdw==\r\nKeep-Alive: timeout=5\r\n\
+         TE: trailers\r\nUpgrade: websocket\r\nX-End-To-End: kept\r\n\r\n",
+        origin.addr, origin.addr
+    );
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    let lower = resp.to_ascii_lowercase();
+    assert!(lower.contains("x-end-to-end: kept"), "{resp}");
+    for gone in ["x-private:", "proxy-connection:", "proxy-authorization:", "keep-alive: timeout", "\nte:", "upgrade:"] {
+        assert!(!lower.contains(gone), "{gone} forwarded: {resp}");
+    }
+    assert!(lower.contains("\nvia: 1.1 guardnest\n"), "no Via upstream: {resp}");
+    // Response side: the origin's Connection-named header is removed, Via added.
+    let (head, _) = resp.split_once("\r\n\r\n").unwrap();
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("via: 1.1 guardnest"), "{head}");
+    assert!(head.contains("x-origin: yes") && !head.contains("x-hop"), "{head}");
+}
+
+#[tokio::test]
+async fn non_proxy_requests_are_400() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let resp = raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("forward proxy"), "{resp}");
+    let resp = raw(proxy.addr, b"GET https://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400") && resp.contains("CONNECT"), "{resp}");
+    let resp = raw(proxy.addr, b"GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+}
+
+#[tokio::test]
+async fn upstream_errors_are_502_and_504() {
+    let hole = blackhole();
+    let mut config = config();
+    config.connect_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let req = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", closed_port());
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    let req = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", hole.addr);
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 504"), "{resp}");
+    // A request to the proxy itself is a loop.
+    let req = format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", proxy.addr);
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 508"), "{resp}");
+}
+
+#[tokio::test]
+async fn http_1_0_clients_are_served() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let req = format!("GET http://{}/old HTTP/1.0\r\n\r\n", origin.addr);
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.0 200"), "{resp}");
+    assert!(resp.contains("GET /old\n"), "{resp}");
+}

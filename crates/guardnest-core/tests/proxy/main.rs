@@ -1,0 +1,7 @@
+//! Integration tests: the real proxy on 127.0.0.1:0 with real upstreams on loopback.
+
+mod blocking;
+mod connect;
+mod forward;
+mod robustness;
+mod support;

@@ -1,0 +1,165 @@
+//! Hostile and careless clients, limits, load, and shutdown.
+
+use std::time::{Duration, Instant};
+
+use guardnest_core::Policy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn garbage_gets_400_and_the_proxy_keeps_serving() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let inputs: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02\xff\xfe garbage\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"CONNECT  HTTP/1.1\r\n\r\n".to_vec(),
+        b"HELLO WORLD FOO BAR\r\n\r\n".to_vec(),
+        b"GET http://exa mple.com/ HTTP/1.1\r\n\r\n".to_vec(),
+        b"GET http://example.com/ HTTP/1.1\r\nBad Header\r\n\r\n".to_vec(),
+        (0..4096).map(|i| (i * 7 % 256) as u8).collect(),
+    ];
+    for input in inputs {
+        let resp = raw(proxy.addr, &input).await;
+        assert!(resp.is_empty() || resp.starts_with("HTTP/1.1 400"), "{input:?} -> {resp}");
+    }
+    assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+}
+
+#[tokio::test]
+async fn huge_heads_get_431() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut req = b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n".to_vec();
+    for i in 0..200 {
+        req.extend_from_slice(format!("X-Filler-{i}: {}\r\n", "a".repeat(1000)).as_bytes());
+    }
+    req.extend_from_slice(b"\r\n");
+    let resp = raw(proxy.addr, &req).await;
+    assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
+    let echo = echo_server().await;
+    assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+}
+
+#[tokio::test]
+async fn slow_request_head_is_cut_off() {
+    let mut config = config();
+    config.request_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"CONNECT example.com:443 HTTP/1.1\r\n").await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = within("slow client cut off", s.read_to_end(&mut rest)).await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+}
+
+#[tokio::test]
+async fn clients_vanishing_mid_request_do_no_harm() {
+    let echo = echo_server().await;
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    for partial in [
+        b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHo".to_vec(),
+        format!("POST http://{}/ HTTP/1.1\r\nContent-Length: 1000\r\n\r\nonly a bit", origin.addr).into_bytes(),
+        format!("CONNECT {echo} HTTP/1.1\r\n\r\n").into_bytes(),
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(&partial).await.unwrap();
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+    let req = format!("GET http://{}/ok HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+    assert!(raw(proxy.addr, req.as_bytes()).await.starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_simultaneous_tunnels() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let addr = proxy.addr;
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(500));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500u32 {
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            let (mut s, status, head) = connect_via(addr, &echo.to_string()).await;
+            assert_eq!(status, 200, "{head}");
+            barrier.wait().await; // all 500 open at once
+            let msg = format!("tunnel {i}");
+            s.write_all(msg.as_bytes()).await.unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, msg.as_bytes());
+        });
+    }
+    let results = within("500 tunnels", async {
+        let mut n = 0;
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+            n += 1;
+        }
+        n
+    })
+    .await;
+    assert_eq!(results, 500);
+    assert!(proxy.stats.snapshot().tunnels_total >= 500);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn max_connections_makes_new_clients_wait() {
+    let echo = echo_server().await;
+    let mut config = config();
+    config.max_connections = 2;
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let (a, sa, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    let (_b, sb, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!((sa, sb), (200, 200));
+    // The third waits in the backlog: no answer while two tunnels are open.
+    let (addr, target) = (proxy.addr, echo.to_string());
+    let third = tokio::spawn(async move { connect_via(addr, &target).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "third client served beyond max_connections");
+    drop(a);
+    let (_, sc, _) = within("third served after one closes", third).await.unwrap();
+    assert_eq!(sc, 200);
+}
+
+#[tokio::test]
+async fn shutdown_drains_open_tunnels_within_the_grace() {
+    let echo = echo_server().await;
+    let mut config = config();
+    config.shutdown_timeout = Duration::from_millis(800);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let addr = proxy.addr;
+    let (mut s, status, _) = connect_via(addr, &echo.to_string()).await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    proxy.begin_shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // New connections are refused, the open tunnel still works during the grace.
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    s.write_all(b"during grace").await.unwrap();
+    let mut back = [0u8; 12];
+    within("echo during grace", s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"during grace");
+    proxy.join().await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(700) && took < Duration::from_secs(3), "{took:?}");
+    // After the grace the tunnel is closed.
+    let mut rest = Vec::new();
+    let n = within("tunnel closed", s.read_to_end(&mut rest)).await.unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn shutdown_is_immediate_when_nothing_is_open() {
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let started = Instant::now();
+    proxy.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
