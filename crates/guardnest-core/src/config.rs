@@ -182,10 +182,7 @@ impl SourceSpec {
             return n.clone();
         }
         let loc = self.location();
-        Path::new(loc)
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_else(|| loc.to_string())
+        Path::new(loc).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| loc.to_string())
     }
 
     /// The forced format, if any.
@@ -210,10 +207,8 @@ impl Config {
 
     /// Reads and parses a TOML file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
         Self::from_toml(&text, &path.display().to_string())
     }
 

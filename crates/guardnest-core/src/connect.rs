@@ -20,11 +20,8 @@ use crate::tunnel::{self, TunnelEnd};
 
 /// Serves one CONNECT request.
 pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
-    let authority = req
-        .uri()
-        .authority()
-        .ok_or_else(|| Refusal::BadRequest("CONNECT needs a host:port target".into()))?
-        .as_str();
+    let authority =
+        req.uri().authority().ok_or_else(|| Refusal::BadRequest("CONNECT needs a host:port target".into()))?.as_str();
     let target = Target::parse_authority(authority)
         .map_err(|e| Refusal::BadRequest(format!("CONNECT target {authority:?}: {e}")))?;
     ctx.check_policy(&target.host, false)?;
@@ -69,9 +66,7 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     *response.status_mut() = StatusCode::OK;
-    response
-        .extensions_mut()
-        .insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
+    response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
     Ok(response)
 }
 

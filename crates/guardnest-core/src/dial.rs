@@ -61,7 +61,9 @@ impl DialError {
         let io_copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
         match self {
             DialError::Resolve { host, source } => DialError::Resolve { host: host.clone(), source: io_copy(source) },
-            DialError::Connect { target, source } => DialError::Connect { target: target.clone(), source: io_copy(source) },
+            DialError::Connect { target, source } => {
+                DialError::Connect { target: target.clone(), source: io_copy(source) }
+            }
             DialError::Timeout { target, timeout } => DialError::Timeout { target: target.clone(), timeout: *timeout },
             DialError::Loop { target } => DialError::Loop { target: target.clone() },
         }

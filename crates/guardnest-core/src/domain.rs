@@ -150,11 +150,7 @@ pub fn normalize_name(raw: &str) -> Option<String> {
     if trimmed.is_empty() || trimmed.len() > 253 {
         return None;
     }
-    let ascii = if trimmed.is_ascii() {
-        trimmed.to_ascii_lowercase()
-    } else {
-        idna::domain_to_ascii(trimmed).ok()?
-    };
+    let ascii = if trimmed.is_ascii() { trimmed.to_ascii_lowercase() } else { idna::domain_to_ascii(trimmed).ok()? };
     valid_ascii_name(&ascii).then_some(ascii)
 }
 
@@ -181,7 +177,9 @@ mod tests {
         assert_eq!(normalize_name("BÜCHER.example"), Some("xn--bcher-kva.example".into()));
         assert_eq!(normalize_name("_sip._tcp.x.com"), Some("_sip._tcp.x.com".into()));
         assert_eq!(normalize_name("-x3.vindicosuite.com"), Some("-x3.vindicosuite.com".into()));
-        for bad in ["", ".", "a..b", "ev%69l.test", "evil\\.test", "a b.test", "u@evil.test", "evil.test..", &"a".repeat(64)] {
+        for bad in
+            ["", ".", "a..b", "ev%69l.test", "evil\\.test", "a b.test", "u@evil.test", "evil.test..", &"a".repeat(64)]
+        {
             assert_eq!(normalize_name(bad), None, "{bad:?}");
         }
     }

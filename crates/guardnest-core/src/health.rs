@@ -45,7 +45,12 @@ impl Health {
 }
 
 /// Connects to the listener every `interval` (first check at once) until cancelled.
-pub(crate) async fn run(listen: SocketAddr, interval: Duration, health: std::sync::Arc<Health>, shutdown: CancellationToken) {
+pub(crate) async fn run(
+    listen: SocketAddr,
+    interval: Duration,
+    health: std::sync::Arc<Health>,
+    shutdown: CancellationToken,
+) {
     let addr = reachable(listen);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -62,8 +62,5 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
 
 /// Errors that concern one connection that went away before it was accepted.
 fn is_per_connection(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
-    )
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
 }

@@ -68,7 +68,9 @@ impl Refusal {
     pub fn into_response(self) -> Response<ProxyBody> {
         let status = self.status();
         let (content_type, body) = match &self {
-            Refusal::Blocked { host, list, rule, html: true } => ("text/html; charset=utf-8", block_page(host, list, rule)),
+            Refusal::Blocked { host, list, rule, html: true } => {
+                ("text/html; charset=utf-8", block_page(host, list, rule))
+            }
             _ => ("text/plain; charset=utf-8", format!("{}\n", self.reason())),
         };
         let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
@@ -122,7 +124,8 @@ mod tests {
 
     #[test]
     fn statuses_and_reasons() {
-        let timeout = Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(10) });
+        let timeout =
+            Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(10) });
         assert_eq!(timeout.status(), StatusCode::GATEWAY_TIMEOUT);
         let refused = Refusal::Dial(DialError::Connect {
             target: "a:1".into(),

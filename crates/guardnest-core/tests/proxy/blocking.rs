@@ -1,6 +1,5 @@
 //! What counts as blocked: list forms, spellings, subdomains, allowlists.
 
-
 use guardnest_core::domain::Host;
 use guardnest_core::Verdict;
 
@@ -44,7 +43,14 @@ fn list_forms_and_spellings() {
 async fn blocked_connect_is_403_with_a_reason() {
     let l = lists(&[("hosts.txt", HOSTS), ("plain.txt", PLAIN)], &[("allow.txt", ALLOW)]);
     let proxy = TestProxy::plain(l.blocklists.policy()).await;
-    for target in ["evil.test:443", "EVIL.TEST:443", "evil.test.:443", "a.evil.test:8443", "malware.test:443", "user:pw@evil.test:443"] {
+    for target in [
+        "evil.test:443",
+        "EVIL.TEST:443",
+        "evil.test.:443",
+        "a.evil.test:8443",
+        "malware.test:443",
+        "user:pw@evil.test:443",
+    ] {
         let (mut s, status, head) = connect_via(proxy.addr, target).await;
         assert_eq!(status, 403, "{target}: {head}");
         let body = read_body(&mut s, &head).await;

@@ -75,7 +75,8 @@ async fn connect_timeout_is_504() {
 #[tokio::test]
 async fn malformed_targets_are_400() {
     let proxy = TestProxy::plain(Policy::allow_all()).await;
-    for target in ["example.com", "example.com:0", "example.com:65536", ":443", "example.com:http", "ex%61mple.com:443"] {
+    for target in ["example.com", "example.com:0", "example.com:65536", ":443", "example.com:http", "ex%61mple.com:443"]
+    {
         let (_, status, head) = connect_via(proxy.addr, target).await;
         assert_eq!(status, 400, "{target}: {head}");
     }

@@ -33,7 +33,8 @@ async fn request_bodies_stream_through() {
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let body: Vec<u8> = (0..300_000u32).map(|i| (i % 256) as u8).collect();
     let sum: u64 = body.iter().map(|&b| b as u64).sum();
-    let head = format!("POST http://{}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", origin.addr, body.len());
+    let head =
+        format!("POST http://{}/upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n", origin.addr, body.len());
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&body).await.unwrap();
     let resp = read_response(&mut s).await;
@@ -51,7 +52,8 @@ async fn request_bodies_stream_through() {
 #[tokio::test]
 async fn chunked_response_streams_back() {
     let upstream =
-        raw_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").await;
+        raw_origin(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+            .await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let req = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -77,7 +79,8 @@ async fn hop_by_hop_headers_are_removed_and_via_added() {
     let resp = raw(proxy.addr, req.as_bytes()).await;
     let lower = resp.to_ascii_lowercase();
     assert!(lower.contains("x-end-to-end: kept"), "{resp}");
-    for gone in ["x-private:", "proxy-connection:", "proxy-authorization:", "keep-alive: timeout", "\nte:", "upgrade:"] {
+    for gone in ["x-private:", "proxy-connection:", "proxy-authorization:", "keep-alive: timeout", "\nte:", "upgrade:"]
+    {
         assert!(!lower.contains(gone), "{gone} forwarded: {resp}");
     }
     assert!(lower.contains("\nvia: 1.1 guardnest\n"), "no Via upstream: {resp}");

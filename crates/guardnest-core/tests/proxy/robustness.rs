@@ -163,3 +163,18 @@ async fn shutdown_is_immediate_when_nothing_is_open() {
     proxy.stop().await;
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test]
+async fn health_check_connects_to_the_listener() {
+    let health = guardnest_core::config::HealthConfig { interval: Duration::from_millis(50) };
+    let proxy = TestProxy::start_with_health(config(), health, Policy::allow_all()).await;
+    within("three health checks", async {
+        while proxy.health.checks() < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(proxy.health.last_ok());
+    assert_eq!(proxy.health.failures(), 0);
+    proxy.stop().await;
+}

@@ -38,18 +38,24 @@ pub fn config() -> ProxyConfig {
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
+    pub health: Arc<guardnest_core::health::Health>,
     shutdown: CancellationToken,
     handle: JoinHandle<()>,
 }
 
 impl TestProxy {
     pub async fn start(config: ProxyConfig, policy: Policy) -> Self {
-        let proxy = Proxy::bind(config, HealthConfig::default(), policy).await.expect("bind");
+        Self::start_with_health(config, HealthConfig::default(), policy).await
+    }
+
+    pub async fn start_with_health(config: ProxyConfig, health: HealthConfig, policy: Policy) -> Self {
+        let proxy = Proxy::bind(config, health, policy).await.expect("bind");
         let addr = proxy.local_addr();
         let stats = proxy.stats();
+        let health = proxy.health();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(proxy.run(shutdown.clone()));
-        Self { addr, stats, shutdown, handle }
+        Self { addr, stats, health, shutdown, handle }
     }
 
     pub async fn plain(policy: Policy) -> Self {
@@ -184,9 +190,9 @@ pub async fn read_response(s: &mut TcpStream) -> String {
 
 /// Reads the body that follows `head`: Content-Length bytes, or until close.
 pub async fn read_body(s: &mut TcpStream, head: &str) -> String {
-    let len = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()));
+    let len = head.lines().find_map(|l| {
+        l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap())
+    });
     let mut body = Vec::new();
     match len {
         Some(n) => {

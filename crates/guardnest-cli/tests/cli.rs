@@ -1,0 +1,259 @@
+//! The real `guardnest` binary, run as a user would.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_guardnest");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A running `guardnest run`, its log lines arriving on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: SocketAddr,
+}
+
+impl Running {
+    fn start(cmd: &mut Command) -> Running {
+        let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn guardnest");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut running = Running { child, lines, addr: "0.0.0.0:0".parse().unwrap() };
+        let line = running.wait_for("listening on ");
+        running.addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("address in log");
+        running
+    }
+
+    fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no log line containing {needle:?}");
+                }
+            }
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("guardnest did not exit");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn guardnest(data: &tempfile::TempDir) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--data-dir").arg(data.path()).arg("--no-default-lists");
+    cmd.env_remove("RUST_LOG");
+    cmd
+}
+
+/// CONNECT through the proxy; returns the status code.
+fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
+    let mut s = TcpStream::connect_timeout(&proxy, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+fn output(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+#[test]
+fn help_and_version() {
+    let help = output(&["--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("run"), "{text}");
+    let run_help = String::from_utf8_lossy(&output(&["run", "--help"]).stdout).into_owned();
+    for flag in [
+        "--listen",
+        "--config",
+        "--data-dir",
+        "--blocklist",
+        "--allowlist",
+        "--no-default-lists",
+        "--log-level",
+        "--log-file",
+    ] {
+        assert!(run_help.contains(flag), "{flag} missing from run --help");
+    }
+    let version = output(&["--version"]);
+    assert!(version.status.success());
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn run_blocks_and_stops_cleanly_on_sigterm() {
+    let data = tempfile::tempdir().unwrap();
+    let list = data.path().join("block.hosts");
+    std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
+    let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0", "--blocklist"]).arg(&list));
+    assert_eq!(connect_status(run.addr, "www.evil.test:443"), 403);
+    run.wait_for("blocked");
+    // A real upstream through the proxy.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    assert_eq!(connect_status(run.addr, &upstream.local_addr().unwrap().to_string()), 200);
+    run.signal("-TERM");
+    let status = run.wait_exit();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn sigint_also_stops() {
+    let data = tempfile::tempdir().unwrap();
+    let run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]));
+    run.signal("-INT");
+    assert_eq!(run.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn flags_override_the_config_file() {
+    let data = tempfile::tempdir().unwrap();
+    let list = data.path().join("plain.txt");
+    std::fs::write(&list, "from-file.test\n").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = data.path().join("guardnest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[proxy]\nlisten = \"{}\"\nconnect_timeout = \"2s\"\n[blocklist]\nsources = [{:?}]\n",
+            taken.local_addr().unwrap(),
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    // The file's listen address is taken; the flag's wins, and the file's list applies.
+    let run = Running::start(guardnest(&data).arg("--config").arg(&config).args(["--listen", "127.0.0.1:0"]));
+    assert_ne!(run.addr, taken.local_addr().unwrap());
+    assert_eq!(connect_status(run.addr, "from-file.test:443"), 403);
+}
+
+#[test]
+fn log_file_receives_the_log() {
+    let data = tempfile::tempdir().unwrap();
+    let log = data.path().join("gn.log");
+    let mut cmd = guardnest(&data);
+    cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug", "--log-file"]).arg(&log);
+    let mut child = cmd.stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("listening on") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("listening on 127.0.0.1:"), "{text}");
+    assert!(!text.contains('\u{1b}'), "ANSI colour codes in a log file");
+}
+
+#[test]
+fn config_errors_are_clear() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("bad.toml");
+    std::fs::write(&config, "[proxy]\nlisten = \"127.0.0.1:0\"\nidle_timeot = \"5s\"\n").unwrap();
+    let out = guardnest(&data).arg("--config").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("idle_timeot") && err.contains("bad.toml"), "{err}");
+
+    let out =
+        guardnest(&data).args(["--listen", "127.0.0.1:0", "--blocklist", "/nonexistent/list.txt"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/list.txt"));
+
+    let out = guardnest(&data).args(["--listen", "not-an-address"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+}
+
+#[test]
+fn port_in_use_is_a_distinct_error() {
+    let data = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = guardnest(&data).args(["--listen", &addr]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("in use"), "{err}");
+}
+
+/// With a tiny descriptor limit, accept fails with EMFILE; the proxy backs off, keeps
+/// running, and serves again once descriptors are free.
+#[cfg(target_os = "linux")]
+#[test]
+fn descriptor_exhaustion_is_survived() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit -n 48 && exec {BIN} run --data-dir {} --no-default-lists --listen 127.0.0.1:0",
+            data.path().display()
+        ))
+        .env_remove("RUST_LOG");
+    let mut run = Running::start(&mut cmd);
+    // Hold more connections than the limit allows the proxy to accept.
+    let mut hogs = Vec::new();
+    for _ in 0..80 {
+        if let Ok(s) = TcpStream::connect_timeout(&run.addr, Duration::from_millis(500)) {
+            hogs.push(s);
+        }
+    }
+    run.wait_for("accept failed");
+    drop(hogs);
+    // Recovered: a tunnel works again (the accept loop retries with backoff).
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = upstream.local_addr().unwrap().to_string();
+    let deadline = Instant::now() + WAIT;
+    let mut status = 0;
+    while Instant::now() < deadline {
+        status = std::panic::catch_unwind(|| connect_status(run.addr, &target)).unwrap_or(0);
+        if status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(status, 200);
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit().code(), Some(0));
+}
