@@ -47,7 +47,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let lists = Blocklists::load(&config.blocklist).context("cannot load lists")?;
+        let lists = Blocklists::load(&config.blocklist, Some(&data_dir)).context("cannot load lists")?;
         tracing::info!(names = lists.len(), lists = lists.status().len(), "lists loaded");
         let proxy = Proxy::bind(config.proxy.clone(), config.health.clone(), lists.policy()).await?;
         tracing::info!("listening on {}", proxy.local_addr());

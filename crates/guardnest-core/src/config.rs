@@ -28,6 +28,10 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(30);
 /// How often list sources are checked for changes.
 pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(30);
+/// Largest list download accepted.
+pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 * 1024 * 1024;
+/// Longest a list download may take, start to finish.
+pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Errors reading or validating the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +136,11 @@ pub struct BlocklistConfig {
     pub update_interval: Duration,
     /// Whether the built-in default lists are used besides `sources`.
     pub default_lists: bool,
+    /// Largest list download accepted, in bytes.
+    pub max_download_bytes: u64,
+    /// Longest a list download may take.
+    #[serde(with = "humantime_serde")]
+    pub download_timeout: Duration,
 }
 
 impl Default for BlocklistConfig {
@@ -141,15 +150,17 @@ impl Default for BlocklistConfig {
             allowlist: Vec::new(),
             update_interval: DEFAULT_UPDATE_INTERVAL,
             default_lists: true,
+            max_download_bytes: DEFAULT_MAX_DOWNLOAD_BYTES,
+            download_timeout: DEFAULT_DOWNLOAD_TIMEOUT,
         }
     }
 }
 
-/// One list source: a bare string (a file path) or a table with a name and a format.
+/// One list source: a bare string (a file path or an http(s) URL) or a table with options.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum SourceSpec {
-    /// A file path.
+    /// A file path or an http(s) URL.
     Location(String),
     /// A source with options.
     Detailed(DetailedSource),
@@ -159,12 +170,15 @@ pub enum SourceSpec {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DetailedSource {
-    /// File path.
+    /// File path or http(s) URL.
     pub source: String,
     /// Name shown in block pages and logs; defaults to the file name.
     pub name: Option<String>,
     /// Forced format instead of detection.
     pub format: Option<crate::blocklist::Format>,
+    /// How often this source is checked; defaults to `[blocklist] update_interval`.
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
 }
 
 impl SourceSpec {
@@ -182,6 +196,15 @@ impl SourceSpec {
             return n.clone();
         }
         let loc = self.location();
+        if self.is_url() {
+            // host/last-segment reads better than a whole URL in a block page.
+            let rest = loc.split_once("://").map_or(loc, |(_, r)| r);
+            let host = rest.split('/').next().unwrap_or(rest);
+            return match rest.trim_end_matches('/').rsplit('/').next().filter(|l| *l != host) {
+                Some(last) => format!("{host}/{last}"),
+                None => host.to_string(),
+            };
+        }
         Path::new(loc).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| loc.to_string())
     }
 
@@ -191,6 +214,20 @@ impl SourceSpec {
             SourceSpec::Location(_) => None,
             SourceSpec::Detailed(d) => d.format,
         }
+    }
+
+    /// The source's own check interval, if set.
+    pub fn interval(&self) -> Option<Duration> {
+        match self {
+            SourceSpec::Location(_) => None,
+            SourceSpec::Detailed(d) => d.interval,
+        }
+    }
+
+    /// Whether the source is downloaded rather than read from a file.
+    pub fn is_url(&self) -> bool {
+        let l = self.location();
+        l.starts_with("http://") || l.starts_with("https://")
     }
 }
 
@@ -221,6 +258,7 @@ impl Config {
             ("proxy.idle_timeout", p.idle_timeout),
             ("health.interval", self.health.interval),
             ("blocklist.update_interval", self.blocklist.update_interval),
+            ("blocklist.download_timeout", self.blocklist.download_timeout),
         ];
         for (key, value) in nonzero {
             if value.is_zero() {
@@ -273,7 +311,7 @@ mod tests {
             idle_timeout = "1m 30s"
             connect_timeout = "250ms"
             [blocklist]
-            sources = ["/a/hosts", { source = "/b.txt", name = "mine", format = "plain" }]
+            sources = ["/a/hosts", { source = "/b.txt", name = "mine", format = "plain", interval = "1h" }, "https://lists.example/x/hosts.txt"]
             update_interval = "5m"
             "#,
             "t",
@@ -281,9 +319,12 @@ mod tests {
         .unwrap();
         assert_eq!(c.proxy.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
-        assert_eq!(c.blocklist.sources.len(), 2);
+        assert_eq!(c.blocklist.sources.len(), 3);
         assert_eq!(c.blocklist.sources[0].display_name(), "hosts");
         assert_eq!(c.blocklist.sources[1].display_name(), "mine");
+        assert_eq!(c.blocklist.sources[1].interval(), Some(Duration::from_secs(3600)));
+        assert_eq!(c.blocklist.sources[2].display_name(), "lists.example/hosts.txt");
+        assert!(c.blocklist.sources[2].is_url());
         assert_eq!(c.blocklist.update_interval, Duration::from_secs(300));
     }
 

@@ -45,13 +45,61 @@ impl std::fmt::Display for Format {
     }
 }
 
+/// Normalised names packed into one string, newline-separated: about 1 byte of overhead
+/// per name instead of a heap allocation each. The matcher points into it.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+    text: String,
+    count: usize,
+}
+
+impl Names {
+    /// Appends a normalised name (no newline in it).
+    pub fn push(&mut self, name: &str) {
+        self.text.push_str(name);
+        self.text.push('\n');
+        self.count += 1;
+    }
+
+    /// Names held.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether no names are held.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Each name with its byte offset in [`Names::as_str`].
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &str)> + '_ {
+        let base = self.text.as_ptr() as usize;
+        self.text.split_terminator('\n').map(move |n| (n.as_ptr() as usize - base, n))
+    }
+
+    /// The packed text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Moves every name of `other` to the end of this list.
+    pub fn append(&mut self, other: Names) {
+        self.text.push_str(&other.text);
+        self.count += other.count;
+    }
+
+    fn shrink(&mut self) {
+        self.text.shrink_to_fit();
+    }
+}
+
 /// What one list yielded.
 #[derive(Debug, Default, Clone)]
 pub struct Parsed {
     /// Names to block (each also blocks its subdomains).
-    pub block: Vec<Box<str>>,
+    pub block: Names,
     /// Names never to block (adblock `@@` exceptions, JSON `allow`).
-    pub allow: Vec<Box<str>>,
+    pub allow: Names,
     /// Lines that looked like entries but were not valid.
     pub invalid: usize,
     /// Valid rules of a kind GuardNest does not apply (adblock options, paths, cosmetic
@@ -105,6 +153,8 @@ pub fn parse(text: &str, format: Format) -> Parsed {
     for line in text.lines().map(str::trim).filter(|l| !is_comment(l)) {
         line_parser(line, &mut out);
     }
+    out.block.shrink();
+    out.allow.shrink();
     out
 }
 
@@ -117,9 +167,9 @@ fn strip_inline_comment(line: &str) -> &str {
     line.split_once('#').map_or(line, |(l, _)| l).trim_end()
 }
 
-fn push_name(raw: &str, into: &mut Vec<Box<str>>, invalid: &mut usize) {
+fn push_name(raw: &str, into: &mut Names, invalid: &mut usize) {
     match normalize_name(raw) {
-        Some(n) => into.push(n.into_boxed_str()),
+        Some(n) => into.push(&n),
         None => *invalid += 1,
     }
 }
@@ -256,8 +306,8 @@ fn parse_json(text: &str) -> Parsed {
 mod tests {
     use super::*;
 
-    fn names(p: &[Box<str>]) -> Vec<&str> {
-        p.iter().map(|b| &**b).collect()
+    fn names(p: &Names) -> Vec<&str> {
+        p.iter().map(|(_, n)| n).collect()
     }
 
     #[test]

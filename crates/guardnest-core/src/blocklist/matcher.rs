@@ -2,22 +2,36 @@
 //!
 //! Every listed name blocks itself and its subdomains, so a lookup walks the query's
 //! suffixes at label boundaries (`a.b.evil.test`, `b.evil.test`, `evil.test`, `test`) and
-//! probes one hash table per suffix. Allow entries live in the same table, so each
-//! suffix costs one probe, and an allow anywhere on the walk wins over any block.
+//! probes one hash table per suffix. Allow entries live in the same table, so each suffix
+//! costs one probe, and an allow anywhere on the walk wins over any block.
+//!
+//! Memory is what decides whether a million names are affordable on a desktop, so the table
+//! holds no strings: each slot is one `u64` pointing into the lists' packed [`Names`] (shared
+//! with the list state, not copied), with the name's length, a 7-bit hash tag that skips
+//! most false comparisons, and the ids of the lists that block and allow it. That is about
+//! 10 bytes of table per name at 80% load, plus the name's own bytes once.
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+
+use super::format::{Names, Parsed};
 
 type Hasher = foldhash::fast::RandomState;
 
-const NONE: u16 = u16::MAX;
+/// Lists a matcher can tell apart; ids are 8 bits with one value meaning "none".
+pub const MAX_LISTS: usize = 255;
+const NONE: u64 = 0xff;
+/// Target table load; linear probing stays short below this.
+const LOAD: f64 = 0.8;
 
-/// Which sources list a name, to block and to allow.
-#[derive(Clone, Copy)]
-struct Entry {
-    block: u16,
-    allow: u16,
-}
+// Slot layout (0 = empty; a stored name has len >= 1):
+// bits 0..32 offset in its Names | 32..40 len | 40..47 tag | 47 stored in allow names
+// | 48..56 blocking list | 56..64 allowing list
+const LEN_SHIFT: u32 = 32;
+const TAG_SHIFT: u32 = 40;
+const ALLOW_STORE_BIT: u64 = 1 << 47;
+const BLOCK_SHIFT: u32 = 48;
+const ALLOW_SHIFT: u32 = 56;
 
 /// The rule a name matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,90 +60,108 @@ impl Verdict {
     }
 }
 
-/// Collects names from every source; [`MatcherBuilder::build`] freezes them.
+/// Whether a list's names block or exempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A block list (its adblock `@@` exceptions still exempt).
+    Block,
+    /// An allowlist: every name in it is exempt.
+    Allow,
+}
+
+struct List {
+    name: Arc<str>,
+    names: Arc<Parsed>,
+    role: Role,
+}
+
+/// Collects lists; [`MatcherBuilder::build`] indexes them.
 #[derive(Default)]
 pub struct MatcherBuilder {
-    map: HashMap<Box<str>, Entry, Hasher>,
-    lists: Vec<Arc<str>>,
+    lists: Vec<List>,
 }
+
+/// Too many lists for one matcher.
+#[derive(Debug, thiserror::Error)]
+#[error("too many lists: at most {MAX_LISTS} can be loaded")]
+pub struct TooManyLists;
 
 impl MatcherBuilder {
-    /// An empty builder sized for about `names` entries.
-    pub fn with_capacity(names: usize) -> Self {
-        Self { map: HashMap::with_capacity_and_hasher(names, Hasher::default()), lists: Vec::new() }
-    }
-
-    /// Registers a list; its id tags the names added for it.
-    pub fn add_list(&mut self, name: &str) -> ListId {
-        let id = u16::try_from(self.lists.len()).unwrap_or(NONE - 1).min(NONE - 1);
-        self.lists.push(Arc::from(name));
-        ListId(id)
-    }
-
-    /// Adds a name to block; the first list to name it is the one reported.
-    pub fn block(&mut self, list: ListId, name: &str) {
-        let e = self.entry(name);
-        if e.block == NONE {
-            e.block = list.0;
+    /// Adds a list's parsed names, shared, not copied.
+    pub fn add(&mut self, name: &str, role: Role, names: Arc<Parsed>) -> Result<(), TooManyLists> {
+        if self.lists.len() >= MAX_LISTS {
+            return Err(TooManyLists);
         }
+        self.lists.push(List { name: Arc::from(name), names, role });
+        Ok(())
     }
 
-    /// Adds a name never to block.
-    pub fn allow(&mut self, list: ListId, name: &str) {
-        let e = self.entry(name);
-        if e.allow == NONE {
-            e.allow = list.0;
+    /// Indexes every name of every list.
+    pub fn build(self) -> Matcher {
+        let total: usize = self.lists.iter().map(|l| l.names.entries()).sum();
+        let capacity = ((total as f64 / LOAD) as usize).max(8);
+        let mut m = Matcher {
+            slots: vec![0; capacity].into_boxed_slice(),
+            len: 0,
+            lists: self.lists,
+            hasher: Hasher::default(),
+        };
+        for id in 0..m.lists.len() {
+            let parsed = m.lists[id].names.clone();
+            let (block_as, allow_as) = match m.lists[id].role {
+                Role::Block => (BLOCK_SHIFT, ALLOW_SHIFT),
+                Role::Allow => (ALLOW_SHIFT, ALLOW_SHIFT),
+            };
+            m.insert_all(id as u64, &parsed.block, false, block_as);
+            m.insert_all(id as u64, &parsed.allow, true, allow_as);
         }
-    }
-
-    fn entry(&mut self, name: &str) -> &mut Entry {
-        // Avoid allocating a key for a name that is already present (duplicates are common).
-        if !self.map.contains_key(name) {
-            self.map.insert(name.into(), Entry { block: NONE, allow: NONE });
-        }
-        self.map.get_mut(name).expect("inserted above")
-    }
-
-    /// Freezes the names into a matcher.
-    pub fn build(mut self) -> Matcher {
-        self.map.shrink_to_fit();
-        Matcher { map: self.map, lists: self.lists }
+        m
     }
 }
 
-/// Identifies a list inside one builder.
-#[derive(Debug, Clone, Copy)]
-pub struct ListId(u16);
-
 /// An immutable set of block and allow rules.
-#[derive(Default)]
 pub struct Matcher {
-    map: HashMap<Box<str>, Entry, Hasher>,
-    lists: Vec<Arc<str>>,
+    slots: Box<[u64]>,
+    len: usize,
+    lists: Vec<List>,
+    hasher: Hasher,
+}
+
+impl Default for Matcher {
+    fn default() -> Self {
+        MatcherBuilder::default().build()
+    }
 }
 
 impl Matcher {
     /// Distinct names held (block and allow).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.len
     }
 
     /// Whether no names are held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len == 0
+    }
+
+    /// Bytes of the index itself (the names' text is owned by the lists).
+    pub fn index_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<u64>()
     }
 
     /// Checks a normalised name (lowercase, no trailing dot, punycode).
     pub fn check_name(&self, name: &str) -> Verdict {
-        let mut blocked: Option<(u16, &str)> = None;
+        let mut blocked: Option<(u64, &str)> = None;
         let mut suffix = name;
         loop {
-            if let Some(e) = self.map.get(suffix) {
-                if e.allow != NONE {
-                    return Verdict::Exempt(self.found(e.allow, suffix));
+            if let Some(slot) = self.find(suffix) {
+                let allow = slot >> ALLOW_SHIFT;
+                if allow != NONE {
+                    return Verdict::Exempt(self.found(allow, suffix));
                 }
-                if e.block != NONE && blocked.is_none() {
-                    blocked = Some((e.block, suffix));
+                let block = (slot >> BLOCK_SHIFT) & 0xff;
+                if block != NONE && blocked.is_none() {
+                    blocked = Some((block, suffix));
                 }
             }
             match suffix.split_once('.') {
@@ -145,15 +177,104 @@ impl Matcher {
 
     /// Checks an IP literal: only an exact listing matches (no "parent" of an address).
     pub fn check_exact(&self, name: &str) -> Verdict {
-        match self.map.get(name) {
-            Some(e) if e.allow != NONE => Verdict::Exempt(self.found(e.allow, name)),
-            Some(e) if e.block != NONE => Verdict::Blocked(self.found(e.block, name)),
-            _ => Verdict::Allowed,
+        let Some(slot) = self.find(name) else { return Verdict::Allowed };
+        let (allow, block) = (slot >> ALLOW_SHIFT, (slot >> BLOCK_SHIFT) & 0xff);
+        if allow != NONE {
+            Verdict::Exempt(self.found(allow, name))
+        } else if block != NONE {
+            Verdict::Blocked(self.found(block, name))
+        } else {
+            Verdict::Allowed
         }
     }
 
-    fn found(&self, list: u16, rule: &str) -> Match {
-        Match { list: self.lists[usize::from(list)].clone(), rule: rule.into() }
+    fn found(&self, list: u64, rule: &str) -> Match {
+        Match { list: self.lists[list as usize].name.clone(), rule: rule.into() }
+    }
+
+    fn hash(&self, name: &str) -> u64 {
+        self.hasher.hash_one(name.as_bytes())
+    }
+
+    /// Maps a hash onto the table without a power-of-two size (multiply-shift).
+    fn home(&self, hash: u64) -> usize {
+        ((hash as u128 * self.slots.len() as u128) >> 64) as usize
+    }
+
+    fn tag(hash: u64) -> u64 {
+        (hash >> 57) << TAG_SHIFT
+    }
+
+    /// The text a slot points at.
+    fn text_of(&self, slot: u64) -> &str {
+        let block = (slot >> BLOCK_SHIFT) & 0xff;
+        let allow = slot >> ALLOW_SHIFT;
+        // The storing list is the first one that named it: the lower id.
+        let list = &self.lists[block.min(allow) as usize].names;
+        let names = if slot & ALLOW_STORE_BIT != 0 { &list.allow } else { &list.block };
+        let offset = (slot & 0xffff_ffff) as usize;
+        let len = ((slot >> LEN_SHIFT) & 0xff) as usize;
+        names.as_str().get(offset..offset + len).unwrap_or("")
+    }
+
+    fn find(&self, name: &str) -> Option<u64> {
+        if name.is_empty() || name.len() > 255 || self.len == 0 {
+            return None;
+        }
+        let hash = self.hash(name);
+        let want = Self::tag(hash) | ((name.len() as u64) << LEN_SHIFT);
+        let mask = (0x7f << TAG_SHIFT) | (0xff << LEN_SHIFT);
+        let mut i = self.home(hash);
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return None;
+            }
+            if slot & mask == want && self.text_of(slot) == name {
+                return Some(slot);
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
+    }
+
+    fn insert_all(&mut self, list: u64, names: &Names, in_allow: bool, role_shift: u32) {
+        for (offset, name) in names.iter() {
+            if name.len() > 255 || offset > u32::MAX as usize {
+                continue; // cannot be a DNS name; normalisation already refuses these
+            }
+            self.insert(list, offset as u64, name, in_allow, role_shift);
+        }
+    }
+
+    fn insert(&mut self, list: u64, offset: u64, name: &str, in_allow: bool, role_shift: u32) {
+        let hash = self.hash(name);
+        let want = Self::tag(hash) | ((name.len() as u64) << LEN_SHIFT);
+        let mask = (0x7f << TAG_SHIFT) | (0xff << LEN_SHIFT);
+        let mut i = self.home(hash);
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                let store = if in_allow { ALLOW_STORE_BIT } else { 0 };
+                let ids = (NONE << BLOCK_SHIFT) | (NONE << ALLOW_SHIFT);
+                let ids = (ids & !(0xff << role_shift)) | (list << role_shift);
+                self.slots[i] = offset | want | store | ids;
+                self.len += 1;
+                return;
+            }
+            if slot & mask == want && self.text_of(slot) == name {
+                if (slot >> role_shift) & 0xff == NONE {
+                    self.slots[i] = (slot & !(0xff << role_shift)) | (list << role_shift);
+                }
+                return; // the first list to name it is the one reported
+            }
+            i += 1;
+            if i == self.slots.len() {
+                i = 0;
+            }
+        }
     }
 }
 
@@ -161,23 +282,29 @@ impl Matcher {
 mod tests {
     use super::*;
 
+    fn names(block: &[&str], allow: &[&str]) -> Arc<Parsed> {
+        let mut p = Parsed::default();
+        block.iter().for_each(|n| p.block.push(n));
+        allow.iter().for_each(|n| p.allow.push(n));
+        Arc::new(p)
+    }
+
     fn matcher() -> Matcher {
         let mut b = MatcherBuilder::default();
-        let bl = b.add_list("bad");
-        let al = b.add_list("mine");
-        b.block(bl, "evil.test");
-        b.block(bl, "ads.example.com");
-        b.block(bl, "evil.test");
-        b.block(bl, "xn--bcher-kva.example");
-        b.allow(al, "ok.evil.test");
-        b.block(bl, "10.0.0.1");
+        let bad = names(
+            &["evil.test", "ads.example.com", "evil.test", "xn--bcher-kva.example", "10.0.0.1"],
+            &["ex.ads.example.com"],
+        );
+        b.add("bad", Role::Block, bad).unwrap();
+        b.add("mine", Role::Allow, names(&["ok.evil.test"], &[])).unwrap();
+        b.add("more", Role::Block, names(&["evil.test", "ok.evil.test", "more.test"], &[])).unwrap();
         b.build()
     }
 
     #[test]
     fn suffixes_block_and_lookalikes_do_not() {
         let m = matcher();
-        assert_eq!(m.len(), 5);
+        assert_eq!(m.len(), 7);
         let v = m.check_name("a.b.evil.test");
         assert_eq!(v, Verdict::Blocked(Match { list: "bad".into(), rule: "evil.test".into() }));
         assert!(m.check_name("evil.test").is_blocked());
@@ -186,14 +313,20 @@ mod tests {
         assert!(!m.check_name("example.com").is_blocked());
         assert!(m.check_name("x.ads.example.com").is_blocked());
         assert!(m.check_name("xn--bcher-kva.example").is_blocked());
+        assert_eq!(
+            m.check_name("more.test"),
+            Verdict::Blocked(Match { list: "more".into(), rule: "more.test".into() })
+        );
     }
 
     #[test]
     fn allow_wins_for_itself_and_subdomains() {
         let m = matcher();
-        assert!(matches!(m.check_name("ok.evil.test"), Verdict::Exempt(_)));
+        assert!(matches!(m.check_name("ok.evil.test"), Verdict::Exempt(ref x) if &*x.list == "mine"));
         assert!(matches!(m.check_name("deep.ok.evil.test"), Verdict::Exempt(_)));
         assert!(m.check_name("nok.evil.test").is_blocked());
+        // An adblock exception inside a block list.
+        assert!(matches!(m.check_name("ex.ads.example.com"), Verdict::Exempt(ref x) if &*x.list == "bad"));
     }
 
     #[test]
@@ -201,5 +334,27 @@ mod tests {
         let m = matcher();
         assert!(m.check_exact("10.0.0.1").is_blocked());
         assert!(!m.check_exact("0.0.1").is_blocked());
+    }
+
+    #[test]
+    fn empty_matcher_allows_everything() {
+        let m = Matcher::default();
+        assert_eq!(m.check_name("evil.test"), Verdict::Allowed);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn many_names_all_found() {
+        let list: Vec<String> = (0..50_000).map(|i| format!("host{i}.example{}.test", i % 97)).collect();
+        let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+        let mut b = MatcherBuilder::default();
+        b.add("big", Role::Block, names(&refs, &[])).unwrap();
+        let m = b.build();
+        assert_eq!(m.len(), 50_000);
+        for n in &list {
+            assert!(m.check_name(&format!("www.{n}")).is_blocked(), "{n}");
+        }
+        assert!(!m.check_name("host50000.example0.test").is_blocked());
+        assert!(m.index_bytes() <= 50_000 * 8 * 13 / 10);
     }
 }

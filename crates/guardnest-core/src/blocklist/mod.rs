@@ -1,24 +1,40 @@
-//! Block and allow lists: sources, parsing, and the matcher that serves lookups.
+//! Block and allow lists: sources, downloads, cache, parsing, and the matcher that serves
+//! lookups.
 //!
-//! A refresh reads the sources that changed, builds a whole new [`Matcher`] on a blocking
-//! thread and publishes it with one atomic swap; lookups never wait on a lock and a failed
-//! refresh keeps the previous version of that source.
+//! A refresh fetches or re-reads the sources that are due, builds a whole new [`Matcher`] on
+//! a blocking thread and publishes it with one atomic swap; lookups never wait on a lock,
+//! and a failed refresh keeps the previous version of that source.
 
+mod cache;
+mod fetch;
 mod format;
 mod matcher;
+mod source;
 
-use std::path::PathBuf;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-pub use format::{detect, parse, Format, Parsed};
-pub use matcher::{ListId, Match, Matcher, MatcherBuilder, Verdict};
+pub use cache::{CacheEntry, CacheError, CacheMeta};
+pub use fetch::{FetchError, Fetched, Fetcher, Progress};
+pub use format::{detect, parse, Format, Names, Parsed};
+pub use matcher::{Match, Matcher, MatcherBuilder, Role, TooManyLists, Verdict, MAX_LISTS};
 
 use crate::config::{BlocklistConfig, SourceSpec};
 use crate::domain::Host;
+use source::{Outcome, Source};
+
+/// Built-in public lists of malware and phishing domains, used unless turned off.
+pub const DEFAULT_LISTS: &[(&str, &str)] = &[
+    ("urlhaus-malware", "https://urlhaus.abuse.ch/downloads/hostfile/"),
+    ("blocklistproject-malware", "https://blocklistproject.github.io/Lists/malware.txt"),
+    ("blocklistproject-phishing", "https://blocklistproject.github.io/Lists/phishing.txt"),
+];
 
 /// Errors loading lists at startup.
 #[derive(Debug, thiserror::Error)]
@@ -32,18 +48,12 @@ pub enum ListError {
         #[source]
         source: std::io::Error,
     },
-    /// A source location is not something GuardNest can load.
-    #[error("unsupported list source {0:?} (expected a file path)")]
-    Unsupported(String),
-}
-
-/// Whether a source's names block or exempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A block list.
-    Block,
-    /// An allowlist: every name in it is exempt.
-    Allow,
+    /// More lists than one matcher can tell apart.
+    #[error(transparent)]
+    TooMany(#[from] TooManyLists),
+    /// The HTTP client could not be built.
+    #[error("cannot set up list downloads: {0}")]
+    Client(#[from] FetchError),
 }
 
 /// What status and `guardnest lists` show for one source.
@@ -51,30 +61,53 @@ pub enum Role {
 pub struct SourceStatus {
     /// Display name.
     pub name: String,
-    /// Where it is read from.
+    /// Where it is read from: a path or a URL.
     pub location: String,
     /// Block or allow.
     pub role: Role,
-    /// The format used for the current version.
+    /// One of the built-in default lists.
+    pub builtin: bool,
+    /// The format of the current version.
     pub format: Option<Format>,
+    /// Whether a version is loaded (false for a URL not downloaded or cached yet).
+    pub loaded: bool,
+    /// Whether the current version came from the on-disk cache.
+    pub from_cache: bool,
     /// Names in the current version.
     pub entries: usize,
     /// Lines skipped in the current version (invalid plus unsupported).
     pub skipped: usize,
-    /// The last refresh error, if the last attempt failed.
+    /// Last successful check (changed or not).
+    pub last_success: Option<SystemTime>,
+    /// The error of the last attempt, if it failed.
     pub last_error: Option<String>,
+    /// When the source is checked next.
+    pub next_check: SystemTime,
 }
 
-struct Source {
-    spec: SourceSpec,
-    role: Role,
-    name: String,
-    path: PathBuf,
-    /// (mtime, len) of the version loaded, to notice changes cheaply.
-    stamp: Option<(SystemTime, u64)>,
-    format: Option<Format>,
-    parsed: Arc<Parsed>,
-    last_error: Option<String>,
+/// The result of one update pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateReport {
+    /// Sources with a new version.
+    pub updated: Vec<String>,
+    /// Sources checked and unchanged.
+    pub unchanged: Vec<String>,
+    /// Sources that failed, with why.
+    pub failed: Vec<(String, String)>,
+    /// Distinct names in the published matcher afterwards.
+    pub names: usize,
+}
+
+/// Creates a progress reporter per download; the CLI draws bars, the service logs.
+pub trait Reporter: Send + Sync {
+    /// A reporter for the download of the named list.
+    fn start(&self, list: &str) -> Box<dyn Progress>;
+}
+
+impl Reporter for () {
+    fn start(&self, _: &str) -> Box<dyn Progress> {
+        Box::new(())
+    }
 }
 
 /// The loaded lists and the matcher built from them.
@@ -86,7 +119,10 @@ pub struct Blocklists {
 struct Inner {
     current: Arc<ArcSwap<Matcher>>,
     sources: Mutex<Vec<Source>>,
-    config: BlocklistConfig,
+    /// One update pass at a time (the updater, `lists update`, the control API).
+    updating: tokio::sync::Mutex<()>,
+    fetcher: Fetcher,
+    warned_defaults: AtomicBool,
 }
 
 /// A cheap, clonable handle that answers "is this host blocked?".
@@ -98,7 +134,7 @@ pub struct Policy {
 impl Policy {
     /// A policy that blocks nothing.
     pub fn allow_all() -> Self {
-        Self { matcher: Arc::new(ArcSwap::from_pointee(Matcher::default())) }
+        Self::from_matcher(Matcher::default())
     }
 
     /// A policy over a fixed matcher.
@@ -118,36 +154,42 @@ impl Policy {
 }
 
 impl Blocklists {
-    /// Reads every configured file; an unreadable file is an error, since starting without
-    /// a list the user asked for would silently let its names through.
-    pub fn load(config: &BlocklistConfig) -> Result<Self, ListError> {
-        let specs = config.sources.iter().map(|s| (s, Role::Block));
-        let specs = specs.chain(config.allowlist.iter().map(|s| (s, Role::Allow)));
+    /// Loads every source without touching the network: files are read (an unreadable file
+    /// is an error: starting without a list the user named would let its names through),
+    /// URL sources start from their cache in `data_dir`, if any, and are fetched later by
+    /// [`Blocklists::update`] or [`Blocklists::run_updater`].
+    pub fn load(config: &BlocklistConfig, data_dir: Option<&Path>) -> Result<Self, ListError> {
+        let defaults: Vec<SourceSpec> = match config.default_lists {
+            true => DEFAULT_LISTS
+                .iter()
+                .map(|(name, url)| {
+                    SourceSpec::Detailed(crate::config::DetailedSource {
+                        source: url.to_string(),
+                        name: Some(name.to_string()),
+                        format: None,
+                        interval: None,
+                    })
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        let specs = config.sources.iter().map(|s| (s, Role::Block, false));
+        let specs = specs.chain(defaults.iter().map(|s| (s, Role::Block, true)));
+        let specs = specs.chain(config.allowlist.iter().map(|s| (s, Role::Allow, false)));
         let mut sources = Vec::new();
-        for (spec, role) in specs {
-            let location = spec.location();
-            if location.starts_with("http://") || location.starts_with("https://") {
-                return Err(ListError::Unsupported(location.to_string()));
-            }
-            let mut source = Source {
-                spec: spec.clone(),
-                role,
-                name: spec.display_name(),
-                path: PathBuf::from(location),
-                stamp: None,
-                format: None,
-                parsed: Arc::new(Parsed::default()),
-                last_error: None,
-            };
-            source.reload().map_err(|e| ListError::Read { path: location.to_string(), source: e })?;
+        for (spec, role, builtin) in specs {
+            let mut source = Source::new(spec, role, builtin, config.update_interval, data_dir);
+            source.load_local().map_err(|e| ListError::Read { path: spec.location().to_string(), source: e })?;
             sources.push(source);
         }
-        let matcher = build_matcher(&sources);
+        let matcher = build_matcher(&sources)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 current: Arc::new(ArcSwap::from_pointee(matcher)),
                 sources: Mutex::new(sources),
-                config: config.clone(),
+                updating: tokio::sync::Mutex::new(()),
+                fetcher: Fetcher::new(config.max_download_bytes, config.download_timeout)?,
+                warned_defaults: AtomicBool::new(false),
             }),
         })
     }
@@ -157,68 +199,128 @@ impl Blocklists {
         Policy { matcher: self.inner.current.clone() }
     }
 
-    /// Re-reads the sources whose files changed and, if any did, publishes a new matcher.
-    /// Returns whether the matcher was replaced.
-    pub async fn refresh(&self) -> bool {
+    /// Checks a host against the current lists.
+    pub fn check(&self, host: &Host) -> Verdict {
+        self.policy().check(host)
+    }
+
+    /// Checks every source now (files re-read if changed, URLs fetched conditionally),
+    /// and publishes a new matcher if anything changed.
+    pub async fn update(&self, reporter: &dyn Reporter) -> UpdateReport {
+        self.update_pass(true, reporter).await
+    }
+
+    /// Checks the sources that are due.
+    async fn update_pass(&self, force: bool, reporter: &dyn Reporter) -> UpdateReport {
+        let _one_at_a_time = self.inner.updating.lock().await;
+        let now = Instant::now();
+        let due: Vec<usize> =
+            self.sources().iter().enumerate().filter(|(_, s)| force || s.next_check <= now).map(|(i, _)| i).collect();
+        let mut report = UpdateReport::default();
+        for i in due {
+            let (origin, version, format, name) = {
+                let sources = self.sources();
+                let s = &sources[i];
+                (s.origin.clone(), s.version.clone(), s.spec.format(), s.name.clone())
+            };
+            let progress = reporter.start(&name);
+            let outcome = Source::probe(origin, version, format, &self.inner.fetcher, &*progress).await;
+            let mut sources = self.sources();
+            let s = &mut sources[i];
+            match outcome {
+                Outcome::Unchanged => {
+                    s.checked();
+                    report.unchanged.push(name);
+                }
+                Outcome::Updated(v) => {
+                    tracing::info!(list = %name, entries = v.parsed.entries(), skipped = v.parsed.invalid + v.parsed.unsupported, "list updated");
+                    s.install(v);
+                    s.next_check = Instant::now() + s.interval;
+                    report.updated.push(name);
+                }
+                Outcome::Failed(why) => {
+                    s.failed(why.clone());
+                    report.failed.push((name, why));
+                }
+            }
+        }
+        if !report.updated.is_empty() {
+            self.republish().await;
+        }
+        self.warn_about_defaults();
+        report.names = self.len();
+        report
+    }
+
+    /// Builds a new matcher from every source's current version and swaps it in.
+    async fn republish(&self) {
         let this = self.clone();
-        // File reads, parsing and the rebuild all happen off the async threads.
-        tokio::task::spawn_blocking(move || this.refresh_blocking()).await.unwrap_or(false)
+        let built = tokio::task::spawn_blocking(move || build_matcher(&this.sources())).await;
+        match built {
+            Ok(Ok(matcher)) => self.inner.current.store(Arc::new(matcher)),
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild the matcher; keeping the previous one"),
+            Err(e) => tracing::error!(error = %e, "matcher rebuild panicked; keeping the previous one"),
+        }
     }
 
-    fn refresh_blocking(&self) -> bool {
-        let mut sources = self.sources();
-        let mut changed = false;
-        for source in sources.iter_mut() {
-            match source.changed_on_disk() {
-                Ok(false) => continue,
-                Ok(true) => {}
-                Err(e) => {
-                    source.fail(&e);
-                    continue;
-                }
-            }
-            match source.reload() {
-                Ok(()) => {
-                    tracing::info!(list = %source.name, entries = source.parsed.entries(), "list reloaded");
-                    changed = true;
-                }
-                Err(e) => source.fail(&e),
-            }
+    /// Says once, clearly, when the built-in lists could not be loaded yet, and once when they are.
+    fn warn_about_defaults(&self) {
+        let sources = self.sources();
+        let missing: Vec<&str> =
+            sources.iter().filter(|s| s.builtin && !s.version.loaded).map(|s| s.name.as_str()).collect();
+        let warned = &self.inner.warned_defaults;
+        if !missing.is_empty() && !warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                lists = %missing.join(", "),
+                "the built-in default lists are not loaded yet (no network?); blocking with the other lists meanwhile and retrying"
+            );
+        } else if missing.is_empty() && warned.swap(false, Ordering::Relaxed) {
+            tracing::info!("the built-in default lists are loaded now");
         }
-        if changed {
-            let matcher = build_matcher(&sources);
-            drop(sources);
-            self.inner.current.store(Arc::new(matcher));
-        }
-        changed
     }
 
-    /// Refreshes every `update_interval` until cancelled.
+    /// Checks due sources until cancelled; sleeps in between (no periodic wake-ups beyond
+    /// the sources' own schedules).
     pub async fn run_updater(self, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.inner.config.update_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await; // the first tick is immediate; lists were just loaded
         loop {
+            let next = self.sources().iter().map(|s| s.next_check).min();
+            let wait = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => { self.refresh().await; }
+                _ = wait => {}
+            }
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = self.update_pass(false, &()) => {}
             }
         }
     }
 
     /// The state of every source.
     pub fn status(&self) -> Vec<SourceStatus> {
+        let now = Instant::now();
         self.sources()
             .iter()
             .map(|s| SourceStatus {
                 name: s.name.clone(),
                 location: s.spec.location().to_string(),
                 role: s.role,
-                format: s.format,
-                entries: s.parsed.entries(),
-                skipped: s.parsed.invalid + s.parsed.unsupported,
+                builtin: s.builtin,
+                format: s.version.format,
+                loaded: s.version.loaded,
+                from_cache: s.version.from_cache,
+                entries: s.version.parsed.entries(),
+                skipped: s.version.parsed.invalid + s.version.parsed.unsupported,
+                last_success: s.last_success,
                 last_error: s.last_error.clone(),
+                next_check: SystemTime::now() + s.next_check.saturating_duration_since(now),
             })
             .collect()
     }
@@ -234,54 +336,16 @@ impl Blocklists {
     }
 
     fn sources(&self) -> MutexGuard<'_, Vec<Source>> {
-        // The data stays consistent even if a holder panicked: each source is replaced whole.
+        // Each source is replaced whole under the lock, so the data is consistent even if
+        // a holder panicked.
         self.inner.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-impl Source {
-    fn changed_on_disk(&self) -> std::io::Result<bool> {
-        Ok(Some(file_stamp(&self.path)?) != self.stamp)
-    }
-
-    fn reload(&mut self) -> std::io::Result<()> {
-        let stamp = file_stamp(&self.path)?;
-        let bytes = std::fs::read(&self.path)?;
-        let text = String::from_utf8_lossy(&bytes);
-        let format = self.spec.format().unwrap_or_else(|| detect(&text));
-        self.parsed = Arc::new(parse(&text, format));
-        self.format = Some(format);
-        self.stamp = Some(stamp);
-        self.last_error = None;
-        Ok(())
-    }
-
-    fn fail(&mut self, e: &std::io::Error) {
-        tracing::warn!(list = %self.name, error = %e, "cannot reload list, keeping the previous version");
-        self.last_error = Some(e.to_string());
-    }
-}
-
-fn file_stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path)?;
-    Ok((meta.modified()?, meta.len()))
-}
-
-fn build_matcher(sources: &[Source]) -> Matcher {
-    let total = sources.iter().map(|s| s.parsed.entries()).sum();
-    let mut builder = MatcherBuilder::with_capacity(total);
+fn build_matcher(sources: &[Source]) -> Result<Matcher, TooManyLists> {
+    let mut builder = MatcherBuilder::default();
     for source in sources {
-        let id = builder.add_list(&source.name);
-        let parsed = &source.parsed;
-        match source.role {
-            Role::Block => {
-                parsed.block.iter().for_each(|n| builder.block(id, n));
-                parsed.allow.iter().for_each(|n| builder.allow(id, n));
-            }
-            Role::Allow => {
-                parsed.block.iter().chain(&parsed.allow).for_each(|n| builder.allow(id, n));
-            }
-        }
+        builder.add(&source.name, source.role, source.version.parsed.clone())?;
     }
-    builder.build()
+    Ok(builder.build())
 }

@@ -101,12 +101,14 @@ async fn edited_list_file_is_picked_up() {
     assert!(!policy.check(&Host::parse("two.test").unwrap()).is_blocked());
     // A different length guarantees the change is seen even within one mtime tick.
     std::fs::write(l.dir.path().join("plain.txt"), "two.test\nthree.test\n").unwrap();
-    assert!(l.blocklists.refresh().await);
+    assert_eq!(l.blocklists.update(&()).await.updated, ["plain.txt"]);
     assert!(policy.check(&Host::parse("two.test").unwrap()).is_blocked());
     assert!(!policy.check(&Host::parse("one.test").unwrap()).is_blocked());
     // A vanished file keeps its last version and reports why.
     std::fs::remove_file(l.dir.path().join("plain.txt")).unwrap();
-    assert!(!l.blocklists.refresh().await);
+    let report = l.blocklists.update(&()).await;
+    assert_eq!(report.failed.len(), 1);
+    assert!(report.updated.is_empty());
     assert!(policy.check(&Host::parse("two.test").unwrap()).is_blocked());
     assert!(l.blocklists.status()[0].last_error.is_some());
 }

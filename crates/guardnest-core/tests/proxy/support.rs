@@ -94,9 +94,10 @@ pub fn lists(block: &[(&str, &str)], allow: &[(&str, &str)]) -> Lists {
     let config = BlocklistConfig {
         sources: block.iter().map(write).collect(),
         allowlist: allow.iter().map(write).collect(),
+        default_lists: false, // tests never leave loopback
         ..BlocklistConfig::default()
     };
-    let blocklists = Blocklists::load(&config).expect("lists load");
+    let blocklists = Blocklists::load(&config, None).expect("lists load");
     Lists { dir, blocklists }
 }
 

@@ -1,0 +1,169 @@
+//! The on-disk cache of downloaded lists, so a restart without network blocks at once.
+//!
+//! Each URL source has a body file and a metadata file (validators, length, CRC-32, times)
+//! in `DATA_DIR/lists/`. Both are written to a temporary file and renamed into place, and a
+//! body whose length or checksum disagrees with its metadata is treated as absent: a crash
+//! mid-save, a truncated or a corrupted file costs a download, never a wrong list.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// What is remembered about one cached download.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheMeta {
+    /// The URL it came from.
+    pub url: String,
+    /// `ETag` of the cached body.
+    pub etag: Option<String>,
+    /// `Last-Modified` of the cached body.
+    pub last_modified: Option<String>,
+    /// Body length in bytes.
+    pub bytes: u64,
+    /// CRC-32 of the body.
+    pub crc32: u32,
+    /// When the body was downloaded (seconds since the epoch).
+    pub fetched_at: u64,
+    /// When the source was last checked successfully, changed or not.
+    pub checked_at: u64,
+    /// When the last attempt failed, and why; cleared by a success.
+    pub last_error: Option<(u64, String)>,
+}
+
+/// Cache files of one source.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    body: PathBuf,
+    meta: PathBuf,
+}
+
+/// Why a cached body was not used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// No cache for this source yet.
+    #[error("not cached yet")]
+    Missing,
+    /// The files exist but cannot be read.
+    #[error("cannot read the cache: {0}")]
+    Io(#[from] std::io::Error),
+    /// Metadata unreadable, or the body disagrees with it.
+    #[error("cache is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl CacheEntry {
+    /// The cache files for `url` under `data_dir`.
+    pub fn new(data_dir: &Path, url: &str) -> Self {
+        let dir = data_dir.join("lists");
+        let slug: String = url
+            .split_once("://")
+            .map_or(url, |(_, r)| r)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .take(60)
+            .collect();
+        let key = format!("{slug}-{:08x}", crc32fast::hash(url.as_bytes()));
+        Self { body: dir.join(format!("{key}.list")), meta: dir.join(format!("{key}.meta.json")) }
+    }
+
+    /// Reads the metadata alone (for status), if present and readable.
+    pub fn meta(&self) -> Option<CacheMeta> {
+        let text = std::fs::read_to_string(&self.meta).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Reads and verifies the cached body.
+    pub fn load(&self) -> Result<(CacheMeta, Vec<u8>), CacheError> {
+        let text = match std::fs::read_to_string(&self.meta) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CacheError::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        let meta: CacheMeta = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt(format!("metadata: {e}")))?;
+        let body = match std::fs::read(&self.body) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CacheError::Corrupt("body file missing".into()))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if body.len() as u64 != meta.bytes {
+            return Err(CacheError::Corrupt(format!("{} bytes on disk, {} expected", body.len(), meta.bytes)));
+        }
+        if crc32fast::hash(&body) != meta.crc32 {
+            return Err(CacheError::Corrupt("checksum mismatch".into()));
+        }
+        Ok((meta, body))
+    }
+
+    /// Saves a new body and its metadata, each atomically.
+    pub fn store(&self, meta: &CacheMeta, body: &[u8]) -> std::io::Result<()> {
+        let mut meta = meta.clone();
+        meta.bytes = body.len() as u64;
+        meta.crc32 = crc32fast::hash(body);
+        write_atomic(&self.body, body)?;
+        self.store_meta(&meta)
+    }
+
+    /// Rewrites the metadata alone (a 304, or a failure to remember).
+    pub fn store_meta(&self, meta: &CacheMeta) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+        write_atomic(&self.meta, &json)
+    }
+}
+
+fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+}
+
+/// A time stored as seconds since the epoch.
+pub fn from_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let entry = CacheEntry::new(dir.path(), "https://lists.example/a/hosts?x=1");
+        assert!(matches!(entry.load(), Err(CacheError::Missing)));
+        let meta = CacheMeta { url: "u".into(), etag: Some("\"v1\"".into()), ..CacheMeta::default() };
+        entry.store(&meta, b"0.0.0.0 a.test\n").unwrap();
+        let (m, body) = entry.load().unwrap();
+        assert_eq!(body, b"0.0.0.0 a.test\n");
+        assert_eq!(m.etag.as_deref(), Some("\"v1\""));
+        // Truncated body.
+        std::fs::write(&entry.body, b"0.0.0.0 a").unwrap();
+        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+        // Same length, different bytes.
+        std::fs::write(&entry.body, b"0.0.0.0 b.test\n").unwrap();
+        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+        // Garbage metadata.
+        std::fs::write(&entry.meta, b"{not json").unwrap();
+        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+    }
+}

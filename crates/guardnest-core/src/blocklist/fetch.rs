@@ -1,0 +1,143 @@
+//! Downloads of URL sources: conditional, bounded, and never through the system proxy.
+//!
+//! Once GuardNest is the system proxy, a client that honours the proxy settings would send
+//! GuardNest's own list downloads through GuardNest; the client is built with no proxy.
+
+use std::time::Duration;
+
+use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use reqwest::StatusCode;
+
+use crate::respond::error_chain;
+
+/// Redirects followed before a download fails.
+const MAX_REDIRECTS: usize = 5;
+/// Time to establish the connection to a list server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connection, TLS, redirect or protocol failure (the whole cause chain).
+    #[error("{0}")]
+    Transport(String),
+    /// The server answered with a status other than 200 or 304.
+    #[error("server answered {0}")]
+    Status(StatusCode),
+    /// The body is larger than the configured limit.
+    #[error("download larger than the {limit}-byte limit")]
+    TooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// The download took longer than the configured limit.
+    #[error("download took longer than {0:?}")]
+    Timeout(Duration),
+}
+
+/// A new body, or word that the cached one is current.
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the validators matched.
+    NotModified,
+    /// 200 with a body.
+    Body {
+        /// The (decompressed) body.
+        body: Vec<u8>,
+        /// Its `ETag`.
+        etag: Option<String>,
+        /// Its `Last-Modified`.
+        last_modified: Option<String>,
+    },
+}
+
+/// Reports download progress: bytes so far and the total when known.
+pub trait Progress: Send + Sync {
+    /// Called as bytes arrive.
+    fn update(&self, received: u64, total: Option<u64>);
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: Option<u64>) {}
+}
+
+/// The list downloader.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    max_bytes: u64,
+    timeout: Duration,
+}
+
+impl Fetcher {
+    /// A downloader with a size cap and an overall time limit per download.
+    pub fn new(max_bytes: u64, timeout: Duration) -> Result<Self, FetchError> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .connect_timeout(CONNECT_TIMEOUT.min(timeout))
+            .user_agent(concat!("guardnest/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Transport(error_chain(&e)))?;
+        Ok(Self { client, max_bytes, timeout })
+    }
+
+    /// The size limit, also applied to a list once decompressed.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_bytes
+    }
+
+    /// Downloads `url`, conditionally when validators are given.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Fetched, FetchError> {
+        match tokio::time::timeout(self.timeout, self.fetch_unbounded(url, etag, last_modified, progress)).await {
+            Ok(r) => r,
+            Err(_) => Err(FetchError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn fetch_unbounded(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+        last_modified: Option<&str>,
+        progress: &dyn Progress,
+    ) -> Result<Fetched, FetchError> {
+        let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
+        let mut request = self.client.get(url);
+        if let Some(v) = etag {
+            request = request.header(IF_NONE_MATCH, v);
+        }
+        if let Some(v) = last_modified {
+            request = request.header(IF_MODIFIED_SINCE, v);
+        }
+        let mut response = request.send().await.map_err(transport)?;
+        match response.status() {
+            StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
+            StatusCode::OK => {}
+            other => return Err(FetchError::Status(other)),
+        }
+        let header = |name| {
+            response.headers().get(name).and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok()).map(str::to_owned)
+        };
+        let (etag, last_modified) = (header(ETAG), header(LAST_MODIFIED));
+        let total = response.content_length();
+        if total.is_some_and(|t| t > self.max_bytes) {
+            return Err(FetchError::TooLarge { limit: self.max_bytes });
+        }
+        let mut body = Vec::with_capacity(total.unwrap_or(0).min(self.max_bytes) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
+                return Err(FetchError::TooLarge { limit: self.max_bytes });
+            }
+            body.extend_from_slice(&chunk);
+            progress.update(body.len() as u64, total);
+        }
+        Ok(Fetched::Body { body, etag, last_modified })
+    }
+}

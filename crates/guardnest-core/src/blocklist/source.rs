@@ -1,0 +1,322 @@
+//! One list source: where it comes from, its current version, and how to get a newer one.
+//!
+//! A source always has a version to serve (possibly empty); a refresh either replaces it
+//! whole with a good new one or leaves it alone and records why, so one bad download or
+//! one bad file never empties a list.
+
+use std::borrow::Cow;
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::cache::{self, CacheEntry, CacheError, CacheMeta};
+use super::fetch::{Fetched, Fetcher, Progress};
+use super::format::{detect, parse, Format, Parsed};
+use super::matcher::Role;
+use crate::config::SourceSpec;
+
+/// First retry delay after a failure; doubles per failure.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// Where a source's text comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    /// A local file, re-read when its mtime or length changes.
+    File(PathBuf),
+    /// An http(s) URL, cached in the data dir when there is one.
+    Url { url: String, cache: Option<CacheEntry> },
+}
+
+/// A source and its current version.
+pub(crate) struct Source {
+    pub(crate) spec: SourceSpec,
+    pub(crate) role: Role,
+    pub(crate) name: String,
+    /// One of the built-in default lists.
+    pub(crate) builtin: bool,
+    pub(crate) origin: Origin,
+    pub(crate) interval: Duration,
+    pub(crate) version: Version,
+    pub(crate) last_success: Option<SystemTime>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) failures: u32,
+    pub(crate) next_check: Instant,
+}
+
+/// The version a source serves now.
+#[derive(Clone, Default)]
+pub(crate) struct Version {
+    pub(crate) parsed: Arc<Parsed>,
+    pub(crate) format: Option<Format>,
+    /// False until a first good version exists (a URL with no cache yet).
+    pub(crate) loaded: bool,
+    pub(crate) from_cache: bool,
+    /// (mtime, len) of a file source's version.
+    pub(crate) stamp: Option<(SystemTime, u64)>,
+    pub(crate) etag: Option<String>,
+    pub(crate) last_modified: Option<String>,
+}
+
+/// What a refresh of one source found.
+pub(crate) enum Outcome {
+    /// Nothing new (file unchanged, or 304).
+    Unchanged,
+    /// A new version to install.
+    Updated(Version),
+    /// The attempt failed; the current version stays.
+    Failed(String),
+}
+
+impl Source {
+    pub(crate) fn new(
+        spec: &SourceSpec,
+        role: Role,
+        builtin: bool,
+        default_interval: Duration,
+        data_dir: Option<&std::path::Path>,
+    ) -> Self {
+        let location = spec.location().to_string();
+        let origin = if spec.is_url() {
+            Origin::Url { cache: data_dir.map(|d| CacheEntry::new(d, &location)), url: location }
+        } else {
+            Origin::File(PathBuf::from(location))
+        };
+        Self {
+            spec: spec.clone(),
+            role,
+            name: spec.display_name(),
+            builtin,
+            origin,
+            interval: spec.interval().unwrap_or(default_interval),
+            version: Version::default(),
+            last_success: None,
+            last_error: None,
+            failures: 0,
+            next_check: Instant::now(),
+        }
+    }
+
+    /// Reads the first version without the network: a file, or a URL's cache.
+    pub(crate) fn load_local(&mut self) -> std::io::Result<()> {
+        match &self.origin {
+            Origin::File(path) => {
+                let version = read_file(path, self.spec.format())?;
+                self.install(version);
+                self.next_check = Instant::now() + self.interval;
+            }
+            Origin::Url { cache: Some(cache), url } => {
+                match cache.load() {
+                    Ok((meta, body)) => match parse_download(&body, self.spec.format(), u64::MAX) {
+                        Ok((format, parsed)) => {
+                            self.version = Version {
+                                parsed: Arc::new(parsed),
+                                format: Some(format),
+                                loaded: true,
+                                from_cache: true,
+                                stamp: None,
+                                etag: meta.etag.clone(),
+                                last_modified: meta.last_modified.clone(),
+                            };
+                            self.last_success = Some(cache::from_secs(meta.checked_at));
+                        }
+                        Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring cached copy"),
+                    },
+                    Err(CacheError::Missing) => {}
+                    Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring cached copy"),
+                }
+                if let Some(meta) = cache.meta() {
+                    self.last_error = meta.last_error.map(|(_, e)| e);
+                }
+                self.next_check = Instant::now(); // a conditional GET right away is cheap
+            }
+            Origin::Url { cache: None, .. } => self.next_check = Instant::now(),
+        }
+        Ok(())
+    }
+
+    /// Gets a newer version if there is one. Runs its blocking parts off the async threads.
+    pub(crate) async fn probe(
+        origin: Origin,
+        current: Version,
+        format: Option<Format>,
+        fetcher: &Fetcher,
+        progress: &dyn Progress,
+    ) -> Outcome {
+        match origin {
+            Origin::File(path) => {
+                blocking(move || match file_stamp(&path) {
+                    Ok(stamp) if Some(stamp) == current.stamp => Outcome::Unchanged,
+                    Ok(_) => match read_file(&path, format) {
+                        Ok(v) => Outcome::Updated(v),
+                        Err(e) => Outcome::Failed(format!("cannot read {}: {e}", path.display())),
+                    },
+                    Err(e) => Outcome::Failed(format!("cannot read {}: {e}", path.display())),
+                })
+                .await
+            }
+            Origin::Url { url, cache } => {
+                // Validators only make sense while we still hold the body they describe.
+                let (etag, lm) = match current.loaded {
+                    true => (current.etag.as_deref(), current.last_modified.as_deref()),
+                    false => (None, None),
+                };
+                match fetcher.fetch(&url, etag, lm, progress).await {
+                    Ok(Fetched::NotModified) => {
+                        let cache = cache.clone();
+                        blocking(move || remember(cache.as_ref(), &url, None)).await;
+                        Outcome::Unchanged
+                    }
+                    Ok(Fetched::Body { body, etag, last_modified }) => {
+                        let limit = fetcher.max_bytes();
+                        blocking(move || match parse_download(&body, format, limit) {
+                            Ok((fmt, parsed)) => {
+                                if let Some(c) = &cache {
+                                    let meta = CacheMeta {
+                                        url: url.clone(),
+                                        etag: etag.clone(),
+                                        last_modified: last_modified.clone(),
+                                        fetched_at: cache::now_secs(),
+                                        checked_at: cache::now_secs(),
+                                        ..CacheMeta::default()
+                                    };
+                                    if let Err(e) = c.store(&meta, &body) {
+                                        tracing::warn!(%url, error = %e, "cannot cache the list; it will be downloaded again after a restart");
+                                    }
+                                }
+                                Outcome::Updated(Version {
+                                    parsed: Arc::new(parsed),
+                                    format: Some(fmt),
+                                    loaded: true,
+                                    from_cache: false,
+                                    stamp: None,
+                                    etag,
+                                    last_modified,
+                                })
+                            }
+                            Err(e) => {
+                                remember(cache.as_ref(), &url, Some(&e));
+                                Outcome::Failed(e)
+                            }
+                        })
+                        .await
+                    }
+                    Err(e) => {
+                        let e = e.to_string();
+                        let (cache, msg) = (cache.clone(), e.clone());
+                        blocking(move || remember(cache.as_ref(), &url, Some(&msg))).await;
+                        Outcome::Failed(e)
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn install(&mut self, version: Version) {
+        self.version = version;
+        self.last_success = Some(SystemTime::now());
+        self.last_error = None;
+        self.failures = 0;
+    }
+
+    /// Records a successful check that found nothing new.
+    pub(crate) fn checked(&mut self) {
+        self.last_success = Some(SystemTime::now());
+        self.last_error = None;
+        self.failures = 0;
+        self.next_check = Instant::now() + self.interval;
+    }
+
+    /// Records a failure and schedules a retry with backoff.
+    pub(crate) fn failed(&mut self, why: String) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = RETRY_FIRST.saturating_mul(1 << self.failures.min(16).saturating_sub(1)).min(RETRY_MAX);
+        self.next_check = Instant::now() + delay;
+        let kept = if self.version.loaded { "keeping the previous version" } else { "not loaded yet" };
+        tracing::warn!(list = %self.name, error = %why, retry_in = ?delay, "list update failed; {kept}");
+        self.last_error = Some(why);
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Records the result of a check in the cache metadata, so `guardnest lists` can show it.
+fn remember(cache: Option<&CacheEntry>, url: &str, error: Option<&str>) {
+    let Some(cache) = cache else { return };
+    let mut meta = cache.meta().unwrap_or_else(|| CacheMeta { url: url.to_string(), ..CacheMeta::default() });
+    match error {
+        None => {
+            meta.checked_at = cache::now_secs();
+            meta.last_error = None;
+        }
+        Some(e) => meta.last_error = Some((cache::now_secs(), e.to_string())),
+    }
+    // A cache that cannot be written is reported when the body is stored; not again here.
+    let _ = cache.store_meta(&meta);
+}
+
+pub(crate) fn file_stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.modified()?, meta.len()))
+}
+
+fn read_file(path: &std::path::Path, format: Option<Format>) -> std::io::Result<Version> {
+    let stamp = file_stamp(path)?;
+    let raw = std::fs::read(path)?;
+    let bytes = gunzip_if_needed(&raw, u64::MAX).map_err(std::io::Error::other)?;
+    let text = String::from_utf8_lossy(&bytes);
+    let format = format.unwrap_or_else(|| detect(&text));
+    let parsed = parse(&text, format);
+    Ok(Version {
+        parsed: Arc::new(parsed),
+        format: Some(format),
+        loaded: true,
+        stamp: Some(stamp),
+        ..Version::default()
+    })
+}
+
+/// Parses a downloaded body and refuses one that is clearly not a list (an HTML error
+/// page, a captive portal): no names at all, or more invalid lines than names.
+pub(crate) fn parse_download(body: &[u8], format: Option<Format>, limit: u64) -> Result<(Format, Parsed), String> {
+    let body = gunzip_if_needed(body, limit)?;
+    let text = String::from_utf8_lossy(&body);
+    let format = format.unwrap_or_else(|| detect(&text));
+    let parsed = parse(&text, format);
+    if parsed.entries() == 0 {
+        return Err(format!("no names found in the download ({} bytes; an error page instead of a list?)", body.len()));
+    }
+    if parsed.invalid > parsed.entries() {
+        return Err(format!(
+            "{} invalid lines and only {} names: not a {format} list (an error page?)",
+            parsed.invalid,
+            parsed.entries()
+        ));
+    }
+    Ok((format, parsed))
+}
+
+/// Lists are often published gzipped; the magic bytes tell.
+fn gunzip_if_needed(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, String> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Cow::Borrowed(bytes));
+    }
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("bad gzip data: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(format!("list larger than {limit} bytes once decompressed"));
+    }
+    Ok(Cow::Owned(out))
+}
