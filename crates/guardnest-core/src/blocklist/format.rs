@@ -139,23 +139,32 @@ pub fn detect(text: &str) -> Format {
     formats[best]
 }
 
-/// Parses a whole list in the given format.
+/// Parses a whole list. `format` matters for JSON; text lists are read line by line, each
+/// line in whichever of the text syntaxes it is written in, because real lists mix them
+/// (a hosts file with bare names, an adblock list with plain domains) and a line that is
+/// clearly meant as a rule should never be lost for being in the "wrong" file.
 pub fn parse(text: &str, format: Format) -> Parsed {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let line_parser: fn(&str, &mut Parsed) = match format {
-        Format::Hosts => hosts_line,
-        Format::Plain => plain_line,
-        Format::Adblock => adblock_line,
-        Format::Wildcard => wildcard_line,
-        Format::Json => return parse_json(text),
-    };
+    if format == Format::Json {
+        return parse_json(text);
+    }
     let mut out = Parsed::default();
     for line in text.lines().map(str::trim).filter(|l| !is_comment(l)) {
-        line_parser(line, &mut out);
+        text_line(line, &mut out);
     }
     out.block.shrink();
     out.allow.shrink();
     out
+}
+
+fn text_line(line: &str, out: &mut Parsed) {
+    if line.starts_with("||") || line.starts_with("@@") || is_cosmetic(line) {
+        adblock_line(line, out);
+    } else if line.starts_with("*.") {
+        wildcard_line(line, out);
+    } else {
+        plain_line(line, out);
+    }
 }
 
 fn is_comment(line: &str) -> bool {
@@ -238,8 +247,16 @@ fn wildcard_line(line: &str, out: &mut Parsed) {
     }
 }
 
+/// `example.org##.banner` and friends: element hiding, nothing to do with DNS. An inline
+/// comment (`0.0.0.0 x  ## phishing`) has whitespace before its `#`, a cosmetic rule not.
+fn is_cosmetic(line: &str) -> bool {
+    ["##", "#@#", "#?#", "#$#"]
+        .iter()
+        .any(|marker| line.match_indices(marker).any(|(p, _)| p > 0 && !line[..p].ends_with(char::is_whitespace)))
+}
+
 fn adblock_line(line: &str, out: &mut Parsed) {
-    if line.contains("##") || line.contains("#@#") || line.contains("#?#") || line.contains("#$#") {
+    if is_cosmetic(line) {
         out.unsupported += 1; // cosmetic rule
         return;
     }
