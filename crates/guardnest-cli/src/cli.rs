@@ -19,6 +19,75 @@ pub struct Cli {
 pub enum Command {
     /// Run the proxy in the foreground until Ctrl-C or SIGTERM.
     Run(RunArgs),
+    /// Tell whether a name is blocked, and by which list and rule (no running proxy needed:
+    /// reads local list files and the cached downloads).
+    Check(CheckArgs),
+    /// Show every list source; `lists update` downloads them now.
+    Lists(ListsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The host name to check (e.g. www.example.com).
+    pub name: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub lists: ListArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListsArgs {
+    #[command(subcommand)]
+    pub action: Option<ListsAction>,
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub lists: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ListsAction {
+    /// Download or re-read every list now (conditional: unchanged lists cost a 304).
+    Update,
+}
+
+/// Which lists to use: the config file's, replaced by flags when given.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Configuration file (TOML). Flags given here override its values.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// A block list (file path or http(s) URL); repeatable. Replaces the config file's sources.
+    #[arg(long = "blocklist", value_name = "SRC", global = true)]
+    pub blocklists: Vec<String>,
+    /// An allowlist (file path or http(s) URL); repeatable. Replaces the config file's allowlist.
+    #[arg(long = "allowlist", value_name = "SRC", global = true)]
+    pub allowlists: Vec<String>,
+    /// Use only the lists given, not the built-in default lists.
+    #[arg(long, global = true)]
+    pub no_default_lists: bool,
+}
+
+impl ListArgs {
+    /// Built-in defaults, then the config file, then these flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if !self.blocklists.is_empty() {
+            config.blocklist.sources = self.blocklists.iter().cloned().map(SourceSpec::Location).collect();
+        }
+        if !self.allowlists.is_empty() {
+            config.blocklist.allowlist = self.allowlists.iter().cloned().map(SourceSpec::Location).collect();
+        }
+        if self.no_default_lists {
+            config.blocklist.default_lists = false;
+        }
+        config.validate().context("invalid configuration")?;
+        Ok(config)
+    }
 }
 
 /// Flags every command shares.
@@ -50,43 +119,20 @@ impl CommonArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Configuration file (TOML). Flags given here override its values.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub lists: ListArgs,
     /// Address to listen on [default: 127.0.0.1:3000]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// A block list (file path); repeatable. Replaces the config file's sources.
-    #[arg(long = "blocklist", value_name = "SRC")]
-    pub blocklists: Vec<String>,
-    /// An allowlist (file path); repeatable. Replaces the config file's allowlist.
-    #[arg(long = "allowlist", value_name = "SRC")]
-    pub allowlists: Vec<String>,
-    /// Use only the lists given, not the built-in default lists.
-    #[arg(long)]
-    pub no_default_lists: bool,
 }
 
 impl RunArgs {
     /// Built-in defaults, then the config file, then flags.
     pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let mut config = self.lists.config()?;
         if let Some(listen) = self.listen {
             config.proxy.listen = listen;
         }
-        if !self.blocklists.is_empty() {
-            config.blocklist.sources = self.blocklists.iter().cloned().map(SourceSpec::Location).collect();
-        }
-        if !self.allowlists.is_empty() {
-            config.blocklist.allowlist = self.allowlists.iter().cloned().map(SourceSpec::Location).collect();
-        }
-        if self.no_default_lists {
-            config.blocklist.default_lists = false;
-        }
-        config.validate().context("invalid configuration")?;
         Ok(config)
     }
 }

@@ -2,6 +2,7 @@
 //! configuration, and call the engine; every decision lives in `guardnest-core`.
 
 mod cli;
+mod lists;
 mod logging;
 
 use std::process::ExitCode;
@@ -31,6 +32,8 @@ fn main() -> ExitCode {
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Check(args) => lists::check(args),
+        Command::Lists(args) => lists::lists(args),
     }
 }
 

@@ -257,3 +257,124 @@ fn descriptor_exhaustion_is_survived() {
     run.signal("-TERM");
     assert_eq!(run.wait_exit().code(), Some(0));
 }
+
+/// A tiny list server on loopback: answers every request with `body` (ETag "v1"), or 304
+/// when the client already has it; counts requests. Stops when the returned sender is dropped.
+fn list_server(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, mpsc::Sender<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let url = format!("http://{}/list.txt", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (stop, stopped) = mpsc::channel::<()>();
+    let counter = hits.clone();
+    std::thread::spawn(move || loop {
+        if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
+            return;
+        }
+        let Ok((mut s, _)) = listener.accept() else {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        s.set_nonblocking(false).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let reply = if head.contains("if-none-match: \"v1\"") {
+            "HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n".to_string()
+        } else {
+            format!(
+                "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let _ = s.write_all(reply.as_bytes());
+    });
+    (url, hits, stop)
+}
+
+fn guardnest_cmd(data: &tempfile::TempDir, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).arg("--data-dir").arg(data.path()).arg("--no-default-lists").env_remove("RUST_LOG");
+    cmd
+}
+
+fn stdout_of(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn check_names_list_and_rule() {
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    let allow = data.path().join("allow.txt");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    std::fs::write(&allow, "ok.evil.test\n").unwrap();
+    let run = |name: &str| {
+        let mut cmd = guardnest_cmd(&data, &["check", name]);
+        cmd.arg("--blocklist").arg(&block).arg("--allowlist").arg(&allow);
+        stdout_of(&mut cmd)
+    };
+    let (code, out) = run("WWW.Evil.Test.");
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "blocked: www.evil.test by list \"block.hosts\" (rule evil.test)");
+    let (_, out) = run("a.ok.evil.test");
+    assert_eq!(out.trim(), "allowed: a.ok.evil.test is exempt by list \"allow.txt\" (rule ok.evil.test)");
+    let (_, out) = run("notevil.test");
+    assert_eq!(out.trim(), "allowed: notevil.test (no rule matched)");
+    let (code, out) = run("bad name");
+    assert_eq!(code, Some(1));
+    assert!(out.contains("not a host name"), "{out}");
+}
+
+#[test]
+fn lists_update_bypasses_the_system_proxy_and_check_works_offline_from_the_cache() {
+    let data = tempfile::tempdir().unwrap();
+    let (url, hits, stop) = list_server("# downloaded\n0.0.0.0 downloaded.test\n");
+    // A dead proxy in every variable a client might honour: the download must ignore them.
+    let dead = format!("http://{}", closed_port());
+    let proxied = |cmd: &mut Command| {
+        for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            cmd.env(var, &dead);
+        }
+    };
+    let mut cmd = guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]);
+    proxied(&mut cmd);
+    let (code, out) = stdout_of(&mut cmd);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1 updated, 0 unchanged, 0 failed; 1 names loaded"), "{out}");
+    // Again: a 304.
+    let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]));
+    assert_eq!(code, Some(0));
+    assert!(out.contains("0 updated, 1 unchanged"), "{out}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    drop(stop); // the server goes away: offline from here on
+    std::thread::sleep(Duration::from_millis(50));
+    let (_, out) = stdout_of(&mut guardnest_cmd(&data, &["check", "x.downloaded.test", "--blocklist", &url]));
+    assert!(out.starts_with("blocked: x.downloaded.test by list"), "{out}");
+    let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "--blocklist", &url]));
+    assert_eq!(code, Some(0));
+    let row = out.lines().nth(1).unwrap();
+    assert!(row.contains("hosts") && row.contains(" 1 ") && row.contains("ago"), "{out}");
+}
+
+#[test]
+fn lists_update_reports_failures() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("http://{}/gone.txt", closed_port());
+    let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]));
+    assert_eq!(code, Some(1));
+    assert!(out.contains("failed: ") && out.contains("0 updated, 0 unchanged, 1 failed"), "{out}");
+    let (_, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "--blocklist", &url]));
+    assert!(out.contains("never") && out.contains("error"), "{out}");
+}
+
+fn closed_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
