@@ -101,8 +101,8 @@ fn print_table(status: &[SourceStatus]) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  {}",
-        "LIST", "ROLE", "FORMAT", "ENTRIES", "SKIPPED", "LAST OK", "NEXT", "LAST ERROR"
+        "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  LAST ERROR",
+        "LIST", "ROLE", "FORMAT", "ENTRIES", "SKIPPED", "LAST OK", "NEXT"
     )?;
     for s in status {
         let role = match s.role {
