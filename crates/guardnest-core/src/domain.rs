@@ -146,12 +146,27 @@ fn parse_port(p: &str) -> Result<u16, TargetError> {
 /// Accepts what real block lists contain (underscores, a leading hyphen in a label) but
 /// nothing that could smuggle a second meaning past the policy (`%`, `\`, spaces, `@`).
 pub fn normalize_name(raw: &str) -> Option<String> {
+    let mut out = String::new();
+    normalize_into(raw, &mut out).then_some(out)
+}
+
+/// [`normalize_name`] into a reused buffer (no allocation per name when parsing big lists).
+/// Returns false, leaving `out` unspecified, if `raw` is not a DNS name.
+pub fn normalize_into(raw: &str, out: &mut String) -> bool {
+    out.clear();
     let trimmed = raw.strip_suffix('.').unwrap_or(raw);
     if trimmed.is_empty() || trimmed.len() > 253 {
-        return None;
+        return false;
     }
-    let ascii = if trimmed.is_ascii() { trimmed.to_ascii_lowercase() } else { idna::domain_to_ascii(trimmed).ok()? };
-    valid_ascii_name(&ascii).then_some(ascii)
+    if trimmed.is_ascii() {
+        out.extend(trimmed.bytes().map(|b| b.to_ascii_lowercase() as char));
+    } else {
+        match idna::domain_to_ascii(trimmed) {
+            Ok(a) => out.push_str(&a),
+            Err(_) => return false,
+        }
+    }
+    valid_ascii_name(out)
 }
 
 /// Whether `s` (already lowercase ASCII) is a plausible DNS name.

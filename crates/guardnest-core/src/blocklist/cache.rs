@@ -5,7 +5,6 @@
 //! body whose length or checksum disagrees with its metadata is treated as absent: a crash
 //! mid-save, a truncated or a corrupted file costs a download, never a wrong list.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,37 +73,34 @@ impl CacheEntry {
         serde_json::from_str(&text).ok()
     }
 
-    /// Reads and verifies the cached body.
-    pub fn load(&self) -> Result<(CacheMeta, Vec<u8>), CacheError> {
+    /// Opens the cached body with its metadata. The caller reads it in one pass and then
+    /// checks [`CacheMeta::verify`] before trusting what it read.
+    pub fn open(&self) -> Result<(CacheMeta, std::fs::File), CacheError> {
         let text = match std::fs::read_to_string(&self.meta) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CacheError::Missing),
             Err(e) => return Err(e.into()),
         };
         let meta: CacheMeta = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt(format!("metadata: {e}")))?;
-        let body = match std::fs::read(&self.body) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(CacheError::Corrupt("body file missing".into()))
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if body.len() as u64 != meta.bytes {
-            return Err(CacheError::Corrupt(format!("{} bytes on disk, {} expected", body.len(), meta.bytes)));
+        match std::fs::File::open(&self.body) {
+            Ok(f) => Ok((meta, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Corrupt("body file missing".into())),
+            Err(e) => Err(e.into()),
         }
-        if crc32fast::hash(&body) != meta.crc32 {
-            return Err(CacheError::Corrupt("checksum mismatch".into()));
-        }
-        Ok((meta, body))
     }
 
-    /// Saves a new body and its metadata, each atomically.
-    pub fn store(&self, meta: &CacheMeta, body: &[u8]) -> std::io::Result<()> {
-        let mut meta = meta.clone();
-        meta.bytes = body.len() as u64;
-        meta.crc32 = crc32fast::hash(body);
-        write_atomic(&self.body, body)?;
-        self.store_meta(&meta)
+    /// A temporary file beside the cache, to download into and then [`CacheEntry::store`].
+    pub fn temp_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
+        let dir = self.body.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        tempfile::NamedTempFile::new_in(dir)
+    }
+
+    /// Moves a downloaded body into place and writes its metadata, each atomically.
+    pub fn store(&self, meta: &CacheMeta, body: tempfile::NamedTempFile) -> std::io::Result<()> {
+        body.as_file().sync_all()?;
+        body.persist(&self.body).map_err(|e| e.error)?;
+        self.store_meta(meta)
     }
 
     /// Rewrites the metadata alone (a 304, or a failure to remember).
@@ -117,19 +113,24 @@ impl CacheEntry {
 fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::io::Write::write_all(&mut tmp, data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+impl CacheMeta {
+    /// Whether a body read in full matches what was saved.
+    pub fn verify(&self, bytes: u64, crc32: u32) -> Result<(), CacheError> {
+        if bytes != self.bytes {
+            return Err(CacheError::Corrupt(format!("{bytes} bytes on disk, {} expected", self.bytes)));
+        }
+        if crc32 != self.crc32 {
+            return Err(CacheError::Corrupt("checksum mismatch".into()));
+        }
+        Ok(())
     }
-    result
 }
 
 /// Seconds since the epoch.
@@ -146,24 +147,46 @@ pub fn from_secs(secs: u64) -> SystemTime {
 mod tests {
     use super::*;
 
+    fn saved(entry: &CacheEntry, body: &[u8]) {
+        let mut tmp = entry.temp_file().unwrap();
+        std::io::Write::write_all(&mut tmp, body).unwrap();
+        let meta = CacheMeta {
+            url: "u".into(),
+            etag: Some("\"v1\"".into()),
+            bytes: body.len() as u64,
+            crc32: crc32fast::hash(body),
+            ..CacheMeta::default()
+        };
+        entry.store(&meta, tmp).unwrap();
+    }
+
+    fn check(entry: &CacheEntry) -> Result<Vec<u8>, CacheError> {
+        let (meta, mut f) = entry.open()?;
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut body)?;
+        meta.verify(body.len() as u64, crc32fast::hash(&body))?;
+        Ok(body)
+    }
+
     #[test]
     fn round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let entry = CacheEntry::new(dir.path(), "https://lists.example/a/hosts?x=1");
-        assert!(matches!(entry.load(), Err(CacheError::Missing)));
-        let meta = CacheMeta { url: "u".into(), etag: Some("\"v1\"".into()), ..CacheMeta::default() };
-        entry.store(&meta, b"0.0.0.0 a.test\n").unwrap();
-        let (m, body) = entry.load().unwrap();
-        assert_eq!(body, b"0.0.0.0 a.test\n");
-        assert_eq!(m.etag.as_deref(), Some("\"v1\""));
+        assert!(matches!(entry.open(), Err(CacheError::Missing)));
+        saved(&entry, b"0.0.0.0 a.test\n");
+        assert_eq!(check(&entry).unwrap(), b"0.0.0.0 a.test\n");
+        assert_eq!(entry.meta().unwrap().etag.as_deref(), Some("\"v1\""));
         // Truncated body.
         std::fs::write(&entry.body, b"0.0.0.0 a").unwrap();
-        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+        assert!(matches!(check(&entry), Err(CacheError::Corrupt(_))));
         // Same length, different bytes.
         std::fs::write(&entry.body, b"0.0.0.0 b.test\n").unwrap();
-        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+        assert!(matches!(check(&entry), Err(CacheError::Corrupt(_))));
+        // Body gone.
+        std::fs::remove_file(&entry.body).unwrap();
+        assert!(matches!(check(&entry), Err(CacheError::Corrupt(_))));
         // Garbage metadata.
         std::fs::write(&entry.meta, b"{not json").unwrap();
-        assert!(matches!(entry.load(), Err(CacheError::Corrupt(_))));
+        assert!(matches!(check(&entry), Err(CacheError::Corrupt(_))));
     }
 }

@@ -30,6 +30,9 @@ pub enum FetchError {
         /// The limit.
         limit: u64,
     },
+    /// The body could not be written to disk.
+    #[error("cannot store the download: {0}")]
+    Disk(String),
     /// The download took longer than the configured limit.
     #[error("download took longer than {0:?}")]
     Timeout(Duration),
@@ -42,8 +45,8 @@ pub enum Fetched {
     NotModified,
     /// 200 with a body.
     Body {
-        /// The (decompressed) body.
-        body: Vec<u8>,
+        /// The body (transfer encoding undone), in the file the caller gave.
+        file: tempfile::NamedTempFile,
         /// Its `ETag`.
         etag: Option<String>,
         /// Its `Last-Modified`.
@@ -87,15 +90,17 @@ impl Fetcher {
         self.max_bytes
     }
 
-    /// Downloads `url`, conditionally when validators are given.
+    /// Downloads `url` into `file`, conditionally when validators are given. The body goes
+    /// to disk as it arrives, so a large list never sits in memory whole.
     pub async fn fetch(
         &self,
         url: &str,
         etag: Option<&str>,
         last_modified: Option<&str>,
         progress: &dyn Progress,
+        file: tempfile::NamedTempFile,
     ) -> Result<Fetched, FetchError> {
-        match tokio::time::timeout(self.timeout, self.fetch_unbounded(url, etag, last_modified, progress)).await {
+        match tokio::time::timeout(self.timeout, self.fetch_unbounded(url, etag, last_modified, progress, file)).await {
             Ok(r) => r,
             Err(_) => Err(FetchError::Timeout(self.timeout)),
         }
@@ -107,6 +112,7 @@ impl Fetcher {
         etag: Option<&str>,
         last_modified: Option<&str>,
         progress: &dyn Progress,
+        mut file: tempfile::NamedTempFile,
     ) -> Result<Fetched, FetchError> {
         let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
         let mut request = self.client.get(url);
@@ -130,14 +136,16 @@ impl Fetcher {
         if total.is_some_and(|t| t > self.max_bytes) {
             return Err(FetchError::TooLarge { limit: self.max_bytes });
         }
-        let mut body = Vec::with_capacity(total.unwrap_or(0).min(self.max_bytes) as usize);
+        let mut received = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
+            received += chunk.len() as u64;
+            if received > self.max_bytes {
                 return Err(FetchError::TooLarge { limit: self.max_bytes });
             }
-            body.extend_from_slice(&chunk);
-            progress.update(body.len() as u64, total);
+            // Chunks are small and the file is local: a plain write does not stall the runtime.
+            std::io::Write::write_all(&mut file, &chunk).map_err(|e| FetchError::Disk(e.to_string()))?;
+            progress.update(received, total);
         }
-        Ok(Fetched::Body { body, etag, last_modified })
+        Ok(Fetched::Body { file, etag, last_modified })
     }
 }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
-use crate::domain::normalize_name;
+use crate::domain::normalize_into;
 
 /// The formats GuardNest reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,55 +45,44 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// Normalised names packed into one string, newline-separated: about 1 byte of overhead
-/// per name instead of a heap allocation each. The matcher points into it.
-#[derive(Debug, Default, Clone)]
-pub struct Names {
-    text: String,
-    count: usize,
+/// Receives what a parser finds, line by line; lets the same parser fill a text list
+/// (tools, tests) or a compact set of fingerprints (the proxy).
+pub trait Sink {
+    /// A normalised name to block, or to allow when `allow`.
+    fn name(&mut self, name: &str, allow: bool);
+    /// A line that looked like an entry but was not valid.
+    fn invalid(&mut self);
+    /// A valid rule GuardNest does not apply, or a hosts entry that is not a block.
+    fn unsupported(&mut self);
 }
 
+/// Normalised names in text form.
+#[derive(Debug, Default, Clone)]
+pub struct Names(Vec<Box<str>>);
+
 impl Names {
-    /// Appends a normalised name (no newline in it).
+    /// Appends a name.
     pub fn push(&mut self, name: &str) {
-        self.text.push_str(name);
-        self.text.push('\n');
-        self.count += 1;
+        self.0.push(name.into());
     }
 
     /// Names held.
     pub fn len(&self) -> usize {
-        self.count
+        self.0.len()
     }
 
     /// Whether no names are held.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.0.is_empty()
     }
 
-    /// Each name with its byte offset in [`Names::as_str`].
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &str)> + '_ {
-        let base = self.text.as_ptr() as usize;
-        self.text.split_terminator('\n').map(move |n| (n.as_ptr() as usize - base, n))
-    }
-
-    /// The packed text.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-
-    /// Moves every name of `other` to the end of this list.
-    pub fn append(&mut self, other: Names) {
-        self.text.push_str(&other.text);
-        self.count += other.count;
-    }
-
-    fn shrink(&mut self) {
-        self.text.shrink_to_fit();
+    /// The names, in list order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(|n| &**n)
     }
 }
 
-/// What one list yielded.
+/// What one list yielded, as text (for tools and tests; the proxy keeps fingerprints).
 #[derive(Debug, Default, Clone)]
 pub struct Parsed {
     /// Names to block (each also blocks its subdomains).
@@ -111,6 +100,22 @@ impl Parsed {
     /// Entries of either kind.
     pub fn entries(&self) -> usize {
         self.block.len() + self.allow.len()
+    }
+}
+
+impl Sink for Parsed {
+    fn name(&mut self, name: &str, allow: bool) {
+        if allow {
+            self.allow.push(name)
+        } else {
+            self.block.push(name)
+        }
+    }
+    fn invalid(&mut self) {
+        self.invalid += 1;
+    }
+    fn unsupported(&mut self) {
+        self.unsupported += 1;
     }
 }
 
@@ -139,31 +144,174 @@ pub fn detect(text: &str) -> Format {
     formats[best]
 }
 
-/// Parses a whole list. `format` matters for JSON; text lists are read line by line, each
-/// line in whichever of the text syntaxes it is written in, because real lists mix them
-/// (a hosts file with bare names, an adblock list with plain domains) and a line that is
-/// clearly meant as a rule should never be lost for being in the "wrong" file.
+/// Parses a whole list held in memory into text names.
 pub fn parse(text: &str, format: Format) -> Parsed {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if format == Format::Json {
-        return parse_json(text);
-    }
     let mut out = Parsed::default();
-    for line in text.lines().map(str::trim).filter(|l| !is_comment(l)) {
-        text_line(line, &mut out);
-    }
-    out.block.shrink();
-    out.allow.shrink();
+    parse_text(text, format, &mut out);
     out
 }
 
-fn text_line(line: &str, out: &mut Parsed) {
-    if line.starts_with("||") || line.starts_with("@@") || is_cosmetic(line) {
-        adblock_line(line, out);
-    } else if line.starts_with("*.") {
-        wildcard_line(line, out);
-    } else {
-        plain_line(line, out);
+/// Parses a list held in memory. `format` matters for JSON; text lists are read line by
+/// line, each line in whichever of the text syntaxes it is written in, because real lists
+/// mix them (a hosts file with bare names, an adblock list with plain domains) and a line
+/// clearly meant as a rule should never be lost for being in the "wrong" file.
+pub fn parse_text<S: Sink>(text: &str, format: Format, sink: &mut S) {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if format == Format::Json {
+        return parse_json(text, sink);
+    }
+    let mut lines = LineParser::default();
+    for line in text.lines() {
+        lines.line(line, sink);
+    }
+}
+
+/// Parses a list from a reader without holding it whole in memory (a million-name list
+/// costs its parsed form, not its text). Detects the format from the first lines unless
+/// one is forced; returns the format used.
+pub fn parse_reader<R: std::io::BufRead, S: Sink>(
+    mut reader: R,
+    forced: Option<Format>,
+    sink: &mut S,
+) -> std::io::Result<Format> {
+    // Look at the head first: the format decides how to read the rest.
+    let mut head = Vec::new();
+    let mut line = Vec::new();
+    let mut entry_lines = 0;
+    while entry_lines < DETECT_LINES {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&line);
+        if !is_comment(text.trim()) {
+            entry_lines += 1;
+        }
+        head.extend_from_slice(&line);
+    }
+    let head_text = String::from_utf8_lossy(&head).into_owned();
+    let format = forced.unwrap_or_else(|| detect(&head_text));
+    if format == Format::Json {
+        // JSON has no lines; read it whole (bounded by the caller's size limit).
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest)?;
+        head.extend_from_slice(&rest);
+        parse_json(String::from_utf8_lossy(&head).trim_start_matches('\u{feff}'), sink);
+        return Ok(format);
+    }
+    let mut lines = LineParser::default();
+    for l in head_text.trim_start_matches('\u{feff}').lines() {
+        lines.line(l, sink);
+    }
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        lines.line(&String::from_utf8_lossy(&line), sink);
+    }
+    Ok(format)
+}
+
+/// Lines looked at to detect a format.
+const DETECT_LINES: usize = 200;
+
+/// Per-parse state: a reused buffer for normalised names.
+#[derive(Default)]
+struct LineParser {
+    buf: String,
+}
+
+impl LineParser {
+    fn line<S: Sink>(&mut self, raw: &str, sink: &mut S) {
+        let line = raw.trim();
+        if is_comment(line) {
+            return;
+        }
+        if line.starts_with("||") || line.starts_with("@@") || is_cosmetic(line) {
+            self.adblock_line(line, sink);
+        } else if line.starts_with("*.") {
+            self.wildcard_line(line, sink);
+        } else {
+            self.plain_line(line, sink);
+        }
+    }
+
+    fn push<S: Sink>(&mut self, raw: &str, allow: bool, sink: &mut S) {
+        if normalize_into(raw, &mut self.buf) {
+            sink.name(&self.buf, allow);
+        } else {
+            sink.invalid();
+        }
+    }
+
+    fn hosts_line<S: Sink>(&mut self, line: &str, sink: &mut S) {
+        let line = strip_inline_comment(line);
+        let mut tokens = line.split_whitespace();
+        let Some(first) = tokens.next() else { return };
+        let Some(ip) = parse_ip(first) else {
+            sink.invalid();
+            return;
+        };
+        let mut any = false;
+        for name in tokens {
+            any = true;
+            if !is_sink(ip) || is_hosts_boilerplate(name) {
+                sink.unsupported();
+            } else {
+                self.push(name, false, sink);
+            }
+        }
+        if !any {
+            sink.invalid();
+        }
+    }
+
+    fn plain_line<S: Sink>(&mut self, line: &str, sink: &mut S) {
+        let line = strip_inline_comment(line);
+        let mut tokens = line.split_whitespace();
+        match (tokens.next(), tokens.next()) {
+            (Some(name), None) => self.push(name, false, sink),
+            (Some(first), Some(_)) if parse_ip(first).is_some() => self.hosts_line(line, sink),
+            _ => sink.invalid(),
+        }
+    }
+
+    fn wildcard_line<S: Sink>(&mut self, line: &str, sink: &mut S) {
+        let line = strip_inline_comment(line);
+        let name = line.strip_prefix("*.").unwrap_or(line);
+        if name.contains('*') {
+            sink.unsupported();
+        } else if name.split_whitespace().count() != 1 {
+            sink.invalid();
+        } else {
+            self.push(name, false, sink);
+        }
+    }
+
+    fn adblock_line<S: Sink>(&mut self, line: &str, sink: &mut S) {
+        if is_cosmetic(line) {
+            sink.unsupported();
+            return;
+        }
+        let (rule, exception) = match line.strip_prefix("@@") {
+            Some(rest) => (rest, true),
+            None => (line, false),
+        };
+        let Some(body) = rule.strip_prefix("||") else {
+            sink.unsupported(); // an `@@` rule of URL form
+            return;
+        };
+        if body.contains('$') {
+            sink.unsupported(); // rule with options: applies to some requests only
+            return;
+        }
+        let name = body.strip_suffix('^').or_else(|| body.strip_suffix("^|")).unwrap_or(body);
+        if name.contains(['/', '*', '^', '|', ':']) {
+            sink.unsupported(); // path or pattern rule
+            return;
+        }
+        self.push(name, exception, sink);
     }
 }
 
@@ -174,13 +322,6 @@ fn is_comment(line: &str) -> bool {
 /// Cuts an inline `# comment`.
 fn strip_inline_comment(line: &str) -> &str {
     line.split_once('#').map_or(line, |(l, _)| l).trim_end()
-}
-
-fn push_name(raw: &str, into: &mut Names, invalid: &mut usize) {
-    match normalize_name(raw) {
-        Some(n) => into.push(&n),
-        None => *invalid += 1,
-    }
 }
 
 fn parse_ip(token: &str) -> Option<IpAddr> {
@@ -198,53 +339,10 @@ fn is_sink(ip: IpAddr) -> bool {
 
 /// Header entries every hosts file carries; they are not blocked names.
 fn is_hosts_boilerplate(name: &str) -> bool {
-    matches!(name, "localhost" | "localhost.localdomain" | "local" | "broadcasthost" | "0.0.0.0")
-        || name.starts_with("ip6-")
-}
-
-fn hosts_line(line: &str, out: &mut Parsed) {
-    let line = strip_inline_comment(line);
-    let mut tokens = line.split_whitespace();
-    let Some(first) = tokens.next() else { return };
-    let Some(ip) = parse_ip(first) else {
-        out.invalid += 1;
-        return;
-    };
-    let mut any = false;
-    for name in tokens {
-        any = true;
-        if !is_sink(ip) || is_hosts_boilerplate(&name.to_ascii_lowercase()) {
-            out.unsupported += 1;
-        } else {
-            push_name(name, &mut out.block, &mut out.invalid);
-        }
-    }
-    if !any {
-        out.invalid += 1;
-    }
-}
-
-fn plain_line(line: &str, out: &mut Parsed) {
-    let line = strip_inline_comment(line);
-    let mut tokens = line.split_whitespace();
-    match (tokens.next(), tokens.next()) {
-        (Some(name), None) => push_name(name, &mut out.block, &mut out.invalid),
-        // A hosts line inside a plain list: take it rather than lose it.
-        (Some(first), Some(_)) if parse_ip(first).is_some() => hosts_line(line, out),
-        _ => out.invalid += 1,
-    }
-}
-
-fn wildcard_line(line: &str, out: &mut Parsed) {
-    let line = strip_inline_comment(line);
-    let name = line.strip_prefix("*.").unwrap_or(line);
-    if name.contains('*') {
-        out.unsupported += 1;
-    } else if name.split_whitespace().count() != 1 {
-        out.invalid += 1;
-    } else {
-        push_name(name, &mut out.block, &mut out.invalid);
-    }
+    ["localhost", "localhost.localdomain", "local", "broadcasthost", "0.0.0.0"]
+        .iter()
+        .any(|b| name.eq_ignore_ascii_case(b))
+        || name.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("ip6-"))
 }
 
 /// `example.org##.banner` and friends: element hiding, nothing to do with DNS. An inline
@@ -253,37 +351,6 @@ fn is_cosmetic(line: &str) -> bool {
     ["##", "#@#", "#?#", "#$#"]
         .iter()
         .any(|marker| line.match_indices(marker).any(|(p, _)| p > 0 && !line[..p].ends_with(char::is_whitespace)))
-}
-
-fn adblock_line(line: &str, out: &mut Parsed) {
-    if is_cosmetic(line) {
-        out.unsupported += 1; // cosmetic rule
-        return;
-    }
-    let (rule, exception) = match line.strip_prefix("@@") {
-        Some(rest) => (rest, true),
-        None => (line, false),
-    };
-    let Some(body) = rule.strip_prefix("||") else {
-        // A bare name is what DNS-style adblock lists use for plain domains.
-        if !exception && !rule.contains(['/', '^', '$', '*', '|']) && rule.split_whitespace().count() == 1 {
-            push_name(rule, &mut out.block, &mut out.invalid);
-        } else {
-            out.unsupported += 1;
-        }
-        return;
-    };
-    if body.contains('$') {
-        out.unsupported += 1; // rule with options: applies to some requests only
-        return;
-    }
-    let name = body.strip_suffix('^').or_else(|| body.strip_suffix("^|")).unwrap_or(body);
-    if name.contains(['/', '*', '^', '|', ':']) {
-        out.unsupported += 1; // path or pattern rule
-        return;
-    }
-    let into = if exception { &mut out.allow } else { &mut out.block };
-    push_name(name, into, &mut out.invalid);
 }
 
 #[derive(Deserialize)]
@@ -298,25 +365,21 @@ enum JsonList {
     },
 }
 
-fn parse_json(text: &str) -> Parsed {
-    let mut out = Parsed::default();
+fn parse_json<S: Sink>(text: &str, sink: &mut S) {
     let (block, allow) = match serde_json::from_str::<JsonList>(text) {
         Ok(JsonList::Names(b)) => (b, Vec::new()),
         Ok(JsonList::Object { domains, allow }) => (domains, allow),
-        Err(_) => {
-            out.invalid += 1;
-            return out;
-        }
+        Err(_) => return sink.invalid(),
     };
-    for (values, into) in [(block, &mut out.block), (allow, &mut out.allow)] {
+    let mut buf = String::new();
+    for (values, is_allow) in [(block, false), (allow, true)] {
         for v in values {
             match v.as_str() {
-                Some(s) => push_name(s.trim(), into, &mut out.invalid),
-                None => out.invalid += 1,
+                Some(s) if normalize_into(s.trim(), &mut buf) => sink.name(&buf, is_allow),
+                _ => sink.invalid(),
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -324,7 +387,7 @@ mod tests {
     use super::*;
 
     fn names(p: &Names) -> Vec<&str> {
-        p.iter().map(|(_, n)| n).collect()
+        p.iter().collect()
     }
 
     #[test]

@@ -5,33 +5,101 @@
 //! probes one hash table per suffix. Allow entries live in the same table, so each suffix
 //! costs one probe, and an allow anywhere on the walk wins over any block.
 //!
-//! Memory is what decides whether a million names are affordable on a desktop, so the table
-//! holds no strings: each slot is one `u64` pointing into the lists' packed [`Names`] (shared
-//! with the list state, not copied), with the name's length, a 7-bit hash tag that skips
-//! most false comparisons, and the ids of the lists that block and allow it. That is about
-//! 10 bytes of table per name at 80% load, plus the name's own bytes once.
+//! Memory decides whether a million names are affordable on a desktop, so no name is kept
+//! as text: a list is a sorted vector of 64-bit fingerprints of its names (8 bytes each),
+//! and the table is open addressing over fingerprints plus one `u16` of list ids (about
+//! 12.5 bytes per name at 80% load). The rule reported for a match is the query's own
+//! suffix that hit, so no text is needed to explain a block either. Fingerprints come from
+//! one randomly seeded hasher per process; two distinct names share one with probability
+//! about 2^-64 per comparison, far below any other error rate in the system.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use super::format::{Names, Parsed};
-
-type Hasher = foldhash::fast::RandomState;
+use super::format::Sink;
 
 /// Lists a matcher can tell apart; ids are 8 bits with one value meaning "none".
 pub const MAX_LISTS: usize = 255;
-const NONE: u64 = 0xff;
+const NONE: u16 = 0xff;
 /// Target table load; linear probing stays short below this.
 const LOAD: f64 = 0.8;
 
-// Slot layout (0 = empty; a stored name has len >= 1):
-// bits 0..32 offset in its Names | 32..40 len | 40..47 tag | 47 stored in allow names
-// | 48..56 blocking list | 56..64 allowing list
-const LEN_SHIFT: u32 = 32;
-const TAG_SHIFT: u32 = 40;
-const ALLOW_STORE_BIT: u64 = 1 << 47;
-const BLOCK_SHIFT: u32 = 48;
-const ALLOW_SHIFT: u32 = 56;
+/// Hashes normalised names to fingerprints. Cloned, it hashes the same way, so lists
+/// parsed at different times combine into one matcher.
+#[derive(Clone)]
+pub struct NameHasher(foldhash::fast::FixedState);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl NameHasher {
+    /// A hasher with a fresh random seed.
+    pub fn new() -> Self {
+        // std's RandomState is seeded from the OS; one of its outputs seeds ours.
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x6775_6172_646e_6573_u64);
+        Self(foldhash::fast::FixedState::with_seed(seed))
+    }
+
+    /// The fingerprint of a normalised name; never 0 (0 marks an empty slot).
+    pub fn fingerprint(&self, name: &str) -> u64 {
+        self.0.hash_one(name.as_bytes()).max(1)
+    }
+}
+
+/// One list's names as fingerprints: what the proxy keeps of a list.
+#[derive(Clone)]
+pub struct ListNames {
+    /// Fingerprints of names to block, sorted, distinct.
+    pub block: Vec<u64>,
+    /// Fingerprints of names to allow, sorted, distinct.
+    pub allow: Vec<u64>,
+    /// Lines that looked like entries but were not valid.
+    pub invalid: usize,
+    /// Valid rules of a kind GuardNest does not apply.
+    pub unsupported: usize,
+    hasher: NameHasher,
+}
+
+impl ListNames {
+    /// An empty list whose names will be hashed with `hasher`.
+    pub fn new(hasher: NameHasher) -> Self {
+        Self { block: Vec::new(), allow: Vec::new(), invalid: 0, unsupported: 0, hasher }
+    }
+
+    /// Sorts, removes duplicates and frees spare capacity; call once parsing is done.
+    pub fn finish(&mut self) {
+        for v in [&mut self.block, &mut self.allow] {
+            v.sort_unstable();
+            v.dedup();
+            v.shrink_to_fit();
+        }
+    }
+
+    /// Distinct names of either kind.
+    pub fn entries(&self) -> usize {
+        self.block.len() + self.allow.len()
+    }
+}
+
+impl Sink for ListNames {
+    fn name(&mut self, name: &str, allow: bool) {
+        let fp = self.hasher.fingerprint(name);
+        if allow {
+            self.allow.push(fp)
+        } else {
+            self.block.push(fp)
+        }
+    }
+    fn invalid(&mut self) {
+        self.invalid += 1;
+    }
+    fn unsupported(&mut self) {
+        self.unsupported += 1;
+    }
+}
 
 /// The rule a name matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,14 +139,14 @@ pub enum Role {
 
 struct List {
     name: Arc<str>,
-    names: Arc<Parsed>,
+    names: Arc<ListNames>,
     role: Role,
 }
 
 /// Collects lists; [`MatcherBuilder::build`] indexes them.
-#[derive(Default)]
 pub struct MatcherBuilder {
     lists: Vec<List>,
+    hasher: NameHasher,
 }
 
 /// Too many lists for one matcher.
@@ -87,8 +155,13 @@ pub struct MatcherBuilder {
 pub struct TooManyLists;
 
 impl MatcherBuilder {
-    /// Adds a list's parsed names, shared, not copied.
-    pub fn add(&mut self, name: &str, role: Role, names: Arc<Parsed>) -> Result<(), TooManyLists> {
+    /// A builder for lists hashed with `hasher`.
+    pub fn new(hasher: NameHasher) -> Self {
+        Self { lists: Vec::new(), hasher }
+    }
+
+    /// Adds a list's names, shared, not copied.
+    pub fn add(&mut self, name: &str, role: Role, names: Arc<ListNames>) -> Result<(), TooManyLists> {
         if self.lists.len() >= MAX_LISTS {
             return Err(TooManyLists);
         }
@@ -101,35 +174,41 @@ impl MatcherBuilder {
         let total: usize = self.lists.iter().map(|l| l.names.entries()).sum();
         let capacity = ((total as f64 / LOAD) as usize).max(8);
         let mut m = Matcher {
-            slots: vec![0; capacity].into_boxed_slice(),
+            fps: vec![0; capacity].into_boxed_slice(),
+            ids: vec![0; capacity].into_boxed_slice(),
             len: 0,
-            lists: self.lists,
-            hasher: Hasher::default(),
+            lists: self.lists.iter().map(|l| l.name.clone()).collect(),
+            hasher: self.hasher,
         };
-        for id in 0..m.lists.len() {
-            let parsed = m.lists[id].names.clone();
-            let (block_as, allow_as) = match m.lists[id].role {
+        for (id, list) in self.lists.iter().enumerate() {
+            let id = id as u16;
+            let (block_shift, allow_shift) = match list.role {
                 Role::Block => (BLOCK_SHIFT, ALLOW_SHIFT),
                 Role::Allow => (ALLOW_SHIFT, ALLOW_SHIFT),
             };
-            m.insert_all(id as u64, &parsed.block, false, block_as);
-            m.insert_all(id as u64, &parsed.allow, true, allow_as);
+            list.names.block.iter().for_each(|&fp| m.insert(fp, id, block_shift));
+            list.names.allow.iter().for_each(|&fp| m.insert(fp, id, allow_shift));
         }
         m
     }
 }
 
+const BLOCK_SHIFT: u16 = 0;
+const ALLOW_SHIFT: u16 = 8;
+const EMPTY_IDS: u16 = (NONE << BLOCK_SHIFT) | (NONE << ALLOW_SHIFT);
+
 /// An immutable set of block and allow rules.
 pub struct Matcher {
-    slots: Box<[u64]>,
+    fps: Box<[u64]>,
+    ids: Box<[u16]>,
     len: usize,
-    lists: Vec<List>,
-    hasher: Hasher,
+    lists: Vec<Arc<str>>,
+    hasher: NameHasher,
 }
 
 impl Default for Matcher {
     fn default() -> Self {
-        MatcherBuilder::default().build()
+        MatcherBuilder::new(NameHasher::new()).build()
     }
 }
 
@@ -144,22 +223,22 @@ impl Matcher {
         self.len == 0
     }
 
-    /// Bytes of the index itself (the names' text is owned by the lists).
+    /// Bytes of the index (the lists' own fingerprints are counted with the lists).
     pub fn index_bytes(&self) -> usize {
-        self.slots.len() * std::mem::size_of::<u64>()
+        self.fps.len() * (std::mem::size_of::<u64>() + std::mem::size_of::<u16>())
     }
 
     /// Checks a normalised name (lowercase, no trailing dot, punycode).
     pub fn check_name(&self, name: &str) -> Verdict {
-        let mut blocked: Option<(u64, &str)> = None;
+        let mut blocked: Option<(u16, &str)> = None;
         let mut suffix = name;
         loop {
-            if let Some(slot) = self.find(suffix) {
-                let allow = slot >> ALLOW_SHIFT;
+            if let Some(ids) = self.find(suffix) {
+                let allow = ids >> ALLOW_SHIFT;
                 if allow != NONE {
                     return Verdict::Exempt(self.found(allow, suffix));
                 }
-                let block = (slot >> BLOCK_SHIFT) & 0xff;
+                let block = ids & 0xff;
                 if block != NONE && blocked.is_none() {
                     blocked = Some((block, suffix));
                 }
@@ -177,8 +256,8 @@ impl Matcher {
 
     /// Checks an IP literal: only an exact listing matches (no "parent" of an address).
     pub fn check_exact(&self, name: &str) -> Verdict {
-        let Some(slot) = self.find(name) else { return Verdict::Allowed };
-        let (allow, block) = (slot >> ALLOW_SHIFT, (slot >> BLOCK_SHIFT) & 0xff);
+        let Some(ids) = self.find(name) else { return Verdict::Allowed };
+        let (allow, block) = (ids >> ALLOW_SHIFT, ids & 0xff);
         if allow != NONE {
             Verdict::Exempt(self.found(allow, name))
         } else if block != NONE {
@@ -188,90 +267,55 @@ impl Matcher {
         }
     }
 
-    fn found(&self, list: u64, rule: &str) -> Match {
-        Match { list: self.lists[list as usize].name.clone(), rule: rule.into() }
+    fn found(&self, list: u16, rule: &str) -> Match {
+        Match { list: self.lists[usize::from(list)].clone(), rule: rule.into() }
     }
 
-    fn hash(&self, name: &str) -> u64 {
-        self.hasher.hash_one(name.as_bytes())
+    /// Maps a fingerprint onto the table without a power-of-two size (multiply-shift).
+    fn home(&self, fp: u64) -> usize {
+        ((fp as u128 * self.fps.len() as u128) >> 64) as usize
     }
 
-    /// Maps a hash onto the table without a power-of-two size (multiply-shift).
-    fn home(&self, hash: u64) -> usize {
-        ((hash as u128 * self.slots.len() as u128) >> 64) as usize
-    }
-
-    fn tag(hash: u64) -> u64 {
-        (hash >> 57) << TAG_SHIFT
-    }
-
-    /// The text a slot points at.
-    fn text_of(&self, slot: u64) -> &str {
-        let block = (slot >> BLOCK_SHIFT) & 0xff;
-        let allow = slot >> ALLOW_SHIFT;
-        // The storing list is the first one that named it: the lower id.
-        let list = &self.lists[block.min(allow) as usize].names;
-        let names = if slot & ALLOW_STORE_BIT != 0 { &list.allow } else { &list.block };
-        let offset = (slot & 0xffff_ffff) as usize;
-        let len = ((slot >> LEN_SHIFT) & 0xff) as usize;
-        names.as_str().get(offset..offset + len).unwrap_or("")
-    }
-
-    fn find(&self, name: &str) -> Option<u64> {
-        if name.is_empty() || name.len() > 255 || self.len == 0 {
+    fn find(&self, name: &str) -> Option<u16> {
+        if self.len == 0 {
             return None;
         }
-        let hash = self.hash(name);
-        let want = Self::tag(hash) | ((name.len() as u64) << LEN_SHIFT);
-        let mask = (0x7f << TAG_SHIFT) | (0xff << LEN_SHIFT);
-        let mut i = self.home(hash);
+        let fp = self.hasher.fingerprint(name);
+        let mut i = self.home(fp);
         loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return None;
-            }
-            if slot & mask == want && self.text_of(slot) == name {
-                return Some(slot);
+            match self.fps[i] {
+                0 => return None,
+                f if f == fp => return Some(self.ids[i]),
+                _ => {}
             }
             i += 1;
-            if i == self.slots.len() {
+            if i == self.fps.len() {
                 i = 0;
             }
         }
     }
 
-    fn insert_all(&mut self, list: u64, names: &Names, in_allow: bool, role_shift: u32) {
-        for (offset, name) in names.iter() {
-            if name.len() > 255 || offset > u32::MAX as usize {
-                continue; // cannot be a DNS name; normalisation already refuses these
-            }
-            self.insert(list, offset as u64, name, in_allow, role_shift);
-        }
-    }
-
-    fn insert(&mut self, list: u64, offset: u64, name: &str, in_allow: bool, role_shift: u32) {
-        let hash = self.hash(name);
-        let want = Self::tag(hash) | ((name.len() as u64) << LEN_SHIFT);
-        let mask = (0x7f << TAG_SHIFT) | (0xff << LEN_SHIFT);
-        let mut i = self.home(hash);
+    fn insert(&mut self, fp: u64, list: u16, shift: u16) {
+        let mut i = self.home(fp);
         loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                let store = if in_allow { ALLOW_STORE_BIT } else { 0 };
-                let ids = (NONE << BLOCK_SHIFT) | (NONE << ALLOW_SHIFT);
-                let ids = (ids & !(0xff << role_shift)) | (list << role_shift);
-                self.slots[i] = offset | want | store | ids;
-                self.len += 1;
-                return;
-            }
-            if slot & mask == want && self.text_of(slot) == name {
-                if (slot >> role_shift) & 0xff == NONE {
-                    self.slots[i] = (slot & !(0xff << role_shift)) | (list << role_shift);
+            match self.fps[i] {
+                0 => {
+                    self.fps[i] = fp;
+                    self.ids[i] = (EMPTY_IDS & !(0xff << shift)) | (list << shift);
+                    self.len += 1;
+                    return;
                 }
-                return; // the first list to name it is the one reported
+                f if f == fp => {
+                    // The first list to name it is the one reported.
+                    if (self.ids[i] >> shift) & 0xff == NONE {
+                        self.ids[i] = (self.ids[i] & !(0xff << shift)) | (list << shift);
+                    }
+                    return;
+                }
+                _ => {}
             }
             i += 1;
-            if i == self.slots.len() {
+            if i == self.fps.len() {
                 i = 0;
             }
         }
@@ -282,22 +326,25 @@ impl Matcher {
 mod tests {
     use super::*;
 
-    fn names(block: &[&str], allow: &[&str]) -> Arc<Parsed> {
-        let mut p = Parsed::default();
-        block.iter().for_each(|n| p.block.push(n));
-        allow.iter().for_each(|n| p.allow.push(n));
+    fn names(hasher: &NameHasher, block: &[&str], allow: &[&str]) -> Arc<ListNames> {
+        let mut p = ListNames::new(hasher.clone());
+        block.iter().for_each(|n| p.name(n, false));
+        allow.iter().for_each(|n| p.name(n, true));
+        p.finish();
         Arc::new(p)
     }
 
     fn matcher() -> Matcher {
-        let mut b = MatcherBuilder::default();
+        let h = NameHasher::new();
+        let mut b = MatcherBuilder::new(h.clone());
         let bad = names(
+            &h,
             &["evil.test", "ads.example.com", "evil.test", "xn--bcher-kva.example", "10.0.0.1"],
             &["ex.ads.example.com"],
         );
         b.add("bad", Role::Block, bad).unwrap();
-        b.add("mine", Role::Allow, names(&["ok.evil.test"], &[])).unwrap();
-        b.add("more", Role::Block, names(&["evil.test", "ok.evil.test", "more.test"], &[])).unwrap();
+        b.add("mine", Role::Allow, names(&h, &["ok.evil.test"], &[])).unwrap();
+        b.add("more", Role::Block, names(&h, &["evil.test", "ok.evil.test", "more.test"], &[])).unwrap();
         b.build()
     }
 
@@ -347,14 +394,15 @@ mod tests {
     fn many_names_all_found() {
         let list: Vec<String> = (0..50_000).map(|i| format!("host{i}.example{}.test", i % 97)).collect();
         let refs: Vec<&str> = list.iter().map(String::as_str).collect();
-        let mut b = MatcherBuilder::default();
-        b.add("big", Role::Block, names(&refs, &[])).unwrap();
+        let h = NameHasher::new();
+        let mut b = MatcherBuilder::new(h.clone());
+        b.add("big", Role::Block, names(&h, &refs, &[])).unwrap();
         let m = b.build();
         assert_eq!(m.len(), 50_000);
         for n in &list {
             assert!(m.check_name(&format!("www.{n}")).is_blocked(), "{n}");
         }
         assert!(!m.check_name("host50000.example0.test").is_blocked());
-        assert!(m.index_bytes() <= 50_000 * 8 * 13 / 10);
+        assert!(m.index_bytes() <= 50_000 * 10 * 13 / 10);
     }
 }

@@ -9,6 +9,7 @@ mod cache;
 mod fetch;
 mod format;
 mod matcher;
+mod read;
 mod source;
 
 use std::path::Path;
@@ -22,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use cache::{CacheEntry, CacheError, CacheMeta};
 pub use fetch::{FetchError, Fetched, Fetcher, Progress};
-pub use format::{detect, parse, Format, Names, Parsed};
-pub use matcher::{Match, Matcher, MatcherBuilder, Role, TooManyLists, Verdict, MAX_LISTS};
+pub use format::{detect, parse, parse_reader, parse_text, Format, Names, Parsed, Sink};
+pub use matcher::{ListNames, Match, Matcher, MatcherBuilder, NameHasher, Role, TooManyLists, Verdict, MAX_LISTS};
 
 use crate::config::{BlocklistConfig, SourceSpec};
 use crate::domain::Host;
@@ -122,6 +123,7 @@ struct Inner {
     /// One update pass at a time (the updater, `lists update`, the control API).
     updating: tokio::sync::Mutex<()>,
     fetcher: Fetcher,
+    hasher: NameHasher,
     warned_defaults: AtomicBool,
 }
 
@@ -176,19 +178,21 @@ impl Blocklists {
         let specs = config.sources.iter().map(|s| (s, Role::Block, false));
         let specs = specs.chain(defaults.iter().map(|s| (s, Role::Block, true)));
         let specs = specs.chain(config.allowlist.iter().map(|s| (s, Role::Allow, false)));
+        let hasher = NameHasher::new();
         let mut sources = Vec::new();
         for (spec, role, builtin) in specs {
-            let mut source = Source::new(spec, role, builtin, config.update_interval, data_dir);
-            source.load_local().map_err(|e| ListError::Read { path: spec.location().to_string(), source: e })?;
+            let mut source = Source::new(spec, role, builtin, config.update_interval, data_dir, &hasher);
+            source.load_local(&hasher).map_err(|e| ListError::Read { path: spec.location().to_string(), source: e })?;
             sources.push(source);
         }
-        let matcher = build_matcher(&sources)?;
+        let matcher = build_matcher(&sources, &hasher)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 current: Arc::new(ArcSwap::from_pointee(matcher)),
                 sources: Mutex::new(sources),
                 updating: tokio::sync::Mutex::new(()),
                 fetcher: Fetcher::new(config.max_download_bytes, config.download_timeout)?,
+                hasher,
                 warned_defaults: AtomicBool::new(false),
             }),
         })
@@ -224,7 +228,8 @@ impl Blocklists {
                 (s.origin.clone(), s.version.clone(), s.spec.format(), s.name.clone())
             };
             let progress = reporter.start(&name);
-            let outcome = Source::probe(origin, version, format, &self.inner.fetcher, &*progress).await;
+            let outcome =
+                Source::probe(origin, version, format, &self.inner.fetcher, &self.inner.hasher, &*progress).await;
             let mut sources = self.sources();
             let s = &mut sources[i];
             match outcome {
@@ -233,7 +238,7 @@ impl Blocklists {
                     report.unchanged.push(name);
                 }
                 Outcome::Updated(v) => {
-                    tracing::info!(list = %name, entries = v.parsed.entries(), skipped = v.parsed.invalid + v.parsed.unsupported, "list updated");
+                    tracing::info!(list = %name, entries = v.names.entries(), skipped = v.names.invalid + v.names.unsupported, "list updated");
                     s.install(v);
                     s.next_check = Instant::now() + s.interval;
                     report.updated.push(name);
@@ -255,7 +260,13 @@ impl Blocklists {
     /// Builds a new matcher from every source's current version and swaps it in.
     async fn republish(&self) {
         let this = self.clone();
-        let built = tokio::task::spawn_blocking(move || build_matcher(&this.sources())).await;
+        let built = tokio::task::spawn_blocking(move || {
+            // Build from a snapshot of Arcs: the sources lock is not held while indexing.
+            let lists: Vec<(String, Role, Arc<ListNames>)> =
+                this.sources().iter().map(|s| (s.name.clone(), s.role, s.version.names.clone())).collect();
+            build_index(lists, &this.inner.hasher)
+        })
+        .await;
         match built {
             Ok(Ok(matcher)) => self.inner.current.store(Arc::new(matcher)),
             Ok(Err(e)) => tracing::error!(error = %e, "cannot rebuild the matcher; keeping the previous one"),
@@ -316,8 +327,8 @@ impl Blocklists {
                 format: s.version.format,
                 loaded: s.version.loaded,
                 from_cache: s.version.from_cache,
-                entries: s.version.parsed.entries(),
-                skipped: s.version.parsed.invalid + s.version.parsed.unsupported,
+                entries: s.version.names.entries(),
+                skipped: s.version.names.invalid + s.version.names.unsupported,
                 last_success: s.last_success,
                 last_error: s.last_error.clone(),
                 next_check: SystemTime::now() + s.next_check.saturating_duration_since(now),
@@ -342,10 +353,14 @@ impl Blocklists {
     }
 }
 
-fn build_matcher(sources: &[Source]) -> Result<Matcher, TooManyLists> {
-    let mut builder = MatcherBuilder::default();
-    for source in sources {
-        builder.add(&source.name, source.role, source.version.parsed.clone())?;
+fn build_matcher(sources: &[Source], hasher: &NameHasher) -> Result<Matcher, TooManyLists> {
+    build_index(sources.iter().map(|s| (s.name.clone(), s.role, s.version.names.clone())).collect(), hasher)
+}
+
+fn build_index(lists: Vec<(String, Role, Arc<ListNames>)>, hasher: &NameHasher) -> Result<Matcher, TooManyLists> {
+    let mut builder = MatcherBuilder::new(hasher.clone());
+    for (name, role, names) in lists {
+        builder.add(&name, role, names)?;
     }
     Ok(builder.build())
 }

@@ -4,8 +4,6 @@
 //! whole with a good new one or leaves it alone and records why, so one bad download or
 //! one bad file never empties a list.
 
-use std::borrow::Cow;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -13,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::cache::{self, CacheEntry, CacheError, CacheMeta};
-use super::fetch::{Fetched, Fetcher, Progress};
-use super::format::{detect, parse, Format, Parsed};
-use super::matcher::Role;
+use super::fetch::{FetchError, Fetched, Fetcher, Progress};
+use super::format::Format;
+use super::matcher::{ListNames, NameHasher, Role};
+use super::read::{read_list, Loaded};
 use crate::config::SourceSpec;
 
 /// First retry delay after a failure; doubles per failure.
@@ -49,9 +48,9 @@ pub(crate) struct Source {
 }
 
 /// The version a source serves now.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Version {
-    pub(crate) parsed: Arc<Parsed>,
+    pub(crate) names: Arc<ListNames>,
     pub(crate) format: Option<Format>,
     /// False until a first good version exists (a URL with no cache yet).
     pub(crate) loaded: bool,
@@ -60,6 +59,32 @@ pub(crate) struct Version {
     pub(crate) stamp: Option<(SystemTime, u64)>,
     pub(crate) etag: Option<String>,
     pub(crate) last_modified: Option<String>,
+}
+
+impl Version {
+    fn empty(hasher: &NameHasher) -> Self {
+        Self {
+            names: Arc::new(ListNames::new(hasher.clone())),
+            format: None,
+            loaded: false,
+            from_cache: false,
+            stamp: None,
+            etag: None,
+            last_modified: None,
+        }
+    }
+
+    fn from_loaded(loaded: Loaded) -> Self {
+        Self {
+            names: Arc::new(loaded.names),
+            format: Some(loaded.format),
+            loaded: true,
+            from_cache: false,
+            stamp: None,
+            etag: None,
+            last_modified: None,
+        }
+    }
 }
 
 /// What a refresh of one source found.
@@ -79,6 +104,7 @@ impl Source {
         builtin: bool,
         default_interval: Duration,
         data_dir: Option<&std::path::Path>,
+        hasher: &NameHasher,
     ) -> Self {
         let location = spec.location().to_string();
         let origin = if spec.is_url() {
@@ -93,7 +119,7 @@ impl Source {
             builtin,
             origin,
             interval: spec.interval().unwrap_or(default_interval),
-            version: Version::default(),
+            version: Version::empty(hasher),
             last_success: None,
             last_error: None,
             failures: 0,
@@ -102,32 +128,21 @@ impl Source {
     }
 
     /// Reads the first version without the network: a file, or a URL's cache.
-    pub(crate) fn load_local(&mut self) -> std::io::Result<()> {
+    pub(crate) fn load_local(&mut self, hasher: &NameHasher) -> std::io::Result<()> {
         match &self.origin {
             Origin::File(path) => {
-                let version = read_file(path, self.spec.format())?;
+                let version = read_file(path, self.spec.format(), hasher)?;
                 self.install(version);
                 self.next_check = Instant::now() + self.interval;
             }
             Origin::Url { cache: Some(cache), url } => {
-                match cache.load() {
-                    Ok((meta, body)) => match parse_download(&body, self.spec.format(), u64::MAX) {
-                        Ok((format, parsed)) => {
-                            self.version = Version {
-                                parsed: Arc::new(parsed),
-                                format: Some(format),
-                                loaded: true,
-                                from_cache: true,
-                                stamp: None,
-                                etag: meta.etag.clone(),
-                                last_modified: meta.last_modified.clone(),
-                            };
-                            self.last_success = Some(cache::from_secs(meta.checked_at));
-                        }
-                        Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring cached copy"),
-                    },
+                match load_cache(cache, self.spec.format(), hasher) {
+                    Ok((meta, version)) => {
+                        self.version = version;
+                        self.last_success = Some(cache::from_secs(meta.checked_at));
+                    }
                     Err(CacheError::Missing) => {}
-                    Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring cached copy"),
+                    Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring the cached copy"),
                 }
                 if let Some(meta) = cache.meta() {
                     self.last_error = meta.last_error.map(|(_, e)| e);
@@ -145,13 +160,15 @@ impl Source {
         current: Version,
         format: Option<Format>,
         fetcher: &Fetcher,
+        hasher: &NameHasher,
         progress: &dyn Progress,
     ) -> Outcome {
+        let hasher = hasher.clone();
         match origin {
             Origin::File(path) => {
-                blocking(move || match file_stamp(&path) {
+                blocking(move || match source_stamp(&path) {
                     Ok(stamp) if Some(stamp) == current.stamp => Outcome::Unchanged,
-                    Ok(_) => match read_file(&path, format) {
+                    Ok(_) => match read_file(&path, format, &hasher) {
                         Ok(v) => Outcome::Updated(v),
                         Err(e) => Outcome::Failed(format!("cannot read {}: {e}", path.display())),
                     },
@@ -165,53 +182,53 @@ impl Source {
                     true => (current.etag.as_deref(), current.last_modified.as_deref()),
                     false => (None, None),
                 };
-                match fetcher.fetch(&url, etag, lm, progress).await {
+                let file = match &cache {
+                    Some(c) => c.temp_file(),
+                    None => tempfile::NamedTempFile::new(),
+                };
+                let fetched = match file {
+                    Ok(file) => fetcher.fetch(&url, etag, lm, progress, file).await,
+                    Err(e) => Err(FetchError::Disk(e.to_string())),
+                };
+                let limit = fetcher.max_bytes();
+                blocking(move || match fetched {
                     Ok(Fetched::NotModified) => {
-                        let cache = cache.clone();
-                        blocking(move || remember(cache.as_ref(), &url, None)).await;
+                        remember(cache.as_ref(), &url, None);
                         Outcome::Unchanged
                     }
-                    Ok(Fetched::Body { body, etag, last_modified }) => {
-                        let limit = fetcher.max_bytes();
-                        blocking(move || match parse_download(&body, format, limit) {
-                            Ok((fmt, parsed)) => {
+                    Ok(Fetched::Body { file, etag, last_modified }) => {
+                        match accept_download(&file, format, &hasher, limit) {
+                            Ok(loaded) => {
+                                let meta = CacheMeta {
+                                    url: url.clone(),
+                                    etag: etag.clone(),
+                                    last_modified: last_modified.clone(),
+                                    bytes: loaded.raw_bytes,
+                                    crc32: loaded.crc32,
+                                    fetched_at: cache::now_secs(),
+                                    checked_at: cache::now_secs(),
+                                    last_error: None,
+                                };
                                 if let Some(c) = &cache {
-                                    let meta = CacheMeta {
-                                        url: url.clone(),
-                                        etag: etag.clone(),
-                                        last_modified: last_modified.clone(),
-                                        fetched_at: cache::now_secs(),
-                                        checked_at: cache::now_secs(),
-                                        ..CacheMeta::default()
-                                    };
-                                    if let Err(e) = c.store(&meta, &body) {
+                                    if let Err(e) = c.store(&meta, file) {
                                         tracing::warn!(%url, error = %e, "cannot cache the list; it will be downloaded again after a restart");
                                     }
                                 }
-                                Outcome::Updated(Version {
-                                    parsed: Arc::new(parsed),
-                                    format: Some(fmt),
-                                    loaded: true,
-                                    from_cache: false,
-                                    stamp: None,
-                                    etag,
-                                    last_modified,
-                                })
+                                Outcome::Updated(Version { etag, last_modified, ..Version::from_loaded(loaded) })
                             }
                             Err(e) => {
                                 remember(cache.as_ref(), &url, Some(&e));
                                 Outcome::Failed(e)
                             }
-                        })
-                        .await
+                        }
                     }
                     Err(e) => {
                         let e = e.to_string();
-                        let (cache, msg) = (cache.clone(), e.clone());
-                        blocking(move || remember(cache.as_ref(), &url, Some(&msg))).await;
+                        remember(cache.as_ref(), &url, Some(&e));
                         Outcome::Failed(e)
                     }
-                }
+                })
+                .await
             }
         }
     }
@@ -264,59 +281,65 @@ fn remember(cache: Option<&CacheEntry>, url: &str, error: Option<&str>) {
     let _ = cache.store_meta(&meta);
 }
 
-pub(crate) fn file_stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
+fn source_stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
     let meta = std::fs::metadata(path)?;
     Ok((meta.modified()?, meta.len()))
 }
 
-fn read_file(path: &std::path::Path, format: Option<Format>) -> std::io::Result<Version> {
-    let stamp = file_stamp(path)?;
-    let raw = std::fs::read(path)?;
-    let bytes = gunzip_if_needed(&raw, u64::MAX).map_err(std::io::Error::other)?;
-    let text = String::from_utf8_lossy(&bytes);
-    let format = format.unwrap_or_else(|| detect(&text));
-    let parsed = parse(&text, format);
-    Ok(Version {
-        parsed: Arc::new(parsed),
-        format: Some(format),
-        loaded: true,
-        stamp: Some(stamp),
-        ..Version::default()
-    })
+fn read_file(path: &std::path::Path, format: Option<Format>, hasher: &NameHasher) -> std::io::Result<Version> {
+    let stamp = source_stamp(path)?;
+    let loaded = read_list(std::fs::File::open(path)?, format, hasher, u64::MAX)?;
+    Ok(Version { stamp: Some(stamp), ..Version::from_loaded(loaded) })
 }
 
-/// Parses a downloaded body and refuses one that is clearly not a list (an HTML error
-/// page, a captive portal): no names at all, or more invalid lines than names.
-pub(crate) fn parse_download(body: &[u8], format: Option<Format>, limit: u64) -> Result<(Format, Parsed), String> {
-    let body = gunzip_if_needed(body, limit)?;
-    let text = String::from_utf8_lossy(&body);
-    let format = format.unwrap_or_else(|| detect(&text));
-    let parsed = parse(&text, format);
-    if parsed.entries() == 0 {
-        return Err(format!("no names found in the download ({} bytes; an error page instead of a list?)", body.len()));
-    }
-    if parsed.invalid > parsed.entries() {
+fn load_cache(
+    cache: &CacheEntry,
+    format: Option<Format>,
+    hasher: &NameHasher,
+) -> Result<(CacheMeta, Version), CacheError> {
+    let (meta, file) = cache.open()?;
+    let loaded = read_list(file, format, hasher, u64::MAX)?;
+    meta.verify(loaded.raw_bytes, loaded.crc32)?;
+    check_plausible(&loaded).map_err(CacheError::Corrupt)?;
+    let version = Version {
+        from_cache: true,
+        etag: meta.etag.clone(),
+        last_modified: meta.last_modified.clone(),
+        ..Version::from_loaded(loaded)
+    };
+    Ok((meta, version))
+}
+
+/// Parses a download and refuses one that is clearly not a list.
+fn accept_download(
+    file: &tempfile::NamedTempFile,
+    format: Option<Format>,
+    hasher: &NameHasher,
+    limit: u64,
+) -> Result<Loaded, String> {
+    let f = file.reopen().map_err(|e| format!("cannot read the download back: {e}"))?;
+    let loaded = read_list(f, format, hasher, limit).map_err(|e| e.to_string())?;
+    check_plausible(&loaded)?;
+    Ok(loaded)
+}
+
+/// An HTML error page or a captive portal parses to no names, or to more invalid lines
+/// than names; neither may replace a good list.
+fn check_plausible(loaded: &Loaded) -> Result<(), String> {
+    let names = &loaded.names;
+    if names.entries() == 0 {
         return Err(format!(
-            "{} invalid lines and only {} names: not a {format} list (an error page?)",
-            parsed.invalid,
-            parsed.entries()
+            "no names found in the download ({} bytes; an error page instead of a list?)",
+            loaded.raw_bytes
         ));
     }
-    Ok((format, parsed))
-}
-
-/// Lists are often published gzipped; the magic bytes tell.
-fn gunzip_if_needed(bytes: &[u8], limit: u64) -> Result<Cow<'_, [u8]>, String> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        return Ok(Cow::Borrowed(bytes));
+    if names.invalid > names.entries() {
+        return Err(format!(
+            "{} invalid lines and only {} names: not a {} list (an error page?)",
+            names.invalid,
+            names.entries(),
+            loaded.format
+        ));
     }
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| format!("bad gzip data: {e}"))?;
-    if out.len() as u64 > limit {
-        return Err(format!("list larger than {limit} bytes once decompressed"));
-    }
-    Ok(Cow::Owned(out))
+    Ok(())
 }

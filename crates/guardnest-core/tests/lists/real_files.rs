@@ -29,11 +29,11 @@ fn load(name: &str) -> Option<(Format, Parsed)> {
 }
 
 fn names(p: &guardnest_core::blocklist::Names) -> Vec<&str> {
-    p.iter().map(|(_, n)| n).collect()
+    p.iter().collect()
 }
 
 fn distinct(p: &guardnest_core::blocklist::Names) -> usize {
-    p.iter().map(|(_, n)| n).collect::<HashSet<_>>().len()
+    p.iter().collect::<HashSet<_>>().len()
 }
 
 #[test]
