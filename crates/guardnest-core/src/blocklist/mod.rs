@@ -161,8 +161,18 @@ impl Blocklists {
     /// URL sources start from their cache in `data_dir`, if any, and are fetched later by
     /// [`Blocklists::update`] or [`Blocklists::run_updater`].
     pub fn load(config: &BlocklistConfig, data_dir: Option<&Path>) -> Result<Self, ListError> {
+        Self::load_with_defaults(config, data_dir, DEFAULT_LISTS)
+    }
+
+    /// [`Blocklists::load`] with another set of built-in lists (name, URL): for tests and
+    /// for distributions that ship their own defaults.
+    pub fn load_with_defaults(
+        config: &BlocklistConfig,
+        data_dir: Option<&Path>,
+        builtin: &[(&str, &str)],
+    ) -> Result<Self, ListError> {
         let defaults: Vec<SourceSpec> = match config.default_lists {
-            true => DEFAULT_LISTS
+            true => builtin
                 .iter()
                 .map(|(name, url)| {
                     SourceSpec::Detailed(crate::config::DetailedSource {

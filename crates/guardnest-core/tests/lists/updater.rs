@@ -216,3 +216,44 @@ async fn updater_follows_the_schedule_and_stops() {
     stop.cancel();
     tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
 }
+
+/// Offline at first start: one clear warning that the built-in lists are not loaded yet
+/// (not one per retry), and one line when they arrive.
+#[tokio::test]
+async fn missing_default_lists_are_announced_once() {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+    impl Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = ListServer::start().await;
+    server.set("/default.txt", Reply::Status(503));
+    let url = server.url("/default.txt");
+    let mut cfg = config(&[]);
+    cfg.default_lists = true;
+    let lists = Blocklists::load_with_defaults(&cfg, None, &[("builtin-test", &url)]).unwrap();
+    for _ in 0..3 {
+        lists.update(&()).await;
+    }
+    server.list("/default.txt", "builtin.test\n", "\"d\"");
+    lists.update(&()).await;
+    assert!(blocked(&lists, "builtin.test"));
+    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches("built-in default lists are not loaded yet").count(), 1, "{text}");
+    assert_eq!(text.matches("built-in default lists are loaded now").count(), 1, "{text}");
+    assert!(lists.status()[0].builtin);
+}
