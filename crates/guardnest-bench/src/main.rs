@@ -1,12 +1,16 @@
 //! `guardnest-bench`: measurements behind GuardNest's performance claims. Not a test:
 //! run it in release mode on a quiet machine and read the numbers.
 //!
+//! `guardnest-bench proxy` — a direct connection, GuardNest and any other proxy side by
+//! side (see `bench/run-anchors.sh`).
 //! `guardnest-bench lists` — list scale: build time, bytes per name, rebuild peak, lookup
 //! latency, and the proxy's responsiveness during a rebuild, beside a `HashSet<String>`.
 
 mod alloc;
 mod lists;
 mod procfs;
+mod proxy;
+mod upstream;
 
 use std::path::PathBuf;
 
@@ -30,6 +34,25 @@ enum Command {
         #[arg(long, default_value = "../shared/data/blocklists")]
         data: PathBuf,
     },
+    /// Proxy throughput, setup rate, latency, memory, HTTP, blocking, half-close, leaks:
+    /// a direct connection (the limit) and every target given.
+    Proxy {
+        /// A proxy to measure: NAME=ADDR[@PID] (the PID enables CPU and memory figures).
+        #[arg(long = "target", value_name = "NAME=ADDR[@PID]")]
+        targets: Vec<proxy::Target>,
+        /// Short runs (a smoke test, not a measurement).
+        #[arg(long)]
+        quick: bool,
+        /// Only these scenarios (1-8), e.g. --only 2,5.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<u32>,
+        /// Tunnels held open for the memory figure (2 descriptors each in this process).
+        #[arg(long, default_value_t = 9000)]
+        idle_tunnels: usize,
+        /// Tunnels opened and closed for the leak check.
+        #[arg(long, default_value_t = 100_000)]
+        leak_tunnels: usize,
+    },
     /// (internal) one row of `lists`, in a fresh process.
     #[command(hide = true)]
     ListsRow { structure: String, path: PathBuf },
@@ -41,6 +64,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Lists { data } => lists::run(&data),
+        Command::Proxy { targets, quick, only, idle_tunnels, leak_tunnels } => {
+            proxy::run(targets, proxy::Options { quick, only, idle_tunnels, leak_tunnels })
+        }
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),
     }

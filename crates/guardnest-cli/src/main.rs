@@ -44,11 +44,16 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = std::fs::create_dir_all(&data_dir) {
         tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("guardnest")
-        .build()
-        .context("cannot start the async runtime")?;
+    let mut builder = match config.proxy.worker_threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+    };
+    let runtime = builder.enable_all().thread_name("guardnest").build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let lists = Blocklists::load(&config.blocklist, Some(&data_dir)).context("cannot load lists")?;
         tracing::info!(names = lists.len(), lists = lists.status().len(), "lists loaded");

@@ -77,10 +77,13 @@ async fn start_tunnel(
     pipelined: Bytes,
     shared: &Arc<crate::server::Shared>,
 ) -> std::io::Result<tunnel::TunnelReport> {
+    let early = pipelined.len() as u64;
     if !pipelined.is_empty() {
         upstream.write_all(&pipelined).await?;
     }
+    // Even empty, these bytes may pin hyper's whole read buffer: let it go before the tunnel.
+    drop(pipelined);
     let mut report = tunnel::run(client, upstream, shared.config.idle_timeout, &shared.abort).await?;
-    report.up += pipelined.len() as u64;
+    report.up += early;
     Ok(report)
 }

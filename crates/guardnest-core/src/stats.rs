@@ -23,6 +23,8 @@ pub struct Stats {
     pub bytes_down: AtomicU64,
     /// Accept errors (EMFILE and friends) seen by the listener.
     pub accept_errors: AtomicU64,
+    /// Second (since the epoch) of the last heap trim.
+    last_trim: AtomicU64,
 }
 
 /// A plain copy of [`Stats`] at one moment.
@@ -82,6 +84,22 @@ impl ActiveGuard {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.connections_active.fetch_sub(1, Relaxed);
+        if self.0.connections_active.fetch_sub(1, Relaxed) == 1 {
+            release_free_memory(&self.0);
+        }
     }
 }
+
+/// When the last connection closes, hands freed heap back to the OS (glibc keeps it
+/// otherwise, so RSS would stay at its peak after a burst of tunnels). At most once a second.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory(stats: &Stats) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    if stats.last_trim.swap(now, Relaxed) != now {
+        // SAFETY: malloc_trim only returns free memory to the OS; it touches no live data.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory(_: &Stats) {}

@@ -207,3 +207,29 @@ fn close_wait_sockets(a: u16, b: u16) -> usize {
         })
         .count()
 }
+
+/// A bulk transfer (which switches to splice on Linux) arrives intact, in order, both ways,
+/// and still ends with a proper half-close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfer_is_intact_both_ways() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let (s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!(status, 200);
+    let payload: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let (mut r, mut w) = s.into_split();
+    let expected = payload.clone();
+    let send = tokio::spawn(async move {
+        w.write_all(&payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut back = Vec::with_capacity(expected.len());
+    within("bulk echo", r.read_to_end(&mut back)).await.unwrap();
+    send.await.unwrap();
+    assert_eq!(back.len(), expected.len());
+    assert!(back == expected, "bytes corrupted or reordered");
+    let stats = proxy.stats.clone();
+    proxy.stop().await;
+    assert_eq!(stats.snapshot().bytes_up, 24 << 20);
+    assert_eq!(stats.snapshot().bytes_down, 24 << 20);
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Starts GuardNest, tinyproxy, Squid and Privoxy on loopback with minimal comparable configs
+# (CONNECT to any port allowed, "blocked.test" blocked, no caching, no disk logging), runs
+# guardnest-bench proxy against all of them in one run, then stops them.
+#
+#   bench/run-anchors.sh [--quick] [more guardnest-bench proxy flags]
+#
+# Needs: tinyproxy, squid, privoxy (apt-get install -y tinyproxy squid privoxy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for bin in tinyproxy squid privoxy; do
+  command -v "$bin" >/dev/null || PATH="$PATH:/usr/sbin"
+  command -v "$bin" >/dev/null || { echo "missing $bin: apt-get install -y tinyproxy squid privoxy" >&2; exit 1; }
+done
+cargo build --release -q -p guardnest-cli -p guardnest-bench
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)"
+
+echo "blocked.test" > "$work/blocked.txt"
+
+# GuardNest
+./target/release/guardnest run --listen 127.0.0.1:13131 --blocklist "$work/blocked.txt" \
+  --no-default-lists --data-dir "$work/gn" --log-level warn &
+pids+=($!); gn=$!
+
+# tinyproxy: no ConnectPort lines = CONNECT to any port; filter blocks the test name.
+printf '^blocked\\.test$\n' > "$work/tinyproxy.filter"
+cat > "$work/tinyproxy.conf" <<CONF
+Port 13128
+Listen 127.0.0.1
+Timeout 600
+MaxClients 20000
+Allow 127.0.0.1
+Filter "$work/tinyproxy.filter"
+FilterExtended On
+LogLevel Critical
+DisableViaHeader Yes
+CONF
+tinyproxy -d -c "$work/tinyproxy.conf" >/dev/null 2>&1 &
+pids+=($!); tp=$!
+
+# Squid: memory-only, no cache, no access log.
+mkdir -p "$work/squid"
+cat > "$work/squid.conf" <<CONF
+http_port 127.0.0.1:13129
+acl blocked dstdomain .blocked.test
+http_access deny blocked
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0 MB
+access_log none
+cache_log /dev/null
+cache_store_log none
+pid_filename none
+coredump_dir $work/squid
+max_filedescriptors 20000
+shutdown_lifetime 0 seconds
+via off
+forwarded_for transparent
+CONF
+squid -N -f "$work/squid.conf" >/dev/null 2>&1 &
+pids+=($!); sq=$!
+
+# Privoxy: block the test name, keep-alive on, no log file.
+cat > "$work/privoxy.action" <<CONF
+{ +block{benchmark block} }
+.blocked.test
+CONF
+cat > "$work/privoxy.conf" <<CONF
+confdir /etc/privoxy
+listen-address 127.0.0.1:13130
+actionsfile $work/privoxy.action
+toggle 1
+enable-remote-toggle 0
+enable-edit-actions 0
+max-client-connections 20000
+keep-alive-timeout 300
+socket-timeout 300
+CONF
+privoxy --no-daemon "$work/privoxy.conf" >/dev/null 2>&1 &
+pids+=($!); pv=$!
+
+# Wait until every port answers.
+for port in 13128 13129 13130 13131; do
+  for _ in $(seq 1 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+    sleep 0.1
+  done
+done
+
+./target/release/guardnest-bench proxy \
+  --target "guardnest=127.0.0.1:13131@$gn" \
+  --target "tinyproxy=127.0.0.1:13128@$tp" \
+  --target "squid=127.0.0.1:13129@$sq" \
+  --target "privoxy=127.0.0.1:13130@$pv" \
+  "$@"

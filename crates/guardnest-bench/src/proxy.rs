@@ -1,0 +1,829 @@
+//! `guardnest-bench proxy`: drives any HTTP proxy (and a direct connection, the limit)
+//! through the same scenarios, and reads the proxy process's CPU time from /proc so each
+//! figure also comes as CPU per operation.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::upstream::{self, HalfBReports, Upstreams};
+
+/// A proxy under test, or the direct path.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    /// `None`: connect straight to the upstream.
+    pub proxy: Option<SocketAddr>,
+    pub pid: Option<u32>,
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+    /// `name=ADDR` or `name=ADDR@PID`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, rest) = s.split_once('=').ok_or("expected NAME=ADDR[@PID]")?;
+        let (addr, pid) = match rest.split_once('@') {
+            Some((a, p)) => (a, Some(p.parse().map_err(|_| "bad pid")?)),
+            None => (rest, None),
+        };
+        Ok(Target { name: name.into(), proxy: Some(addr.parse().map_err(|_| "bad address")?), pid })
+    }
+}
+
+/// Options of one run.
+pub struct Options {
+    pub quick: bool,
+    /// Scenario numbers to run (all when empty).
+    pub only: Vec<u32>,
+    pub idle_tunnels: usize,
+    pub leak_tunnels: usize,
+}
+
+/// The process and its descendants (tinyproxy serves from forked children).
+fn process_tree(root: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+            if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let p = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    tree
+}
+
+/// CPU time (ns) of the target: every thread of the process and its children
+/// (schedstat, ns), plus what reaped children used (cutime + cstime, in clock ticks).
+fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let root = pid?;
+    let tick_ns = 1e9 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64).max(1.0);
+    let mut total = 0u64;
+    for p in process_tree(root) {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for task in tasks.flatten() {
+            // A thread may exit while we look: skip it.
+            if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
+            {
+                total += ns;
+            }
+        }
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let reaped: f64 = fields.get(13..15)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum();
+    Some(total + (reaped * tick_ns) as u64)
+}
+
+/// RSS of the target's process tree, KiB (shared pages of forked children count twice).
+fn rss_kib(pid: Option<u32>) -> Option<u64> {
+    let mut total = 0;
+    for p in process_tree(pid?) {
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else { continue };
+        total += status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
+fn open_fds(pid: Option<u32>) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{}/fd", pid?)).ok()?.count())
+}
+
+/// Measures CPU of the target over `f`.
+fn with_cpu<T>(t: &Target, f: impl FnOnce() -> T) -> (T, Option<f64>) {
+    let before = cpu_ns(t.pid);
+    let out = f();
+    let after = cpu_ns(t.pid);
+    (out, before.zip(after).map(|(b, a)| (a - b) as f64 / 1e9))
+}
+
+// ---------- connecting through a target ----------
+
+/// A blocking stream to `upstream`, through the target's proxy if any.
+fn open(t: &Target, upstream: SocketAddr) -> io::Result<TcpStream> {
+    let Some(proxy) = t.proxy else {
+        let s = TcpStream::connect(upstream)?;
+        s.set_nodelay(true)?;
+        return Ok(s);
+    };
+    let mut s = TcpStream::connect(proxy)?;
+    s.set_nodelay(true)?;
+    write!(s, "CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n")?;
+    let head = read_head_blocking(&mut s)?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(io::Error::other(format!("CONNECT refused: {}", head.lines().next().unwrap_or(""))));
+    }
+    Ok(s)
+}
+
+fn read_head_blocking(s: &mut TcpStream) -> io::Result<String> {
+    let mut head = Vec::with_capacity(128);
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b)? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        head.push(b[0]);
+    }
+    Ok(String::from_utf8_lossy(&head).into_owned())
+}
+
+async fn open_async(t: &Target, upstream: SocketAddr) -> io::Result<tokio::net::TcpStream> {
+    let Some(proxy) = t.proxy else {
+        let s = tokio::net::TcpStream::connect(upstream).await?;
+        s.set_nodelay(true)?;
+        return Ok(s);
+    };
+    let mut s = tokio::net::TcpStream::connect(proxy).await?;
+    s.set_nodelay(true)?;
+    s.write_all(format!("CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n").as_bytes()).await?;
+    let head = read_head_async(&mut s).await?;
+    if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
+        return Err(io::Error::other("CONNECT refused"));
+    }
+    Ok(s)
+}
+
+/// Reads one response head; CONNECT answers carry nothing after it we could over-read.
+async fn read_head_async(s: &mut tokio::net::TcpStream) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(128);
+    let mut buf = [0u8; 256];
+    loop {
+        let n = s.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let take = match buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => p + 4,
+            None => n,
+        };
+        s.read_exact(&mut buf[..take]).await?;
+        head.extend_from_slice(&buf[..take]);
+        if head.ends_with(b"\r\n\r\n") {
+            return Ok(head);
+        }
+    }
+}
+
+// ---------- statistics ----------
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+// ---------- scenarios ----------
+
+/// GB/s and proxy CPU seconds per GB for `streams` parallel transfers of `bytes` each.
+fn throughput(t: &Target, ups: &Upstreams, streams: usize, upload: bool, bytes: u64) -> (f64, Option<f64>) {
+    let start = Instant::now();
+    let (res, cpu) = with_cpu(t, || {
+        let handles: Vec<_> = (0..streams)
+            .map(|_| {
+                let t = t.clone();
+                let bulk = ups.bulk;
+                std::thread::spawn(move || -> io::Result<()> {
+                    let mut s = open(&t, bulk)?;
+                    let buf = vec![0x5au8; 256 * 1024];
+                    if upload {
+                        s.write_all(b"U")?;
+                        s.write_all(&bytes.to_be_bytes())?;
+                        let mut left = bytes;
+                        while left > 0 {
+                            let n = left.min(buf.len() as u64) as usize;
+                            s.write_all(&buf[..n])?;
+                            left -= n as u64;
+                        }
+                        let mut got = [0u8; 8];
+                        s.read_exact(&mut got)?;
+                        if u64::from_be_bytes(got) != bytes {
+                            return Err(io::Error::other("upload truncated"));
+                        }
+                    } else {
+                        s.write_all(b"D")?;
+                        s.write_all(&bytes.to_be_bytes())?;
+                        let mut buf = vec![0u8; 256 * 1024];
+                        let mut got = 0u64;
+                        while got < bytes {
+                            let n = s.read(&mut buf)?;
+                            if n == 0 {
+                                break;
+                            }
+                            got += n as u64;
+                        }
+                        if got != bytes {
+                            return Err(io::Error::other("download truncated"));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(io::Error::other("panic"))))
+            .collect::<io::Result<Vec<_>>>()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    if let Err(e) = res {
+        eprintln!("  {}: throughput failed: {e}", t.name);
+        return (f64::NAN, None);
+    }
+    let gb = (bytes * streams as u64) as f64 / 1e9;
+    (gb / secs, cpu.map(|c| c / gb))
+}
+
+struct Rate {
+    per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_us_per_op: Option<f64>,
+    errors: usize,
+}
+
+/// Runs `concurrency` copies of `op` in a loop for `duration` on a current-thread runtime
+/// (the harness keeps to one core).
+fn rate<F, Fut>(t: &Target, concurrency: usize, duration: Duration, op: F) -> Rate
+where
+    F: Fn(Target) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = io::Result<()>>,
+{
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let op = Arc::new(op);
+    let (res, cpu) = with_cpu(t, || {
+        rt.block_on(async {
+            let deadline = Instant::now() + duration;
+            let tasks: Vec<_> = (0..concurrency)
+                .map(|_| {
+                    let (t, op) = (t.clone(), op.clone());
+                    async move {
+                        let mut lat = Vec::new();
+                        let mut errors = 0;
+                        while Instant::now() < deadline {
+                            let s = Instant::now();
+                            match op(t.clone()).await {
+                                Ok(()) => lat.push(s.elapsed().as_secs_f64() * 1e6),
+                                Err(_) => errors += 1,
+                            }
+                        }
+                        (lat, errors)
+                    }
+                })
+                .collect();
+            let local = tokio::task::LocalSet::new();
+            let handles: Vec<_> = tasks.into_iter().map(|f| local.spawn_local(f)).collect();
+            local
+                .run_until(async {
+                    let mut all = Vec::new();
+                    let mut errors = 0;
+                    for h in handles {
+                        if let Ok((l, e)) = h.await {
+                            all.extend(l);
+                            errors += e;
+                        }
+                    }
+                    (all, errors)
+                })
+                .await
+        })
+    });
+    let (lat, errors) = res;
+    let n = lat.len();
+    let lat = sorted(lat);
+    Rate {
+        per_sec: n as f64 / duration.as_secs_f64(),
+        p50_us: percentile(&lat, 0.5),
+        p99_us: percentile(&lat, 0.99),
+        cpu_us_per_op: cpu.map(|c| c * 1e6 / n.max(1) as f64),
+        errors,
+    }
+}
+
+async fn tunnel_op(t: Target, echo: SocketAddr) -> io::Result<()> {
+    let mut s = open_async(&t, echo).await?;
+    let msg = [0x42u8; 32];
+    s.write_all(&msg).await?;
+    let mut back = [0u8; 32];
+    s.read_exact(&mut back).await?;
+    Ok(())
+}
+
+async fn blocked_op(t: Target) -> io::Result<()> {
+    let proxy = t.proxy.ok_or_else(|| io::Error::other("no proxy"))?;
+    let mut s = tokio::net::TcpStream::connect(proxy).await?;
+    s.set_nodelay(true)?;
+    s.write_all(b"CONNECT blocked.test:443 HTTP/1.1\r\nHost: blocked.test:443\r\n\r\n").await?;
+    let head = read_head_async(&mut s).await?;
+    if !head.starts_with(b"HTTP/1.1 403") && !head.starts_with(b"HTTP/1.0 403") {
+        return Err(io::Error::other("not 403"));
+    }
+    Ok(())
+}
+
+/// One connection doing keep-alive GETs until the deadline (reconnecting when the proxy
+/// closes, as tinyproxy does after each response).
+async fn http_client(t: Target, origin: SocketAddr, deadline: Instant) -> (Vec<f64>, usize) {
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let (target, req) = match t.proxy {
+        Some(p) => (p, format!("GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\n\r\n")),
+        None => (origin, format!("GET / HTTP/1.1\r\nHost: {origin}\r\n\r\n")),
+    };
+    let mut conn: Option<tokio::net::TcpStream> = None;
+    let mut buf = vec![0u8; 8192];
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        if conn.is_none() {
+            match tokio::net::TcpStream::connect(target).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    conn = Some(s);
+                }
+                Err(_) => {
+                    errors += 1;
+                    continue;
+                }
+            }
+        }
+        let s = conn.as_mut().expect("connected above");
+        let ok = async {
+            s.write_all(req.as_bytes()).await?;
+            let mut filled = 0;
+            loop {
+                let n = s.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                }
+                filled += n;
+                if let Some(end) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while filled < end + 4 + len {
+                        let n = s.read(&mut buf[filled..]).await?;
+                        if n == 0 {
+                            return Err(io::ErrorKind::UnexpectedEof.into());
+                        }
+                        filled += n;
+                    }
+                    let close = head.contains("connection: close") || head.starts_with("http/1.0");
+                    return Ok(close);
+                }
+            }
+        }
+        .await;
+        match ok {
+            Ok(close) => {
+                lat.push(start.elapsed().as_secs_f64() * 1e6);
+                if close {
+                    conn = None;
+                }
+            }
+            Err(_) => {
+                errors += 1;
+                conn = None;
+            }
+        }
+    }
+    (lat, errors)
+}
+
+fn http_rate(t: &Target, origin: SocketAddr, connections: usize, duration: Duration) -> Rate {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let (res, cpu) = with_cpu(t, || {
+        rt.block_on(async {
+            let deadline = Instant::now() + duration;
+            let local = tokio::task::LocalSet::new();
+            let hs: Vec<_> =
+                (0..connections).map(|_| local.spawn_local(http_client(t.clone(), origin, deadline))).collect();
+            local
+                .run_until(async {
+                    let mut all = Vec::new();
+                    let mut errors = 0;
+                    for h in hs {
+                        if let Ok((l, e)) = h.await {
+                            all.extend(l);
+                            errors += e;
+                        }
+                    }
+                    (all, errors)
+                })
+                .await
+        })
+    });
+    let (lat, errors) = res;
+    let n = lat.len();
+    let lat = sorted(lat);
+    Rate {
+        per_sec: n as f64 / duration.as_secs_f64(),
+        p50_us: percentile(&lat, 0.5),
+        p99_us: percentile(&lat, 0.99),
+        cpu_us_per_op: cpu.map(|c| c * 1e6 / n.max(1) as f64),
+        errors,
+    }
+}
+
+/// p50/p99 µs of a 64-byte round trip over one established tunnel.
+fn round_trip(t: &Target, echo: SocketAddr, iterations: usize) -> io::Result<(f64, f64)> {
+    let mut s = open(t, echo)?;
+    let msg = [0x33u8; 64];
+    let mut back = [0u8; 64];
+    for _ in 0..200 {
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+    }
+    let mut lat = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        s.write_all(&msg)?;
+        s.read_exact(&mut back)?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    let lat = sorted(lat);
+    Ok((percentile(&lat, 0.5), percentile(&lat, 0.99)))
+}
+
+/// Pins the calling thread to CPU 0.
+fn pin_self() {
+    // SAFETY: a zeroed cpu_set_t is valid; we set one bit and pass its real size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn unpin_self() {
+    // SAFETY: as in pin_self.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+fn pin_process(pid: Option<u32>, cpus: &str) {
+    if let Some(pid) = pid {
+        let _ = std::process::Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// RSS per idle tunnel: open `n` tunnels, each echoing one byte, and compare RSS.
+fn idle_memory(t: &Target, echo: SocketAddr, n: usize) -> Option<(f64, u64, u64, u64)> {
+    let before = rss_kib(t.pid)?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let streams = rt.block_on(async {
+        let mut streams = Vec::with_capacity(n);
+        let mut batch = Vec::new();
+        for _ in 0..n {
+            batch.push(async {
+                let mut s = open_async(t, echo).await.ok()?;
+                s.write_all(b"x").await.ok()?;
+                let mut b = [0u8; 1];
+                s.read_exact(&mut b).await.ok()?;
+                Some(s)
+            });
+            if batch.len() == 64 {
+                for s in join_all(std::mem::take(&mut batch)).await.into_iter().flatten() {
+                    streams.push(s);
+                }
+            }
+        }
+        for s in join_all(batch).await.into_iter().flatten() {
+            streams.push(s);
+        }
+        streams
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let open = streams.len();
+    let during = rss_kib(t.pid)?;
+    drop(streams);
+    drop(rt);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = rss_kib(t.pid)?;
+    if open < n {
+        eprintln!("  {}: only {open} of {n} tunnels opened", t.name);
+    }
+    Some(((during.saturating_sub(before)) as f64 * 1024.0 / open.max(1) as f64, before, during, after))
+}
+
+/// Polls all futures concurrently (a small join_all, to stay off extra dependencies).
+async fn join_all<F: std::future::Future>(fs: Vec<F>) -> Vec<F::Output> {
+    let mut fs: Vec<_> = fs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..fs.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in fs.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("all ready")).collect()
+}
+
+/// Half-close both ways; returns (client FIN first, upstream FIN first) pass/fail.
+fn half_close(t: &Target, ups: &Upstreams, reports: &HalfBReports) -> (bool, bool) {
+    let a = (|| -> io::Result<bool> {
+        let mut s = open(t, ups.half_a)?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        s.write_all(&[1u8; 1000])?;
+        s.shutdown(Shutdown::Write)?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply == "got 1000")
+    })()
+    .unwrap_or(false);
+    let b = (|| -> io::Result<bool> {
+        while reports.try_recv().is_ok() {}
+        let mut s = open(t, ups.half_b)?;
+        s.set_read_timeout(Some(Duration::from_secs(3)))?;
+        let mut banner = Vec::new();
+        s.read_to_end(&mut banner)?;
+        if banner != b"banner" {
+            return Ok(false);
+        }
+        s.write_all(b"still talking")?;
+        s.shutdown(Shutdown::Write)?;
+        Ok(reports.recv_timeout(Duration::from_secs(3)).map(|got| got == b"still talking").unwrap_or(false))
+    })()
+    .unwrap_or(false);
+    (a, b)
+}
+
+/// Opens and closes `n` tunnels, then compares descriptors and RSS with before.
+fn leaks(t: &Target, echo: SocketAddr, n: usize) -> Option<(usize, usize, u64, u64, f64)> {
+    let (fd0, rss0) = (open_fds(t.pid)?, rss_kib(t.pid)?);
+    let start = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let done = rt.block_on(async {
+        let local = tokio::task::LocalSet::new();
+        let per = n / 32;
+        let hs: Vec<_> = (0..32)
+            .map(|_| {
+                let t = t.clone();
+                local.spawn_local(async move {
+                    let mut ok = 0;
+                    for _ in 0..per {
+                        if tunnel_op(t.clone(), echo).await.is_ok() {
+                            ok += 1;
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        local
+            .run_until(async {
+                let mut total = 0;
+                for h in hs {
+                    total += h.await.unwrap_or(0);
+                }
+                total
+            })
+            .await
+    });
+    let secs = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(3));
+    let (fd1, rss1) = (open_fds(t.pid)?, rss_kib(t.pid)?);
+    if done < n / 32 * 32 {
+        eprintln!("  {}: {} of {} tunnels failed", t.name, n / 32 * 32 - done, n / 32 * 32);
+    }
+    Some((fd0, fd1, rss0, rss1, done as f64 / secs))
+}
+
+fn idle_cpu(t: &Target, secs: u64) -> Option<f64> {
+    let ((), cpu) = with_cpu(t, || std::thread::sleep(Duration::from_secs(secs)));
+    cpu.map(|c| c * 1e3 / secs as f64)
+}
+
+fn fmt(v: f64, digits: usize) -> String {
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{v:.digits$}")
+    }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| fmt(v, digits))
+}
+
+/// Runs every scenario for every target and prints Markdown tables.
+pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let (ups, reports) = upstream::start()?;
+    let mut all = vec![Target { name: "direct".into(), proxy: None, pid: None }];
+    all.extend(targets);
+    let scale = if opts.quick { 8 } else { 1 };
+    let dur = Duration::from_millis(if opts.quick { 500 } else { 3000 });
+    println!("# guardnest-bench proxy");
+    println!(
+        "machine: {} CPUs, {}; harness on a current-thread runtime; CPU = proxy process time from /proc/PID/task/*/schedstat",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
+    );
+
+    if opts.wants(1) {
+        println!("\n## 1. Tunnel throughput (GB/s; proxy CPU s/GB)\n");
+        println!("| target | 1 stream down | 1 stream up | 8 streams down | 8 streams up |");
+        println!("|---|---:|---:|---:|---:|");
+        for t in &all {
+            let one = (1u64 << 30) / scale;
+            let eight = (256u64 << 20) / scale;
+            let cells: Vec<String> = [(1, false, one), (1, true, one), (8, false, eight), (8, true, eight)]
+                .iter()
+                .map(|&(n, up, bytes)| {
+                    let (gbs, cpu) = throughput(t, &ups, n, up, bytes);
+                    format!("{} ({})", fmt(gbs, 2), fmt_opt(cpu, 2))
+                })
+                .collect();
+            println!("| {} | {} |", t.name, cells.join(" | "));
+        }
+    }
+    if opts.wants(2) {
+        println!("\n## 2. Tunnel setup: connect, CONNECT, 200, 32-byte echo, close (32 concurrent clients)\n");
+        println!("| target | tunnels/s | p50 µs | p99 µs | proxy CPU µs/tunnel | errors |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in &all {
+            let echo = ups.echo;
+            let r = rate(t, 32, dur, move |t| tunnel_op(t, echo));
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                t.name,
+                fmt(r.per_sec, 0),
+                fmt(r.p50_us, 0),
+                fmt(r.p99_us, 0),
+                fmt_opt(r.cpu_us_per_op, 1),
+                r.errors
+            );
+        }
+    }
+    if opts.wants(3) {
+        println!("\n## 3. Round trip of 64 bytes over an established tunnel (µs)\n");
+        println!("| target | free p50 | free p99 | pinned p50 | pinned p99 | added pinned p50 | added pinned p99 |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        let iters = 20_000 / scale as usize;
+        let mut direct_pinned = (f64::NAN, f64::NAN);
+        for t in &all {
+            let free = round_trip(t, ups.echo_blocking, iters).unwrap_or((f64::NAN, f64::NAN));
+            pin_process(t.pid, "0");
+            pin_self();
+            // The echo server's threads are spawned per connection; pin the process's threads too.
+            pin_process(Some(std::process::id()), "0");
+            let pinned = round_trip(t, ups.echo_blocking, iters).unwrap_or((f64::NAN, f64::NAN));
+            pin_process(Some(std::process::id()), "0-63");
+            unpin_self();
+            pin_process(t.pid, "0-63");
+            if t.proxy.is_none() {
+                direct_pinned = pinned;
+            }
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                t.name,
+                fmt(free.0, 1),
+                fmt(free.1, 1),
+                fmt(pinned.0, 1),
+                fmt(pinned.1, 1),
+                fmt(pinned.0 - direct_pinned.0, 1),
+                fmt(pinned.1 - direct_pinned.1, 1)
+            );
+        }
+    }
+    if opts.wants(4) {
+        println!("\n## 4. Memory per idle tunnel ({} open tunnels) and the idle process\n", opts.idle_tunnels);
+        println!("| target | KiB per idle tunnel | RSS before KiB | RSS with tunnels KiB | RSS after close KiB | idle CPU ms/s |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in all.iter().filter(|t| t.pid.is_some()) {
+            let idle = idle_cpu(t, if opts.quick { 1 } else { 5 });
+            match idle_memory(t, ups.echo, opts.idle_tunnels) {
+                Some((per, before, during, after)) => println!(
+                    "| {} | {} | {before} | {during} | {after} | {} |",
+                    t.name,
+                    fmt(per / 1024.0, 2),
+                    fmt_opt(idle, 3)
+                ),
+                None => println!("| {} | - | - | - | - | - |", t.name),
+            }
+        }
+    }
+    if opts.wants(5) {
+        println!("\n## 5. Plain HTTP: keep-alive GETs (16 connections)\n");
+        println!("| target | requests/s | p50 µs | p99 µs | proxy CPU µs/request | errors |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in &all {
+            let r = http_rate(t, ups.http, 16, dur);
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                t.name,
+                fmt(r.per_sec, 0),
+                fmt(r.p50_us, 0),
+                fmt(r.p99_us, 0),
+                fmt_opt(r.cpu_us_per_op, 1),
+                r.errors
+            );
+        }
+    }
+    if opts.wants(6) {
+        println!("\n## 6. Blocked CONNECTs answered 403 (32 concurrent clients)\n");
+        println!("| target | 403/s | p50 µs | p99 µs | proxy CPU µs per 403 | errors |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in all.iter().filter(|t| t.proxy.is_some()) {
+            let r = rate(t, 32, dur, blocked_op);
+            println!(
+                "| {} | {} | {} | {} | {} | {} |",
+                t.name,
+                fmt(r.per_sec, 0),
+                fmt(r.p50_us, 0),
+                fmt(r.p99_us, 0),
+                fmt_opt(r.cpu_us_per_op, 1),
+                r.errors
+            );
+        }
+    }
+    if opts.wants(7) {
+        println!("\n## 7. Half-close\n");
+        println!("| target | client FIN, then upstream answers | upstream FIN, client still sends |");
+        println!("|---|---|---|");
+        for t in &all {
+            let (a, b) = half_close(t, &ups, &reports);
+            let word = |ok| if ok { "pass" } else { "FAIL" };
+            println!("| {} | {} | {} |", t.name, word(a), word(b));
+        }
+    }
+    if opts.wants(8) {
+        println!("\n## 8. Leaks: {} tunnels opened and closed\n", opts.leak_tunnels);
+        println!("| target | fds before | fds after | RSS before KiB | RSS after KiB | tunnels/s |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for t in all.iter().filter(|t| t.pid.is_some()) {
+            match leaks(t, ups.echo, opts.leak_tunnels) {
+                Some((f0, f1, r0, r1, rate)) => {
+                    println!("| {} | {f0} | {f1} | {r0} | {r1} | {} |", t.name, fmt(rate, 0))
+                }
+                None => println!("| {} | - | - | - | - | - |", t.name),
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Options {
+    fn wants(&self, n: u32) -> bool {
+        self.only.is_empty() || self.only.contains(&n)
+    }
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
