@@ -65,28 +65,22 @@ fn process_tree(root: u32) -> Vec<u32> {
     tree
 }
 
-/// CPU time (ns) of the target: every thread of the process and its children
-/// (schedstat, ns), plus what reaped children used (cutime + cstime, in clock ticks).
+/// CPU time (ns) of the target: user + system time of the process and its children,
+/// including threads that already exited (tinyproxy and Privoxy use a thread per
+/// connection), from /proc/PID/stat, in clock ticks.
 fn cpu_ns(pid: Option<u32>) -> Option<u64> {
     let root = pid?;
+    // SAFETY: sysconf has no preconditions.
     let tick_ns = 1e9 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64).max(1.0);
-    let mut total = 0u64;
+    let mut ticks = 0.0;
     for p in process_tree(root) {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
-        for task in tasks.flatten() {
-            // A thread may exit while we look: skip it.
-            if let Some(ns) = std::fs::read_to_string(task.path().join("schedstat"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()))
-            {
-                total += ns;
-            }
-        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime, stime, cutime, cstime are fields 14-17; after ")" they are 11..15.
+        ticks += fields.get(11..15).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
     }
-    let stat = std::fs::read_to_string(format!("/proc/{root}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let reaped: f64 = fields.get(13..15)?.iter().filter_map(|v| v.parse::<f64>().ok()).sum();
-    Some(total + (reaped * tick_ns) as u64)
+    Some((ticks * tick_ns) as u64)
 }
 
 /// RSS of the target's process tree, KiB (shared pages of forked children count twice).
@@ -663,7 +657,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
     let dur = Duration::from_millis(if opts.quick { 500 } else { 3000 });
     println!("# guardnest-bench proxy");
     println!(
-        "machine: {} CPUs, {}; harness on a current-thread runtime; CPU = proxy process time from /proc/PID/task/*/schedstat",
+        "machine: {} CPUs, {}; harness on a current-thread runtime; CPU = proxy process user+system time from /proc/PID/stat (threads and children included)",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
     );

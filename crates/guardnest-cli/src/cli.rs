@@ -24,6 +24,29 @@ pub enum Command {
     Check(CheckArgs),
     /// Show every list source; `lists update` downloads them now.
     Lists(ListsArgs),
+    /// Show the running instance's status (via its control API).
+    Status(StatusArgs),
+    /// Turn protection on in the running instance (and the system proxy, if configured).
+    Enable(ClientArgs),
+    /// Turn protection off in the running instance, restoring the system proxy settings.
+    Disable(ClientArgs),
+    /// Restart the running instance's listener.
+    Restart(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the full status as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +147,12 @@ pub struct RunArgs {
     /// Address to listen on [default: 127.0.0.1:3000]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Control API address (loopback) or `none` [default: 127.0.0.1:3001].
+    #[arg(long, value_name = "ADDR|none")]
+    pub control: Option<String>,
+    /// Also make GuardNest the system proxy while it runs (restored on exit).
+    #[arg(long)]
+    pub system_proxy: bool,
 }
 
 impl RunArgs {
@@ -133,6 +162,13 @@ impl RunArgs {
         if let Some(listen) = self.listen {
             config.proxy.listen = listen;
         }
+        if let Some(control) = &self.control {
+            config.control.listen = control.clone();
+        }
+        if self.system_proxy {
+            config.system_proxy.enabled = true;
+        }
+        config.validate().context("invalid configuration")?;
         Ok(config)
     }
 }

@@ -2,14 +2,20 @@
 //! configuration, and call the engine; every decision lives in `guardnest-core`.
 
 mod cli;
+mod client;
 mod lists;
 mod logging;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use guardnest_core::{Blocklists, Proxy, ServeError};
+use guardnest_core::control::{new_token, runtime_path, ControlServer, RuntimeInfo};
+use guardnest_core::service::ServiceError;
+use guardnest_core::sysproxy::SystemProxy;
+use guardnest_core::{Blocklists, ProxyService, ServeError};
 use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, Command, RunArgs};
@@ -17,13 +23,19 @@ use cli::{Cli, Command, RunArgs};
 /// Exit code when the listen address cannot be bound (in use, no permission).
 const EXIT_BIND: u8 = 3;
 
+/// A port already in use, for the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BindFailed(String);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("guardnest: error: {e:#}");
-            let bind_failed = e.chain().any(|c| c.downcast_ref::<ServeError>().is_some());
+            let bind_failed =
+                e.chain().any(|c| c.downcast_ref::<ServeError>().is_some() || c.downcast_ref::<BindFailed>().is_some());
             ExitCode::from(if bind_failed { EXIT_BIND } else { 1 })
         }
     }
@@ -34,6 +46,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run(args),
         Command::Check(args) => lists::check(args),
         Command::Lists(args) => lists::lists(args),
+        Command::Status(args) => Ok(client::status(&args.common, args.json)),
+        Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
+        Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
+        Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
     }
 }
 
@@ -57,19 +73,68 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let lists = Blocklists::load(&config.blocklist, Some(&data_dir)).context("cannot load lists")?;
         tracing::info!(names = lists.len(), lists = lists.status().len(), "lists loaded");
-        let proxy = Proxy::bind(config.proxy.clone(), config.health.clone(), lists.policy()).await?;
-        tracing::info!("listening on {}", proxy.local_addr());
+        let system = ProxyService::system_proxy_for(&config, &data_dir).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "system proxy backend unavailable; the system proxy will not be changed");
+            SystemProxy::new(None, &data_dir)
+        });
+        let service = Arc::new(ProxyService::new(config.clone(), lists.clone(), system));
+        // A previous GuardNest that died with the system proxy set is repaired first.
+        match service.repair().await {
+            Ok(Some(message)) => tracing::warn!("{message}"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot repair the system proxy settings of a crashed session"),
+        }
+        match service.enable().await {
+            Ok(change) => tracing::info!("{}", change.message),
+            // The proxy runs; only the system-proxy step failed, and nothing is half-applied.
+            Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{e}"),
+            Err(e) => return Err(anyhow::Error::new(e)),
+        }
 
         let shutdown = CancellationToken::new();
-        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        let runtime_file = runtime_path(&data_dir);
+        let mut control_task = None;
+        if let Some(addr) = config.control.addr()? {
+            let server = ControlServer::bind(addr).await.map_err(|e| {
+                BindFailed(format!(
+                    "cannot listen on {addr} for the control API: {e} (another GuardNest? use --control)"
+                ))
+            });
+            let server = match server {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = service.disable().await;
+                    return Err(e.into());
+                }
+            };
+            let token = new_token().context("cannot create the control token")?;
+            let info = RuntimeInfo { addr: server.local_addr(), token: token.clone(), pid: std::process::id() };
+            info.store(&runtime_file).with_context(|| format!("cannot write {}", runtime_file.display()))?;
+            tracing::info!("control API on {}", server.local_addr());
+            control_task = Some(tokio::spawn(server.run(service.clone(), token, shutdown.clone())));
+        }
         let updater = tokio::spawn(lists.run_updater(shutdown.clone()));
-        proxy.run(shutdown).await;
+
+        cancel_on_signal(shutdown.clone()).await;
+        // Restore the system proxy and drain, bounded in time whatever happens.
+        let bound = config.proxy.shutdown_timeout + Duration::from_secs(5);
+        match tokio::time::timeout(bound, service.disable()).await {
+            Ok(Ok(change)) => tracing::info!("{}", change.message),
+            Ok(Err(e)) => tracing::error!("{e}"),
+            Err(_) => tracing::error!("shutdown took longer than {bound:?}; exiting"),
+        }
+        if control_task.is_some() {
+            let _ = std::fs::remove_file(&runtime_file);
+        }
         let _ = updater.await;
+        if let Some(t) = control_task {
+            let _ = t.await;
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Cancels `token` on SIGINT or SIGTERM (Ctrl-C on Windows).
+/// Waits for SIGINT or SIGTERM (Ctrl-C on Windows), then cancels `token`.
 async fn cancel_on_signal(token: CancellationToken) {
     // If a signal cannot be watched, waiting on it must not end at once and stop the proxy.
     let ctrl_c = async {

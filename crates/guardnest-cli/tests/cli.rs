@@ -78,7 +78,7 @@ impl Drop for Running {
 
 fn guardnest(data: &tempfile::TempDir) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("run").arg("--data-dir").arg(data.path()).arg("--no-default-lists");
+    cmd.arg("run").arg("--data-dir").arg(data.path()).arg("--no-default-lists").args(["--control", "127.0.0.1:0"]);
     cmd.env_remove("RUST_LOG");
     cmd
 }
@@ -227,7 +227,7 @@ fn descriptor_exhaustion_is_survived() {
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(format!(
-            "ulimit -n 48 && exec {BIN} run --data-dir {} --no-default-lists --listen 127.0.0.1:0",
+            "ulimit -n 48 && exec {BIN} run --data-dir {} --no-default-lists --listen 127.0.0.1:0 --control none",
             data.path().display()
         ))
         .env_remove("RUST_LOG");

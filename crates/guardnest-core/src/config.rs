@@ -71,6 +71,73 @@ pub struct Config {
     pub health: HealthConfig,
     /// Block and allow lists.
     pub blocklist: BlocklistConfig,
+    /// The local control API.
+    pub control: ControlConfig,
+    /// Making GuardNest the system proxy.
+    pub system_proxy: SystemProxyConfig,
+}
+
+/// The default control API address.
+pub const DEFAULT_CONTROL_LISTEN: &str = "127.0.0.1:3001";
+
+/// Settings of the control API (JSON over HTTP, loopback only).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// A loopback address, or `none` for no control API.
+    pub listen: String,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { listen: DEFAULT_CONTROL_LISTEN.into() }
+    }
+}
+
+impl ControlConfig {
+    /// The address, or `None` when turned off.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        if self.listen.eq_ignore_ascii_case("none") {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.listen.parse().map_err(|_| {
+            ConfigError::Invalid(format!("control.listen {:?} is not an address or \"none\"", self.listen))
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!("control.listen {addr} must be a loopback address")));
+        }
+        Ok(Some(addr))
+    }
+}
+
+/// How the system proxy points at GuardNest.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemProxyMode {
+    /// A fixed proxy: everything goes through GuardNest (no internet if it dies).
+    #[default]
+    Fixed,
+    /// A PAC file served by the control API: `PROXY GuardNest; DIRECT`, so a dead
+    /// GuardNest degrades to direct browsing (fail-open).
+    Pac,
+}
+
+/// Settings of the system-proxy step.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SystemProxyConfig {
+    /// Whether enabling protection also makes GuardNest the system proxy.
+    pub enabled: bool,
+    /// `auto`, `gnome`, `kde`, `windows`, `macos` or `none`.
+    pub backend: String,
+    /// `fixed` or `pac`.
+    pub mode: SystemProxyMode,
+}
+
+impl Default for SystemProxyConfig {
+    fn default() -> Self {
+        Self { enabled: false, backend: "auto".into(), mode: SystemProxyMode::Fixed }
+    }
 }
 
 /// Settings of the listener and of every connection.
@@ -278,6 +345,18 @@ impl Config {
         if p.max_header_bytes < 1024 {
             return Err(ConfigError::Invalid("proxy.max_header_bytes must be at least 1024".into()));
         }
+        self.control.addr()?;
+        if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
+                self.system_proxy.backend
+            )));
+        }
+        if self.system_proxy.mode == SystemProxyMode::Pac && self.control.addr()?.is_none() {
+            return Err(ConfigError::Invalid(
+                "system_proxy.mode = \"pac\" needs the control API (it serves the PAC file)".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -342,6 +421,22 @@ mod tests {
         assert!(msg.contains("cfg.toml"), "{msg}");
         let err = Config::from_toml("[prxy]\n", "cfg.toml").unwrap_err();
         assert!(err.to_string().contains("prxy"), "{err}");
+    }
+
+    #[test]
+    fn control_and_system_proxy() {
+        let c =
+            Config::from_toml("[control]\nlisten = \"none\"\n[system_proxy]\nenabled = true\nbackend = \"kde\"\n", "t")
+                .unwrap();
+        assert_eq!(c.control.addr().unwrap(), None);
+        assert!(c.system_proxy.enabled);
+        assert!(
+            Config::from_toml("[control]\nlisten = \"0.0.0.0:3001\"\n", "t").is_err(),
+            "control API beyond loopback"
+        );
+        assert!(Config::from_toml("[system_proxy]\nbackend = \"amiga\"\n", "t").is_err());
+        assert!(Config::from_toml("[control]\nlisten = \"none\"\n[system_proxy]\nmode = \"pac\"\n", "t").is_err());
+        assert_eq!(Config::default().control.addr().unwrap(), Some("127.0.0.1:3001".parse().unwrap()));
     }
 
     #[test]

@@ -41,8 +41,10 @@ impl ConnCtx {
         match self.shared.policy.check(host) {
             Verdict::Blocked(m) => {
                 Stats::bump(&self.shared.stats.blocked_total);
+                let host_text = host.to_string();
+                self.shared.blocks.record(&host_text, &m.list, &m.rule);
                 tracing::info!(client = %self.peer, %host, list = %m.list, rule = %m.rule, "blocked");
-                Err(Refusal::Blocked { host: host.to_string(), list: m.list, rule: m.rule, html })
+                Err(Refusal::Blocked { host: host_text, list: m.list, rule: m.rule, html })
             }
             Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
         }

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::blocklist::Policy;
 use crate::config::{HealthConfig, ProxyConfig};
 use crate::dial::Dialer;
+use crate::events::BlockLog;
 use crate::forward::{self, UpstreamClient};
 use crate::health::{self, Health};
 use crate::stats::Stats;
@@ -44,6 +45,7 @@ pub(crate) struct Shared {
     pub(crate) dialer: Dialer,
     pub(crate) client: UpstreamClient,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) blocks: Arc<BlockLog>,
     pub(crate) tracker: TaskTracker,
     /// Cancelled when the shutdown grace is over: tunnels and connections stop at once.
     pub(crate) abort: CancellationToken,
@@ -56,11 +58,24 @@ pub struct Proxy {
     shared: Arc<Shared>,
     health_config: HealthConfig,
     health: Arc<Health>,
+    stopped_accepting: CancellationToken,
 }
 
 impl Proxy {
     /// Binds the listen address; port 0 picks a free port ([`Proxy::local_addr`] tells which).
     pub async fn bind(config: ProxyConfig, health_config: HealthConfig, policy: Policy) -> Result<Self, ServeError> {
+        Self::bind_with(config, health_config, policy, Arc::default(), Arc::default()).await
+    }
+
+    /// [`Proxy::bind`] with counters and a block log that outlive this listener (so a
+    /// restart does not reset them).
+    pub async fn bind_with(
+        config: ProxyConfig,
+        health_config: HealthConfig,
+        policy: Policy,
+        stats: Arc<Stats>,
+        blocks: Arc<BlockLog>,
+    ) -> Result<Self, ServeError> {
         let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
@@ -68,12 +83,20 @@ impl Proxy {
             client: forward::client(dialer.clone()),
             dialer,
             policy,
-            stats: Arc::new(Stats::default()),
+            stats,
+            blocks,
             tracker: TaskTracker::new(),
             abort: CancellationToken::new(),
             config,
         });
-        Ok(Self { listener, local_addr, shared, health_config, health: Arc::new(Health::default()) })
+        Ok(Self {
+            listener,
+            local_addr,
+            shared,
+            health_config,
+            health: Arc::new(Health::default()),
+            stopped_accepting: CancellationToken::new(),
+        })
     }
 
     /// The address actually bound.
@@ -91,6 +114,12 @@ impl Proxy {
         self.health.clone()
     }
 
+    /// Cancelled once the listener is closed (the port is free again), while open
+    /// connections may still be draining.
+    pub fn stopped_accepting(&self) -> CancellationToken {
+        self.stopped_accepting.clone()
+    }
+
     /// Serves until `shutdown` is cancelled, then gives open connections up to the
     /// configured `shutdown_timeout` before closing them. Returns once every task is done.
     pub async fn run(self, shutdown: CancellationToken) {
@@ -98,6 +127,7 @@ impl Proxy {
         let tracker = shared.tracker.clone();
         tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health, shutdown.clone()));
         crate::listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
+        self.stopped_accepting.cancel();
 
         tracker.close();
         let grace = shared.config.shutdown_timeout;

@@ -24,6 +24,7 @@ pub struct Stats {
     /// Accept errors (EMFILE and friends) seen by the listener.
     pub accept_errors: AtomicU64,
     /// Second (since the epoch) of the last heap trim.
+    #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
     last_trim: AtomicU64,
 }
 

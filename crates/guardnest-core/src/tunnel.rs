@@ -200,7 +200,14 @@ mod splice {
     fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         // SAFETY: plain descriptors and null offsets (both ends are streams).
         let n = unsafe {
-            libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
         };
         if n < 0 {
             Err(io::Error::last_os_error())
@@ -220,7 +227,8 @@ mod splice {
         let mut total = 0u64;
         loop {
             src.readable().await?;
-            let n = match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size)) {
+            let n = match src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe.write.as_raw_fd(), pipe.size))
+            {
                 Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -253,4 +261,3 @@ async fn drain(dst: &TcpStream, spill: &mut Vec<u8>) -> io::Result<()> {
     spill.clear();
     Ok(())
 }
-

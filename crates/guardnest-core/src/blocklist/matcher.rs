@@ -203,11 +203,18 @@ const EMPTY_IDS: u16 = (NONE << BLOCK_SHIFT) | (NONE << ALLOW_SHIFT);
 /// Suffixes hashed and prefetched together.
 const WALK_CHUNK: usize = 8;
 
+/// A zeroed table.
+#[cfg(not(target_os = "linux"))]
+fn zeroed_table(slots: usize) -> Box<[u64]> {
+    vec![0; slots].into_boxed_slice()
+}
+
 /// A zeroed table, on huge pages where the OS allows: a million-name table spans 16 MiB,
 /// and with 4 KiB pages nearly every lookup would also miss the TLB.
+#[cfg(target_os = "linux")]
+#[allow(clippy::slow_vector_initialization)] // the advice must come before the first touch
 fn zeroed_table(slots: usize) -> Box<[u64]> {
     let mut table: Vec<u64> = Vec::with_capacity(slots);
-    #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
         let start = table.as_ptr() as usize;

@@ -87,7 +87,7 @@ pub struct SourceStatus {
 }
 
 /// The result of one update pass.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct UpdateReport {
     /// Sources with a new version.
     pub updated: Vec<String>,

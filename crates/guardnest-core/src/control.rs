@@ -1,0 +1,259 @@
+//! The control API: JSON over HTTP on loopback, for the CLI and the desktop app.
+//!
+//! A web page can reach loopback too, so every request is checked before anything else:
+//! the Host header must name loopback (DNS rebinding), a browser's Origin header is refused
+//! (CSRF), and every `/v1` call needs the bearer token that `run` writes into the data dir
+//! with owner-only permissions. A missing or wrong token gets 401 and nothing more.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::ProxyService;
+
+/// What `run` records for the CLI: where the control API is and its token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuntimeInfo {
+    /// Control API address.
+    pub addr: SocketAddr,
+    /// Bearer token.
+    pub token: String,
+    /// PID of the running instance.
+    pub pid: u32,
+}
+
+impl RuntimeInfo {
+    /// Writes the runtime file (owner-only, atomically).
+    pub fn store(&self, path: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        crate::fsutil::write_atomic(path, &json, true)
+    }
+
+    /// Reads the runtime file.
+    pub fn load(path: &Path) -> std::io::Result<RuntimeInfo> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+}
+
+/// A fresh random token (32 bytes, hex).
+pub fn new_token() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A bound control API.
+pub struct ControlServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// A `{kind, message}` error body.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    kind: &'a str,
+    message: String,
+}
+
+impl ControlServer {
+    /// Binds the (loopback) address.
+    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self { listener, addr })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until cancelled.
+    pub async fn run(self, service: Arc<ProxyService>, token: String, shutdown: CancellationToken) {
+        let token: Arc<str> = token.into();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = self.listener.accept() => a,
+            };
+            let Ok((stream, _)) = accepted else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            };
+            let (service, token) = (service.clone(), token.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let (service, token) = (service.clone(), token.clone());
+                    async move { Ok::<_, Infallible>(handle(req, &service, &token).await) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(value) {
+        Ok(body) => reply(status, "application/json", body),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
+    json(status, &ErrorBody { kind, message: message.into() })
+}
+
+/// Whether a Host header names this machine's loopback (with any port).
+pub fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Constant-time comparison, so the token cannot be guessed byte by byte from timing.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> Response<Full<Bytes>> {
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !loopback_host(host) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "the Host header must name loopback");
+    }
+    if req.headers().contains_key(header::ORIGIN) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "requests from web pages are refused");
+    }
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (method.as_str(), path.as_str()) {
+        ("GET", "/healthz") => {
+            let status = service.status().await;
+            match status.running {
+                true => reply(StatusCode::OK, "text/plain", "ok\n"),
+                false => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "proxy not running\n"),
+            }
+        }
+        ("GET", "/metrics") => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(service).await),
+        ("GET", "/proxy.pac") => match service.pac().await {
+            Some(pac) => reply(StatusCode::OK, "application/x-ns-proxy-autoconfig", pac),
+            // A PAC that says DIRECT keeps browsing working while the proxy is off.
+            None => reply(
+                StatusCode::OK,
+                "application/x-ns-proxy-autoconfig",
+                "function FindProxyForURL(u, h) { return \"DIRECT\"; }\n",
+            ),
+        },
+        (_, p) if p.starts_with("/v1/") => {
+            let presented = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if !same(presented.as_bytes(), token.as_bytes()) {
+                return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
+            }
+            v1(&method, p, service).await
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
+    }
+}
+
+async fn v1(method: &Method, path: &str, service: &ProxyService) -> Response<Full<Bytes>> {
+    let change = |r: Result<crate::service::Change, crate::service::ServiceError>| match r {
+        Ok(c) => json(StatusCode::OK, &c),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), crate::respond::error_chain(&e)),
+    };
+    match (method.as_str(), path) {
+        ("GET", "/v1/status") => json(StatusCode::OK, &service.status().await),
+        ("GET", "/v1/stats") => json(StatusCode::OK, &service.stats()),
+        ("POST", "/v1/enable") => change(service.enable().await),
+        ("POST", "/v1/disable") => change(service.disable().await),
+        ("POST", "/v1/restart") => change(service.restart().await),
+        ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
+        (_, "/v1/status" | "/v1/stats" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update") => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
+        }
+        _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
+    }
+}
+
+/// Prometheus text format.
+async fn metrics(service: &ProxyService) -> String {
+    let c = service.counters();
+    let status = service.status().await;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        out += &format!("# HELP guardnest_{name} {help}\n# TYPE guardnest_{name} {kind}\nguardnest_{name} {value}\n");
+    };
+    metric("up", "gauge", "1 when the proxy listener accepts connections.", u64::from(status.running));
+    metric("connections_active", "gauge", "Connections open now.", c.connections_active);
+    metric("connections_total", "counter", "Connections accepted.", c.connections_total);
+    metric("tunnels_total", "counter", "CONNECT tunnels established.", c.tunnels_total);
+    metric("requests_total", "counter", "Plain HTTP requests forwarded.", c.requests_total);
+    metric("blocked_total", "counter", "Requests refused by policy.", c.blocked_total);
+    metric("dial_failures_total", "counter", "Upstream connects that failed or timed out.", c.dial_failures);
+    metric("accept_errors_total", "counter", "Accept errors (descriptor exhaustion and the like).", c.accept_errors);
+    metric("list_names", "gauge", "Distinct names in the loaded lists.", status.names as u64);
+    metric("health_check_failures_total", "counter", "Self-connect health checks that failed.", status.health_failures);
+    out += "# HELP guardnest_bytes_total Tunnel bytes by direction.\n# TYPE guardnest_bytes_total counter\n";
+    out += &format!("guardnest_bytes_total{{direction=\"up\"}} {}\n", c.bytes_up);
+    out += &format!("guardnest_bytes_total{{direction=\"down\"}} {}\n", c.bytes_down);
+    out += "# HELP guardnest_blocked_by_list_total Blocks by list.\n# TYPE guardnest_blocked_by_list_total counter\n";
+    for (list, n) in service.stats().blocked_by_list {
+        out += &format!(
+            "guardnest_blocked_by_list_total{{list=\"{}\"}} {n}\n",
+            list.replace('\\', "\\\\").replace('"', "\\\"")
+        );
+    }
+    out
+}
+
+/// The runtime file path inside a data dir.
+pub fn runtime_path(data_dir: &Path) -> PathBuf {
+    crate::service::runtime_file(data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_tokens() {
+        for ok in ["127.0.0.1:3001", "localhost", "LOCALHOST:1", "[::1]:3001", "127.9.9.9"] {
+            assert!(loopback_host(ok), "{ok}");
+        }
+        for bad in ["", "evil.test", "evil.test:3001", "10.0.0.1:3001", "localhost.evil.test", "[::2]:1"] {
+            assert!(!loopback_host(bad), "{bad}");
+        }
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd") && !same(b"abc", b"ab"));
+        let t = new_token().unwrap();
+        assert_eq!(t.len(), 64);
+        assert_ne!(t, new_token().unwrap());
+    }
+}

@@ -1,0 +1,110 @@
+//! What was blocked: totals by list, the most blocked names, and the latest events, for
+//! status, the control API and the desktop app. Touched only on the blocked path.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+/// Recent events kept.
+const RECENT: usize = 200;
+/// Distinct names counted for the top list; beyond this, the least blocked are forgotten.
+const TRACKED_NAMES: usize = 4096;
+
+/// One blocked request.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlockEvent {
+    /// When (seconds since the epoch).
+    pub at: u64,
+    /// The host refused.
+    pub host: String,
+    /// The list whose rule matched.
+    pub list: String,
+    /// The rule.
+    pub rule: String,
+}
+
+/// Blocked-request bookkeeping shared by every connection.
+#[derive(Debug, Default)]
+pub struct BlockLog {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_list: HashMap<Arc<str>, u64>,
+    by_name: HashMap<String, u64>,
+    recent: VecDeque<BlockEvent>,
+}
+
+impl BlockLog {
+    /// Records a block.
+    pub fn record(&self, host: &str, list: &Arc<str>, rule: &str) {
+        let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let mut inner = self.lock();
+        *inner.by_list.entry(list.clone()).or_default() += 1;
+        if inner.by_name.len() >= TRACKED_NAMES && !inner.by_name.contains_key(host) {
+            // Forget the least blocked name to stay bounded.
+            if let Some(min) = inner.by_name.iter().min_by_key(|(_, c)| **c).map(|(k, _)| k.clone()) {
+                inner.by_name.remove(&min);
+            }
+        }
+        *inner.by_name.entry(host.to_string()).or_default() += 1;
+        if inner.recent.len() == RECENT {
+            inner.recent.pop_front();
+        }
+        inner.recent.push_back(BlockEvent { at, host: host.into(), list: list.to_string(), rule: rule.into() });
+    }
+
+    /// Blocks per list, most first.
+    pub fn by_list(&self) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.lock().by_list.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v
+    }
+
+    /// The `n` most blocked names.
+    pub fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let mut v: Vec<_> = self.lock().by_name.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.truncate(n);
+        v
+    }
+
+    /// The latest events, newest last.
+    pub fn recent(&self, n: usize) -> Vec<BlockEvent> {
+        let inner = self.lock();
+        inner.recent.iter().skip(inner.recent.len().saturating_sub(n)).cloned().collect()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Counters stay usable after a panic elsewhere; they are statistics.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_recent() {
+        let log = BlockLog::default();
+        let a: Arc<str> = "a".into();
+        let b: Arc<str> = "b".into();
+        for _ in 0..3 {
+            log.record("x.test", &a, "x.test");
+        }
+        log.record("y.test", &b, "y.test");
+        assert_eq!(log.by_list(), [("a".to_string(), 3), ("b".to_string(), 1)]);
+        assert_eq!(log.top(1), [("x.test".to_string(), 3)]);
+        let recent = log.recent(2);
+        assert_eq!(recent.len(), 2);
+        assert_eq!(recent[1].host, "y.test");
+        for i in 0..300 {
+            log.record(&format!("n{i}.test"), &a, "r");
+        }
+        assert_eq!(log.recent(1000).len(), RECENT);
+    }
+}

@@ -1,0 +1,366 @@
+//! Making GuardNest the system proxy, as a transaction: read the user's settings, persist
+//! them with what we applied and our PID, apply, and on disable (or exit, or at the next
+//! start after a crash) restore exactly what was there — but only where the setting still
+//! points at us, so another program's later change is never overwritten blindly.
+//!
+//! The planning is pure functions over flat key → value maps, tested for every backend;
+//! each backend is a thin shell that reads and writes those keys with the OS's own tools
+//! and checks every exit status (and reads back, since `gsettings` exits 0 even when it
+//! wrote nothing).
+
+mod cmd;
+pub mod gnome;
+pub mod kde;
+pub mod macos;
+pub mod windows;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+pub use gnome::Gnome;
+pub use kde::Kde;
+pub use macos::Macos;
+pub use windows::Windows;
+
+/// A backend's settings: key → value (an absent key means "unset").
+pub type Settings = BTreeMap<String, String>;
+
+/// Errors of the system-proxy step.
+#[derive(Debug, thiserror::Error)]
+pub enum SysProxyError {
+    /// A tool the backend needs is not installed.
+    #[error("{tool} not found: cannot change the {backend} proxy settings")]
+    MissingTool {
+        /// The backend.
+        backend: &'static str,
+        /// The program.
+        tool: String,
+    },
+    /// A tool ran and failed.
+    #[error("{command} failed: {detail}")]
+    Command {
+        /// What was run.
+        command: String,
+        /// Exit status and stderr.
+        detail: String,
+    },
+    /// A write did not stick (read back differs).
+    #[error("setting {key} did not take effect (wrote {wanted:?}, read back {got:?}); is a session bus running?")]
+    NotApplied {
+        /// The key.
+        key: String,
+        /// What was written.
+        wanted: String,
+        /// What was read back.
+        got: String,
+    },
+    /// The saved snapshot could not be stored or read.
+    #[error("system proxy state file {path}: {source}")]
+    State {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// This backend cannot run on this OS.
+    #[error("the {0} backend is not available on this system")]
+    Unavailable(&'static str),
+}
+
+/// Fixed proxy address, or a PAC file that falls back to direct (fail-open).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `PROXY host:port` for HTTP and HTTPS.
+    Fixed(SocketAddr),
+    /// An auto-config URL answering `PROXY host:port; DIRECT`.
+    Pac(String),
+}
+
+/// One OS mechanism for proxy settings.
+pub trait Backend: Send + Sync {
+    /// Short name (`gnome`, `kde`, …).
+    fn name(&self) -> &'static str;
+    /// The keys and values that make GuardNest the proxy (pure).
+    fn target_settings(&self, target: &Target) -> Settings;
+    /// Reads the current values of `keys` (absent keys are left out).
+    fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError>;
+    /// Writes values (a value of [`UNSET`] removes the key) and verifies them.
+    fn write(&self, values: &Settings) -> Result<(), SysProxyError>;
+}
+
+/// Written for a key that was absent in the snapshot: remove it again.
+pub const UNSET: &str = "\u{0}unset";
+
+/// What is persisted while GuardNest is the system proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Transaction {
+    /// Backend name.
+    pub backend: String,
+    /// PID of the process that applied it.
+    pub pid: u32,
+    /// The user's settings before (only the keys we change; [`UNSET`] for absent ones).
+    pub saved: Settings,
+    /// What we wrote.
+    pub applied: Settings,
+}
+
+/// Plans the change: the snapshot to keep (absent keys recorded as [`UNSET`]).
+pub fn plan_enable(current: &Settings, target: &Settings) -> Settings {
+    target.keys().map(|k| (k.clone(), current.get(k).cloned().unwrap_or_else(|| UNSET.to_string()))).collect()
+}
+
+/// What a restore writes, and which keys it leaves alone because another program changed
+/// them after we applied ours.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestorePlan {
+    /// Keys to put back.
+    pub writes: Settings,
+    /// Keys changed by someone else since we applied: left as they are.
+    pub foreign: Vec<String>,
+}
+
+/// Plans the restore: only keys that still hold what we applied go back to the snapshot.
+pub fn plan_restore(saved: &Settings, applied: &Settings, current: &Settings) -> RestorePlan {
+    let mut plan = RestorePlan::default();
+    for (key, ours) in applied {
+        let now = current.get(key).map_or(UNSET, String::as_str);
+        let ours_now = if ours == UNSET { now == UNSET } else { now == ours };
+        if ours_now {
+            if let Some(before) = saved.get(key) {
+                if before != now {
+                    plan.writes.insert(key.clone(), before.clone());
+                }
+            }
+        } else {
+            plan.foreign.push(key.clone());
+        }
+    }
+    plan
+}
+
+/// What enable and disable report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// The backend used.
+    pub backend: String,
+    /// One line for the user.
+    pub message: String,
+}
+
+/// The system-proxy step of the service: one backend, its transaction file, one lock.
+pub struct SystemProxy {
+    backend: Option<Box<dyn Backend>>,
+    state_file: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl SystemProxy {
+    /// A system proxy step using `backend` (`None`: do nothing), keeping its transaction in
+    /// `data_dir`.
+    pub fn new(backend: Option<Box<dyn Backend>>, data_dir: &Path) -> Self {
+        Self { backend, state_file: data_dir.join("system-proxy.json"), lock: Mutex::new(()) }
+    }
+
+    /// The backend's name, or `none`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.as_ref().map_or("none", |b| b.name())
+    }
+
+    /// Whether a transaction of ours is open (GuardNest is the system proxy).
+    pub fn is_applied(&self) -> bool {
+        self.load().ok().flatten().is_some_and(|t| t.pid == std::process::id())
+    }
+
+    /// Snapshots, persists, then applies. Applying twice keeps the first snapshot.
+    pub fn apply(&self, target: &Target) -> Result<Outcome, SysProxyError> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(backend) = &self.backend else {
+            return Ok(Outcome {
+                backend: "none".into(),
+                message: "system proxy backend is none: nothing changed".into(),
+            });
+        };
+        let wanted = backend.target_settings(target);
+        let keys: Vec<String> = wanted.keys().cloned().collect();
+        let saved = match self.load()? {
+            // Still ours from this run: keep the original snapshot, not our own settings.
+            Some(t) if t.pid == std::process::id() => t.saved,
+            _ => plan_enable(&backend.read(&keys)?, &wanted),
+        };
+        let transaction =
+            Transaction { backend: backend.name().into(), pid: std::process::id(), saved, applied: wanted.clone() };
+        // Persist before touching anything: a crash from here on is repaired at next start.
+        self.store(&transaction)?;
+        if let Err(e) = backend.write(&wanted) {
+            // Put back whatever part was written, so nothing is left half-applied.
+            let current = backend.read(&keys).unwrap_or_default();
+            let plan = plan_restore(&transaction.saved, &transaction.applied, &current);
+            let _ = backend.write(&plan.writes);
+            let _ = std::fs::remove_file(&self.state_file);
+            return Err(e);
+        }
+        Ok(Outcome { backend: backend.name().into(), message: format!("system proxy set ({})", backend.name()) })
+    }
+
+    /// Restores the snapshot where our settings are still in place; says what it left alone.
+    pub fn restore(&self) -> Result<Outcome, SysProxyError> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.restore_locked(false)
+    }
+
+    /// At start: restores a transaction left by a GuardNest that is no longer running.
+    pub fn repair(&self) -> Result<Option<Outcome>, SysProxyError> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        match self.load()? {
+            Some(t) if t.pid != std::process::id() && !process_alive(t.pid) => self.restore_locked(true).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn restore_locked(&self, repairing: bool) -> Result<Outcome, SysProxyError> {
+        let Some(t) = self.load()? else {
+            return Ok(Outcome {
+                backend: self.backend_name().into(),
+                message: "system proxy was not set by GuardNest".into(),
+            });
+        };
+        let backend = match &self.backend {
+            Some(b) if b.name() == t.backend => b,
+            _ => {
+                return Ok(Outcome {
+                    backend: t.backend.clone(),
+                    message: format!("saved settings are for the {} backend; not restored", t.backend),
+                })
+            }
+        };
+        let keys: Vec<String> = t.applied.keys().cloned().collect();
+        let current = backend.read(&keys)?;
+        let plan = plan_restore(&t.saved, &t.applied, &current);
+        backend.write(&plan.writes)?;
+        std::fs::remove_file(&self.state_file)
+            .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+            .map_err(|source| SysProxyError::State { path: self.state_file.display().to_string(), source })?;
+        let mut message = match repairing {
+            true => format!("repaired a crashed session: restored your {} proxy settings", t.backend),
+            false => format!("restored your {} proxy settings", t.backend),
+        };
+        if !plan.foreign.is_empty() {
+            message += &format!("; left {} as another program set them", plan.foreign.join(", "));
+        }
+        Ok(Outcome { backend: t.backend, message })
+    }
+
+    fn load(&self) -> Result<Option<Transaction>, SysProxyError> {
+        match std::fs::read_to_string(&self.state_file) {
+            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| SysProxyError::State {
+                path: self.state_file.display().to_string(),
+                source: std::io::Error::other(e),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SysProxyError::State { path: self.state_file.display().to_string(), source }),
+        }
+    }
+
+    fn store(&self, t: &Transaction) -> Result<(), SysProxyError> {
+        let err = |source| SysProxyError::State { path: self.state_file.display().to_string(), source };
+        let json = serde_json::to_vec_pretty(t).map_err(|e| err(std::io::Error::other(e)))?;
+        crate::fsutil::write_atomic(&self.state_file, &json, false).map_err(err)
+    }
+}
+
+/// Whether a process with this PID exists.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only checks for existence and permission.
+        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        windows::process_alive(pid)
+    }
+}
+
+/// Chooses a backend: `auto` looks at the desktop on Linux and the OS elsewhere.
+pub fn backend_for(name: &str) -> Result<Option<Box<dyn Backend>>, SysProxyError> {
+    Ok(match name {
+        "none" => None,
+        "gnome" => Some(Box::new(Gnome::new())),
+        "kde" => Some(Box::new(Kde::new())),
+        "windows" => Some(windows_backend()?),
+        "macos" => Some(Box::new(Macos::new())),
+        _ => auto_backend(),
+    })
+}
+
+fn windows_backend() -> Result<Box<dyn Backend>, SysProxyError> {
+    #[cfg(windows)]
+    {
+        Ok(Box::new(Windows::new()?))
+    }
+    #[cfg(not(windows))]
+    Err(SysProxyError::Unavailable("windows"))
+}
+
+fn auto_backend() -> Option<Box<dyn Backend>> {
+    if cfg!(windows) {
+        return windows_backend().ok();
+    }
+    if cfg!(target_os = "macos") {
+        return Some(Box::new(Macos::new()));
+    }
+    let desktop = std::env::var("XDG_CURRENT_DESKTOP").unwrap_or_default().to_ascii_uppercase();
+    if desktop.split(':').any(|d| d == "KDE") {
+        return Some(Box::new(Kde::new()));
+    }
+    Some(Box::new(Gnome::new()))
+}
+
+/// The host clients should use for a listen address (a wildcard bind means loopback).
+pub fn host_of(addr: SocketAddr) -> String {
+    match addr.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".into(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    }
+}
+
+/// Hosts never sent to the proxy: local names and loopback.
+pub const BYPASS: &[&str] = &["localhost", "127.0.0.0/8", "::1"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(pairs: &[(&str, &str)]) -> Settings {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn restore_puts_back_exactly_what_was_there() {
+        let current = s(&[("mode", "auto"), ("autoconfig-url", "http://corp/proxy.pac")]);
+        let target = s(&[("mode", "manual"), ("http.host", "127.0.0.1"), ("http.port", "3000")]);
+        let saved = plan_enable(&current, &target);
+        assert_eq!(saved, s(&[("mode", "auto"), ("http.host", UNSET), ("http.port", UNSET)]));
+        // Still ours: everything goes back, absent keys are removed again.
+        let plan = plan_restore(&saved, &target, &target);
+        assert_eq!(plan.writes, saved);
+        assert!(plan.foreign.is_empty());
+    }
+
+    #[test]
+    fn restore_leaves_another_programs_changes() {
+        let target = s(&[("mode", "manual"), ("http.host", "127.0.0.1"), ("http.port", "3000")]);
+        let saved = s(&[("mode", "none"), ("http.host", "old"), ("http.port", "8080")]);
+        let now = s(&[("mode", "manual"), ("http.host", "10.0.0.9"), ("http.port", "3128")]);
+        let plan = plan_restore(&saved, &target, &now);
+        assert_eq!(plan.writes, s(&[("mode", "none")]));
+        assert_eq!(plan.foreign, ["http.host", "http.port"]);
+    }
+}
