@@ -71,6 +71,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let runtime = builder.enable_all().thread_name("guardnest").build().context("cannot start the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
         let lists = Blocklists::load(&config.blocklist, Some(&data_dir)).context("cannot load lists")?;
         tracing::info!(names = lists.len(), lists = lists.status().len(), "lists loaded");
         let system = ProxyService::system_proxy_for(&config, &data_dir).unwrap_or_else(|e| {
@@ -91,7 +93,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(anyhow::Error::new(e)),
         }
 
-        let shutdown = CancellationToken::new();
         let runtime_file = runtime_path(&data_dir);
         let mut control_task = None;
         if let Some(addr) = config.control.addr()? {
@@ -115,7 +116,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         let updater = tokio::spawn(lists.run_updater(shutdown.clone()));
 
-        cancel_on_signal(shutdown.clone()).await;
+        shutdown.cancelled().await;
         // Restore the system proxy and drain, bounded in time whatever happens.
         let bound = config.proxy.shutdown_timeout + Duration::from_secs(5);
         match tokio::time::timeout(bound, service.disable()).await {
@@ -134,34 +135,40 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Waits for SIGINT or SIGTERM (Ctrl-C on Windows), then cancels `token`.
-async fn cancel_on_signal(token: CancellationToken) {
-    // If a signal cannot be watched, waiting on it must not end at once and stop the proxy.
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot watch Ctrl-C");
+/// Installs SIGINT/SIGTERM handlers now (so a signal during startup is not fatal) and
+/// returns a future that cancels `token` when one arrives (Ctrl-C on Windows).
+fn cancel_on_signal(token: CancellationToken) -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    };
+    async move {
+        #[cfg(unix)]
+        {
+            // A signal that cannot be watched must not stop the proxy at once.
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch a signal");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let (int, term) = signals;
+            tokio::select! {
+                _ = wait(int) => {}
+                _ = wait(term) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
+        tracing::info!("shutdown requested");
+        token.cancel();
     }
-    tracing::info!("shutdown requested");
-    token.cancel();
 }

@@ -378,3 +378,65 @@ fn lists_update_reports_failures() {
 fn closed_port() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
+
+fn client(data: &tempfile::TempDir, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).args(args).arg("--data-dir").arg(data.path()).env_remove("RUST_LOG").output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn status_enable_disable_restart_talk_to_the_running_instance() {
+    let data = tempfile::tempdir().unwrap();
+    let (code, out) = client(&data, &["status"]);
+    assert_eq!(code, Some(2), "no instance: exit 2: {out}");
+    assert!(out.contains("not running"), "{out}");
+
+    let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]));
+    run.wait_for("control API on");
+    let (code, out) = client(&data, &["status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with(&format!("running on {}, healthy", run.addr)), "{out}");
+    let (code, out) = client(&data, &["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["listen"], run.addr.to_string());
+
+    let (code, out) = client(&data, &["enable"]);
+    assert_eq!((code, out.trim()), (Some(0), format!("already enabled on {}", run.addr).as_str()));
+    let (code, out) = client(&data, &["disable"]);
+    assert_eq!((code, out.trim()), (Some(0), "disabled"));
+    assert!(TcpStream::connect_timeout(&run.addr, Duration::from_millis(500)).is_err(), "still listening");
+    let (_, out) = client(&data, &["status"]);
+    assert!(out.starts_with("stopped"), "{out}");
+    let (code, out) = client(&data, &["enable"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("enabled: listening on 127.0.0.1:"), "{out}");
+    let (code, out) = client(&data, &["restart"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("restarted: listening on"), "{out}");
+
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit().code(), Some(0));
+    let (code, out) = client(&data, &["status"]);
+    assert_eq!(code, Some(2), "{out}");
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]));
+    run.wait_for("control API on");
+    let file = data.path().join("control.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "token file must be owner-only");
+    }
+    let mut info: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    info["token"] = "wrong".into();
+    std::fs::write(&file, info.to_string()).unwrap();
+    let (code, out) = client(&data, &["disable"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("401"), "{out}");
+}

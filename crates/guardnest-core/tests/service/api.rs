@@ -1,0 +1,108 @@
+//! The control API: security checks first, then the calls, over real HTTP.
+
+use std::net::SocketAddr;
+
+use guardnest_core::control::ControlServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::*;
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+async fn api(env: &Env) -> (SocketAddr, CancellationToken) {
+    let server = ControlServer::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = server.local_addr();
+    let stop = CancellationToken::new();
+    tokio::spawn(server.run(env.service.clone(), TOKEN.into(), stop.clone()));
+    (addr, stop)
+}
+
+/// One raw request; returns (status, body).
+async fn request(addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    within("api answer", s.read_to_string(&mut out)).await.unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
+fn req(method: &str, path: &str, host: &str, extra: &str) -> String {
+    format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n")
+}
+
+#[tokio::test]
+async fn refuses_before_answering() {
+    let env = service(false);
+    env.service.enable().await.unwrap();
+    let (addr, _stop) = api(&env).await;
+    let host = addr.to_string();
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    // No token, wrong token: 401 and nothing else.
+    let (code, body) = request(addr, &req("GET", "/v1/status", &host, "")).await;
+    assert_eq!(code, 401);
+    assert!(!body.contains("running"), "{body}");
+    let (code, _) = request(addr, &req("GET", "/v1/status", &host, "Authorization: Bearer nope\r\n")).await;
+    assert_eq!(code, 401);
+    let (code, _) =
+        request(addr, &req("POST", "/v1/disable", &host, &format!("Authorization: Bearer {}x\r\n", &TOKEN[1..]))).await;
+    assert_eq!(code, 401);
+    // DNS rebinding: a foreign Host, even with the right token.
+    let (code, _) = request(addr, &req("GET", "/v1/status", "evil.test:3001", &auth)).await;
+    assert_eq!(code, 403);
+    // CSRF: any browser Origin.
+    let (code, _) =
+        request(addr, &req("POST", "/v1/disable", &host, &format!("{auth}Origin: http://evil.test\r\n"))).await;
+    assert_eq!(code, 403);
+    assert!(env.service.status().await.running, "a refused call changed something");
+    // The right token from loopback works.
+    let (code, body) = request(addr, &req("GET", "/v1/status", &host, &auth)).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["running"], true);
+    let (code, body) = request(addr, &req("GET", "/v1/status", &format!("localhost:{}", addr.port()), &auth)).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn calls_metrics_and_pac() {
+    let env = service(false);
+    let (addr, _stop) = api(&env).await;
+    let host = addr.to_string();
+    let auth = format!("Authorization: Bearer {TOKEN}\r\n");
+    let (code, _) = request(addr, &req("GET", "/healthz", &host, "")).await;
+    assert_eq!(code, 503, "not running yet");
+    let (code, body) = request(addr, &req("POST", "/v1/enable", &host, &auth)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("enabled: listening on"), "{body}");
+    let (code, body) = request(addr, &req("GET", "/healthz", &host, "")).await;
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let proxy = env.service.status().await.listen.unwrap();
+    let (_, blocked) = connect(proxy, "a.evil.test:443").await.unwrap();
+    assert_eq!(blocked, 403);
+    let (code, body) = request(addr, &req("GET", "/v1/stats", &host, &auth)).await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["blocked_total"], 1);
+    assert_eq!(v["recent_blocked"][0]["host"], "a.evil.test");
+    assert_eq!(v["top_blocked"][0][0], "a.evil.test");
+    let (code, body) = request(addr, &req("GET", "/metrics", &host, "")).await;
+    assert_eq!(code, 200);
+    assert!(body.contains("guardnest_blocked_total 1\n") && body.contains("guardnest_up 1\n"), "{body}");
+    assert!(body.contains("guardnest_blocked_by_list_total{list=\"block.txt\"} 1"), "{body}");
+    let (code, body) = request(addr, &req("GET", "/proxy.pac", &host, "")).await;
+    assert_eq!(code, 200);
+    assert!(body.contains(&format!("PROXY {proxy}; DIRECT")), "{body}");
+    let (code, body) = request(addr, &req("POST", "/v1/lists/update", &host, &auth)).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = request(addr, &req("GET", "/v1/enable", &host, &auth)).await;
+    assert_eq!(code, 405);
+    let (code, body) = request(addr, &req("POST", "/v1/restart", &host, &auth)).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request(addr, &req("POST", "/v1/disable", &host, &auth)).await;
+    assert!(code == 200 && body.contains("disabled"), "{body}");
+    let (_, body) = request(addr, &req("GET", "/proxy.pac", &host, "")).await;
+    assert!(body.contains("DIRECT") && !body.contains("PROXY"), "a stopped proxy's PAC is direct: {body}");
+}

@@ -1,0 +1,126 @@
+//! The system-proxy transaction through the service: snapshot, apply, restore, foreign
+//! changes, crash repair.
+
+use guardnest_core::sysproxy::{SystemProxy, Transaction};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn enable_applies_and_disable_restores_exactly() {
+    let env = service(true);
+    env.os.set("mode", "auto");
+    env.os.set("pac", "http://corp.example/proxy.pac");
+    let on = env.service.enable().await.unwrap();
+    assert!(on.message.contains("system proxy set (fake)"), "{on:?}");
+    let addr = env.service.status().await.listen.unwrap();
+    assert_eq!(env.os.get("mode").as_deref(), Some("manual"));
+    assert_eq!(env.os.get("proxy"), Some(addr.to_string()));
+    let st = env.service.status().await;
+    assert!(st.system_proxy.applied && st.system_proxy.wanted);
+    // The transaction is on disk before anything changed, with our PID.
+    let t: Transaction =
+        serde_json::from_str(&std::fs::read_to_string(env.dir.path().join("system-proxy.json")).unwrap()).unwrap();
+    assert_eq!(t.pid, std::process::id());
+    assert_eq!(t.saved["mode"], "auto");
+    let off = env.service.disable().await.unwrap();
+    assert!(off.message.contains("restored your fake proxy settings"), "{off:?}");
+    assert_eq!(env.os.get("mode").as_deref(), Some("auto"));
+    assert_eq!(env.os.get("pac").as_deref(), Some("http://corp.example/proxy.pac"));
+    assert_eq!(env.os.get("proxy"), None, "a key that was absent is removed again");
+    assert!(!env.dir.path().join("system-proxy.json").exists());
+}
+
+#[tokio::test]
+async fn another_programs_change_is_not_overwritten() {
+    let env = service(true);
+    env.os.set("mode", "none");
+    env.service.enable().await.unwrap();
+    // A VPN client takes over the proxy while GuardNest is on.
+    env.os.set("proxy", "10.8.0.1:3128");
+    let off = env.service.disable().await.unwrap();
+    assert!(off.message.contains("left proxy as another program set them"), "{off:?}");
+    assert_eq!(env.os.get("proxy").as_deref(), Some("10.8.0.1:3128"));
+    assert_eq!(env.os.get("mode").as_deref(), Some("none"), "our own key is still restored");
+}
+
+#[tokio::test]
+async fn a_crashed_session_is_repaired_at_the_next_start() {
+    let env = service(true);
+    env.os.set("mode", "auto");
+    // What a GuardNest killed with -9 leaves: its settings applied and its transaction on
+    // disk, with a PID that no longer runs.
+    let dead = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        pid
+    };
+    let t = Transaction {
+        backend: "fake".into(),
+        pid: dead,
+        saved: [
+            ("mode".to_string(), "auto".to_string()),
+            ("proxy".to_string(), guardnest_core::sysproxy::UNSET.to_string()),
+        ]
+        .into_iter()
+        .collect(),
+        applied: [("mode".to_string(), "manual".to_string()), ("proxy".to_string(), "127.0.0.1:3000".to_string())]
+            .into_iter()
+            .collect(),
+    };
+    env.os.set("mode", "manual");
+    env.os.set("proxy", "127.0.0.1:3000");
+    std::fs::write(env.dir.path().join("system-proxy.json"), serde_json::to_vec(&t).unwrap()).unwrap();
+    let repaired = env.service.repair().await.unwrap();
+    assert!(repaired.unwrap().starts_with("repaired a crashed session"));
+    assert_eq!(env.os.get("mode").as_deref(), Some("auto"));
+    assert_eq!(env.os.get("proxy"), None);
+    // Nothing left to repair; a live owner's transaction is never touched.
+    assert_eq!(env.service.repair().await.unwrap(), None);
+    let live = Transaction { pid: 1, ..t };
+    std::fs::write(env.dir.path().join("system-proxy.json"), serde_json::to_vec(&live).unwrap()).unwrap();
+    assert_eq!(env.service.repair().await.unwrap(), None);
+}
+
+#[test]
+fn a_failed_write_leaves_nothing_half_applied() {
+    struct Flaky(FakeOs);
+    impl guardnest_core::sysproxy::Backend for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn target_settings(&self, t: &guardnest_core::sysproxy::Target) -> guardnest_core::sysproxy::Settings {
+            FakeBackend(self.0.clone()).target_settings(t)
+        }
+        fn read(
+            &self,
+            keys: &[String],
+        ) -> Result<guardnest_core::sysproxy::Settings, guardnest_core::sysproxy::SysProxyError> {
+            FakeBackend(self.0.clone()).read(keys)
+        }
+        fn write(
+            &self,
+            values: &guardnest_core::sysproxy::Settings,
+        ) -> Result<(), guardnest_core::sysproxy::SysProxyError> {
+            // Writes the first key, then fails: the worst case.
+            if let Some((k, v)) = values.iter().next() {
+                if v.as_str() == "manual" || k == "mode" && values.len() > 1 {
+                    self.0.set(k, v);
+                    return Err(guardnest_core::sysproxy::SysProxyError::Command {
+                        command: "write".into(),
+                        detail: "boom".into(),
+                    });
+                }
+            }
+            FakeBackend(self.0.clone()).write(values)
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let os = FakeOs::default();
+    os.set("mode", "none");
+    let sp = SystemProxy::new(Some(Box::new(Flaky(os.clone()))), dir.path());
+    let err = sp.apply(&guardnest_core::sysproxy::Target::Fixed("127.0.0.1:3000".parse().unwrap())).unwrap_err();
+    assert!(err.to_string().contains("boom"));
+    assert_eq!(os.get("mode").as_deref(), Some("none"), "the half-written setting was rolled back");
+    assert!(!sp.is_applied());
+}
