@@ -137,6 +137,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// Installs SIGINT/SIGTERM handlers now (so a signal during startup is not fatal) and
 /// returns a future that cancels `token` when one arrives (Ctrl-C on Windows).
+#[cfg_attr(not(unix), allow(clippy::manual_async_fn))] // on unix the handlers are made before the future
 fn cancel_on_signal(token: CancellationToken) -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     let signals = {

@@ -1,0 +1,213 @@
+//! The system proxy on real Linux desktops, in throwaway HOME and XDG dirs: GNOME's
+//! gsettings (dconf backend, inside `dbus-run-session`) and KDE's kioslaverc (kwriteconfig5,
+//! plus GNOME's keys). A distinctive manual setup is made first; after disable, and after a
+//! `kill -9` and the next start, it must be back exactly. Never touches the real desktop.
+//!
+//! Needs gsettings, dconf and dbus (and kwriteconfig5 for KDE). Without them these tests
+//! are skipped with a message, unless GUARDNEST_REQUIRE_DESKTOP_TESTS=1 (CI) makes that a
+//! failure.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{Running, BIN};
+
+const GNOME_KEYS: &[(&str, &str)] = &[
+    ("org.gnome.system.proxy", "mode"),
+    ("org.gnome.system.proxy", "ignore-hosts"),
+    ("org.gnome.system.proxy", "autoconfig-url"),
+    ("org.gnome.system.proxy.http", "host"),
+    ("org.gnome.system.proxy.http", "port"),
+    ("org.gnome.system.proxy.https", "host"),
+    ("org.gnome.system.proxy.https", "port"),
+];
+const KDE_KEYS: &[&str] = &["ProxyType", "httpProxy", "httpsProxy", "NoProxyFor", "Proxy Config Script"];
+
+fn available(tools: &[&str]) -> bool {
+    let missing: Vec<&&str> = tools
+        .iter()
+        .filter(|t| !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(t).is_file()))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_some() {
+        panic!("desktop tests required but missing: {missing:?}");
+    }
+    eprintln!("SKIPPED: missing {missing:?} (apt-get install libglib2.0-bin dconf-cli dconf-gsettings-backend dconf-service gsettings-desktop-schemas dbus libkf5config-bin)");
+    false
+}
+
+/// A throwaway desktop session environment.
+struct Desktop {
+    home: tempfile::TempDir,
+    data: tempfile::TempDir,
+    desktop: &'static str,
+}
+
+impl Desktop {
+    fn new(desktop: &'static str) -> Desktop {
+        let d = Desktop { home: tempfile::tempdir().unwrap(), data: tempfile::tempdir().unwrap(), desktop };
+        let run = d.home.path().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        d
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let h = self.home.path();
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", h)
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("XDG_CURRENT_DESKTOP", self.desktop)
+            .env("GSETTINGS_BACKEND", "dconf")
+            .env("NO_AT_BRIDGE", "1");
+        c
+    }
+
+    /// Runs a command inside its own session bus; returns stdout.
+    fn in_session(&self, args: &[&str]) -> String {
+        let out = self.command("dbus-run-session").arg("--").args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn gsettings_set(&self, schema: &str, key: &str, value: &str) {
+        self.in_session(&["gsettings", "set", schema, key, value]);
+    }
+
+    fn kde_set(&self, key: &str, value: &str) {
+        let out = self
+            .command("kwriteconfig5")
+            .args(["--file", "kioslaverc", "--group", "Proxy Settings", "--key", key, value])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    /// Every proxy setting of this desktop, as the tools print them.
+    fn snapshot(&self) -> BTreeMap<String, String> {
+        let script: Vec<String> = GNOME_KEYS.iter().map(|(s, k)| format!("gsettings get {s} {k}")).collect();
+        let gnome = self.in_session(&["sh", "-c", &script.join("; ")]);
+        let mut out: BTreeMap<String, String> =
+            GNOME_KEYS.iter().zip(gnome.lines()).map(|((s, k), v)| (format!("{s} {k}"), v.to_string())).collect();
+        if self.desktop == "KDE" {
+            for k in KDE_KEYS {
+                let v = self
+                    .command("kreadconfig5")
+                    .args(["--file", "kioslaverc", "--group", "Proxy Settings", "--key", k])
+                    .output()
+                    .unwrap();
+                out.insert(format!("kde {k}"), String::from_utf8_lossy(&v.stdout).trim().to_string());
+            }
+        }
+        out
+    }
+
+    /// `guardnest run` inside a session bus.
+    fn guardnest(&self, extra: &[&str]) -> Running {
+        let mut c = self.command("dbus-run-session");
+        c.arg("--")
+            .arg(BIN)
+            .args(["run", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--no-default-lists", "--data-dir"])
+            .arg(self.data.path())
+            .args(extra);
+        Running::start(&mut c)
+    }
+
+    /// PID of the guardnest process itself (not of dbus-run-session).
+    fn guardnest_pid(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(self.data.path().join("control.json")) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                return v["pid"].to_string();
+            }
+            assert!(Instant::now() < deadline, "no control.json");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn kill(sig: &str, pid: &str) {
+    assert!(Command::new("kill").args([sig, pid]).status().unwrap().success());
+}
+
+fn enable_disable_and_crash(d: &Desktop, check_applied: impl Fn(&BTreeMap<String, String>, u16)) {
+    let before = d.snapshot();
+
+    // Enable, then a clean stop: back exactly.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    check_applied(&d.snapshot(), run.addr.port());
+    kill("-TERM", &d.guardnest_pid());
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert_eq!(d.snapshot(), before, "settings not restored after a clean stop");
+
+    // Enable, then kill -9: the settings still point at the dead proxy...
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    let port = run.addr.port();
+    kill("-KILL", &d.guardnest_pid());
+    let _ = run.wait_exit();
+    check_applied(&d.snapshot(), port);
+    // ...until the next start repairs them, before anything else.
+    let mut run = d.guardnest(&[]);
+    run.wait_for("repaired a crashed session");
+    assert_eq!(d.snapshot(), before, "settings not restored after a crash");
+    kill("-TERM", &d.guardnest_pid());
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert_eq!(d.snapshot(), before);
+}
+
+#[test]
+fn gnome_settings_come_back_exactly() {
+    if !available(&["gsettings", "dbus-run-session"]) {
+        return;
+    }
+    let d = Desktop::new("GNOME");
+    d.gsettings_set("org.gnome.system.proxy.http", "host", "corp-proxy.example");
+    d.gsettings_set("org.gnome.system.proxy.http", "port", "8888");
+    d.gsettings_set("org.gnome.system.proxy.https", "host", "corp-proxy.example");
+    d.gsettings_set("org.gnome.system.proxy.https", "port", "8443");
+    d.gsettings_set("org.gnome.system.proxy", "ignore-hosts", "['corp.local', '10.0.0.0/8']");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'manual'");
+    enable_disable_and_crash(&d, |s, port| {
+        assert_eq!(s["org.gnome.system.proxy mode"], "'manual'");
+        assert_eq!(s["org.gnome.system.proxy.http host"], "'127.0.0.1'");
+        assert_eq!(s["org.gnome.system.proxy.https port"], port.to_string());
+        assert_eq!(s["org.gnome.system.proxy ignore-hosts"], "['localhost', '127.0.0.0/8', '::1']");
+    });
+}
+
+#[test]
+fn kde_settings_come_back_exactly() {
+    if !available(&["gsettings", "dbus-run-session", "kwriteconfig5", "kreadconfig5"]) {
+        return;
+    }
+    let d = Desktop::new("KDE");
+    d.kde_set("ProxyType", "2");
+    d.kde_set("Proxy Config Script", "http://corp.example/proxy.pac");
+    d.kde_set("NoProxyFor", "corp.local");
+    d.gsettings_set("org.gnome.system.proxy", "autoconfig-url", "'http://corp.example/proxy.pac'");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'auto'");
+    enable_disable_and_crash(&d, |s, port| {
+        assert_eq!(s["kde ProxyType"], "1");
+        assert_eq!(s["kde httpsProxy"], format!("http://127.0.0.1 {port}"));
+        assert_eq!(s["kde NoProxyFor"], "localhost,127.0.0.0/8,::1");
+        // Firefox reads GNOME's keys even on KDE.
+        assert_eq!(s["org.gnome.system.proxy mode"], "'manual'");
+    });
+}
