@@ -86,13 +86,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "cannot repair the system proxy settings of a crashed session"),
         }
-        match service.enable().await {
-            Ok(change) => tracing::info!("{}", change.message),
-            // The proxy runs; only the system-proxy step failed, and nothing is half-applied.
-            Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{e}"),
-            Err(e) => return Err(anyhow::Error::new(e)),
-        }
-
         let runtime_file = runtime_path(&data_dir);
         let mut control_task = None;
         if let Some(addr) = config.control.addr()? {
@@ -101,19 +94,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                     "cannot listen on {addr} for the control API: {e} (another GuardNest? use --control)"
                 ))
             });
-            let server = match server {
-                Ok(s) => s,
-                Err(e) => {
-                    let _ = service.disable().await;
-                    return Err(e.into());
-                }
-            };
+            let server = server?;
             let token = new_token().context("cannot create the control token")?;
             let info = RuntimeInfo { addr: server.local_addr(), token: token.clone(), pid: std::process::id() };
             info.store(&runtime_file).with_context(|| format!("cannot write {}", runtime_file.display()))?;
             tracing::info!("control API on {}", server.local_addr());
+            service.set_control_addr(server.local_addr());
             control_task = Some(tokio::spawn(server.run(service.clone(), token, shutdown.clone())));
         }
+        // After the control API, which serves the PAC file in fail-open mode.
+        match service.enable().await {
+            Ok(change) => tracing::info!("{}", change.message),
+            // The proxy runs; only the system-proxy step failed, and nothing is half-applied.
+            Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{e}"),
+            Err(e) => return Err(anyhow::Error::new(e)),
+        }
+
         let updater = tokio::spawn(lists.run_updater(shutdown.clone()));
 
         shutdown.cancelled().await;
@@ -165,9 +161,23 @@ fn cancel_on_signal(token: CancellationToken) -> impl std::future::Future<Output
                 _ = wait(term) => {}
             }
         }
-        #[cfg(not(unix))]
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
+        #[cfg(windows)]
+        {
+            // Ctrl-C, the console window closed, log-off and shutdown all restore first.
+            use tokio::signal::windows::{ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
+            let (mut a, mut b, mut c, mut d) = match (ctrl_c(), ctrl_close(), ctrl_logoff(), ctrl_shutdown()) {
+                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+                _ => {
+                    tracing::warn!("cannot watch console events");
+                    std::future::pending().await
+                }
+            };
+            tokio::select! {
+                _ = a.recv() => {}
+                _ = b.recv() => {}
+                _ = c.recv() => {}
+                _ = d.recv() => {}
+            }
         }
         tracing::info!("shutdown requested");
         token.cancel();

@@ -162,6 +162,8 @@ struct State {
 /// The proxy as a service: start, stop, restart, and the system proxy with it.
 pub struct ProxyService {
     config: Config,
+    /// Where the control API actually listens (for the PAC URL), once it is bound.
+    control_addr: std::sync::Mutex<Option<SocketAddr>>,
     lists: Blocklists,
     system: Arc<SystemProxy>,
     stats: Arc<Stats>,
@@ -174,6 +176,7 @@ impl ProxyService {
     pub fn new(config: Config, lists: Blocklists, system: SystemProxy) -> Self {
         Self {
             config,
+            control_addr: std::sync::Mutex::new(None),
             lists,
             system: Arc::new(system),
             stats: Arc::default(),
@@ -186,6 +189,11 @@ impl ProxyService {
     pub fn system_proxy_for(config: &Config, data_dir: &std::path::Path) -> Result<SystemProxy, SysProxyError> {
         let backend = sysproxy::backend_for(&config.system_proxy.backend)?;
         Ok(SystemProxy::new(backend, data_dir))
+    }
+
+    /// Records where the control API listens, so PAC mode can point at it.
+    pub fn set_control_addr(&self, addr: SocketAddr) {
+        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     }
 
     /// The lists this service serves.
@@ -250,6 +258,10 @@ impl ProxyService {
             return Ok(Change { changed: false, message });
         };
         running.shutdown.cancel();
+        #[cfg(windows)]
+        if let Some(warning) = sysproxy::windows::remove_firewall_rule(running.addr) {
+            tracing::warn!("cannot remove the firewall rule: {warning}");
+        }
         let grace = self.config.proxy.shutdown_timeout + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, running.task).await;
         let message = std::iter::once("disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
@@ -407,6 +419,10 @@ impl ProxyService {
         let stopped_accepting = proxy.stopped_accepting();
         let health = proxy.health();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
+        #[cfg(windows)]
+        if let Some(warning) = sysproxy::windows::add_firewall_rule(addr) {
+            tracing::warn!("cannot add the firewall rule: {warning}");
+        }
         Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
     }
 
@@ -414,7 +430,10 @@ impl ProxyService {
         let target = match self.config.system_proxy.mode {
             SystemProxyMode::Fixed => Target::Fixed(addr),
             SystemProxyMode::Pac => {
-                let control = self.config.control.addr().ok().flatten().ok_or(SysProxyError::Unavailable("pac"))?;
+                let recorded = *self.control_addr.lock().unwrap_or_else(|p| p.into_inner());
+                let control = recorded
+                    .or_else(|| self.config.control.addr().ok().flatten())
+                    .ok_or(SysProxyError::Unavailable("pac"))?;
                 Target::Pac(format!("http://{control}/proxy.pac"))
             }
         };

@@ -73,6 +73,10 @@ pub struct Env {
 
 /// A service on 127.0.0.1:0 blocking `evil.test`, with the fake backend.
 pub fn service(system_proxy: bool) -> Env {
+    service_with(system_proxy, guardnest_core::config::SystemProxyMode::Fixed)
+}
+
+pub fn service_with(system_proxy: bool, mode: guardnest_core::config::SystemProxyMode) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("block.txt");
     std::fs::write(&list, "evil.test\n").unwrap();
@@ -81,6 +85,7 @@ pub fn service(system_proxy: bool) -> Env {
     config.proxy.shutdown_timeout = Duration::from_millis(500);
     config.control.listen = "127.0.0.1:0".into();
     config.system_proxy.enabled = system_proxy;
+    config.system_proxy.mode = mode;
     config.blocklist = BlocklistConfig {
         sources: vec![SourceSpec::Location(list.display().to_string())],
         default_lists: false,

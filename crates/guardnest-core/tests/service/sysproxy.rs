@@ -124,3 +124,20 @@ fn a_failed_write_leaves_nothing_half_applied() {
     assert_eq!(os.get("mode").as_deref(), Some("none"), "the half-written setting was rolled back");
     assert!(!sp.is_applied());
 }
+
+/// Fail-open mode: the system points at a PAC file on the control API that says
+/// `PROXY guardnest; DIRECT`, so a dead GuardNest means direct browsing, not none.
+#[tokio::test]
+async fn pac_mode_points_at_the_control_api() {
+    let env = service_with(true, guardnest_core::config::SystemProxyMode::Pac);
+    let control: std::net::SocketAddr = "127.0.0.1:45678".parse().unwrap();
+    env.service.set_control_addr(control);
+    env.service.enable().await.unwrap();
+    assert_eq!(env.os.get("mode").as_deref(), Some("auto"));
+    assert_eq!(env.os.get("pac"), Some(format!("http://{control}/proxy.pac")));
+    let pac = env.service.pac().await.unwrap();
+    let proxy = env.service.status().await.listen.unwrap();
+    assert!(pac.contains(&format!("PROXY {proxy}; DIRECT")), "{pac}");
+    env.service.disable().await.unwrap();
+    assert_eq!(env.os.get("pac"), None);
+}
