@@ -12,7 +12,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::connection::ConnCtx;
+use crate::connection::{ConnCtx, ConnGuard};
 use crate::domain::Target;
 use crate::respond::{error_chain, ProxyBody, Refusal};
 use crate::stats::Stats;
@@ -31,7 +31,6 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
     let guard = ctx.guard.clone();
     let peer = ctx.peer;
     shared.tracker.clone().spawn(async move {
-        let _guard = guard; // the connection stays counted and permitted until the tunnel ends
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -46,28 +45,43 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
                 return;
             }
         };
-        let client = parts.io.into_inner();
-        Stats::bump(&shared.stats.tunnels_total);
-        let result = start_tunnel(client, upstream, parts.read_buf, &shared).await;
-        match result {
-            Ok(report) => {
-                shared.stats.bytes_up.fetch_add(report.up, Relaxed);
-                shared.stats.bytes_down.fetch_add(report.down, Relaxed);
-                let level_end = match report.end {
-                    TunnelEnd::Closed => "closed",
-                    TunnelEnd::Idle => "idle timeout",
-                    TunnelEnd::Aborted => "aborted at shutdown",
-                };
-                tracing::debug!(%peer, %target, up = report.up, down = report.down, end = level_end, "tunnel done");
-            }
-            Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
-        }
+        // A task of its own for the tunnel, holding only what it needs: this one, with the
+        // upgrade's state, ends here, so an idle tunnel costs as little as possible.
+        let tracker = shared.tracker.clone();
+        tracker.spawn(tunnel(parts.io.into_inner(), upstream, parts.read_buf, shared, guard, peer, target));
     });
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     *response.status_mut() = StatusCode::OK;
     response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
     Ok(response)
+}
+
+/// Runs one tunnel to its end and accounts for it. The guard keeps the connection counted
+/// and within max_connections until then.
+async fn tunnel(
+    client: TcpStream,
+    upstream: TcpStream,
+    pipelined: Bytes,
+    shared: Arc<crate::server::Shared>,
+    _guard: Arc<ConnGuard>,
+    peer: std::net::SocketAddr,
+    target: Target,
+) {
+    Stats::bump(&shared.stats.tunnels_total);
+    match start_tunnel(client, upstream, pipelined, &shared).await {
+        Ok(report) => {
+            shared.stats.bytes_up.fetch_add(report.up, Relaxed);
+            shared.stats.bytes_down.fetch_add(report.down, Relaxed);
+            let end = match report.end {
+                TunnelEnd::Closed => "closed",
+                TunnelEnd::Idle => "idle timeout",
+                TunnelEnd::Aborted => "aborted at shutdown",
+            };
+            tracing::debug!(%peer, %target, up = report.up, down = report.down, end, "tunnel done");
+        }
+        Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
+    }
 }
 
 /// Forwards bytes the client pipelined behind the CONNECT head, then runs the tunnel.
