@@ -78,8 +78,9 @@ impl Refusal {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if matches!(self, Refusal::BadRequest(_)) {
-            // After a malformed request the stream may be out of step: do not reuse it.
+        // After a malformed request the stream may be out of step; after a refused CONNECT
+        // the client has nothing more to send. Either way, close instead of waiting.
+        if matches!(self, Refusal::BadRequest(_) | Refusal::Blocked { html: false, .. }) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
