@@ -4,7 +4,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -265,49 +264,51 @@ struct Rate {
 /// (the harness keeps to one core).
 fn rate<F, Fut>(t: &Target, concurrency: usize, duration: Duration, op: F) -> Rate
 where
-    F: Fn(Target) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = io::Result<()>>,
+    F: Fn(Target) -> Fut + 'static,
+    Fut: std::future::Future<Output = io::Result<()>> + 'static,
+{
+    let op = std::rc::Rc::new(op);
+    let deadline = Instant::now() + duration;
+    let clients = (0..concurrency).map(|_| {
+        let (t, op) = (t.clone(), op.clone());
+        async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let s = Instant::now();
+                match op(t.clone()).await {
+                    Ok(()) => lat.push(s.elapsed().as_secs_f64() * 1e6),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }
+    });
+    run_clients(t, duration, clients.collect())
+}
+
+/// Runs client loops concurrently on one thread; each returns its latencies (µs) and
+/// error count. Measures the target's CPU over the run.
+fn run_clients<Fut>(t: &Target, duration: Duration, clients: Vec<Fut>) -> Rate
+where
+    Fut: std::future::Future<Output = (Vec<f64>, usize)> + 'static,
 {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let op = Arc::new(op);
-    let (res, cpu) = with_cpu(t, || {
-        rt.block_on(async {
-            let deadline = Instant::now() + duration;
-            let tasks: Vec<_> = (0..concurrency)
-                .map(|_| {
-                    let (t, op) = (t.clone(), op.clone());
-                    async move {
-                        let mut lat = Vec::new();
-                        let mut errors = 0;
-                        while Instant::now() < deadline {
-                            let s = Instant::now();
-                            match op(t.clone()).await {
-                                Ok(()) => lat.push(s.elapsed().as_secs_f64() * 1e6),
-                                Err(_) => errors += 1,
-                            }
-                        }
-                        (lat, errors)
-                    }
-                })
-                .collect();
-            let local = tokio::task::LocalSet::new();
-            let handles: Vec<_> = tasks.into_iter().map(|f| local.spawn_local(f)).collect();
-            local
-                .run_until(async {
-                    let mut all = Vec::new();
-                    let mut errors = 0;
-                    for h in handles {
-                        if let Ok((l, e)) = h.await {
-                            all.extend(l);
-                            errors += e;
-                        }
-                    }
-                    (all, errors)
-                })
-                .await
-        })
+    let ((lat, errors), cpu) = with_cpu(t, || {
+        let local = tokio::task::LocalSet::new();
+        let handles: Vec<_> = clients.into_iter().map(|f| local.spawn_local(f)).collect();
+        rt.block_on(local.run_until(async {
+            let mut all = Vec::new();
+            let mut errors = 0;
+            for h in handles {
+                if let Ok((l, e)) = h.await {
+                    all.extend(l);
+                    errors += e;
+                }
+            }
+            (all, errors)
+        }))
     });
-    let (lat, errors) = res;
     let n = lat.len();
     let lat = sorted(lat);
     Rate {
@@ -412,38 +413,8 @@ async fn http_client(t: Target, origin: SocketAddr, deadline: Instant) -> (Vec<f
 }
 
 fn http_rate(t: &Target, origin: SocketAddr, connections: usize, duration: Duration) -> Rate {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let (res, cpu) = with_cpu(t, || {
-        rt.block_on(async {
-            let deadline = Instant::now() + duration;
-            let local = tokio::task::LocalSet::new();
-            let hs: Vec<_> =
-                (0..connections).map(|_| local.spawn_local(http_client(t.clone(), origin, deadline))).collect();
-            local
-                .run_until(async {
-                    let mut all = Vec::new();
-                    let mut errors = 0;
-                    for h in hs {
-                        if let Ok((l, e)) = h.await {
-                            all.extend(l);
-                            errors += e;
-                        }
-                    }
-                    (all, errors)
-                })
-                .await
-        })
-    });
-    let (lat, errors) = res;
-    let n = lat.len();
-    let lat = sorted(lat);
-    Rate {
-        per_sec: n as f64 / duration.as_secs_f64(),
-        p50_us: percentile(&lat, 0.5),
-        p99_us: percentile(&lat, 0.99),
-        cpu_us_per_op: cpu.map(|c| c * 1e6 / n.max(1) as f64),
-        errors,
-    }
+    let deadline = Instant::now() + duration;
+    run_clients(t, duration, (0..connections).map(|_| http_client(t.clone(), origin, deadline)).collect())
 }
 
 /// p50/p99 µs of a 64-byte round trip over one established tunnel.
