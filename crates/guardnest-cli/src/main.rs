@@ -79,7 +79,10 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             tracing::error!(error = %e, "system proxy backend unavailable; the system proxy will not be changed");
             SystemProxy::new(None, &data_dir)
         });
-        let service = Arc::new(ProxyService::new(config.clone(), lists.clone(), system));
+        let service = Arc::new(ProxyService::new(config.clone(), lists.clone(), system).with_data_dir(&data_dir));
+        if let Err(e) = service.load_user_state().await {
+            tracing::error!("cannot load your allowlist and added lists: {e}");
+        }
         // A previous GuardNest that died with the system proxy set is repaired first.
         match service.repair().await {
             Ok(Some(message)) => tracing::warn!("{message}"),

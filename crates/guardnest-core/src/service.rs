@@ -36,6 +36,21 @@ pub enum ServiceError {
     /// The old listener did not close in time.
     #[error("the old listener did not stop within {0:?}")]
     StopTimeout(Duration),
+    /// The caller's input is not usable (a name that is not a host, an unknown list).
+    #[error("{0}")]
+    Input(String),
+    /// A list could not be added.
+    #[error(transparent)]
+    Lists(#[from] crate::blocklist::ListError),
+    /// The user's state could not be saved.
+    #[error("cannot save {path}")]
+    Save {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ServiceError {
@@ -45,6 +60,9 @@ impl ServiceError {
             ServiceError::Start(_) => "start",
             ServiceError::SystemProxy(_) => "system_proxy",
             ServiceError::StopTimeout(_) => "stop_timeout",
+            ServiceError::Input(_) => "input",
+            ServiceError::Lists(_) => "lists",
+            ServiceError::Save { .. } => "save",
         }
     }
 }
@@ -79,6 +97,8 @@ pub struct Status {
     pub lists: Vec<ListStatus>,
     /// Distinct names loaded.
     pub names: usize,
+    /// Seconds left while protection is paused.
+    pub paused_secs: Option<u64>,
 }
 
 /// The system-proxy part of [`Status`].
@@ -162,6 +182,8 @@ struct State {
 /// The proxy as a service: start, stop, restart, and the system proxy with it.
 pub struct ProxyService {
     config: Config,
+    /// Where the user's own allowlist and added lists are kept.
+    data_dir: Option<PathBuf>,
     /// Where the control API actually listens (for the PAC URL), once it is bound.
     control_addr: std::sync::Mutex<Option<SocketAddr>>,
     lists: Blocklists,
@@ -176,6 +198,7 @@ impl ProxyService {
     pub fn new(config: Config, lists: Blocklists, system: SystemProxy) -> Self {
         Self {
             config,
+            data_dir: None,
             control_addr: std::sync::Mutex::new(None),
             lists,
             system: Arc::new(system),
@@ -189,6 +212,143 @@ impl ProxyService {
     pub fn system_proxy_for(config: &Config, data_dir: &std::path::Path) -> Result<SystemProxy, SysProxyError> {
         let backend = sysproxy::backend_for(&config.system_proxy.backend)?;
         Ok(SystemProxy::new(backend, data_dir))
+    }
+
+    /// Keeps the user's allowlist and added lists in `data_dir` (see [`ProxyService::load_user_state`]).
+    pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
+        self.data_dir = Some(data_dir.to_path_buf());
+        self
+    }
+
+    /// Loads what the user added from the app: their allowlist and their lists. Call once
+    /// at start; without a data dir there is nothing to load.
+    pub async fn load_user_state(&self) -> Result<(), ServiceError> {
+        let Some(dir) = &self.data_dir else { return Ok(()) };
+        let allow = dir.join(USER_ALLOWLIST);
+        if !allow.exists() {
+            let header =
+                b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
+            crate::fsutil::write_atomic(&allow, header, false)
+                .map_err(|source| ServiceError::Save { path: allow.display().to_string(), source })?;
+        }
+        self.lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
+        for l in self.user_lists() {
+            if let Err(e) =
+                self.lists.add_source(crate::config::SourceSpec::Location(l.location.clone()), l.role()).await
+            {
+                tracing::warn!(list = %l.location, error = %e, "cannot load a list you added");
+            }
+        }
+        Ok(())
+    }
+
+    /// Never blocks `name` (and its subdomains) again: it goes into the user's allowlist,
+    /// which survives restarts.
+    pub async fn allow_domain(&self, name: &str) -> Result<Change, ServiceError> {
+        let host = crate::domain::normalize_name(name.trim())
+            .ok_or_else(|| ServiceError::Input(format!("{name:?} is not a host name")))?;
+        let dir = self
+            .data_dir
+            .as_ref()
+            .ok_or_else(|| ServiceError::Input("no data directory to keep the allowlist in".into()))?;
+        let path = dir.join(USER_ALLOWLIST);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if text.lines().any(|l| l.trim() == host) {
+            return Ok(Change { changed: false, message: format!("{host} is already allowed") });
+        }
+        let mut new_text = text;
+        if !new_text.is_empty() && !new_text.ends_with('\n') {
+            new_text.push('\n');
+        }
+        new_text.push_str(&host);
+        new_text.push('\n');
+        crate::fsutil::write_atomic(&path, new_text.as_bytes(), false)
+            .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })?;
+        self.lists.add_source(user_allowlist_spec(&path), Role::Allow).await?;
+        self.lists.update(&()).await;
+        Ok(Change { changed: true, message: format!("{host} is allowed from now on") })
+    }
+
+    /// What the lists say about a name: blocked (by which list and rule) or allowed.
+    pub fn check_domain(&self, name: &str) -> Result<crate::blocklist::Verdict, ServiceError> {
+        let host = crate::domain::Host::parse(name.trim())
+            .map_err(|e| ServiceError::Input(format!("{name:?} is not a host name: {e}")))?;
+        Ok(self.lists.check(&host))
+    }
+
+    /// Turns blocking off for `minutes`; it comes back by itself.
+    pub fn pause(&self, minutes: u64) -> Result<Change, ServiceError> {
+        if minutes == 0 || minutes > 24 * 60 {
+            return Err(ServiceError::Input("pause for 1 to 1440 minutes".into()));
+        }
+        self.lists.pause(Duration::from_secs(minutes * 60));
+        Ok(Change { changed: true, message: format!("protection paused for {minutes} minutes") })
+    }
+
+    /// Ends a pause now.
+    pub fn resume(&self) -> Change {
+        let changed = self.lists.paused_for().is_some();
+        self.lists.resume();
+        Change {
+            changed,
+            message: if changed { "protection resumed".into() } else { "protection was not paused".into() },
+        }
+    }
+
+    /// Adds a block list (path or URL), kept across restarts, and fetches it now.
+    pub async fn add_list(&self, location: &str) -> Result<Change, ServiceError> {
+        let location = location.trim();
+        let is_url = location.starts_with("http://") || location.starts_with("https://");
+        if location.is_empty() || (!is_url && !std::path::Path::new(location).is_absolute()) {
+            return Err(ServiceError::Input(format!("{location:?} is not an http(s) URL or an absolute path")));
+        }
+        let added = self.lists.add_source(crate::config::SourceSpec::Location(location.into()), Role::Block).await?;
+        if !added {
+            return Ok(Change { changed: false, message: format!("{location} is already a list") });
+        }
+        let mut lists = self.user_lists();
+        lists.push(UserList { location: location.into(), allow: false });
+        self.save_user_lists(&lists)?;
+        self.lists.update(&()).await;
+        let state = self.lists.status().into_iter().find(|s| s.location == location);
+        let message = match state {
+            Some(s) if s.loaded => format!("added {location}: {} names", s.entries),
+            Some(s) => format!("added {location}; not loaded yet: {}", s.last_error.unwrap_or_default()),
+            None => format!("added {location}"),
+        };
+        Ok(Change { changed: true, message })
+    }
+
+    /// Removes a list the user added.
+    pub async fn remove_list(&self, location: &str) -> Result<Change, ServiceError> {
+        let mut lists = self.user_lists();
+        let before = lists.len();
+        lists.retain(|l| l.location != location);
+        if lists.len() == before {
+            return Err(ServiceError::Input(format!("{location} is not a list you added")));
+        }
+        self.save_user_lists(&lists)?;
+        self.lists.remove_source(location).await;
+        Ok(Change { changed: true, message: format!("removed {location}") })
+    }
+
+    /// Lists the user added (from the app), in order.
+    pub fn user_lists(&self) -> Vec<UserList> {
+        let Some(dir) = &self.data_dir else { return Vec::new() };
+        std::fs::read_to_string(dir.join(USER_LISTS))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_user_lists(&self, lists: &[UserList]) -> Result<(), ServiceError> {
+        let dir =
+            self.data_dir.as_ref().ok_or_else(|| ServiceError::Input("no data directory to keep lists in".into()))?;
+        let path = dir.join(USER_LISTS);
+        let json = serde_json::to_vec_pretty(lists)
+            .map_err(|e| ServiceError::Save { path: path.display().to_string(), source: std::io::Error::other(e) })?;
+        crate::fsutil::write_atomic(&path, &json, false)
+            .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })
     }
 
     /// Records where the control API listens, so PAC mode can point at it.
@@ -346,6 +506,7 @@ impl ProxyService {
             },
             lists,
             names: self.lists.len(),
+            paused_secs: self.lists.paused_for().map(|d| d.as_secs()),
         }
     }
 
@@ -452,6 +613,40 @@ impl ProxyService {
             .unwrap_or_else(|e| Err(SysProxyError::Command { command: "restore".into(), detail: e.to_string() }))?;
         tracing::info!("{}", outcome.message);
         Ok(outcome.message)
+    }
+}
+
+/// The user's allowlist file in the data dir.
+pub const USER_ALLOWLIST: &str = "allowlist.txt";
+/// The lists the user added, in the data dir.
+pub const USER_LISTS: &str = "user-lists.json";
+
+fn user_allowlist_spec(path: &std::path::Path) -> crate::config::SourceSpec {
+    crate::config::SourceSpec::Detailed(crate::config::DetailedSource {
+        source: path.display().to_string(),
+        name: Some("my allowlist".into()),
+        format: Some(crate::blocklist::Format::Plain),
+        interval: None,
+    })
+}
+
+/// A list the user added.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct UserList {
+    /// Path or URL.
+    pub location: String,
+    /// An allowlist rather than a block list.
+    #[serde(default)]
+    pub allow: bool,
+}
+
+impl UserList {
+    fn role(&self) -> Role {
+        if self.allow {
+            Role::Allow
+        } else {
+            Role::Block
+        }
     }
 }
 

@@ -13,7 +13,7 @@ mod read;
 mod source;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -119,6 +119,9 @@ pub struct Blocklists {
 
 struct Inner {
     current: Arc<ArcSwap<Matcher>>,
+    paused_until: Arc<AtomicU64>,
+    data_dir: Option<std::path::PathBuf>,
+    default_interval: std::time::Duration,
     sources: Mutex<Vec<Source>>,
     /// One update pass at a time (the updater, `lists update`, the control API).
     updating: tokio::sync::Mutex<()>,
@@ -131,6 +134,8 @@ struct Inner {
 #[derive(Clone)]
 pub struct Policy {
     matcher: Arc<ArcSwap<Matcher>>,
+    /// Seconds since the epoch until which blocking is paused (0: not paused).
+    paused_until: Arc<AtomicU64>,
 }
 
 impl Policy {
@@ -141,12 +146,17 @@ impl Policy {
 
     /// A policy over a fixed matcher.
     pub fn from_matcher(matcher: Matcher) -> Self {
-        Self { matcher: Arc::new(ArcSwap::from_pointee(matcher)) }
+        Self { matcher: Arc::new(ArcSwap::from_pointee(matcher)), paused_until: Arc::default() }
     }
 
     /// Decides for a request host. Never blocks on a lock: the matcher is read through an
     /// atomic pointer, so there is no poisoned state in which a request could slip through.
+    /// While protection is paused everything is allowed (the clock is read only then).
     pub fn check(&self, host: &Host) -> Verdict {
+        let until = self.paused_until.load(Ordering::Relaxed);
+        if until != 0 && cache::now_secs() < until {
+            return Verdict::Allowed;
+        }
         let matcher = self.matcher.load();
         match host {
             Host::Name(n) => matcher.check_name(n),
@@ -199,6 +209,9 @@ impl Blocklists {
         Ok(Self {
             inner: Arc::new(Inner {
                 current: Arc::new(ArcSwap::from_pointee(matcher)),
+                paused_until: Arc::default(),
+                data_dir: data_dir.map(Path::to_path_buf),
+                default_interval: config.update_interval,
                 sources: Mutex::new(sources),
                 updating: tokio::sync::Mutex::new(()),
                 fetcher: Fetcher::new(config.max_download_bytes, config.download_timeout)?,
@@ -210,7 +223,64 @@ impl Blocklists {
 
     /// The handle the proxy consults.
     pub fn policy(&self) -> Policy {
-        Policy { matcher: self.inner.current.clone() }
+        Policy { matcher: self.inner.current.clone(), paused_until: self.inner.paused_until.clone() }
+    }
+
+    /// Stops blocking for `duration`; it resumes by itself.
+    pub fn pause(&self, duration: std::time::Duration) {
+        self.inner.paused_until.store(cache::now_secs() + duration.as_secs().max(1), Ordering::Relaxed);
+        tracing::info!(minutes = duration.as_secs() / 60, "protection paused");
+    }
+
+    /// Blocks again now.
+    pub fn resume(&self) {
+        self.inner.paused_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Time left in a pause, if paused.
+    pub fn paused_for(&self) -> Option<std::time::Duration> {
+        let until = self.inner.paused_until.load(Ordering::Relaxed);
+        let now = cache::now_secs();
+        (until > now).then(|| std::time::Duration::from_secs(until - now))
+    }
+
+    /// Adds a list at run time (a file is read now; a URL starts from its cache and is
+    /// fetched by the next update). Adding a location already present is a no-op.
+    pub async fn add_source(&self, spec: SourceSpec, role: Role) -> Result<bool, ListError> {
+        if self.sources().iter().any(|s| s.spec.location() == spec.location() && s.role == role) {
+            return Ok(false);
+        }
+        if self.sources().len() >= MAX_LISTS {
+            return Err(ListError::TooMany(TooManyLists));
+        }
+        let inner = self.inner.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut source =
+                Source::new(&spec, role, false, inner.default_interval, inner.data_dir.as_deref(), &inner.hasher);
+            source
+                .load_local(&inner.hasher)
+                .map(|()| source)
+                .map_err(|e| ListError::Read { path: spec.location().to_string(), source: e })
+        })
+        .await
+        .map_err(|e| ListError::Read { path: "?".into(), source: std::io::Error::other(e.to_string()) })??;
+        self.sources().push(loaded);
+        self.republish().await;
+        Ok(true)
+    }
+
+    /// Removes a list at run time; returns whether it was there.
+    pub async fn remove_source(&self, location: &str) -> bool {
+        let removed = {
+            let mut sources = self.sources();
+            let before = sources.len();
+            sources.retain(|s| s.spec.location() != location);
+            sources.len() != before
+        };
+        if removed {
+            self.republish().await;
+        }
+        removed
     }
 
     /// Checks a host against the current lists.

@@ -1,0 +1,83 @@
+//! What the desktop app needs from the service: pause, allow a name, add and remove lists,
+//! all kept across restarts.
+
+use guardnest_core::blocklist::Verdict;
+use guardnest_core::config::{BlocklistConfig, Config, SourceSpec};
+use guardnest_core::sysproxy::SystemProxy;
+use guardnest_core::{Blocklists, ProxyService};
+
+use crate::support::*;
+
+fn service_in(dir: &std::path::Path) -> ProxyService {
+    let list = dir.join("block.txt");
+    if !list.exists() {
+        std::fs::write(&list, "evil.test\n").unwrap();
+    }
+    let mut config = Config::default();
+    config.proxy.listen = "127.0.0.1:0".parse().unwrap();
+    config.blocklist = BlocklistConfig {
+        sources: vec![SourceSpec::Location(list.display().to_string())],
+        default_lists: false,
+        ..BlocklistConfig::default()
+    };
+    let lists = Blocklists::load(&config.blocklist, Some(dir)).unwrap();
+    ProxyService::new(config, lists, SystemProxy::new(None, dir)).with_data_dir(dir)
+}
+
+#[tokio::test]
+async fn pause_allows_everything_then_blocking_returns() {
+    let env = service(false);
+    env.service.enable().await.unwrap();
+    let proxy = env.service.status().await.listen.unwrap();
+    assert_eq!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
+    assert!(env.service.pause(0).is_err());
+    env.service.pause(15).unwrap();
+    let paused = env.service.status().await.paused_secs.unwrap();
+    assert!((890..=900).contains(&paused), "{paused}");
+    // Paused: the blocked name is let through (it fails later, at name resolution).
+    assert_ne!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
+    assert!(env.service.resume().changed);
+    assert_eq!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
+    assert_eq!(env.service.status().await.paused_secs, None);
+}
+
+#[tokio::test]
+async fn allowed_names_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = service_in(dir.path());
+    s.load_user_state().await.unwrap();
+    assert!(s.check_domain("www.evil.test").unwrap().is_blocked());
+    assert!(s.allow_domain("not a name").await.is_err());
+    let c = s.allow_domain("WWW.Evil.Test.").await.unwrap();
+    assert!(c.changed, "{c:?}");
+    assert!(matches!(s.check_domain("www.evil.test").unwrap(), Verdict::Exempt(ref m) if &*m.list == "my allowlist"));
+    assert!(s.check_domain("evil.test").unwrap().is_blocked(), "only the allowed name and its subdomains");
+    assert!(!s.allow_domain("www.evil.test").await.unwrap().changed);
+    drop(s);
+    // A new process: the allowlist file is read again.
+    let again = service_in(dir.path());
+    again.load_user_state().await.unwrap();
+    assert!(matches!(again.check_domain("a.www.evil.test").unwrap(), Verdict::Exempt(_)));
+}
+
+#[tokio::test]
+async fn added_lists_block_and_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = service_in(dir.path());
+    s.load_user_state().await.unwrap();
+    let extra = dir.path().join("extra.hosts");
+    std::fs::write(&extra, "0.0.0.0 tracker.test\n").unwrap();
+    assert!(s.add_list("relative/path.txt").await.is_err());
+    let c = s.add_list(&extra.display().to_string()).await.unwrap();
+    assert!(c.message.contains("1 names"), "{c:?}");
+    assert!(s.check_domain("x.tracker.test").unwrap().is_blocked());
+    assert!(!s.add_list(&extra.display().to_string()).await.unwrap().changed);
+    drop(s);
+    let again = service_in(dir.path());
+    again.load_user_state().await.unwrap();
+    assert!(again.check_domain("tracker.test").unwrap().is_blocked(), "added list kept across restarts");
+    again.remove_list(&extra.display().to_string()).await.unwrap();
+    assert!(!again.check_domain("tracker.test").unwrap().is_blocked());
+    assert!(again.remove_list("/nope").await.is_err());
+    assert!(again.user_lists().is_empty());
+}
