@@ -36,7 +36,14 @@ struct Inner {
     by_list: HashMap<Arc<str>, u64>,
     by_name: HashMap<String, u64>,
     recent: VecDeque<BlockEvent>,
+    /// (minute since the epoch, blocks in it), the last hour.
+    minutes: VecDeque<(u64, u64)>,
+    /// (day since the epoch, UTC; blocks that day).
+    today: (u64, u64),
 }
+
+/// Minutes kept for the per-minute chart.
+const MINUTES: u64 = 60;
 
 impl BlockLog {
     /// Records a block.
@@ -54,6 +61,16 @@ impl BlockLog {
         if inner.recent.len() == RECENT {
             inner.recent.pop_front();
         }
+        let minute = at / 60;
+        match inner.minutes.back_mut() {
+            Some((m, n)) if *m == minute => *n += 1,
+            _ => inner.minutes.push_back((minute, 1)),
+        }
+        while inner.minutes.front().is_some_and(|(m, _)| *m + MINUTES <= minute) {
+            inner.minutes.pop_front();
+        }
+        let day = at / 86_400;
+        inner.today = if inner.today.0 == day { (day, inner.today.1 + 1) } else { (day, 1) };
         inner.recent.push_back(BlockEvent { at, host: host.into(), list: list.to_string(), rule: rule.into() });
     }
 
@@ -70,6 +87,29 @@ impl BlockLog {
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         v.truncate(n);
         v
+    }
+
+    /// Blocks per minute over the last hour, oldest first (60 values, ending with this minute).
+    pub fn per_minute(&self) -> Vec<u64> {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 60;
+        let inner = self.lock();
+        (0..MINUTES)
+            .map(|i| {
+                let minute = now + 1 + i - MINUTES;
+                inner.minutes.iter().find(|(m, _)| *m == minute).map_or(0, |(_, n)| *n)
+            })
+            .collect()
+    }
+
+    /// Blocks since midnight (UTC).
+    pub fn today(&self) -> u64 {
+        let day = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 86_400;
+        let inner = self.lock();
+        if inner.today.0 == day {
+            inner.today.1
+        } else {
+            0
+        }
     }
 
     /// The latest events, newest last.
@@ -106,5 +146,9 @@ mod tests {
             log.record(&format!("n{i}.test"), &a, "r");
         }
         assert_eq!(log.recent(1000).len(), RECENT);
+        let minutes = log.per_minute();
+        assert_eq!(minutes.len(), 60);
+        assert_eq!(minutes[59], 304, "this minute's blocks are last");
+        assert_eq!(log.today(), 304);
     }
 }

@@ -162,6 +162,10 @@ pub struct ServiceStats {
     pub top_blocked: Vec<(String, u64)>,
     /// Latest blocks, newest last.
     pub recent_blocked: Vec<BlockEvent>,
+    /// Blocks per minute over the last hour, oldest first.
+    pub blocked_per_minute: Vec<u64>,
+    /// Blocks since midnight (UTC).
+    pub blocked_today: u64,
 }
 
 struct Running {
@@ -184,6 +188,8 @@ pub struct ProxyService {
     config: Config,
     /// Where the user's own allowlist and added lists are kept.
     data_dir: Option<PathBuf>,
+    /// A listen address chosen at run time (the app's "use another port"), over the config's.
+    listen: std::sync::Mutex<Option<SocketAddr>>,
     /// Where the control API actually listens (for the PAC URL), once it is bound.
     control_addr: std::sync::Mutex<Option<SocketAddr>>,
     lists: Blocklists,
@@ -199,6 +205,7 @@ impl ProxyService {
         Self {
             config,
             data_dir: None,
+            listen: std::sync::Mutex::new(None),
             control_addr: std::sync::Mutex::new(None),
             lists,
             system: Arc::new(system),
@@ -351,6 +358,16 @@ impl ProxyService {
             .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })
     }
 
+    /// Listens on `addr` from the next enable or restart on (when the configured port is
+    /// taken by another program).
+    pub fn set_listen(&self, addr: SocketAddr) {
+        *self.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(self.config.proxy.listen)
+    }
+
     /// Records where the control API listens, so PAC mode can point at it.
     pub fn set_control_addr(&self, addr: SocketAddr) {
         *self.control_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
@@ -375,7 +392,7 @@ impl ProxyService {
         let mut state = self.state.lock().await;
         let was_running = state.running.as_ref().is_some_and(|r| !r.task.is_finished());
         if !was_running {
-            state.running = Some(self.start(self.config.proxy.listen).await?);
+            state.running = Some(self.start(self.listen_addr()).await?);
         }
         let addr = state.running.as_ref().map(|r| r.addr).expect("started above");
         let mut message = match was_running {
@@ -441,7 +458,7 @@ impl ProxyService {
                 }
                 old.addr
             }
-            None => self.config.proxy.listen,
+            None => self.listen_addr(),
         };
         let running = self.start(listen).await?;
         let addr = running.addr;
@@ -540,6 +557,8 @@ impl ProxyService {
             blocked_by_list: self.blocks.by_list(),
             top_blocked: self.blocks.top(10),
             recent_blocked: self.blocks.recent(50),
+            blocked_per_minute: self.blocks.per_minute(),
+            blocked_today: self.blocks.today(),
         }
     }
 
