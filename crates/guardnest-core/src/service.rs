@@ -400,7 +400,7 @@ impl ProxyService {
             false => format!("enabled: listening on {addr}"),
         };
         let mut changed = !was_running;
-        if self.config.system_proxy.enabled && !self.system.is_applied() {
+        if self.config.system_proxy.enabled && self.system.has_backend() && !self.system.is_applied() {
             match self.apply_system(addr).await {
                 Ok(m) => {
                     state.system_error = None;
@@ -463,7 +463,7 @@ impl ProxyService {
         let running = self.start(listen).await?;
         let addr = running.addr;
         state.running = Some(running);
-        if self.config.system_proxy.enabled {
+        if self.config.system_proxy.enabled && self.system.has_backend() {
             if let Err(e) = self.apply_system(addr).await {
                 state.system_error = Some(e.to_string());
                 return Err(ServiceError::SystemProxy(e));

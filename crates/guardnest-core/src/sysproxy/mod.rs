@@ -171,6 +171,11 @@ impl SystemProxy {
         self.backend.as_ref().map_or("none", |b| b.name())
     }
 
+    /// Whether a backend is configured (`none` changes nothing).
+    pub fn has_backend(&self) -> bool {
+        self.backend.is_some()
+    }
+
     /// Whether a transaction of ours is open (GuardNest is the system proxy).
     pub fn is_applied(&self) -> bool {
         self.load().ok().flatten().is_some_and(|t| t.pid == std::process::id())

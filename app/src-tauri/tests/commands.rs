@@ -1,0 +1,165 @@
+//! Every command through Tauri's mock runtime, including the error cases, against the real
+//! engine on loopback (no display needed).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use guardnest_core::config::{BlocklistConfig, Config, SourceSpec};
+use serde_json::{json, Value};
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, INVOKE_KEY};
+use tauri::webview::InvokeRequest;
+
+struct App {
+    _app: tauri::App<tauri::test::MockRuntime>,
+    webview: tauri::WebviewWindow<tauri::test::MockRuntime>,
+    dir: tempfile::TempDir,
+}
+
+fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("block.hosts");
+    std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
+    let mut config = Config::default();
+    config.proxy.listen = "127.0.0.1:0".parse().unwrap();
+    config.proxy.shutdown_timeout = Duration::from_millis(300);
+    config.system_proxy.backend = "none".into();
+    config.blocklist = BlocklistConfig {
+        sources: vec![SourceSpec::Location(list.display().to_string())],
+        default_lists: false,
+        ..BlocklistConfig::default()
+    };
+    let state = guardnest_app::build_state(dir.path(), Some(config)).unwrap();
+    let app = mock_builder()
+        .manage(state)
+        .invoke_handler(guardnest_app::handlers())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    App { _app: app, webview, dir }
+}
+
+impl App {
+    fn call(&self, cmd: &str, args: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: cmd.into(),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: if cfg!(windows) { "http://tauri.localhost" } else { "tauri://localhost" }.parse().unwrap(),
+            body: InvokeBody::Json(args),
+            headers: Default::default(),
+            invoke_key: INVOKE_KEY.to_string(),
+        };
+        get_ipc_response(&self.webview, request).map(|b| b.deserialize::<Value>().unwrap())
+    }
+
+    fn ok(&self, cmd: &str, args: Value) -> Value {
+        self.call(cmd, args).unwrap_or_else(|e| panic!("{cmd} failed: {e}"))
+    }
+
+    fn err(&self, cmd: &str, args: Value) -> Value {
+        self.call(cmd, args).expect_err(&format!("{cmd} should fail"))
+    }
+
+    fn listen(&self) -> SocketAddr {
+        self.ok("get_proxy_status", json!({}))["listen"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
+    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+#[test]
+fn the_four_design_commands() {
+    let a = app();
+    assert_eq!(a.ok("get_proxy_status", json!({}))["running"], false);
+    let on = a.ok("enable_system_proxy", json!({}));
+    assert_eq!(on["changed"], true, "{on}");
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!(st["running"], true);
+    assert_eq!(st["system_proxy"]["wanted"], true, "the app switches the system proxy too");
+    assert_eq!(a.ok("enable_system_proxy", json!({}))["changed"], false);
+    let before = a.listen();
+    let r = a.ok("restart_proxy", json!({}));
+    assert!(r["message"].as_str().unwrap().starts_with("restarted"), "{r}");
+    assert_eq!(a.listen(), before);
+    assert_eq!(a.ok("disable_system_proxy", json!({}))["changed"], true);
+    assert_eq!(a.ok("get_proxy_status", json!({}))["running"], false);
+    assert_eq!(a.ok("disable_system_proxy", json!({}))["changed"], false);
+}
+
+#[test]
+fn blocks_show_up_and_can_be_allowed() {
+    let a = app();
+    a.ok("enable_system_proxy", json!({}));
+    let proxy = a.listen();
+    assert_eq!(connect_status(proxy, "www.evil.test:443"), 403);
+    let recent = a.ok("get_recent_blocks", json!({}));
+    assert_eq!(recent[0]["host"], "www.evil.test");
+    assert_eq!(recent[0]["list"], "block.hosts");
+    let stats = a.ok("get_stats", json!({}));
+    assert_eq!(stats["blocked_total"], 1);
+    assert_eq!(stats["blocked_today"], 1);
+    assert_eq!(stats["blocked_per_minute"].as_array().unwrap().len(), 60);
+
+    let c = a.ok("check_domain", json!({"name": "WWW.evil.test"}));
+    assert_eq!((c["blocked"].clone(), c["list"].clone(), c["rule"].clone()), (json!(true), json!("block.hosts"), json!("evil.test")));
+    let e = a.err("check_domain", json!({"name": "not a name"}));
+    assert_eq!(e["kind"], "input", "{e}");
+
+    a.ok("allow_domain", json!({"name": "www.evil.test"}));
+    let c = a.ok("check_domain", json!({"name": "www.evil.test"}));
+    assert_eq!((c["blocked"].clone(), c["exempt"].clone()), (json!(false), json!(true)));
+    assert_ne!(connect_status(proxy, "www.evil.test:443"), 403);
+    assert!(std::fs::read_to_string(a.dir.path().join("allowlist.txt")).unwrap().contains("www.evil.test"));
+    assert_eq!(a.err("allow_domain", json!({"name": "%%"}))["kind"], "input");
+}
+
+#[test]
+fn pause_lists_and_errors() {
+    let a = app();
+    a.ok("enable_system_proxy", json!({}));
+    let proxy = a.listen();
+    assert_eq!(a.err("pause_protection", json!({"minutes": 0}))["kind"], "input");
+    a.ok("pause_protection", json!({"minutes": 15}));
+    assert!(a.ok("get_proxy_status", json!({}))["paused_secs"].as_u64().unwrap() > 890);
+    assert_ne!(connect_status(proxy, "evil.test:443"), 403);
+    assert_eq!(a.ok("resume_protection", json!({}))["changed"], true);
+    assert_eq!(connect_status(proxy, "evil.test:443"), 403);
+
+    let report = a.ok("update_lists", json!({}));
+    assert!(report["failed"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(a.err("add_list", json!({"location": "not/absolute.txt"}))["kind"], "input");
+    let extra = a.dir.path().join("extra.txt");
+    std::fs::write(&extra, "tracker.test\n").unwrap();
+    let added = a.ok("add_list", json!({"location": extra.display().to_string()}));
+    assert!(added["message"].as_str().unwrap().contains("1 names"), "{added}");
+    assert_eq!(a.ok("check_domain", json!({"name": "tracker.test"}))["blocked"], true);
+    a.ok("remove_list", json!({"location": extra.display().to_string()}));
+    assert_eq!(a.ok("check_domain", json!({"name": "tracker.test"}))["blocked"], false);
+    assert_eq!(a.err("remove_list", json!({"location": "/nope"}))["kind"], "input");
+    // Missing argument: Tauri's own error, still an error.
+    assert!(a.call("allow_domain", json!({})).is_err());
+}
+
+#[test]
+fn a_taken_port_is_reported_and_another_can_be_used() {
+    let a = app();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let e = a.err("use_port", json!({"port": port}));
+    assert_eq!(e["kind"], "start", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("in use"), "{e}");
+    assert_eq!(a.err("use_port", json!({"port": 0}))["kind"], "input");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let ok = a.ok("use_port", json!({"port": free}));
+    assert!(ok["message"].as_str().unwrap().contains(&format!(":{free}")), "{ok}");
+    assert_eq!(a.listen().port(), free);
+}
