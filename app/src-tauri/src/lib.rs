@@ -124,8 +124,20 @@ fn check_domain(state: State<'_, AppState>, name: String) -> Result<CheckResult,
     let verdict = state.service.check_domain(&name).map_err(UiError::from)?;
     let name = guardnest_core::domain::Host::parse(name.trim()).map(|h| h.to_string()).unwrap_or(name);
     Ok(match verdict {
-        Verdict::Blocked(m) => CheckResult { name, blocked: true, exempt: false, list: Some(m.list.to_string()), rule: Some(m.rule.into()) },
-        Verdict::Exempt(m) => CheckResult { name, blocked: false, exempt: true, list: Some(m.list.to_string()), rule: Some(m.rule.into()) },
+        Verdict::Blocked(m) => CheckResult {
+            name,
+            blocked: true,
+            exempt: false,
+            list: Some(m.list.to_string()),
+            rule: Some(m.rule.into()),
+        },
+        Verdict::Exempt(m) => CheckResult {
+            name,
+            blocked: false,
+            exempt: true,
+            list: Some(m.list.to_string()),
+            rule: Some(m.rule.into()),
+        },
         Verdict::Allowed => CheckResult { name, blocked: false, exempt: false, list: None, rule: None },
     })
 }
@@ -214,7 +226,10 @@ fn show_main<R: Runtime>(app: &tauri::AppHandle<R>) {
 /// Restores the system proxy and stops, bounded in time: Quit, log-off, shutdown.
 fn stop_blocking(service: &Arc<ProxyService>) {
     let service = service.clone();
-    let _ = tauri::async_runtime::block_on(async move { tokio::time::timeout(Duration::from_secs(8), service.disable()).await });
+    let _ =
+        tauri::async_runtime::block_on(
+            async move { tokio::time::timeout(Duration::from_secs(8), service.disable()).await },
+        );
 }
 
 fn tray<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<()> {
@@ -297,7 +312,10 @@ fn start_engine<R: Runtime>(app: &tauri::AppHandle<R>) {
 
 /// Runs the app.
 pub fn run() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let data_dir = dirs::data_dir().map(|d| d.join("guardnest")).unwrap_or_else(|| PathBuf::from(".guardnest"));
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_main(app)))

@@ -110,7 +110,10 @@ fn blocks_show_up_and_can_be_allowed() {
     assert_eq!(stats["blocked_per_minute"].as_array().unwrap().len(), 60);
 
     let c = a.ok("check_domain", json!({"name": "WWW.evil.test"}));
-    assert_eq!((c["blocked"].clone(), c["list"].clone(), c["rule"].clone()), (json!(true), json!("block.hosts"), json!("evil.test")));
+    assert_eq!(
+        (c["blocked"].clone(), c["list"].clone(), c["rule"].clone()),
+        (json!(true), json!("block.hosts"), json!("evil.test"))
+    );
     let e = a.err("check_domain", json!({"name": "not a name"}));
     assert_eq!(e["kind"], "input", "{e}");
 
