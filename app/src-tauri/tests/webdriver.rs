@@ -1,0 +1,216 @@
+//! End to end through the real window with WebDriver (tauri-driver + WebKitWebDriver): the
+//! switch turns protection off and on, a CONNECT through the app's proxy works, a blocked
+//! name gets 403 and then shows in the recent list. A tiny WebDriver client over HTTP (the
+//! protocol is JSON), so no browser-automation dependency.
+//!
+//! Needs tauri-driver (`cargo install tauri-driver --locked`), WebKitWebDriver (Debian's
+//! webkit2gtk-driver), xvfb-run and dbus-run-session; skipped without them unless
+//! GUARDNEST_REQUIRE_DESKTOP_TESTS=1.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+fn have(tool: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
+        || (tool == "tauri-driver" && dirs::home_dir().is_some_and(|h| h.join(".cargo/bin/tauri-driver").is_file()))
+}
+
+fn tauri_driver() -> String {
+    if let Some(p) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join("tauri-driver"))
+        .find(|p| p.is_file())
+    {
+        return p.display().to_string();
+    }
+    dirs::home_dir().map(|h| h.join(".cargo/bin/tauri-driver").display().to_string()).unwrap_or_default()
+}
+
+struct WebDriver {
+    base: String,
+    session: String,
+    client: http::Client,
+}
+
+/// Just enough of a blocking HTTP client for WebDriver, on a private runtime.
+mod http {
+    pub use shim::Client;
+
+    pub mod shim {
+        pub struct Client {
+            rt: tokio::runtime::Runtime,
+            http: reqwest::Client,
+        }
+
+        impl Client {
+            pub fn new() -> Client {
+                Client {
+                    rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
+                    http: reqwest::Client::builder().no_proxy().build().unwrap(),
+                }
+            }
+
+            pub fn send(
+                &self,
+                method: &str,
+                url: &str,
+                body: Option<serde_json::Value>,
+            ) -> Result<serde_json::Value, String> {
+                self.rt.block_on(async {
+                    let method: reqwest::Method = method.parse().unwrap();
+                    let mut req = self.http.request(method, url);
+                    if let Some(b) = body {
+                        req = req.header("content-type", "application/json").body(b.to_string());
+                    }
+                    let resp = req.send().await.map_err(|e| e.to_string())?;
+                    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+                    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+                })
+            }
+        }
+    }
+}
+
+impl WebDriver {
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let v = self.client.send(method, &url, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        if v["value"].get("error").is_some() {
+            panic!("{method} {path}: {}", v["value"]);
+        }
+        v["value"].clone()
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd("POST", "/element", Some(json!({"using": "css selector", "value": css})));
+        v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_string()
+    }
+
+    fn text(&self, css: &str) -> String {
+        let id = self.find(css);
+        self.cmd("GET", &format!("/element/{id}/text"), None).as_str().unwrap_or("").to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Waits until `css`'s text satisfies `ok`.
+    fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let t = self.text(css);
+            if ok(&t) {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "{css} never matched; last text: {t:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    String::from_utf8_lossy(&head[9..12]).parse().ok()
+}
+
+#[test]
+fn the_switch_drives_the_proxy_end_to_end() {
+    let missing: Vec<&str> =
+        ["tauri-driver", "WebKitWebDriver", "xvfb-run", "dbus-run-session"].into_iter().filter(|t| !have(t)).collect();
+    if !missing.is_empty() {
+        assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
+        eprintln!("SKIPPED: missing {missing:?} (cargo install tauri-driver --locked; apt-get install webkit2gtk-driver xvfb)");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let data = h.join("data/guardnest");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(h.join("run")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(h.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let list = h.join("block.hosts");
+    std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
+    std::fs::write(
+        data.join("config.toml"),
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\ndefault_lists = false\n",
+            list.display().to_string()
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut driver = Command::new("dbus-run-session")
+        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24"])
+        .arg(tauri_driver())
+        .args(["--port", &port.to_string()])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", h)
+        .env("XDG_DATA_HOME", h.join("data"))
+        .env("XDG_CONFIG_HOME", h.join("config"))
+        .env("XDG_RUNTIME_DIR", h.join("run"))
+        .env("GSETTINGS_BACKEND", "dconf")
+        .env("NO_AT_BRIDGE", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = http::Client::new();
+    let caps = json!({"capabilities": {"alwaysMatch": {
+        "browserName": "wry",
+        "tauri:options": {"application": env!("CARGO_BIN_EXE_guardnest-app")}
+    }}});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let session = loop {
+        match client.send("POST", &format!("{base}/session"), Some(caps.clone())) {
+            Ok(v) if v["value"]["sessionId"].is_string() => {
+                break v["value"]["sessionId"].as_str().unwrap().to_string()
+            }
+            other => {
+                if Instant::now() > deadline {
+                    let _ = driver.kill();
+                    panic!("no WebDriver session: {other:?}");
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    };
+    let wd = WebDriver { base, session, client };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
+        // A tunnel through the app's proxy works; a blocked name gets 403 and shows up.
+        let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        assert_eq!(connect_status(listen, &upstream.local_addr().unwrap().to_string()), Some(200));
+        assert_eq!(connect_status(listen, "www.evil.test:443"), Some(403));
+        wd.wait_text("#recent", |t| t.contains("www.evil.test"));
+        // The switch off: the proxy stops.
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "Protection is off");
+        assert_eq!(connect_status(listen, "www.evil.test:443"), None, "still listening after switching off");
+        // And on again.
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+    }));
+    let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
+    let _ = driver.kill();
+    let _ = Command::new("pkill").args(["-f", env!("CARGO_BIN_EXE_guardnest-app")]).status();
+    let _ = driver.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
