@@ -282,6 +282,30 @@ fn tray<R: Runtime>(app: &tauri::App<R>) -> tauri::Result<()> {
     Ok(())
 }
 
+/// Log-off and shutdown end a desktop session with SIGTERM (and a terminal with SIGINT or
+/// SIGHUP): restore the system proxy first, then exit.
+#[cfg(unix)]
+fn exit_on_signals<R: Runtime>(app: &tauri::AppHandle<R>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handle = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup()))
+        else {
+            tracing::error!("cannot watch termination signals");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+            _ = hup.recv() => {}
+        }
+        let service = handle.state::<AppState>().service.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(8), service.disable()).await;
+        handle.exit(0);
+    });
+}
+
 /// Starts protection (after repairing a crashed session) and the per-second updates.
 fn start_engine<R: Runtime>(app: &tauri::AppHandle<R>) {
     let service = app.state::<AppState>().service.clone();
@@ -323,6 +347,8 @@ pub fn run() {
             let state = build_state(&data_dir, None)?;
             app.manage(state);
             tray(app)?;
+            #[cfg(unix)]
+            exit_on_signals(app.handle());
             start_engine(app.handle());
             Ok(())
         })

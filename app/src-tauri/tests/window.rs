@@ -1,6 +1,8 @@
 //! A real window: the built app under Xvfb, in a throwaway HOME with a local list. It must
 //! render (a screenshot, saved as a test artifact, with real content in it) and protect (a
-//! blocked name through its listener gets 403). Needs xvfb-run, dbus-run-session and
+//! blocked name through its listener gets 403), sets the system proxy (GNOME keys in the
+//! throwaway HOME) and restores it when ended with SIGTERM, as at log-off. Needs xvfb-run,
+//! dbus-run-session, gsettings and
 //! ImageMagick's `import`; skipped without them unless GUARDNEST_REQUIRE_DESKTOP_TESTS=1.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -23,9 +25,25 @@ fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
     String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }
 
+/// GNOME's proxy mode in the throwaway HOME (read through a session bus of its own).
+fn proxy_mode(home: &std::path::Path) -> String {
+    let out = Command::new("dbus-run-session")
+        .args(["--", "gsettings", "get", "org.gnome.system.proxy", "mode"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_RUNTIME_DIR", home.join("run"))
+        .env("GSETTINGS_BACKEND", "dconf")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 #[test]
 fn the_window_renders_and_protects() {
-    let missing: Vec<&str> = ["xvfb-run", "dbus-run-session", "import"].into_iter().filter(|t| !have(t)).collect();
+    let missing: Vec<&str> =
+        ["xvfb-run", "dbus-run-session", "import", "gsettings"].into_iter().filter(|t| !have(t)).collect();
     if !missing.is_empty() {
         assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
         eprintln!("SKIPPED: missing {missing:?} (apt-get install xvfb xauth imagemagick dbus)");
@@ -61,7 +79,7 @@ fn the_window_renders_and_protects() {
     let go = h.join("go");
     let done = h.join("done");
     let script = format!(
-        "{app} & i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; import -window root {shot}; touch {done}; kill $!",
+        "{app} & i=0; while [ ! -e {go} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; import -window root {shot}; touch {done}; kill -TERM $!; wait $!",
         go = go.display(),
         shot = shot.display(),
         done = done.display()
@@ -101,6 +119,7 @@ fn the_window_renders_and_protects() {
     std::thread::sleep(Duration::from_secs(3)); // let the page render and receive a tick
     assert_eq!(connect_status(listen, "www.evil.test:443"), 403, "the app's proxy must block");
     std::thread::sleep(Duration::from_secs(2)); // the block shows up in the next tick
+    assert_eq!(proxy_mode(h), "'manual'", "the app did not set the system proxy");
     std::fs::write(&go, b"").unwrap();
     for _ in 0..300 {
         if done.exists() {
@@ -108,10 +127,18 @@ fn the_window_renders_and_protects() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The script ends the app with SIGTERM, as a log-off does: it must restore the system
+    // proxy before it exits.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = child.kill();
     let _ = Command::new("pkill").args(["-f", app]).status();
     let _ = child.wait();
     assert!(shot.exists(), "no screenshot taken");
+    assert_eq!(proxy_mode(h), "'none'", "system proxy not restored on SIGTERM");
+    assert!(!data.join("system-proxy.json").exists(), "transaction left behind");
     // Rendered, not blank: a real UI has many colours (text antialiasing, the switch).
     let colours = Command::new("convert").arg(&shot).args(["-format", "%k", "info:"]).output().unwrap();
     let colours: u32 = String::from_utf8_lossy(&colours.stdout).trim().parse().unwrap_or(0);
