@@ -10,6 +10,7 @@ mod alloc;
 mod lists;
 mod procfs;
 mod proxy;
+mod through;
 mod upstream;
 
 use std::path::PathBuf;

@@ -3,11 +3,13 @@
 //! figure also comes as CPU per operation.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::procfs::{cpu_ns, open_fds, rss_kib};
+use crate::through::{open, open_async, read_head_async};
 use crate::upstream::{self, HalfBReports, Upstreams};
 
 /// A proxy under test, or the direct path.
@@ -41,140 +43,12 @@ pub struct Options {
     pub leak_tunnels: usize,
 }
 
-/// The process and its descendants (tinyproxy serves from forked children).
-fn process_tree(root: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-            if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-                parents.push((pid, ppid));
-            }
-        }
-    }
-    let mut tree = vec![root];
-    let mut i = 0;
-    while i < tree.len() {
-        let p = tree[i];
-        tree.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    tree
-}
-
-/// CPU time (ns) of the target: user + system time of the process and its children,
-/// including threads that already exited (tinyproxy and Privoxy use a thread per
-/// connection), from /proc/PID/stat, in clock ticks.
-fn cpu_ns(pid: Option<u32>) -> Option<u64> {
-    let root = pid?;
-    // SAFETY: sysconf has no preconditions.
-    let tick_ns = 1e9 / (unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64).max(1.0);
-    let mut ticks = 0.0;
-    for p in process_tree(root) {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime, stime, cutime, cstime are fields 14-17; after ")" they are 11..15.
-        ticks += fields.get(11..15).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-    }
-    Some((ticks * tick_ns) as u64)
-}
-
-/// RSS of the target's process tree, KiB (shared pages of forked children count twice).
-fn rss_kib(pid: Option<u32>) -> Option<u64> {
-    let mut total = 0;
-    for p in process_tree(pid?) {
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{p}/status")) else { continue };
-        total += status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-    }
-    Some(total)
-}
-
-fn open_fds(pid: Option<u32>) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{}/fd", pid?)).ok()?.count())
-}
-
 /// Measures CPU of the target over `f`.
 fn with_cpu<T>(t: &Target, f: impl FnOnce() -> T) -> (T, Option<f64>) {
     let before = cpu_ns(t.pid);
     let out = f();
     let after = cpu_ns(t.pid);
     (out, before.zip(after).map(|(b, a)| (a - b) as f64 / 1e9))
-}
-
-// ---------- connecting through a target ----------
-
-/// A blocking stream to `upstream`, through the target's proxy if any.
-fn open(t: &Target, upstream: SocketAddr) -> io::Result<TcpStream> {
-    let Some(proxy) = t.proxy else {
-        let s = TcpStream::connect(upstream)?;
-        s.set_nodelay(true)?;
-        return Ok(s);
-    };
-    let mut s = TcpStream::connect(proxy)?;
-    s.set_nodelay(true)?;
-    write!(s, "CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n")?;
-    let head = read_head_blocking(&mut s)?;
-    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
-        return Err(io::Error::other(format!("CONNECT refused: {}", head.lines().next().unwrap_or(""))));
-    }
-    Ok(s)
-}
-
-fn read_head_blocking(s: &mut TcpStream) -> io::Result<String> {
-    let mut head = Vec::with_capacity(128);
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if s.read(&mut b)? == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        head.push(b[0]);
-    }
-    Ok(String::from_utf8_lossy(&head).into_owned())
-}
-
-async fn open_async(t: &Target, upstream: SocketAddr) -> io::Result<tokio::net::TcpStream> {
-    let Some(proxy) = t.proxy else {
-        let s = tokio::net::TcpStream::connect(upstream).await?;
-        s.set_nodelay(true)?;
-        return Ok(s);
-    };
-    let mut s = tokio::net::TcpStream::connect(proxy).await?;
-    s.set_nodelay(true)?;
-    s.write_all(format!("CONNECT {upstream} HTTP/1.1\r\nHost: {upstream}\r\n\r\n").as_bytes()).await?;
-    let head = read_head_async(&mut s).await?;
-    if !head.starts_with(b"HTTP/1.1 200") && !head.starts_with(b"HTTP/1.0 200") {
-        return Err(io::Error::other("CONNECT refused"));
-    }
-    Ok(s)
-}
-
-/// Reads one response head; CONNECT answers carry nothing after it we could over-read.
-async fn read_head_async(s: &mut tokio::net::TcpStream) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(128);
-    let mut buf = [0u8; 256];
-    loop {
-        let n = s.peek(&mut buf).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        let take = match buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            Some(p) => p + 4,
-            None => n,
-        };
-        s.read_exact(&mut buf[..take]).await?;
-        head.extend_from_slice(&buf[..take]);
-        if head.ends_with(b"\r\n\r\n") {
-            return Ok(head);
-        }
-    }
 }
 
 // ---------- statistics ----------
