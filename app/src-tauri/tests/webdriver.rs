@@ -151,11 +151,17 @@ fn the_switch_drives_the_proxy_end_to_end() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut driver = Command::new("dbus-run-session")
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (port, native_port) = (free_port(), free_port());
+    // Its own native port: a WebKitWebDriver left from another run must never be reused
+    // (it would launch the app with that run's environment).
+    let mut driver = Command::new("dbus-run-session");
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut driver, 0);
+    let mut driver = driver
         .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24"])
         .arg(tauri_driver())
-        .args(["--port", &port.to_string()])
+        .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", h)
@@ -182,7 +188,7 @@ fn the_switch_drives_the_proxy_end_to_end() {
             }
             other => {
                 if Instant::now() > deadline {
-                    let _ = driver.kill();
+                    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", driver.id())]).status();
                     panic!("no WebDriver session: {other:?}");
                 }
                 std::thread::sleep(Duration::from_millis(300));
@@ -196,7 +202,15 @@ fn the_switch_drives_the_proxy_end_to_end() {
         // A tunnel through the app's proxy works; a blocked name gets 403 and shows up.
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(connect_status(listen, &upstream.local_addr().unwrap().to_string()), Some(200));
-        assert_eq!(connect_status(listen, "www.evil.test:443"), Some(403));
+        let code = connect_status(listen, "www.evil.test:443");
+        if code != Some(403) {
+            panic!(
+                "not blocked ({code:?}); names: {:?}; lists: {:?}; detail: {:?}",
+                wd.text("#s-names"),
+                wd.text("#lists"),
+                wd.text("#state-detail")
+            );
+        }
         wd.wait_text("#recent", |t| t.contains("www.evil.test"));
         // The switch off: the proxy stops.
         wd.click(".switch .slider");
@@ -207,8 +221,10 @@ fn the_switch_drives_the_proxy_end_to_end() {
         wd.wait_text("#state-title", |t| t == "You are protected");
     }));
     let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
-    let _ = driver.kill();
-    let _ = Command::new("pkill").args(["-f", env!("CARGO_BIN_EXE_guardnest-app")]).status();
+    // The whole group: dbus-run-session, xvfb-run, Xvfb, tauri-driver, WebKitWebDriver, the app.
+    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", driver.id())]).status();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", driver.id())]).status();
     let _ = driver.wait();
     if let Err(e) = result {
         std::panic::resume_unwind(e);

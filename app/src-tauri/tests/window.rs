@@ -84,7 +84,10 @@ fn the_window_renders_and_protects() {
         shot = shot.display(),
         done = done.display()
     );
-    let mut child = Command::new("dbus-run-session")
+    let mut child = Command::new("dbus-run-session");
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut child, 0);
+    let mut child = child
         .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c", &script])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -133,8 +136,7 @@ fn the_window_renders_and_protects() {
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = Command::new("pkill").args(["-f", app]).status();
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
     let _ = child.wait();
     assert!(shot.exists(), "no screenshot taken");
     assert_eq!(proxy_mode(h), "'none'", "system proxy not restored on SIGTERM");
