@@ -7,17 +7,13 @@
 //! webkit2gtk-driver), xvfb-run and dbus-run-session; skipped without them unless
 //! GUARDNEST_REQUIRE_DESKTOP_TESTS=1.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-fn have(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
-        || (tool == "tauri-driver" && dirs::home_dir().is_some_and(|h| h.join(".cargo/bin/tauri-driver").is_file()))
-}
 
 fn tauri_driver() -> String {
     if let Some(p) = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
@@ -113,63 +109,24 @@ impl WebDriver {
     }
 }
 
-fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").ok()?;
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).ok()?;
-    String::from_utf8_lossy(&head[9..12]).parse().ok()
-}
-
 #[test]
 fn the_switch_drives_the_proxy_end_to_end() {
-    let missing: Vec<&str> =
-        ["tauri-driver", "WebKitWebDriver", "xvfb-run", "dbus-run-session"].into_iter().filter(|t| !have(t)).collect();
-    if !missing.is_empty() {
-        assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
-        eprintln!("SKIPPED: missing {missing:?} (cargo install tauri-driver --locked; apt-get install webkit2gtk-driver xvfb)");
+    if !support::tools_present(
+        &["tauri-driver", "WebKitWebDriver", "xvfb-run", "dbus-run-session"],
+        "cargo install tauri-driver --locked; apt-get install webkit2gtk-driver xvfb",
+    ) {
         return;
     }
-    let home = tempfile::tempdir().unwrap();
-    let h = home.path();
-    let data = h.join("data/guardnest");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(h.join("run")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(h.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let list = h.join("block.hosts");
-    std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
-    std::fs::write(
-        data.join("config.toml"),
-        format!(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\ndefault_lists = false\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let home = support::DesktopHome::new();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port, native_port) = (free_port(), free_port());
     // Its own native port: a WebKitWebDriver left from another run must never be reused
     // (it would launch the app with that run's environment).
-    let mut driver = Command::new("dbus-run-session");
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut driver, 0);
-    let mut driver = driver
+    let mut driver = home
+        .command("dbus-run-session")
         .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24"])
         .arg(tauri_driver())
         .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", h)
-        .env("XDG_DATA_HOME", h.join("data"))
-        .env("XDG_CONFIG_HOME", h.join("config"))
-        .env("XDG_RUNTIME_DIR", h.join("run"))
-        .env("GSETTINGS_BACKEND", "dconf")
-        .env("NO_AT_BRIDGE", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -188,7 +145,7 @@ fn the_switch_drives_the_proxy_end_to_end() {
             }
             other => {
                 if Instant::now() > deadline {
-                    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", driver.id())]).status();
+                    support::kill_group(&mut driver);
                     panic!("no WebDriver session: {other:?}");
                 }
                 std::thread::sleep(Duration::from_millis(300));
@@ -201,8 +158,8 @@ fn the_switch_drives_the_proxy_end_to_end() {
         let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
         // A tunnel through the app's proxy works; a blocked name gets 403 and shows up.
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(connect_status(listen, &upstream.local_addr().unwrap().to_string()), Some(200));
-        let code = connect_status(listen, "www.evil.test:443");
+        assert_eq!(support::connect_status(listen, &upstream.local_addr().unwrap().to_string()), Some(200));
+        let code = support::connect_status(listen, "www.evil.test:443");
         if code != Some(403) {
             panic!(
                 "not blocked ({code:?}); names: {:?}; lists: {:?}; detail: {:?}",
@@ -215,17 +172,14 @@ fn the_switch_drives_the_proxy_end_to_end() {
         // The switch off: the proxy stops.
         wd.click(".switch .slider");
         wd.wait_text("#state-title", |t| t == "Protection is off");
-        assert_eq!(connect_status(listen, "www.evil.test:443"), None, "still listening after switching off");
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), None, "still listening after switching off");
         // And on again.
         wd.click(".switch .slider");
         wd.wait_text("#state-title", |t| t == "You are protected");
     }));
     let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
     // The whole group: dbus-run-session, xvfb-run, Xvfb, tauri-driver, WebKitWebDriver, the app.
-    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", driver.id())]).status();
-    std::thread::sleep(Duration::from_millis(500));
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", driver.id())]).status();
-    let _ = driver.wait();
+    support::kill_group(&mut driver);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

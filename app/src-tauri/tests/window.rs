@@ -5,70 +5,26 @@
 //! dbus-run-session, gsettings and
 //! ImageMagick's `import`; skipped without them unless GUARDNEST_REQUIRE_DESKTOP_TESTS=1.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-fn have(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
-}
-
-fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
-    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
-}
-
-/// GNOME's proxy mode in the throwaway HOME (read through a session bus of its own).
-fn proxy_mode(home: &std::path::Path) -> String {
-    let out = Command::new("dbus-run-session")
-        .args(["--", "gsettings", "get", "org.gnome.system.proxy", "mode"])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("config"))
-        .env("XDG_RUNTIME_DIR", home.join("run"))
-        .env("GSETTINGS_BACKEND", "dconf")
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 #[test]
 fn the_window_renders_and_protects() {
-    let missing: Vec<&str> =
-        ["xvfb-run", "dbus-run-session", "import", "gsettings"].into_iter().filter(|t| !have(t)).collect();
-    if !missing.is_empty() {
-        assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
-        eprintln!("SKIPPED: missing {missing:?} (apt-get install xvfb xauth imagemagick dbus)");
+    if !support::tools_present(
+        &["xvfb-run", "dbus-run-session", "import", "gsettings"],
+        "apt-get install xvfb xauth imagemagick dbus libglib2.0-bin dconf-gsettings-backend",
+    ) {
         return;
     }
-    let home = tempfile::tempdir().unwrap();
+    let home = support::DesktopHome::new();
     let h = home.path();
-    let data = h.join("data/guardnest");
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::create_dir_all(h.join("run")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(h.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let list = h.join("block.hosts");
-    std::fs::write(&list, "0.0.0.0 evil.test\n0.0.0.0 tracker.test\n").unwrap();
-    std::fs::write(
-        data.join("config.toml"),
-        format!(
-            "[proxy]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\ndefault_lists = false\n",
-            list.display().to_string()
-        ),
-    )
-    .unwrap();
+    let data = home.data_dir();
     let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     let shot = artifacts.join("app-window.png");
@@ -84,19 +40,9 @@ fn the_window_renders_and_protects() {
         shot = shot.display(),
         done = done.display()
     );
-    let mut child = Command::new("dbus-run-session");
-    #[cfg(unix)]
-    std::os::unix::process::CommandExt::process_group(&mut child, 0);
-    let mut child = child
+    let mut child = home
+        .command("dbus-run-session")
         .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c", &script])
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", h)
-        .env("XDG_DATA_HOME", h.join("data"))
-        .env("XDG_CONFIG_HOME", h.join("config"))
-        .env("XDG_RUNTIME_DIR", h.join("run"))
-        .env("GSETTINGS_BACKEND", "dconf")
-        .env("NO_AT_BRIDGE", "1")
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -120,9 +66,9 @@ fn the_window_renders_and_protects() {
     }
     let listen = listen.expect("the app never started listening");
     std::thread::sleep(Duration::from_secs(3)); // let the page render and receive a tick
-    assert_eq!(connect_status(listen, "www.evil.test:443"), 403, "the app's proxy must block");
+    assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403), "the app's proxy must block");
     std::thread::sleep(Duration::from_secs(2)); // the block shows up in the next tick
-    assert_eq!(proxy_mode(h), "'manual'", "the app did not set the system proxy");
+    assert_eq!(home.proxy_mode(), "'manual'", "the app did not set the system proxy");
     std::fs::write(&go, b"").unwrap();
     for _ in 0..300 {
         if done.exists() {
@@ -136,10 +82,9 @@ fn the_window_renders_and_protects() {
     while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
-    let _ = child.wait();
+    support::kill_group(&mut child);
     assert!(shot.exists(), "no screenshot taken");
-    assert_eq!(proxy_mode(h), "'none'", "system proxy not restored on SIGTERM");
+    assert_eq!(home.proxy_mode(), "'none'", "system proxy not restored on SIGTERM");
     assert!(!data.join("system-proxy.json").exists(), "transaction left behind");
     // Rendered, not blank: a real UI has many colours (text antialiasing, the switch).
     let colours = Command::new("convert").arg(&shot).args(["-format", "%k", "info:"]).output().unwrap();

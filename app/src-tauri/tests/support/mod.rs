@@ -1,0 +1,113 @@
+//! Shared by the tests that run the real app: a throwaway desktop HOME with a local list
+//! (never the user's, never the network), required-tool checks, and a CONNECT probe.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// Whether `tool` is on PATH (tauri-driver also in ~/.cargo/bin).
+pub fn have(tool: &str) -> bool {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
+        || (tool == "tauri-driver" && dirs::home_dir().is_some_and(|h| h.join(".cargo/bin/tauri-driver").is_file()))
+}
+
+/// False (test skipped, loudly) when tools are missing; a failure in CI, where
+/// GUARDNEST_REQUIRE_DESKTOP_TESTS is set.
+pub fn tools_present(tools: &[&str], hint: &str) -> bool {
+    let missing: Vec<&&str> = tools.iter().filter(|t| !have(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
+    eprintln!("SKIPPED: missing {missing:?} ({hint})");
+    false
+}
+
+/// A throwaway HOME whose GuardNest data dir holds a config blocking `evil.test` from a
+/// local file, with no default (downloaded) lists.
+pub struct DesktopHome {
+    dir: tempfile::TempDir,
+}
+
+impl DesktopHome {
+    pub fn new() -> DesktopHome {
+        let dir = tempfile::tempdir().unwrap();
+        let h = dir.path();
+        std::fs::create_dir_all(h.join("data/guardnest")).unwrap();
+        std::fs::create_dir_all(h.join("run")).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(h.join("run"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let list = h.join("block.hosts");
+        std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
+        std::fs::write(
+            h.join("data/guardnest/config.toml"),
+            format!(
+                "[proxy]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\ndefault_lists = false\n",
+                list.display().to_string()
+            ),
+        )
+        .unwrap();
+        DesktopHome { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// GuardNest's data dir inside this HOME.
+    pub fn data_dir(&self) -> PathBuf {
+        self.path().join("data/guardnest")
+    }
+
+    /// `program` with only this HOME's environment, in a process group of its own (so the
+    /// test can end everything it started).
+    pub fn command(&self, program: &str) -> Command {
+        let h = self.path();
+        let mut c = Command::new(program);
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", h)
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("GSETTINGS_BACKEND", "dconf")
+            .env("NO_AT_BRIDGE", "1");
+        c
+    }
+
+    /// GNOME's proxy mode in this HOME (read through a session bus of its own).
+    pub fn proxy_mode(&self) -> String {
+        let out = self
+            .command("dbus-run-session")
+            .args(["--", "gsettings", "get", "org.gnome.system.proxy", "mode"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// Ends a process group started with [`DesktopHome::command`].
+pub fn kill_group(child: &mut std::process::Child) {
+    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).status();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+    let _ = child.wait();
+}
+
+/// The status code of a CONNECT through `proxy`, or `None` if nothing answers.
+pub fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    String::from_utf8_lossy(&head[9..12]).parse().ok()
+}
