@@ -119,12 +119,16 @@ impl Desktop {
     /// `guardnest run` inside a session bus.
     fn guardnest(&self, extra: &[&str]) -> Running {
         let mut c = self.command("dbus-run-session");
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut c, 0);
         c.arg("--")
             .arg(BIN)
             .args(["run", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--no-default-lists", "--data-dir"])
             .arg(self.data.path())
             .args(extra);
-        Running::start(&mut c)
+        let mut running = Running::start(&mut c);
+        running.group = true;
+        running
     }
 
     /// PID of the guardnest process itself (not of dbus-run-session).

@@ -17,6 +17,9 @@ pub struct Running {
     /// Every line read so far.
     seen: Vec<String>,
     pub addr: SocketAddr,
+    /// The child leads a process group (started with `process_group(0)`): end it whole, so
+    /// a guardnest under dbus-run-session is not orphaned when a test fails.
+    pub group: bool,
 }
 
 impl Running {
@@ -31,7 +34,7 @@ impl Running {
                 }
             }
         });
-        let mut running = Running { child, lines, seen: Vec::new(), addr: "0.0.0.0:0".parse().unwrap() };
+        let mut running = Running { child, lines, seen: Vec::new(), addr: "0.0.0.0:0".parse().unwrap(), group: false };
         let line = running.wait_for("listening on ");
         running.addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("address in log");
         running
@@ -82,6 +85,9 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
+        if self.group {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
