@@ -488,6 +488,18 @@ fn fmt(v: f64, digits: usize) -> String {
     }
 }
 
+/// One row of a rate table: rate, p50, p99, CPU per operation, errors.
+fn print_rate(name: &str, r: &Rate) {
+    println!(
+        "| {name} | {} | {} | {} | {} | {} |",
+        fmt(r.per_sec, 0),
+        fmt(r.p50_us, 0),
+        fmt(r.p99_us, 0),
+        fmt_opt(r.cpu_us_per_op, 1),
+        r.errors
+    );
+}
+
 fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| fmt(v, digits))
 }
@@ -531,15 +543,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
         for t in &all {
             let echo = ups.echo;
             let r = rate(t, 32, dur, move |t| tunnel_op(t, echo));
-            println!(
-                "| {} | {} | {} | {} | {} | {} |",
-                t.name,
-                fmt(r.per_sec, 0),
-                fmt(r.p50_us, 0),
-                fmt(r.p99_us, 0),
-                fmt_opt(r.cpu_us_per_op, 1),
-                r.errors
-            );
+            print_rate(&t.name, &r);
         }
     }
     if opts.wants(3) {
@@ -596,15 +600,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
         println!("|---|---:|---:|---:|---:|---:|");
         for t in &all {
             let r = http_rate(t, ups.http, 16, dur);
-            println!(
-                "| {} | {} | {} | {} | {} | {} |",
-                t.name,
-                fmt(r.per_sec, 0),
-                fmt(r.p50_us, 0),
-                fmt(r.p99_us, 0),
-                fmt_opt(r.cpu_us_per_op, 1),
-                r.errors
-            );
+            print_rate(&t.name, &r);
         }
     }
     if opts.wants(6) {
@@ -613,15 +609,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
         println!("|---|---:|---:|---:|---:|---:|");
         for t in all.iter().filter(|t| t.proxy.is_some()) {
             let r = rate(t, 32, dur, blocked_op);
-            println!(
-                "| {} | {} | {} | {} | {} | {} |",
-                t.name,
-                fmt(r.per_sec, 0),
-                fmt(r.p50_us, 0),
-                fmt(r.p99_us, 0),
-                fmt_opt(r.cpu_us_per_op, 1),
-                r.errors
-            );
+            print_rate(&t.name, &r);
         }
     }
     if opts.wants(7) {

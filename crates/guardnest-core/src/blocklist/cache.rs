@@ -106,12 +106,8 @@ impl CacheEntry {
     /// Rewrites the metadata alone (a 304, or a failure to remember).
     pub fn store_meta(&self, meta: &CacheMeta) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-        write_atomic(&self.meta, &json)
+        crate::fsutil::write_atomic(&self.meta, &json, false)
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    crate::fsutil::write_atomic(path, data, false)
 }
 
 impl CacheMeta {
