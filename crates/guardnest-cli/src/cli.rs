@@ -32,6 +32,9 @@ pub enum Command {
     Disable(ClientArgs),
     /// Restart the running instance's listener.
     Restart(ClientArgs),
+    /// Read a password from standard input (first line) and print its argon2 hash for
+    /// `[access] users` in the config file.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]

@@ -34,8 +34,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("guardnest: error: {e:#}");
-            let bind_failed =
-                e.chain().any(|c| c.downcast_ref::<ServeError>().is_some() || c.downcast_ref::<BindFailed>().is_some());
+            let bind_failed = e.chain().any(|c| {
+                matches!(c.downcast_ref::<ServeError>(), Some(ServeError::Bind { .. }))
+                    || c.downcast_ref::<BindFailed>().is_some()
+            });
             ExitCode::from(if bind_failed { EXIT_BIND } else { 1 })
         }
     }
@@ -50,7 +52,21 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
+        Command::HashPassword => hash_password(),
     }
+}
+
+/// `guardnest hash-password`: the password comes from stdin so it stays out of shell history.
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).context("cannot read the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("empty password (type it, or pipe it, on standard input)");
+    }
+    let phc = guardnest_core::access::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{phc}");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -75,6 +75,91 @@ pub struct Config {
     pub control: ControlConfig,
     /// Making GuardNest the system proxy.
     pub system_proxy: SystemProxyConfig,
+    /// Who may use the proxy (gateway mode).
+    pub access: AccessConfig,
+}
+
+/// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessConfig {
+    /// Client networks allowed (CIDRs such as `192.168.1.0/24`, or single addresses);
+    /// empty allows any client that passes authentication.
+    pub allow: Vec<String>,
+    /// Proxy users (Basic authentication); empty needs no authentication.
+    pub users: Vec<UserConfig>,
+    /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for AccessConfig {
+    fn default() -> Self {
+        Self { allow: Vec::new(), users: Vec::new(), trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()] }
+    }
+}
+
+/// One proxy user.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user name (no `:`).
+    pub name: String,
+    /// An argon2 PHC string, as printed by `guardnest hash-password`.
+    pub password_hash: String,
+}
+
+impl AccessConfig {
+    /// `allow`, parsed.
+    pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("access.allow", &self.allow)
+    }
+
+    /// `trusted_proxies`, parsed.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        parse_nets("access.trusted_proxies", &self.trusted_proxies)
+    }
+
+    /// User name → PHC hash, checked: unique names without `:`, hashes that are argon2.
+    pub fn users(&self) -> Result<std::collections::HashMap<String, String>, ConfigError> {
+        let mut users = std::collections::HashMap::new();
+        for u in &self.users {
+            if u.name.is_empty() || u.name.contains(':') {
+                return Err(ConfigError::Invalid(format!(
+                    "access.users: user name {:?} is empty or has a ':'",
+                    u.name
+                )));
+            }
+            match argon2::PasswordHash::new(&u.password_hash) {
+                Ok(h) if h.algorithm.as_str().starts_with("argon2") => {}
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "access.users: the password_hash of {:?} is not an argon2 hash (make one with `guardnest hash-password`)",
+                        u.name
+                    )))
+                }
+            }
+            if users.insert(u.name.clone(), u.password_hash.clone()).is_some() {
+                return Err(ConfigError::Invalid(format!("access.users: {:?} is listed twice", u.name)));
+            }
+        }
+        Ok(users)
+    }
+}
+
+/// Parses CIDRs; a bare address is a single-host network.
+fn parse_nets(key: &str, items: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    items
+        .iter()
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| {
+                    ConfigError::Invalid(format!("{key}: {s:?} is not a CIDR (like 192.168.1.0/24) or an address"))
+                })
+        })
+        .collect()
 }
 
 /// The default control API address.
@@ -164,6 +249,9 @@ pub struct ProxyConfig {
     pub max_header_bytes: usize,
     /// Threads serving connections (0: one per CPU).
     pub worker_threads: usize,
+    /// Expect a PROXY protocol (v1 or v2) header first on every connection, as sent by
+    /// HAProxy's `send-proxy`/`send-proxy-v2`; only from `[access] trusted_proxies`.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ProxyConfig {
@@ -177,6 +265,7 @@ impl Default for ProxyConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             worker_threads: DEFAULT_WORKER_THREADS,
+            proxy_protocol: false,
         }
     }
 }
@@ -346,6 +435,7 @@ impl Config {
             return Err(ConfigError::Invalid("proxy.max_header_bytes must be at least 1024".into()));
         }
         self.control.addr()?;
+        crate::access::Access::from_config(&self.access)?.check_listen(p.listen, p.proxy_protocol)?;
         if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
@@ -445,5 +535,28 @@ mod tests {
         assert!(Config::from_toml("[proxy]\nidle_timeout = \"0s\"\n", "t").is_err());
         assert!(Config::from_toml("[proxy]\nmax_connections = 0\n", "t").is_err());
         assert!(Config::from_toml("[proxy]\nlisten = \"nowhere\"\n", "t").is_err());
+    }
+
+    #[test]
+    fn never_an_open_proxy() {
+        let err = Config::from_toml("[proxy]\nlisten = \"0.0.0.0:3128\"\n", "t").unwrap_err().to_string();
+        assert!(err.contains("[access] allow"), "{err}");
+        assert!(Config::from_toml("[proxy]\nproxy_protocol = true\n", "t").is_err());
+        let c = Config::from_toml(
+            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nallow = [\"192.168.1.0/24\", \"10.0.0.7\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.access.allow_nets().unwrap().len(), 2);
+        assert!(Config::from_toml("[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nallow = [\"10.0.0.0/33\"]\n", "t")
+            .is_err());
+        let bad_hash =
+            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nusers = [{ name = \"a\", password_hash = \"plain\" }]\n";
+        assert!(Config::from_toml(bad_hash, "t").unwrap_err().to_string().contains("argon2"));
+        let phc = crate::access::hash_password("pw").unwrap();
+        let good = format!(
+            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nusers = [{{ name = \"a\", password_hash = \"{phc}\" }}]\n"
+        );
+        assert!(Config::from_toml(&good, "t").is_ok());
     }
 }

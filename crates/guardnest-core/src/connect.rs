@@ -20,10 +20,7 @@ use crate::tunnel::{self, TunnelEnd};
 
 /// Serves one CONNECT request.
 pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
-    let authority =
-        req.uri().authority().ok_or_else(|| Refusal::BadRequest("CONNECT needs a host:port target".into()))?.as_str();
-    let target = Target::parse_authority(authority)
-        .map_err(|e| Refusal::BadRequest(format!("CONNECT target {authority:?}: {e}")))?;
+    let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
     ctx.check_policy(&target.host, false)?;
     let upstream = ctx.dial(&target).await?;
 

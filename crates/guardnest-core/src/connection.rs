@@ -31,8 +31,11 @@ pub(crate) struct ConnGuard {
 /// What a request handler knows about its connection.
 pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
+    /// The client: the TCP peer, or the address a PROXY protocol header named.
     pub(crate) peer: SocketAddr,
     pub(crate) guard: Arc<ConnGuard>,
+    /// Whether the client address passed `[access] allow`.
+    pub(crate) address_allowed: bool,
 }
 
 impl ConnCtx {
@@ -63,14 +66,23 @@ impl ConnCtx {
 
 /// Serves one client connection until it closes, the proxy shuts down, or it is aborted.
 pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: TcpStream,
+    tcp_peer: SocketAddr,
     shared: Arc<Shared>,
     permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
     let guard = Arc::new(ConnGuard { _permit: permit, _active: ActiveGuard::new(shared.stats.clone()) });
-    tracing::debug!(%peer, "connection accepted");
+    tracing::debug!(peer = %tcp_peer, "connection accepted");
+    let peer = if shared.config.proxy_protocol {
+        match real_client(&mut stream, tcp_peer, &shared).await {
+            Some(client) => client,
+            None => return,
+        }
+    } else {
+        tcp_peer
+    };
+    let address_allowed = shared.access.check_address(peer.ip()).is_ok();
     let abort = shared.abort.clone();
     let config = &shared.config;
     let mut builder = http1::Builder::new();
@@ -82,7 +94,7 @@ pub(crate) async fn serve(
         .keep_alive(true);
     let service_shared = shared.clone();
     let service = service_fn(move |req| {
-        let ctx = ConnCtx { shared: service_shared.clone(), peer, guard: guard.clone() };
+        let ctx = ConnCtx { shared: service_shared.clone(), peer, guard: guard.clone(), address_allowed };
         async move { Ok::<_, Infallible>(route(req, ctx).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
@@ -103,12 +115,34 @@ pub(crate) async fn serve(
     }
 }
 
+/// Reads the PROXY protocol header of a connection from a trusted load balancer; `None`
+/// (connection dropped) for anyone else, a bad header, or a timeout.
+async fn real_client(stream: &mut TcpStream, tcp_peer: SocketAddr, shared: &Shared) -> Option<SocketAddr> {
+    if !shared.access.is_trusted_proxy(tcp_peer.ip()) {
+        Stats::bump(&shared.stats.access_denied);
+        tracing::warn!(peer = %tcp_peer, "PROXY protocol header from a peer not in [access] trusted_proxies; closed");
+        return None;
+    }
+    let read = crate::proxy_protocol::read_header(stream);
+    match tokio::time::timeout(shared.config.request_timeout, read).await {
+        Ok(Ok(client)) => Some(client.unwrap_or(tcp_peer)),
+        Ok(Err(e)) => {
+            tracing::debug!(peer = %tcp_peer, error = %crate::respond::error_chain(&e), "connection closed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(peer = %tcp_peer, "no PROXY protocol header in time; closed");
+            None
+        }
+    }
+}
+
 async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let result = if method == Method::CONNECT {
-        crate::connect::handle(req, &ctx).await
-    } else {
-        crate::forward::handle(req, &ctx).await
+    let result = match admit(&req, &ctx).await {
+        Err(refusal) => Err(refusal),
+        Ok(()) if method == Method::CONNECT => crate::connect::handle(req, &ctx).await,
+        Ok(()) => crate::forward::handle(req, &ctx).await,
     };
     result.unwrap_or_else(|refusal| {
         if !matches!(refusal, Refusal::Blocked { .. }) {
@@ -116,4 +150,21 @@ async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
         }
         refusal.into_response()
     })
+}
+
+/// The access check: client address, then proxy credentials.
+async fn admit(req: &Request<Incoming>, ctx: &ConnCtx) -> Result<(), Refusal> {
+    let access = &ctx.shared.access;
+    if !ctx.address_allowed {
+        Stats::bump(&ctx.shared.stats.access_denied);
+        return Err(Refusal::ClientDenied(ctx.peer.ip()));
+    }
+    if access.needs_credentials() {
+        let header = req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes());
+        if let Err(crate::access::Denied::Credentials(why)) = access.check_credentials(header).await {
+            Stats::bump(&ctx.shared.stats.access_denied);
+            return Err(Refusal::AuthRequired(why));
+        }
+    }
+    Ok(())
 }

@@ -111,6 +111,40 @@ impl Target {
     }
 }
 
+/// Why a request's target was refused: a one-line reason for a 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadTarget(pub String);
+
+impl Target {
+    /// Where a request asks to go: a CONNECT authority (port required), or an absolute
+    /// `http://` URL (port 80 by default). Everything else is a 400 with the reason.
+    pub fn of_request(method: &http::Method, uri: &http::Uri) -> Result<Target, BadTarget> {
+        if method == http::Method::CONNECT {
+            let authority = uri.authority().ok_or_else(|| BadTarget("CONNECT needs a host:port target".into()))?;
+            // CONNECT's target is an authority and nothing else (RFC 9110 §9.3.6).
+            if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| !p.as_str().is_empty() && p != "/") {
+                return Err(BadTarget(format!("CONNECT target {uri:?} is not host:port")));
+            }
+            return Target::parse_authority(authority.as_str())
+                .map_err(|e| BadTarget(format!("CONNECT target {:?}: {e}", authority.as_str())));
+        }
+        let Some(authority) = uri.authority() else {
+            return Err(BadTarget(
+                "GuardNest is a forward proxy: request an absolute URL (GET http://host/path) or CONNECT host:port"
+                    .into(),
+            ));
+        };
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => return Err(BadTarget("https:// URLs must be tunnelled with CONNECT".into())),
+            other => return Err(BadTarget(format!("unsupported URL scheme {:?}", other.unwrap_or("")))),
+        }
+        Target::parse_with_default(authority.as_str(), Some(80))
+            .map_err(|e| BadTarget(format!("URL host {:?}: {e}", authority.as_str())))
+    }
+}
+
 fn split_host_port(s: &str) -> Result<(&str, Option<&str>), TargetError> {
     if s.starts_with('[') {
         let end = s.find(']').ok_or(TargetError::InvalidHost)?;

@@ -36,19 +36,8 @@ pub(crate) fn client(dialer: Dialer) -> UpstreamClient {
 
 /// Serves one plain-HTTP request.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
+    let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
     let uri = req.uri();
-    let Some(authority) = uri.authority() else {
-        return Err(Refusal::BadRequest(
-            "GuardNest is a forward proxy: request an absolute URL (GET http://host/path) or CONNECT host:port".into(),
-        ));
-    };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(Refusal::BadRequest("https:// URLs must be tunnelled with CONNECT".into())),
-        other => return Err(Refusal::BadRequest(format!("unsupported URL scheme {:?}", other.unwrap_or("")))),
-    }
-    let target = Target::parse_with_default(authority.as_str(), Some(80))
-        .map_err(|e| Refusal::BadRequest(format!("URL host {:?}: {e}", authority.as_str())))?;
     ctx.check_policy(&target.host, true)?;
 
     // The URL decides where the request goes; a disagreeing Host header is replaced.

@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod blocklist;
 pub mod config;
 mod connect;
@@ -20,6 +21,7 @@ mod forward;
 pub mod fsutil;
 pub mod health;
 mod listener;
+pub mod proxy_protocol;
 pub mod respond;
 pub mod server;
 pub mod service;

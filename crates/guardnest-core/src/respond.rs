@@ -31,6 +31,10 @@ pub enum Refusal {
         /// Answer with an HTML page (plain HTTP) rather than one line (CONNECT).
         html: bool,
     },
+    /// The client address is not in `[access] allow` (403).
+    ClientDenied(std::net::IpAddr),
+    /// Proxy credentials missing or wrong (407).
+    AuthRequired(&'static str),
     /// Dialing failed (502, 504, or 508 for a loop).
     Dial(DialError),
     /// The upstream failed after the connection was made (502).
@@ -42,7 +46,8 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Refusal::Blocked { .. } => StatusCode::FORBIDDEN,
+            Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
+            Refusal::AuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::Dial(DialError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
             Refusal::Dial(_) | Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -56,6 +61,8 @@ impl Refusal {
             Refusal::Blocked { host, list, rule, .. } => {
                 format!("{host} is blocked by list \"{list}\" (rule {rule})")
             }
+            Refusal::ClientDenied(ip) => format!("client address {ip} is not allowed to use this proxy"),
+            Refusal::AuthRequired(why) => format!("{why} (this proxy needs a user name and password)"),
             Refusal::Dial(DialError::Loop { target }) => {
                 format!("refused: {target} is this proxy itself (request loop)")
             }
@@ -80,8 +87,14 @@ impl Refusal {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         // After a malformed request the stream may be out of step; after a refused CONNECT
         // the client has nothing more to send. Either way, close instead of waiting.
-        if matches!(self, Refusal::BadRequest(_) | Refusal::Blocked { html: false, .. }) {
+        if matches!(self, Refusal::BadRequest(_) | Refusal::Blocked { html: false, .. } | Refusal::ClientDenied(_)) {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if matches!(self, Refusal::AuthRequired(_)) {
+            headers.insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static(concat!("Basic realm=\"GuardNest\", charset=\"UTF-8\"")),
+            );
         }
         response
     }

@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::access::Access;
 use crate::blocklist::Policy;
 use crate::config::{HealthConfig, ProxyConfig};
 use crate::dial::Dialer;
@@ -27,6 +28,9 @@ const BACKLOG: u32 = 1024;
 /// Errors starting the proxy.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The listener would be an open proxy (see [`crate::access::Access::check_listen`]).
+    #[error(transparent)]
+    Access(#[from] crate::config::ConfigError),
     /// The listen address could not be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}")]
     Bind {
@@ -42,6 +46,7 @@ pub enum ServeError {
 pub(crate) struct Shared {
     pub(crate) config: ProxyConfig,
     pub(crate) policy: Policy,
+    pub(crate) access: Arc<Access>,
     pub(crate) dialer: Dialer,
     pub(crate) client: UpstreamClient,
     pub(crate) stats: Arc<Stats>,
@@ -63,19 +68,22 @@ pub struct Proxy {
 
 impl Proxy {
     /// Binds the listen address; port 0 picks a free port ([`Proxy::local_addr`] tells which).
+    /// Without an access policy only a loopback listener is allowed.
     pub async fn bind(config: ProxyConfig, health_config: HealthConfig, policy: Policy) -> Result<Self, ServeError> {
-        Self::bind_with(config, health_config, policy, Arc::default(), Arc::default()).await
+        Self::bind_with(config, health_config, policy, Arc::default(), Arc::default(), Arc::default()).await
     }
 
     /// [`Proxy::bind`] with counters and a block log that outlive this listener (so a
-    /// restart does not reset them).
+    /// restart does not reset them), and the access policy of `[access]`.
     pub async fn bind_with(
         config: ProxyConfig,
         health_config: HealthConfig,
         policy: Policy,
         stats: Arc<Stats>,
         blocks: Arc<BlockLog>,
+        access: Arc<Access>,
     ) -> Result<Self, ServeError> {
+        access.check_listen(config.listen, config.proxy_protocol)?;
         let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
@@ -83,6 +91,7 @@ impl Proxy {
             client: forward::client(dialer.clone()),
             dialer,
             policy,
+            access,
             stats,
             blocks,
             tracker: TaskTracker::new(),

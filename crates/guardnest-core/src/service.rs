@@ -584,12 +584,14 @@ impl ProxyService {
     async fn start(&self, listen: SocketAddr) -> Result<Running, ServiceError> {
         let mut proxy_config = self.config.proxy.clone();
         proxy_config.listen = listen;
+        let access = crate::access::Access::from_config(&self.config.access).map_err(ServeError::Access)?;
         let proxy = Proxy::bind_with(
             proxy_config,
             self.config.health.clone(),
             self.lists.policy(),
             self.stats.clone(),
             self.blocks.clone(),
+            Arc::new(access),
         )
         .await?;
         let addr = proxy.local_addr();

@@ -23,6 +23,8 @@ pub struct Stats {
     pub bytes_down: AtomicU64,
     /// Accept errors (EMFILE and friends) seen by the listener.
     pub accept_errors: AtomicU64,
+    /// Requests or connections refused by `[access]` (address, credentials, untrusted PROXY header).
+    pub access_denied: AtomicU64,
     /// Second (since the epoch) of the last heap trim.
     #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
     last_trim: AtomicU64,
@@ -49,6 +51,8 @@ pub struct StatsSnapshot {
     pub bytes_down: u64,
     /// See [`Stats::accept_errors`].
     pub accept_errors: u64,
+    /// See [`Stats::access_denied`].
+    pub access_denied: u64,
 }
 
 impl Stats {
@@ -64,6 +68,7 @@ impl Stats {
             bytes_up: self.bytes_up.load(Relaxed),
             bytes_down: self.bytes_down.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
+            access_denied: self.access_denied.load(Relaxed),
         }
     }
 

@@ -1,0 +1,229 @@
+//! Access stage: who may use the proxy. Runs before any request is routed.
+//!
+//! A desktop proxy listens on loopback and needs nothing here. A gateway for a small
+//! organisation listens on the network and must never be an open proxy, so it needs a client
+//! address allowlist (`[access] allow`, CIDRs, checked against the real client address, i.e.
+//! after a PROXY protocol header), proxy authentication (`[access] users`, Basic, argon2
+//! password hashes), or both. [`Access::check_listen`] refuses to start otherwise.
+//!
+//! argon2 is slow on purpose (~10-50 ms a check), so verification runs on the blocking pool,
+//! at most [`MAX_VERIFYING`] at a time, and a credential that verified once is remembered
+//! (bounded) so a keep-alive client does not pay it per request.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use argon2::password_hash::PasswordVerifier;
+use argon2::{Argon2, PasswordHash};
+use base64::Engine;
+use ipnet::IpNet;
+use tokio::sync::Semaphore;
+
+use crate::config::{AccessConfig, ConfigError};
+
+/// argon2 checks running at once; more wait, so failed guesses cannot eat every core.
+pub const MAX_VERIFYING: usize = 2;
+/// Verified credentials remembered; the cache is emptied when full (simple and bounded).
+const VERIFIED_CACHE: usize = 1024;
+/// The realm announced in `Proxy-Authenticate`.
+pub const REALM: &str = "GuardNest";
+
+/// Why a request was not let in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// The client address is outside `[access] allow` (403).
+    Address(IpAddr),
+    /// No or wrong proxy credentials (407).
+    Credentials(&'static str),
+}
+
+/// The access policy of one listener.
+#[derive(Debug)]
+pub struct Access {
+    allow: Vec<IpNet>,
+    trusted_proxies: Vec<IpNet>,
+    users: HashMap<String, String>,
+    verified: Mutex<HashMap<Box<[u8]>, Arc<str>>>,
+    verifying: Semaphore,
+}
+
+impl Default for Access {
+    /// No restriction: only valid on a loopback listener.
+    fn default() -> Self {
+        Self::from_parts(Vec::new(), loopback_nets(), HashMap::new())
+    }
+}
+
+impl Access {
+    /// Builds the policy from validated configuration.
+    pub fn from_config(config: &AccessConfig) -> Result<Self, ConfigError> {
+        let users = config.users()?;
+        let allow = config.allow_nets()?;
+        let trusted = config.trusted_proxy_nets()?;
+        Ok(Self::from_parts(allow, trusted, users))
+    }
+
+    fn from_parts(allow: Vec<IpNet>, trusted_proxies: Vec<IpNet>, users: HashMap<String, String>) -> Self {
+        Self {
+            allow,
+            trusted_proxies,
+            users,
+            verified: Mutex::new(HashMap::new()),
+            verifying: Semaphore::new(MAX_VERIFYING),
+        }
+    }
+
+    /// Whether anything restricts who may connect.
+    pub fn is_restricted(&self) -> bool {
+        !self.allow.is_empty() || !self.users.is_empty()
+    }
+
+    /// Whether proxy authentication is required.
+    pub fn needs_credentials(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed
+    /// by a load balancer through the PROXY protocol) with no address allowlist and no users.
+    pub fn check_listen(&self, listen: SocketAddr, proxy_protocol: bool) -> Result<(), ConfigError> {
+        if self.is_restricted() {
+            return Ok(());
+        }
+        if !listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
+                 and/or [access] users so that GuardNest is never an open proxy"
+            )));
+        }
+        if proxy_protocol {
+            return Err(ConfigError::Invalid(
+                "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a TCP peer may send a PROXY protocol header.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        contains(&self.trusted_proxies, peer)
+    }
+
+    /// Checks the (real) client address against `[access] allow`.
+    pub fn check_address(&self, client: IpAddr) -> Result<(), Denied> {
+        if self.allow.is_empty() || contains(&self.allow, client) {
+            Ok(())
+        } else {
+            Err(Denied::Address(client))
+        }
+    }
+
+    /// Checks a `Proxy-Authorization` header value; returns the user name.
+    pub async fn check_credentials(&self, header: Option<&[u8]>) -> Result<Option<Arc<str>>, Denied> {
+        if self.users.is_empty() {
+            return Ok(None);
+        }
+        let header = header.ok_or(Denied::Credentials("proxy authentication required"))?;
+        if let Some(user) = self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(header) {
+            return Ok(Some(user.clone()));
+        }
+        let (user, password) = parse_basic(header).ok_or(Denied::Credentials("malformed Basic credentials"))?;
+        let hash = self.users.get(&user).cloned().ok_or(Denied::Credentials("unknown user or wrong password"))?;
+        let _permit = self.verifying.acquire().await.map_err(|_| Denied::Credentials("shutting down"))?;
+        let ok = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
+        if !ok {
+            return Err(Denied::Credentials("unknown user or wrong password"));
+        }
+        let user: Arc<str> = user.into();
+        let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= VERIFIED_CACHE {
+            cache.clear();
+        }
+        cache.insert(header.into(), user.clone());
+        Ok(Some(user))
+    }
+}
+
+fn contains(nets: &[IpNet], ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    nets.iter().any(|n| n.contains(&ip))
+}
+
+/// The default trusted PROXY protocol senders: a load balancer on the same host.
+pub fn loopback_nets() -> Vec<IpNet> {
+    vec![
+        IpNet::new_assert(IpAddr::from([127, 0, 0, 0]), 8),
+        IpNet::new_assert(std::net::Ipv6Addr::LOCALHOST.into(), 128),
+    ]
+}
+
+/// `Basic base64(user:password)` → (user, password).
+pub fn parse_basic(header: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(header).ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, password) = decoded.split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+/// Verifies a password against an argon2 PHC string.
+pub fn verify(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(hash) => Argon2::default().verify_password(password.as_bytes(), &hash).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Hashes a password into an argon2id PHC string for `[access] users`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    use argon2::password_hash::PasswordHasher;
+    Argon2::default().hash_password(password.as_bytes()).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_header() {
+        // "alice:s3cret:with:colons"
+        let h = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alice:s3cret:with:colons"));
+        assert_eq!(parse_basic(h.as_bytes()), Some(("alice".into(), "s3cret:with:colons".into())));
+        assert_eq!(parse_basic(b"Bearer abc"), None);
+        assert_eq!(parse_basic(b"Basic !!!"), None);
+        assert_eq!(parse_basic(b"Basic"), None);
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let phc = hash_password("pw").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        assert!(verify("pw", &phc));
+        assert!(!verify("pW", &phc));
+        assert!(!verify("pw", "not a hash"));
+    }
+
+    #[test]
+    fn addresses_and_listen() {
+        let a = Access::from_parts(vec!["10.0.0.0/8".parse().unwrap()], loopback_nets(), HashMap::new());
+        assert!(a.check_address("10.1.2.3".parse().unwrap()).is_ok());
+        assert!(a.check_address("::ffff:10.1.2.3".parse().unwrap()).is_ok());
+        assert!(a.check_address("11.0.0.1".parse().unwrap()).is_err());
+        assert!(a.check_address("127.0.0.1".parse().unwrap()).is_err(), "loopback is not implied");
+        assert!(a.check_listen("0.0.0.0:3128".parse().unwrap(), true).is_ok());
+        let open = Access::default();
+        assert!(open.check_listen("127.0.0.1:3128".parse().unwrap(), false).is_ok());
+        assert!(open.check_listen("0.0.0.0:3128".parse().unwrap(), false).is_err());
+        assert!(open.check_listen("[::]:3128".parse().unwrap(), false).is_err());
+        assert!(open.check_listen("127.0.0.1:3128".parse().unwrap(), true).is_err());
+        assert!(open.is_trusted_proxy("127.0.0.9".parse().unwrap()));
+        assert!(!open.is_trusted_proxy("192.168.0.1".parse().unwrap()));
+    }
+}
