@@ -48,7 +48,13 @@ impl Host {
         if let Ok(ip) = raw.parse::<IpAddr>() {
             return Ok(Host::Ip(fold_mapped(ip)));
         }
-        normalize_name(raw).map(Host::Name).ok_or(TargetError::InvalidHost)
+        let name = normalize_name(raw).ok_or(TargetError::InvalidHost)?;
+        // `127.1`, `2130706433`, `0x7f.1`: not DNS names, but the resolver reads them as IPv4
+        // (inet_aton), so they would reach a listed address under another spelling.
+        if looks_numeric(&name) {
+            return Err(TargetError::InvalidHost);
+        }
+        Ok(Host::Name(name))
     }
 
     /// The name used for policy: the DNS name, or the IP literal's text.
@@ -67,6 +73,16 @@ impl fmt::Display for Host {
             Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
             Host::Ip(ip) => write!(f, "{ip}"),
         }
+    }
+}
+
+/// Whether the last label is a number (decimal, octal or hex): no top-level domain is, and
+/// the C resolver would take the whole name for an IPv4 address.
+fn looks_numeric(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    match last.strip_prefix("0x") {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()),
     }
 }
 
@@ -254,5 +270,13 @@ mod tests {
         assert_eq!(Target::parse_authority(":443"), Err(TargetError::EmptyHost));
         assert_eq!(Target::parse_authority("::1:443"), Err(TargetError::InvalidHost));
         assert_eq!(Target::parse_with_default("example.com", Some(80)).unwrap().port, 80);
+        for numeric in
+            ["127.1:443", "2130706433:443", "0x7f000001:443", "0x7f.0.0.1:443", "0177.0.0.1:443", "1.2.3.4.5:443"]
+        {
+            assert_eq!(Target::parse_authority(numeric), Err(TargetError::InvalidHost), "{numeric}");
+        }
+        for name in ["1.example:443", "x.0xdead.example:443", "a.b1:443", "co.ac:443"] {
+            assert!(Target::parse_authority(name).is_ok(), "{name}");
+        }
     }
 }

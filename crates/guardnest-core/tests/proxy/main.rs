@@ -1,6 +1,8 @@
 //! Integration tests: the real proxy on 127.0.0.1:0 with real upstreams on loopback.
 
+mod access;
 mod blocking;
+mod bypass;
 mod connect;
 mod forward;
 mod robustness;

@@ -48,8 +48,25 @@ impl TestProxy {
         Self::start_with_health(config, HealthConfig::default(), policy).await
     }
 
+    /// A proxy with an `[access]` policy (gateway mode).
+    pub async fn start_with_access(
+        config: ProxyConfig,
+        policy: Policy,
+        access: guardnest_core::access::Access,
+    ) -> Self {
+        let proxy =
+            Proxy::bind_with(config, HealthConfig::default(), policy, Arc::default(), Arc::default(), Arc::new(access))
+                .await
+                .expect("bind");
+        Self::run(proxy)
+    }
+
     pub async fn start_with_health(config: ProxyConfig, health: HealthConfig, policy: Policy) -> Self {
         let proxy = Proxy::bind(config, health, policy).await.expect("bind");
+        Self::run(proxy)
+    }
+
+    fn run(proxy: Proxy) -> Self {
         let addr = proxy.local_addr();
         let stats = proxy.stats();
         let health = proxy.health();

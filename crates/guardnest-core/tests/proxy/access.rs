@@ -1,0 +1,133 @@
+//! Gateway access: client addresses (after a PROXY protocol header), proxy users, and the
+//! refusal to start as an open proxy.
+
+use std::net::SocketAddr;
+
+use guardnest_core::access::{hash_password, Access};
+use guardnest_core::config::{AccessConfig, UserConfig};
+use guardnest_core::{Policy, Proxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::*;
+
+fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
+    let config = AccessConfig {
+        allow: allow.iter().map(|s| s.to_string()).collect(),
+        users: users
+            .iter()
+            .map(|(n, p)| UserConfig { name: n.to_string(), password_hash: hash_password(p).unwrap() })
+            .collect(),
+        ..AccessConfig::default()
+    };
+    Access::from_config(&config).unwrap()
+}
+
+fn v1(client: &str) -> String {
+    format!("PROXY TCP4 {client} 127.0.0.1 40000 3128\r\n")
+}
+
+#[tokio::test]
+async fn proxy_protocol_client_address_decides() {
+    let echo = echo_server().await;
+    let config = guardnest_core::config::ProxyConfig { proxy_protocol: true, ..config() };
+    let proxy = TestProxy::start_with_access(config, Policy::allow_all(), access(&["192.0.2.0/24"], &[])).await;
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\n\r\n");
+
+    // An allowed client behind the balancer (v1 header): tunnel works end to end.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("{}{connect}", v1("192.0.2.7")).as_bytes()).await.unwrap();
+    assert_eq!(status_of(&read_head(&mut s).await), 200);
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    within("echo", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"ping");
+
+    // The same with a v2 header.
+    let v2 = ppp_v2("192.0.2.8:5000".parse().unwrap());
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(&v2).await.unwrap();
+    s.write_all(connect.as_bytes()).await.unwrap();
+    assert_eq!(status_of(&read_head(&mut s).await), 200);
+
+    // A client outside the allowlist: 403 naming its real address, never the balancer's.
+    let resp = raw(proxy.addr, format!("{}{connect}", v1("198.51.100.1")).as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 403") && resp.contains("198.51.100.1 is not allowed"), "{resp}");
+
+    // No header at all, or garbage: the connection is closed without an answer.
+    assert_eq!(raw(proxy.addr, connect.as_bytes()).await, "");
+    assert_eq!(raw(proxy.addr, b"PROXY TCP4 nonsense\r\nCONNECT x:1 HTTP/1.1\r\n\r\n").await, "");
+    // The loopback balancer itself is not in the allowlist: LOCAL (health check) gets 403.
+    let resp = raw(proxy.addr, format!("PROXY UNKNOWN\r\n{connect}").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    assert!(proxy.stats.snapshot().access_denied >= 2);
+    proxy.stop().await;
+}
+
+fn ppp_v2(client: SocketAddr) -> Vec<u8> {
+    let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    let SocketAddr::V4(c) = client else { unreachable!() };
+    h.extend_from_slice(&c.ip().octets());
+    h.extend_from_slice(&[127, 0, 0, 1]);
+    h.extend_from_slice(&c.port().to_be_bytes());
+    h.extend_from_slice(&3128u16.to_be_bytes());
+    h
+}
+
+#[tokio::test]
+async fn proxy_header_from_an_untrusted_peer_is_refused() {
+    let config = guardnest_core::config::ProxyConfig { proxy_protocol: true, ..config() };
+    let mut cfg = AccessConfig { allow: vec!["192.0.2.0/24".into()], ..AccessConfig::default() };
+    cfg.trusted_proxies = vec!["10.9.9.9".into()]; // the balancer is elsewhere
+    let proxy = TestProxy::start_with_access(config, Policy::allow_all(), Access::from_config(&cfg).unwrap()).await;
+    // A loopback client forging a header that claims an allowed address gets nothing.
+    let resp = raw(proxy.addr, format!("{}CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n", v1("192.0.2.7")).as_bytes()).await;
+    assert_eq!(resp, "");
+    assert_eq!(proxy.stats.snapshot().access_denied, 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn basic_users_with_argon2_hashes() {
+    let origin = origin().await;
+    let echo = echo_server().await;
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access(&[], &[("alice", "s3cret")])).await;
+    let good = "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"; // alice:s3cret
+    let wrong = "Proxy-Authorization: Basic YWxpY2U6d3Jvbmc=\r\n"; // alice:wrong
+
+    // No credentials, wrong ones, another scheme: 407 with a challenge, one-line reason.
+    for creds in ["", wrong, "Proxy-Authorization: Bearer abc\r\n"] {
+        let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\n{creds}\r\n").as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 407"), "{resp}");
+        assert!(resp.contains("proxy-authenticate: Basic realm=\"GuardNest\""), "{resp}");
+    }
+    // The right ones: a tunnel, and on a keep-alive connection a forwarded GET whose
+    // upstream never sees the credentials.
+    let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\n{good}\r\n").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..2 {
+        let req = format!("GET http://{}/x HTTP/1.1\r\nHost: {}\r\n{good}\r\n", origin.addr, origin.addr);
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        assert!(!resp.to_ascii_lowercase().contains("proxy-authorization"), "{resp}");
+    }
+    assert_eq!(proxy.stats.snapshot().access_denied, 3);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn never_an_open_proxy() {
+    let open = guardnest_core::config::ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config() };
+    let err = Proxy::bind(open.clone(), Default::default(), Policy::allow_all()).await.err().expect("refused");
+    assert!(err.to_string().contains("[access] allow"), "{err}");
+    let pp = guardnest_core::config::ProxyConfig { proxy_protocol: true, ..config() };
+    assert!(Proxy::bind(pp, Default::default(), Policy::allow_all()).await.is_err());
+    // With an allowlist the same listener starts, and loopback (not listed) is refused.
+    let proxy = TestProxy::start_with_access(open, Policy::allow_all(), access(&["192.0.2.0/24"], &[])).await;
+    let addr: SocketAddr = format!("127.0.0.1:{}", proxy.addr.port()).parse().unwrap();
+    let resp = raw(addr, b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n").await;
+    assert!(resp.starts_with("HTTP/1.1 403") && resp.contains("127.0.0.1 is not allowed"), "{resp}");
+    proxy.stop().await;
+}
