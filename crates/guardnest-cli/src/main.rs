@@ -116,7 +116,13 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let server = server?;
             let token = new_token().context("cannot create the control token")?;
             let info = RuntimeInfo { addr: server.local_addr(), token: token.clone(), pid: std::process::id() };
-            info.store(&runtime_file).with_context(|| format!("cannot write {}", runtime_file.display()))?;
+            // A full or read-only data dir must not stop the proxy; only the CLI loses track of it.
+            if let Err(e) = info.store(&runtime_file) {
+                tracing::warn!(
+                    "cannot write {}: {e}; `guardnest status` and the other commands will not find this instance",
+                    runtime_file.display()
+                );
+            }
             tracing::info!("control API on {}", server.local_addr());
             service.set_control_addr(server.local_addr());
             control_task = Some(tokio::spawn(server.run(service.clone(), token, shutdown.clone())));
@@ -126,7 +132,14 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Ok(change) => tracing::info!("{}", change.message),
             // The proxy runs; only the system-proxy step failed, and nothing is half-applied.
             Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{e}"),
-            Err(e) => return Err(anyhow::Error::new(e)),
+            Err(e) => {
+                // Nothing half-done: no runtime file pointing at an instance that is not there.
+                shutdown.cancel();
+                if control_task.is_some() {
+                    let _ = std::fs::remove_file(&runtime_file);
+                }
+                return Err(anyhow::Error::new(e));
+            }
         }
 
         let updater = tokio::spawn(lists.run_updater(shutdown.clone()));

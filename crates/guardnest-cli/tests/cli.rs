@@ -150,6 +150,10 @@ fn port_in_use_is_a_distinct_error() {
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")) && err.contains("in use"), "{err}");
+    // Nothing half-done: no runtime file for an instance that never ran, no system-proxy
+    // transaction, and the control port is free again.
+    let left: Vec<_> = std::fs::read_dir(data.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!left.iter().any(|n| n == "control.json" || n == "system-proxy.json"), "left behind: {left:?}");
 }
 
 /// With a tiny descriptor limit, accept fails with EMFILE; the proxy backs off, keeps

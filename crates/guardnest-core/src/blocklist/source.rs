@@ -182,13 +182,28 @@ impl Source {
                     true => (current.etag.as_deref(), current.last_modified.as_deref()),
                     false => (None, None),
                 };
-                let file = match &cache {
-                    Some(c) => c.temp_file(),
-                    None => tempfile::NamedTempFile::new(),
+                // Download beside the cache, so a good body is moved into place; a data dir
+                // that is full or read-only must not stop the list from loading, so fall back
+                // to the system's temp dir (and say the list is not cached).
+                let beside_cache = match &cache {
+                    Some(c) => c.temp_file().map_err(|e| FetchError::Disk(e.to_string())),
+                    None => Err(FetchError::Disk("no data directory".into())),
                 };
-                let fetched = match file {
+                let fetched = match beside_cache {
                     Ok(file) => fetcher.fetch(&url, etag, lm, progress, file).await,
-                    Err(e) => Err(FetchError::Disk(e.to_string())),
+                    Err(e) => Err(e),
+                };
+                let fetched = match fetched {
+                    Err(FetchError::Disk(why)) => {
+                        if cache.is_some() {
+                            tracing::warn!(%url, error = %why, "cannot write the list into the data directory; downloading it uncached");
+                        }
+                        match tempfile::NamedTempFile::new() {
+                            Ok(file) => fetcher.fetch(&url, etag, lm, progress, file).await,
+                            Err(e) => Err(FetchError::Disk(e.to_string())),
+                        }
+                    }
+                    other => other,
                 };
                 let limit = fetcher.max_bytes();
                 blocking(move || match fetched {
