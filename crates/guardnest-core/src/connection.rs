@@ -82,6 +82,17 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
+    // Until its first byte, a client costs no read buffer: hyper allocates one (8 KiB and up)
+    // as soon as it starts reading, which thousands of silent connections would multiply.
+    tokio::select! {
+        r = tokio::time::timeout(shared.config.request_timeout, stream.readable()) => {
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::debug!(%peer, "no request in time; closed");
+                return;
+            }
+        }
+        _ = shutdown.cancelled() => return,
+    }
     let address_allowed = shared.access.check_address(peer.ip()).is_ok();
     let abort = shared.abort.clone();
     let config = &shared.config;

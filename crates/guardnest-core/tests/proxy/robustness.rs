@@ -117,13 +117,18 @@ async fn max_connections_makes_new_clients_wait() {
     config.max_connections = 2;
     let proxy = TestProxy::start(config, Policy::allow_all()).await;
     let (a, sa, _) = connect_via(proxy.addr, &echo.to_string()).await;
-    let (_b, sb, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    let (mut b, sb, _) = connect_via(proxy.addr, &echo.to_string()).await;
     assert_eq!((sa, sb), (200, 200));
     // The third waits in the backlog: no answer while two tunnels are open.
     let (addr, target) = (proxy.addr, echo.to_string());
     let third = tokio::spawn(async move { connect_via(addr, &target).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!third.is_finished(), "third client served beyond max_connections");
+    // The open ones are unaffected.
+    b.write_all(b"still here").await.unwrap();
+    let mut back = [0u8; 10];
+    within("open tunnel echoes", b.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"still here");
     drop(a);
     let (_, sc, _) = within("third served after one closes", third).await.unwrap();
     assert_eq!(sc, 200);

@@ -1,0 +1,293 @@
+//! Abuse of the running proxy (the real binary, its memory and descriptors read from /proc):
+//! trickled heads, half-open connections, ends that never read, and 10,000 idle connections
+//! while normal traffic is still served within its timeouts.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{Running, BIN, WAIT};
+
+const MIB: u64 = 1 << 20;
+
+fn start(proxy_section: &str, fd_limit: u32) -> (Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("guardnest.toml");
+    std::fs::write(&cfg, format!("[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy_section}\n")).unwrap();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(format!(
+        "ulimit -n {fd_limit} && exec {BIN} run --config {} --data-dir {} --no-default-lists --control none",
+        cfg.display(),
+        dir.path().join("data").display()
+    ));
+    cmd.env_remove("RUST_LOG");
+    (Running::start(&mut cmd), dir)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Echoes on loopback, one thread per connection.
+fn echo_server() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut r = s.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut s);
+            });
+        }
+    });
+    addr
+}
+
+/// Accepts and holds every connection without ever reading (or, with `flood`, writes to it
+/// without end), counting bytes written.
+fn sink_server(flood: bool) -> (SocketAddr, Arc<AtomicU64>, Arc<Mutex<Vec<TcpStream>>>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let (w, h) = (written.clone(), held.clone());
+    std::thread::spawn(move || {
+        for s in l.incoming().map_while(Result::ok) {
+            if flood {
+                let w = w.clone();
+                let mut s2 = s.try_clone().unwrap();
+                std::thread::spawn(move || {
+                    let chunk = vec![b'x'; 64 * 1024];
+                    while let Ok(n) = s2.write(&chunk) {
+                        w.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                });
+            }
+            h.lock().unwrap().push(s);
+        }
+    });
+    (addr, written, held)
+}
+
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect_timeout(&proxy, WAIT).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "CONNECT {target} HTTP/1.1\r\n\r\n").unwrap();
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s
+}
+
+/// A full normal round trip (connect, CONNECT, 200, echo); returns how long it took.
+fn normal_round_trip(proxy: SocketAddr, echo: SocketAddr) -> Duration {
+    let started = Instant::now();
+    let mut s = tunnel(proxy, echo);
+    s.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    s.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    started.elapsed()
+}
+
+#[test]
+fn a_trickled_head_is_cut_off_while_others_are_served() {
+    let (proxy, _dir) = start("request_timeout = \"1s\"", 1024);
+    let echo = echo_server();
+    let addr = proxy.addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let head = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\nUser-Agent: trickle\r\n\r\n");
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        for b in head.bytes() {
+            if w.write_all(&[b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    for _ in 0..20 {
+        assert!(normal_round_trip(addr, echo) < Duration::from_secs(1));
+    }
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    eprintln!("trickled head cut off after {took:?}: {answer:?}");
+    assert!(!answer.contains(" 200 "), "{answer}");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
+fn half_open_connections_are_shed_and_do_not_block_others() {
+    let (proxy, _dir) = start("request_timeout = \"1s\"", 8192);
+    let pid = proxy.child.id();
+    let echo = echo_server();
+    let before = fds(pid);
+    let mut half_open = Vec::new();
+    for _ in 0..2000 {
+        let mut s = TcpStream::connect(proxy.addr).unwrap();
+        s.write_all(b"CONNECT ").unwrap();
+        half_open.push(s);
+    }
+    let mut worst = Duration::ZERO;
+    for _ in 0..50 {
+        worst = worst.max(normal_round_trip(proxy.addr, echo));
+    }
+    let during = fds(pid);
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = fds(pid);
+    eprintln!("2,000 half-open: proxy fds {before} -> {during} -> {after} after the head timeout; worst normal round trip {worst:?}");
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    assert!(during >= before + 1900, "the half-open connections were not held: {during}");
+    assert!(after <= before + 10, "half-open connections not shed: {after} fds");
+    // Each was closed by the proxy, without an answer.
+    for mut s in half_open {
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        let mut b = [0u8; 64];
+        let r = s.read(&mut b);
+        assert!(matches!(r, Ok(0)) || r.as_ref().is_err_and(|e| e.kind() == ErrorKind::ConnectionReset), "{r:?}");
+    }
+}
+
+/// Neither a client nor an upstream that stops reading can make the proxy buffer: the
+/// sender stalls (back-pressure) and the proxy's memory stays flat.
+#[test]
+fn ends_that_never_read_get_back_pressure_not_buffering() {
+    let (proxy, _dir) = start("", 1024);
+    let pid = proxy.child.id();
+    let base = rss_kib(pid);
+
+    // 1. Upstream never reads; the client pushes as fast as it can for 2 s.
+    let (sink, _, _held) = sink_server(false);
+    let mut s = tunnel(proxy.addr, sink);
+    s.set_nonblocking(true).unwrap();
+    let chunk = vec![b'u'; 64 * 1024];
+    let mut pushed = 0u64;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        match s.write(&chunk) {
+            Ok(n) => pushed += n as u64,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    let rss_up = rss_kib(pid);
+
+    // 2. Client never reads; the upstream floods it for 2 s.
+    let (flood, written, _held2) = sink_server(true);
+    let _c = tunnel(proxy.addr, flood);
+    std::thread::sleep(Duration::from_secs(2));
+    let flooded = written.load(Ordering::Relaxed);
+    let rss_down = rss_kib(pid);
+
+    // 3. Plain HTTP: an endless response to a client that never reads.
+    let (origin, written_http, _held3) = sink_server(true);
+    let mut g = TcpStream::connect(proxy.addr).unwrap();
+    write!(g, "GET http://{origin}/big HTTP/1.1\r\nHost: {origin}\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let http = written_http.load(Ordering::Relaxed);
+    let rss_http = rss_kib(pid);
+
+    eprintln!(
+        "never-reading ends over 2 s each: client pushed {} MiB into a stalled upstream, upstream \
+         pushed {} MiB and an HTTP origin {} MiB at stalled clients; proxy RSS {} -> {} / {} / {} KiB",
+        pushed / MIB,
+        flooded / MIB,
+        http / MIB,
+        base,
+        rss_up,
+        rss_down,
+        rss_http
+    );
+    // Kernel socket buffers on loopback hold a few MiB each way; gigabytes would flow otherwise.
+    for (what, bytes) in [("tunnel up", pushed), ("tunnel down", flooded), ("http down", http)] {
+        assert!(bytes < 64 * MIB, "{what}: {} MiB went into a stalled end", bytes / MIB);
+    }
+    for rss in [rss_up, rss_down, rss_http] {
+        assert!(rss < base + 8 * 1024, "proxy RSS grew from {base} to {rss} KiB");
+    }
+}
+
+fn raise_fd_limit() {
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max;
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+    }
+}
+
+/// 10,000 idle connections (5,000 idle tunnels and 5,000 clients that have sent nothing),
+/// and normal traffic still served well within its timeouts; all of it given back after.
+#[test]
+fn ten_thousand_idle_connections_and_normal_traffic() {
+    raise_fd_limit();
+    let (proxy, _dir) = start("request_timeout = \"60s\"\nidle_timeout = \"60s\"", 16384);
+    let pid = proxy.child.id();
+    let echo = echo_server();
+    let (sink, _, held) = sink_server(false);
+    let (fd0, rss0) = (fds(pid), rss_kib(pid));
+    let started = Instant::now();
+    let mut idle = Vec::with_capacity(10_000);
+    for _ in 0..5_000 {
+        idle.push(tunnel(proxy.addr, sink));
+    }
+    for _ in 0..5_000 {
+        idle.push(TcpStream::connect(proxy.addr).unwrap());
+    }
+    let opened = started.elapsed();
+    // The proxy's side of all of them exists before the traffic starts.
+    let deadline = Instant::now() + WAIT;
+    while fds(pid) < fd0 + 15_000 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (fd1, rss1) = (fds(pid), rss_kib(pid));
+    let mut times: Vec<Duration> = (0..300).map(|_| normal_round_trip(proxy.addr, echo)).collect();
+    times.sort();
+    let (p50, p99, max) = (times[150], times[297], times[299]);
+    eprintln!(
+        "10,000 idle opened in {opened:?}: proxy fds {fd0} -> {fd1}, RSS {rss0} -> {rss1} KiB; \
+         300 normal round trips meanwhile: p50 {p50:?}, p99 {p99:?}, max {max:?}"
+    );
+    assert!(fd1 >= fd0 + 15_000, "proxy holds {fd1} fds");
+    assert!(max < Duration::from_secs(1), "a normal round trip took {max:?}");
+    // The idle tunnels still work after all that.
+    drop(idle.drain(5_000..));
+    let mut t = idle.pop().unwrap();
+    t.write_all(b"late").unwrap();
+    drop(idle);
+    held.lock().unwrap().clear();
+    let deadline = Instant::now() + WAIT;
+    while fds(pid) > fd0 + 10 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fd2 = fds(pid);
+    eprintln!("after closing: proxy fds {fd2}, RSS {} KiB", rss_kib(pid));
+    assert!(fd2 <= fd0 + 10, "descriptors not given back: {fd2}");
+}
