@@ -82,11 +82,13 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
-    // Until its first byte, a client costs no read buffer: hyper allocates one (8 KiB and up)
+    // Until its first byte, a client costs no read buffer: hyper allocates its buffers (16 KiB)
     // as soon as it starts reading, which thousands of silent connections would multiply.
+    // A one-byte peek, not `readable()`: tokio presets an accepted socket as readable.
+    let mut first = [0u8; 1];
     tokio::select! {
-        r = tokio::time::timeout(shared.config.request_timeout, stream.readable()) => {
-            if !matches!(r, Ok(Ok(()))) {
+        r = tokio::time::timeout(shared.config.request_timeout, stream.peek(&mut first)) => {
+            if !matches!(r, Ok(Ok(1))) {
                 tracing::debug!(%peer, "no request in time; closed");
                 return;
             }
@@ -94,6 +96,20 @@ pub(crate) async fn serve(
         _ = shutdown.cancelled() => return,
     }
     let address_allowed = shared.access.check_address(peer.ip()).is_ok();
+    // Boxed: the HTTP stage's state (kilobytes) is allocated only once there is a request,
+    // so the task of a silent connection stays small.
+    Box::pin(serve_http(stream, peer, shared, guard, shutdown, address_allowed)).await;
+}
+
+/// Serves request heads with hyper until the connection closes or is upgraded to a tunnel.
+async fn serve_http(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    guard: Arc<ConnGuard>,
+    shutdown: CancellationToken,
+    address_allowed: bool,
+) {
     let abort = shared.abort.clone();
     let config = &shared.config;
     let mut builder = http1::Builder::new();
