@@ -32,6 +32,10 @@ pub enum Command {
     Disable(ClientArgs),
     /// Restart the running instance's listener.
     Restart(ClientArgs),
+    /// Put your own proxy settings back without a running GuardNest: restores the snapshot
+    /// a crashed or killed GuardNest left, or turns off a system proxy that still points at
+    /// a GuardNest that is not running. Use it when "my internet stopped working".
+    Repair(RepairArgs),
     /// Read a password from standard input (first line) and print its argon2 hash for
     /// `[access] users` in the config file.
     HashPassword,
@@ -39,6 +43,19 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Configuration file (TOML): its listen address, control address and system-proxy
+    /// backend say what a GuardNest setting looks like.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also treat a system proxy pointing at this address as GuardNest's.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod lists;
 mod logging;
+mod repair;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
+        Command::Repair(args) => repair::repair(args),
         Command::HashPassword => hash_password(),
     }
 }

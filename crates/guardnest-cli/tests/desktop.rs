@@ -145,6 +145,24 @@ impl Desktop {
     }
 }
 
+impl Desktop {
+    /// `guardnest repair` inside a session bus; success and what it printed.
+    fn repair(&self, extra: &[&str]) -> (bool, String) {
+        let out = self
+            .command("dbus-run-session")
+            .arg("--")
+            .arg(BIN)
+            .arg("repair")
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(extra)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+}
+
 fn kill(sig: &str, pid: &str) {
     assert!(Command::new("kill").args([sig, pid]).status().unwrap().success());
 }
@@ -214,4 +232,65 @@ fn kde_settings_come_back_exactly() {
         // Firefox reads GNOME's keys even on KDE.
         assert_eq!(s["org.gnome.system.proxy mode"], "'manual'");
     });
+}
+
+/// "My internet stopped working": `guardnest repair`, with no GuardNest running, puts the
+/// user's own settings back from the snapshot, or turns off a proxy left pointing at a dead
+/// GuardNest when the snapshot is gone, and leaves a live proxy and a running GuardNest alone.
+#[test]
+fn repair_puts_settings_back_without_a_running_instance() {
+    if !available(&["gsettings", "dbus-run-session"]) {
+        return;
+    }
+    let d = Desktop::new("GNOME");
+    d.gsettings_set("org.gnome.system.proxy", "autoconfig-url", "'http://corp.example/proxy.pac'");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'auto'");
+    let before = d.snapshot();
+
+    // 1. Killed with the system proxy set: the snapshot is restored exactly.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    kill("-KILL", &d.guardnest_pid());
+    let _ = run.wait_exit();
+    assert_ne!(d.snapshot(), before);
+    let (ok, out) = d.repair(&[]);
+    assert!(ok && out.contains("restored your gnome proxy settings"), "{out}");
+    assert_eq!(d.snapshot(), before);
+    assert!(!d.data.path().join("control.json").exists(), "stale runtime file left");
+    let (ok, out) = d.repair(&[]);
+    assert!(ok && out.contains("nothing to repair"), "{out}");
+
+    // 2. Killed, and the snapshot lost too: the proxy pointing at nothing is turned off.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    let port = run.addr.port().to_string();
+    kill("-KILL", &d.guardnest_pid());
+    let _ = run.wait_exit();
+    std::fs::remove_file(d.data.path().join("system-proxy.json")).unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let (ok, out) = d.repair(&["--listen", &listen]);
+    assert!(ok && out.contains("turned the gnome system proxy off"), "{out}");
+    assert_eq!(d.snapshot()["org.gnome.system.proxy mode"], "'none'");
+
+    // 3. The same settings with something alive there (the user's own local proxy): untouched.
+    let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let own_port = own.local_addr().unwrap().port().to_string();
+    d.gsettings_set("org.gnome.system.proxy.http", "host", "'127.0.0.1'");
+    d.gsettings_set("org.gnome.system.proxy.http", "port", &own_port);
+    d.gsettings_set("org.gnome.system.proxy.https", "host", "'127.0.0.1'");
+    d.gsettings_set("org.gnome.system.proxy.https", "port", &own_port);
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'manual'");
+    let (ok, out) = d.repair(&["--listen", &format!("127.0.0.1:{own_port}")]);
+    assert!(ok && out.contains("nothing to repair"), "{out}");
+    assert_eq!(d.snapshot()["org.gnome.system.proxy mode"], "'manual'");
+
+    // 4. A running GuardNest holds the settings: repair refuses and changes nothing.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    let applied = d.snapshot();
+    let (ok, out) = d.repair(&[]);
+    assert!(!ok && out.contains("is running and holds the system proxy"), "{out}");
+    assert_eq!(d.snapshot(), applied);
+    kill("-TERM", &d.guardnest_pid());
+    assert_eq!(run.wait_exit().code(), Some(0));
 }

@@ -93,7 +93,7 @@ impl Refusal {
         if matches!(self, Refusal::AuthRequired(_)) {
             headers.insert(
                 header::PROXY_AUTHENTICATE,
-                HeaderValue::from_static(concat!("Basic realm=\"GuardNest\", charset=\"UTF-8\"")),
+                HeaderValue::from_static("Basic realm=\"GuardNest\", charset=\"UTF-8\""),
             );
         }
         response

@@ -227,6 +227,46 @@ impl SystemProxy {
         }
     }
 
+    /// The open transaction, if any (GuardNest set the system proxy and has not restored it).
+    pub fn transaction(&self) -> Result<Option<Transaction>, SysProxyError> {
+        self.load()
+    }
+
+    /// Without a snapshot (it was lost, or GuardNest was uninstalled mid-session): when the
+    /// system proxy is set exactly as GuardNest sets it for one of `candidates` and nothing
+    /// answers there (`alive` says no), turn the proxy off, every key back to its default.
+    /// A proxy that is alive, or settings that are not GuardNest's, are left alone.
+    pub fn switch_off_dead(
+        &self,
+        candidates: &[Target],
+        alive: &dyn Fn(&Target) -> bool,
+    ) -> Result<Option<Outcome>, SysProxyError> {
+        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(backend) = &self.backend else { return Ok(None) };
+        for candidate in candidates {
+            let wanted = backend.target_settings(candidate);
+            let keys: Vec<String> = wanted.keys().cloned().collect();
+            let current = backend.read(&keys)?;
+            if !points_at(&wanted, &current) || alive(candidate) {
+                continue;
+            }
+            let off: Settings = keys.into_iter().map(|k| (k, UNSET.to_string())).collect();
+            backend.write(&off)?;
+            let at = match candidate {
+                Target::Fixed(addr) => addr.to_string(),
+                Target::Pac(url) => url.clone(),
+            };
+            return Ok(Some(Outcome {
+                backend: backend.name().into(),
+                message: format!(
+                    "turned the {} system proxy off: it pointed at GuardNest on {at}, where nothing is running",
+                    backend.name()
+                ),
+            }));
+        }
+        Ok(None)
+    }
+
     fn restore_locked(&self, repairing: bool) -> Result<Outcome, SysProxyError> {
         let Some(t) = self.load()? else {
             return Ok(Outcome {
@@ -276,6 +316,16 @@ impl SystemProxy {
         let json = serde_json::to_vec_pretty(t).map_err(|e| err(std::io::Error::other(e)))?;
         crate::fsutil::write_atomic(&self.state_file, &json, false).map_err(err)
     }
+}
+
+/// Whether `current` routes traffic as `wanted` does: every key equal except the bypass
+/// lists, which users edit (pure).
+pub fn points_at(wanted: &Settings, current: &Settings) -> bool {
+    let bypass = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        k.contains("ignore") || k.contains("bypass") || k.contains("noproxyfor")
+    };
+    wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k) == Some(v))
 }
 
 /// Whether a process with this PID exists.
@@ -357,6 +407,16 @@ mod tests {
         let plan = plan_restore(&saved, &target, &target);
         assert_eq!(plan.writes, saved);
         assert!(plan.foreign.is_empty());
+    }
+
+    #[test]
+    fn points_at_ignores_edited_bypass_lists() {
+        let wanted = s(&[("mode", "'manual'"), ("http host", "'127.0.0.1'"), ("ignore-hosts", "['localhost']")]);
+        let edited = s(&[("mode", "'manual'"), ("http host", "'127.0.0.1'"), ("ignore-hosts", "['corp']")]);
+        assert!(points_at(&wanted, &edited));
+        let other = s(&[("mode", "'manual'"), ("http host", "'10.0.0.1'"), ("ignore-hosts", "['localhost']")]);
+        assert!(!points_at(&wanted, &other));
+        assert!(!points_at(&wanted, &s(&[("mode", "'manual'")])));
     }
 
     #[test]
