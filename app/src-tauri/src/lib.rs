@@ -3,6 +3,8 @@
 //! each a one-line call into the engine's `ProxyService`, plus the window and the tray.
 //! The app holds no logic of its own; errors reach the UI as `{kind, message}`.
 
+#![warn(missing_docs)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -38,7 +38,7 @@ enum Command {
     /// Proxy throughput, setup rate, latency, memory, HTTP, blocking, half-close, leaks:
     /// a direct connection (the limit) and every target given.
     Proxy {
-        /// A proxy to measure: NAME=ADDR[@PID] (the PID enables CPU and memory figures).
+        /// A proxy to measure: `NAME=ADDR[@PID]` (the PID enables CPU and memory figures).
         #[arg(long = "target", value_name = "NAME=ADDR[@PID]")]
         targets: Vec<proxy::Target>,
         /// Short runs (a smoke test, not a measurement).
