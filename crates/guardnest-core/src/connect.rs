@@ -2,7 +2,6 @@
 //! handing both raw sockets to the tunnel.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -12,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::connection::{ConnCtx, ConnGuard};
+use crate::connection::ConnCtx;
 use crate::domain::Target;
 use crate::respond::{error_chain, ProxyBody, Refusal};
 use crate::stats::Stats;
@@ -42,10 +41,26 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
                 return;
             }
         };
-        // A task of its own for the tunnel, holding only what it needs: this one, with the
-        // upgrade's state, ends here, so an idle tunnel costs as little as possible.
-        let tracker = shared.tracker.clone();
-        tracker.spawn(tunnel(parts.io.into_inner(), upstream, parts.read_buf, shared, guard, peer, target));
+        let mut upstream = upstream;
+        let pipelined = parts.read_buf;
+        let early = pipelined.len() as u64;
+        if !pipelined.is_empty() {
+            if let Err(e) = upstream.write_all(&pipelined).await {
+                tracing::debug!(%peer, %target, error = %e, "upstream left before the tunnel started");
+                return;
+            }
+        }
+        // Even empty, these bytes may pin hyper's whole read buffer: let it go first.
+        drop(pipelined);
+        Stats::bump(&shared.stats.tunnels_total);
+        // A task of its own for the tunnel, holding only the copy state and what the end
+        // needs: this one, with the upgrade's state, ends here.
+        let (idle, abort, tracker) = (shared.config.idle_timeout, shared.abort.clone(), shared.tracker.clone());
+        let client = parts.io.into_inner();
+        tracker.spawn(tunnel::run_then(client, upstream, idle, abort, move |result| {
+            account(result, early, &shared, peer, &target);
+            drop(guard); // the connection counts, and holds its permit, until here
+        }));
     });
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -54,47 +69,26 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
     Ok(response)
 }
 
-/// Runs one tunnel to its end and accounts for it. The guard keeps the connection counted
-/// and within max_connections until then.
-async fn tunnel(
-    client: TcpStream,
-    upstream: TcpStream,
-    pipelined: Bytes,
-    shared: Arc<crate::server::Shared>,
-    _guard: Arc<ConnGuard>,
+/// Adds a finished tunnel to the counters and logs how it ended.
+fn account(
+    result: std::io::Result<tunnel::TunnelReport>,
+    early: u64,
+    shared: &crate::server::Shared,
     peer: std::net::SocketAddr,
-    target: Target,
+    target: &Target,
 ) {
-    Stats::bump(&shared.stats.tunnels_total);
-    match start_tunnel(client, upstream, pipelined, &shared).await {
+    match result {
         Ok(report) => {
-            shared.stats.bytes_up.fetch_add(report.up, Relaxed);
+            let up = report.up + early;
+            shared.stats.bytes_up.fetch_add(up, Relaxed);
             shared.stats.bytes_down.fetch_add(report.down, Relaxed);
             let end = match report.end {
                 TunnelEnd::Closed => "closed",
                 TunnelEnd::Idle => "idle timeout",
                 TunnelEnd::Aborted => "aborted at shutdown",
             };
-            tracing::debug!(%peer, %target, up = report.up, down = report.down, end, "tunnel done");
+            tracing::debug!(%peer, %target, up, down = report.down, end, "tunnel done");
         }
         Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
     }
-}
-
-/// Forwards bytes the client pipelined behind the CONNECT head, then runs the tunnel.
-async fn start_tunnel(
-    client: TcpStream,
-    mut upstream: TcpStream,
-    pipelined: Bytes,
-    shared: &Arc<crate::server::Shared>,
-) -> std::io::Result<tunnel::TunnelReport> {
-    let early = pipelined.len() as u64;
-    if !pipelined.is_empty() {
-        upstream.write_all(&pipelined).await?;
-    }
-    // Even empty, these bytes may pin hyper's whole read buffer: let it go before the tunnel.
-    drop(pipelined);
-    let mut report = tunnel::run(client, upstream, shared.config.idle_timeout, &shared.abort).await?;
-    report.up += early;
-    Ok(report)
 }
