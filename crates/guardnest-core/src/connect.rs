@@ -53,12 +53,15 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
         // Even empty, these bytes may pin hyper's whole read buffer: let it go first.
         drop(pipelined);
         Stats::bump(&shared.stats.tunnels_total);
+        shared.stats.bytes_up.fetch_add(early, Relaxed);
         // A task of its own for the tunnel, holding only the copy state and what the end
         // needs: this one, with the upgrade's state, ends here.
         let (idle, abort, tracker) = (shared.config.idle_timeout, shared.abort.clone(), shared.tracker.clone());
+        drop(shared);
         let client = parts.io.into_inner();
+        // The end needs the counters: the guard reaches them, so nothing else is held.
         tracker.spawn(tunnel::run_then(client, upstream, idle, abort, move |result| {
-            account(result, early, &shared, peer, &target);
+            account(result, guard.stats(), peer, &target);
             drop(guard); // the connection counts, and holds its permit, until here
         }));
     });
@@ -70,24 +73,17 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
 }
 
 /// Adds a finished tunnel to the counters and logs how it ended.
-fn account(
-    result: std::io::Result<tunnel::TunnelReport>,
-    early: u64,
-    shared: &crate::server::Shared,
-    peer: std::net::SocketAddr,
-    target: &Target,
-) {
+fn account(result: std::io::Result<tunnel::TunnelReport>, stats: &Stats, peer: std::net::SocketAddr, target: &Target) {
     match result {
         Ok(report) => {
-            let up = report.up + early;
-            shared.stats.bytes_up.fetch_add(up, Relaxed);
-            shared.stats.bytes_down.fetch_add(report.down, Relaxed);
+            stats.bytes_up.fetch_add(report.up, Relaxed);
+            stats.bytes_down.fetch_add(report.down, Relaxed);
             let end = match report.end {
                 TunnelEnd::Closed => "closed",
                 TunnelEnd::Idle => "idle timeout",
                 TunnelEnd::Aborted => "aborted at shutdown",
             };
-            tracing::debug!(%peer, %target, up, down = report.down, end, "tunnel done");
+            tracing::debug!(%peer, %target, up = report.up, down = report.down, end, "tunnel done");
         }
         Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
     }

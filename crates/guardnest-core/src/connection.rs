@@ -25,7 +25,14 @@ use crate::stats::{ActiveGuard, Stats};
 /// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
 pub(crate) struct ConnGuard {
     _permit: OwnedSemaphorePermit,
-    _active: ActiveGuard,
+    active: ActiveGuard,
+}
+
+impl ConnGuard {
+    /// The proxy's counters (a tunnel needs nothing else from the shared state).
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.active.0
+    }
 }
 
 /// What a request handler knows about its connection.
@@ -72,7 +79,7 @@ pub(crate) async fn serve(
     permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
-    let guard = Arc::new(ConnGuard { _permit: permit, _active: ActiveGuard::new(shared.stats.clone()) });
+    let guard = Arc::new(ConnGuard { _permit: permit, active: ActiveGuard::new(shared.stats.clone()) });
     tracing::debug!(peer = %tcp_peer, "connection accepted");
     let peer = if shared.config.proxy_protocol {
         match real_client(&mut stream, tcp_peer, &shared).await {
