@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{Running, BIN, WAIT};
+use support::{echo_server, read_head, Running, BIN, WAIT};
 
 const MIB: u64 = 1 << 20;
 
@@ -39,21 +39,6 @@ fn fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
 }
 
-/// Echoes on loopback, one thread per connection.
-fn echo_server() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut r = s.try_clone().unwrap();
-                let _ = std::io::copy(&mut r, &mut s);
-            });
-        }
-    });
-    addr
-}
-
 /// Accepts and holds every connection without ever reading (or, with `flood`, writes to it
 /// without end), counting bytes written.
 fn sink_server(flood: bool) -> (SocketAddr, Arc<AtomicU64>, Arc<Mutex<Vec<TcpStream>>>) {
@@ -78,18 +63,6 @@ fn sink_server(flood: bool) -> (SocketAddr, Arc<AtomicU64>, Arc<Mutex<Vec<TcpStr
         }
     });
     (addr, written, held)
-}
-
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {

@@ -8,23 +8,13 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{Running, BIN, WAIT};
+use support::{connect_status, Running, BIN, WAIT};
 
 fn guardnest(data: &tempfile::TempDir) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.arg("run").arg("--data-dir").arg(data.path()).arg("--no-default-lists").args(["--control", "127.0.0.1:0"]);
     cmd.env_remove("RUST_LOG");
     cmd
-}
-
-/// CONNECT through the proxy; returns the status code.
-fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
-    let mut s = TcpStream::connect_timeout(&proxy, WAIT).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }
 
 fn output(args: &[&str]) -> std::process::Output {

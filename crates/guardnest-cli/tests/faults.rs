@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{Running, BIN, WAIT};
+use support::{connect_status, echo_server, Running, BIN, WAIT};
 
 /// What the list server sends for the n-th request (0-based).
 type Script = dyn Fn(usize, &mut TcpStream) -> std::io::Result<()> + Send + Sync;
@@ -76,15 +76,6 @@ fn run(config: &Path, data: &Path) -> Running {
     Running::start(&mut cmd)
 }
 
-fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
-    let mut s = TcpStream::connect_timeout(&proxy, WAIT).unwrap();
-    s.set_read_timeout(Some(WAIT)).unwrap();
-    write!(s, "CONNECT {target} HTTP/1.1\r\n\r\n").unwrap();
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).unwrap();
-    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
-}
-
 /// Polls until a CONNECT gets `want` (a new list is swapped in just after it is logged).
 fn eventually(proxy: SocketAddr, target: &str, want: u16) {
     let deadline = Instant::now() + WAIT;
@@ -96,17 +87,6 @@ fn eventually(proxy: SocketAddr, target: &str, want: u16) {
         assert!(Instant::now() < deadline, "{target}: {got}, expected {want}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn echo() -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming().map_while(Result::ok) {
-            drop(s);
-        }
-    });
-    addr.to_string()
 }
 
 /// kB from /proc/PID/status.
@@ -135,7 +115,7 @@ fn a_2gb_list_is_cut_off_and_the_old_one_kept() {
     assert!(line.contains("limit"), "{line}");
     assert!(count.load(Ordering::SeqCst) >= 2);
     assert_eq!(connect_status(proxy.addr, "evil.test:443"), 403, "the previous version is kept");
-    assert_eq!(connect_status(proxy.addr, &echo()), 200, "and the proxy serves");
+    assert_eq!(connect_status(proxy.addr, &echo_server().to_string()), 200, "and the proxy serves");
     let peak_mib = proc_kb(proxy.child.id(), "VmHWM:") / 1024;
     eprintln!("peak RSS during a 2 GB download cut at 32 MiB: {peak_mib} MiB");
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
@@ -162,7 +142,7 @@ fn an_unwritable_data_dir_still_blocks_and_says_why() {
     assert!(line.contains("list.txt"), "{line}");
     proxy.wait_for("list updated");
     eventually(proxy.addr, "evil.test:443", 403);
-    assert_eq!(connect_status(proxy.addr, &echo()), 200);
+    assert_eq!(connect_status(proxy.addr, &echo_server().to_string()), 200);
     proxy.signal("-TERM");
     assert_eq!(proxy.wait_exit().code(), Some(0));
 }
@@ -201,7 +181,7 @@ fn a_full_disk_keeps_the_proxy_serving() {
     let line = proxy.wait_for("downloading it uncached");
     assert!(line.contains("No space left on device") || line.contains("os error 28"), "{line}");
     eventually(proxy.addr, "evil.test:443", 403);
-    assert_eq!(connect_status(proxy.addr, &echo()), 200);
+    assert_eq!(connect_status(proxy.addr, &echo_server().to_string()), 200);
     proxy.signal("-TERM");
     assert_eq!(proxy.wait_exit().code(), Some(0));
 }

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Running, BIN, WAIT};
+use support::{echo_server, read_head, status_of, Running, BIN, WAIT};
 
 /// HAProxy must be there when CI says so; elsewhere the test says why it did nothing.
 fn haproxy() -> Option<&'static str> {
@@ -65,37 +65,13 @@ fn connect_from(source: &str, proxy: SocketAddr, target: &str) -> (u16, bool) {
     let mut s: TcpStream = sock.into();
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match s.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = status_of(&read_head(&mut s));
     if status != 200 {
         return (status, false);
     }
     s.write_all(b"ping").unwrap();
     let mut buf = [0u8; 4];
     (status, s.read_exact(&mut buf).is_ok() && &buf == b"ping")
-}
-
-/// An echo server on loopback (the tunnels' destination).
-fn echo() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut s in l.incoming().map_while(Result::ok) {
-            std::thread::spawn(move || {
-                let mut r = s.try_clone().unwrap();
-                let _ = std::io::copy(&mut r, &mut s);
-            });
-        }
-    });
-    addr
 }
 
 #[test]
@@ -132,7 +108,7 @@ fn two_instances_behind_haproxy() {
         .spawn()
         .expect("start haproxy");
     let _haproxy = HaProxy(child);
-    let echo = echo().to_string();
+    let echo = echo_server().to_string();
 
     // Up: the allowed client gets through (retrying only while HAProxy starts).
     let deadline = Instant::now() + WAIT;
