@@ -22,6 +22,10 @@ use crate::respond::{ProxyBody, Refusal};
 use crate::server::Shared;
 use crate::stats::{ActiveGuard, Stats};
 
+/// Open connections above which a new one waits for its first byte before hyper (and its
+/// buffers) take over: below it, the memory is small and the extra syscall is not worth it.
+const WAIT_FOR_FIRST_BYTE_ABOVE: u64 = 256;
+
 /// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
 pub(crate) struct ConnGuard {
     _permit: OwnedSemaphorePermit,
@@ -89,18 +93,21 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
-    // Until its first byte, a client costs no read buffer: hyper allocates its buffers (16 KiB)
-    // as soon as it starts reading, which thousands of silent connections would multiply.
-    // A one-byte peek, not `readable()`: tokio presets an accepted socket as readable.
-    let mut first = [0u8; 1];
-    tokio::select! {
-        r = tokio::time::timeout(shared.config.request_timeout, stream.peek(&mut first)) => {
-            if !matches!(r, Ok(Ok(1))) {
-                tracing::debug!(%peer, "no request in time; closed");
-                return;
+    // Under load, a client costs no read buffer until its first byte: hyper allocates its
+    // buffers (16 KiB) as soon as it starts reading, which thousands of silent connections
+    // would multiply. A one-byte peek, not `readable()` (tokio presets an accepted socket as
+    // readable); skipped while few connections are open, where it would only cost a syscall.
+    if shared.stats.connections_active.load(std::sync::atomic::Ordering::Relaxed) > WAIT_FOR_FIRST_BYTE_ABOVE {
+        let mut first = [0u8; 1];
+        tokio::select! {
+            r = tokio::time::timeout(shared.config.request_timeout, stream.peek(&mut first)) => {
+                if !matches!(r, Ok(Ok(1))) {
+                    tracing::debug!(%peer, "no request in time; closed");
+                    return;
+                }
             }
+            _ = shutdown.cancelled() => return,
         }
-        _ = shutdown.cancelled() => return,
     }
     let address_allowed = shared.access.check_address(peer.ip()).is_ok();
     // Boxed: the HTTP stage's state (kilobytes) is allocated only once there is a request,

@@ -40,6 +40,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
         match accepted {
             Ok((stream, peer)) => {
                 backoff = BACKOFF_START;
+                #[cfg(not(target_os = "linux"))] // inherited from the listener on Linux
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }

@@ -160,6 +160,10 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     // Restarting right after a stop must not fail on connections still in TIME_WAIT.
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener on Linux: one setsockopt per
+    // connection saved (elsewhere the accept loop sets it on each connection).
+    #[cfg(target_os = "linux")]
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
 }
