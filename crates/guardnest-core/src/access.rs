@@ -44,6 +44,8 @@ pub struct Access {
     allow: Vec<IpNet>,
     trusted_proxies: Vec<IpNet>,
     users: HashMap<String, String>,
+    /// Checked for unknown users, so a wrong name takes as long as a wrong password.
+    decoy: String,
     verified: Mutex<HashMap<Box<[u8]>, Arc<str>>>,
     verifying: Semaphore,
 }
@@ -65,10 +67,15 @@ impl Access {
     }
 
     fn from_parts(allow: Vec<IpNet>, trusted_proxies: Vec<IpNet>, users: HashMap<String, String>) -> Self {
+        let decoy = match users.is_empty() {
+            true => String::new(),
+            false => hash_password("decoy").unwrap_or_default(),
+        };
         Self {
             allow,
             trusted_proxies,
             users,
+            decoy,
             verified: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(MAX_VERIFYING),
         }
@@ -128,9 +135,12 @@ impl Access {
             return Ok(Some(user.clone()));
         }
         let (user, password) = parse_basic(header).ok_or(Denied::Credentials("malformed Basic credentials"))?;
-        let hash = self.users.get(&user).cloned().ok_or(Denied::Credentials("unknown user or wrong password"))?;
+        let (known, hash) = match self.users.get(&user) {
+            Some(hash) => (true, hash.clone()),
+            None => (false, self.decoy.clone()),
+        };
         let _permit = self.verifying.acquire().await.map_err(|_| Denied::Credentials("shutting down"))?;
-        let ok = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false) && known;
         if !ok {
             return Err(Denied::Credentials("unknown user or wrong password"));
         }
