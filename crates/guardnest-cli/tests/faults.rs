@@ -136,11 +136,41 @@ fn an_unwritable_data_dir_still_blocks_and_says_why() {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("lists"), "not a directory").unwrap();
-    let cfg = config(dir.path(), &serve_list(), "");
-    let mut proxy = run(&cfg, &data);
-    let line = proxy.wait_for("downloading it uncached");
-    assert!(line.contains("list.txt"), "{line}");
+    serves_uncached(dir.path(), &data, &["list.txt"]);
+}
+
+/// Mounts a tiny tmpfs (with `options`) on `dir`, unmounted when dropped; `None` when not
+/// root (the test then says it was skipped).
+struct Tmpfs<'a>(&'a Path);
+
+impl<'a> Tmpfs<'a> {
+    fn mount(dir: &'a Path, options: &str) -> Option<Tmpfs<'a>> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status();
+        if ok.is_ok_and(|s| s.success()) {
+            return Some(Tmpfs(dir));
+        }
+        // SAFETY: geteuid has no preconditions.
+        assert_ne!(unsafe { libc::geteuid() }, 0, "running as root, yet a tmpfs could not be mounted");
+        eprintln!("SKIPPED: mounting a tmpfs needs root");
+        None
+    }
+}
+
+impl Drop for Tmpfs<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0).status();
+    }
+}
+
+/// Starts with the data directory as given, and checks the proxy blocks with the downloaded
+/// list, serves, says why the list is not cached (`why` in the log line), and stops cleanly.
+fn serves_uncached(dir: &Path, data: &Path, why: &[&str]) {
+    let cfg = config(dir, &serve_list(), "");
+    let mut proxy = run(&cfg, data);
     proxy.wait_for("list updated");
+    let line = proxy.wait_for("downloading it uncached");
+    assert!(why.iter().any(|w| line.contains(w)), "{line}");
     eventually(proxy.addr, "evil.test:443", 403);
     assert_eq!(connect_status(proxy.addr, &echo_server().to_string()), 200);
     proxy.signal("-TERM");
@@ -153,38 +183,20 @@ fn an_unwritable_data_dir_still_blocks_and_says_why() {
 fn a_full_disk_keeps_the_proxy_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&data)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        // SAFETY: geteuid has no preconditions.
-        assert_ne!(unsafe { libc::geteuid() }, 0, "running as root, yet a tmpfs could not be mounted");
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return;
-    }
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(&data);
-    // Fill it.
+    let Some(_tmpfs) = Tmpfs::mount(&data, "size=64k") else { return };
     let mut filler = std::fs::File::create(data.join("filler")).unwrap();
     let block = vec![0u8; 4096];
     while filler.write_all(&block).and_then(|_| filler.sync_all()).is_ok() {}
-    let cfg = config(dir.path(), &serve_list(), "");
-    let mut proxy = run(&cfg, &data);
-    proxy.wait_for("list updated");
-    let line = proxy.wait_for("downloading it uncached");
-    assert!(line.contains("No space left on device") || line.contains("os error 28"), "{line}");
-    eventually(proxy.addr, "evil.test:443", 403);
-    assert_eq!(connect_status(proxy.addr, &echo_server().to_string()), 200);
-    proxy.signal("-TERM");
-    assert_eq!(proxy.wait_exit().code(), Some(0));
+    serves_uncached(dir.path(), &data, &["No space left on device", "os error 28"]);
+}
+
+/// A read-only data directory (even for root): the same.
+#[test]
+fn a_read_only_data_dir_keeps_the_proxy_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let Some(_tmpfs) = Tmpfs::mount(&data, "size=64k,ro") else { return };
+    serves_uncached(dir.path(), &data, &["Read-only file system", "os error 30"]);
 }
 
 /// SIGKILL at many points while a list downloads and is saved; every next start, with the
