@@ -91,24 +91,9 @@ impl Access {
         !self.users.is_empty()
     }
 
-    /// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed
-    /// by a load balancer through the PROXY protocol) with no address allowlist and no users.
+    /// Refuses a listener that would make an open proxy (see [`check_listen`]).
     pub fn check_listen(&self, listen: SocketAddr, proxy_protocol: bool) -> Result<(), ConfigError> {
-        if self.is_restricted() {
-            return Ok(());
-        }
-        if !listen.ip().is_loopback() {
-            return Err(ConfigError::Invalid(format!(
-                "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
-                 and/or [access] users so that GuardNest is never an open proxy"
-            )));
-        }
-        if proxy_protocol {
-            return Err(ConfigError::Invalid(
-                "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
-            ));
-        }
-        Ok(())
+        check_listen(listen, proxy_protocol, self.is_restricted())
     }
 
     /// Whether a TCP peer may send a PROXY protocol header.
@@ -152,6 +137,27 @@ impl Access {
         cache.insert(header.into(), user.clone());
         Ok(Some(user))
     }
+}
+
+/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
+/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
+/// allowlist or users) limits who may use it.
+pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
+    if restricted {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(ConfigError::Invalid(format!(
+            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
+             and/or [access] users so that GuardNest is never an open proxy"
+        )));
+    }
+    if proxy_protocol {
+        return Err(ConfigError::Invalid(
+            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn contains(nets: &[IpNet], ip: IpAddr) -> bool {

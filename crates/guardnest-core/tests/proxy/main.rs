@@ -5,5 +5,7 @@ mod blocking;
 mod bypass;
 mod connect;
 mod forward;
+#[path = "../common/loopback.rs"]
+mod loopback;
 mod robustness;
 mod support;

@@ -118,21 +118,7 @@ pub fn lists(block: &[(&str, &str)], allow: &[(&str, &str)]) -> Lists {
     Lists { dir, blocklists }
 }
 
-/// Echoes every byte; on EOF from the client, shuts its write half down and closes.
-pub async fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-                let _ = w.shutdown().await;
-            });
-        }
-    });
-    addr
-}
+pub use crate::loopback::echo_server;
 
 /// A port with nothing listening.
 pub fn closed_port() -> SocketAddr {

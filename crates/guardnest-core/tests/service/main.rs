@@ -3,6 +3,8 @@
 
 mod api;
 mod lifecycle;
+#[path = "../common/loopback.rs"]
+mod loopback;
 mod support;
 mod sysproxy;
 mod user;

@@ -97,19 +97,7 @@ pub fn service_with(system_proxy: bool, mode: guardnest_core::config::SystemProx
     Env { service: Arc::new(ProxyService::new(config, lists, system)), os, dir }
 }
 
-pub async fn echo_server() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.split();
-                let _ = tokio::io::copy(&mut r, &mut w).await;
-            });
-        }
-    });
-    addr
-}
+pub use crate::loopback::echo_server;
 
 /// CONNECT through `proxy`; the stream and the status.
 pub async fn connect(proxy: SocketAddr, target: &str) -> std::io::Result<(TcpStream, u16)> {
