@@ -3,6 +3,9 @@
 //! the CONNECT or the forward stage.
 
 use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use crate::domain::{Host, Target};
 use crate::respond::{ProxyBody, Refusal};
 use crate::server::Shared;
 use crate::stats::{ActiveGuard, Stats};
+use crate::upstream::Slot;
 
 /// Open connections above which a new one waits for its first byte before hyper (and its
 /// buffers) take over: below it, the memory is small and the extra syscall is not worth it.
@@ -47,6 +51,8 @@ pub(crate) struct ConnCtx {
     pub(crate) guard: Arc<ConnGuard>,
     /// Whether the client address passed `[access] allow`.
     pub(crate) address_allowed: bool,
+    /// The upstream connection plain-HTTP requests of this connection go through.
+    pub(crate) upstream: Arc<Slot>,
 }
 
 impl ConnCtx {
@@ -133,24 +139,45 @@ async fn serve_http(
         .max_header_size(config.max_header_bytes)
         .max_buf_size(config.max_header_bytes.max(8192) + 8192)
         .keep_alive(true);
+    let slot = Arc::new(Slot::default());
     let service_shared = shared.clone();
+    let service_slot = slot.clone();
     let service = service_fn(move |req| {
-        let ctx = ConnCtx { shared: service_shared.clone(), peer, guard: guard.clone(), address_allowed };
+        let ctx = ConnCtx {
+            shared: service_shared.clone(),
+            peer,
+            guard: guard.clone(),
+            address_allowed,
+            upstream: service_slot.clone(),
+        };
         async move { Ok::<_, Infallible>(route(req, ctx).await) }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
+    let mut conn = pin!(conn);
+    let mut shutdown = pin!(shutdown.cancelled());
+    let mut abort = pin!(abort.cancelled());
+    let mut draining = false;
+    // One poll serves the client connection and drives its upstream connection: the
+    // upstream first (what it read is then consumed), again after the client side (a request
+    // just sent must reach the socket and register for its answer in this same round).
+    let result = poll_fn(|cx| {
+        if !draining && shutdown.as_mut().poll(cx).is_ready() {
             // Finish the request in flight, then close; idle keep-alive connections close now.
             conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = abort.cancelled() => Ok(()),
-            }
+            draining = true;
         }
-    };
+        if draining && abort.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(()));
+        }
+        let _ = slot.poll_drive(cx);
+        let served = conn.as_mut().poll(cx);
+        if served.is_pending() {
+            let _ = slot.poll_drive(cx);
+        }
+        served
+    })
+    .await;
+    slot.release(&shared.pool);
     if let Err(e) = result {
         tracing::debug!(%peer, error = %crate::respond::error_chain(&e), "connection ended with an error");
     }

@@ -219,6 +219,7 @@ async fn metrics(service: &ProxyService) -> String {
     metric("dial_failures_total", "counter", "Upstream connects that failed or timed out.", c.dial_failures);
     metric("accept_errors_total", "counter", "Accept errors (descriptor exhaustion and the like).", c.accept_errors);
     metric("access_denied_total", "counter", "Requests refused by [access] (address or credentials).", c.access_denied);
+    metric("upstream_idle_connections", "gauge", "Idle upstream connections kept for plain HTTP.", c.upstream_idle);
     metric("list_names", "gauge", "Distinct names in the loaded lists.", status.names as u64);
     metric("health_check_failures_total", "counter", "Self-connect health checks that failed.", status.health_failures);
     out += "# HELP guardnest_bytes_total Tunnel bytes by direction.\n# TYPE guardnest_bytes_total counter\n";

@@ -95,7 +95,7 @@ fn fold_mapped(ip: IpAddr) -> IpAddr {
 }
 
 /// A CONNECT target: host and a port in 1..=65535.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     /// The host.
     pub host: Host,

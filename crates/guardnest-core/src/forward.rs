@@ -1,43 +1,26 @@
-//! Forward stage: plain HTTP requests in absolute form, sent on over pooled keep-alive
-//! connections with hop-by-hop headers removed and a `Via` added, bodies streamed.
-
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+//! Forward stage: plain HTTP requests in absolute form, sent on in origin form over
+//! keep-alive upstream connections (see [`crate::upstream`]) with hop-by-hop headers removed
+//! and a `Via` added, bodies streamed.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{self, PathAndQuery};
 use http::{Request, Response, Uri};
 use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
 use crate::connection::ConnCtx;
-use crate::dial::{DialError, Dialer};
+use crate::dial::DialError;
 use crate::domain::Target;
 use crate::respond::{error_chain, ProxyBody, Refusal};
 use crate::stats::Stats;
-
-/// Pooled HTTP/1.1 client whose connections go through our [`Dialer`].
-pub(crate) type UpstreamClient = Client<DialConnector, Incoming>;
+use crate::upstream::Upstream;
 
 /// The value this proxy adds to `Via`.
 const VIA: HeaderValue = HeaderValue::from_static("1.1 guardnest");
 
-/// Builds the pooled client.
-pub(crate) fn client(dialer: Dialer) -> UpstreamClient {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .pool_max_idle_per_host(32)
-        .set_host(false)
-        .build(DialConnector { dialer })
-}
-
 /// Serves one plain-HTTP request.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
     let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
-    let uri = req.uri();
     ctx.check_policy(&target.host, true)?;
 
     // The URL decides where the request goes; a disagreeing Host header is replaced.
@@ -45,15 +28,14 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
         80 => target.host.to_string(),
         _ => target.to_string(),
     };
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let new_uri: Uri = format!("http://{host_value}{path}")
-        .parse()
-        .map_err(|e| Refusal::BadRequest(format!("URL cannot be forwarded: {e}")))?;
-    *req.uri_mut() = new_uri;
-    let headers = req.headers_mut();
-    strip_hop_by_hop(headers);
     let host_header =
         HeaderValue::from_str(&host_value).map_err(|_| Refusal::BadRequest("URL host is not a valid header".into()))?;
+    let mut origin_form = uri::Parts::default();
+    origin_form.path_and_query = Some(req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/")));
+    *req.uri_mut() =
+        Uri::from_parts(origin_form).map_err(|e| Refusal::BadRequest(format!("URL cannot be forwarded: {e}")))?;
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
     headers.insert(header::HOST, host_header);
     headers.append(header::VIA, VIA);
     *req.version_mut() = http::Version::HTTP_11;
@@ -61,9 +43,8 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     let shared = &ctx.shared;
     Stats::bump(&shared.stats.requests_total);
     // Bound the wait for the response head; a silent upstream must not hold the client forever.
-    let response = match tokio::time::timeout(shared.config.idle_timeout, shared.client.request(req)).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(client_error(e, &target)),
+    let response = match tokio::time::timeout(shared.config.idle_timeout, exchange(req, &target, ctx)).await {
+        Ok(r) => r?,
         Err(_) => {
             return Err(Refusal::Dial(DialError::Timeout {
                 target: target.to_string(),
@@ -79,15 +60,26 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     Ok(Response::from_parts(parts, Either::Left(body)))
 }
 
-fn client_error(e: hyper_util::client::legacy::Error, target: &Target) -> Refusal {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-    while let Some(s) = source {
-        if let Some(dial) = s.downcast_ref::<DialError>() {
-            return Refusal::Dial(dial.duplicate());
+/// Sends the request over a kept connection to the target, or a new one if there is none or
+/// the kept one turns out closed before the request left.
+async fn exchange(req: Request<Incoming>, target: &Target, ctx: &ConnCtx) -> Result<Response<Incoming>, Refusal> {
+    let mut req = req;
+    if let Some(kept) = ctx.upstream.take(target, &ctx.shared.pool) {
+        match ctx.upstream.send(kept, req).await {
+            Ok(response) => return Ok(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(upstream_error(&e.into_error(), target)),
+            },
         }
-        source = s.source();
     }
-    Refusal::Upstream(format!("{target}: {}", error_chain(&e)))
+    let stream = ctx.dial(target).await?;
+    let fresh = Upstream::over(target.clone(), stream).await.map_err(|e| upstream_error(&e, target))?;
+    ctx.upstream.send(fresh, req).await.map_err(|e| upstream_error(&e.into_error(), target))
+}
+
+fn upstream_error(e: &hyper::Error, target: &Target) -> Refusal {
+    Refusal::Upstream(format!("{target}: {}", error_chain(e)))
 }
 
 /// Removes headers that describe one hop only (RFC 9110 §7.6.1), including those the
@@ -114,34 +106,6 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         header::UPGRADE,
     ] {
         headers.remove(name);
-    }
-}
-
-/// Connector for the pooled client: dials through the proxy's [`Dialer`].
-#[derive(Clone)]
-pub(crate) struct DialConnector {
-    dialer: Dialer,
-}
-
-impl tower_service::Service<Uri> for DialConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = DialError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let dialer = self.dialer.clone();
-        Box::pin(async move {
-            let authority = uri.authority().map_or("", |a| a.as_str());
-            let target = Target::parse_with_default(authority, Some(80)).map_err(|e| DialError::Connect {
-                target: authority.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-            })?;
-            dialer.dial(&target).await.map(TokioIo::new)
-        })
     }
 }
 

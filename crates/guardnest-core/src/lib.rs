@@ -72,6 +72,7 @@ pub mod service;
 pub mod stats;
 pub mod sysproxy;
 pub mod tunnel;
+mod upstream;
 
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;

@@ -18,12 +18,14 @@ use crate::blocklist::Policy;
 use crate::config::{HealthConfig, ProxyConfig};
 use crate::dial::Dialer;
 use crate::events::BlockLog;
-use crate::forward::{self, UpstreamClient};
 use crate::health::{self, Health};
 use crate::stats::Stats;
+use crate::upstream::{self, Pool};
 
 /// Listen backlog: room for bursts of connects while the accept loop catches up.
 const BACKLOG: u32 = 1024;
+/// How long an upstream connection of the forward stage stays open unused.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Errors starting the proxy.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +50,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) access: Arc<Access>,
     pub(crate) dialer: Dialer,
-    pub(crate) client: UpstreamClient,
+    /// Idle upstream connections of the forward stage, between client connections.
+    pub(crate) pool: Arc<Pool>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) blocks: Arc<BlockLog>,
     pub(crate) tracker: TaskTracker,
@@ -88,7 +91,7 @@ impl Proxy {
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
         let shared = Arc::new(Shared {
-            client: forward::client(dialer.clone()),
+            pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, stats.clone())),
             dialer,
             policy,
             access,
@@ -135,6 +138,7 @@ impl Proxy {
         let shared = self.shared;
         let tracker = shared.tracker.clone();
         tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health, shutdown.clone()));
+        tracker.spawn(upstream::sweep(shared.pool.clone(), shutdown.clone()));
         crate::listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
         self.stopped_accepting.cancel();
 

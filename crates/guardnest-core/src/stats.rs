@@ -25,6 +25,8 @@ pub struct Stats {
     pub accept_errors: AtomicU64,
     /// Requests or connections refused by `[access]` (address, credentials, untrusted PROXY header).
     pub access_denied: AtomicU64,
+    /// Idle upstream connections of the forward stage kept for reuse (a gauge).
+    pub upstream_idle: AtomicU64,
     /// Second (since the epoch) of the last heap trim.
     #[cfg_attr(not(all(target_os = "linux", target_env = "gnu")), allow(dead_code))]
     last_trim: AtomicU64,
@@ -53,6 +55,8 @@ pub struct StatsSnapshot {
     pub accept_errors: u64,
     /// See [`Stats::access_denied`].
     pub access_denied: u64,
+    /// See [`Stats::upstream_idle`].
+    pub upstream_idle: u64,
 }
 
 impl Stats {
@@ -69,6 +73,7 @@ impl Stats {
             bytes_down: self.bytes_down.load(Relaxed),
             accept_errors: self.accept_errors.load(Relaxed),
             access_denied: self.access_denied.load(Relaxed),
+            upstream_idle: self.upstream_idle.load(Relaxed),
         }
     }
 

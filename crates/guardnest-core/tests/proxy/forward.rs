@@ -130,3 +130,71 @@ async fn http_1_0_clients_are_served() {
     assert!(resp.starts_with("HTTP/1.0 200"), "{resp}");
     assert!(resp.contains("GET /old\n"), "{resp}");
 }
+
+/// Waits (bounded) until the proxy keeps `n` idle upstream connections.
+async fn idle_upstreams(proxy: &TestProxy, n: u64) {
+    for _ in 0..200 {
+        if proxy.stats.snapshot().upstream_idle == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("proxy keeps {} idle upstream connections, expected {n}", proxy.stats.snapshot().upstream_idle);
+}
+
+#[tokio::test]
+async fn upstream_connections_outlive_client_connections() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    for i in 0..3 {
+        // One request per client connection, as clients without keep-alive do.
+        let req = format!("GET http://{}/c/{i} HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+        let resp = raw(proxy.addr, req.as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 200") && resp.contains(&format!("GET /c/{i}\n")), "{resp}");
+        idle_upstreams(&proxy, 1).await;
+    }
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "one upstream connection served three clients");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_alternating_hosts_reuses_both_connections() {
+    let (a, b) = (origin().await, origin().await);
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for i in 0..6 {
+        let origin = if i % 2 == 0 { &a } else { &b };
+        let req = format!("GET http://{}/alt/{i} HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 200") && resp.contains(&format!("GET /alt/{i}\n")), "{resp}");
+    }
+    assert_eq!(a.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(b.connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_closed_its_connection_is_replaced_not_reported() {
+    // Answers as if keeping the connection, then closes it.
+    let upstream = raw_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let req = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Held by the client's own connection...
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for _ in 0..3 {
+        s.write_all(req.as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    drop(s);
+    // ...and between client connections.
+    for _ in 0..3 {
+        let resp = raw(proxy.addr, req.as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    idle_upstreams(&proxy, 0).await;
+    proxy.stop().await;
+}

@@ -1,0 +1,314 @@
+//! Upstream connections of the forward stage, kept where they are used.
+//!
+//! A client connection drives its upstream HTTP/1.1 connection inside its own task (the
+//! [`Slot`]), so a forwarded request costs no hop to another task or through a pool lock:
+//! parsing the client's request, writing it upstream, reading the answer and writing it back
+//! all happen in one poll. When the client asks for another host, or leaves, an idle upstream
+//! connection goes to the shared [`Pool`], where the next client needing that host picks it
+//! up and from then on drives it itself. Pooled connections are not polled; [`Pool::sweep`]
+//! closes the expired and the ones the server closed, so no socket is left in CLOSE_WAIT.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, Connection, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::Target;
+use crate::stats::Stats;
+
+/// Idle upstream connections kept per host.
+const MAX_IDLE_PER_HOST: usize = 32;
+/// Idle upstream connections kept in all.
+const MAX_IDLE: usize = 512;
+
+type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Incoming>>>;
+
+/// One upstream HTTP/1.1 connection: the handle requests are sent through, and the future
+/// that does its I/O (someone must poll it for anything to happen).
+pub(crate) struct Upstream {
+    target: Target,
+    sender: SendRequest<Incoming>,
+    driver: Driver,
+}
+
+impl Upstream {
+    /// Completes the HTTP/1 handshake (nothing is sent) over a connected socket.
+    pub(crate) async fn over(target: Target, stream: TcpStream) -> hyper::Result<Self> {
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
+        Ok(Self { target, sender, driver: Box::pin(conn) })
+    }
+
+    /// Polls the connection's I/O; `true` once it is over (closed by either side or failed).
+    fn poll_done(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.driver.as_mut().poll(cx) {
+            Poll::Ready(Ok(())) => true,
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(target = %self.target, error = %crate::respond::error_chain(&e), "upstream connection failed");
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    /// Whether a request can go out now: the last exchange is over and the server has not
+    /// closed. Polls the I/O once, so an EOF that already arrived is seen here.
+    fn is_reusable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        !self.poll_done(&mut cx) && self.sender.is_ready() && !self.sender.is_closed()
+    }
+}
+
+/// The upstream connection a client connection is using, polled by that connection's task.
+#[derive(Default)]
+pub(crate) struct Slot {
+    /// Locked only from the owning task (never contended): the request handler takes and
+    /// installs connections, the task's poll drives them.
+    current: Mutex<Option<Upstream>>,
+}
+
+impl Slot {
+    /// Drives the current upstream connection's I/O; never completes (a connection that
+    /// ends is dropped). The owning task polls this next to its client connection.
+    pub(crate) fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(mut current) = self.current.lock() else { return Poll::Pending };
+        if current.as_mut().is_some_and(|u| u.poll_done(cx)) {
+            *current = None;
+        }
+        Poll::Pending
+    }
+
+    /// Takes a reusable connection to `target` from this slot or, failing that, from the
+    /// pool; a connection to another host in the slot goes to the pool.
+    pub(crate) fn take(&self, target: &Target, pool: &Pool) -> Option<Upstream> {
+        let held = self.current.lock().ok()?.take();
+        if let Some(mut up) = held {
+            if up.target == *target && up.is_reusable() {
+                return Some(up);
+            }
+            pool.put(up);
+        }
+        pool.take(target)
+    }
+
+    /// Sends `req` over `up`, which this slot then holds and drives until the next request.
+    /// The returned future may be polled after `up` is gone; it then fails.
+    pub(crate) fn send(
+        &self,
+        mut up: Upstream,
+        req: http::Request<Incoming>,
+    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<Incoming>>>>
+    {
+        let response = up.sender.try_send_request(req);
+        if let Ok(mut current) = self.current.lock() {
+            *current = Some(up);
+        }
+        response
+    }
+
+    /// Gives the connection, if idle and reusable, to the pool (the client connection ends).
+    pub(crate) fn release(&self, pool: &Pool) {
+        let held = self.current.lock().ok().and_then(|mut c| c.take());
+        if let Some(up) = held {
+            pool.put(up);
+        }
+    }
+}
+
+/// How often idle pooled connections are checked while there are any.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Idle upstream connections no client connection is driving.
+pub(crate) struct Pool {
+    idle_timeout: Duration,
+    idle: Mutex<PoolInner>,
+    stats: Arc<Stats>,
+    /// Wakes [`sweep`] when the pool stops being empty.
+    filled: Notify,
+}
+
+#[derive(Default)]
+struct PoolInner {
+    by_target: HashMap<Target, VecDeque<(Upstream, Instant)>>,
+    count: usize,
+}
+
+impl Pool {
+    /// A pool that closes connections idle for longer than `idle_timeout`.
+    pub(crate) fn new(idle_timeout: Duration, stats: Arc<Stats>) -> Self {
+        Self { idle_timeout, idle: Mutex::default(), stats, filled: Notify::new() }
+    }
+
+    /// Keeps `up` if it is reusable and there is room; otherwise it is closed.
+    fn put(&self, mut up: Upstream) {
+        if !up.is_reusable() {
+            return;
+        }
+        let Ok(mut inner) = self.idle.lock() else { return };
+        if inner.count >= MAX_IDLE {
+            return;
+        }
+        let queue = inner.by_target.entry(up.target.clone()).or_default();
+        if queue.len() >= MAX_IDLE_PER_HOST {
+            return;
+        }
+        queue.push_back((up, Instant::now()));
+        inner.count += 1;
+        self.counted(inner.count);
+        if inner.count == 1 {
+            self.filled.notify_one();
+        }
+    }
+
+    /// The most recently used reusable connection to `target`, if any.
+    fn take(&self, target: &Target) -> Option<Upstream> {
+        let mut inner = self.idle.lock().ok()?;
+        let inner = &mut *inner;
+        let queue = inner.by_target.get_mut(target)?;
+        let mut found = None;
+        while let Some((mut up, since)) = queue.pop_back() {
+            inner.count -= 1;
+            if since.elapsed() < self.idle_timeout && up.is_reusable() {
+                found = Some(up);
+                break;
+            }
+        }
+        if queue.is_empty() {
+            inner.by_target.remove(target);
+        }
+        self.counted(inner.count);
+        found
+    }
+
+    /// Closes connections idle too long or closed by their server.
+    pub(crate) fn sweep(&self) {
+        let Ok(mut inner) = self.idle.lock() else { return };
+        let inner = &mut *inner;
+        let timeout = self.idle_timeout;
+        inner.by_target.retain(|_, queue| {
+            queue.retain_mut(|(up, since)| since.elapsed() < timeout && up.is_reusable());
+            !queue.is_empty()
+        });
+        inner.count = inner.by_target.values().map(VecDeque::len).sum();
+        self.counted(inner.count);
+    }
+
+    fn counted(&self, count: usize) {
+        self.stats.upstream_idle.store(count as u64, Relaxed);
+    }
+
+    /// Idle connections held (for tests and metrics).
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.lock().map_or(0, |inner| inner.count)
+    }
+
+    /// Closes every idle connection.
+    pub(crate) fn clear(&self) {
+        if let Ok(mut inner) = self.idle.lock() {
+            *inner = PoolInner::default();
+        }
+        self.counted(0);
+    }
+}
+
+/// Sweeps the pool every few seconds while it holds connections, and sleeps while it is
+/// empty (an idle proxy does no work); empties it at shutdown.
+pub(crate) async fn sweep(pool: Arc<Pool>, shutdown: CancellationToken) {
+    loop {
+        let wait = async {
+            if pool.idle_count() == 0 {
+                pool.filled.notified().await;
+            }
+            tokio::time::sleep(SWEEP_EVERY).await;
+        };
+        tokio::select! {
+            () = wait => pool.sweep(),
+            () = shutdown.cancelled() => break,
+        }
+    }
+    pool.clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    async fn connected(listener: &TcpListener, target: &Target) -> (Upstream, TcpStream) {
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let up = Upstream::over(target.clone(), stream).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        (up, server_side)
+    }
+
+    /// Sweeps until the pool holds `n` connections; the server's FIN takes a moment to arrive.
+    async fn swept_to(pool: &Pool, n: usize) {
+        for _ in 0..200 {
+            pool.sweep();
+            if pool.idle_count() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("pool holds {} idle connections, expected {n}", pool.idle_count());
+    }
+
+    #[tokio::test]
+    async fn pool_drops_what_the_server_closed_and_what_expired() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
+        let stats = Arc::new(Stats::default());
+        let pool = Pool::new(Duration::from_millis(300), stats.clone());
+        let (a, mut server_a) = connected(&listener, &target).await;
+        let (b, server_b) = connected(&listener, &target).await;
+        pool.put(a);
+        pool.put(b);
+        assert_eq!(stats.upstream_idle.load(Relaxed), 2);
+
+        // The server closes one: the sweep closes our end too (no CLOSE_WAIT left behind).
+        drop(server_b);
+        swept_to(&pool, 1).await;
+        assert_eq!(stats.upstream_idle.load(Relaxed), 1);
+
+        // The other expires: the server sees our FIN.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        pool.sweep();
+        assert_eq!(pool.idle_count(), 0);
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(5), server_a.read(&mut byte)).await.unwrap().unwrap();
+        assert_eq!(n, 0, "expired connection closed");
+        assert_eq!(stats.upstream_idle.load(Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn pool_hands_out_live_connections_for_the_right_host_only() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
+        let other_target = Target::parse_authority(&other.local_addr().unwrap().to_string()).unwrap();
+        let pool = Pool::new(Duration::from_secs(60), Arc::default());
+        let (dead, server_dead) = connected(&listener, &target).await;
+        let (live, _server_live) = connected(&listener, &target).await;
+        pool.put(live);
+        pool.put(dead);
+        assert!(pool.take(&other_target).is_none());
+        // The server closes the most recent one; its FIN is in our socket right after.
+        drop(server_dead);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let taken = pool.take(&target).expect("the live connection is handed out");
+        assert_eq!(pool.idle_count(), 0, "the closed one was dropped on the way");
+        assert_eq!(taken.target, target);
+        assert!(pool.take(&target).is_none());
+    }
+}
