@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts GuardNest, tinyproxy, Squid and Privoxy on loopback with minimal comparable configs
-# (CONNECT to any port allowed, "blocked.test" blocked, no caching, no disk logging), runs
-# guardnest-bench proxy against all of them in one run, then stops them.
+# (CONNECT to any port allowed, "blocked.test" blocked, no caching, no disk logging), and the
+# floor proxy (crates/guardnest-bench/src/bin/floor-proxy.rs: the least a proxy can do, so
+# the kernel's share of each figure shows), runs guardnest-bench proxy against all of them in
+# one run, then stops them.
 #
 #   bench/run-anchors.sh [--quick] [more guardnest-bench proxy flags]
 #
@@ -86,8 +88,12 @@ CONF
 privoxy --no-daemon "$work/privoxy.conf" >/dev/null 2>&1 &
 pids+=($!); pv=$!
 
+# The floor: no limits, no hygiene, for comparison only.
+./target/release/floor-proxy 127.0.0.1:13132 &
+pids+=($!); fl=$!
+
 # Wait until every port answers.
-for port in 13128 13129 13130 13131; do
+for port in 13128 13129 13130 13131 13132; do
   for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
     sleep 0.1
@@ -99,4 +105,5 @@ done
   --target "tinyproxy=127.0.0.1:13128@$tp" \
   --target "squid=127.0.0.1:13129@$sq" \
   --target "privoxy=127.0.0.1:13130@$pv" \
+  --target "floor=127.0.0.1:13132@$fl" \
   "$@"
