@@ -88,12 +88,18 @@ CONF
 privoxy --no-daemon "$work/privoxy.conf" >/dev/null 2>&1 &
 pids+=($!); pv=$!
 
+# GuardNest again with the portable copy path instead of splice(2), for throughput only.
+printf '[proxy]\nsplice = false\n' > "$work/copy.toml"
+./target/release/guardnest run --config "$work/copy.toml" --listen 127.0.0.1:13133 --blocklist "$work/blocked.txt" \
+  --no-default-lists --data-dir "$work/gn-copy" --log-level warn --control none &
+pids+=($!); gc=$!
+
 # The floor: no limits, no hygiene, for comparison only.
 ./target/release/floor-proxy 127.0.0.1:13132 &
 pids+=($!); fl=$!
 
 # Wait until every port answers.
-for port in 13128 13129 13130 13131 13132; do
+for port in 13128 13129 13130 13131 13132 13133; do
   for _ in $(seq 1 100); do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
     sleep 0.1
@@ -107,3 +113,13 @@ done
   --target "privoxy=127.0.0.1:13130@$pv" \
   --target "floor=127.0.0.1:13132@$fl" \
   "$@"
+
+# Throughput with splice(2) and with the portable path, side by side.
+if [[ " $* " != *" --only "* ]]; then
+  echo
+  echo "# GuardNest: splice(2) against the portable copy path"
+  ./target/release/guardnest-bench proxy --only 1 \
+    --target "guardnest=127.0.0.1:13131@$gn" \
+    --target "guardnest-copy=127.0.0.1:13133@$gc" \
+    "$@" | sed -n '/^## 1/,$p'
+fi

@@ -252,6 +252,9 @@ pub struct ProxyConfig {
     /// Expect a PROXY protocol (v1 or v2) header first on every connection, as sent by
     /// HAProxy's `send-proxy`/`send-proxy-v2`; only from `[access] trusted_proxies`.
     pub proxy_protocol: bool,
+    /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
+    /// `false` uses the portable read-and-write path (as on other systems).
+    pub splice: bool,
 }
 
 impl Default for ProxyConfig {
@@ -266,6 +269,7 @@ impl Default for ProxyConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
+            splice: true,
         }
     }
 }
@@ -489,6 +493,7 @@ mod tests {
             listen = "127.0.0.1:0"
             idle_timeout = "1m 30s"
             connect_timeout = "250ms"
+            splice = false
             [blocklist]
             sources = ["/a/hosts", { source = "/b.txt", name = "mine", format = "plain", interval = "1h" }, "https://lists.example/x/hosts.txt"]
             update_interval = "5m"
@@ -498,6 +503,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.proxy.idle_timeout, Duration::from_secs(90));
         assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
+        assert!(!c.proxy.splice);
+        assert!(Config::default().proxy.splice);
         assert_eq!(c.blocklist.sources.len(), 3);
         assert_eq!(c.blocklist.sources[0].display_name(), "hosts");
         assert_eq!(c.blocklist.sources[1].display_name(), "mine");

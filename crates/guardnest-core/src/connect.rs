@@ -56,11 +56,12 @@ pub(crate) async fn handle(req: Request<Incoming>, ctx: &ConnCtx) -> Result<Resp
         shared.stats.bytes_up.fetch_add(early, Relaxed);
         // A task of its own for the tunnel, holding only the copy state and what the end
         // needs: this one, with the upgrade's state, ends here.
-        let (idle, abort, tracker) = (shared.config.idle_timeout, shared.abort.clone(), shared.tracker.clone());
+        let (idle, splice) = (shared.config.idle_timeout, shared.config.splice);
+        let (abort, tracker) = (shared.abort.clone(), shared.tracker.clone());
         drop(shared);
         let client = parts.io.into_inner();
         // The end needs the counters: the guard reaches them, so nothing else is held.
-        tracker.spawn(tunnel::run_then(client, upstream, idle, abort, move |result| {
+        tracker.spawn(tunnel::run_then(client, upstream, idle, splice, abort, move |result| {
             account(result, guard.stats(), peer, &target);
             drop(guard); // the connection counts, and holds its permit, until here
         }));

@@ -81,14 +81,18 @@ enum Mode {
 /// Copies until both directions end; returns the bytes moved and why it stopped.
 ///
 /// An I/O error in either direction ends the tunnel with that error.
+///
+/// `splice` lets bulk directions move with splice(2) on Linux; without it (and elsewhere)
+/// every byte goes through the portable read-and-write path.
 pub async fn run(
     client: TcpStream,
     upstream: TcpStream,
     idle_timeout: Duration,
+    splice: bool,
     abort: &CancellationToken,
 ) -> io::Result<TunnelReport> {
     let mut out = None;
-    run_then(client, upstream, idle_timeout, abort.clone(), |r| out = Some(r)).await;
+    run_then(client, upstream, idle_timeout, splice, abort.clone(), |r| out = Some(r)).await;
     out.unwrap_or_else(|| Err(io::Error::other("tunnel ended without a result")))
 }
 
@@ -103,6 +107,7 @@ pub fn run_then<F>(
     client: TcpStream,
     upstream: TcpStream,
     idle_timeout: Duration,
+    splice: bool,
     abort: CancellationToken,
     done: F,
 ) -> impl std::future::Future<Output = ()>
@@ -120,8 +125,8 @@ where
                 return Poll::Ready(Ok::<_, io::Error>(TunnelEnd::Aborted));
             }
             let before = up.bytes + down.bytes;
-            let up_done = step(cx, &client, &upstream, &mut up, down.done)?.is_ready();
-            let down_done = step(cx, &upstream, &client, &mut down, up.done)?.is_ready();
+            let up_done = step(cx, &client, &upstream, &mut up, down.done, splice)?.is_ready();
+            let down_done = step(cx, &upstream, &client, &mut down, up.done, splice)?.is_ready();
             if up_done && down_done {
                 return Poll::Ready(Ok(TunnelEnd::Closed));
             }
@@ -151,7 +156,10 @@ fn step(
     dst: &TcpStream,
     d: &mut Direction,
     other_done: bool,
+    splice: bool,
 ) -> Poll<io::Result<()>> {
+    #[cfg(not(target_os = "linux"))]
+    let _ = splice;
     loop {
         if d.done {
             return Poll::Ready(Ok(()));
@@ -186,7 +194,7 @@ fn step(
             Read::Bytes(n) => {
                 d.bytes += n as u64;
                 #[cfg(target_os = "linux")]
-                if n == READ_CHUNK && d.mode.is_none() {
+                if splice && n == READ_CHUNK && d.mode.is_none() {
                     // A full buffer: a bulk transfer. Hand the rest to the kernel (zero copy).
                     d.mode = splice::Pipe::new().ok().map(|p| Box::new(Mode::Splice(p)));
                 }
@@ -349,7 +357,7 @@ mod tests {
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();
         let abort = CancellationToken::new();
-        let f = run_then(a, b, Duration::from_secs(1), abort, |_| {});
+        let f = run_then(a, b, Duration::from_secs(1), true, abort, |_| {});
         eprintln!("tunnel future: {} bytes", std::mem::size_of_val(&f));
         assert!(std::mem::size_of_val(&f) <= 480, "tunnel future is {} bytes", std::mem::size_of_val(&f));
     }

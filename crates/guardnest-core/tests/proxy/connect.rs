@@ -212,8 +212,19 @@ fn close_wait_sockets(a: u16, b: u16) -> usize {
 /// and still ends with a proper half-close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_transfer_is_intact_both_ways() {
+    bulk_transfer(TestProxy::plain(Policy::allow_all()).await).await;
+}
+
+/// The same through the portable path (`splice = false`, and every system but Linux).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfer_is_intact_both_ways_without_splice() {
+    let mut config = config();
+    config.splice = false;
+    bulk_transfer(TestProxy::start(config, Policy::allow_all()).await).await;
+}
+
+async fn bulk_transfer(proxy: TestProxy) {
     let echo = echo_server().await;
-    let proxy = TestProxy::plain(Policy::allow_all()).await;
     let (s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
     assert_eq!(status, 200);
     let payload: Vec<u8> = (0..24u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
