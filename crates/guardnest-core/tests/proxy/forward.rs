@@ -198,3 +198,25 @@ async fn an_upstream_that_closed_its_connection_is_replaced_not_reported() {
     idle_upstreams(&proxy, 0).await;
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_client_connection_gives_its_upstream_back() {
+    let origin = origin().await;
+    let mut config = config();
+    config.request_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let req = format!("GET http://{}/idle HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // A keep-alive client that sends nothing more is closed after request_timeout, and the
+    // upstream connection it held goes to the pool for the next client.
+    let mut rest = Vec::new();
+    within("idle client closed", tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest)).await.unwrap();
+    idle_upstreams(&proxy, 1).await;
+    let resp = raw(proxy.addr, req.as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
