@@ -50,6 +50,10 @@ enum Command {
         /// Tunnels held open for the memory figure (2 descriptors each in this process).
         #[arg(long, default_value_t = 9000)]
         idle_tunnels: usize,
+        /// Seconds the idle tunnels stay open before the memory is read (several harness
+        /// processes can then hold theirs at the same time; see bench/fifty-thousand.sh).
+        #[arg(long, default_value_t = 2)]
+        hold_secs: u64,
         /// Tunnels opened and closed for the leak check.
         #[arg(long, default_value_t = 100_000)]
         leak_tunnels: usize,
@@ -65,8 +69,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Lists { data } => lists::run(&data),
-        Command::Proxy { targets, quick, only, idle_tunnels, leak_tunnels } => {
-            proxy::run(targets, proxy::Options { quick, only, idle_tunnels, leak_tunnels })
+        Command::Proxy { targets, quick, only, idle_tunnels, hold_secs, leak_tunnels } => {
+            proxy::run(targets, proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels })
         }
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),

@@ -40,6 +40,8 @@ pub struct Options {
     /// Scenario numbers to run (all when empty).
     pub only: Vec<u32>,
     pub idle_tunnels: usize,
+    /// Seconds the idle tunnels are held before the memory is read.
+    pub hold_secs: u64,
     pub leak_tunnels: usize,
 }
 
@@ -343,7 +345,7 @@ fn pin_process(pid: Option<u32>, cpus: &str) {
 }
 
 /// RSS per idle tunnel: open `n` tunnels, each echoing one byte, and compare RSS.
-fn idle_memory(t: &Target, echo: SocketAddr, n: usize) -> Option<(f64, u64, u64, u64)> {
+fn idle_memory(t: &Target, echo: SocketAddr, n: usize, hold: Duration) -> Option<(f64, u64, u64, u64)> {
     let before = rss_kib(t.pid)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
     let streams = rt.block_on(async {
@@ -368,7 +370,7 @@ fn idle_memory(t: &Target, echo: SocketAddr, n: usize) -> Option<(f64, u64, u64,
         }
         streams
     });
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(hold);
     let open = streams.len();
     let during = rss_kib(t.pid)?;
     drop(streams);
@@ -583,7 +585,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
         println!("|---|---:|---:|---:|---:|---:|");
         for t in all.iter().filter(|t| t.pid.is_some()) {
             let idle = idle_cpu(t, if opts.quick { 1 } else { 5 });
-            match idle_memory(t, ups.echo, opts.idle_tunnels) {
+            match idle_memory(t, ups.echo, opts.idle_tunnels, Duration::from_secs(opts.hold_secs)) {
                 Some((per, before, during, after)) => println!(
                     "| {} | {} | {before} | {during} | {after} | {} |",
                     t.name,
