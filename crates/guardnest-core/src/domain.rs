@@ -61,7 +61,7 @@ impl Host {
     pub fn policy_name(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Host::Name(n) => std::borrow::Cow::Borrowed(n),
-            Host::Ip(ip) => std::borrow::Cow::Owned(ip.to_string()),
+            Host::Ip(_) => std::borrow::Cow::Owned(self.ip_text().unwrap_or_default().as_str().to_owned()),
         }
     }
 }
@@ -70,9 +70,79 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Host::Name(n) => f.write_str(n),
-            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
-            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Ip(IpAddr::V6(_)) => write!(f, "[{}]", self.ip_text().unwrap_or_default().as_str()),
+            Host::Ip(_) => f.write_str(self.ip_text().unwrap_or_default().as_str()),
         }
+    }
+}
+
+impl Host {
+    /// An IP literal's text (no brackets), on the stack: policy lookups and `Host` headers
+    /// need it for every request to an address, and `Ipv4Addr`'s `Display` costs about as
+    /// much as the lookup itself. `None` for a name.
+    pub fn ip_text(&self) -> Option<IpText> {
+        let Host::Ip(ip) = self else { return None };
+        let mut text = IpText::default();
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.push(b'.');
+                    }
+                    if octet >= 100 {
+                        text.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        text.push(b'0' + octet / 10 % 10);
+                    }
+                    text.push(b'0' + octet % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use fmt::Write;
+                // The longest IPv6 text is 45 bytes; the buffer holds it.
+                let _ = write!(text, "{v6}");
+            }
+        }
+        Some(text)
+    }
+}
+
+/// An IP address's text in a fixed buffer (the longest, IPv6 with an IPv4 tail, is 45 bytes).
+#[derive(Clone, Copy)]
+pub struct IpText {
+    buf: [u8; 46],
+    len: u8,
+}
+
+impl Default for IpText {
+    fn default() -> Self {
+        Self { buf: [0; 46], len: 0 }
+    }
+}
+
+impl IpText {
+    fn push(&mut self, b: u8) {
+        if let Some(slot) = self.buf.get_mut(usize::from(self.len)) {
+            *slot = b;
+            self.len += 1;
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters are ever pushed.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if usize::from(self.len) + s.len() > self.buf.len() {
+            return Err(fmt::Error);
+        }
+        s.bytes().for_each(|b| self.push(b));
+        Ok(())
     }
 }
 
@@ -233,6 +303,27 @@ fn valid_ascii_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ip_text_matches_the_standard_formatting() {
+        let mut x: u32 = 0x9E37_79B9;
+        let mut v4: Vec<std::net::Ipv4Addr> =
+            vec![[0, 0, 0, 0].into(), [255, 255, 255, 255].into(), [10, 0, 9, 100].into(), [1, 20, 199, 9].into()];
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            v4.push(x.into());
+        }
+        for ip in v4 {
+            assert_eq!(Host::Ip(IpAddr::V4(ip)).ip_text().unwrap().as_str(), ip.to_string());
+        }
+        for raw in ["::1", "::", "2001:db8::7", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "64:ff9b::1.2.3.4", "fe80::1:2:3:4"] {
+            let ip: Ipv6Addr = raw.parse().unwrap();
+            assert_eq!(Host::Ip(IpAddr::V6(ip)).ip_text().unwrap().as_str(), ip.to_string());
+        }
+        assert!(Host::Name("example.com".into()).ip_text().is_none());
+    }
+
     use super::*;
 
     #[test]

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 
 use crate::connection::ConnCtx;
 use crate::dial::DialError;
-use crate::domain::Target;
+use crate::domain::{Host, Target};
 use crate::respond::{error_chain, ProxyBody, Refusal};
 use crate::stats::Stats;
 use crate::upstream::Upstream;
@@ -24,12 +24,8 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     ctx.check_policy(&target.host, true)?;
 
     // The URL decides where the request goes; a disagreeing Host header is replaced.
-    let host_value = match target.port {
-        80 => target.host.to_string(),
-        _ => target.to_string(),
-    };
     let host_header =
-        HeaderValue::from_str(&host_value).map_err(|_| Refusal::BadRequest("URL host is not a valid header".into()))?;
+        host_header(&target).ok_or_else(|| Refusal::BadRequest("URL host is not a valid header".into()))?;
     let mut origin_form = uri::Parts::default();
     origin_form.path_and_query = Some(req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/")));
     *req.uri_mut() =
@@ -58,6 +54,41 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     // We speak HTTP/1.1 on this hop whatever the upstream spoke; hyper downgrades for 1.0 clients.
     parts.version = http::Version::HTTP_11;
     Ok(Response::from_parts(parts, Either::Left(body)))
+}
+
+/// The `Host` header for `target`: its normal form, the port only when not 80. Built by
+/// hand: formatting it (an IP literal above all) cost more than the rest of the handler.
+fn host_header(target: &Target) -> Option<HeaderValue> {
+    let mut text = Vec::with_capacity(64);
+    match &target.host {
+        Host::Name(name) => text.extend_from_slice(name.as_bytes()),
+        Host::Ip(ip) => {
+            let ip_text = target.host.ip_text()?;
+            let v6 = ip.is_ipv6();
+            if v6 {
+                text.push(b'[');
+            }
+            text.extend_from_slice(ip_text.as_str().as_bytes());
+            if v6 {
+                text.push(b']');
+            }
+        }
+    }
+    if target.port != 80 {
+        let mut digits = [0u8; 5];
+        let (mut n, mut i) = (target.port, digits.len());
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        text.push(b':');
+        text.extend_from_slice(&digits[i..]);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
 /// Sends the request over a kept connection to the target, or a new one if there is none or
@@ -119,6 +150,25 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_is_the_normal_form_of_the_url_host() {
+        let cases = [
+            ("example.com", 80, "example.com"),
+            ("example.com", 8080, "example.com:8080"),
+            ("127.0.0.1", 80, "127.0.0.1"),
+            ("10.200.3.45", 1, "10.200.3.45:1"),
+            ("[::1]", 65535, "[::1]:65535"),
+            ("[2001:db8::7]", 80, "[2001:db8::7]"),
+        ];
+        for (host, port, want) in cases {
+            let target = Target { host: Host::parse(host).unwrap(), port };
+            assert_eq!(host_header(&target).unwrap(), want);
+            // The same text as the general formatter gives.
+            let general = if port == 80 { target.host.to_string() } else { target.to_string() };
+            assert_eq!(general, want);
+        }
+    }
 
     #[test]
     fn hop_by_hop_headers_go() {

@@ -160,7 +160,7 @@ impl Policy {
         let matcher = self.matcher.load();
         match host {
             Host::Name(n) => matcher.check_name(n),
-            Host::Ip(ip) => matcher.check_exact(&ip.to_string()),
+            Host::Ip(_) => matcher.check_exact(host.ip_text().unwrap_or_default().as_str()),
         }
     }
 }
