@@ -57,7 +57,13 @@ impl BlockLog {
                 inner.by_name.remove(&min);
             }
         }
-        *inner.by_name.entry(host.to_string()).or_default() += 1;
+        // A name seen before (the usual case) costs no allocation.
+        match inner.by_name.get_mut(host) {
+            Some(count) => *count += 1,
+            None => {
+                inner.by_name.insert(host.to_string(), 1);
+            }
+        }
         if inner.recent.len() == RECENT {
             inner.recent.pop_front();
         }

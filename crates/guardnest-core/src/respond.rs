@@ -78,7 +78,7 @@ impl Refusal {
             Refusal::Blocked { host, list, rule, html: true } => {
                 ("text/html; charset=utf-8", block_page(host, list, rule))
             }
-            _ => ("text/plain; charset=utf-8", format!("{}\n", self.reason())),
+            _ => ("text/plain; charset=utf-8", self.reason() + "\n"),
         };
         let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
         *response.status_mut() = status;
