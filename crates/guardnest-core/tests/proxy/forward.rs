@@ -220,3 +220,28 @@ async fn an_idle_client_connection_gives_its_upstream_back() {
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
     proxy.stop().await;
 }
+
+#[tokio::test]
+async fn head_and_bodies_keep_the_upstream_connection_in_step() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let o = origin.addr;
+    // A HEAD answer has a Content-Length but no body: the next answer must not be read as it.
+    s.write_all(format!("HEAD http://{o}/h HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(format!("GET http://{o}/after-head HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("GET /after-head\n"), "{resp}");
+    s.write_all(format!("POST http://{o}/p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello").as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("POST /p\n") && resp.contains("body-bytes: 5\n"), "{resp}");
+    s.write_all(format!("GET http://{o}/after-body HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("GET /after-body\n") && resp.contains("body-bytes: 0\n"), "{resp}");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "one upstream connection throughout");
+    proxy.stop().await;
+}
