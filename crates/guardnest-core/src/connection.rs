@@ -7,7 +7,7 @@ use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -48,11 +48,18 @@ pub(crate) struct ConnCtx {
     pub(crate) shared: Arc<Shared>,
     /// The client: the TCP peer, or the address a PROXY protocol header named.
     pub(crate) peer: SocketAddr,
-    pub(crate) guard: Arc<ConnGuard>,
     /// Whether the client address passed `[access] allow`.
     pub(crate) address_allowed: bool,
-    /// The upstream connection plain-HTTP requests of this connection go through.
-    pub(crate) upstream: Arc<Slot>,
+    /// What the handlers leave for the connection task.
+    pub(crate) local: Arc<Local>,
+}
+
+/// What a connection's request handlers leave for its task: the upstream connection its
+/// plain-HTTP requests go through, and a CONNECT's tunnel to start once the 200 is out.
+#[derive(Default)]
+pub(crate) struct Local {
+    pub(crate) upstream: Slot,
+    pub(crate) tunnel: Mutex<Option<crate::connect::Pending>>,
 }
 
 impl ConnCtx {
@@ -139,47 +146,57 @@ async fn serve_http(
         .max_header_size(config.max_header_bytes)
         .max_buf_size(config.max_header_bytes.max(8192) + 8192)
         .keep_alive(true);
-    let slot = Arc::new(Slot::default());
+    let local = Arc::new(Local::default());
     let service_shared = shared.clone();
-    let service_slot = slot.clone();
+    let service_local = local.clone();
     let service = service_fn(move |req| {
         let ctx = ConnCtx {
             shared: service_shared.clone(),
             peer,
-            guard: guard.clone(),
             address_allowed,
-            upstream: service_slot.clone(),
+            local: service_local.clone(),
         };
         async move { Ok::<_, Infallible>(route(req, ctx).await) }
     });
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
-    let mut conn = pin!(conn);
-    let mut shutdown = pin!(shutdown.cancelled());
-    let mut abort = pin!(abort.cancelled());
-    let mut draining = false;
-    // One poll serves the client connection and drives its upstream connection: the
-    // upstream first (what it read is then consumed), again after the client side (a request
-    // just sent must reach the socket and register for its answer in this same round).
-    let result = poll_fn(|cx| {
-        if !draining && shutdown.as_mut().poll(cx).is_ready() {
-            // Finish the request in flight, then close; idle keep-alive connections close now.
-            conn.as_mut().graceful_shutdown();
-            draining = true;
-        }
-        if draining && abort.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(()));
-        }
-        let _ = slot.poll_drive(cx);
-        let served = conn.as_mut().poll(cx);
-        if served.is_pending() {
+    let result = {
+        let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+        let mut conn = pin!(conn);
+        let mut shutdown = pin!(shutdown.cancelled());
+        let mut abort = pin!(abort.cancelled());
+        let mut draining = false;
+        let slot = &local.upstream;
+        // One poll serves the client connection and drives its upstream connection: the
+        // upstream first (what it read is then consumed), again after the client side (a
+        // request just sent must reach the socket and register for its answer in this round).
+        poll_fn(|cx| {
+            if !draining && shutdown.as_mut().poll(cx).is_ready() {
+                // Finish the request in flight, then close; idle keep-alive connections close now.
+                conn.as_mut().graceful_shutdown();
+                draining = true;
+            }
+            if draining && abort.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(()));
+            }
             let _ = slot.poll_drive(cx);
-        }
-        served
-    })
-    .await;
-    slot.release(&shared.pool);
+            let served = conn.as_mut().poll(cx);
+            if served.is_pending() {
+                let _ = slot.poll_drive(cx);
+            }
+            served
+        })
+        .await
+    };
+    local.upstream.release(&shared.pool);
     if let Err(e) = result {
         tracing::debug!(%peer, error = %crate::respond::error_chain(&e), "connection ended with an error");
+    }
+    // A CONNECT answered 200 ended the HTTP stage: the tunnel starts here, in this task, with
+    // hyper's state already gone.
+    let pending = local.tunnel.lock().ok().and_then(|mut t| t.take());
+    if let Some(pending) = pending {
+        if !shared.abort.is_cancelled() {
+            crate::connect::start(pending, &shared, guard, peer).await;
+        }
     }
 }
 

@@ -95,8 +95,8 @@ fn host_header(target: &Target) -> Option<HeaderValue> {
 /// the kept one turns out closed before the request left.
 async fn exchange(req: Request<Incoming>, target: &Target, ctx: &ConnCtx) -> Result<Response<Incoming>, Refusal> {
     let mut req = req;
-    if let Some(kept) = ctx.upstream.take(target, &ctx.shared.pool) {
-        match ctx.upstream.send(kept, req).await {
+    if let Some(kept) = ctx.local.upstream.take(target, &ctx.shared.pool) {
+        match ctx.local.upstream.send(kept, req).await {
             Ok(response) => return Ok(response),
             Err(mut e) => match e.take_message() {
                 Some(unsent) => req = unsent,
@@ -106,7 +106,7 @@ async fn exchange(req: Request<Incoming>, target: &Target, ctx: &ConnCtx) -> Res
     }
     let stream = ctx.dial(target).await?;
     let fresh = Upstream::over(target.clone(), stream).await.map_err(|e| upstream_error(&e, target))?;
-    ctx.upstream.send(fresh, req).await.map_err(|e| upstream_error(&e.into_error(), target))
+    ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(&e.into_error(), target))
 }
 
 fn upstream_error(e: &hyper::Error, target: &Target) -> Refusal {
