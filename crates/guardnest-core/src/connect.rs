@@ -1,25 +1,23 @@
 //! CONNECT stage: decide, dial, and only then answer `200 Connection Established`,
 //! handing both raw sockets to the tunnel.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use hyper::upgrade::OnUpgrade;
-
 use crate::connection::{ConnCtx, ConnGuard};
-use crate::server::Shared;
 use crate::domain::Target;
 use crate::respond::{error_chain, ProxyBody, Refusal};
+use crate::server::Shared;
 use crate::stats::Stats;
 use crate::tunnel::{self, TunnelEnd};
 

@@ -177,10 +177,10 @@ async fn serve_http(
             if draining && abort.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
-            let _ = slot.poll_drive(cx);
+            slot.drive(cx);
             let served = conn.as_mut().poll(cx);
             if served.is_pending() {
-                let _ = slot.poll_drive(cx);
+                slot.drive(cx);
             }
             served
         })

@@ -55,21 +55,6 @@ pub enum DialError {
     },
 }
 
-impl DialError {
-    /// A copy for callers that only borrow the original (the pooled client keeps it).
-    pub fn duplicate(&self) -> DialError {
-        let io_copy = |e: &io::Error| io::Error::new(e.kind(), e.to_string());
-        match self {
-            DialError::Resolve { host, source } => DialError::Resolve { host: host.clone(), source: io_copy(source) },
-            DialError::Connect { target, source } => {
-                DialError::Connect { target: target.clone(), source: io_copy(source) }
-            }
-            DialError::Timeout { target, timeout } => DialError::Timeout { target: target.clone(), timeout: *timeout },
-            DialError::Loop { target } => DialError::Loop { target: target.clone() },
-        }
-    }
-}
-
 /// Connects to upstreams on behalf of clients.
 #[derive(Debug, Clone)]
 pub struct Dialer {

@@ -64,19 +64,7 @@ impl Host {
             Host::Ip(_) => std::borrow::Cow::Owned(self.ip_text().unwrap_or_default().as_str().to_owned()),
         }
     }
-}
 
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Name(n) => f.write_str(n),
-            Host::Ip(IpAddr::V6(_)) => write!(f, "[{}]", self.ip_text().unwrap_or_default().as_str()),
-            Host::Ip(_) => f.write_str(self.ip_text().unwrap_or_default().as_str()),
-        }
-    }
-}
-
-impl Host {
     /// An IP literal's text (no brackets), on the stack: policy lookups and `Host` headers
     /// need it for every request to an address, and `Ipv4Addr`'s `Display` costs about as
     /// much as the lookup itself. `None` for a name.
@@ -107,6 +95,17 @@ impl Host {
         Some(text)
     }
 }
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Name(n) => f.write_str(n),
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            Host::Ip(_) => f.write_str(self.ip_text().unwrap_or_default().as_str()),
+        }
+    }
+}
+
 
 /// An IP address's text in a fixed buffer (the longest, IPv6 with an IPv4 tail, is 45 bytes).
 #[derive(Clone, Copy)]
@@ -303,6 +302,8 @@ fn valid_ascii_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn ip_text_matches_the_standard_formatting() {
         let mut x: u32 = 0x9E37_79B9;
@@ -323,8 +324,6 @@ mod tests {
         }
         assert!(Host::Name("example.com".into()).ip_text().is_none());
     }
-
-    use super::*;
 
     #[test]
     fn names_are_normalised() {

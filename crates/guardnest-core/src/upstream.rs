@@ -77,14 +77,13 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// Drives the current upstream connection's I/O; never completes (a connection that
-    /// ends is dropped). The owning task polls this next to its client connection.
-    pub(crate) fn poll_drive(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Ok(mut current) = self.current.lock() else { return Poll::Pending };
+    /// Drives the current upstream connection's I/O (a connection that ends is dropped).
+    /// The owning task calls this next to polling its client connection.
+    pub(crate) fn drive(&self, cx: &mut Context<'_>) {
+        let Ok(mut current) = self.current.lock() else { return };
         if current.as_mut().is_some_and(|u| u.poll_done(cx)) {
             *current = None;
         }
-        Poll::Pending
     }
 
     /// Takes a reusable connection to `target` from this slot or, failing that, from the
