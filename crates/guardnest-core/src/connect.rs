@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -16,6 +15,7 @@ use tokio::net::TcpStream;
 
 use crate::connection::{ConnCtx, ConnGuard};
 use crate::domain::Target;
+use crate::head::{ConnectHead, Rewind};
 use crate::respond::{error_chain, ProxyBody, Refusal};
 use crate::server::Shared;
 use crate::stats::Stats;
@@ -47,11 +47,65 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
     Ok(response)
 }
 
-/// Takes the client's socket back from hyper, forwards any bytes it pipelined behind the
-/// CONNECT head, and spawns the tunnel as a task of its own holding only the copy state and
-/// what its end needs. Runs in the connection task, whose HTTP stage has just ended.
-pub(crate) async fn start(pending: Pending, shared: &Shared, guard: Arc<ConnGuard>, peer: SocketAddr) {
-    let Pending { on_upgrade, mut upstream, target } = pending;
+/// What [`answer`] did with a CONNECT head.
+pub(crate) enum Answered {
+    /// 200 sent: the tunnel is to start.
+    Tunnel(Open),
+    /// Refused, and the connection stays open for the client's next request, which may
+    /// already have begun in `rest`.
+    Refused { rest: Vec<u8> },
+    /// Refused and to be closed, or the client left.
+    Closed,
+}
+
+/// A dialed upstream whose 200 is out, and what the client sent behind its CONNECT.
+pub(crate) struct Open {
+    upstream: TcpStream,
+    target: Target,
+    pipelined: Vec<u8>,
+}
+
+/// Serves a CONNECT head read by [`crate::head`], without hyper: the same checks, dial and
+/// answers as [`handle`], written to the socket directly.
+pub(crate) async fn answer(
+    client: &mut TcpStream,
+    head: ConnectHead,
+    shared: &Shared,
+    peer: SocketAddr,
+    address_allowed: bool,
+) -> Answered {
+    let decided = async {
+        crate::connection::admit(shared, peer, address_allowed, head.proxy_authorization()).await?;
+        let target = head.target.clone().map_err(|e| Refusal::BadRequest(e.0))?;
+        crate::connection::check_policy(shared, peer, &target.host, false)?;
+        let upstream = crate::connection::dial(shared, &target).await?;
+        Ok::<_, Refusal>((target, upstream))
+    };
+    match decided.await {
+        Ok((target, upstream)) => {
+            if let Err(e) = client.write_all(ESTABLISHED).await {
+                tracing::debug!(%peer, %target, error = %e, "client left before the tunnel started");
+                return Answered::Closed;
+            }
+            Answered::Tunnel(Open { upstream, target, pipelined: head.into_rest() })
+        }
+        Err(refusal) => {
+            crate::connection::refused(peer, &http::Method::CONNECT, &refusal);
+            if client.write_all(&refusal.encode()).await.is_err() || refusal.closes_connection() {
+                return Answered::Closed;
+            }
+            Answered::Refused { rest: head.into_rest() }
+        }
+    }
+}
+
+/// The answer to a CONNECT that was dialed.
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+/// Takes the client's socket back from hyper and starts the tunnel ([`start_tunnel`]). Runs
+/// in the connection task, whose HTTP stage has just ended.
+pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
+    let Pending { on_upgrade, upstream, target } = pending;
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -59,14 +113,27 @@ pub(crate) async fn start(pending: Pending, shared: &Shared, guard: Arc<ConnGuar
             return;
         }
     };
-    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let parts = match upgraded.downcast::<TokioIo<Rewind>>() {
         Ok(p) => p,
         Err(_) => {
             tracing::error!(%peer, %target, "upgraded connection is not a TCP stream");
             return;
         }
     };
-    let pipelined = parts.read_buf;
+    // What hyper read past the head, behind anything it never read of the first bytes.
+    let (mut pipelined, client) = parts.io.into_inner().into_parts();
+    pipelined.extend_from_slice(&parts.read_buf);
+    // Even empty, hyper's bytes may pin its whole read buffer: let it go first.
+    drop(parts.read_buf);
+    start_tunnel(client, Open { upstream, target, pipelined }, shared, guard, peer).await;
+}
+
+/// Forwards the bytes the client pipelined behind its CONNECT head, then spawns the tunnel
+/// as a task of its own holding only the copy state and what its end needs (run in the
+/// connection task instead, an idle tunnel measured 2.42 KiB instead of 1.61: that task's
+/// future is sized for its largest state, the head read).
+pub(crate) async fn start_tunnel(client: TcpStream, open: Open, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
+    let Open { mut upstream, target, pipelined } = open;
     let early = pipelined.len() as u64;
     if !pipelined.is_empty() {
         if let Err(e) = upstream.write_all(&pipelined).await {
@@ -74,12 +141,10 @@ pub(crate) async fn start(pending: Pending, shared: &Shared, guard: Arc<ConnGuar
             return;
         }
     }
-    // Even empty, these bytes may pin hyper's whole read buffer: let it go first.
     drop(pipelined);
     Stats::bump(&shared.stats.tunnels_total);
     shared.stats.bytes_up.fetch_add(early, Relaxed);
     let config = &shared.config;
-    let client = parts.io.into_inner();
     // The end needs the counters: the guard reaches them, so nothing else is held.
     shared.tracker.spawn(tunnel::run_then(
         client,

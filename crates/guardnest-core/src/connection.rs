@@ -1,34 +1,34 @@
-//! Read-head stage (the design's handle_client): one task per accepted connection, serving
-//! HTTP/1.1 request heads with hyper under the configured limits and routing each request to
-//! the CONNECT or the forward stage.
+//! Read-head stage (the design's handle_client): one task per accepted connection. A
+//! connection that starts with CONNECT heads is answered from [`crate::head`]'s parse; any
+//! other is served by hyper under the same limits, each request routed to the CONNECT or
+//! the forward stage.
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
 use std::net::SocketAddr;
+use std::pin::pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocklist::Verdict;
+use crate::connect::Answered;
 use crate::dial::DialError;
 use crate::domain::{Host, Target};
+use crate::head::{Head, Rewind};
 use crate::respond::{ProxyBody, Refusal};
 use crate::server::Shared;
 use crate::stats::{ActiveGuard, Stats};
 use crate::upstream::Slot;
-
-/// Open connections above which a new one waits for its first byte before hyper (and its
-/// buffers) take over: below it, the memory is small and the extra syscall is not worth it.
-const WAIT_FOR_FIRST_BYTE_ABOVE: u64 = 256;
 
 /// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
 pub(crate) struct ConnGuard {
@@ -65,27 +65,37 @@ pub(crate) struct Local {
 impl ConnCtx {
     /// Refuses a blocked host, logging it once at info.
     pub(crate) fn check_policy(&self, host: &Host, html: bool) -> Result<(), Refusal> {
-        match self.shared.policy.check(host) {
-            Verdict::Blocked(m) => {
-                Stats::bump(&self.shared.stats.blocked_total);
-                let host_text = host.to_string();
-                self.shared.blocks.record(&host_text, &m.list, &m.rule);
-                tracing::info!(client = %self.peer, %host, list = %m.list, rule = %m.rule, "blocked");
-                Err(Refusal::Blocked { host: host_text, list: m.list, rule: m.rule, html })
-            }
-            Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
-        }
+        check_policy(&self.shared, self.peer, host, html)
     }
 
     /// Dials an upstream, counting failures.
     pub(crate) async fn dial(&self, target: &Target) -> Result<TcpStream, Refusal> {
-        self.shared.dialer.dial(target).await.map_err(|e| {
-            if !matches!(e, DialError::Loop { .. }) {
-                Stats::bump(&self.shared.stats.dial_failures);
-            }
-            Refusal::Dial(e)
-        })
+        dial(&self.shared, target).await
     }
+}
+
+/// Refuses a blocked host, logging it once at info.
+pub(crate) fn check_policy(shared: &Shared, peer: SocketAddr, host: &Host, html: bool) -> Result<(), Refusal> {
+    match shared.policy.check(host) {
+        Verdict::Blocked(m) => {
+            Stats::bump(&shared.stats.blocked_total);
+            let host_text = host.to_string();
+            shared.blocks.record(&host_text, &m.list, &m.rule);
+            tracing::info!(client = %peer, %host, list = %m.list, rule = %m.rule, "blocked");
+            Err(Refusal::Blocked { host: host_text, list: m.list, rule: m.rule, html })
+        }
+        Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
+    }
+}
+
+/// Dials an upstream, counting failures.
+pub(crate) async fn dial(shared: &Shared, target: &Target) -> Result<TcpStream, Refusal> {
+    shared.dialer.dial(target).await.map_err(|e| {
+        if !matches!(e, DialError::Loop { .. }) {
+            Stats::bump(&shared.stats.dial_failures);
+        }
+        Refusal::Dial(e)
+    })
 }
 
 /// Serves one client connection until it closes, the proxy shuts down, or it is aborted.
@@ -96,7 +106,7 @@ pub(crate) async fn serve(
     permit: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) {
-    let guard = Arc::new(ConnGuard { _permit: permit, active: ActiveGuard::new(shared.stats.clone()) });
+    let guard = ConnGuard { _permit: permit, active: ActiveGuard::new(shared.stats.clone()) };
     tracing::debug!(peer = %tcp_peer, "connection accepted");
     let peer = if shared.config.proxy_protocol {
         match real_client(&mut stream, tcp_peer, &shared).await {
@@ -106,34 +116,52 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
-    // Under load, a client costs no read buffer until its first byte: hyper allocates its
-    // buffers (16 KiB) as soon as it starts reading, which thousands of silent connections
-    // would multiply. A one-byte peek, not `readable()` (tokio presets an accepted socket as
-    // readable); skipped while few connections are open, where it would only cost a syscall.
-    if shared.stats.connections_active.load(std::sync::atomic::Ordering::Relaxed) > WAIT_FOR_FIRST_BYTE_ABOVE {
-        let mut first = [0u8; 1];
-        tokio::select! {
-            r = tokio::time::timeout(shared.config.request_timeout, stream.peek(&mut first)) => {
-                if !matches!(r, Ok(Ok(1))) {
-                    tracing::debug!(%peer, "no request in time; closed");
-                    return;
+    let address_allowed = shared.access.check_address(peer.ip()).is_ok();
+    let config = &shared.config;
+    let mut buf = Vec::new();
+    // A client costs no buffer until its first bytes arrive (head::read reads them into one
+    // sized to fit), however many connections wait silently.
+    loop {
+        let head = tokio::select! {
+            r = tokio::time::timeout(config.request_timeout, crate::head::read(&stream, buf, config.max_header_bytes)) => {
+                match r {
+                    Ok(head) => head,
+                    Err(_) => {
+                        tracing::debug!(%peer, "no complete request head in time; closed");
+                        return;
+                    }
                 }
             }
             _ = shutdown.cancelled() => return,
+        };
+        let head = match head {
+            Head::Closed => return,
+            Head::Bad(refusal) => {
+                refused(peer, &Method::CONNECT, &refusal);
+                let _ = stream.write_all(&refusal.encode()).await;
+                return;
+            }
+            // Boxed: the HTTP stage's state (kilobytes) is allocated only when it serves.
+            Head::Other(pre) => {
+                let io = Rewind::new(pre, stream);
+                return Box::pin(serve_http(io, peer, shared, guard, shutdown, address_allowed)).await;
+            }
+            Head::Connect(head) => head,
+        };
+        match crate::connect::answer(&mut stream, head, &shared, peer, address_allowed).await {
+            Answered::Tunnel(open) => return crate::connect::start_tunnel(stream, open, &shared, guard, peer).await,
+            Answered::Refused { rest } => buf = rest,
+            Answered::Closed => return,
         }
     }
-    let address_allowed = shared.access.check_address(peer.ip()).is_ok();
-    // Boxed: the HTTP stage's state (kilobytes) is allocated only once there is a request,
-    // so the task of a silent connection stays small.
-    Box::pin(serve_http(stream, peer, shared, guard, shutdown, address_allowed)).await;
 }
 
 /// Serves request heads with hyper until the connection closes or is upgraded to a tunnel.
 async fn serve_http(
-    stream: TcpStream,
+    stream: Rewind,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    guard: Arc<ConnGuard>,
+    guard: ConnGuard,
     shutdown: CancellationToken,
     address_allowed: bool,
 ) {
@@ -150,12 +178,7 @@ async fn serve_http(
     let service_shared = shared.clone();
     let service_local = local.clone();
     let service = service_fn(move |req| {
-        let ctx = ConnCtx {
-            shared: service_shared.clone(),
-            peer,
-            address_allowed,
-            local: service_local.clone(),
-        };
+        let ctx = ConnCtx { shared: service_shared.clone(), peer, address_allowed, local: service_local.clone() };
         async move { Ok::<_, Infallible>(route(req, ctx).await) }
     });
     let result = {
@@ -224,30 +247,41 @@ async fn real_client(stream: &mut TcpStream, tcp_peer: SocketAddr, shared: &Shar
 
 async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let result = match admit(&req, &ctx).await {
+    let credentials = req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes());
+    let result = match admit(&ctx.shared, ctx.peer, ctx.address_allowed, credentials).await {
         Err(refusal) => Err(refusal),
         Ok(()) if method == Method::CONNECT => crate::connect::handle(req, &ctx).await,
         Ok(()) => crate::forward::handle(req, &ctx).await,
     };
     result.unwrap_or_else(|refusal| {
-        if !matches!(refusal, Refusal::Blocked { .. }) {
-            tracing::debug!(client = %ctx.peer, %method, status = %refusal.status(), reason = %refusal.reason(), "refused");
-        }
+        refused(ctx.peer, &method, &refusal);
         refusal.into_response()
     })
 }
 
-/// The access check: client address, then proxy credentials.
-async fn admit(req: &Request<Incoming>, ctx: &ConnCtx) -> Result<(), Refusal> {
-    let access = &ctx.shared.access;
-    if !ctx.address_allowed {
-        Stats::bump(&ctx.shared.stats.access_denied);
-        return Err(Refusal::ClientDenied(ctx.peer.ip()));
+/// Logs a refusal at debug (a block was logged at info already).
+pub(crate) fn refused(peer: SocketAddr, method: &Method, refusal: &Refusal) {
+    if !matches!(refusal, Refusal::Blocked { .. }) {
+        tracing::debug!(client = %peer, %method, status = %refusal.status(), reason = %refusal.reason(), "refused");
+    }
+}
+
+/// The access check: client address, then proxy credentials (the `Proxy-Authorization`
+/// value, if sent).
+pub(crate) async fn admit(
+    shared: &Shared,
+    peer: SocketAddr,
+    address_allowed: bool,
+    credentials: Option<&[u8]>,
+) -> Result<(), Refusal> {
+    let access = &shared.access;
+    if !address_allowed {
+        Stats::bump(&shared.stats.access_denied);
+        return Err(Refusal::ClientDenied(peer.ip()));
     }
     if access.needs_credentials() {
-        let header = req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes());
-        if let Err(crate::access::Denied::Credentials(why)) = access.check_credentials(header).await {
-            Stats::bump(&ctx.shared.stats.access_denied);
+        if let Err(crate::access::Denied::Credentials(why)) = access.check_credentials(credentials).await {
+            Stats::bump(&shared.stats.access_denied);
             return Err(Refusal::AuthRequired(why));
         }
     }

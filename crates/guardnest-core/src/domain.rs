@@ -106,7 +106,6 @@ impl fmt::Display for Host {
     }
 }
 
-
 /// An IP address's text in a fixed buffer (the longest, IPv6 with an IPv4 tail, is 45 bytes).
 #[derive(Clone, Copy)]
 pub struct IpText {
@@ -202,17 +201,29 @@ impl Target {
 pub struct BadTarget(pub String);
 
 impl Target {
+    /// Where a CONNECT asks to go: its request target, which must be a `host:port` authority
+    /// and nothing else (RFC 9110 §9.3.6).
+    pub fn of_connect(raw: &str) -> Result<Target, BadTarget> {
+        if raw.is_empty() {
+            return Err(BadTarget("CONNECT needs a host:port target".into()));
+        }
+        // The authority grammar as hyper's `Uri` checks it, so a CONNECT is read the same
+        // whichever path served it.
+        if raw.contains(['/', '?', '#']) || http::uri::Authority::try_from(raw).is_err() {
+            return Err(BadTarget(format!("CONNECT target {raw:?} is not host:port")));
+        }
+        Target::parse_authority(raw).map_err(|e| BadTarget(format!("CONNECT target {raw:?}: {e}")))
+    }
+
     /// Where a request asks to go: a CONNECT authority (port required), or an absolute
     /// `http://` URL (port 80 by default). Everything else is a 400 with the reason.
     pub fn of_request(method: &http::Method, uri: &http::Uri) -> Result<Target, BadTarget> {
         if method == http::Method::CONNECT {
             let authority = uri.authority().ok_or_else(|| BadTarget("CONNECT needs a host:port target".into()))?;
-            // CONNECT's target is an authority and nothing else (RFC 9110 §9.3.6).
             if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| !p.as_str().is_empty() && p != "/") {
                 return Err(BadTarget(format!("CONNECT target {uri:?} is not host:port")));
             }
-            return Target::parse_authority(authority.as_str())
-                .map_err(|e| BadTarget(format!("CONNECT target {:?}: {e}", authority.as_str())));
+            return Target::of_connect(authority.as_str());
         }
         let Some(authority) = uri.authority() else {
             return Err(BadTarget(
@@ -318,7 +329,9 @@ mod tests {
         for ip in v4 {
             assert_eq!(Host::Ip(IpAddr::V4(ip)).ip_text().unwrap().as_str(), ip.to_string());
         }
-        for raw in ["::1", "::", "2001:db8::7", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "64:ff9b::1.2.3.4", "fe80::1:2:3:4"] {
+        for raw in
+            ["::1", "::", "2001:db8::7", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", "64:ff9b::1.2.3.4", "fe80::1:2:3:4"]
+        {
             let ip: Ipv6Addr = raw.parse().unwrap();
             assert_eq!(Host::Ip(IpAddr::V6(ip)).ip_text().unwrap().as_str(), ip.to_string());
         }

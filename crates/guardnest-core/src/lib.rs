@@ -63,6 +63,7 @@ pub mod domain;
 pub mod events;
 mod forward;
 pub mod fsutil;
+mod head;
 pub mod health;
 mod listener;
 pub mod proxy_protocol;

@@ -33,6 +33,8 @@ pub enum Refusal {
     },
     /// The client address is not in `[access] allow` (403).
     ClientDenied(std::net::IpAddr),
+    /// The request head is larger than `[proxy] max_header_bytes` allows (431).
+    HeadTooLarge(String),
     /// Proxy credentials missing or wrong (407).
     AuthRequired(&'static str),
     /// Dialing failed (502, 504, or 508 for a loop).
@@ -46,6 +48,7 @@ impl Refusal {
     pub fn status(&self) -> StatusCode {
         match self {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Refusal::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
             Refusal::AuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::Dial(DialError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
@@ -58,6 +61,7 @@ impl Refusal {
     pub fn reason(&self) -> String {
         match self {
             Refusal::BadRequest(why) => format!("bad request: {why}"),
+            Refusal::HeadTooLarge(why) => format!("request head too large: {why}"),
             Refusal::Blocked { host, list, rule, .. } => {
                 format!("{host} is blocked by list \"{list}\" (rule {rule})")
             }
@@ -73,30 +77,72 @@ impl Refusal {
 
     /// The response to send.
     pub fn into_response(self) -> Response<ProxyBody> {
+        let (content_type, body) = self.body();
+        let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        for (name, value) in self.fields().into_iter().flatten() {
+            headers.insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+
+    /// The whole response as bytes, for a connection hyper does not serve (a first CONNECT;
+    /// see [`crate::head`]): the same status, fields and body as [`Refusal::into_response`].
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let status = self.status();
-        let (content_type, body) = match &self {
+        let (content_type, body) = self.body();
+        let mut out = Vec::with_capacity(256 + body.len());
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        for (name, value) in self.fields().into_iter().flatten() {
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(b"\r\ncontent-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+
+    /// Whether the connection closes after this answer. After a malformed request the
+    /// stream may be out of step; after a refused CONNECT the client has nothing more to
+    /// send. A 407 keeps it: the client retries there with credentials.
+    pub fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            Refusal::BadRequest(_)
+                | Refusal::HeadTooLarge(_)
+                | Refusal::Blocked { html: false, .. }
+                | Refusal::ClientDenied(_)
+        )
+    }
+
+    fn body(&self) -> (&'static str, String) {
+        match self {
             Refusal::Blocked { host, list, rule, html: true } => {
                 ("text/html; charset=utf-8", block_page(host, list, rule))
             }
             _ => ("text/plain; charset=utf-8", self.reason() + "\n"),
-        };
-        let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        // After a malformed request the stream may be out of step; after a refused CONNECT
-        // the client has nothing more to send. Either way, close instead of waiting.
-        if matches!(self, Refusal::BadRequest(_) | Refusal::Blocked { html: false, .. } | Refusal::ClientDenied(_)) {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        if matches!(self, Refusal::AuthRequired(_)) {
-            headers.insert(
-                header::PROXY_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"GuardNest\", charset=\"UTF-8\""),
-            );
-        }
-        response
+    }
+
+    /// The header fields besides the content type and length.
+    fn fields(&self) -> [Option<(header::HeaderName, &'static str)>; 3] {
+        [
+            Some((header::CACHE_CONTROL, "no-store")),
+            self.closes_connection().then_some((header::CONNECTION, "close")),
+            matches!(self, Refusal::AuthRequired(_))
+                .then_some((header::PROXY_AUTHENTICATE, "Basic realm=\"GuardNest\", charset=\"UTF-8\"")),
+        ]
     }
 }
 
@@ -150,5 +196,55 @@ mod tests {
         let blocked = Refusal::Blocked { host: "<x>".into(), list: "l".into(), rule: "x".into(), html: true };
         assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
         assert!(block_page("<x>", "l", "x").contains("&lt;x&gt;"));
+    }
+
+    /// The bytes written without hyper say what hyper would: status, fields, body.
+    #[test]
+    fn encoded_answers_match_the_responses() {
+        let refusals = || {
+            vec![
+                Refusal::BadRequest("x".into()),
+                Refusal::HeadTooLarge("more than 10 bytes".into()),
+                Refusal::Blocked { host: "a.test".into(), list: "l".into(), rule: "a.test".into(), html: false },
+                Refusal::Blocked { host: "a.test".into(), list: "l".into(), rule: "a.test".into(), html: true },
+                Refusal::ClientDenied("192.0.2.1".parse().unwrap()),
+                Refusal::AuthRequired("proxy authentication required"),
+                Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(1) }),
+                Refusal::Upstream("gone".into()),
+            ]
+        };
+        for (refusal, same) in refusals().into_iter().zip(refusals()) {
+            let bytes = refusal.encode();
+            let mut fields = [httparse::EMPTY_HEADER; 16];
+            let mut parsed = httparse::Response::new(&mut fields);
+            let httparse::Status::Complete(head_len) = parsed.parse(&bytes).unwrap() else { panic!("incomplete") };
+            let response = same.into_response();
+            assert_eq!(parsed.code, Some(response.status().as_u16()));
+            assert_eq!(parsed.reason, response.status().canonical_reason());
+            let body = &bytes[head_len..];
+            let mut expected: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+                .chain([("content-length".to_string(), body.len().to_string())])
+                .collect();
+            let mut got: Vec<(String, String)> = parsed
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), String::from_utf8(h.value.to_vec()).unwrap()))
+                .collect();
+            expected.sort();
+            got.sort();
+            assert_eq!(got, expected, "{:?}", refusal);
+            let Either::Right(full) = response.into_body() else { panic!("not our body") };
+            let want = futures_body(full);
+            assert_eq!(body, &want[..], "{:?}", refusal);
+        }
+    }
+
+    fn futures_body(full: Full<Bytes>) -> Bytes {
+        use http_body_util::BodyExt;
+        let collected = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(full.collect());
+        collected.unwrap().to_bytes()
     }
 }

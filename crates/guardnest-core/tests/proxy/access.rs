@@ -105,6 +105,13 @@ async fn basic_users_with_argon2_hashes() {
     // upstream never sees the credentials.
     let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\n{good}\r\n").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // A 407 keeps the connection: the client retries there with credentials.
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 407"), "{resp}");
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{good}\r\n").as_bytes()).await.unwrap();
+    assert_eq!(status_of(&read_head(&mut s).await), 200);
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     for _ in 0..2 {
         let req = format!("GET http://{}/x HTTP/1.1\r\nHost: {}\r\n{good}\r\n", origin.addr, origin.addr);
@@ -113,7 +120,7 @@ async fn basic_users_with_argon2_hashes() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         assert!(!resp.to_ascii_lowercase().contains("proxy-authorization"), "{resp}");
     }
-    assert_eq!(proxy.stats.snapshot().access_denied, 3);
+    assert_eq!(proxy.stats.snapshot().access_denied, 4);
     proxy.stop().await;
 }
 

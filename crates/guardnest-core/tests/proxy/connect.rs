@@ -244,3 +244,114 @@ async fn bulk_transfer(proxy: TestProxy) {
     assert_eq!(stats.snapshot().bytes_up, 24 << 20);
     assert_eq!(stats.snapshot().bytes_down, 24 << 20);
 }
+
+// A connection's first CONNECT is read by GuardNest itself (httparse), not by hyper: the
+// tests below hold that path to hyper's answers and limits.
+
+/// Writes `parts` with pauses between them, so the proxy reads each separately.
+async fn write_in_parts(s: &mut tokio::net::TcpStream, parts: &[&[u8]]) {
+    for part in parts {
+        s.write_all(part).await.unwrap();
+        s.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+#[tokio::test]
+async fn heads_split_across_reads_are_served() {
+    let echo = echo_server().await;
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+
+    // A CONNECT arriving in pieces, the first shorter than "CONNECT ", the head ending in the
+    // same read as pipelined bytes.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let rest = format!("NECT {echo} HTTP/1.1\r\nHo");
+    write_in_parts(&mut s, &[b"CON", rest.as_bytes(), b"st: x\r\n\r\nping"]).await;
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let mut buf = [0u8; 4];
+    within("pipelined echo", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"ping");
+
+    // First bytes that begin like CONNECT but are another method go to hyper whole.
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let rest = format!("PY http://{}/moved HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+    write_in_parts(&mut s, &[b"CO", rest.as_bytes()]).await;
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.contains("COPY /moved\n"), "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_connect_heads_get_431() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let start = format!("CONNECT {echo} HTTP/1.1\r\n");
+    // Too many bytes (the limit is 64 KiB by default), then too many fields (hyper's 100).
+    let big: String = (0..200).map(|i| format!("X-Filler-{i}: {}\r\n", "a".repeat(1000))).collect();
+    let many: String = (0..150).map(|i| format!("X-{i}: a\r\n")).collect();
+    for fields in [big, many] {
+        let resp = raw(proxy.addr, format!("{start}{fields}\r\n").as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
+        assert!(resp.contains("request head too large: more than"), "{resp}");
+    }
+    assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+}
+
+#[tokio::test]
+async fn connect_with_a_body_is_400() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    for field in ["Content-Length: 5", "Transfer-Encoding: chunked"] {
+        let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\n{field}\r\n\r\nhello").as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 400"), "{field}: {resp}");
+        assert!(resp.contains("a CONNECT request has no body"), "{resp}");
+        assert!(resp.contains("connection: close"), "{resp}");
+    }
+    let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+#[tokio::test]
+async fn a_failed_connect_leaves_the_connection_open_for_the_next() {
+    let echo = echo_server().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let dead = closed_port();
+    s.write_all(format!("CONNECT {dead} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 502"), "{resp}");
+    assert!(resp.contains("content-type: text/plain; charset=utf-8\r\n"), "{resp}");
+    assert!(resp.contains("cache-control: no-store\r\n"), "{resp}");
+    assert!(!resp.contains("connection: close"), "{resp}");
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\nagain").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let mut buf = [0u8; 5];
+    within("echo after a 502", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"again");
+}
+
+/// A CONNECT after a plain-HTTP request on one connection is hyper's; its tunnel works the same.
+#[tokio::test]
+async fn connect_after_a_plain_request_on_one_connection() {
+    let echo = echo_server().await;
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("GET http://{}/first HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr).as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("GET /first\n"), "{resp}");
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\nafter").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 200, "{head}");
+    let mut buf = [0u8; 5];
+    within("echo after a GET", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b"after");
+    s.write_all(b" and more").await.unwrap();
+    let mut buf = [0u8; 9];
+    within("echo after a GET", s.read_exact(&mut buf)).await.unwrap();
+    assert_eq!(&buf, b" and more");
+}

@@ -1,0 +1,257 @@
+//! First-head stage: a connection's first bytes are read here, before hyper. A CONNECT head
+//! (how nearly every connection to a proxy starts) is parsed with httparse, the parser
+//! hyper itself uses, under the same limits, so the CONNECT stage can answer it without
+//! setting up hyper's per-connection state for a single request. Anything else goes to
+//! hyper together with the bytes already read ([`Rewind`]).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::domain::{BadTarget, Target};
+use crate::respond::Refusal;
+
+/// How every CONNECT head starts; any other first bytes are hyper's.
+const CONNECT: &[u8] = b"CONNECT ";
+
+/// Header fields accepted in one head: hyper's default, so both paths take the same heads.
+const MAX_FIELDS: usize = 100;
+
+/// Bytes read from the socket at a time while a head is incomplete. On the stack, and only
+/// in a synchronous section, so a connection waiting for its head holds no buffer.
+const READ_CHUNK: usize = 2048;
+
+/// What a connection's first bytes turned out to be.
+pub(crate) enum Head {
+    /// A complete CONNECT head, and what the client sent after it.
+    Connect(ConnectHead),
+    /// Not a CONNECT: hyper serves the connection, starting with these bytes.
+    Other(Vec<u8>),
+    /// A CONNECT head that cannot be served (400, or 431 when too large); the connection
+    /// closes after the answer.
+    Bad(Refusal),
+    /// The client left, or sent nothing in time.
+    Closed,
+}
+
+/// A parsed CONNECT head.
+pub(crate) struct ConnectHead {
+    /// Where it asks to go, or why that is not a `host:port`.
+    pub(crate) target: Result<Target, BadTarget>,
+    /// Everything read: the head, then whatever the client sent behind it.
+    buf: Vec<u8>,
+    head_len: usize,
+    proxy_authorization: Option<Range<usize>>,
+}
+
+impl ConnectHead {
+    /// The `Proxy-Authorization` value, if the client sent one.
+    pub(crate) fn proxy_authorization(&self) -> Option<&[u8]> {
+        self.proxy_authorization.clone().map(|r| &self.buf[r])
+    }
+
+    /// The bytes the client sent behind the head (a TLS hello, or a next request), kept in
+    /// the buffer they arrived in.
+    pub(crate) fn into_rest(mut self) -> Vec<u8> {
+        self.buf.drain(..self.head_len);
+        self.buf
+    }
+}
+
+/// Reads until `buf` (bytes already read, possibly none) holds a CONNECT head or is known
+/// not to start one. The caller bounds the wait.
+pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) -> Head {
+    loop {
+        if !buf.is_empty() {
+            let n = buf.len().min(CONNECT.len());
+            if buf[..n] != CONNECT[..n] {
+                return Head::Other(buf);
+            }
+            if n == CONNECT.len() {
+                match parse(&buf) {
+                    Ok(Some(parsed)) => {
+                        let (head_len, target, proxy_authorization) = parsed;
+                        return Head::Connect(ConnectHead { target, buf, head_len, proxy_authorization });
+                    }
+                    Ok(None) if buf.len() >= max_head => {
+                        return Head::Bad(Refusal::HeadTooLarge(format!("more than {max_head} bytes")))
+                    }
+                    Ok(None) => {}
+                    Err(refusal) => return Head::Bad(refusal),
+                }
+            }
+        }
+        if stream.readable().await.is_err() {
+            return Head::Closed;
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = READ_CHUNK.min(max_head.saturating_sub(buf.len()).max(1));
+        match stream.try_read(&mut chunk[..want]) {
+            Ok(0) => return Head::Closed,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Head::Closed,
+        }
+    }
+}
+
+type Parsed = (usize, Result<Target, BadTarget>, Option<Range<usize>>);
+
+/// Parses a complete head; `None` while it is incomplete.
+fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
+    // Left uninitialised: filling 100 fields per head cost more than the parse.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")))
+        }
+        Err(e) => return Err(Refusal::BadRequest(format!("malformed request head: {e}"))),
+    };
+    let mut proxy_authorization = None;
+    for field in req.headers.iter() {
+        let name = field.name;
+        // A CONNECT has no content: a body here would be read as tunnel bytes.
+        if name.eq_ignore_ascii_case("content-length") && field.value != b"0"
+            || name.eq_ignore_ascii_case("transfer-encoding")
+        {
+            return Err(Refusal::BadRequest("a CONNECT request has no body".into()));
+        }
+        if name.eq_ignore_ascii_case("proxy-authorization") {
+            let start = field.value.as_ptr() as usize - buf.as_ptr() as usize;
+            proxy_authorization = Some(start..start + field.value.len());
+        }
+    }
+    let target = Target::of_connect(req.path.unwrap_or(""));
+    Ok(Some((head_len, target, proxy_authorization)))
+}
+
+/// The client's socket with bytes already read from it in front, for hyper.
+pub(crate) struct Rewind {
+    pre: Vec<u8>,
+    at: usize,
+    io: TcpStream,
+}
+
+impl Rewind {
+    pub(crate) fn new(pre: Vec<u8>, io: TcpStream) -> Rewind {
+        Rewind { pre, at: 0, io }
+    }
+
+    /// The socket, and what of the bytes in front was never read (nothing, once hyper has
+    /// read a head).
+    pub(crate) fn into_parts(mut self) -> (Vec<u8>, TcpStream) {
+        self.pre.drain(..self.at);
+        (self.pre, self.io)
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if self.at < self.pre.len() {
+            let n = (self.pre.len() - self.at).min(out.remaining());
+            let at = self.at;
+            out.put_slice(&self.pre[at..at + n]);
+            self.at += n;
+            if self.at == self.pre.len() {
+                self.pre = Vec::new(); // read: let the buffer go
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Result<Option<Parsed>, Refusal> {
+        parse(head.as_bytes())
+    }
+
+    #[test]
+    fn connect_heads() {
+        let (len, target, auth) =
+            parsed("CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\nrest").unwrap().unwrap();
+        assert_eq!(len, "CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\n".len());
+        assert_eq!(target.unwrap().to_string(), "a.test:443");
+        let head = ConnectHead {
+            target: Target::of_connect("a.test:443"),
+            buf: b"CONNECT a.test:443 HTTP/1.1\r\nProxy-Authorization: Basic eA==\r\n\r\nrest".to_vec(),
+            head_len: len,
+            proxy_authorization: auth,
+        };
+        assert_eq!(head.proxy_authorization(), Some(&b"Basic eA=="[..]));
+        assert_eq!(head.into_rest(), b"rest");
+        // Incomplete, then refused forms.
+        assert!(parsed("CONNECT a.test:443 HTTP/1.1\r\nHost: a").unwrap().is_none());
+        assert!(matches!(parsed("CONNECT a.test:443 HTTP/1.1\r\nBad Field\r\n\r\n"), Err(Refusal::BadRequest(_))));
+        assert!(matches!(parsed("CONNECT a b HTTP/1.1\r\n\r\n"), Err(Refusal::BadRequest(_))));
+        for target in ["/path", "http://a.test:443/", "a.test:443/x", "a.test:443?q", "", "a.test"] {
+            let head = format!("CONNECT {target} HTTP/1.1\r\n\r\n");
+            match parsed(&head) {
+                Ok(Some((_, Err(_), _))) | Err(Refusal::BadRequest(_)) => {}
+                _ => panic!("{target:?} accepted"),
+            }
+        }
+        assert_eq!(
+            parsed("CONNECT [::1]:8443 HTTP/1.0\r\n\r\n").unwrap().unwrap().1.unwrap(),
+            Target::parse_authority("[::1]:8443").unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn rewind_reads_its_bytes_first_and_gives_back_the_rest() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        client.write_all(b" world").await.unwrap();
+        let mut io = Rewind::new(b"hello".to_vec(), server);
+        let mut two = [0u8; 2];
+        io.read_exact(&mut two).await.unwrap();
+        assert_eq!(&two, b"he");
+        let (left, server) = io.into_parts();
+        assert_eq!(left, b"llo");
+        let mut io = Rewind::new(left, server);
+        let mut all = [0u8; 9];
+        io.read_exact(&mut all).await.unwrap();
+        assert_eq!(&all, b"llo world");
+        assert!(io.into_parts().0.is_empty());
+    }
+}
