@@ -109,7 +109,8 @@ pub(crate) async fn serve(
     let guard = ConnGuard { _permit: permit, active: ActiveGuard::new(shared.stats.clone()) };
     tracing::debug!(peer = %tcp_peer, "connection accepted");
     let peer = if shared.config.proxy_protocol {
-        match real_client(&mut stream, tcp_peer, &shared).await {
+        // Boxed: opt-in, so it does not size every connection's task.
+        match Box::pin(real_client(&mut stream, tcp_peer, &shared)).await {
             Some(client) => client,
             None => return,
         }
@@ -148,7 +149,8 @@ pub(crate) async fn serve(
             }
             Head::Connect(head) => head,
         };
-        match crate::connect::answer(&mut stream, head, &shared, peer, address_allowed).await {
+        // Boxed like the HTTP stage: the dial's state is allocated only while it runs.
+        match Box::pin(crate::connect::answer(&mut stream, head, &shared, peer, address_allowed)).await {
             Answered::Tunnel(open) => return crate::connect::start_tunnel(stream, open, &shared, guard, peer).await,
             Answered::Refused { rest } => buf = rest,
             Answered::Closed => return,
