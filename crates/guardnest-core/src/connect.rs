@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{header, Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -21,6 +21,9 @@ use crate::server::Shared;
 use crate::stats::Stats;
 use crate::tunnel::{self, TunnelEnd};
 
+/// Why a CONNECT that announces a body is refused: its bytes would be read as tunnel bytes.
+pub(crate) const NO_BODY: &str = "a CONNECT request has no body";
+
 /// A CONNECT answered 200: what the connection task needs to start the tunnel once hyper
 /// hands the client's socket back (after the 200 is written).
 pub(crate) struct Pending {
@@ -33,6 +36,10 @@ pub(crate) struct Pending {
 /// task ([`start`]), which goes on to it as soon as the 200 is out.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
     let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
+    let fields = req.headers();
+    if fields.contains_key(header::TRANSFER_ENCODING) || fields.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0") {
+        return Err(Refusal::BadRequest(NO_BODY.into()));
+    }
     ctx.check_policy(&target.host, false)?;
     let upstream = ctx.dial(&target).await?;
     let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target };

@@ -122,7 +122,7 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
         if name.eq_ignore_ascii_case("content-length") && field.value != b"0"
             || name.eq_ignore_ascii_case("transfer-encoding")
         {
-            return Err(Refusal::BadRequest("a CONNECT request has no body".into()));
+            return Err(Refusal::BadRequest(crate::connect::NO_BODY.into()));
         }
         if name.eq_ignore_ascii_case("proxy-authorization") {
             let start = field.value.as_ptr() as usize - buf.as_ptr() as usize;

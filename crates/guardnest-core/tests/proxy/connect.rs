@@ -312,6 +312,15 @@ async fn connect_with_a_body_is_400() {
     }
     let resp = raw(proxy.addr, format!("CONNECT {echo} HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    // The same answer from hyper, for a CONNECT after a plain request on one connection.
+    let origin = origin().await;
+    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr).as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("a CONNECT request has no body"), "{resp}");
 }
 
 #[tokio::test]
