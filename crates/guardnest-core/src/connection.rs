@@ -149,8 +149,14 @@ pub(crate) async fn serve(
             }
             Head::Connect(head) => head,
         };
-        // Boxed like the HTTP stage: the dial's state is allocated only while it runs.
-        match Box::pin(crate::connect::answer(&mut stream, head, &shared, peer, address_allowed)).await {
+        // Boxed like the HTTP stage: the dial's state is allocated only while it runs. A dial
+        // still running when the shutdown grace ends is dropped with the connection.
+        let answer = Box::pin(crate::connect::answer(&mut stream, head, &shared, peer, address_allowed));
+        let answered = tokio::select! {
+            a = answer => a,
+            _ = shared.abort.cancelled() => return,
+        };
+        match answered {
             Answered::Tunnel(open) => return crate::connect::start_tunnel(stream, open, &shared, guard, peer).await,
             Answered::Refused { rest } => buf = rest,
             Answered::Closed => return,

@@ -161,6 +161,26 @@ async fn shutdown_drains_open_tunnels_within_the_grace() {
     assert_eq!(n, 0);
 }
 
+/// A CONNECT still dialing when the grace ends is dropped, not waited for.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_dial_past_the_grace() {
+    let hole = blackhole();
+    let mut config = config();
+    config.connect_timeout = Duration::from_secs(60);
+    config.shutdown_timeout = Duration::from_millis(300);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("CONNECT {} HTTP/1.1\r\n\r\n", hole.addr).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the dial has started
+    let started = Instant::now();
+    proxy.stop().await;
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    let mut rest = Vec::new();
+    let n = within("client closed", s.read_to_end(&mut rest)).await.unwrap_or(0);
+    assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+}
+
 #[tokio::test]
 async fn shutdown_is_immediate_when_nothing_is_open() {
     let proxy = TestProxy::plain(Policy::allow_all()).await;
