@@ -123,7 +123,10 @@ pub(crate) async fn serve(
     // A client costs no buffer until its first bytes arrive (head::read reads them into one
     // sized to fit), however many connections wait silently.
     loop {
+        // Biased, the read first: when the head is already there (the usual case) the
+        // cancellation futures are never polled, so never registered.
         let head = tokio::select! {
+            biased;
             r = tokio::time::timeout(config.request_timeout, crate::head::read(&stream, buf, config.max_header_bytes)) => {
                 match r {
                     Ok(head) => head,
@@ -153,6 +156,7 @@ pub(crate) async fn serve(
         // still running when the shutdown grace ends is dropped with the connection.
         let answer = Box::pin(crate::connect::answer(&mut stream, head, &shared, peer, address_allowed));
         let answered = tokio::select! {
+            biased;
             a = answer => a,
             _ = shared.abort.cancelled() => return,
         };
