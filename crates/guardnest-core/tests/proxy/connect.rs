@@ -33,13 +33,20 @@ async fn bytes_pipelined_behind_connect_are_forwarded() {
     let echo = echo_server().await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let req = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nhello, pipelined");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let head = read_head(&mut s).await;
+    connect_and_echo(&mut s, &echo.to_string(), b"hello, pipelined").await;
+}
+
+/// Sends a CONNECT to an echo upstream with `early` behind its head in the same write, and
+/// expects the 200 and then `early` back through the tunnel.
+async fn connect_and_echo(s: &mut tokio::net::TcpStream, echo: &str, early: &[u8]) {
+    let mut req = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").into_bytes();
+    req.extend_from_slice(early);
+    s.write_all(&req).await.unwrap();
+    let head = read_head(s).await;
     assert_eq!(status_of(&head), 200, "{head}");
-    let mut buf = [0u8; 16];
-    within("pipelined echo", s.read_exact(&mut buf)).await.unwrap();
-    assert_eq!(&buf, b"hello, pipelined");
+    let mut back = vec![0u8; early.len()];
+    within("pipelined echo", s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(back, early);
 }
 
 #[tokio::test]
@@ -335,12 +342,7 @@ async fn a_failed_connect_leaves_the_connection_open_for_the_next() {
     assert!(resp.contains("content-type: text/plain; charset=utf-8\r\n"), "{resp}");
     assert!(resp.contains("cache-control: no-store\r\n"), "{resp}");
     assert!(!resp.contains("connection: close"), "{resp}");
-    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\nagain").as_bytes()).await.unwrap();
-    let head = read_head(&mut s).await;
-    assert_eq!(status_of(&head), 200, "{head}");
-    let mut buf = [0u8; 5];
-    within("echo after a 502", s.read_exact(&mut buf)).await.unwrap();
-    assert_eq!(&buf, b"again");
+    connect_and_echo(&mut s, &echo.to_string(), b"again").await;
 }
 
 /// A CONNECT after a plain-HTTP request on one connection is hyper's; its tunnel works the same.
@@ -353,12 +355,7 @@ async fn connect_after_a_plain_request_on_one_connection() {
     s.write_all(format!("GET http://{}/first HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr).as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await;
     assert!(resp.contains("GET /first\n"), "{resp}");
-    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n\r\nafter").as_bytes()).await.unwrap();
-    let head = read_head(&mut s).await;
-    assert_eq!(status_of(&head), 200, "{head}");
-    let mut buf = [0u8; 5];
-    within("echo after a GET", s.read_exact(&mut buf)).await.unwrap();
-    assert_eq!(&buf, b"after");
+    connect_and_echo(&mut s, &echo.to_string(), b"after").await;
     s.write_all(b" and more").await.unwrap();
     let mut buf = [0u8; 9];
     within("echo after a GET", s.read_exact(&mut buf)).await.unwrap();
