@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
@@ -24,6 +24,12 @@ use crate::tunnel::{self, TunnelEnd};
 /// Why a CONNECT that announces a body is refused: its bytes would be read as tunnel bytes.
 pub(crate) const NO_BODY: &str = "a CONNECT request has no body";
 
+/// Whether a header field of a CONNECT announces a body ([`NO_BODY`]); both the first-head
+/// path and hyper's apply this one rule.
+pub(crate) fn announces_body(name: &str, value: &[u8]) -> bool {
+    name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("content-length") && value != b"0"
+}
+
 /// A CONNECT answered 200: what the connection task needs to start the tunnel once hyper
 /// hands the client's socket back (after the 200 is written).
 pub(crate) struct Pending {
@@ -36,8 +42,7 @@ pub(crate) struct Pending {
 /// task ([`start`]), which goes on to it as soon as the 200 is out.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
     let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
-    let fields = req.headers();
-    if fields.contains_key(header::TRANSFER_ENCODING) || fields.get(header::CONTENT_LENGTH).is_some_and(|v| v != "0") {
+    if req.headers().iter().any(|(name, value)| announces_body(name.as_str(), value.as_bytes())) {
         return Err(Refusal::BadRequest(NO_BODY.into()));
     }
     ctx.check_policy(&target.host, false)?;

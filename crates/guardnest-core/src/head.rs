@@ -117,14 +117,10 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
     };
     let mut proxy_authorization = None;
     for field in req.headers.iter() {
-        let name = field.name;
-        // A CONNECT has no content: a body here would be read as tunnel bytes.
-        if name.eq_ignore_ascii_case("content-length") && field.value != b"0"
-            || name.eq_ignore_ascii_case("transfer-encoding")
-        {
+        if crate::connect::announces_body(field.name, field.value) {
             return Err(Refusal::BadRequest(crate::connect::NO_BODY.into()));
         }
-        if name.eq_ignore_ascii_case("proxy-authorization") {
+        if field.name.eq_ignore_ascii_case("proxy-authorization") {
             let start = field.value.as_ptr() as usize - buf.as_ptr() as usize;
             proxy_authorization = Some(start..start + field.value.len());
         }

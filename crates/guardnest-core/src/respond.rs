@@ -33,7 +33,8 @@ pub enum Refusal {
     },
     /// The client address is not in `[access] allow` (403).
     ClientDenied(std::net::IpAddr),
-    /// The request head is larger than `[proxy] max_header_bytes` allows (431).
+    /// The request head is larger than `[proxy] max_header_bytes` allows, or has more header
+    /// fields than hyper's 100 (431).
     HeadTooLarge(String),
     /// Proxy credentials missing or wrong (407).
     AuthRequired(&'static str),
