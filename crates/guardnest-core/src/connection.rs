@@ -25,6 +25,7 @@ use crate::connect::Answered;
 use crate::dial::DialError;
 use crate::domain::{Host, Target};
 use crate::head::{Head, Rewind};
+use crate::relay::{Kept, Relayed};
 use crate::respond::{ProxyBody, Refusal};
 use crate::server::Shared;
 use crate::stats::{ActiveGuard, Stats};
@@ -120,6 +121,8 @@ pub(crate) async fn serve(
     let address_allowed = shared.access.check_address(peer.ip()).is_ok();
     let config = &shared.config;
     let mut buf = Vec::new();
+    // The upstream connection this client's relayed requests use; to the pool when done.
+    let mut kept: Option<Kept> = None;
     // A client costs no buffer until its first bytes arrive (head::read reads them into one
     // sized to fit), however many connections wait silently.
     loop {
@@ -132,23 +135,42 @@ pub(crate) async fn serve(
                     Ok(head) => head,
                     Err(_) => {
                         tracing::debug!(%peer, "no complete request head in time; closed");
-                        return;
+                        break;
                     }
                 }
             }
             _ = shutdown.cancelled() => return,
         };
         let head = match head {
-            Head::Closed => return,
+            Head::Closed => break,
             Head::Bad(refusal) => {
                 refused(peer, &Method::CONNECT, &refusal);
                 let _ = stream.write_all(&refusal.encode()).await;
-                return;
+                break;
             }
             // Boxed: the HTTP stage's state (kilobytes) is allocated only when it serves.
             Head::Other(pre) => {
+                if let Some(k) = kept.take() {
+                    k.release(&shared).await;
+                }
                 let io = Rewind::new(pre, stream);
                 return Box::pin(serve_http(io, peer, shared, guard, shutdown, address_allowed)).await;
+            }
+            Head::Plain(plain) => {
+                // Boxed, as the CONNECT answer below.
+                let relay =
+                    Box::pin(crate::relay::relay(&mut stream, plain, &mut kept, &shared, peer, address_allowed));
+                let relayed = tokio::select! {
+                    biased;
+                    r = relay => r,
+                    _ = shared.abort.cancelled() => return,
+                };
+                match relayed {
+                    // At shutdown the request in flight is finished, then the connection closes.
+                    Relayed::Next { rest } if !shutdown.is_cancelled() => buf = rest,
+                    Relayed::Next { .. } | Relayed::Closed => break,
+                }
+                continue;
             }
             Head::Connect(head) => head,
         };
@@ -161,10 +183,18 @@ pub(crate) async fn serve(
             _ = shared.abort.cancelled() => return,
         };
         match answered {
-            Answered::Tunnel(open) => return crate::connect::start_tunnel(stream, open, &shared, guard, peer).await,
+            Answered::Tunnel(open) => {
+                if let Some(k) = kept.take() {
+                    k.release(&shared).await;
+                }
+                return crate::connect::start_tunnel(stream, open, &shared, guard, peer).await;
+            }
             Answered::Refused { rest } => buf = rest,
-            Answered::Closed => return,
+            Answered::Closed => break,
         }
+    }
+    if let Some(k) = kept {
+        k.release(&shared).await;
     }
 }
 

@@ -58,7 +58,7 @@ pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<
 
 /// The `Host` header for `target`: its normal form, the port only when not 80. Built by
 /// hand: formatting it (an IP literal above all) cost more than the rest of the handler.
-fn host_header(target: &Target) -> Option<HeaderValue> {
+pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
     let mut text = Vec::with_capacity(64);
     match &target.host {
         Host::Name(name) => text.extend_from_slice(name.as_bytes()),

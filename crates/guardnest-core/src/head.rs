@@ -1,8 +1,8 @@
-//! First-head stage: a connection's first bytes are read here, before hyper. A CONNECT head
-//! (how nearly every connection to a proxy starts) is parsed with httparse, the parser
-//! hyper itself uses, under the same limits, so the CONNECT stage can answer it without
-//! setting up hyper's per-connection state for a single request. Anything else goes to
-//! hyper together with the bytes already read ([`Rewind`]).
+//! First-head stage: a connection's heads are read here, before hyper. A CONNECT head (how
+//! nearly every connection to a proxy starts) and a simple GET or HEAD are parsed with
+//! httparse, the parser hyper itself uses, under the same limits, so the CONNECT and relay
+//! stages can answer them without setting up hyper's per-connection state. Anything else
+//! goes to hyper together with the bytes already read ([`Rewind`]).
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -10,14 +10,18 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::domain::{BadTarget, Target};
+use crate::relay::{Parse, PlainHead};
 use crate::respond::Refusal;
 
-/// How every CONNECT head starts; any other first bytes are hyper's.
+/// How every CONNECT head starts.
 const CONNECT: &[u8] = b"CONNECT ";
+
+/// How the heads the relay stage may serve start ([`crate::relay::parse`] decides).
+const PLAIN: [&[u8]; 2] = [b"GET ", b"HEAD "];
 
 /// Header fields accepted in one head: hyper's default, so both paths take the same heads.
 const MAX_FIELDS: usize = 100;
@@ -30,7 +34,9 @@ const READ_CHUNK: usize = 2048;
 pub(crate) enum Head {
     /// A complete CONNECT head, and what the client sent after it.
     Connect(ConnectHead),
-    /// Not a CONNECT: hyper serves the connection, starting with these bytes.
+    /// A complete GET or HEAD head for the relay stage, and what the client sent after it.
+    Plain(PlainHead),
+    /// Neither: hyper serves the connection, starting with these bytes.
     Other(Vec<u8>),
     /// A CONNECT head that cannot be served (400, or 431 when too large); the connection
     /// closes after the answer.
@@ -63,17 +69,15 @@ impl ConnectHead {
     }
 }
 
-/// Reads until `buf` (bytes already read, possibly none) holds a CONNECT head or is known
-/// not to start one. The caller bounds the wait.
+/// Reads until `buf` (bytes already read, possibly none) holds a CONNECT head or a head for
+/// the relay stage, or is known to be hyper's. The caller bounds the wait.
 pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) -> Head {
     loop {
         if !buf.is_empty() {
-            let n = buf.len().min(CONNECT.len());
-            if buf[..n] != CONNECT[..n] {
-                return Head::Other(buf);
-            }
-            if n == CONNECT.len() {
-                match parse(&buf) {
+            match classify(&buf) {
+                Kind::Unknown => {}
+                Kind::Other => return Head::Other(buf),
+                Kind::Connect => match parse(&buf) {
                     Ok(Some(parsed)) => {
                         let (head_len, target, proxy_authorization) = parsed;
                         return Head::Connect(ConnectHead { target, buf, head_len, proxy_authorization });
@@ -83,7 +87,14 @@ pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) 
                     }
                     Ok(None) => {}
                     Err(refusal) => return Head::Bad(refusal),
-                }
+                },
+                Kind::Plain => match crate::relay::parse(&buf) {
+                    Parse::Plain(meta) if meta.head_len() <= max_head => return Head::Plain(PlainHead::new(buf, meta)),
+                    // Too large, malformed, or not simple: hyper answers it as before.
+                    Parse::Plain(_) | Parse::NotMine => return Head::Other(buf),
+                    Parse::Partial if buf.len() >= max_head => return Head::Other(buf),
+                    Parse::Partial => {}
+                },
             }
         }
         if stream.readable().await.is_err() {
@@ -91,12 +102,62 @@ pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) 
         }
         let mut chunk = [0u8; READ_CHUNK];
         let want = READ_CHUNK.min(max_head.saturating_sub(buf.len()).max(1));
-        match stream.try_read(&mut chunk[..want]) {
+        match read_draining(stream, &mut chunk[..want]) {
             Ok(0) => return Head::Closed,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(_) => return Head::Closed,
         }
+    }
+}
+
+/// `try_read`, except that a read shorter than `chunk` also clears tokio's readiness, as
+/// tokio's own `poll_read` does where the OS reports readiness by edge: the socket is
+/// drained, and new bytes raise a new event. Without this, the next wait for a head (the
+/// next request on a kept connection, or the tunnel's first read) starts with a read that
+/// only says "would block": one wasted system call per request.
+fn read_draining(stream: &TcpStream, chunk: &mut [u8]) -> io::Result<usize> {
+    let want = chunk.len();
+    let mut got = 0;
+    let result = stream.try_io(Interest::READABLE, || {
+        got = stream.try_read(chunk)?;
+        if cfg!(not(windows)) && got > 0 && got < want {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(got)
+    });
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        other => other,
+    }
+}
+
+/// What a head is, from its first bytes.
+enum Kind {
+    Connect,
+    Plain,
+    Other,
+    /// Too few bytes to tell.
+    Unknown,
+}
+
+fn classify(buf: &[u8]) -> Kind {
+    let starts = |prefix: &[u8]| {
+        let n = buf.len().min(prefix.len());
+        (buf[..n] == prefix[..n]).then_some(n == prefix.len())
+    };
+    let mut unknown = false;
+    for (prefix, kind) in [(CONNECT, Kind::Connect), (PLAIN[0], Kind::Plain), (PLAIN[1], Kind::Plain)] {
+        match starts(prefix) {
+            Some(true) => return kind,
+            Some(false) => unknown = true,
+            None => {}
+        }
+    }
+    if unknown {
+        Kind::Unknown
+    } else {
+        Kind::Other
     }
 }
 

@@ -54,6 +54,7 @@
 
 pub mod access;
 pub mod blocklist;
+mod chunked;
 pub mod config;
 mod connect;
 mod connection;
@@ -67,6 +68,7 @@ mod head;
 pub mod health;
 mod listener;
 pub mod proxy_protocol;
+mod relay;
 pub mod respond;
 pub mod server;
 pub mod service;

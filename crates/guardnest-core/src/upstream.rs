@@ -48,6 +48,14 @@ impl Upstream {
         Ok(Self { target, sender, driver: Box::pin(conn) })
     }
 
+    /// The socket back, for the relay stage ([`crate::relay`]); `None` (the connection
+    /// closes) if hyper holds bytes it read from it.
+    fn into_stream(self) -> Option<TcpStream> {
+        drop(self.sender);
+        let parts = Pin::into_inner(self.driver).into_parts();
+        parts.read_buf.is_empty().then(|| parts.io.into_inner())
+    }
+
     /// Polls the connection's I/O; `true` once it is over (closed by either side or failed).
     fn poll_done(&mut self, cx: &mut Context<'_>) -> bool {
         match self.driver.as_mut().poll(cx) {
@@ -186,6 +194,19 @@ impl Pool {
         }
         self.counted(inner.count);
         found
+    }
+
+    /// A reusable connection to `target` as a bare socket, for the relay stage.
+    pub(crate) fn take_stream(&self, target: &Target) -> Option<TcpStream> {
+        self.take(target)?.into_stream()
+    }
+
+    /// Keeps a bare socket the relay stage is done with, as a hyper connection: from here
+    /// on hyper watches it, and closes it if the server closes or sends stray bytes.
+    pub(crate) async fn put_stream(&self, target: Target, stream: TcpStream) {
+        if let Ok(up) = Upstream::over(target, stream).await {
+            self.put(up);
+        }
     }
 
     /// Closes connections idle too long or closed by their server.

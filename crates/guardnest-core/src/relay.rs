@@ -1,0 +1,700 @@
+//! Relay stage: a plain-HTTP GET or HEAD without a body, relayed without hyper.
+//!
+//! Nearly every plain-HTTP request a browser sends through a proxy is a GET or HEAD with no
+//! body. hyper serves them correctly, but its server and client connections together cost
+//! three times the CPU of the rest of the proxy per request (BENCHMARKS.md, plain HTTP).
+//! This stage serves exactly that simple case: HTTP/1.1, an absolute `http://` URL, no
+//! `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade`. Any other request goes,
+//! with the rest of its connection, to hyper ([`crate::forward`]).
+//!
+//! Heads are parsed by httparse (hyper's parser) under hyper's limits; the request and the
+//! response lose their hop-by-hop fields and gain a `Via`, as on hyper's path. The response
+//! body is passed on byte for byte and framed by RFC 9112 §6.3 (no body for HEAD, 1xx, 204
+//! and 304; else chunked, else `Content-Length`, else until the upstream closes). The
+//! upstream connection is kept for the client's next request only when the response ended
+//! exactly where its framing said and nothing followed it; a connection handed to the
+//! shared pool goes there as a hyper connection, which closes it if stray bytes arrive.
+
+use std::mem::MaybeUninit;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+use http::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::chunked::ChunkedEnd;
+use crate::dial::DialError;
+use crate::domain::Target;
+use crate::respond::Refusal;
+use crate::server::Shared;
+use crate::stats::Stats;
+
+/// Header fields accepted in one head: hyper's default, as on every other path.
+const MAX_FIELDS: usize = 100;
+
+/// Largest response head taken from an upstream (hyper's client reads up to ~400 KiB; no
+/// real server sends a head near this).
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// Bytes read from an upstream at a time while relaying a body.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Room for the first read of a response: most responses through a proxy's plain-HTTP
+/// path fit whole. Small on purpose: a large buffer per request made glibc trim and
+/// re-fault the heap top on every request (measured: a page fault per request or more).
+const HEAD_READ: usize = 4096;
+
+/// Fields that describe one hop only (RFC 9110 §7.6.1) and are never passed on, besides
+/// those `Connection` names. `Transfer-Encoding` is not here: a response body is passed on
+/// in the encoding it came in, so its field goes with it.
+const HOP_BY_HOP: [&str; 7] =
+    ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "te", "trailer", "upgrade"];
+
+/// Request fields that take a request off this stage (bodies, upgrades, 100-continue).
+const NOT_RELAYED: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
+
+/// The value this proxy adds to `Via` (as [`crate::forward`] does).
+const VIA: &[u8] = b"via: 1.1 guardnest\r\n";
+
+/// A GET or HEAD head this stage serves, and what the client sent behind it.
+pub(crate) struct PlainHead {
+    buf: Vec<u8>,
+    meta: Meta,
+}
+
+/// Where the parts of a [`PlainHead`] are in its buffer.
+pub(crate) struct Meta {
+    head_len: usize,
+    is_head: bool,
+    target: Range<usize>,
+    /// The fields to pass on: not hop-by-hop, not named by `Connection`, not `Host`.
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    proxy_authorization: Option<Range<usize>>,
+    /// The client asked to close the connection after this request.
+    close: bool,
+}
+
+/// What [`parse`] made of a buffer that starts with `GET ` or `HEAD `.
+pub(crate) enum Parse {
+    /// The head is not complete yet.
+    Partial,
+    /// A complete head this stage serves.
+    Plain(Meta),
+    /// Anything else, malformed heads included: hyper serves (and refuses) it.
+    NotMine,
+}
+
+impl Meta {
+    /// The head's length in bytes.
+    pub(crate) fn head_len(&self) -> usize {
+        self.head_len
+    }
+}
+
+impl PlainHead {
+    pub(crate) fn new(buf: Vec<u8>, meta: Meta) -> Self {
+        Self { buf, meta }
+    }
+
+    fn bytes(&self, r: &Range<usize>) -> &[u8] {
+        &self.buf[r.clone()]
+    }
+
+    /// What the client sent behind the head.
+    fn into_rest(mut self) -> Vec<u8> {
+        self.buf.drain(..self.meta.head_len);
+        self.buf
+    }
+}
+
+/// Parses a request head; the caller has seen that `buf` starts with `GET ` or `HEAD `.
+pub(crate) fn parse(buf: &[u8]) -> Parse {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::NotMine,
+    };
+    let is_head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Parse::NotMine,
+    };
+    let (Some(1), Some(path)) = (req.version, req.path) else { return Parse::NotMine };
+    if !path.starts_with("http://") {
+        return Parse::NotMine;
+    }
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let mut close = false;
+    let mut named: Vec<&[u8]> = Vec::new();
+    for field in req.headers.iter() {
+        if NOT_RELAYED.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
+            return Parse::NotMine;
+        }
+        if field.name.eq_ignore_ascii_case("connection") {
+            for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                named.push(token);
+            }
+        }
+    }
+    let mut meta = Meta {
+        head_len,
+        is_head,
+        target: at(path.as_bytes()),
+        fields: Vec::with_capacity(req.headers.len()),
+        proxy_authorization: None,
+        close,
+    };
+    for field in req.headers.iter() {
+        let name = field.name.as_bytes();
+        if field.name.eq_ignore_ascii_case("proxy-authorization") {
+            meta.proxy_authorization = Some(at(field.value));
+        }
+        if !passes(name, &named) || field.name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        meta.fields.push((at(name), at(field.value)));
+    }
+    Parse::Plain(meta)
+}
+
+/// Whether a field is passed on: not hop-by-hop and not named by `Connection`.
+fn passes(name: &[u8], named: &[&[u8]]) -> bool {
+    !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// An upstream connection a client connection keeps between its relayed requests.
+pub(crate) struct Kept {
+    target: Target,
+    stream: TcpStream,
+}
+
+impl Kept {
+    /// Hands the connection to the shared pool (the client connection ends, or goes on
+    /// to hyper or a tunnel).
+    pub(crate) async fn release(self, shared: &Shared) {
+        shared.pool.put_stream(self.target, self.stream).await;
+    }
+}
+
+/// What [`relay`] left of the client connection.
+pub(crate) enum Relayed {
+    /// Answered; the connection stays open for the next request, which may already have
+    /// begun in `rest`.
+    Next { rest: Vec<u8> },
+    /// Answered and closed, or the client left.
+    Closed,
+}
+
+/// Serves one GET or HEAD read by [`crate::head`]: the same access, policy and dial as
+/// hyper's path, then the exchange over `kept` (or a pooled or new upstream connection).
+pub(crate) async fn relay(
+    client: &mut TcpStream,
+    head: PlainHead,
+    kept: &mut Option<Kept>,
+    shared: &Shared,
+    peer: SocketAddr,
+    address_allowed: bool,
+) -> Relayed {
+    let method = if head.meta.is_head { Method::HEAD } else { Method::GET };
+    let decided = async {
+        let credentials = head.meta.proxy_authorization.as_ref().map(|r| head.bytes(r));
+        crate::connection::admit(shared, peer, address_allowed, credentials).await?;
+        let uri = http::Uri::try_from(head.bytes(&head.meta.target))
+            .map_err(|e| Refusal::BadRequest(format!("invalid URL: {e}")))?;
+        let target = Target::of_request(&method, &uri).map_err(|e| Refusal::BadRequest(e.0))?;
+        crate::connection::check_policy(shared, peer, &target.host, true)?;
+        let request = upstream_request(&head, &uri, &target)?;
+        Ok::<_, Refusal>((target, request))
+    };
+    let outcome = match decided.await {
+        Ok((target, request)) => {
+            Stats::bump(&shared.stats.requests_total);
+            exchange(client, &request, &target, &head.meta, kept, shared).await
+        }
+        Err(refusal) => Err(Failed::Refused(refusal)),
+    };
+    match outcome {
+        Ok(true) if !head.meta.close => Relayed::Next { rest: head.into_rest() },
+        Ok(_) => Relayed::Closed,
+        Err(Failed::Refused(refusal)) => {
+            crate::connection::refused(peer, &method, &refusal);
+            let mut answer = refusal.encode();
+            if head.meta.is_head {
+                // The same head, without the body a HEAD answer never has.
+                if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+                    answer.truncate(end + 4);
+                }
+            }
+            if client.write_all(&answer).await.is_err() || refusal.closes_connection() || head.meta.close {
+                return Relayed::Closed;
+            }
+            Relayed::Next { rest: head.into_rest() }
+        }
+        Err(Failed::Broken) => Relayed::Closed,
+    }
+}
+
+/// The request head sent upstream: origin form, `Host` from the URL, the client's other
+/// end-to-end fields, `Via`.
+fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Result<Vec<u8>, Refusal> {
+    let host = crate::forward::host_header(target)
+        .ok_or_else(|| Refusal::BadRequest("URL host is not a valid header".into()))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut out = Vec::with_capacity(head.meta.head_len + 64);
+    out.extend_from_slice(if head.meta.is_head { b"HEAD " } else { b"GET " });
+    out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &head.meta.fields {
+        field(&mut out, head.bytes(name), head.bytes(value));
+    }
+    out.extend_from_slice(VIA);
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
+}
+
+fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Why an exchange ended without a full answer.
+enum Failed {
+    /// Nothing was sent to the client yet: it gets this refusal.
+    Refused(Refusal),
+    /// The response was cut off, or the client left: the connection is closed.
+    Broken,
+}
+
+impl From<Refusal> for Failed {
+    fn from(r: Refusal) -> Self {
+        Failed::Refused(r)
+    }
+}
+
+/// How a response body is framed (RFC 9112 §6.3).
+enum Framing {
+    None,
+    Length(u64),
+    Chunked(ChunkedEnd),
+    /// Until the upstream closes; the client connection closes after it.
+    Close,
+}
+
+/// A response head read from an upstream, and what was read behind it.
+struct ResponseHead {
+    buf: Vec<u8>,
+    head_len: usize,
+}
+
+/// Sends the request upstream and relays the response. `Ok(keep_client)` once the whole
+/// response is out; whether the client connection can serve another request.
+async fn exchange(
+    client: &mut TcpStream,
+    request: &[u8],
+    target: &Target,
+    meta: &Meta,
+    kept: &mut Option<Kept>,
+    shared: &Shared,
+) -> Result<bool, Failed> {
+    let idle = shared.config.idle_timeout;
+    let mut reused = true;
+    let mut upstream = match kept.take() {
+        Some(k) if k.target == *target => k.stream,
+        other => {
+            if let Some(k) = other {
+                k.release(shared).await;
+            }
+            match shared.pool.take_stream(target) {
+                Some(stream) => stream,
+                None => {
+                    reused = false;
+                    crate::connection::dial(shared, target).await?
+                }
+            }
+        }
+    };
+    let response = loop {
+        match send(&mut upstream, request, idle).await {
+            Ok(response) => break response,
+            // A kept connection the server closed while it was idle: the request (a GET or
+            // HEAD without a body, safe to repeat) goes again over a new one.
+            Err(Sent::Stale) if reused => {
+                reused = false;
+                upstream = crate::connection::dial(shared, target).await?;
+            }
+            Err(Sent::Stale) => return Err(upstream_failed(target, "connection closed before a response").into()),
+            Err(Sent::Failed(why)) => return Err(upstream_failed(target, &why).into()),
+            Err(Sent::TimedOut) => {
+                return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle }).into())
+            }
+        }
+    };
+    let (answer, framing, upstream_keeps) = match respond_head(&response, meta.is_head) {
+        Ok(parts) => parts,
+        Err(why) => return Err(upstream_failed(target, why).into()),
+    };
+    let client_keeps = !meta.close && !matches!(framing, Framing::Close);
+    let mut out = answer;
+    if !client_keeps {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let body = Body { upstream: &mut upstream, client, idle };
+    let clean = body.relay(out, &response.buf[response.head_len..], framing).await?;
+    if clean && upstream_keeps {
+        *kept = Some(Kept { target: target.clone(), stream: upstream });
+    }
+    Ok(client_keeps)
+}
+
+fn upstream_failed(target: &Target, why: &str) -> Refusal {
+    Refusal::Upstream(format!("{target}: {why}"))
+}
+
+/// How sending a request and reading the response head went.
+enum Sent {
+    /// The connection was closed or reset before any byte of a response came.
+    Stale,
+    Failed(String),
+    TimedOut,
+}
+
+/// Writes the request and reads a final (not 1xx) response head; 1xx heads are dropped,
+/// as hyper's client does.
+async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Result<ResponseHead, Sent> {
+    if upstream.write_all(request).await.is_err() {
+        return Err(Sent::Stale);
+    }
+    let mut buf = Vec::with_capacity(HEAD_READ);
+    let mut received = false;
+    loop {
+        match parse_response(&buf) {
+            Ok(Some((head_len, code))) if (100..200).contains(&code) => {
+                if code == 101 {
+                    return Err(Sent::Failed("101 Switching Protocols to a request without Upgrade".into()));
+                }
+                buf.drain(..head_len);
+                continue;
+            }
+            Ok(Some((head_len, _))) => return Ok(ResponseHead { buf, head_len }),
+            Ok(None) if buf.len() >= MAX_RESPONSE_HEAD => {
+                return Err(Sent::Failed(format!("response head larger than {MAX_RESPONSE_HEAD} bytes")))
+            }
+            Ok(None) => {}
+            Err(why) => return Err(Sent::Failed(why)),
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(HEAD_READ);
+        }
+        match tokio::time::timeout(idle, upstream.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(Sent::Stale),
+            Ok(Ok(0)) => return Err(Sent::Failed("connection closed in the response head".into())),
+            Ok(Ok(_)) => received = true,
+            Ok(Err(e)) => return Err(Sent::Failed(e.to_string())),
+            Err(_) => return Err(Sent::TimedOut),
+        }
+    }
+}
+
+/// `Some((head length, status))` once a response head is complete.
+fn parse_response(buf: &[u8]) -> Result<Option<(usize, u16)>, String> {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((n, res.code.unwrap_or(0)))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(format!("malformed response head: {e}")),
+    }
+}
+
+/// The client's response head (without its final CRLF), the body's framing, and whether
+/// the upstream connection may serve another request after this response.
+fn respond_head(response: &ResponseHead, is_head: bool) -> Result<(Vec<u8>, Framing, bool), &'static str> {
+    let buf = &response.buf[..response.head_len];
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut res = httparse::Response::new(&mut []);
+    if httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields).is_err() {
+        return Err("malformed response head");
+    }
+    let code = res.code.unwrap_or(0);
+    let mut upstream_keeps = res.version == Some(1);
+    let mut named: Vec<&[u8]> = Vec::new();
+    let mut length: Option<u64> = None;
+    let mut transfer_encoding: Option<&[u8]> = None;
+    for f in res.headers.iter() {
+        if f.name.eq_ignore_ascii_case("connection") {
+            for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                upstream_keeps &= !token.eq_ignore_ascii_case(b"close");
+                named.push(token);
+            }
+        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
+            // The last coding counts; several fields are one list.
+            transfer_encoding = Some(f.value);
+        } else if f.name.eq_ignore_ascii_case("content-length") {
+            for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                let n = parse_length(v).ok_or("invalid Content-Length")?;
+                if length.is_some_and(|l| l != n) {
+                    return Err("conflicting Content-Length values");
+                }
+                length = Some(n);
+            }
+        }
+    }
+    let framing = if is_head || code == 204 || code == 304 {
+        Framing::None
+    } else if let Some(te) = transfer_encoding {
+        // With Transfer-Encoding, a Content-Length is dropped and the connection is not
+        // reused (RFC 9112 §6.3, point 3).
+        if length.is_some() {
+            upstream_keeps = false;
+        }
+        let last = te.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii).unwrap_or_default();
+        if last.eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked(ChunkedEnd::default())
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    if matches!(framing, Framing::Close) {
+        upstream_keeps = false;
+    }
+    let mut out = Vec::with_capacity(buf.len() + 64);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    // httparse takes exactly three digits.
+    out.extend_from_slice(&[b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]);
+    out.push(b' ');
+    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let drop_length = transfer_encoding.is_some() && !matches!(framing, Framing::None);
+    for f in res.headers.iter() {
+        let name = f.name.as_bytes();
+        if !passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        field(&mut out, name, f.value);
+    }
+    out.extend_from_slice(VIA);
+    Ok((out, framing, upstream_keeps))
+}
+
+/// A Content-Length value: digits only (hyper's rule), no overflow.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// The body's way from the upstream to the client.
+struct Body<'a> {
+    upstream: &'a mut TcpStream,
+    client: &'a mut TcpStream,
+    idle: Duration,
+}
+
+impl Body<'_> {
+    /// Writes `head` and the body (of which `first` was read with the head). `Ok(true)`
+    /// when the body ended exactly at its framing's end with nothing behind it, so the
+    /// upstream connection can be reused.
+    async fn relay(self, mut head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
+        let Body { upstream, client, idle } = self;
+        match framing {
+            Framing::None => {
+                write(client, &head, idle).await?;
+                Ok(first.is_empty())
+            }
+            Framing::Length(len) => {
+                let now = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
+                head.extend_from_slice(&first[..now]);
+                write(client, &head, idle).await?;
+                let mut left = len - now as u64;
+                let extra = first.len() > now;
+                let mut buf = Vec::new();
+                while left > 0 {
+                    let got = read(upstream, &mut buf, idle).await?;
+                    if got.is_empty() {
+                        return Err(Failed::Broken); // cut off: the client sees a short body and a close
+                    }
+                    let take = got.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    write(client, &got[..take], idle).await?;
+                    left -= take as u64;
+                    if take < got.len() {
+                        return Ok(false);
+                    }
+                }
+                Ok(!extra)
+            }
+            Framing::Chunked(mut end) => {
+                let mut pending = first;
+                let mut buf = Vec::new();
+                loop {
+                    match end.feed(pending).map_err(|_| Failed::Broken)? {
+                        Some(n) => {
+                            head.extend_from_slice(&pending[..n]);
+                            write(client, &head, idle).await?;
+                            return Ok(n == pending.len());
+                        }
+                        None => {
+                            head.extend_from_slice(pending);
+                            write(client, &head, idle).await?;
+                            head.clear();
+                        }
+                    }
+                    pending = read(upstream, &mut buf, idle).await?;
+                    if pending.is_empty() && !end.is_done() {
+                        return Err(Failed::Broken);
+                    }
+                }
+            }
+            Framing::Close => {
+                head.extend_from_slice(first);
+                write(client, &head, idle).await?;
+                let mut buf = Vec::new();
+                loop {
+                    let got = read(upstream, &mut buf, idle).await?;
+                    if got.is_empty() {
+                        let _ = client.shutdown().await;
+                        return Ok(false);
+                    }
+                    write(client, got, idle).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the next bytes of a body (empty at its end), within the idle timeout.
+async fn read<'b>(upstream: &mut TcpStream, buf: &'b mut Vec<u8>, idle: Duration) -> Result<&'b [u8], Failed> {
+    buf.clear();
+    buf.reserve(READ_SIZE);
+    match tokio::time::timeout(idle, upstream.read_buf(buf)).await {
+        Ok(Ok(_)) => Ok(&buf[..]),
+        Ok(Err(_)) | Err(_) => Err(Failed::Broken),
+    }
+}
+
+/// Writes to the client within the idle timeout (a client that stops reading is dropped).
+async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), Failed> {
+    match tokio::time::timeout(idle, client.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) | Err(_) => Err(Failed::Broken),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(head: &str) -> Option<Meta> {
+        match parse(head.as_bytes()) {
+            Parse::Plain(m) => Some(m),
+            Parse::Partial => panic!("partial: {head:?}"),
+            Parse::NotMine => None,
+        }
+    }
+
+    #[test]
+    fn simple_gets_and_heads_are_relayed_and_the_rest_is_hypers() {
+        let head = "GET http://a.test/x?y HTTP/1.1\r\nHost: b.test\r\nAccept: */*\r\nConnection: keep-alive, X-Hop\r\n\
+                    X-Hop: 1\r\nProxy-Authorization: Basic eA==\r\nKeep-Alive: 5\r\n\r\nnext";
+        let m = meta(head).unwrap();
+        let plain = PlainHead::new(head.as_bytes().to_vec(), m);
+        assert!(!plain.meta.is_head && !plain.meta.close);
+        assert_eq!(plain.bytes(&plain.meta.target), b"http://a.test/x?y");
+        assert_eq!(plain.bytes(plain.meta.proxy_authorization.as_ref().unwrap()), b"Basic eA==");
+        let passed: Vec<_> = plain.meta.fields.iter().map(|(n, _)| plain.bytes(n).to_vec()).collect();
+        assert_eq!(passed, vec![b"Accept".to_vec()]);
+        let uri = http::Uri::try_from("http://a.test/x?y").unwrap();
+        let target = Target::parse_with_default("a.test", Some(80)).unwrap();
+        let request = upstream_request(&plain, &uri, &target).unwrap();
+        assert_eq!(
+            String::from_utf8(request).unwrap(),
+            "GET /x?y HTTP/1.1\r\nhost: a.test\r\nAccept: */*\r\nvia: 1.1 guardnest\r\n\r\n"
+        );
+        assert_eq!(plain.into_rest(), b"next");
+
+        assert!(meta("HEAD http://a.test HTTP/1.1\r\nConnection: close\r\n\r\n").is_some_and(|m| m.is_head && m.close));
+        for not_mine in [
+            "GET http://a.test/ HTTP/1.0\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+            "GET https://a.test/ HTTP/1.1\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            "GET http://a.test/ HTTP/1.1\r\nBad Field\r\n\r\n",
+            "GETX http://a.test/ HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(meta(not_mine).is_none(), "{not_mine:?} relayed");
+        }
+        assert!(matches!(parse(b"GET http://a.test/ HTTP/1.1\r\nHost: a"), Parse::Partial));
+        let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        assert!(meta(&format!("GET http://a.test/ HTTP/1.1\r\n{many}\r\n")).is_none(), "too many fields: hyper's 431");
+    }
+
+    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), &'static str> {
+        let buf = head.as_bytes().to_vec();
+        let (head_len, _) = parse_response(&buf).unwrap().unwrap();
+        respond_head(&ResponseHead { buf, head_len }, is_head).map(|(h, f, k)| (String::from_utf8(h).unwrap(), f, k))
+    }
+
+    #[test]
+    fn response_framing_follows_rfc_9112() {
+        let (head, framing, keeps) =
+            response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: 5\r\nX-A: 1\r\n\r\n", false).unwrap();
+        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nvia: 1.1 guardnest\r\n");
+        assert!(matches!(framing, Framing::Length(5)) && keeps);
+        // HEAD, 204 and 304 have no body whatever their fields say.
+        assert!(matches!(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap().1, Framing::None));
+        assert!(matches!(response("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap().1, Framing::None));
+        assert!(matches!(
+            response("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap().1,
+            Framing::None
+        ));
+        // Chunked wins over Content-Length, which is dropped; the connection is not reused.
+        let (head, framing, keeps) =
+            response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false)
+                .unwrap();
+        assert!(!head.contains("Content-Length") && head.contains("Transfer-Encoding: gzip, chunked"));
+        assert!(matches!(framing, Framing::Chunked(_)) && !keeps);
+        // Neither: the body runs to the close.
+        let (_, framing, keeps) = response("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
+        assert!(matches!(framing, Framing::Close) && !keeps);
+        let (_, framing, keeps) = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).unwrap();
+        assert!(matches!(framing, Framing::Close) && !keeps);
+        // The upstream's own close, and HTTP/1.0, end its reuse.
+        assert!(!response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).unwrap().2);
+        assert!(!response("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).unwrap().2);
+        // Equal repeated lengths are one; others are refused.
+        assert!(matches!(
+            response("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n", false).unwrap().1,
+            Framing::Length(3)
+        ));
+        for bad in [
+            "Content-Length: 3\r\nContent-Length: 4",
+            "Content-Length: +3",
+            "Content-Length: 3x",
+            "Content-Length: 99999999999999999999",
+        ] {
+            assert!(response(&format!("HTTP/1.1 200 OK\r\n{bad}\r\n\r\n"), false).is_err(), "{bad}");
+        }
+    }
+}
