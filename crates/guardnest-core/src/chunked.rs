@@ -1,5 +1,5 @@
-//! Where a chunked message body ends (RFC 9112 §7.1), for the relay stage
-//! ([`crate::relay`]), which passes the body on byte for byte and must stop exactly at its
+//! Where a chunked message body ends (RFC 9112 §7.1), for the relay stage (a simple GET or
+//! HEAD served without hyper), which passes the body on byte for byte and must stop exactly at its
 //! end: an upstream connection is only kept for the next request when no byte of this
 //! response is left in it and none of the next is taken.
 //!
@@ -19,11 +19,11 @@ const MAX_TRAILER_FIELDS: usize = 100;
 /// Why a chunked body was refused: the connection it came on is closed.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed chunked body: {0}")]
-pub(crate) struct BadChunk(&'static str);
+pub struct BadChunk(&'static str);
 
 /// Finds the end of one chunked body, fed the bytes as they arrive.
 #[derive(Debug, Default)]
-pub(crate) struct ChunkedEnd {
+pub struct ChunkedEnd {
     state: State,
     /// The size line or trailer section read so far (they may arrive split).
     pending: Vec<u8>,
@@ -46,7 +46,7 @@ enum State {
 impl ChunkedEnd {
     /// Takes the next bytes of the body; `Some(n)` when the body ends after `bytes[..n]`
     /// (bytes after it belong to whatever follows). Not to be fed again after that.
-    pub(crate) fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, BadChunk> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<usize>, BadChunk> {
         let mut at = 0;
         while at < bytes.len() {
             let rest = &bytes[at..];
@@ -76,17 +76,26 @@ impl ChunkedEnd {
                     self.state = if due == 2 { State::DataEnd(1) } else { State::Size };
                 }
                 State::Trailers => {
+                    // The section ends at its first empty line; found by scanning only the
+                    // new bytes (an upstream that trickles them costs no re-parsing), then
+                    // checked once by httparse.
                     let before = self.pending.len();
                     self.keep(rest, MAX_TRAILERS, "trailer section too large")?;
+                    let end = if self.pending.starts_with(b"\r\n") {
+                        Some(2)
+                    } else {
+                        let from = before.saturating_sub(3);
+                        self.pending[from..].windows(4).position(|w| w == b"\r\n\r\n").map(|i| from + i + 4)
+                    };
+                    let Some(end) = end else { return Ok(None) };
                     let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
-                    match httparse::parse_headers(&self.pending, &mut fields) {
-                        Ok(httparse::Status::Complete((end, _))) => {
+                    match httparse::parse_headers(&self.pending[..end], &mut fields) {
+                        Ok(httparse::Status::Complete((n, _))) if n == end => {
                             self.pending = Vec::new();
                             self.state = State::Done;
                             return Ok(Some(at + (end - before)));
                         }
-                        Ok(httparse::Status::Partial) => return Ok(None),
-                        Err(_) => return Err(BadChunk("malformed trailer section")),
+                        _ => return Err(BadChunk("malformed trailer section")),
                     }
                 }
                 State::Done => return Err(BadChunk("bytes fed after the end")),
@@ -96,7 +105,7 @@ impl ChunkedEnd {
     }
 
     /// Whether the whole body has been seen.
-    pub(crate) fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         self.state == State::Done
     }
 
@@ -188,14 +197,15 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_refused() {
-        let cases: [&[u8]; 7] = [
-            b"\r\n\r\n",                 // no size
-            b"x\r\n",                    // not hex
-            b"5\nhello\r\n0\r\n\r\n",    // bare LF after the size
-            b"5\r\nhelloXX0\r\n\r\n",    // data not followed by CRLF
-            b"5\r\nhello\r\r",           // CR not followed by LF
-            b"10000000000000000\r\n",    // 17 digits: overflow
-            b"0\r\nbad trailer\r\n\r\n", // not a field
+        let cases: [&[u8]; 8] = [
+            b"\r\n\r\n",                  // no size
+            b"x\r\n",                     // not hex
+            b"5\nhello\r\n0\r\n\r\n",     // bare LF after the size
+            b"5\r\nhelloXX0\r\n\r\n",     // data not followed by CRLF
+            b"5\r\nhello\r\r",            // CR not followed by LF
+            b"10000000000000000\r\n",     // 17 digits: overflow
+            b"0\r\nbad trailer\r\n\r\n",  // not a field
+            b"0\r\nX: 1\n\nY: 2\r\n\r\n", // httparse ends it early at a bare-LF empty line
         ];
         for body in cases {
             let got = end_of(body);

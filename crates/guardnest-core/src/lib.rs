@@ -54,7 +54,7 @@
 
 pub mod access;
 pub mod blocklist;
-mod chunked;
+pub mod chunked;
 pub mod config;
 mod connect;
 mod connection;

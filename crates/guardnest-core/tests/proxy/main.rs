@@ -7,5 +7,6 @@ mod connect;
 mod forward;
 #[path = "../common/loopback.rs"]
 mod loopback;
+mod relay;
 mod robustness;
 mod support;

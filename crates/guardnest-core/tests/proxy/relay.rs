@@ -1,0 +1,301 @@
+//! The relay stage (simple GET and HEAD served without hyper): response framing, the kept
+//! upstream connection, and what happens when an upstream misbehaves.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use guardnest_core::Policy;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::support::*;
+
+/// An upstream that answers the n-th request on each of its connections with `answers[n]`
+/// (written in one piece, so bytes after a response arrive with it), keeping the connection
+/// open after the last unless `close_after`. Counts the connections it accepts.
+async fn scripted(answers: Vec<&'static [u8]>, close_after: bool) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                for answer in answers {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    seen.drain(..end);
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                if close_after {
+                    let _ = s.shutdown().await;
+                } else {
+                    // Hold the connection until the proxy closes it.
+                    let _ = tokio::time::timeout(STEP, s.read(&mut buf)).await;
+                }
+            });
+        }
+    });
+    (addr, connections)
+}
+
+fn get(upstream: std::net::SocketAddr, path: &str) -> String {
+    format!("GET http://{upstream}{path} HTTP/1.1\r\nHost: x\r\n\r\n")
+}
+
+/// Reads exactly `n` bytes.
+async fn exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    within("read bytes", s.read_exact(&mut bytes)).await.unwrap();
+    bytes
+}
+
+/// Reads until the proxy closes the connection.
+async fn to_close(s: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    within("read to close", s.read_to_end(&mut bytes)).await.unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn chunked_answers_with_extensions_and_trailers_keep_the_upstream_in_step() {
+    const CHUNKED: &[u8] = b"4;name=v\r\nwiki\r\n5\r\npedia\r\n0\r\nExpires: never\r\n\r\n";
+    let mut first = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    first.extend_from_slice(CHUNKED);
+    let first: &'static [u8] = first.leak();
+    let (upstream, connections) =
+        scripted(vec![first, b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecond"], false).await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert!(head.contains("via: 1.1 guardnest"), "{head}");
+    // The body byte for byte, trailers included, and not one byte more.
+    assert_eq!(exactly(&mut s, CHUNKED.len()).await, CHUNKED);
+    s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("\r\n\r\nsecond"), "{resp}");
+    assert_eq!(connections.load(Ordering::SeqCst), 1, "one upstream connection for both");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn informational_answers_are_dropped() {
+    let (upstream, _) = scripted(
+        vec![b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+        false,
+    )
+    .await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let resp = raw(proxy.addr, get(upstream, "/").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200 OK\r\n") && resp.ends_with("ok") && !resp.contains("103"), "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_runs_to_the_close_closes_the_client_connection() {
+    let (upstream, _) = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"], true).await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("connection: close\r\n"), "{head}");
+    assert_eq!(to_close(&mut s).await, b"until the end");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_past_the_framing_never_reach_the_next_request() {
+    // The first answer carries bytes its Content-Length does not cover: the connection is
+    // out of step and must not serve the next request.
+    let (upstream, connections) = scripted(
+        vec![b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged"],
+        false,
+    )
+    .await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.ends_with("\r\n\r\nok"), "{resp}");
+    s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.ends_with("\r\n\r\nok") && !resp.contains("forged"), "{resp}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "a new upstream connection for the second request");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_arriving_on_an_idle_upstream_connection_are_never_an_answer() {
+    // After a clean answer the upstream sends, unasked, what looks like another one.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counter = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                if n == 0 {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged").await;
+                }
+                let _ = tokio::time::timeout(STEP, s.read(&mut buf)).await;
+            });
+        }
+    });
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.ends_with("\r\n\r\nok"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.ends_with("\r\n\r\nok") && !resp.contains("forged"), "{resp}");
+    assert_eq!(connections.load(Ordering::SeqCst), 2, "the connection that spoke out of turn was dropped");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_cut_off_body_closes_the_client_connection() {
+    let (upstream, _) = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"], true).await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.contains("Content-Length: 10"), "{head}");
+    // The client sees the short body end with the connection, as from the origin itself.
+    assert_eq!(to_close(&mut s).await, b"half");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_answers_are_502_and_the_client_connection_goes_on() {
+    let bad: [&'static [u8]; 4] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n",
+    ];
+    let good = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    for answer in bad {
+        let (upstream, _) = scripted(vec![answer], true).await;
+        s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert_eq!(status_of(&resp), 502, "{resp}");
+        assert!(resp.contains("upstream error: "), "{resp}");
+        assert_eq!(resp.trim_end().lines().last().unwrap().matches("upstream error").count(), 1, "one line");
+    }
+    s.write_all(get(good.addr, "/after").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("GET /after\n"), "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let o = origin.addr;
+    let both = format!("{}HEAD http://{o}/2 HTTP/1.1\r\nHost: x\r\n\r\n{}", get(o, "/1"), get(o, "/3"));
+    s.write_all(both.as_bytes()).await.unwrap();
+    let first = read_response(&mut s).await;
+    assert!(first.contains("GET /1\n"), "{first}");
+    let second = read_head(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200") && second.contains("content-length"), "{second}");
+    let third = read_response(&mut s).await;
+    assert!(third.contains("GET /3\n"), "{third}");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn large_bodies_arrive_whole_in_both_framings() {
+    let mut sized = b"HTTP/1.1 200 OK\r\nContent-Length: 3000000\r\n\r\n".to_vec();
+    let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    sized.extend_from_slice(&body);
+    let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for piece in body.chunks(70_000) {
+        chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunked.extend_from_slice(piece);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let chunked_len = chunked.len();
+    let (upstream, connections) = scripted(vec![sized.leak(), chunked.leak()], false).await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/sized").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(exactly(&mut s, body.len()).await == body, "sized body differs");
+    s.write_all(get(upstream, "/chunked").as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    let body_len = chunked_len - (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".len());
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let got = exactly(&mut s, body_len).await;
+    assert!(got.ends_with(b"0\r\n\r\n"));
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn blocked_heads_get_403_without_a_body_and_the_connection_goes_on() {
+    let lists = lists(&[("block.txt", "evil.test\n")], &[]);
+    let origin = origin().await;
+    let proxy = TestProxy::plain(lists.blocklists.policy()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(b"HEAD http://www.evil.test/ HTTP/1.1\r\nHost: www.evil.test\r\n\r\n").await.unwrap();
+    let head = read_head(&mut s).await;
+    assert_eq!(status_of(&head), 403, "{head}");
+    assert!(head.contains("content-type: text/html"), "{head}");
+    // No body follows the head: the next answer comes straight after it.
+    s.write_all(get(origin.addr, "/next").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.contains("GET /next\n"), "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_in_flight_is_finished_at_shutdown() {
+    // The upstream answers after a pause, during which shutdown begins.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone").await;
+        let _ = tokio::time::timeout(STEP, s.read(&mut buf)).await;
+    });
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/slow").as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.begin_shutdown();
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("done"), "{resp}");
+    // Then the connection closes instead of waiting for another request.
+    assert!(to_close(&mut s).await.is_empty());
+    proxy.join().await;
+}
