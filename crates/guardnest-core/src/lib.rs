@@ -3,7 +3,8 @@
 //!
 //! A connection's life, one module per stage: accept (`listener`) → PROXY protocol header
 //! ([`proxy_protocol`], opt-in) → read the head (`connection`) → [`access`] → policy
-//! ([`blocklist`]) → [`dial`] → CONNECT + [`tunnel`], or forwarding (`forward`) →
+//! ([`blocklist`]) → [`dial`] → CONNECT + [`tunnel`], or forwarding (`forward` through
+//! hyper, `relay` for a simple GET or HEAD, with [`chunked`]) →
 //! [`respond`] (the one place errors become 400/403/407/502/504/508). [`server`] ties them
 //! together; [`health`] checks the listener; [`stats`] and [`events`] count. Around the
 //! proxy: [`service::ProxyService`] (the facade every front end uses), [`control`] (the
