@@ -128,18 +128,28 @@ pub(crate) async fn serve(
     loop {
         // Biased, the read first: when the head is already there (the usual case) the
         // cancellation futures are never polled, so never registered.
-        let head = tokio::select! {
-            biased;
-            r = tokio::time::timeout(config.request_timeout, crate::head::read(&stream, buf, config.max_header_bytes)) => {
-                match r {
-                    Ok(head) => head,
-                    Err(_) => {
-                        tracing::debug!(%peer, "no complete request head in time; closed");
-                        break;
+        let deadline = tokio::time::Instant::now() + config.request_timeout;
+        let head = loop {
+            let read = tokio::time::timeout_at(deadline, crate::head::read(&stream, &mut buf, config.max_header_bytes));
+            tokio::select! {
+                biased;
+                r = read => break r,
+                // The kept upstream connection closed (or spoke out of turn) while this client
+                // was quiet: closed now, not left in CLOSE_WAIT until the client's next request.
+                () = Kept::closed(kept.as_ref()) => {
+                    if kept.as_ref().is_some_and(|k| !k.is_clean()) {
+                        kept = None;
                     }
                 }
+                _ = shutdown.cancelled() => return,
             }
-            _ = shutdown.cancelled() => return,
+        };
+        let head = match head {
+            Ok(head) => head,
+            Err(_) => {
+                tracing::debug!(%peer, "no complete request head in time; closed");
+                break;
+            }
         };
         let head = match head {
             Head::Closed => break,

@@ -5,7 +5,7 @@
 //! goes to hyper together with the bytes already read ([`Rewind`]).
 
 use std::io;
-use std::mem::MaybeUninit;
+use std::mem::{take, MaybeUninit};
 use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -70,17 +70,18 @@ impl ConnectHead {
 }
 
 /// Reads until `buf` (bytes already read, possibly none) holds a CONNECT head or a head for
-/// the relay stage, or is known to be hyper's. The caller bounds the wait.
-pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) -> Head {
+/// the relay stage, or is known to be hyper's; the returned head takes the bytes. The
+/// caller bounds the wait; if it stops waiting, what was read stays in `buf`.
+pub(crate) async fn read(stream: &TcpStream, buf: &mut Vec<u8>, max_head: usize) -> Head {
     loop {
         if !buf.is_empty() {
-            match classify(&buf) {
+            match classify(buf) {
                 Kind::Unknown => {}
-                Kind::Other => return Head::Other(buf),
-                Kind::Connect => match parse(&buf) {
+                Kind::Other => return Head::Other(take(buf)),
+                Kind::Connect => match parse(buf) {
                     Ok(Some(parsed)) => {
                         let (head_len, target, proxy_authorization) = parsed;
-                        return Head::Connect(ConnectHead { target, buf, head_len, proxy_authorization });
+                        return Head::Connect(ConnectHead { target, buf: take(buf), head_len, proxy_authorization });
                     }
                     Ok(None) if buf.len() >= max_head => {
                         return Head::Bad(Refusal::HeadTooLarge(format!("more than {max_head} bytes")))
@@ -88,11 +89,13 @@ pub(crate) async fn read(stream: &TcpStream, mut buf: Vec<u8>, max_head: usize) 
                     Ok(None) => {}
                     Err(refusal) => return Head::Bad(refusal),
                 },
-                Kind::Plain => match crate::relay::parse(&buf) {
-                    Parse::Plain(meta) if meta.head_len() <= max_head => return Head::Plain(PlainHead::new(buf, meta)),
+                Kind::Plain => match crate::relay::parse(buf) {
+                    Parse::Plain(meta) if meta.head_len() <= max_head => {
+                        return Head::Plain(PlainHead::new(take(buf), meta))
+                    }
                     // Too large, malformed, or not simple: hyper answers it as before.
-                    Parse::Plain(_) | Parse::NotMine => return Head::Other(buf),
-                    Parse::Partial if buf.len() >= max_head => return Head::Other(buf),
+                    Parse::Plain(_) | Parse::NotMine => return Head::Other(take(buf)),
+                    Parse::Partial if buf.len() >= max_head => return Head::Other(take(buf)),
                     Parse::Partial => {}
                 },
             }

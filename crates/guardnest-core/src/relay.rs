@@ -182,7 +182,7 @@ impl Kept {
     /// Whether nothing has arrived on the connection since its last response: no stray
     /// bytes (they would be read as the next response) and no close. Costs a system call
     /// only when the runtime has seen it readable, which a clean idle connection is not.
-    fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         let mut cx = Context::from_waker(Waker::noop());
         match self.stream.poll_read_ready(&mut cx) {
             Poll::Pending => true,
@@ -191,6 +191,17 @@ impl Kept {
                 let mut byte = [0u8; 1];
                 matches!(self.stream.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
             }
+        }
+    }
+
+    /// Resolves when the connection, if any, becomes readable: a close or stray bytes (or a
+    /// stale readiness, which [`Kept::is_clean`] tells apart). Never resolves without one.
+    pub(crate) async fn closed(kept: Option<&Kept>) {
+        match kept {
+            Some(k) => {
+                let _ = k.stream.readable().await;
+            }
+            None => std::future::pending().await,
         }
     }
 

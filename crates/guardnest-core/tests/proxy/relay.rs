@@ -173,6 +173,40 @@ async fn bytes_arriving_on_an_idle_upstream_connection_are_never_an_answer() {
 }
 
 #[tokio::test]
+async fn an_upstream_closing_its_kept_connection_is_closed_at_once() {
+    // The upstream answers, then closes; the client stays connected and quiet. The proxy's
+    // end must close now (no CLOSE_WAIT), not when the client's head timer runs out.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.shutdown().await.unwrap();
+        let at = std::time::Instant::now();
+        let eof = tokio::time::timeout(STEP, s.read(&mut buf)).await;
+        let _ = closed_tx.send((eof.map(|r| r.ok()), at.elapsed()));
+    });
+    let mut config = config();
+    config.request_timeout = Duration::from_secs(30);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.ends_with("ok"));
+    let (eof, after) = within("upstream sees the close", closed_rx).await.unwrap();
+    assert_eq!(eof.ok().flatten(), Some(0), "the proxy closed its end");
+    assert!(after < Duration::from_secs(5), "closed after {after:?}");
+    // The client connection is still served.
+    let origin = origin().await;
+    s.write_all(get(origin.addr, "/still").as_bytes()).await.unwrap();
+    assert!(read_response(&mut s).await.contains("GET /still\n"));
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn a_cut_off_body_closes_the_client_connection() {
     let (upstream, _) = scripted(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"], true).await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
