@@ -275,10 +275,15 @@ pub(crate) async fn relay(
 fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Result<Vec<u8>, Refusal> {
     let host = crate::forward::host_header(target)
         .ok_or_else(|| Refusal::BadRequest("URL host is not a valid header".into()))?;
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut out = Vec::with_capacity(head.meta.head_len + 64);
     out.extend_from_slice(if head.meta.is_head { b"HEAD " } else { b"GET " });
-    out.extend_from_slice(if path.is_empty() { "/" } else { path }.as_bytes());
+    // `path()` is "/" for an empty path (`PathAndQuery::as_str` would give "?q" for
+    // `http://host?q`, not a valid origin form).
+    out.extend_from_slice(uri.path().as_bytes());
+    if let Some(query) = uri.query() {
+        out.push(b'?');
+        out.extend_from_slice(query.as_bytes());
+    }
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -399,14 +404,16 @@ enum Sent {
     TimedOut,
 }
 
-/// Writes the request and reads a final (not 1xx) response head; 1xx heads are dropped,
-/// as hyper's client does.
+/// Writes the request and reads a final (not 1xx) response head within `idle`; 1xx heads
+/// are dropped, as hyper's client does.
 async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Result<ResponseHead, Sent> {
     if upstream.write_all(request).await.is_err() {
         return Err(Sent::Stale);
     }
     let mut buf = Vec::with_capacity(HEAD_READ);
     let mut received = false;
+    // One bound for the whole head, as on hyper's path: trickled bytes do not extend it.
+    let deadline = tokio::time::Instant::now() + idle;
     loop {
         match parse_response(&buf) {
             Ok(Some((head_len, code))) if (100..200).contains(&code) => {
@@ -426,7 +433,7 @@ async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Resul
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(HEAD_READ);
         }
-        match tokio::time::timeout(idle, upstream.read_buf(&mut buf)).await {
+        match tokio::time::timeout_at(deadline, upstream.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(Sent::Stale),
             Ok(Ok(0)) => return Err(Sent::Failed("connection closed in the response head".into())),
             Ok(Ok(_)) => received = true,
@@ -657,6 +664,21 @@ mod tests {
             "GET /x?y HTTP/1.1\r\nhost: a.test\r\nAccept: */*\r\nvia: 1.1 guardnest\r\n\r\n"
         );
         assert_eq!(plain.into_rest(), b"next");
+
+        // Origin forms: an empty path is "/", the query kept, a fragment dropped.
+        for (url, line) in [
+            ("http://a.test?x=1", "GET /?x=1 HTTP/1.1\r\n"),
+            ("http://a.test", "GET / HTTP/1.1\r\n"),
+            ("http://a.test/p#frag", "GET /p HTTP/1.1\r\n"),
+            ("http://a.test:8080/p/q?r=s&t", "GET /p/q?r=s&t HTTP/1.1\r\n"),
+        ] {
+            let head = format!("GET {url} HTTP/1.1\r\n\r\n");
+            let plain = PlainHead::new(head.as_bytes().to_vec(), meta(&head).unwrap());
+            let uri = http::Uri::try_from(url).unwrap();
+            let target = Target::of_request(&http::Method::GET, &uri).unwrap();
+            let request = String::from_utf8(upstream_request(&plain, &uri, &target).unwrap()).unwrap();
+            assert!(request.starts_with(line), "{url}: {request}");
+        }
 
         assert!(meta("HEAD http://a.test HTTP/1.1\r\nConnection: close\r\n\r\n").is_some_and(|m| m.is_head && m.close));
         for not_mine in [

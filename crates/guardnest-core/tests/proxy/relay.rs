@@ -333,3 +333,48 @@ async fn a_request_in_flight_is_finished_at_shutdown() {
     assert!(to_close(&mut s).await.is_empty());
     proxy.join().await;
 }
+
+#[tokio::test]
+async fn a_url_without_a_path_reaches_the_origin_as_slash_on_both_paths() {
+    let origin = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let o = origin.addr;
+    // The relay (GET) and hyper (POST) alike.
+    s.write_all(format!("GET http://{o}?x=1 HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("GET /?x=1\n"), "{resp}");
+    s.write_all(format!("POST http://{o}?y=2 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let resp = read_response(&mut s).await;
+    assert!(resp.contains("POST /?y=2\n"), "{resp}");
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_trickled_response_head_is_cut_at_the_idle_timeout() {
+    // One byte every 100 ms never completes a head; each byte must not restart the clock.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ").await;
+        for _ in 0..100 {
+            if s.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut config = config();
+    config.idle_timeout = Duration::from_secs(1);
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let started = std::time::Instant::now();
+    let resp = raw(proxy.addr, get(upstream, "/").as_bytes()).await;
+    assert_eq!(status_of(&resp), 504, "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    proxy.stop().await;
+}
