@@ -51,6 +51,24 @@ async fn scripted(answers: Vec<&'static [u8]>, close_after: bool) -> (std::net::
     (addr, connections)
 }
 
+/// An upstream for one connection: it reads the request (one read), then hands the socket
+/// to `then`, which plays the server's part.
+async fn one_connection<F, Fut>(then: F) -> std::net::SocketAddr
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let _ = s.read(&mut buf).await;
+        then(s).await;
+    });
+    addr
+}
+
 fn get(upstream: std::net::SocketAddr, path: &str) -> String {
     format!("GET http://{upstream}{path} HTTP/1.1\r\nHost: x\r\n\r\n")
 }
@@ -126,14 +144,26 @@ async fn bytes_past_the_framing_never_reach_the_next_request() {
         false,
     )
     .await;
+    second_answer_over_a_new_connection(upstream, &connections, Duration::ZERO).await;
+}
+
+/// Two GETs on one client connection, `pause` apart: both answers must be the clean "ok",
+/// the second over a new upstream connection (the first one's was out of step).
+async fn second_answer_over_a_new_connection(
+    upstream: std::net::SocketAddr,
+    connections: &AtomicUsize,
+    pause: Duration,
+) {
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
-    let resp = read_response(&mut s).await;
-    assert!(resp.ends_with("\r\n\r\nok"), "{resp}");
-    s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
-    let resp = read_response(&mut s).await;
-    assert!(resp.ends_with("\r\n\r\nok") && !resp.contains("forged"), "{resp}");
+    for (i, path) in ["/1", "/2"].into_iter().enumerate() {
+        if i == 1 {
+            tokio::time::sleep(pause).await;
+        }
+        s.write_all(get(upstream, path).as_bytes()).await.unwrap();
+        let resp = read_response(&mut s).await;
+        assert!(resp.ends_with("\r\n\r\nok") && !resp.contains("forged"), "{path}: {resp}");
+    }
     assert_eq!(connections.load(Ordering::SeqCst), 2, "a new upstream connection for the second request");
     proxy.stop().await;
 }
@@ -160,36 +190,25 @@ async fn bytes_arriving_on_an_idle_upstream_connection_are_never_an_answer() {
             });
         }
     });
-    let proxy = TestProxy::plain(Policy::allow_all()).await;
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
-    assert!(read_response(&mut s).await.ends_with("\r\n\r\nok"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
-    let resp = read_response(&mut s).await;
-    assert!(resp.ends_with("\r\n\r\nok") && !resp.contains("forged"), "{resp}");
-    assert_eq!(connections.load(Ordering::SeqCst), 2, "the connection that spoke out of turn was dropped");
-    proxy.stop().await;
+    // The forged answer arrives 100 ms after the first; the second request goes at 300 ms.
+    second_answer_over_a_new_connection(upstream, &connections, Duration::from_millis(300)).await;
 }
 
 #[tokio::test]
 async fn an_upstream_closing_its_kept_connection_is_closed_at_once() {
     // The upstream answers, then closes; the client stays connected and quiet. The proxy's
     // end must close now (no CLOSE_WAIT), not when the client's head timer runs out.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
     let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let _ = s.read(&mut buf).await;
+    let upstream = one_connection(|mut s| async move {
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         s.shutdown().await.unwrap();
         let at = std::time::Instant::now();
+        let mut buf = [0u8; 64];
         let eof = tokio::time::timeout(STEP, s.read(&mut buf)).await;
         let _ = closed_tx.send((eof.map(|r| r.ok()), at.elapsed()));
-    });
+    })
+    .await;
     let mut config = config();
     config.request_timeout = Duration::from_secs(30);
     let proxy = TestProxy::start(config, Policy::allow_all()).await;
@@ -312,16 +331,12 @@ async fn blocked_heads_get_403_without_a_body_and_the_connection_goes_on() {
 #[tokio::test]
 async fn a_request_in_flight_is_finished_at_shutdown() {
     // The upstream answers after a pause, during which shutdown begins.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let _ = s.read(&mut buf).await;
+    let upstream = one_connection(|mut s| async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone").await;
-        let _ = tokio::time::timeout(STEP, s.read(&mut buf)).await;
-    });
+        let _ = tokio::time::timeout(STEP, s.read(&mut [0u8; 64])).await;
+    })
+    .await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(get(upstream, "/slow").as_bytes()).await.unwrap();
@@ -355,12 +370,7 @@ async fn a_url_without_a_path_reaches_the_origin_as_slash_on_both_paths() {
 #[tokio::test]
 async fn a_trickled_response_head_is_cut_at_the_idle_timeout() {
     // One byte every 100 ms never completes a head; each byte must not restart the clock.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let (mut s, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 4096];
-        let _ = s.read(&mut buf).await;
+    let upstream = one_connection(|mut s| async move {
         let _ = s.write_all(b"HTTP/1.1 200 OK\r\nX-Slow: ").await;
         for _ in 0..100 {
             if s.write_all(b"a").await.is_err() {
@@ -368,7 +378,8 @@ async fn a_trickled_response_head_is_cut_at_the_idle_timeout() {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
+    })
+    .await;
     let mut config = config();
     config.idle_timeout = Duration::from_secs(1);
     let proxy = TestProxy::start(config, Policy::allow_all()).await;
