@@ -16,7 +16,7 @@ use crate::stats::Stats;
 use crate::upstream::Upstream;
 
 /// The value this proxy adds to `Via`.
-const VIA: HeaderValue = HeaderValue::from_static("1.1 guardnest");
+pub(crate) const VIA: HeaderValue = HeaderValue::from_static("1.1 guardnest");
 
 /// Serves one plain-HTTP request.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
@@ -114,7 +114,7 @@ fn upstream_error(e: &hyper::Error, target: &Target) -> Refusal {
 }
 
 /// Headers that describe one hop only (RFC 9110 §7.6.1), besides those `Connection` names.
-const HOP_BY_HOP: [HeaderName; 8] = [
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHORIZATION,

@@ -24,7 +24,7 @@ const CONNECT: &[u8] = b"CONNECT ";
 const PLAIN: [&[u8]; 2] = [b"GET ", b"HEAD "];
 
 /// Header fields accepted in one head: hyper's default, so both paths take the same heads.
-const MAX_FIELDS: usize = 100;
+pub(crate) const MAX_FIELDS: usize = 100;
 
 /// Bytes read from the socket at a time while a head is incomplete. On the stack, and only
 /// in a synchronous section, so a connection waiting for its head holds no buffer.

@@ -15,49 +15,34 @@
 //! exactly where its framing said and nothing followed it; a connection handed to the
 //! shared pool goes there as a hyper connection, which closes it if stray bytes arrive.
 
+mod answer;
+
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::Method;
+use http::{header, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::chunked::ChunkedEnd;
+use self::answer::{Body, Framing, Head};
 use crate::dial::DialError;
 use crate::domain::Target;
+use crate::forward::{HOP_BY_HOP, VIA};
+use crate::head::MAX_FIELDS;
 use crate::respond::Refusal;
 use crate::server::Shared;
 use crate::stats::Stats;
-
-/// Header fields accepted in one head: hyper's default, as on every other path.
-const MAX_FIELDS: usize = 100;
-
-/// Largest response head taken from an upstream (hyper's client reads up to ~400 KiB; no
-/// real server sends a head near this).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
-
-/// Bytes read from an upstream at a time while relaying a body.
-const READ_SIZE: usize = 16 * 1024;
 
 /// Room for the first read of a response: most responses through a proxy's plain-HTTP
 /// path fit whole. Small on purpose: a large buffer per request made glibc trim and
 /// re-fault the heap top on every request (measured: a page fault per request or more).
 const HEAD_READ: usize = 4096;
 
-/// Fields that describe one hop only (RFC 9110 §7.6.1) and are never passed on, besides
-/// those `Connection` names. `Transfer-Encoding` is not here: a response body is passed on
-/// in the encoding it came in, so its field goes with it.
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "proxy-connection", "keep-alive", "proxy-authorization", "te", "trailer", "upgrade"];
-
 /// Request fields that take a request off this stage (bodies, upgrades, 100-continue).
 const NOT_RELAYED: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
-
-/// The value this proxy adds to `Via` (as [`crate::forward`] does).
-const VIA: &[u8] = b"via: 1.1 guardnest\r\n";
 
 /// A GET or HEAD head this stage serves, and what the client sent behind it.
 pub(crate) struct PlainHead {
@@ -139,10 +124,7 @@ pub(crate) fn parse(buf: &[u8]) -> Parse {
             return Parse::NotMine;
         }
         if field.name.eq_ignore_ascii_case("connection") {
-            for token in field.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                close |= token.eq_ignore_ascii_case(b"close");
-                named.push(token);
-            }
+            close |= connection_tokens(field.value, &mut named);
         }
     }
     let mut meta = Meta {
@@ -166,10 +148,23 @@ pub(crate) fn parse(buf: &[u8]) -> Parse {
     Parse::Plain(meta)
 }
 
-/// Whether a field is passed on: not hop-by-hop and not named by `Connection`.
+/// Adds the tokens of a `Connection` value to `named`; whether one of them is `close`.
+fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) -> bool {
+    let mut close = false;
+    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        close |= token.eq_ignore_ascii_case(b"close");
+        named.push(token);
+    }
+    close
+}
+
+/// Whether a field is passed on: not hop-by-hop (the forward stage's list) and not named
+/// by `Connection`. `Transfer-Encoding` is passed on: a body is relayed in the encoding it
+/// came in, so its field goes with it.
 fn passes(name: &[u8], named: &[&[u8]]) -> bool {
-    !HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-        && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    let hop =
+        |h: &header::HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
+    !HOP_BY_HOP.iter().any(hop) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
 }
 
 /// An upstream connection a client connection keeps between its relayed requests.
@@ -290,9 +285,14 @@ fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Resul
     for (name, value) in &head.meta.fields {
         field(&mut out, head.bytes(name), head.bytes(value));
     }
-    out.extend_from_slice(VIA);
+    via(&mut out);
     out.extend_from_slice(b"\r\n");
     Ok(out)
+}
+
+/// Adds the `Via` this proxy adds on every path.
+fn via(out: &mut Vec<u8>) {
+    field(out, b"via", VIA.as_bytes());
 }
 
 fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -314,21 +314,6 @@ impl From<Refusal> for Failed {
     fn from(r: Refusal) -> Self {
         Failed::Refused(r)
     }
-}
-
-/// How a response body is framed (RFC 9112 §6.3).
-enum Framing {
-    None,
-    Length(u64),
-    Chunked(ChunkedEnd),
-    /// Until the upstream closes; the client connection closes after it.
-    Close,
-}
-
-/// A response head read from an upstream, and what was read behind it.
-struct ResponseHead {
-    buf: Vec<u8>,
-    head_len: usize,
 }
 
 /// Sends the request upstream and relays the response. `Ok(keep_client)` once the whole
@@ -359,7 +344,7 @@ async fn exchange(
         }
     };
     let response = loop {
-        match send(&mut upstream, request, idle).await {
+        match send(&mut upstream, request, meta.is_head, idle).await {
             Ok(response) => break response,
             // A kept connection the server closed while it was idle: the request (a GET or
             // HEAD without a body, safe to repeat) goes again over a new one.
@@ -374,19 +359,16 @@ async fn exchange(
             }
         }
     };
-    let (answer, framing, upstream_keeps) = match respond_head(&response, meta.is_head) {
-        Ok(parts) => parts,
-        Err(why) => return Err(upstream_failed(target, why).into()),
-    };
-    let client_keeps = !meta.close && !matches!(framing, Framing::Close);
-    let mut out = answer;
+    let (answer, buf) = response;
+    let client_keeps = !meta.close && !matches!(answer.framing, Framing::Close);
+    let mut out = answer.head;
     if !client_keeps {
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
     let body = Body { upstream: &mut upstream, client, idle };
-    let clean = body.relay(out, &response.buf[response.head_len..], framing).await?;
-    if clean && upstream_keeps {
+    let clean = body.relay(out, &buf[answer.head_len..], answer.framing).await?;
+    if clean && answer.upstream_keeps {
         *kept = Some(Kept { target: target.clone(), stream: upstream });
     }
     Ok(client_keeps)
@@ -405,8 +387,14 @@ enum Sent {
 }
 
 /// Writes the request and reads a final (not 1xx) response head within `idle`; 1xx heads
-/// are dropped, as hyper's client does.
-async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Result<ResponseHead, Sent> {
+/// are dropped, as hyper's client does. The head, and the buffer it was read into (the
+/// body's first bytes follow it there).
+async fn send(
+    upstream: &mut TcpStream,
+    request: &[u8],
+    is_head: bool,
+    idle: Duration,
+) -> Result<(answer::Answer, Vec<u8>), Sent> {
     if upstream.write_all(request).await.is_err() {
         return Err(Sent::Stale);
     }
@@ -415,18 +403,12 @@ async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Resul
     // One bound for the whole head, as on hyper's path: trickled bytes do not extend it.
     let deadline = tokio::time::Instant::now() + idle;
     loop {
-        match parse_response(&buf) {
-            Ok(Some((head_len, code))) if (100..200).contains(&code) => {
-                if code == 101 {
-                    return Err(Sent::Failed("101 Switching Protocols to a request without Upgrade".into()));
-                }
-                buf.drain(..head_len);
+        match answer::parse(&buf, is_head) {
+            Ok(Some(Head::Informational(len))) => {
+                buf.drain(..len);
                 continue;
             }
-            Ok(Some((head_len, _))) => return Ok(ResponseHead { buf, head_len }),
-            Ok(None) if buf.len() >= MAX_RESPONSE_HEAD => {
-                return Err(Sent::Failed(format!("response head larger than {MAX_RESPONSE_HEAD} bytes")))
-            }
+            Ok(Some(Head::Final(answer))) => return Ok((answer, buf)),
             Ok(None) => {}
             Err(why) => return Err(Sent::Failed(why)),
         }
@@ -440,196 +422,6 @@ async fn send(upstream: &mut TcpStream, request: &[u8], idle: Duration) -> Resul
             Ok(Err(e)) => return Err(Sent::Failed(e.to_string())),
             Err(_) => return Err(Sent::TimedOut),
         }
-    }
-}
-
-/// `Some((head length, status))` once a response head is complete.
-fn parse_response(buf: &[u8]) -> Result<Option<(usize, u16)>, String> {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let mut res = httparse::Response::new(&mut []);
-    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields) {
-        Ok(httparse::Status::Complete(n)) => Ok(Some((n, res.code.unwrap_or(0)))),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(e) => Err(format!("malformed response head: {e}")),
-    }
-}
-
-/// The client's response head (without its final CRLF), the body's framing, and whether
-/// the upstream connection may serve another request after this response.
-fn respond_head(response: &ResponseHead, is_head: bool) -> Result<(Vec<u8>, Framing, bool), &'static str> {
-    let buf = &response.buf[..response.head_len];
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let mut res = httparse::Response::new(&mut []);
-    if httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields).is_err() {
-        return Err("malformed response head");
-    }
-    let code = res.code.unwrap_or(0);
-    let mut upstream_keeps = res.version == Some(1);
-    let mut named: Vec<&[u8]> = Vec::new();
-    let mut length: Option<u64> = None;
-    let mut transfer_encoding: Option<&[u8]> = None;
-    for f in res.headers.iter() {
-        if f.name.eq_ignore_ascii_case("connection") {
-            for token in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                upstream_keeps &= !token.eq_ignore_ascii_case(b"close");
-                named.push(token);
-            }
-        } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
-            // The last coding counts; several fields are one list.
-            transfer_encoding = Some(f.value);
-        } else if f.name.eq_ignore_ascii_case("content-length") {
-            for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n = parse_length(v).ok_or("invalid Content-Length")?;
-                if length.is_some_and(|l| l != n) {
-                    return Err("conflicting Content-Length values");
-                }
-                length = Some(n);
-            }
-        }
-    }
-    let framing = if is_head || code == 204 || code == 304 {
-        Framing::None
-    } else if let Some(te) = transfer_encoding {
-        // With Transfer-Encoding, a Content-Length is dropped and the connection is not
-        // reused (RFC 9112 §6.3, point 3).
-        if length.is_some() {
-            upstream_keeps = false;
-        }
-        let last = te.rsplit(|&b| b == b',').next().map(<[u8]>::trim_ascii).unwrap_or_default();
-        if last.eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked(ChunkedEnd::default())
-        } else {
-            Framing::Close
-        }
-    } else {
-        match length {
-            Some(n) => Framing::Length(n),
-            None => Framing::Close,
-        }
-    };
-    if matches!(framing, Framing::Close) {
-        upstream_keeps = false;
-    }
-    let mut out = Vec::with_capacity(buf.len() + 64);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    // httparse takes exactly three digits.
-    out.extend_from_slice(&[b'0' + (code / 100) as u8, b'0' + (code / 10 % 10) as u8, b'0' + (code % 10) as u8]);
-    out.push(b' ');
-    out.extend_from_slice(res.reason.unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let drop_length = transfer_encoding.is_some() && !matches!(framing, Framing::None);
-    for f in res.headers.iter() {
-        let name = f.name.as_bytes();
-        if !passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
-        field(&mut out, name, f.value);
-    }
-    out.extend_from_slice(VIA);
-    Ok((out, framing, upstream_keeps))
-}
-
-/// A Content-Length value: digits only (hyper's rule), no overflow.
-fn parse_length(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-/// The body's way from the upstream to the client.
-struct Body<'a> {
-    upstream: &'a mut TcpStream,
-    client: &'a mut TcpStream,
-    idle: Duration,
-}
-
-impl Body<'_> {
-    /// Writes `head` and the body (of which `first` was read with the head). `Ok(true)`
-    /// when the body ended exactly at its framing's end with nothing behind it, so the
-    /// upstream connection can be reused.
-    async fn relay(self, mut head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
-        let Body { upstream, client, idle } = self;
-        match framing {
-            Framing::None => {
-                write(client, &head, idle).await?;
-                Ok(first.is_empty())
-            }
-            Framing::Length(len) => {
-                let now = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
-                head.extend_from_slice(&first[..now]);
-                write(client, &head, idle).await?;
-                let mut left = len - now as u64;
-                let extra = first.len() > now;
-                let mut buf = Vec::new();
-                while left > 0 {
-                    let got = read(upstream, &mut buf, idle).await?;
-                    if got.is_empty() {
-                        return Err(Failed::Broken); // cut off: the client sees a short body and a close
-                    }
-                    let take = got.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    write(client, &got[..take], idle).await?;
-                    left -= take as u64;
-                    if take < got.len() {
-                        return Ok(false);
-                    }
-                }
-                Ok(!extra)
-            }
-            Framing::Chunked(mut end) => {
-                let mut pending = first;
-                let mut buf = Vec::new();
-                loop {
-                    match end.feed(pending).map_err(|_| Failed::Broken)? {
-                        Some(n) => {
-                            head.extend_from_slice(&pending[..n]);
-                            write(client, &head, idle).await?;
-                            return Ok(n == pending.len());
-                        }
-                        None => {
-                            head.extend_from_slice(pending);
-                            write(client, &head, idle).await?;
-                            head.clear();
-                        }
-                    }
-                    pending = read(upstream, &mut buf, idle).await?;
-                    if pending.is_empty() && !end.is_done() {
-                        return Err(Failed::Broken);
-                    }
-                }
-            }
-            Framing::Close => {
-                head.extend_from_slice(first);
-                write(client, &head, idle).await?;
-                let mut buf = Vec::new();
-                loop {
-                    let got = read(upstream, &mut buf, idle).await?;
-                    if got.is_empty() {
-                        let _ = client.shutdown().await;
-                        return Ok(false);
-                    }
-                    write(client, got, idle).await?;
-                }
-            }
-        }
-    }
-}
-
-/// Reads the next bytes of a body (empty at its end), within the idle timeout.
-async fn read<'b>(upstream: &mut TcpStream, buf: &'b mut Vec<u8>, idle: Duration) -> Result<&'b [u8], Failed> {
-    buf.clear();
-    buf.reserve(READ_SIZE);
-    match tokio::time::timeout(idle, upstream.read_buf(buf)).await {
-        Ok(Ok(_)) => Ok(&buf[..]),
-        Ok(Err(_)) | Err(_) => Err(Failed::Broken),
-    }
-}
-
-/// Writes to the client within the idle timeout (a client that stops reading is dropped).
-async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), Failed> {
-    match tokio::time::timeout(idle, client.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) | Err(_) => Err(Failed::Broken),
     }
 }
 
@@ -697,53 +489,5 @@ mod tests {
         assert!(matches!(parse(b"GET http://a.test/ HTTP/1.1\r\nHost: a"), Parse::Partial));
         let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert!(meta(&format!("GET http://a.test/ HTTP/1.1\r\n{many}\r\n")).is_none(), "too many fields: hyper's 431");
-    }
-
-    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), &'static str> {
-        let buf = head.as_bytes().to_vec();
-        let (head_len, _) = parse_response(&buf).unwrap().unwrap();
-        respond_head(&ResponseHead { buf, head_len }, is_head).map(|(h, f, k)| (String::from_utf8(h).unwrap(), f, k))
-    }
-
-    #[test]
-    fn response_framing_follows_rfc_9112() {
-        let (head, framing, keeps) =
-            response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nKeep-Alive: 5\r\nX-A: 1\r\n\r\n", false).unwrap();
-        assert_eq!(head, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\nvia: 1.1 guardnest\r\n");
-        assert!(matches!(framing, Framing::Length(5)) && keeps);
-        // HEAD, 204 and 304 have no body whatever their fields say.
-        assert!(matches!(response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true).unwrap().1, Framing::None));
-        assert!(matches!(response("HTTP/1.1 204 No Content\r\n\r\n", false).unwrap().1, Framing::None));
-        assert!(matches!(
-            response("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).unwrap().1,
-            Framing::None
-        ));
-        // Chunked wins over Content-Length, which is dropped; the connection is not reused.
-        let (head, framing, keeps) =
-            response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false)
-                .unwrap();
-        assert!(!head.contains("Content-Length") && head.contains("Transfer-Encoding: gzip, chunked"));
-        assert!(matches!(framing, Framing::Chunked(_)) && !keeps);
-        // Neither: the body runs to the close.
-        let (_, framing, keeps) = response("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
-        assert!(matches!(framing, Framing::Close) && !keeps);
-        let (_, framing, keeps) = response("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", false).unwrap();
-        assert!(matches!(framing, Framing::Close) && !keeps);
-        // The upstream's own close, and HTTP/1.0, end its reuse.
-        assert!(!response("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).unwrap().2);
-        assert!(!response("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).unwrap().2);
-        // Equal repeated lengths are one; others are refused.
-        assert!(matches!(
-            response("HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n", false).unwrap().1,
-            Framing::Length(3)
-        ));
-        for bad in [
-            "Content-Length: 3\r\nContent-Length: 4",
-            "Content-Length: +3",
-            "Content-Length: 3x",
-            "Content-Length: 99999999999999999999",
-        ] {
-            assert!(response(&format!("HTTP/1.1 200 OK\r\n{bad}\r\n\r\n"), false).is_err(), "{bad}");
-        }
     }
 }
