@@ -38,7 +38,7 @@ impl RuntimeInfo {
     /// Writes the runtime file (owner-only, atomically).
     pub fn store(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(path, &json, true)
+        crate::sysproxy::fsutil::write_atomic(path, &json, true)
     }
 
     /// Reads the runtime file.

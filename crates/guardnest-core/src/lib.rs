@@ -64,7 +64,6 @@ pub mod dial;
 pub mod domain;
 pub mod events;
 mod forward;
-pub mod fsutil;
 mod head;
 pub mod health;
 mod listener;
@@ -74,10 +73,12 @@ pub mod respond;
 pub mod server;
 pub mod service;
 pub mod stats;
-pub mod sysproxy;
 pub mod tunnel;
 mod upstream;
 
+/// The OS layer (its own crate): the system proxy as a transaction, the firewall hook,
+/// private files.
+pub use guardnest_sysproxy as sysproxy;
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;
 pub use server::{Proxy, ServeError};

@@ -235,7 +235,7 @@ impl ProxyService {
         if !allow.exists() {
             let header =
                 b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
-            crate::fsutil::write_atomic(&allow, header, false)
+            crate::sysproxy::fsutil::write_atomic(&allow, header, false)
                 .map_err(|source| ServiceError::Save { path: allow.display().to_string(), source })?;
         }
         self.lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
@@ -269,7 +269,7 @@ impl ProxyService {
         }
         new_text.push_str(&host);
         new_text.push('\n');
-        crate::fsutil::write_atomic(&path, new_text.as_bytes(), false)
+        crate::sysproxy::fsutil::write_atomic(&path, new_text.as_bytes(), false)
             .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })?;
         self.lists.add_source(user_allowlist_spec(&path), Role::Allow).await?;
         self.lists.update(&()).await;
@@ -354,7 +354,7 @@ impl ProxyService {
         let path = dir.join(USER_LISTS);
         let json = serde_json::to_vec_pretty(lists)
             .map_err(|e| ServiceError::Save { path: path.display().to_string(), source: std::io::Error::other(e) })?;
-        crate::fsutil::write_atomic(&path, &json, false)
+        crate::sysproxy::fsutil::write_atomic(&path, &json, false)
             .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })
     }
 
@@ -435,9 +435,8 @@ impl ProxyService {
             return Ok(Change { changed: false, message });
         };
         running.shutdown.cancel();
-        #[cfg(windows)]
-        if let Some(warning) = sysproxy::windows::remove_firewall_rule(running.addr) {
-            tracing::warn!("cannot remove the firewall rule: {warning}");
+        if let Some(warning) = self.system.stopped(running.addr) {
+            tracing::warn!("{warning}");
         }
         let grace = self.config.proxy.shutdown_timeout + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, running.task).await;
@@ -600,9 +599,8 @@ impl ProxyService {
         let stopped_accepting = proxy.stopped_accepting();
         let health = proxy.health();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
-        #[cfg(windows)]
-        if let Some(warning) = sysproxy::windows::add_firewall_rule(addr) {
-            tracing::warn!("cannot add the firewall rule: {warning}");
+        if let Some(warning) = self.system.listening(addr) {
+            tracing::warn!("{warning}");
         }
         Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
     }

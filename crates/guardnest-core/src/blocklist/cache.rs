@@ -106,7 +106,7 @@ impl CacheEntry {
     /// Rewrites the metadata alone (a 304, or a failure to remember).
     pub fn store_meta(&self, meta: &CacheMeta) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-        crate::fsutil::write_atomic(&self.meta, &json, false)
+        crate::sysproxy::fsutil::write_atomic(&self.meta, &json, false)
     }
 }
 

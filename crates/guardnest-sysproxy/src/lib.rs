@@ -7,8 +7,15 @@
 //! each backend is a thin shell that reads and writes those keys with the OS's own tools
 //! and checks every exit status (and reads back, since `gsettings` exits 0 even when it
 //! wrote nothing).
+//!
+//! This crate is GuardNest's whole OS layer: besides the backends and their transaction, it
+//! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`])
+//! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
+
+#![warn(missing_docs)]
 
 mod cmd;
+pub mod fsutil;
 pub mod gnome;
 pub mod kde;
 pub mod macos;
@@ -91,6 +98,15 @@ pub trait Backend: Send + Sync {
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError>;
     /// Writes values (a value of [`UNSET`] removes the key) and verifies them.
     fn write(&self, values: &Settings) -> Result<(), SysProxyError>;
+    /// The proxy now listens on `addr`: open what the OS needs (Windows: a firewall rule
+    /// when listening beyond loopback as an administrator). A failure is a warning.
+    fn listening(&self, _addr: SocketAddr) -> Result<(), SysProxyError> {
+        Ok(())
+    }
+    /// The proxy stopped listening on `addr`: close what [`Backend::listening`] opened.
+    fn stopped(&self, _addr: SocketAddr) -> Result<(), SysProxyError> {
+        Ok(())
+    }
 }
 
 /// Written for a key that was absent in the snapshot: remove it again.
@@ -174,6 +190,16 @@ impl SystemProxy {
     /// Whether a backend is configured (`none` changes nothing).
     pub fn has_backend(&self) -> bool {
         self.backend.is_some()
+    }
+
+    /// Runs the backend's [`Backend::listening`] hook; a failure comes back as a warning.
+    pub fn listening(&self, addr: SocketAddr) -> Option<String> {
+        self.backend.as_ref().and_then(|b| b.listening(addr).err()).map(|e| e.to_string())
+    }
+
+    /// Runs the backend's [`Backend::stopped`] hook; a failure comes back as a warning.
+    pub fn stopped(&self, addr: SocketAddr) -> Option<String> {
+        self.backend.as_ref().and_then(|b| b.stopped(addr).err()).map(|e| e.to_string())
     }
 
     /// Whether a transaction of ours is open (GuardNest is the system proxy).

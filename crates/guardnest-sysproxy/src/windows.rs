@@ -77,25 +77,11 @@ pub fn firewall_delete_args() -> Vec<String> {
     ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(|s| s.to_string()).collect()
 }
 
-/// Adds the inbound firewall rule when listening beyond loopback as an administrator;
-/// a failure is a warning (the design's choice), returned as text.
-pub fn add_firewall_rule(listen: std::net::SocketAddr) -> Option<String> {
-    if listen.ip().is_loopback() || !is_user_admin() {
-        return None;
-    }
-    let args = firewall_add_args(listen.port());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    super::cmd::run("windows", "netsh", &args).err().map(|e| e.to_string())
-}
-
-/// Removes the rule (same conditions); a failure is a warning.
-pub fn remove_firewall_rule(listen: std::net::SocketAddr) -> Option<String> {
-    if listen.ip().is_loopback() || !is_user_admin() {
-        return None;
-    }
-    let args = firewall_delete_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    super::cmd::run("windows", "netsh", &args).err().map(|e| e.to_string())
+/// Whether a listener needs the inbound firewall rule: beyond loopback, and only an
+/// administrator may add one (the design's choice: otherwise nothing is tried).
+#[cfg(windows)]
+fn needs_rule(listen: std::net::SocketAddr) -> bool {
+    !listen.ip().is_loopback() && is_user_admin()
 }
 
 /// Whether this process runs with administrator rights (false off Windows).
@@ -149,6 +135,22 @@ impl Backend for Windows {
             }
         }
         Ok(out)
+    }
+
+    fn listening(&self, addr: std::net::SocketAddr) -> Result<(), SysProxyError> {
+        if !needs_rule(addr) {
+            return Ok(());
+        }
+        let args = firewall_add_args(addr.port());
+        super::cmd::run("windows", "netsh", &args.iter().map(String::as_str).collect::<Vec<_>>()).map(|_| ())
+    }
+
+    fn stopped(&self, addr: std::net::SocketAddr) -> Result<(), SysProxyError> {
+        if !needs_rule(addr) {
+            return Ok(());
+        }
+        let args = firewall_delete_args();
+        super::cmd::run("windows", "netsh", &args.iter().map(String::as_str).collect::<Vec<_>>()).map(|_| ())
     }
 
     fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
