@@ -148,9 +148,12 @@ fn summary(v: &Value) -> String {
 /// The `protection` object of a status, as one line.
 fn protection_line(p: &Value) -> String {
     match p["state"].as_str() {
-        Some("protected") => format!("protected: {} names blocked", p["names"].as_u64().unwrap_or(0)),
+        Some("protected") => {
+            let n = p["names"].as_u64().unwrap_or(0);
+            format!("protected: {n} {} blocked", noun(n, "name"))
+        }
         Some("unprotected") => format!("NOT PROTECTED: {}", p["message"].as_str().unwrap_or("?")),
-        Some("paused") => format!("paused: blocking again in {} s", p["secs"].as_u64().unwrap_or(0)),
+        Some("paused") => format!("paused: blocking again in {}", guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0))),
         Some("off") => match p["error"]["message"].as_str() {
             Some(e) => format!("off: {e}"),
             None => "off".into(),

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use guardnest_core::blocklist::{Progress, Reporter};
-use guardnest_core::service::{user, CheckAnswer, ListStatus};
+use guardnest_core::service::{plural, user, CheckAnswer, ListStatus};
 use guardnest_core::Blocklists;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -125,11 +125,11 @@ fn report_update(v: &Value) -> ExitCode {
         println!("failed: {}: {}", f[0].as_str().unwrap_or("?"), f[1].as_str().unwrap_or("?"));
     }
     println!(
-        "{} updated, {} unchanged, {} failed; {} names loaded",
+        "{} updated, {} unchanged, {} failed; {} loaded",
         strings("updated"),
         strings("unchanged"),
         failed.len(),
-        v["names"].as_u64().unwrap_or(0)
+        plural(v["names"].as_u64().unwrap_or(0) as usize, "name", "names")
     );
     if failed.is_empty() {
         ExitCode::SUCCESS
@@ -149,11 +149,11 @@ fn update(lists: Blocklists) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "{} updated, {} unchanged, {} failed; {} names loaded",
+        "{} updated, {} unchanged, {} failed; {} loaded",
         report.updated.len(),
         report.unchanged.len(),
         report.failed.len(),
-        report.names
+        plural(report.names, "name", "names")
     )?;
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -278,7 +278,7 @@ fn lists_update_bypasses_the_system_proxy_and_check_works_offline_from_the_cache
     proxied(&mut cmd);
     let (code, out) = stdout_of(&mut cmd);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("1 updated, 0 unchanged, 0 failed; 1 names loaded"), "{out}");
+    assert!(out.contains("1 updated, 0 unchanged, 0 failed; 1 name loaded"), "{out}");
     // Again: a 304.
     let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]));
     assert_eq!(code, Some(0));

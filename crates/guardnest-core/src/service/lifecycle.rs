@@ -50,6 +50,19 @@ pub enum StartError {
     Token(#[source] std::io::Error),
 }
 
+impl StartError {
+    /// The kind and the whole cause chain, for front ends.
+    pub fn report(&self) -> super::ErrorReport {
+        let kind = match self {
+            StartError::AlreadyRunning(_) => super::ErrorKind::AlreadyRunning,
+            StartError::Lists(_) => super::ErrorKind::Lists,
+            StartError::Control { .. } => super::ErrorKind::ControlApi,
+            StartError::Config(_) | StartError::Token(_) => super::ErrorKind::Start,
+        };
+        super::ErrorReport { kind, message: crate::respond::error_chain(self) }
+    }
+}
+
 /// How to start an instance; see [`ProxyService::builder`].
 pub struct Builder {
     config: Config,
@@ -58,6 +71,7 @@ pub struct Builder {
     system: Option<SystemProxy>,
     listen: Option<SocketAddr>,
     builtin_lists: Option<Vec<(String, String)>>,
+    control_any_port: bool,
 }
 
 /// A started instance: the service, and how turning protection on went (a taken port is
@@ -79,6 +93,7 @@ impl ProxyService {
             system: None,
             listen: None,
             builtin_lists: None,
+            control_any_port: false,
         }
     }
 }
@@ -102,6 +117,13 @@ impl Builder {
         self
     }
 
+    /// When the control API's port is taken, serve it on any free loopback port instead of
+    /// failing (the app: the CLI finds it through `control.json` wherever it is).
+    pub fn control_any_port_if_taken(mut self, yes: bool) -> Self {
+        self.control_any_port = yes;
+        self
+    }
+
     /// Other built-in lists (name, URL) than [`crate::blocklist::DEFAULT_LISTS`] (tests).
     pub fn builtin_lists(mut self, lists: Vec<(String, String)>) -> Self {
         self.builtin_lists = Some(lists);
@@ -112,7 +134,7 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists } = self;
+        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port } = self;
         config.validate()?;
         if let Err(e) = std::fs::create_dir_all(&data_dir) {
             tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
@@ -164,7 +186,14 @@ impl Builder {
         tracing::info!(names = service.lists.len(), lists = service.lists.status().len(), "lists loaded");
 
         if let Some(addr) = config.control.addr()? {
-            let server = match ControlServer::bind(addr).await {
+            let bound = match ControlServer::bind(addr).await {
+                Err(e) if control_any_port && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    tracing::warn!("the control API's port {addr} is taken; serving it on another port");
+                    ControlServer::bind(SocketAddr::new(addr.ip(), 0)).await
+                }
+                other => other,
+            };
+            let server = match bound {
                 Ok(s) => s,
                 Err(source) => {
                     service.release_instance();

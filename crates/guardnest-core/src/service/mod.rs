@@ -216,16 +216,66 @@ impl ProxyService {
         self.listen.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(self.config.proxy.listen)
     }
 
-    /// Listens on loopback port `port` from now on and turns protection on there (the
-    /// configured port is taken by another program).
+    /// Listens on port `port` (on the configured address's IP, loopback for a wildcard)
+    /// from now on, and protects there: the proxy moves to it (the new port is bound before
+    /// the old listener closes, so a taken port changes nothing), or starts there.
     pub async fn listen_on_port(&self, port: u16) -> Result<Change, ServiceError> {
         if port == 0 {
             return Err(InputError::Port.into());
         }
-        let ip = self.listen_addr().ip();
+        let ip = self.config.proxy.listen.ip();
         let ip = if ip.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { ip };
-        self.set_listen(SocketAddr::new(ip, port));
+        let wanted = SocketAddr::new(ip, port);
+        {
+            let mut state = self.state.lock().await;
+            match state.running.as_ref().filter(|r| !r.task.is_finished()).map(|r| r.addr) {
+                Some(addr) if addr == wanted => {}
+                Some(_) => {
+                    let new = match self.start(wanted).await {
+                        Ok(new) => new,
+                        Err(e) => {
+                            self.lists.changes().bump();
+                            return Err(e);
+                        }
+                    };
+                    if let Some(old) = state.running.replace(new) {
+                        old.shutdown.cancel(); // its open connections drain by themselves
+                        if let Some(warning) = self.system.stopped(old.addr) {
+                            tracing::warn!("{warning}");
+                        }
+                    }
+                    state.start_error = None;
+                    self.set_listen(wanted);
+                    drop(state);
+                    return self.enable_system_after_move(wanted).await;
+                }
+                None => {}
+            }
+        }
+        self.set_listen(wanted);
         self.enable().await
+    }
+
+    /// After the listener moved: the system proxy points at the new address.
+    async fn enable_system_after_move(&self, addr: SocketAddr) -> Result<Change, ServiceError> {
+        let mut message = format!("moved: listening on {addr}");
+        if self.config.system_proxy.enabled && self.system.has_backend() {
+            let applied = self.apply_system(addr).await;
+            let mut state = self.state.lock().await;
+            match applied {
+                Ok(m) => {
+                    state.system_error = None;
+                    message += &format!("; {m}");
+                }
+                Err(e) => {
+                    state.system_error = Some(e.to_string());
+                    self.lists.changes().bump();
+                    return Err(ServiceError::SystemProxy(e));
+                }
+            }
+        }
+        self.lists.changes().bump();
+        Ok(Change { changed: true, message })
     }
 
     /// Records where the control API listens, so PAC mode can point at it.
