@@ -20,6 +20,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
+pub use crate::config::check_listen;
 use crate::config::{AccessConfig, ConfigError};
 
 /// argon2 checks running at once; more wait, so failed guesses cannot eat every core.
@@ -137,27 +138,6 @@ impl Access {
         cache.insert(header.into(), user.clone());
         Ok(Some(user))
     }
-}
-
-/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
-/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
-/// allowlist or users) limits who may use it.
-pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
-    if restricted {
-        return Ok(());
-    }
-    if !listen.ip().is_loopback() {
-        return Err(ConfigError::Invalid(format!(
-            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
-             and/or [access] users so that GuardNest is never an open proxy"
-        )));
-    }
-    if proxy_protocol {
-        return Err(ConfigError::Invalid(
-            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
-        ));
-    }
-    Ok(())
 }
 
 fn contains(nets: &[IpNet], ip: IpAddr) -> bool {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The design's listen address: loopback only, port 3000.
+/// The default listen address: loopback only, port 3000.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
-/// Time a client has to send a complete request head (the design's 10 s request read).
+/// Time a client has to send a complete request head.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to resolve and connect to an upstream before answering 504.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -341,7 +341,7 @@ pub struct DetailedSource {
     /// Name shown in block pages and logs; defaults to the file name.
     pub name: Option<String>,
     /// Forced format instead of detection.
-    pub format: Option<crate::blocklist::Format>,
+    pub format: Option<ListFormat>,
     /// How often this source is checked; defaults to `[blocklist] update_interval`.
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -375,7 +375,7 @@ impl SourceSpec {
     }
 
     /// The forced format, if any.
-    pub fn format(&self) -> Option<crate::blocklist::Format> {
+    pub fn format(&self) -> Option<ListFormat> {
         match self {
             SourceSpec::Location(_) => None,
             SourceSpec::Detailed(d) => d.format,
@@ -395,6 +395,62 @@ impl SourceSpec {
         let l = self.location();
         l.starts_with("http://") || l.starts_with("https://")
     }
+}
+
+/// The formats GuardNest reads (`format = "hosts"` in a source; `blocklist::Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// `0.0.0.0 name [name…]` (hosts file).
+    Hosts,
+    /// One name per line.
+    Plain,
+    /// Adblock network rules of domain form: `||name^`, exceptions `@@||name^`.
+    Adblock,
+    /// `*.name`.
+    Wildcard,
+    /// A JSON array of names, or `{"domains": [...], "allow": [...]}`.
+    Json,
+}
+
+impl ListFormat {
+    /// Lowercase name, as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListFormat::Hosts => "hosts",
+            ListFormat::Plain => "plain",
+            ListFormat::Adblock => "adblock",
+            ListFormat::Wildcard => "wildcard",
+            ListFormat::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for ListFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
+/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
+/// allowlist or users) limits who may use it.
+pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
+    if restricted {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(ConfigError::Invalid(format!(
+            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
+             and/or [access] users so that GuardNest is never an open proxy"
+        )));
+    }
+    if proxy_protocol {
+        return Err(ConfigError::Invalid(
+            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -443,7 +499,7 @@ impl Config {
         let allow = self.access.allow_nets()?;
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
-        crate::access::check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
+        check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
         if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",

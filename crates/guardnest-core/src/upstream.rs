@@ -48,7 +48,7 @@ impl Upstream {
         Ok(Self { target, sender, driver: Box::pin(conn) })
     }
 
-    /// The socket back, for the relay stage ([`crate::relay`]); `None` (the connection
+    /// The socket back, for the relay stage ([`crate::conn::relay`]); `None` (the connection
     /// closes) if hyper holds bytes it read from it.
     fn into_stream(self) -> Option<TcpStream> {
         drop(self.sender);

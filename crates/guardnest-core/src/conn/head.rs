@@ -1,8 +1,9 @@
-//! First-head stage: a connection's heads are read here, before hyper. A CONNECT head (how
-//! nearly every connection to a proxy starts) and a simple GET or HEAD are parsed with
-//! httparse, the parser hyper itself uses, under the same limits, so the CONNECT and relay
-//! stages can answer them without setting up hyper's per-connection state. Anything else
-//! goes to hyper together with the bytes already read ([`Rewind`]).
+//! First-head stage: a connection's heads are read here, before hyper, and every request
+//! head the proxy parses itself is parsed here. A CONNECT head (how nearly every connection
+//! to a proxy starts) and a simple GET or HEAD are parsed with httparse, the parser hyper
+//! itself uses, under the same limits, so the CONNECT and relay stages can answer them
+//! without setting up hyper's per-connection state. Anything else goes to hyper together
+//! with the bytes already read ([`Rewind`]).
 
 use std::io;
 use std::mem::{take, MaybeUninit};
@@ -13,14 +14,14 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::conn::hop;
 use crate::domain::{BadTarget, Target};
-use crate::relay::{Parse, PlainHead};
-use crate::respond::Refusal;
+use crate::respond::{BadRequest, Refusal};
 
 /// How every CONNECT head starts.
 const CONNECT: &[u8] = b"CONNECT ";
 
-/// How the heads the relay stage may serve start ([`crate::relay::parse`] decides).
+/// How the heads the relay stage may serve start ([`parse_plain`] decides).
 const PLAIN: [&[u8]; 2] = [b"GET ", b"HEAD "];
 
 /// Header fields accepted in one head: hyper's default, so both paths take the same heads.
@@ -89,7 +90,7 @@ pub(crate) async fn read(stream: &TcpStream, buf: &mut Vec<u8>, max_head: usize)
                     Ok(None) => {}
                     Err(refusal) => return Head::Bad(refusal),
                 },
-                Kind::Plain => match crate::relay::parse(buf) {
+                Kind::Plain => match parse_plain(buf) {
                     Parse::Plain(meta) if meta.head_len() <= max_head => {
                         return Head::Plain(PlainHead::new(take(buf), meta))
                     }
@@ -177,12 +178,12 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
         Err(httparse::Error::TooManyHeaders) => {
             return Err(Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")))
         }
-        Err(e) => return Err(Refusal::BadRequest(format!("malformed request head: {e}"))),
+        Err(e) => return Err(Refusal::BadRequest(BadRequest::Malformed(e))),
     };
     let mut proxy_authorization = None;
     for field in req.headers.iter() {
-        if crate::connect::announces_body(field.name, field.value) {
-            return Err(Refusal::BadRequest(crate::connect::NO_BODY.into()));
+        if announces_body(field.name, field.value) {
+            return Err(Refusal::BadRequest(BadRequest::ConnectBody));
         }
         if field.name.eq_ignore_ascii_case("proxy-authorization") {
             let start = field.value.as_ptr() as usize - buf.as_ptr() as usize;
@@ -191,6 +192,122 @@ fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
     }
     let target = Target::of_connect(req.path.unwrap_or(""));
     Ok(Some((head_len, target, proxy_authorization)))
+}
+
+/// Whether a header field of a CONNECT announces a body ([`BadRequest::ConnectBody`]: its
+/// bytes would be read as tunnel bytes); both the first-head path and hyper's apply this
+/// one rule.
+pub(crate) fn announces_body(name: &str, value: &[u8]) -> bool {
+    name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("content-length") && value != b"0"
+}
+
+/// Request fields that take a request off the relay stage (bodies, upgrades, 100-continue).
+const NOT_RELAYED: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
+
+/// A GET or HEAD head the relay stage serves, and what the client sent behind it.
+pub(crate) struct PlainHead {
+    buf: Vec<u8>,
+    pub(crate) meta: Meta,
+}
+
+/// Where the parts of a [`PlainHead`] are in its buffer.
+pub(crate) struct Meta {
+    pub(crate) head_len: usize,
+    pub(crate) is_head: bool,
+    pub(crate) target: Range<usize>,
+    /// The fields to pass on: not hop-by-hop, not named by `Connection`, not `Host`.
+    pub(crate) fields: Vec<(Range<usize>, Range<usize>)>,
+    pub(crate) proxy_authorization: Option<Range<usize>>,
+    /// The client asked to close the connection after this request.
+    pub(crate) close: bool,
+}
+
+/// What [`parse_plain`] made of a buffer that starts with `GET ` or `HEAD `.
+pub(crate) enum Parse {
+    /// The head is not complete yet.
+    Partial,
+    /// A complete head the relay stage serves.
+    Plain(Meta),
+    /// Anything else, malformed heads included: hyper serves (and refuses) it.
+    NotMine,
+}
+
+impl Meta {
+    /// The head's length in bytes.
+    pub(crate) fn head_len(&self) -> usize {
+        self.head_len
+    }
+}
+
+impl PlainHead {
+    pub(crate) fn new(buf: Vec<u8>, meta: Meta) -> Self {
+        Self { buf, meta }
+    }
+
+    /// The bytes at `r` (a range of [`Meta`]).
+    pub(crate) fn bytes(&self, r: &Range<usize>) -> &[u8] {
+        &self.buf[r.clone()]
+    }
+
+    /// What the client sent behind the head.
+    pub(crate) fn into_rest(mut self) -> Vec<u8> {
+        self.buf.drain(..self.meta.head_len);
+        self.buf
+    }
+}
+
+/// Parses a request head for the relay stage; the caller has seen that `buf` starts with
+/// `GET ` or `HEAD `.
+pub(crate) fn parse_plain(buf: &[u8]) -> Parse {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(_) => return Parse::NotMine,
+    };
+    let is_head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Parse::NotMine,
+    };
+    let (Some(1), Some(path)) = (req.version, req.path) else { return Parse::NotMine };
+    if !path.starts_with("http://") {
+        return Parse::NotMine;
+    }
+    let at = |s: &[u8]| {
+        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
+        start..start + s.len()
+    };
+    let mut close = false;
+    let mut named: Vec<&[u8]> = Vec::new();
+    for field in req.headers.iter() {
+        if NOT_RELAYED.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
+            return Parse::NotMine;
+        }
+        if field.name.eq_ignore_ascii_case("connection") {
+            close |= hop::connection_tokens(field.value, &mut named);
+        }
+    }
+    let mut meta = Meta {
+        head_len,
+        is_head,
+        target: at(path.as_bytes()),
+        fields: Vec::with_capacity(req.headers.len()),
+        proxy_authorization: None,
+        close,
+    };
+    for field in req.headers.iter() {
+        let name = field.name.as_bytes();
+        if field.name.eq_ignore_ascii_case("proxy-authorization") {
+            meta.proxy_authorization = Some(at(field.value));
+        }
+        if !hop::passes(name, &named) || field.name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        meta.fields.push((at(name), at(field.value)));
+    }
+    Parse::Plain(meta)
 }
 
 /// The client's socket with bytes already read from it in front, for hyper.

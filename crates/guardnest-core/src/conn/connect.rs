@@ -8,49 +8,30 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::connection::{ConnCtx, ConnGuard};
+use crate::conn::gate::{self, ConnCtx, ConnGuard, Pending, Shared};
+use crate::conn::head::{announces_body, ConnectHead, Rewind};
 use crate::domain::Target;
-use crate::head::{ConnectHead, Rewind};
-use crate::respond::{error_chain, ProxyBody, Refusal};
-use crate::server::Shared;
+use crate::respond::{error_chain, BadRequest, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
 use crate::tunnel::{self, TunnelEnd};
-
-/// Why a CONNECT that announces a body is refused: its bytes would be read as tunnel bytes.
-pub(crate) const NO_BODY: &str = "a CONNECT request has no body";
-
-/// Whether a header field of a CONNECT announces a body ([`NO_BODY`]); both the first-head
-/// path and hyper's apply this one rule.
-pub(crate) fn announces_body(name: &str, value: &[u8]) -> bool {
-    name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("content-length") && value != b"0"
-}
-
-/// A CONNECT answered 200: what the connection task needs to start the tunnel once hyper
-/// hands the client's socket back (after the 200 is written).
-pub(crate) struct Pending {
-    on_upgrade: OnUpgrade,
-    upstream: TcpStream,
-    target: Target,
-}
 
 /// Serves one CONNECT request: decides and dials, then leaves the tunnel to the connection
 /// task ([`start`]), which goes on to it as soon as the 200 is out.
 pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
-    let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
+    let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.into()))?;
     if req.headers().iter().any(|(name, value)| announces_body(name.as_str(), value.as_bytes())) {
-        return Err(Refusal::BadRequest(NO_BODY.into()));
+        return Err(Refusal::BadRequest(BadRequest::ConnectBody));
     }
     ctx.check_policy(&target.host, false)?;
     let upstream = ctx.dial(&target).await?;
     let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target };
     match ctx.local.tunnel.lock() {
         Ok(mut slot) => *slot = Some(pending),
-        Err(_) => return Err(Refusal::Upstream("connection state unavailable".into())),
+        Err(_) => return Err(Refusal::Upstream(UpstreamError::State)),
     }
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -77,7 +58,7 @@ pub(crate) struct Open {
     pipelined: Vec<u8>,
 }
 
-/// Serves a CONNECT head read by [`crate::head`], without hyper: the same checks, dial and
+/// Serves a CONNECT head read by [`crate::conn::head`], without hyper: the same checks, dial and
 /// answers as [`handle`], written to the socket directly.
 pub(crate) async fn answer(
     client: &mut TcpStream,
@@ -87,10 +68,10 @@ pub(crate) async fn answer(
     address_allowed: bool,
 ) -> Answered {
     let decided = async {
-        crate::connection::admit(shared, peer, address_allowed, head.proxy_authorization()).await?;
-        let target = head.target.clone().map_err(|e| Refusal::BadRequest(e.0))?;
-        crate::connection::check_policy(shared, peer, &target.host, false)?;
-        let upstream = crate::connection::dial(shared, &target).await?;
+        gate::admit(shared, peer, address_allowed, head.proxy_authorization()).await?;
+        let target = head.target.clone().map_err(|e| Refusal::BadRequest(e.into()))?;
+        gate::check_policy(shared, peer, &target.host, false)?;
+        let upstream = gate::dial(shared, &target).await?;
         Ok::<_, Refusal>((target, upstream))
     };
     match decided.await {
@@ -102,7 +83,7 @@ pub(crate) async fn answer(
             Answered::Tunnel(Open { upstream, target, pipelined: head.into_rest() })
         }
         Err(refusal) => {
-            crate::connection::refused(peer, &http::Method::CONNECT, &refusal);
+            gate::refused(peer, &http::Method::CONNECT, &refusal);
             if client.write_all(&refusal.encode()).await.is_err() || refusal.closes_connection() {
                 return Answered::Closed;
             }
@@ -142,8 +123,8 @@ pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, p
 
 /// Forwards the bytes the client pipelined behind its CONNECT head, then spawns the tunnel
 /// as a task of its own holding only the copy state and what its end needs (run in the
-/// connection task instead, an idle tunnel measured 2.42 KiB instead of 1.61: that task's
-/// future is sized for its largest state, the head read).
+/// connection task instead, an idle tunnel would hold that task's future, which is sized
+/// for its largest state, the head read; BENCHMARKS.md has the figures).
 pub(crate) async fn start_tunnel(client: TcpStream, open: Open, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
     let Open { mut upstream, target, pipelined } = open;
     let early = pipelined.len() as u64;

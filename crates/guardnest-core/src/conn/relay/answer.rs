@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Failed;
 use crate::chunked::ChunkedEnd;
-use crate::head::MAX_FIELDS;
+use crate::conn::head::MAX_FIELDS;
+use crate::conn::hop;
+use crate::respond::{BadResponse, Refusal};
 
 /// Largest response head taken from an upstream (hyper's client reads up to ~400 KiB; no
 /// real server sends a head near this).
@@ -18,6 +19,20 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Bytes read from an upstream at a time while relaying a body.
 const READ_SIZE: usize = 16 * 1024;
+
+/// Why an exchange ended without a full answer.
+pub(super) enum Failed {
+    /// Nothing was sent to the client yet: it gets this refusal.
+    Refused(Refusal),
+    /// The response was cut off, or the client left: the connection is closed.
+    Broken,
+}
+
+impl From<Refusal> for Failed {
+    fn from(r: Refusal) -> Self {
+        Failed::Refused(r)
+    }
+}
 
 /// A complete response head.
 pub(super) enum Head {
@@ -49,21 +64,21 @@ pub(super) enum Framing {
 
 /// Parses what an upstream has sent so far; `None` while the head is incomplete. A final
 /// head comes back made into the client's: one parse serves both the wait and the answer.
-pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
+pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, BadResponse> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
-            return Err(format!("response head larger than {MAX_RESPONSE_HEAD} bytes"))
+            return Err(BadResponse::TooLarge(MAX_RESPONSE_HEAD))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("malformed response head: {e}")),
+        Err(e) => return Err(BadResponse::Malformed(e)),
     };
     let code = res.code.unwrap_or(0);
     match code {
-        101 => return Err("101 Switching Protocols to a request without Upgrade".into()),
+        101 => return Err(BadResponse::UnaskedSwitch),
         100..=199 => return Ok(Some(Head::Informational(head_len))),
         _ => {}
     }
@@ -73,15 +88,15 @@ pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
     let mut transfer_encoding: Option<&[u8]> = None;
     for f in res.headers.iter() {
         if f.name.eq_ignore_ascii_case("connection") {
-            upstream_keeps &= !super::connection_tokens(f.value, &mut named);
+            upstream_keeps &= !hop::connection_tokens(f.value, &mut named);
         } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
             // The last coding counts; several fields are one list.
             transfer_encoding = Some(f.value);
         } else if f.name.eq_ignore_ascii_case("content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n = parse_length(v).ok_or("invalid Content-Length")?;
+                let n = parse_length(v).ok_or(BadResponse::InvalidLength)?;
                 if length.is_some_and(|l| l != n) {
-                    return Err("conflicting Content-Length values".into());
+                    return Err(BadResponse::ConflictingLengths);
                 }
                 length = Some(n);
             }
@@ -120,12 +135,12 @@ pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
     let drop_length = transfer_encoding.is_some() && !matches!(framing, Framing::None);
     for f in res.headers.iter() {
         let name = f.name.as_bytes();
-        if !super::passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
+        if !hop::passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        super::field(&mut out, name, f.value);
+        hop::field(&mut out, name, f.value);
     }
-    super::via(&mut out);
+    hop::via(&mut out);
     Ok(Some(Head::Final(Answer { head_len, head: out, framing, upstream_keeps })))
 }
 
@@ -237,7 +252,7 @@ async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(
 mod tests {
     use super::*;
 
-    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), String> {
+    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), BadResponse> {
         match parse(head.as_bytes(), is_head)? {
             Some(Head::Final(a)) => Ok((String::from_utf8(a.head).unwrap(), a.framing, a.upstream_keeps)),
             Some(Head::Informational(_)) => panic!("1xx"),
