@@ -9,6 +9,10 @@
 
 mod support;
 
+use guardnest_testkit::{passed, Outcome};
+
+guardnest_testkit::main!(the_switch_drives_the_proxy_end_to_end);
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -109,13 +113,15 @@ impl WebDriver {
     }
 }
 
-#[test]
-fn the_switch_drives_the_proxy_end_to_end() {
-    if !support::tools_present(
-        &["tauri-driver", "WebKitWebDriver", "xvfb-run", "dbus-run-session"],
-        "cargo install tauri-driver --locked; apt-get install webkit2gtk-driver xvfb",
+fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
+    if let Some(skipped) = guardnest_testkit::needs_tools(
+        &["WebKitWebDriver", "xvfb-run", "dbus-run-session"],
+        "apt-get install webkit2gtk-driver xvfb dbus",
     ) {
-        return;
+        return skipped;
+    }
+    if !std::path::Path::new(&tauri_driver()).is_file() {
+        return guardnest_testkit::skip("needs tauri-driver (cargo install tauri-driver --locked --version 2.1.0)");
     }
     let home = support::DesktopHome::new();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -183,4 +189,5 @@ fn the_switch_drives_the_proxy_end_to_end() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+    passed()
 }

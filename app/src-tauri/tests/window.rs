@@ -7,6 +7,10 @@
 
 mod support;
 
+use guardnest_testkit::{passed, Outcome};
+
+guardnest_testkit::main!(the_window_renders_and_protects);
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,13 +18,12 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-#[test]
-fn the_window_renders_and_protects() {
-    if !support::tools_present(
+fn the_window_renders_and_protects() -> Outcome {
+    if let Some(skipped) = guardnest_testkit::needs_tools(
         &["xvfb-run", "dbus-run-session", "import", "gsettings"],
         "apt-get install xvfb xauth imagemagick dbus libglib2.0-bin dconf-gsettings-backend",
     ) {
-        return;
+        return skipped;
     }
     let home = support::DesktopHome::new();
     let h = home.path();
@@ -91,4 +94,5 @@ fn the_window_renders_and_protects() {
     let colours: u32 = String::from_utf8_lossy(&colours.stdout).trim().parse().unwrap_or(0);
     assert!(colours > 50, "the window looks blank ({colours} colours): {}", shot.display());
     eprintln!("screenshot: {} ({colours} colours)", shot.display());
+    passed()
 }

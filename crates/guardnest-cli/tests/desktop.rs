@@ -4,8 +4,7 @@
 //! `kill -9` and the next start, it must be back exactly. Never touches the real desktop.
 //!
 //! Needs gsettings, dconf and dbus (and kwriteconfig5 for KDE). Without them these tests
-//! are skipped with a message, unless GUARDNEST_REQUIRE_DESKTOP_TESTS=1 (CI) makes that a
-//! failure.
+//! are reported as skipped with what to install (a failure in CI).
 
 mod support;
 
@@ -13,7 +12,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use guardnest_testkit::{needs_tools, passed, Outcome};
 use support::{Running, BIN};
+
+guardnest_testkit::main!(
+    gnome_settings_come_back_exactly,
+    kde_settings_come_back_exactly,
+    repair_puts_settings_back_without_a_running_instance,
+);
 
 const GNOME_KEYS: &[(&str, &str)] = &[
     ("org.gnome.system.proxy", "mode"),
@@ -26,20 +32,9 @@ const GNOME_KEYS: &[(&str, &str)] = &[
 ];
 const KDE_KEYS: &[&str] = &["ProxyType", "httpProxy", "httpsProxy", "NoProxyFor", "Proxy Config Script"];
 
-fn available(tools: &[&str]) -> bool {
-    let missing: Vec<&&str> = tools
-        .iter()
-        .filter(|t| !std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(t).is_file()))
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_some() {
-        panic!("desktop tests required but missing: {missing:?}");
-    }
-    eprintln!("SKIPPED: missing {missing:?} (apt-get install libglib2.0-bin dconf-cli dconf-gsettings-backend dconf-service gsettings-desktop-schemas dbus libkf5config-bin)");
-    false
-}
+/// The packages that bring every tool these tests use.
+const INSTALL: &str = "apt-get install libglib2.0-bin dconf-cli dconf-gsettings-backend dconf-service \
+                       gsettings-desktop-schemas dbus libkf5config-bin";
 
 /// A throwaway desktop session environment.
 struct Desktop {
@@ -194,10 +189,9 @@ fn enable_disable_and_crash(d: &Desktop, check_applied: impl Fn(&BTreeMap<String
     assert_eq!(d.snapshot(), before);
 }
 
-#[test]
-fn gnome_settings_come_back_exactly() {
-    if !available(&["gsettings", "dbus-run-session"]) {
-        return;
+fn gnome_settings_come_back_exactly() -> Outcome {
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
+        return skipped;
     }
     let d = Desktop::new("GNOME");
     d.gsettings_set("org.gnome.system.proxy.http", "host", "corp-proxy.example");
@@ -212,12 +206,12 @@ fn gnome_settings_come_back_exactly() {
         assert_eq!(s["org.gnome.system.proxy.https port"], port.to_string());
         assert_eq!(s["org.gnome.system.proxy ignore-hosts"], "['localhost', '127.0.0.0/8', '::1']");
     });
+    passed()
 }
 
-#[test]
-fn kde_settings_come_back_exactly() {
-    if !available(&["gsettings", "dbus-run-session", "kwriteconfig5", "kreadconfig5"]) {
-        return;
+fn kde_settings_come_back_exactly() -> Outcome {
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session", "kwriteconfig5", "kreadconfig5"], INSTALL) {
+        return skipped;
     }
     let d = Desktop::new("KDE");
     d.kde_set("ProxyType", "2");
@@ -232,15 +226,15 @@ fn kde_settings_come_back_exactly() {
         // Firefox reads GNOME's keys even on KDE.
         assert_eq!(s["org.gnome.system.proxy mode"], "'manual'");
     });
+    passed()
 }
 
 /// "My internet stopped working": `guardnest repair`, with no GuardNest running, puts the
 /// user's own settings back from the snapshot, or turns off a proxy left pointing at a dead
 /// GuardNest when the snapshot is gone, and leaves a live proxy and a running GuardNest alone.
-#[test]
-fn repair_puts_settings_back_without_a_running_instance() {
-    if !available(&["gsettings", "dbus-run-session"]) {
-        return;
+fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
+        return skipped;
     }
     let d = Desktop::new("GNOME");
     d.gsettings_set("org.gnome.system.proxy", "autoconfig-url", "'http://corp.example/proxy.pac'");
@@ -293,4 +287,5 @@ fn repair_puts_settings_back_without_a_running_instance() {
     assert_eq!(d.snapshot(), applied);
     kill("-TERM", &d.guardnest_pid());
     assert_eq!(run.wait_exit().code(), Some(0));
+    passed()
 }

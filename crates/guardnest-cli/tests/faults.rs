@@ -1,5 +1,6 @@
 //! Faults around the running proxy: a list server that sends 2 GB, a data directory that
-//! is full or cannot be written, and SIGKILL in the middle of saving a list.
+//! is full or cannot be written, and SIGKILL in the middle of saving a list. Filling or
+//! freezing the disk mounts a tmpfs, which needs root: reported as skipped otherwise.
 
 mod support;
 
@@ -11,7 +12,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use guardnest_testkit::{passed, skip, Outcome};
 use support::{connect_status, echo_server, Running, BIN, WAIT};
+
+guardnest_testkit::main!(
+    a_2gb_list_is_cut_off_and_the_old_one_kept,
+    an_unwritable_data_dir_still_blocks_and_says_why,
+    a_full_disk_keeps_the_proxy_serving,
+    a_read_only_data_dir_keeps_the_proxy_serving,
+    sigkill_during_a_list_save_leaves_a_good_next_start,
+);
 
 /// What the list server sends for the n-th request (0-based).
 type Script = dyn Fn(usize, &mut TcpStream) -> std::io::Result<()> + Send + Sync;
@@ -99,8 +109,7 @@ fn proc_kb(pid: u32, field: &str) -> u64 {
 /// The first version loads; then the server streams 2 GB. The download stops at the size
 /// limit, the old list keeps blocking, and the process's peak memory stays small (the body
 /// goes to a file, never into memory).
-#[test]
-fn a_2gb_list_is_cut_off_and_the_old_one_kept() {
+fn a_2gb_list_is_cut_off_and_the_old_one_kept() -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let script: Arc<Script> = Arc::new(|n, s| match n {
         0 => small_list(s, "evil.test\n", "\"v1\""),
@@ -121,6 +130,7 @@ fn a_2gb_list_is_cut_off_and_the_old_one_kept() {
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
     proxy.signal("-TERM");
     assert_eq!(proxy.wait_exit().code(), Some(0));
+    passed()
 }
 
 fn serve_list() -> String {
@@ -130,30 +140,29 @@ fn serve_list() -> String {
 
 /// The data directory's list cache cannot be created (a file is in the way): the list still
 /// loads and blocks, and the log says why it is not cached.
-#[test]
-fn an_unwritable_data_dir_still_blocks_and_says_why() {
+fn an_unwritable_data_dir_still_blocks_and_says_why() -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("lists"), "not a directory").unwrap();
     serves_uncached(dir.path(), &data, &["list.txt"]);
+    passed()
 }
 
-/// Mounts a tiny tmpfs (with `options`) on `dir`, unmounted when dropped; `None` when not
-/// root (the test then says it was skipped).
+/// Mounts a tiny tmpfs (with `options`) on `dir`, unmounted when dropped; when not root,
+/// the skip for the test to return.
 struct Tmpfs<'a>(&'a Path);
 
 impl<'a> Tmpfs<'a> {
-    fn mount(dir: &'a Path, options: &str) -> Option<Tmpfs<'a>> {
+    fn mount(dir: &'a Path, options: &str) -> Result<Tmpfs<'a>, Outcome> {
         std::fs::create_dir_all(dir).unwrap();
         let ok = Command::new("mount").args(["-t", "tmpfs", "-o", options, "tmpfs"]).arg(dir).status();
         if ok.is_ok_and(|s| s.success()) {
-            return Some(Tmpfs(dir));
+            return Ok(Tmpfs(dir));
         }
         // SAFETY: geteuid has no preconditions.
         assert_ne!(unsafe { libc::geteuid() }, 0, "running as root, yet a tmpfs could not be mounted");
-        eprintln!("SKIPPED: mounting a tmpfs needs root");
-        None
+        Err(skip("mounting a tmpfs to fill or freeze the disk needs root"))
     }
 }
 
@@ -179,30 +188,35 @@ fn serves_uncached(dir: &Path, data: &Path, why: &[&str]) {
 
 /// A full disk (a tiny tmpfs filled to the last byte) under the data directory: the proxy
 /// starts, blocks with the downloaded list, and says it cannot cache it.
-#[test]
-fn a_full_disk_keeps_the_proxy_serving() {
+fn a_full_disk_keeps_the_proxy_serving() -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Some(_tmpfs) = Tmpfs::mount(&data, "size=64k") else { return };
+    let _tmpfs = match Tmpfs::mount(&data, "size=64k") {
+        Ok(mounted) => mounted,
+        Err(skipped) => return skipped,
+    };
     let mut filler = std::fs::File::create(data.join("filler")).unwrap();
     let block = vec![0u8; 4096];
     while filler.write_all(&block).and_then(|_| filler.sync_all()).is_ok() {}
     serves_uncached(dir.path(), &data, &["No space left on device", "os error 28"]);
+    passed()
 }
 
 /// A read-only data directory (even for root): the same.
-#[test]
-fn a_read_only_data_dir_keeps_the_proxy_serving() {
+fn a_read_only_data_dir_keeps_the_proxy_serving() -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let Some(_tmpfs) = Tmpfs::mount(&data, "size=64k,ro") else { return };
+    let _tmpfs = match Tmpfs::mount(&data, "size=64k,ro") {
+        Ok(mounted) => mounted,
+        Err(skipped) => return skipped,
+    };
     serves_uncached(dir.path(), &data, &["Read-only file system", "os error 30"]);
+    passed()
 }
 
 /// SIGKILL at many points while a list downloads and is saved; every next start, with the
 /// list server refusing, either serves a complete cached copy or none, never a broken one.
-#[test]
-fn sigkill_during_a_list_save_leaves_a_good_next_start() {
+fn sigkill_during_a_list_save_leaves_a_good_next_start() -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let offline = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -246,4 +260,5 @@ fn sigkill_during_a_list_save_leaves_a_good_next_start() {
     }
     eprintln!("{complete} of 10 kills left a complete cache; none left a broken one");
     assert!(complete >= 1, "the last, late kill should find the list saved");
+    passed()
 }

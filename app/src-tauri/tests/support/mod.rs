@@ -8,24 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// Whether `tool` is on PATH (tauri-driver also in ~/.cargo/bin).
-pub fn have(tool: &str) -> bool {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()).any(|d| d.join(tool).is_file())
-        || (tool == "tauri-driver" && dirs::home_dir().is_some_and(|h| h.join(".cargo/bin/tauri-driver").is_file()))
-}
-
-/// False (test skipped, loudly) when tools are missing; a failure in CI, where
-/// GUARDNEST_REQUIRE_DESKTOP_TESTS is set.
-pub fn tools_present(tools: &[&str], hint: &str) -> bool {
-    let missing: Vec<&&str> = tools.iter().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(std::env::var_os("GUARDNEST_REQUIRE_DESKTOP_TESTS").is_none(), "required tools missing: {missing:?}");
-    eprintln!("SKIPPED: missing {missing:?} ({hint})");
-    false
-}
-
 /// A throwaway HOME whose GuardNest data dir holds a config blocking `evil.test` from a
 /// local file, with no default (downloaded) lists.
 pub struct DesktopHome {

@@ -1,5 +1,5 @@
-//! List subsystem tests: real public lists, and the updater against a real HTTP server.
+//! List subsystem tests: the parser and the updater against a real HTTP server (the real
+//! public lists are in `real_lists.rs`).
 
-mod real_files;
 mod server;
 mod updater;
