@@ -79,6 +79,11 @@ pub struct Config {
     pub access: AccessConfig,
 }
 
+/// Destinations a gateway's clients may not reach by default: loopback, link-local (cloud
+/// metadata at 169.254.169.254), unspecified addresses, and this host's own addresses.
+pub const DEFAULT_DENY_DESTINATIONS: [&str; 7] =
+    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self"];
+
 /// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -90,11 +95,22 @@ pub struct AccessConfig {
     pub users: Vec<UserConfig>,
     /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
     pub trusted_proxies: Vec<String>,
+    /// Destinations refused in gateway mode (CIDRs, or `self` for this host's own
+    /// addresses), checked on the address actually dialed.
+    pub deny_destinations: Vec<String>,
+    /// Destinations let through in gateway mode although `deny_destinations` lists them.
+    pub allow_destinations: Vec<String>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { allow: Vec::new(), users: Vec::new(), trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()] }
+        Self {
+            allow: Vec::new(),
+            users: Vec::new(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(|s| s.to_string()).collect(),
+            allow_destinations: Vec::new(),
+        }
     }
 }
 
