@@ -130,6 +130,16 @@ impl AccessConfig {
         parse_nets("access.allow", &self.allow)
     }
 
+    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses).
+    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
+        let deny_own = self.deny_destinations.iter().any(|d| d.trim().eq_ignore_ascii_case("self"));
+        let deny: Vec<String> =
+            self.deny_destinations.iter().filter(|d| !d.trim().eq_ignore_ascii_case("self")).cloned().collect();
+        let deny = parse_nets("access.deny_destinations", &deny)?;
+        let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
+        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
+    }
+
     /// `trusted_proxies`, parsed.
     pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         parse_nets("access.trusted_proxies", &self.trusted_proxies)
@@ -271,6 +281,12 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
+    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
+    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
+    /// runs on both engines.
+    #[doc(hidden)]
+    #[serde(rename = "test_all_to_hyper")]
+    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -286,6 +302,7 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
+            all_to_hyper: false,
         }
     }
 }

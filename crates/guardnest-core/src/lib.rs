@@ -63,6 +63,7 @@ pub mod dial;
 pub mod domain;
 pub mod events;
 pub mod health;
+pub mod idle;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod server;

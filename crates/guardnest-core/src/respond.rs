@@ -12,9 +12,11 @@ use hyper::body::Incoming;
 
 use crate::dial::DialError;
 use crate::domain::BadTarget;
+use crate::idle::IdleBody;
 
-/// Body of every response the proxy sends: a forwarded upstream body or one of ours.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// Body of every response the proxy sends: a forwarded upstream body (whose frames must
+/// keep coming within `idle_timeout`) or one of ours.
+pub type ProxyBody = Either<IdleBody<Incoming>, Full<Bytes>>;
 
 /// Why a request was not served.
 #[derive(Debug)]
@@ -39,6 +41,17 @@ pub enum Refusal {
     HeadTooLarge(String),
     /// Proxy credentials missing or wrong (407).
     AuthRequired(&'static str),
+    /// Proxy credentials missing or wrong once too often on this connection (407, and the
+    /// connection closes: a client guessing must connect again).
+    LoginsExhausted(&'static str),
+    /// Too many failed logins from this client address: refused without a check (429, the
+    /// connection closes).
+    LoginsThrottled {
+        /// The client address.
+        client: std::net::IpAddr,
+        /// When it may try again.
+        retry_after: std::time::Duration,
+    },
     /// Dialing failed (502, 504, or 508 for a loop).
     Dial(DialError),
     /// The upstream failed after the connection was made (502).
@@ -130,6 +143,9 @@ pub enum BadResponse {
     /// Several `Content-Length` values that differ.
     #[error("conflicting Content-Length values")]
     ConflictingLengths,
+    /// Interim (1xx) answers without end.
+    #[error("more than {0} interim (1xx) responses")]
+    TooManyInterim(usize),
 }
 
 impl Refusal {
@@ -139,7 +155,9 @@ impl Refusal {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
-            Refusal::AuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Dial(DialError::Denied { .. }) => StatusCode::FORBIDDEN,
             Refusal::Dial(DialError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
             Refusal::Dial(_) | Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -156,6 +174,12 @@ impl Refusal {
             }
             Refusal::ClientDenied(ip) => format!("client address {ip} is not allowed to use this proxy"),
             Refusal::AuthRequired(why) => format!("{why} (this proxy needs a user name and password)"),
+            Refusal::LoginsExhausted(why) => {
+                format!("{why}; too many failed logins on this connection (this proxy needs a user name and password)")
+            }
+            Refusal::LoginsThrottled { client, retry_after } => {
+                format!("too many failed proxy logins from {client}; try again in {} s", retry_after.as_secs().max(1))
+            }
             Refusal::Dial(DialError::Loop { target }) => {
                 format!("refused: {target} is this proxy itself (request loop)")
             }
@@ -212,6 +236,8 @@ impl Refusal {
                 | Refusal::HeadTooLarge(_)
                 | Refusal::Blocked { html: false, .. }
                 | Refusal::ClientDenied(_)
+                | Refusal::LoginsExhausted(_)
+                | Refusal::LoginsThrottled { .. }
         )
     }
 
@@ -229,7 +255,7 @@ impl Refusal {
         [
             Some((header::CACHE_CONTROL, "no-store")),
             self.closes_connection().then_some((header::CONNECTION, "close")),
-            matches!(self, Refusal::AuthRequired(_))
+            matches!(self, Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_))
                 .then_some((header::PROXY_AUTHENTICATE, "Basic realm=\"GuardNest\", charset=\"UTF-8\"")),
         ]
     }
@@ -298,6 +324,12 @@ mod tests {
                 Refusal::Blocked { host: "a.test".into(), list: "l".into(), rule: "a.test".into(), html: true },
                 Refusal::ClientDenied("192.0.2.1".parse().unwrap()),
                 Refusal::AuthRequired("proxy authentication required"),
+                Refusal::LoginsExhausted("unknown user or wrong password"),
+                Refusal::LoginsThrottled {
+                    client: "192.0.2.1".parse().unwrap(),
+                    retry_after: std::time::Duration::from_secs(6),
+                },
+                Refusal::Dial(DialError::Denied { target: "a:1".into(), addr: "127.0.0.1".parse().unwrap() }),
                 Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(1) }),
                 Refusal::Upstream(UpstreamError::Closed { target: "a:1".into() }),
             ]

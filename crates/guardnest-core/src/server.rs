@@ -76,9 +76,12 @@ impl Proxy {
         access.check_listen(config.listen, config.proxy_protocol)?;
         let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-        let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
+        let mut dialer = Dialer::new(config.connect_timeout, Some(local_addr));
+        if let Some(destinations) = access.destinations() {
+            dialer = dialer.with_destinations(destinations);
+        }
         let shared = Arc::new(Shared {
-            pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, stats.clone())),
+            pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, config.idle_timeout, stats.clone())),
             dialer,
             policy,
             access,

@@ -6,6 +6,10 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::domain::{Host, Target};
 
+/// Interim (1xx) answers taken before a final one, on both engines; past this the
+/// upstream is refused (502) and its connection closed.
+pub(crate) const MAX_INTERIM: usize = 16;
+
 /// The value this proxy adds to `Via`.
 pub(crate) const VIA: HeaderValue = HeaderValue::from_static("1.1 guardnest");
 
@@ -34,6 +38,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !is_framing(name.as_str().as_bytes()))
         .collect();
     for name in named {
         headers.remove(name);
@@ -78,6 +83,12 @@ pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
 
+/// Whether a field frames the message body. A `Connection` token never removes one: the
+/// message would lose its end, and a client reading the next response as this one's body.
+pub(crate) fn is_framing(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+}
+
 /// Adds the tokens of a `Connection` value to `named`; whether one of them is `close`.
 pub(crate) fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) -> bool {
     let mut close = false;
@@ -89,12 +100,13 @@ pub(crate) fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) 
 }
 
 /// Whether a field of a head the relay writes is passed on: not hop-by-hop ([`HOP_BY_HOP`])
-/// and not named by `Connection`. `Transfer-Encoding` is passed on: a body is relayed in
-/// the encoding it came in, so its field goes with it.
+/// and not named by `Connection`, framing fields always ([`is_framing`]).
+/// `Transfer-Encoding` is passed on: a body is relayed in the encoding it came in, so its
+/// field goes with it.
 pub(crate) fn passes(name: &[u8], named: &[&[u8]]) -> bool {
     let hop =
         |h: &header::HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
-    !HOP_BY_HOP.iter().any(hop) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    !HOP_BY_HOP.iter().any(hop) && (is_framing(name) || !named.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 
 /// Adds the `Via` this proxy adds on every path.

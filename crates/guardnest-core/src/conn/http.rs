@@ -5,7 +5,6 @@
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -17,20 +16,21 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::gate::{self, ConnCtx, ConnGuard, Local, Shared};
-use crate::conn::head::Rewind;
+use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Local, Shared};
+use crate::conn::head::{announces_body, Rewind};
 use crate::conn::{connect, forward};
-use crate::respond::ProxyBody;
+use crate::domain::Target;
+use crate::respond::{BadRequest, ProxyBody};
 
 /// Serves request heads with hyper until the connection closes or is upgraded to a tunnel.
 pub(crate) async fn serve_http(
     stream: Rewind,
-    peer: SocketAddr,
+    client: Client,
     shared: Arc<Shared>,
     guard: ConnGuard,
     shutdown: CancellationToken,
-    address_allowed: bool,
 ) {
+    let peer = client.peer;
     let abort = shared.abort.clone();
     let config = &shared.config;
     let mut builder = http1::Builder::new();
@@ -40,11 +40,11 @@ pub(crate) async fn serve_http(
         .max_header_size(config.max_header_bytes)
         .max_buf_size(config.max_header_bytes.max(8192) + 8192)
         .keep_alive(true);
-    let local = Arc::new(Local::default());
+    let local = Arc::new(Local::new(client));
     let service_shared = shared.clone();
     let service_local = local.clone();
     let service = service_fn(move |req| {
-        let ctx = ConnCtx { shared: service_shared.clone(), peer, address_allowed, local: service_local.clone() };
+        let ctx = ConnCtx { shared: service_shared.clone(), local: service_local.clone() };
         async move { Ok::<_, Infallible>(route(req, ctx).await) }
     });
     let result = {
@@ -79,8 +79,8 @@ pub(crate) async fn serve_http(
     if let Err(e) = result {
         tracing::debug!(%peer, error = %crate::respond::error_chain(&e), "connection ended with an error");
     }
-    // A CONNECT answered 200 ended the HTTP stage: the tunnel starts here, in this task, with
-    // hyper's state already gone.
+    // A CONNECT answered 200 (or a plain request answered 101) ended the HTTP stage: the
+    // tunnel starts here, in this task, with hyper's state already gone.
     let pending = local.tunnel.lock().ok().and_then(|mut t| t.take());
     if let Some(pending) = pending {
         if !shared.abort.is_cancelled() {
@@ -89,16 +89,24 @@ pub(crate) async fn serve_http(
     }
 }
 
+/// One request as hyper read it: the same order of decisions as the first-head stage's
+/// ([`gate::decide`]), then the CONNECT or the forward stage.
 async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
     let method = req.method().clone();
-    let credentials = req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes());
-    let result = match gate::admit(&ctx.shared, ctx.peer, ctx.address_allowed, credentials).await {
+    let connect = method == Method::CONNECT;
+    let ask = Ask {
+        target: Target::of_request(&method, req.uri()).map_err(BadRequest::from),
+        connect_body: connect && req.headers().iter().any(|(n, v)| announces_body(n.as_str(), v.as_bytes())),
+        plain: !connect,
+        credentials: req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes()),
+    };
+    let result = match gate::decide(&ctx.shared, &ctx.local.client, ask).await {
         Err(refusal) => Err(refusal),
-        Ok(()) if method == Method::CONNECT => connect::handle(req, &ctx).await,
-        Ok(()) => forward::handle(req, &ctx).await,
+        Ok(decided) if connect => connect::handle(req, decided, &ctx).await,
+        Ok(decided) => forward::handle(req, decided, &ctx).await,
     };
     result.unwrap_or_else(|refusal| {
-        gate::refused(ctx.peer, &method, &refusal);
+        gate::refused(ctx.peer(), &method, &refusal);
         refusal.into_response()
     })
 }

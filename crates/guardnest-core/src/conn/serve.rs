@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::connect::{self, Answered};
-use crate::conn::gate::{self, ConnGuard, Shared};
+use crate::conn::gate::{self, Client, ConnGuard, Shared};
 use crate::conn::head::{self, Head, Rewind};
 use crate::conn::http::serve_http;
 use crate::conn::relay::{self, Kept, Relayed};
@@ -38,7 +38,7 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
-    let address_allowed = shared.access.check_address(peer.ip()).is_ok();
+    let client = Client::new(peer, shared.access.check_address(peer.ip()).is_ok());
     let config = &shared.config;
     let mut buf = Vec::new();
     // The upstream connection this client's relayed requests use; to the pool when done.
@@ -50,7 +50,10 @@ pub(crate) async fn serve(
         // cancellation futures are never polled, so never registered.
         let deadline = tokio::time::Instant::now() + config.request_timeout;
         let head = loop {
-            let read = tokio::time::timeout_at(deadline, head::read(&stream, &mut buf, config.max_header_bytes));
+            let read = tokio::time::timeout_at(
+                deadline,
+                head::read(&stream, &mut buf, config.max_header_bytes, config.all_to_hyper),
+            );
             tokio::select! {
                 biased;
                 r = read => break r,
@@ -83,12 +86,12 @@ pub(crate) async fn serve(
                 if let Some(k) = kept.take() {
                     k.release(&shared).await;
                 }
-                let io = Rewind::new(pre, stream);
-                return Box::pin(serve_http(io, peer, shared, guard, shutdown, address_allowed)).await;
+                let io = Rewind::new(pre, stream, config.idle_timeout);
+                return Box::pin(serve_http(io, client, shared, guard, shutdown)).await;
             }
             Head::Plain(plain) => {
                 // Boxed, as the CONNECT answer below.
-                let relay = Box::pin(relay::relay(&mut stream, plain, &mut kept, &shared, peer, address_allowed));
+                let relay = Box::pin(relay::relay(&mut stream, plain, &mut kept, &shared, &client));
                 let relayed = tokio::select! {
                     biased;
                     r = relay => r,
@@ -105,7 +108,7 @@ pub(crate) async fn serve(
         };
         // Boxed like the HTTP stage: the dial's state is allocated only while it runs. A dial
         // still running when the shutdown grace ends is dropped with the connection.
-        let answer = Box::pin(connect::answer(&mut stream, head, &shared, peer, address_allowed));
+        let answer = Box::pin(connect::answer(&mut stream, head, &shared, &client));
         let answered = tokio::select! {
             biased;
             a = answer => a,

@@ -12,6 +12,7 @@ use crate::chunked::ChunkedEnd;
 use crate::conn::head::MAX_FIELDS;
 use crate::conn::hop;
 use crate::respond::{BadResponse, Refusal};
+use crate::stats::Stats;
 
 /// Largest response head taken from an upstream (hyper's client reads up to ~400 KiB; no
 /// real server sends a head near this).
@@ -157,23 +158,40 @@ pub(super) struct Body<'a> {
     pub(super) upstream: &'a mut TcpStream,
     pub(super) client: &'a mut TcpStream,
     pub(super) idle: Duration,
+    /// Body bytes passed on are counted in `bytes_down`.
+    pub(super) stats: &'a Stats,
 }
 
 impl Body<'_> {
     /// Writes `head` and the body (of which `first` was read with the head). `Ok(true)`
     /// when the body ended exactly at its framing's end with nothing behind it, so the
     /// upstream connection can be reused.
-    pub(super) async fn relay(self, mut head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
-        let Body { upstream, client, idle } = self;
+    pub(super) async fn relay(mut self, head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
+        let head_len = head.len() as u64;
+        let mut sent = 0;
+        let result = self.relay_counted(head, first, framing, &mut sent).await;
+        self.stats.bytes_down.fetch_add(sent.saturating_sub(head_len), std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn relay_counted(
+        &mut self,
+        mut head: Vec<u8>,
+        first: &[u8],
+        framing: Framing,
+        sent: &mut u64,
+    ) -> Result<bool, Failed> {
+        let Body { upstream, client, idle, .. } = self;
+        let idle = *idle;
         match framing {
             Framing::None => {
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 Ok(first.is_empty())
             }
             Framing::Length(len) => {
                 let now = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
                 head.extend_from_slice(&first[..now]);
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 let mut left = len - now as u64;
                 let extra = first.len() > now;
                 let mut buf = Vec::new();
@@ -183,7 +201,7 @@ impl Body<'_> {
                         return Err(Failed::Broken); // cut off: the client sees a short body and a close
                     }
                     let take = got.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    write(client, &got[..take], idle).await?;
+                    write(client, &got[..take], idle, sent).await?;
                     left -= take as u64;
                     if take < got.len() {
                         return Ok(false);
@@ -198,12 +216,12 @@ impl Body<'_> {
                     match end.feed(pending).map_err(|_| Failed::Broken)? {
                         Some(n) => {
                             head.extend_from_slice(&pending[..n]);
-                            write(client, &head, idle).await?;
+                            write(client, &head, idle, sent).await?;
                             return Ok(n == pending.len());
                         }
                         None => {
                             head.extend_from_slice(pending);
-                            write(client, &head, idle).await?;
+                            write(client, &head, idle, sent).await?;
                             head.clear();
                         }
                     }
@@ -215,7 +233,7 @@ impl Body<'_> {
             }
             Framing::Close => {
                 head.extend_from_slice(first);
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 let mut buf = Vec::new();
                 loop {
                     let got = read(upstream, &mut buf, idle).await?;
@@ -223,7 +241,7 @@ impl Body<'_> {
                         let _ = client.shutdown().await;
                         return Ok(false);
                     }
-                    write(client, got, idle).await?;
+                    write(client, got, idle, sent).await?;
                 }
             }
         }
@@ -241,9 +259,12 @@ async fn read<'b>(upstream: &mut TcpStream, buf: &'b mut Vec<u8>, idle: Duration
 }
 
 /// Writes to the client within the idle timeout (a client that stops reading is dropped).
-async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), Failed> {
+async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration, sent: &mut u64) -> Result<(), Failed> {
     match tokio::time::timeout(idle, client.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            *sent += bytes.len() as u64;
+            Ok(())
+        }
         Ok(Err(_)) | Err(_) => Err(Failed::Broken),
     }
 }

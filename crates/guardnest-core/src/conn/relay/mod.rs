@@ -17,7 +17,6 @@
 
 mod answer;
 
-use std::net::SocketAddr;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -26,13 +25,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use self::answer::{Body, Failed, Framing, Head};
-use crate::conn::gate::{self, Shared};
+use crate::conn::gate::{self, Ask, Client, Decided, Shared};
 use crate::conn::head::{Meta, PlainHead};
 use crate::conn::hop;
 use crate::dial::DialError;
 use crate::domain::Target;
 use crate::respond::{BadRequest, BadResponse, Refusal, UpstreamError};
 use crate::stats::Stats;
+use crate::upstream::Owner;
 
 /// Room for the first read of a response: most responses through a proxy's plain-HTTP
 /// path fit whole. Small on purpose: a large buffer per request made glibc trim and
@@ -42,6 +42,7 @@ const HEAD_READ: usize = 4096;
 /// An upstream connection a client connection keeps between its relayed requests.
 pub(crate) struct Kept {
     target: Target,
+    owner: Owner,
     stream: TcpStream,
 }
 
@@ -75,7 +76,7 @@ impl Kept {
     /// Hands the connection to the shared pool (the client connection ends, or goes on
     /// to hyper or a tunnel).
     pub(crate) async fn release(self, shared: &Shared) {
-        shared.pool.put_stream(self.target, self.stream).await;
+        shared.pool.put_stream(self.target, self.owner, self.stream).await;
     }
 }
 
@@ -88,30 +89,42 @@ pub(crate) enum Relayed {
     Closed,
 }
 
-/// Serves one GET or HEAD read by [`crate::conn::head`]: the same access, policy and dial as
-/// hyper's path, then the exchange over `kept` (or a pooled or new upstream connection).
+/// Serves one GET or HEAD read by [`crate::conn::head`]: the same order of decisions as
+/// hyper's path ([`gate::decide`]), then the exchange over `kept` (or a pooled or new
+/// upstream connection).
 pub(crate) async fn relay(
     client: &mut TcpStream,
     head: PlainHead,
     kept: &mut Option<Kept>,
     shared: &Shared,
-    peer: SocketAddr,
-    address_allowed: bool,
+    who: &Client,
 ) -> Relayed {
+    let peer = who.peer;
     let method = if head.meta.is_head { Method::HEAD } else { Method::GET };
     let decided = async {
-        let credentials = head.meta.proxy_authorization.as_ref().map(|r| head.bytes(r));
-        gate::admit(shared, peer, address_allowed, credentials).await?;
-        let uri = http::Uri::try_from(head.bytes(&head.meta.target)).map_err(|e| Refusal::BadRequest(e.into()))?;
-        let target = Target::of_request(&method, &uri).map_err(|e| Refusal::BadRequest(e.into()))?;
-        gate::check_policy(shared, peer, &target.host, true)?;
-        let request = upstream_request(&head, &uri, &target)?;
-        Ok::<_, Refusal>((target, request))
+        let parsed = http::Uri::try_from(head.bytes(&head.meta.target)).map_err(BadRequest::from).and_then(|uri| {
+            let target = Target::of_request(&method, &uri)?;
+            Ok((target, uri))
+        });
+        let (target, uri) = match parsed {
+            Ok((target, uri)) => (Ok(target), Some(uri)),
+            Err(e) => (Err(e), None),
+        };
+        let ask = Ask {
+            target,
+            connect_body: false,
+            plain: true,
+            credentials: head.meta.proxy_authorization.as_ref().map(|r| head.bytes(r)),
+        };
+        let decided = gate::decide(shared, who, ask).await?;
+        let uri = uri.ok_or(Refusal::BadRequest(BadRequest::HostField))?;
+        let request = upstream_request(&head, &uri, &decided.target)?;
+        Ok::<_, Refusal>((decided, request))
     };
     let outcome = match decided.await {
-        Ok((target, request)) => {
+        Ok((decided, request)) => {
             Stats::bump(&shared.stats.requests_total);
-            exchange(client, &request, &target, &head.meta, kept, shared).await
+            exchange(client, &request, &decided, &head.meta, kept, shared).await
         }
         Err(refusal) => Err(Failed::Refused(refusal)),
     };
@@ -165,20 +178,21 @@ fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Resul
 async fn exchange(
     client: &mut TcpStream,
     request: &[u8],
-    target: &Target,
+    decided: &Decided,
     meta: &Meta,
     kept: &mut Option<Kept>,
     shared: &Shared,
 ) -> Result<bool, Failed> {
+    let Decided { target, owner } = decided;
     let idle = shared.config.idle_timeout;
     let mut reused = true;
     let mut upstream = match kept.take() {
-        Some(k) if k.target == *target && k.is_clean() => k.stream,
+        Some(k) if k.target == *target && k.owner == *owner && k.is_clean() => k.stream,
         other => {
             if let Some(k) = other {
                 k.release(shared).await;
             }
-            match shared.pool.take_stream(target) {
+            match shared.pool.take_stream(target, owner) {
                 Some(stream) => stream,
                 None => {
                     reused = false;
@@ -212,10 +226,10 @@ async fn exchange(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let body = Body { upstream: &mut upstream, client, idle };
+    let body = Body { upstream: &mut upstream, client, idle, stats: &shared.stats };
     let clean = body.relay(out, &buf[answer.head_len..], answer.framing).await?;
     if clean && answer.upstream_keeps {
-        *kept = Some(Kept { target: target.clone(), stream: upstream });
+        *kept = Some(Kept { target: target.clone(), owner: owner.clone(), stream: upstream });
     }
     Ok(client_keeps)
 }
@@ -260,11 +274,16 @@ async fn send(
     }
     let mut buf = Vec::with_capacity(HEAD_READ);
     let mut received = false;
+    let mut interim = 0;
     // One bound for the whole head, as on hyper's path: trickled bytes do not extend it.
     let deadline = tokio::time::Instant::now() + idle;
     loop {
         match answer::parse(&buf, is_head) {
             Ok(Some(Head::Informational(len))) => {
+                interim += 1;
+                if interim > hop::MAX_INTERIM {
+                    return Err(Sent::Failed(Why::Response(BadResponse::TooManyInterim(hop::MAX_INTERIM))));
+                }
                 buf.drain(..len);
                 continue;
             }
