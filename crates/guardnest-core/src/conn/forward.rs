@@ -73,6 +73,12 @@ pub(crate) async fn handle(
             return Err(too_many_interim(&target));
         }
     };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch nobody asked for: the connection speaks something else now.
+        ctx.local.upstream.discard();
+        let source = BadResponse::UnaskedSwitch;
+        return Err(Refusal::Upstream(UpstreamError::Response { target: target.to_string(), source }));
+    }
     Ok(answer(response, ctx))
 }
 
