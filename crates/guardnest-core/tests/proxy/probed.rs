@@ -397,3 +397,103 @@ fn b64(s: &str) -> String {
     }
     out
 }
+
+/// A plain-HTTP WebSocket: the `Upgrade` reaches the upstream, its 101 reaches the client,
+/// then bytes flow both ways until `idle_timeout` passes without any.
+#[tokio::test]
+async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
+    let asked = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = asked.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match tokio::time::timeout(STEP, s.read(&mut byte)).await {
+                Ok(Ok(1)) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        *seen.lock().unwrap() = text(&head);
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi")
+            .await;
+        let (mut r, mut w) = s.split();
+        let _ = tokio::time::timeout(STEP, tokio::io::copy(&mut r, &mut w)).await;
+    });
+    let idle = Duration::from_secs(1);
+    let proxy =
+        TestProxy::start(guardnest_core::config::ProxyConfig { idle_timeout: idle, ..config() }, Policy::allow_all())
+            .await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let sent = format!(
+        "GET http://{up}/ws HTTP/1.1\r\nHost: {up}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(sent.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    let asked = asked.lock().unwrap().to_ascii_lowercase();
+    eprintln!("websocket: upstream got {asked:?}\n  client got {head:?}");
+    assert!(asked.contains("upgrade: websocket") && asked.contains("connection: upgrade"), "{asked}");
+    assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    let mut early = [0u8; 2];
+    within("early bytes", s.read_exact(&mut early)).await.unwrap();
+    assert_eq!(&early, b"hi", "what the upstream sent behind its 101");
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    within("echo", s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"ping");
+    // Then nothing either way: closed at the idle timeout.
+    let started = Instant::now();
+    let (_, closed) = read_for(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "an idle upgraded connection was held past 5 s (idle_timeout 1 s)");
+    eprintln!("websocket: idle tunnel closed after {:?}", started.elapsed());
+    proxy.stop().await;
+}
+
+/// In gateway mode an upstream connection kept from one client's request is never handed
+/// to another client: each client address gets connections of its own.
+#[tokio::test]
+async fn gateway_upstream_connections_are_kept_per_client() {
+    let up = origin().await;
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), gateway(&[], &["127.0.0.0/8"])).await;
+    let get = |from: &'static str| {
+        let addr = proxy.addr;
+        let target = up.addr;
+        async move {
+            let mut s = connect_from(from, addr).await;
+            let head = format!("GET http://{target}/x HTTP/1.1\r\nHost: {target}\r\n\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            let resp = read_response(&mut s).await;
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+    };
+    get("127.0.0.2").await;
+    tokio::time::sleep(Duration::from_millis(100)).await; // the connection goes to the pool
+    get("127.0.0.3").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "a second client reused the first one's connection");
+    get("127.0.0.2").await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "a client's own kept connection is reused");
+    proxy.stop().await;
+}
+
+/// Plain HTTP counts its bytes, as tunnels do (the app shows bytes through the proxy).
+#[tokio::test]
+async fn plain_http_bytes_are_counted() {
+    let up = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let target = up.addr;
+    // A GET (the relay), then a POST with a body (hyper).
+    let resp = raw(proxy.addr, format!("GET http://{target}/x HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let after_get = proxy.stats.snapshot();
+    assert!(after_get.bytes_down > 0, "{after_get:?}");
+    let resp = raw(proxy.addr, post(target, 5, "hello").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let after_post = proxy.stats.snapshot();
+    assert!(after_post.bytes_up >= 5 && after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
+    proxy.stop().await;
+}
