@@ -62,6 +62,9 @@ pub mod control;
 pub mod dial;
 pub mod domain;
 pub mod events;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod idle;
 pub mod proxy_protocol;

@@ -39,6 +39,29 @@ use crate::upstream::Owner;
 /// re-fault the heap top on every request.
 const HEAD_READ: usize = 4096;
 
+/// The response-head parse, for the fuzz targets: `Ok(Some((head_len, None)))` for an
+/// interim answer, else the head made for the client, the framing's name and whether the
+/// upstream connection may be kept.
+#[cfg(fuzzing)]
+#[allow(clippy::type_complexity)]
+pub(crate) fn fuzz_response(
+    buf: &[u8],
+    is_head: bool,
+) -> Result<Option<(usize, Option<(Vec<u8>, &'static str, bool)>)>, BadResponse> {
+    Ok(answer::parse(buf, is_head)?.map(|head| match head {
+        Head::Informational(n) => (n, None),
+        Head::Final(a) => {
+            let framing = match a.framing {
+                Framing::None => "none",
+                Framing::Length(_) => "length",
+                Framing::Chunked(_) => "chunked",
+                Framing::Close => "close",
+            };
+            (a.head_len, Some((a.head, framing, a.upstream_keeps)))
+        }
+    }))
+}
+
 /// An upstream connection a client connection keeps between its relayed requests.
 pub(crate) struct Kept {
     target: Target,
