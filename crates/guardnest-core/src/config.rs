@@ -211,9 +211,8 @@ impl ControlConfig {
         if self.listen.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
-        let addr: SocketAddr = self.listen.parse().map_err(|_| {
-            ConfigError::Invalid(format!("control.listen {:?} is not an address or \"none\"", self.listen))
-        })?;
+        let addr: SocketAddr = parse_listen(&self.listen)
+            .map_err(|why| ConfigError::Invalid(format!("control.listen: {why}, or \"none\"")))?;
         if !addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!("control.listen {addr} must be a loopback address")));
         }
@@ -256,6 +255,7 @@ impl Default for SystemProxyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Address the proxy listens on.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Time a client has to send a complete request head.
     #[serde(with = "humantime_serde")]
@@ -305,6 +305,32 @@ impl Default for ProxyConfig {
             all_to_hyper: false,
         }
     }
+}
+
+/// Parses a listen address, `IP:PORT`; the error says what form is expected, and why a
+/// host name or a missing port is not taken.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let example = "127.0.0.1:3000";
+    if text.parse::<std::net::IpAddr>().is_ok() || text.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok() {
+        let ip = text.trim_matches(['[', ']']);
+        let with_port = if ip.contains(':') { format!("[{ip}]:3000") } else { format!("{ip}:3000") };
+        return Err(format!("{text:?} has no port: expected IP:PORT, e.g. {with_port} (port 0 picks a free one)"));
+    }
+    let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
+    if host.eq_ignore_ascii_case("localhost") {
+        let port = if port.is_empty() { "3000" } else { port };
+        return Err(format!("{text:?} is a host name: expected IP:PORT, e.g. 127.0.0.1:{port} for localhost"));
+    }
+    Err(format!("{text:?} is not an address: expected IP:PORT, e.g. {example} (or [::1]:3000)"))
+}
+
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
 }
 
 /// Settings of the health check.
@@ -572,6 +598,20 @@ mod tests {
         assert_eq!(c.proxy.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.proxy.max_header_bytes, 65536);
+    }
+
+    #[test]
+    fn listen_addresses_say_what_form_is_expected() {
+        assert_eq!(parse_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_listen("[::1]:3000").unwrap().to_string(), "[::1]:3000");
+        let no_port = parse_listen("127.0.0.1").unwrap_err();
+        assert!(no_port.contains("has no port") && no_port.contains("127.0.0.1:3000"), "{no_port}");
+        assert!(parse_listen("::1").unwrap_err().contains("[::1]:3000"));
+        let name = parse_listen("localhost:3200").unwrap_err();
+        assert!(name.contains("host name") && name.contains("127.0.0.1:3200"), "{name}");
+        assert!(parse_listen("nonsense").unwrap_err().contains("expected IP:PORT"));
+        let file = Config::from_toml("[proxy]\nlisten = \"localhost:3200\"\n", "f.toml").unwrap_err().to_string();
+        assert!(file.contains("expected IP:PORT, e.g. 127.0.0.1:3200"), "{file}");
     }
 
     #[test]

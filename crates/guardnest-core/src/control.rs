@@ -196,29 +196,71 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> 
             if !same(presented.as_bytes(), token.as_bytes()) {
                 return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
             }
-            v1(&method, p, service).await
+            v1(&method, p, req.uri().query(), service).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
 }
 
-async fn v1(method: &Method, path: &str, service: &ProxyService) -> Response<Full<Bytes>> {
-    let change = |r: Result<crate::service::Change, crate::service::ServiceError>| match r {
-        Ok(c) => json(StatusCode::OK, &c),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), crate::respond::error_chain(&e)),
-    };
+async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxyService) -> Response<Full<Bytes>> {
+    fn answer<T: Serialize>(r: Result<T, crate::service::ServiceError>) -> Response<Full<Bytes>> {
+        match r {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => {
+                let status = match e.kind() {
+                    crate::service::ErrorKind::Input => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                json(status, &e.report())
+            }
+        }
+    }
     match (method.as_str(), path) {
         ("GET", "/v1/status") => json(StatusCode::OK, &service.status().await),
         ("GET", "/v1/stats") => json(StatusCode::OK, &service.stats()),
-        ("POST", "/v1/enable") => change(service.enable().await),
-        ("POST", "/v1/disable") => change(service.disable().await),
-        ("POST", "/v1/restart") => change(service.restart().await),
+        ("GET", "/v1/check") => match query_value(query, "name") {
+            Some(name) => answer(service.check(&name)),
+            None => error(StatusCode::BAD_REQUEST, "input", "give the name to check: /v1/check?name=NAME"),
+        },
+        ("POST", "/v1/enable") => answer(service.enable().await),
+        ("POST", "/v1/disable") => answer(service.disable().await),
+        ("POST", "/v1/restart") => answer(service.restart().await),
         ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
-        (_, "/v1/status" | "/v1/stats" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update") => {
+        (
+            _,
+            "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update",
+        ) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
+}
+
+/// The percent-decoded value of `key` in a query string.
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    let pair = query?.split('&').find_map(|p| p.split_once('=').filter(|(k, _)| *k == key))?;
+    let raw = pair.1.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Prometheus text format.
@@ -273,6 +315,9 @@ mod tests {
         }
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd") && !same(b"abc", b"ab"));
+        assert_eq!(query_value(Some("x=1&name=b%C3%BCcher.example"), "name").as_deref(), Some("bücher.example"));
+        assert_eq!(query_value(Some("name=a%2"), "name").as_deref(), Some("a%2"));
+        assert_eq!(query_value(Some("other=1"), "name"), None);
         let t = new_token().unwrap();
         assert_eq!(t.len(), 64);
         assert_ne!(t, new_token().unwrap());

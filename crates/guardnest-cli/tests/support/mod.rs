@@ -63,6 +63,11 @@ impl Running {
         }
     }
 
+    /// How many lines read so far contain `needle`.
+    pub fn seen_matching(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());

@@ -1,7 +1,17 @@
-//! The one facade every front end uses (the design's enable_system_proxy,
-//! disable_system_proxy, get_proxy_status and restart_proxy, without global statics):
-//! an owned object whose calls are serialised, whose no-ops say so, and whose status is
-//! measured, not remembered.
+//! The one facade every front end uses: an owned object whose calls are serialised,
+//! whose no-ops say so, and whose status is measured, not remembered. The original design's
+//! four application commands are [`ProxyService::enable`], [`ProxyService::disable`],
+//! [`ProxyService::status`] and [`ProxyService::restart`]; its global statics are this
+//! object's fields.
+//!
+//! An instance's life (lock, repair, lists, control API, protection, updater, and the way
+//! back) is in [`lifecycle`]; what the user added in [`user`]; what front ends show in
+//! [`status`]; the data dir's lock in [`instance`].
+
+pub mod instance;
+pub mod lifecycle;
+pub mod status;
+pub mod user;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,14 +22,20 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::blocklist::{Blocklists, Role, UpdateReport};
+use crate::blocklist::{Blocklists, UpdateReport};
 use crate::config::{Config, SystemProxyMode};
-use crate::events::{BlockEvent, BlockLog};
+use crate::events::BlockLog;
 use crate::health::Health;
 use crate::server::{Proxy, ServeError};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sysproxy::{self, SysProxyError, SystemProxy, Target};
+
+pub use instance::{Frontend, Holder};
+pub use lifecycle::{Builder, StartError, Started, SHUTDOWN_MARGIN};
+pub use status::{CheckAnswer, ErrorKind, ErrorReport, ListStatus, Protection, ServiceStats, Status, SystemProxyStatus, Unprotected};
+pub use user::{UserList, UserSettings, USER_ALLOWLIST, USER_LISTS, USER_SETTINGS};
 
 /// How long a restart waits for the old listener to close (the design's 5 s).
 pub const RESTART_WAIT: Duration = Duration::from_secs(5);
@@ -31,14 +47,14 @@ pub enum ServiceError {
     #[error("cannot start the proxy")]
     Start(#[from] ServeError),
     /// The proxy runs, but the system-proxy step failed (nothing is left half-applied).
-    #[error("the proxy is running, but the system proxy was not changed: {0}")]
+    #[error("the proxy is running, but the system proxy was not changed")]
     SystemProxy(#[source] SysProxyError),
     /// The old listener did not close in time.
     #[error("the old listener did not stop within {0:?}")]
     StopTimeout(Duration),
-    /// The caller's input is not usable (a name that is not a host, an unknown list).
-    #[error("{0}")]
-    Input(String),
+    /// The caller's input is not usable.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// A list could not be added.
     #[error(transparent)]
     Lists(#[from] crate::blocklist::ListError),
@@ -53,17 +69,51 @@ pub enum ServiceError {
     },
 }
 
+/// Input a call cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Not a host name.
+    #[error("{0:?} is not a host name")]
+    NotAHost(String),
+    /// Not a host name, and why.
+    #[error("{0:?} is not a host name: {1}")]
+    NotAHostBecause(String, String),
+    /// A pause out of range.
+    #[error("pause for 1 to 1440 minutes")]
+    PauseRange,
+    /// Neither a URL nor an absolute path.
+    #[error("{0:?} is not an http(s) URL or an absolute path")]
+    NotAListLocation(String),
+    /// Not one of the user's lists.
+    #[error("{0} is not a list you added")]
+    NotAUserList(String),
+    /// Port 0 (or none) where a real port is needed.
+    #[error("choose a port from 1 to 65535")]
+    Port,
+    /// The service has no data dir to keep this in.
+    #[error("no data directory to keep {0} in")]
+    NoDataDir(&'static str),
+}
+
 impl ServiceError {
-    /// A short machine-readable kind for `{kind, message}` answers.
-    pub fn kind(&self) -> &'static str {
+    /// The kind, for front ends that act on it.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::Start(_) => "start",
-            ServiceError::SystemProxy(_) => "system_proxy",
-            ServiceError::StopTimeout(_) => "stop_timeout",
-            ServiceError::Input(_) => "input",
-            ServiceError::Lists(_) => "lists",
-            ServiceError::Save { .. } => "save",
+            ServiceError::Start(ServeError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+                ErrorKind::PortInUse
+            }
+            ServiceError::Start(_) => ErrorKind::Start,
+            ServiceError::SystemProxy(_) => ErrorKind::SystemProxy,
+            ServiceError::StopTimeout(_) => ErrorKind::StopTimeout,
+            ServiceError::Input(_) => ErrorKind::Input,
+            ServiceError::Lists(_) => ErrorKind::Lists,
+            ServiceError::Save { .. } => ErrorKind::Save,
         }
+    }
+
+    /// The kind and the whole cause chain on one line.
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport { kind: self.kind(), message: crate::respond::error_chain(self) }
     }
 }
 
@@ -74,98 +124,6 @@ pub struct Change {
     pub changed: bool,
     /// One line for the user.
     pub message: String,
-}
-
-/// Measured state.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// The proxy task runs and its accept loop is alive.
-    pub running: bool,
-    /// The last periodic health check passed.
-    pub healthy: bool,
-    /// The bound address, when running.
-    pub listen: Option<SocketAddr>,
-    /// Seconds since the proxy started.
-    pub uptime_secs: Option<u64>,
-    /// Health checks run and failed.
-    pub health_checks: u64,
-    /// Health checks that failed.
-    pub health_failures: u64,
-    /// The system-proxy step.
-    pub system_proxy: SystemProxyStatus,
-    /// Lists.
-    pub lists: Vec<ListStatus>,
-    /// Distinct names loaded.
-    pub names: usize,
-    /// Seconds left while protection is paused.
-    pub paused_secs: Option<u64>,
-}
-
-/// The system-proxy part of [`Status`].
-#[derive(Debug, Clone, Serialize)]
-pub struct SystemProxyStatus {
-    /// Whether enable also sets the system proxy.
-    pub wanted: bool,
-    /// Whether GuardNest's settings are applied now.
-    pub applied: bool,
-    /// Backend name.
-    pub backend: String,
-    /// The last error, if the last attempt failed.
-    pub last_error: Option<String>,
-}
-
-/// One list in [`Status`].
-#[derive(Debug, Clone, Serialize)]
-pub struct ListStatus {
-    /// Display name.
-    pub name: String,
-    /// Path or URL.
-    pub location: String,
-    /// `block` or `allow`.
-    pub role: &'static str,
-    /// Format of the loaded version.
-    pub format: Option<String>,
-    /// Whether a version is loaded.
-    pub loaded: bool,
-    /// Names.
-    pub entries: usize,
-    /// Skipped lines.
-    pub skipped: usize,
-    /// Last successful check (seconds since the epoch).
-    pub last_success: Option<u64>,
-    /// Last error.
-    pub last_error: Option<String>,
-}
-
-/// Counters and block events.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServiceStats {
-    /// Connections open now.
-    pub connections_active: u64,
-    /// Connections accepted in total.
-    pub connections_total: u64,
-    /// Tunnels established.
-    pub tunnels_total: u64,
-    /// Plain HTTP requests forwarded.
-    pub requests_total: u64,
-    /// Requests blocked.
-    pub blocked_total: u64,
-    /// Bytes client → upstream.
-    pub bytes_up: u64,
-    /// Bytes upstream → client.
-    pub bytes_down: u64,
-    /// Failed dials.
-    pub dial_failures: u64,
-    /// Blocks per list.
-    pub blocked_by_list: Vec<(String, u64)>,
-    /// Most blocked names.
-    pub top_blocked: Vec<(String, u64)>,
-    /// Latest blocks, newest last.
-    pub recent_blocked: Vec<BlockEvent>,
-    /// Blocks per minute over the last hour, oldest first.
-    pub blocked_per_minute: Vec<u64>,
-    /// Blocks since midnight (UTC).
-    pub blocked_today: u64,
 }
 
 struct Running {
@@ -181,6 +139,8 @@ struct Running {
 struct State {
     running: Option<Running>,
     system_error: Option<String>,
+    /// Why the last enable could not start the proxy (cleared by the next that does).
+    start_error: Option<ErrorReport>,
 }
 
 /// The proxy as a service: start, stop, restart, and the system proxy with it.
@@ -188,7 +148,8 @@ pub struct ProxyService {
     config: Config,
     /// Where the user's own allowlist and added lists are kept.
     data_dir: Option<PathBuf>,
-    /// A listen address chosen at run time (the app's "use another port"), over the config's.
+    /// Where to listen: a port chosen at run time (the app's "use another port"), or the
+    /// port a `:0` listen address got at the first enable, kept for the process's life.
     listen: std::sync::Mutex<Option<SocketAddr>>,
     /// Where the control API actually listens (for the PAC URL), once it is bound.
     control_addr: std::sync::Mutex<Option<SocketAddr>>,
@@ -197,11 +158,24 @@ pub struct ProxyService {
     stats: Arc<Stats>,
     blocks: Arc<BlockLog>,
     state: Mutex<State>,
+    /// A started instance's background work (control API, list updater), stopped by
+    /// [`ProxyService::shut_down`].
+    background: CancellationToken,
+    tasks: TaskTracker,
+    /// A started instance's lock on its data dir, and how it describes itself.
+    instance: std::sync::Mutex<Option<(instance::InstanceLock, Holder)>>,
+    /// The `control.json` a started instance wrote (removed at shut-down).
+    runtime_file: std::sync::Mutex<Option<PathBuf>>,
+    /// What the start repaired, if anything.
+    repaired: std::sync::Mutex<Option<String>>,
 }
 
 impl ProxyService {
-    /// A stopped service. `system` is the system-proxy step (its backend may be `None`).
+    /// A stopped service, for embedding (tests, benchmarks): no lock, no control API, no
+    /// updater. Front ends use [`ProxyService::builder`]. `system` is the system-proxy step
+    /// (its backend may be `None`).
     pub fn new(config: Config, lists: Blocklists, system: SystemProxy) -> Self {
+        let blocks = Arc::new(BlockLog::with_changes(lists.changes().clone()));
         Self {
             config,
             data_dir: None,
@@ -210,8 +184,13 @@ impl ProxyService {
             lists,
             system: Arc::new(system),
             stats: Arc::default(),
-            blocks: Arc::default(),
+            blocks,
             state: Mutex::new(State::default()),
+            background: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            instance: std::sync::Mutex::new(None),
+            runtime_file: std::sync::Mutex::new(None),
+            repaired: std::sync::Mutex::new(None),
         }
     }
 
@@ -227,141 +206,10 @@ impl ProxyService {
         Ok(SystemProxy::new(backend, data_dir))
     }
 
-    /// Keeps the user's allowlist and added lists in `data_dir` (see [`ProxyService::load_user_state`]).
+    /// Keeps the user's allowlist and added lists in `data_dir` (see [`user`]).
     pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
         self.data_dir = Some(data_dir.to_path_buf());
         self
-    }
-
-    /// Loads what the user added from the app: their allowlist and their lists. Call once
-    /// at start; without a data dir there is nothing to load.
-    pub async fn load_user_state(&self) -> Result<(), ServiceError> {
-        let Some(dir) = &self.data_dir else { return Ok(()) };
-        let allow = dir.join(USER_ALLOWLIST);
-        if !allow.exists() {
-            let header =
-                b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
-            crate::sysproxy::fsutil::write_atomic(&allow, header, false)
-                .map_err(|source| ServiceError::Save { path: allow.display().to_string(), source })?;
-        }
-        self.lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
-        for l in self.user_lists() {
-            if let Err(e) =
-                self.lists.add_source(crate::config::SourceSpec::Location(l.location.clone()), l.role()).await
-            {
-                tracing::warn!(list = %l.location, error = %e, "cannot load a list you added");
-            }
-        }
-        Ok(())
-    }
-
-    /// Never blocks `name` (and its subdomains) again: it goes into the user's allowlist,
-    /// which survives restarts.
-    pub async fn allow_domain(&self, name: &str) -> Result<Change, ServiceError> {
-        let host = crate::domain::normalize_name(name.trim())
-            .ok_or_else(|| ServiceError::Input(format!("{name:?} is not a host name")))?;
-        let dir = self
-            .data_dir
-            .as_ref()
-            .ok_or_else(|| ServiceError::Input("no data directory to keep the allowlist in".into()))?;
-        let path = dir.join(USER_ALLOWLIST);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if text.lines().any(|l| l.trim() == host) {
-            return Ok(Change { changed: false, message: format!("{host} is already allowed") });
-        }
-        let mut new_text = text;
-        if !new_text.is_empty() && !new_text.ends_with('\n') {
-            new_text.push('\n');
-        }
-        new_text.push_str(&host);
-        new_text.push('\n');
-        crate::sysproxy::fsutil::write_atomic(&path, new_text.as_bytes(), false)
-            .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })?;
-        self.lists.add_source(user_allowlist_spec(&path), Role::Allow).await?;
-        self.lists.update(&()).await;
-        Ok(Change { changed: true, message: format!("{host} is allowed from now on") })
-    }
-
-    /// What the lists say about a name: blocked (by which list and rule) or allowed.
-    pub fn check_domain(&self, name: &str) -> Result<crate::blocklist::Verdict, ServiceError> {
-        let host = crate::domain::Host::parse(name.trim())
-            .map_err(|e| ServiceError::Input(format!("{name:?} is not a host name: {e}")))?;
-        Ok(self.lists.check(&host))
-    }
-
-    /// Turns blocking off for `minutes`; it comes back by itself.
-    pub fn pause(&self, minutes: u64) -> Result<Change, ServiceError> {
-        if minutes == 0 || minutes > 24 * 60 {
-            return Err(ServiceError::Input("pause for 1 to 1440 minutes".into()));
-        }
-        self.lists.pause(Duration::from_secs(minutes * 60));
-        Ok(Change { changed: true, message: format!("protection paused for {minutes} minutes") })
-    }
-
-    /// Ends a pause now.
-    pub fn resume(&self) -> Change {
-        let changed = self.lists.paused_for().is_some();
-        self.lists.resume();
-        Change {
-            changed,
-            message: if changed { "protection resumed".into() } else { "protection was not paused".into() },
-        }
-    }
-
-    /// Adds a block list (path or URL), kept across restarts, and fetches it now.
-    pub async fn add_list(&self, location: &str) -> Result<Change, ServiceError> {
-        let location = location.trim();
-        let is_url = location.starts_with("http://") || location.starts_with("https://");
-        if location.is_empty() || (!is_url && !std::path::Path::new(location).is_absolute()) {
-            return Err(ServiceError::Input(format!("{location:?} is not an http(s) URL or an absolute path")));
-        }
-        let added = self.lists.add_source(crate::config::SourceSpec::Location(location.into()), Role::Block).await?;
-        if !added {
-            return Ok(Change { changed: false, message: format!("{location} is already a list") });
-        }
-        let mut lists = self.user_lists();
-        lists.push(UserList { location: location.into(), allow: false });
-        self.save_user_lists(&lists)?;
-        self.lists.update(&()).await;
-        let state = self.lists.status().into_iter().find(|s| s.location == location);
-        let message = match state {
-            Some(s) if s.loaded => format!("added {location}: {} names", s.entries),
-            Some(s) => format!("added {location}; not loaded yet: {}", s.last_error.unwrap_or_default()),
-            None => format!("added {location}"),
-        };
-        Ok(Change { changed: true, message })
-    }
-
-    /// Removes a list the user added.
-    pub async fn remove_list(&self, location: &str) -> Result<Change, ServiceError> {
-        let mut lists = self.user_lists();
-        let before = lists.len();
-        lists.retain(|l| l.location != location);
-        if lists.len() == before {
-            return Err(ServiceError::Input(format!("{location} is not a list you added")));
-        }
-        self.save_user_lists(&lists)?;
-        self.lists.remove_source(location).await;
-        Ok(Change { changed: true, message: format!("removed {location}") })
-    }
-
-    /// Lists the user added (from the app), in order.
-    pub fn user_lists(&self) -> Vec<UserList> {
-        let Some(dir) = &self.data_dir else { return Vec::new() };
-        std::fs::read_to_string(dir.join(USER_LISTS))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default()
-    }
-
-    fn save_user_lists(&self, lists: &[UserList]) -> Result<(), ServiceError> {
-        let dir =
-            self.data_dir.as_ref().ok_or_else(|| ServiceError::Input("no data directory to keep lists in".into()))?;
-        let path = dir.join(USER_LISTS);
-        let json = serde_json::to_vec_pretty(lists)
-            .map_err(|e| ServiceError::Save { path: path.display().to_string(), source: std::io::Error::other(e) })?;
-        crate::sysproxy::fsutil::write_atomic(&path, &json, false)
-            .map_err(|source| ServiceError::Save { path: path.display().to_string(), source })
     }
 
     /// Listens on `addr` from the next enable or restart on (when the configured port is
@@ -374,9 +222,26 @@ impl ProxyService {
         self.listen.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(self.config.proxy.listen)
     }
 
+    /// Listens on loopback port `port` from now on and turns protection on there (the
+    /// configured port is taken by another program).
+    pub async fn listen_on_port(&self, port: u16) -> Result<Change, ServiceError> {
+        if port == 0 {
+            return Err(InputError::Port.into());
+        }
+        let ip = self.listen_addr().ip();
+        let ip = if ip.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { ip };
+        self.set_listen(SocketAddr::new(ip, port));
+        self.enable().await
+    }
+
     /// Records where the control API listens, so PAC mode can point at it.
     pub fn set_control_addr(&self, addr: SocketAddr) {
         *self.control_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    /// Where the control API listens, if it does.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The lists this service serves.
@@ -384,7 +249,13 @@ impl ProxyService {
         &self.lists
     }
 
-    /// Restores settings left by a crashed GuardNest; call once at start, before enable.
+    /// A receiver that sees every change a window shows: the switch, a block, a list, a
+    /// pause. Counters (bytes, connections) change without it.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.lists.changes().subscribe()
+    }
+
+    /// Restores settings left by a crashed GuardNest; [`Builder::start_up`] calls it first.
     pub async fn repair(&self) -> Result<Option<String>, SysProxyError> {
         let system = self.system.clone();
         let outcome = tokio::task::spawn_blocking(move || system.repair())
@@ -398,7 +269,17 @@ impl ProxyService {
         let mut state = self.state.lock().await;
         let was_running = state.running.as_ref().is_some_and(|r| !r.task.is_finished());
         if !was_running {
-            state.running = Some(self.start(self.listen_addr()).await?);
+            match self.start(self.listen_addr()).await {
+                Ok(running) => {
+                    state.running = Some(running);
+                    state.start_error = None;
+                }
+                Err(e) => {
+                    state.start_error = Some(e.report());
+                    self.lists.changes().bump();
+                    return Err(e);
+                }
+            }
         }
         let addr = state.running.as_ref().map(|r| r.addr).expect("started above");
         let mut message = match was_running {
@@ -415,16 +296,22 @@ impl ProxyService {
                 }
                 Err(e) => {
                     state.system_error = Some(e.to_string());
+                    self.lists.changes().bump();
                     return Err(ServiceError::SystemProxy(e));
                 }
             }
         }
+        self.lists.changes().bump();
         Ok(Change { changed, message })
     }
 
     /// Restores the system proxy and stops the proxy (open connections get the configured
     /// grace). A no-op when stopped.
     pub async fn disable(&self) -> Result<Change, ServiceError> {
+        self.disable_with_grace(self.config.proxy.shutdown_timeout).await
+    }
+
+    async fn disable_with_grace(&self, grace: Duration) -> Result<Change, ServiceError> {
         let mut state = self.state.lock().await;
         let mut notes = Vec::new();
         if self.system.is_applied() {
@@ -444,8 +331,11 @@ impl ProxyService {
         if let Some(warning) = self.system.stopped(running.addr) {
             tracing::warn!("{warning}");
         }
-        let grace = self.config.proxy.shutdown_timeout + Duration::from_secs(1);
-        let _ = tokio::time::timeout(grace, running.task).await;
+        // The proxy's own drain is bounded by its shutdown_timeout; this waits at most `grace`.
+        let _ = tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
+            .await;
+        self.describe_instance(None);
+        self.lists.changes().bump();
         let message = std::iter::once("disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
         Ok(Change { changed: true, message })
     }
@@ -465,9 +355,18 @@ impl ProxyService {
             }
             None => self.listen_addr(),
         };
-        let running = self.start(listen).await?;
+        let running = match self.start(listen).await {
+            Ok(r) => r,
+            Err(e) => {
+                state.start_error = Some(e.report());
+                self.lists.changes().bump();
+                return Err(e);
+            }
+        };
         let addr = running.addr;
         state.running = Some(running);
+        state.start_error = None;
+        self.lists.changes().bump();
         if self.config.system_proxy.enabled && self.system.has_backend() {
             if let Err(e) = self.apply_system(addr).await {
                 state.system_error = Some(e.to_string());
@@ -478,7 +377,7 @@ impl ProxyService {
     }
 
     /// What is true now: the serving task alive, its accept loop running, and the last
-    /// periodic self-connect health check passing.
+    /// periodic self-connect health check passing; and whether that protects anyone.
     pub async fn status(&self) -> Status {
         let state = self.state.lock().await;
         let (running, listen, uptime, health) = match &state.running {
@@ -490,31 +389,13 @@ impl ProxyService {
             }
             _ => (false, None, None, None),
         };
-        let lists = self
-            .lists
-            .status()
-            .into_iter()
-            .map(|s| ListStatus {
-                name: s.name,
-                location: s.location,
-                role: match s.role {
-                    Role::Block => "block",
-                    Role::Allow => "allow",
-                },
-                format: s.format.map(|f| f.to_string()),
-                loaded: s.loaded,
-                entries: s.entries,
-                skipped: s.skipped,
-                last_success: s
-                    .last_success
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs()),
-                last_error: s.last_error,
-            })
-            .collect();
+        let lists: Vec<ListStatus> = self.lists.status().into_iter().map(ListStatus::from).collect();
+        let names = self.lists.len();
+        let paused_secs = self.lists.paused_for().map(|d| d.as_secs());
         Status {
             running,
             healthy: running && health.as_ref().is_some_and(|h| h.checks() == 0 || h.last_ok()),
+            protection: Protection::of(running, paused_secs, &lists, names, state.start_error.clone()),
             listen,
             uptime_secs: uptime,
             health_checks: health.as_ref().map_or(0, |h| h.checks()),
@@ -526,8 +407,11 @@ impl ProxyService {
                 last_error: state.system_error.clone(),
             },
             lists,
-            names: self.lists.len(),
-            paused_secs: self.lists.paused_for().map(|d| d.as_secs()),
+            names,
+            paused_secs,
+            start_error: state.start_error.clone(),
+            repaired: self.repaired.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            pid: std::process::id(),
         }
     }
 
@@ -561,6 +445,7 @@ impl ProxyService {
             blocked_by_list: self.blocks.by_list(),
             top_blocked: self.blocks.top(10),
             recent_blocked: self.blocks.recent(50),
+            recent_names: self.blocks.recent_names(30),
             blocked_per_minute: self.blocks.per_minute(),
             blocked_today: self.blocks.today(),
         }
@@ -581,9 +466,14 @@ impl ProxyService {
         ))
     }
 
-    /// Where the data lives (for the runtime file).
+    /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The data dir, if it keeps one.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
     }
 
     async fn start(&self, listen: SocketAddr) -> Result<Running, ServiceError> {
@@ -600,6 +490,13 @@ impl ProxyService {
         )
         .await?;
         let addr = proxy.local_addr();
+        if listen.port() == 0 {
+            // Port 0 picked a free port: keep it for the life of the process, so disable and
+            // enable (and the system proxy pointing at it) stay on one address.
+            self.set_listen(addr);
+        }
+        // Said before "listening on", which scripts and a second instance wait for.
+        self.describe_instance(Some(addr));
         tracing::info!("listening on {addr}");
         let shutdown = CancellationToken::new();
         let stopped_accepting = proxy.stopped_accepting();
@@ -615,8 +512,8 @@ impl ProxyService {
         let target = match self.config.system_proxy.mode {
             SystemProxyMode::Fixed => Target::Fixed(addr),
             SystemProxyMode::Pac => {
-                let recorded = *self.control_addr.lock().unwrap_or_else(|p| p.into_inner());
-                let control = recorded
+                let control = self
+                    .control_addr()
                     .or_else(|| self.config.control.addr().ok().flatten())
                     .ok_or(SysProxyError::Unavailable("pac"))?;
                 Target::Pac(format!("http://{control}/proxy.pac"))
@@ -640,38 +537,17 @@ impl ProxyService {
     }
 }
 
-/// The user's allowlist file in the data dir.
-pub const USER_ALLOWLIST: &str = "allowlist.txt";
-/// The lists the user added, in the data dir.
-pub const USER_LISTS: &str = "user-lists.json";
-
-fn user_allowlist_spec(path: &std::path::Path) -> crate::config::SourceSpec {
-    crate::config::SourceSpec::Detailed(crate::config::DetailedSource {
-        source: path.display().to_string(),
-        name: Some("my allowlist".into()),
-        format: Some(crate::blocklist::Format::Plain),
-        interval: None,
-    })
-}
-
-/// A list the user added.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct UserList {
-    /// Path or URL.
-    pub location: String,
-    /// An allowlist rather than a block list.
-    #[serde(default)]
-    pub allow: bool,
-}
-
-impl UserList {
-    fn role(&self) -> Role {
-        if self.allow {
-            Role::Allow
-        } else {
-            Role::Block
-        }
+/// "15 minutes", "1 minute", "45 seconds": a duration for a sentence.
+pub fn minutes(secs: u64) -> String {
+    match secs {
+        0..60 => plural(secs as usize, "second", "seconds"),
+        _ => plural(secs.div_ceil(60) as usize, "minute", "minutes"),
     }
+}
+
+/// "1 name", "2 names": a count with the right noun.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The file through which the CLI finds a running instance: control address and token.
