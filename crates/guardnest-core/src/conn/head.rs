@@ -405,7 +405,9 @@ impl AsyncWrite for Rewind {
 mod tests {
     use super::*;
 
-    fn parsed(head: &str) -> Result<Option<(usize, Result<Target, BadTarget>, Option<Range<usize>>)>, Refusal> {
+    type Three = (usize, Result<Target, BadTarget>, Option<Range<usize>>);
+
+    fn parsed(head: &str) -> Result<Option<Three>, Refusal> {
         parse(head.as_bytes()).map(|p| p.map(|p| (p.head_len, p.target, p.proxy_authorization)))
     }
 
