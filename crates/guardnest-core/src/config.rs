@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The design's listen address: loopback only, port 3000.
+/// The default listen address: loopback only, port 3000.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
-/// Time a client has to send a complete request head (the design's 10 s request read).
+/// Time a client has to send a complete request head.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to resolve and connect to an upstream before answering 504.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +79,11 @@ pub struct Config {
     pub access: AccessConfig,
 }
 
+/// Destinations a gateway's clients may not reach by default: loopback, link-local (cloud
+/// metadata at 169.254.169.254), unspecified addresses, and this host's own addresses.
+pub const DEFAULT_DENY_DESTINATIONS: [&str; 7] =
+    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self"];
+
 /// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -90,11 +95,22 @@ pub struct AccessConfig {
     pub users: Vec<UserConfig>,
     /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
     pub trusted_proxies: Vec<String>,
+    /// Destinations refused in gateway mode (CIDRs, or `self` for this host's own
+    /// addresses), checked on the address actually dialed.
+    pub deny_destinations: Vec<String>,
+    /// Destinations let through in gateway mode although `deny_destinations` lists them.
+    pub allow_destinations: Vec<String>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { allow: Vec::new(), users: Vec::new(), trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()] }
+        Self {
+            allow: Vec::new(),
+            users: Vec::new(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(|s| s.to_string()).collect(),
+            allow_destinations: Vec::new(),
+        }
     }
 }
 
@@ -112,6 +128,16 @@ impl AccessConfig {
     /// `allow`, parsed.
     pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         parse_nets("access.allow", &self.allow)
+    }
+
+    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses).
+    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
+        let deny_own = self.deny_destinations.iter().any(|d| d.trim().eq_ignore_ascii_case("self"));
+        let deny: Vec<String> =
+            self.deny_destinations.iter().filter(|d| !d.trim().eq_ignore_ascii_case("self")).cloned().collect();
+        let deny = parse_nets("access.deny_destinations", &deny)?;
+        let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
+        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
     }
 
     /// `trusted_proxies`, parsed.
@@ -255,6 +281,12 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
+    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
+    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
+    /// runs on both engines.
+    #[doc(hidden)]
+    #[serde(rename = "test_all_to_hyper")]
+    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -270,6 +302,7 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
+            all_to_hyper: false,
         }
     }
 }
@@ -367,7 +400,7 @@ pub struct DetailedSource {
     /// Name shown in block pages and logs; defaults to the file name.
     pub name: Option<String>,
     /// Forced format instead of detection.
-    pub format: Option<crate::blocklist::Format>,
+    pub format: Option<ListFormat>,
     /// How often this source is checked; defaults to `[blocklist] update_interval`.
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -401,7 +434,7 @@ impl SourceSpec {
     }
 
     /// The forced format, if any.
-    pub fn format(&self) -> Option<crate::blocklist::Format> {
+    pub fn format(&self) -> Option<ListFormat> {
         match self {
             SourceSpec::Location(_) => None,
             SourceSpec::Detailed(d) => d.format,
@@ -421,6 +454,62 @@ impl SourceSpec {
         let l = self.location();
         l.starts_with("http://") || l.starts_with("https://")
     }
+}
+
+/// The formats GuardNest reads (`format = "hosts"` in a source; `blocklist::Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// `0.0.0.0 name [name…]` (hosts file).
+    Hosts,
+    /// One name per line.
+    Plain,
+    /// Adblock network rules of domain form: `||name^`, exceptions `@@||name^`.
+    Adblock,
+    /// `*.name`.
+    Wildcard,
+    /// A JSON array of names, or `{"domains": [...], "allow": [...]}`.
+    Json,
+}
+
+impl ListFormat {
+    /// Lowercase name, as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListFormat::Hosts => "hosts",
+            ListFormat::Plain => "plain",
+            ListFormat::Adblock => "adblock",
+            ListFormat::Wildcard => "wildcard",
+            ListFormat::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for ListFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
+/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
+/// allowlist or users) limits who may use it.
+pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
+    if restricted {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(ConfigError::Invalid(format!(
+            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
+             and/or [access] users so that GuardNest is never an open proxy"
+        )));
+    }
+    if proxy_protocol {
+        return Err(ConfigError::Invalid(
+            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -469,7 +558,7 @@ impl Config {
         let allow = self.access.allow_nets()?;
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
-        crate::access::check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
+        check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
         if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",

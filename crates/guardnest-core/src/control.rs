@@ -16,9 +16,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::ProxyService;
@@ -55,6 +56,10 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Connections the control API serves at once: its clients are the CLI and the app, a
+/// handful; more wait in the listen backlog, so idle sockets cannot pile up.
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// A bound control API.
 pub struct ControlServer {
     listener: TcpListener,
@@ -81,10 +86,21 @@ impl ControlServer {
         self.addr
     }
 
-    /// Serves until cancelled.
+    /// Serves until cancelled, at most [`MAX_CONNECTIONS`] connections at once (a permit is
+    /// taken before `accept`), each given the proxy's `request_timeout` for every request
+    /// head, as the proxy's own clients are.
     pub async fn run(self, service: Arc<ProxyService>, token: String, shutdown: CancellationToken) {
         let token: Arc<str> = token.into();
+        let head_timeout = service.request_timeout();
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return, // never closed
+                },
+            };
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = self.listener.accept() => a,
@@ -95,11 +111,14 @@ impl ControlServer {
             };
             let (service, token) = (service.clone(), token.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let svc = service_fn(move |req| {
                     let (service, token) = (service.clone(), token.clone());
                     async move { Ok::<_, Infallible>(handle(req, &service, &token).await) }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let mut builder = http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     }

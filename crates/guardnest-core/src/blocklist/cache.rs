@@ -31,7 +31,7 @@ pub struct CacheMeta {
     pub last_error: Option<(u64, String)>,
     /// The same failure as a kind and one sentence (absent in older caches).
     #[serde(default)]
-    pub last_problem: Option<super::Problem>,
+    pub last_problem: Option<super::problem::Problem>,
 }
 
 /// Cache files of one source.

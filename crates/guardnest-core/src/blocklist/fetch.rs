@@ -43,8 +43,8 @@ pub enum FetchError {
 
 impl FetchError {
     /// The kind of problem this is for the user.
-    pub fn problem_kind(&self) -> super::ProblemKind {
-        use super::ProblemKind;
+    pub fn problem_kind(&self) -> super::problem::ProblemKind {
+        use super::problem::ProblemKind;
         match self {
             FetchError::Connect(_) | FetchError::Transport(_) => ProblemKind::Offline,
             FetchError::Status(_) => ProblemKind::Refused,

@@ -194,6 +194,12 @@ impl ProxyService {
         }
     }
 
+    /// How long a client has for a request head (`[proxy] request_timeout`); the control
+    /// API gives its clients the same.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.config.proxy.request_timeout
+    }
+
     /// The system-proxy step for a configuration: its backend, its file in `data_dir`.
     pub fn system_proxy_for(config: &Config, data_dir: &std::path::Path) -> Result<SystemProxy, SysProxyError> {
         let backend = sysproxy::backend_for(&config.system_proxy.backend)?;
