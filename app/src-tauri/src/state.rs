@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guardnest_core::config::Config;
-use guardnest_core::service::{ErrorKind, ErrorReport, Frontend, UserSettings};
+use guardnest_core::service::user::UserSettings;
+use guardnest_core::service::{ErrorKind, ErrorReport, Frontend};
 use guardnest_core::sysproxy::SystemProxy;
 use guardnest_core::ProxyService;
 use tokio_util::sync::CancellationToken;

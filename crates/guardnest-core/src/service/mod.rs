@@ -6,7 +6,8 @@
 //!
 //! An instance's life (lock, repair, lists, control API, protection, updater, and the way
 //! back) is in [`lifecycle`]; what the user added in [`user`]; what front ends show in
-//! [`status`]; the data dir's lock in [`instance`].
+//! [`status`]; the data dir's lock in [`instance`]. The children build on this module (and
+//! on `status` and `instance` below it), never the other way round: no import cycle.
 
 pub mod instance;
 pub mod lifecycle;
@@ -33,9 +34,10 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::sysproxy::{self, SysProxyError, SystemProxy, Target};
 
 pub use instance::{Frontend, Holder};
-pub use lifecycle::{Builder, StartError, Started, SHUTDOWN_MARGIN};
-pub use status::{CheckAnswer, ErrorKind, ErrorReport, ListStatus, Protection, ServiceStats, Status, SystemProxyStatus, Unprotected};
-pub use user::{UserList, UserSettings, USER_ALLOWLIST, USER_LISTS, USER_SETTINGS};
+pub use status::{
+    minutes, plural, CheckAnswer, ErrorKind, ErrorReport, ListStatus, Protection, ServiceStats, Status,
+    SystemProxyStatus, Unprotected,
+};
 
 /// How long a restart waits for the old listener to close (the design's 5 s).
 pub const RESTART_WAIT: Duration = Duration::from_secs(5);
@@ -305,7 +307,7 @@ impl ProxyService {
         self.lists.changes().subscribe()
     }
 
-    /// Restores settings left by a crashed GuardNest; [`Builder::start_up`] calls it first.
+    /// Restores settings left by a crashed GuardNest; [`lifecycle::Builder::start_up`] calls it first.
     pub async fn repair(&self) -> Result<Option<String>, SysProxyError> {
         let system = self.system.clone();
         let outcome = tokio::task::spawn_blocking(move || system.repair())
@@ -585,19 +587,6 @@ impl ProxyService {
         tracing::info!("{}", outcome.message);
         Ok(outcome.message)
     }
-}
-
-/// "15 minutes", "1 minute", "45 seconds": a duration for a sentence.
-pub fn minutes(secs: u64) -> String {
-    match secs {
-        0..60 => plural(secs as usize, "second", "seconds"),
-        _ => plural(secs.div_ceil(60) as usize, "minute", "minutes"),
-    }
-}
-
-/// "1 name", "2 names": a count with the right noun.
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The file through which the CLI finds a running instance: control address and token.

@@ -135,7 +135,7 @@ impl Protection {
         match self {
             Protection::Protected { names } => format!("protected: {names} names blocked"),
             Protection::Unprotected { message, .. } => format!("NOT PROTECTED: {message}"),
-            Protection::Paused { secs } => format!("paused: blocking again in {}", crate::service::minutes(*secs)),
+            Protection::Paused { secs } => format!("paused: blocking again in {}", minutes(*secs)),
             Protection::Off { error: Some(e) } => format!("off: {}", e.message),
             Protection::Off { error: None } => "off".to_string(),
         }
@@ -235,6 +235,19 @@ impl From<SourceStatus> for ListStatus {
             problem: s.problem,
         }
     }
+}
+
+/// "15 minutes", "1 minute", "45 seconds": a duration for a sentence.
+pub fn minutes(secs: u64) -> String {
+    match secs {
+        0..60 => plural(secs as usize, "second", "seconds"),
+        _ => plural(secs.div_ceil(60) as usize, "minute", "minutes"),
+    }
+}
+
+/// "1 name", "2 names": a count with the right noun.
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// What the lists say about one name, as every front end shows it.

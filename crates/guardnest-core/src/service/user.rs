@@ -112,7 +112,7 @@ impl ProxyService {
     }
 
     /// Loads what the user added from the app: their allowlist and their lists. Called by
-    /// [`super::Builder::start_up`]; without a data dir there is nothing to load.
+    /// [`super::lifecycle::Builder::start_up`]; without a data dir there is nothing to load.
     pub async fn load_user_state(&self) -> Result<(), ServiceError> {
         match &self.data_dir {
             Some(dir) => load_into(&self.lists, dir).await,
@@ -162,7 +162,7 @@ impl ProxyService {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
         self.lists.pause(std::time::Duration::from_secs(minutes * 60));
-        Ok(Change { changed: true, message: format!("protection paused for {}", super::minutes(minutes * 60)) })
+        Ok(Change { changed: true, message: format!("protection paused for {}", super::status::minutes(minutes * 60)) })
     }
 
     /// Ends a pause now.
@@ -193,7 +193,7 @@ impl ProxyService {
         self.lists.update(&()).await;
         let state = self.lists.status().into_iter().find(|s| s.location == location);
         let message = match state {
-            Some(s) if s.loaded => format!("added {location}: {}", super::plural(s.entries, "name", "names")),
+            Some(s) if s.loaded => format!("added {location}: {}", super::status::plural(s.entries, "name", "names")),
             Some(s) => format!(
                 "added {location}; not loaded yet: {}",
                 s.problem.map_or_else(|| "not downloaded yet".to_string(), |p| p.summary)
