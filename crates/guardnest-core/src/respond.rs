@@ -64,6 +64,9 @@ pub enum BadRequest {
     /// The head is not HTTP/1.x (httparse's reason).
     #[error("malformed request head: {0}")]
     Malformed(httparse::Error),
+    /// hyper could not read the head (it does not say why).
+    #[error("malformed request head")]
+    Unreadable,
     /// The request target names no host the proxy can go to.
     #[error(transparent)]
     Target(#[from] BadTarget),

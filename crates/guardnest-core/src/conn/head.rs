@@ -7,9 +7,12 @@
 
 use std::io;
 use std::mem::{take, MaybeUninit};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -332,18 +335,82 @@ pub(crate) fn parse_plain(buf: &[u8]) -> Parse {
     Parse::Plain(meta)
 }
 
+/// Which request head hyper is reading on a connection, if any. hyper arms its
+/// `header_read_timeout` timer when it starts reading a head and drops it once the head is
+/// read; that timer is ours ([`crate::conn::http`]) and records both here. While hyper reads
+/// a head, no response is in flight (it reads the next head only once the last response is
+/// written), so whatever it writes then is its own bare answer to a head it could not read
+/// (400, 431): [`Rewind`] sends the refusal with its one-line reason instead.
+#[derive(Default)]
+pub(crate) struct Heads {
+    /// The number of the head being read; 0 between heads.
+    reading: AtomicU32,
+    started: AtomicU32,
+}
+
+impl Heads {
+    /// hyper starts reading a head; it reads it until the guard is dropped.
+    pub(crate) fn start(self: &Arc<Self>) -> HeadRead {
+        let n = self.started.fetch_add(1, Relaxed).wrapping_add(1).max(1);
+        self.reading.store(n, Relaxed);
+        HeadRead { heads: self.clone(), n }
+    }
+
+    fn reading(&self) -> u32 {
+        self.reading.load(Relaxed)
+    }
+}
+
+/// Held while hyper reads one request head ([`Heads::start`]).
+pub(crate) struct HeadRead {
+    heads: Arc<Heads>,
+    n: u32,
+}
+
+impl Drop for HeadRead {
+    fn drop(&mut self) {
+        // A later head may have started already (a timer replaced, not reset).
+        let _ = self.heads.reading.compare_exchange(self.n, 0, Relaxed, Relaxed);
+    }
+}
+
 /// The client's socket with bytes already read from it in front, for hyper; a write that
-/// waits `idle_timeout` for a client that stopped reading fails.
+/// waits `idle_timeout` for a client that stopped reading fails. hyper's own answer to a
+/// head it could not read ([`Heads`]) goes out as the refusal the first-head stage would
+/// have sent, with its reason: both engines answer such heads alike.
 pub(crate) struct Rewind {
     pre: Vec<u8>,
     at: usize,
     io: TcpStream,
     write: Deadline,
+    heads: Arc<Heads>,
+    /// The head being read ([`Heads`]) and how many bytes of it hyper has read.
+    counted: (u32, usize),
+    max_head: usize,
+    peer: SocketAddr,
+    /// Our answer in place of hyper's, and how much of it is written.
+    answer: Option<(Vec<u8>, usize)>,
 }
 
 impl Rewind {
-    pub(crate) fn new(pre: Vec<u8>, io: TcpStream, idle: Duration) -> Rewind {
-        Rewind { pre, at: 0, io, write: Deadline::new(idle) }
+    /// `pre` in front of `io`; `max_head` and `peer` for the answer to a head hyper cannot read.
+    pub(crate) fn new(pre: Vec<u8>, io: TcpStream, idle: Duration, max_head: usize, peer: SocketAddr) -> Rewind {
+        Rewind {
+            pre,
+            at: 0,
+            io,
+            write: Deadline::new(idle),
+            heads: Arc::default(),
+            counted: (0, 0),
+            max_head,
+            peer,
+            answer: None,
+        }
+    }
+
+    /// What hyper's timer tells when it reads a head ([`Heads`]).
+    pub(crate) fn heads(&self) -> Arc<Heads> {
+        self.heads.clone()
     }
 
     /// The socket, and what of the bytes in front was never read (nothing, once hyper has
@@ -351,6 +418,63 @@ impl Rewind {
     pub(crate) fn into_parts(mut self) -> (Vec<u8>, TcpStream) {
         self.pre.drain(..self.at);
         (self.pre, self.io)
+    }
+
+    /// Counts bytes hyper read while it reads a head.
+    fn count(&mut self, n: usize) {
+        let reading = self.heads.reading();
+        if reading == 0 {
+            return;
+        }
+        if self.counted.0 != reading {
+            self.counted = (reading, 0);
+        }
+        self.counted.1 += n;
+    }
+
+    /// The refusal for what hyper is about to write, if that is hyper's own answer to a head
+    /// it could not read.
+    fn own_answer(&self, written: &[u8]) -> Option<Refusal> {
+        let reading = self.heads.reading();
+        if reading == 0 || !written.starts_with(b"HTTP/1.") {
+            return None;
+        }
+        let refusal = match written.get(9..13)? {
+            // hyper says 431 for too many bytes and for too many fields alike; too many
+            // bytes is what it read.
+            b"431 " if self.counted.0 == reading && self.counted.1 >= self.max_head => {
+                Refusal::HeadTooLarge(format!("more than {} bytes", self.max_head))
+            }
+            b"431 " => Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")),
+            b"400 " => Refusal::BadRequest(BadRequest::Unreadable),
+            _ => return None,
+        };
+        tracing::debug!(client = %self.peer, status = %refusal.status(), reason = %refusal.reason(), "refused");
+        Some(refusal)
+    }
+
+    /// Writes our answer in place of hyper's `len` bytes, which count as written once ours are.
+    fn poll_answer(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
+        let Rewind { io, write, answer, .. } = self;
+        if let Some((bytes, at)) = answer {
+            while *at < bytes.len() {
+                let polled = Pin::new(&mut *io).poll_write(cx, &bytes[*at..]);
+                match ready!(write.check_io(cx, polled)) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => *at += n,
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+            }
+        }
+        Poll::Ready(Ok(len))
+    }
+
+    /// Whether this write (starting with `first`) is answered by us instead.
+    fn answers(&mut self, first: &[u8]) -> bool {
+        if self.answer.is_none() {
+            self.answer = self.own_answer(first).map(|refusal| (refusal.encode(), 0));
+        }
+        self.answer.is_some()
     }
 }
 
@@ -365,15 +489,23 @@ impl AsyncRead for Rewind {
                 self.pre = Vec::new(); // read: let the buffer go
                 self.at = 0;
             }
+            self.count(n);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.io).poll_read(cx, out)
+        let before = out.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, out))?;
+        let n = out.filled().len() - before;
+        self.count(n);
+        Poll::Ready(Ok(()))
     }
 }
 
 impl AsyncWrite for Rewind {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        if this.answers(buf) {
+            return this.poll_answer(cx, buf.len());
+        }
         let polled = Pin::new(&mut this.io).poll_write(cx, buf);
         this.write.check_io(cx, polled)
     }
@@ -384,6 +516,10 @@ impl AsyncWrite for Rewind {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
+        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+        if this.answers(first) {
+            return this.poll_answer(cx, bufs.iter().map(|b| b.len()).sum());
+        }
         let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.write.check_io(cx, polled)
     }
@@ -457,13 +593,14 @@ mod tests {
         let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         client.write_all(b" world").await.unwrap();
-        let mut io = Rewind::new(b"hello".to_vec(), server, std::time::Duration::from_secs(5));
+        let peer = client.local_addr().unwrap();
+        let mut io = Rewind::new(b"hello".to_vec(), server, Duration::from_secs(5), 64, peer);
         let mut two = [0u8; 2];
         io.read_exact(&mut two).await.unwrap();
         assert_eq!(&two, b"he");
         let (left, server) = io.into_parts();
         assert_eq!(left, b"llo");
-        let mut io = Rewind::new(left, server, std::time::Duration::from_secs(5));
+        let mut io = Rewind::new(left, server, Duration::from_secs(5), 64, peer);
         let mut all = [0u8; 9];
         io.read_exact(&mut all).await.unwrap();
         assert_eq!(&all, b"llo world");

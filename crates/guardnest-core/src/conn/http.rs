@@ -5,19 +5,20 @@
 
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Local, Shared};
-use crate::conn::head::{announces_body, Rewind};
+use crate::conn::head::{announces_body, HeadRead, Heads, Rewind};
 use crate::conn::{connect, forward};
 use crate::domain::Target;
 use crate::respond::{BadRequest, ProxyBody};
@@ -35,7 +36,7 @@ pub(crate) async fn serve_http(
     let config = &shared.config;
     let mut builder = http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(HeadTimer(stream.heads()))
         .header_read_timeout(config.request_timeout)
         .max_header_size(config.max_header_bytes)
         .max_buf_size(config.max_header_bytes.max(8192) + 8192)
@@ -110,3 +111,41 @@ async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
         refusal.into_response()
     })
 }
+
+/// hyper's timer: tokio's, and it tells the client's socket ([`Heads`]) while hyper reads a
+/// request head. hyper's HTTP/1 server arms a timer for one thing only, its
+/// `header_read_timeout`: one per head, dropped once the head is read.
+struct HeadTimer(Arc<Heads>);
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadSleep { sleep: tokio::time::sleep_until(deadline.into()), _head: self.0.start() })
+    }
+
+    fn now(&self) -> Instant {
+        tokio::time::Instant::now().into()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A head's read timeout; the head is being read while it lives.
+    struct HeadSleep {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        _head: HeadRead,
+    }
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().sleep.poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}

@@ -86,7 +86,7 @@ pub(crate) async fn serve(
                 if let Some(k) = kept.take() {
                     k.release(&shared).await;
                 }
-                let io = Rewind::new(pre, stream, config.idle_timeout);
+                let io = Rewind::new(pre, stream, config.idle_timeout, config.max_header_bytes, peer);
                 return Box::pin(serve_http(io, client, shared, guard, shutdown)).await;
             }
             Head::Plain(plain) => {

@@ -38,8 +38,49 @@ async fn huge_heads_get_431() {
     req.extend_from_slice(b"\r\n");
     let resp = raw(proxy.addr, &req).await;
     assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
+    assert!(resp.ends_with("\r\n\r\nrequest head too large: more than 65536 bytes\n"), "{resp}");
     let echo = echo_server().await;
     assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
+}
+
+/// Heads only hyper's engine reads (a POST, and a head after a POST on a kept connection):
+/// too large or unreadable, they get the answer the first-head stage gives, with its reason,
+/// not hyper's bare 431 or 400.
+#[tokio::test]
+async fn heads_hyper_reads_are_refused_with_a_reason() {
+    let origin = origin().await;
+    let mut config = config();
+    config.max_header_bytes = 4096;
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let post = format!("POST http://{}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n", origin.addr);
+    let big = format!("X-Filler: {}\r\n", "a".repeat(5000));
+    let many: String = (0..150).map(|i| format!("X-{i}: a\r\n")).collect();
+    let too_large = "request head too large: more than 4096 bytes\n";
+    let too_many = "request head too large: more than 100 header fields\n";
+
+    // As a connection's first head.
+    for (fields, why) in [(&big, too_large), (&many, too_many)] {
+        let resp = raw(proxy.addr, format!("{post}{fields}\r\nhi").as_bytes()).await;
+        assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
+        assert!(resp.contains("connection: close"), "{resp}");
+        assert!(resp.ends_with(&format!("\r\n\r\n{why}")), "{resp}");
+    }
+    let resp = raw(proxy.addr, format!("{post}Bad Field\r\n\r\nhi").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.ends_with("\r\n\r\nbad request: malformed request head\n"), "{resp}");
+
+    // After a POST hyper served on the same connection.
+    for (fields, why) in [(&big, too_large), (&many, too_many)] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("{post}\r\nhi").as_bytes()).await.unwrap();
+        let first = read_response(&mut s).await;
+        assert!(first.starts_with("HTTP/1.1 200") && first.contains("body-bytes: 2"), "{first}");
+        let _ = s.write_all(format!("{post}{fields}\r\nhi").as_bytes()).await;
+        let resp = read_response(&mut s).await;
+        assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
+        assert!(resp.ends_with(&format!("\r\n\r\n{why}")), "{resp}");
+    }
+    proxy.stop().await;
 }
 
 #[tokio::test]
