@@ -1,0 +1,764 @@
+//! Real clients through the real `guardnest` binary, everything on loopback:
+//!
+//! * headless Chromium (driven by chromedriver over WebDriver's HTTP and JSON) loads a page
+//!   over HTTPS (a self-signed certificate made here) whose parts come over HTTPS and plain
+//!   HTTP, one from a listed name, and two WebSockets (wss and ws, which Chromium sends
+//!   through a proxy as CONNECT tunnels); the page and its allowed parts load, the listed
+//!   one fails, and the control API's `/v1/stats` counted the block;
+//! * a plain-HTTP WebSocket (`GET http://…/ws` with `Upgrade`, which browsers never send
+//!   to a proxy) from a raw client;
+//! * curl, wget and Python's `requests`, each over HTTP and HTTPS: a 100 MB upload and a
+//!   100 MB streamed (chunked) download, sizes and CRC-32 checked at the far end.
+//!
+//! Chromium, chromedriver, curl, wget and python3-requests may be missing: those tests are
+//! reported as skipped with the package to install (a failure in CI). Every wait is bounded
+//! and every process started here is ended, on failure too.
+
+mod support;
+
+use std::convert::Infallible;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use guardnest_testkit::{needs_tools, passed, skip, Outcome};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{json, Value};
+use support::{Running, BIN, WAIT};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+guardnest_testkit::main!(
+    chromium_loads_a_page_through_guardnest,
+    a_plain_http_websocket_through_guardnest,
+    curl_wget_and_requests_move_100_mb_each_way
+);
+
+/// The name on the block list; it never resolves (GuardNest refuses it before dialing).
+const LISTED: &str = "listed.test";
+/// Bytes of each upload and download.
+const SIZE: usize = 100 * 1000 * 1000;
+/// Longest a client program may run.
+const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------
+// GuardNest and the origins
+// ---------------------------------------------------------------------------------------
+
+/// A running `guardnest run` with a block list naming [`LISTED`] and its control API.
+struct Guardnest {
+    run: Running,
+    control: SocketAddr,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Guardnest {
+    fn start() -> Guardnest {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("block.hosts");
+        std::fs::write(&list, format!("0.0.0.0 {LISTED}\n")).unwrap();
+        let config = dir.path().join("guardnest.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[proxy]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\ndefault_lists = false\n",
+                list.display().to_string()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("--config").arg(&config).arg("--data-dir").arg(&data);
+        cmd.args(["--control", "127.0.0.1:0"]).env("RUST_LOG", "info");
+        let mut run = Running::start(&mut cmd);
+        run.wait_for("control API on");
+        let info: Value = serde_json::from_str(&std::fs::read_to_string(data.join("control.json")).unwrap()).unwrap();
+        let control = info["addr"].as_str().unwrap().parse().unwrap();
+        let token = info["token"].as_str().unwrap().to_string();
+        Guardnest { run, control, token, _dir: dir }
+    }
+
+    fn proxy_url(&self) -> String {
+        format!("http://{}", self.run.addr)
+    }
+
+    /// `/v1/stats` of the control API.
+    async fn stats(&self) -> Value {
+        let url = format!("http://{}/v1/stats", self.control);
+        let client = http_client();
+        let resp = client.get(url).bearer_auth(&self.token).send().await.expect("control API");
+        assert_eq!(resp.status(), 200);
+        serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap()
+    }
+}
+
+/// A reqwest client that never goes through a proxy (for chromedriver and the control API).
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// What the origins serve and saw.
+struct Site {
+    plain: SocketAddr,
+    tls: SocketAddr,
+    /// The data every download sends and every upload is checked against.
+    data: Bytes,
+    /// "scheme path" of every request served.
+    seen: Mutex<Vec<String>>,
+}
+
+impl Site {
+    fn saw(&self, what: &str) -> bool {
+        self.seen.lock().unwrap().iter().any(|s| s == what)
+    }
+}
+
+/// Starts a plain-HTTP and an HTTPS origin on loopback (on the current runtime).
+async fn origins(data: Bytes) -> Arc<Site> {
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tls = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let site =
+        Arc::new(Site { plain: plain.local_addr().unwrap(), tls: tls.local_addr().unwrap(), data, seen: Mutex::default() });
+    let s = site.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = plain.accept().await {
+            tokio::spawn(serve(stream, s.clone(), "http"));
+        }
+    });
+    let acceptor = tls_acceptor();
+    let s = site.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = tls.accept().await {
+            let (acceptor, s) = (acceptor.clone(), s.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(stream)) = tokio::time::timeout(WAIT, acceptor.accept(stream)).await {
+                    serve(stream, s, "https").await;
+                }
+            });
+        }
+    });
+    site
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, made now.
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use tokio_rustls::rustls;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+type Body = BoxBody<Bytes, Infallible>;
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S, site: Arc<Site>, scheme: &'static str) {
+    let service = hyper::service::service_fn(move |req| {
+        let site = site.clone();
+        async move { Ok::<_, Infallible>(handle(req, &site, scheme).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+}
+
+fn full(content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()).boxed());
+    resp.headers_mut().insert("content-type", content_type.parse().unwrap());
+    resp.headers_mut().insert("cache-control", "no-store".parse().unwrap());
+    resp
+}
+
+async fn handle(req: Request<Incoming>, site: &Site, scheme: &str) -> Response<Body> {
+    site.seen.lock().unwrap().push(format!("{scheme} {}", req.uri().path()));
+    match req.uri().path() {
+        "/" => full("text/html; charset=utf-8", page(site)),
+        "/app.js" => full("text/javascript", "results.https_js = location.protocol;\n"),
+        "/plain.js" => full("text/javascript", "results.http_js = 'loaded';\n"),
+        "/img.svg" => full(
+            "image/svg+xml",
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"4\" height=\"4\"><rect width=\"4\" height=\"4\"/></svg>",
+        ),
+        "/ws" => websocket(req),
+        "/upload" => {
+            let (mut n, mut crc) = (0u64, crc32fast::Hasher::new());
+            let mut body = req.into_body();
+            while let Some(frame) = body.frame().await {
+                let Ok(frame) = frame else { return full("text/plain", "upload broken\n") };
+                if let Some(data) = frame.data_ref() {
+                    n += data.len() as u64;
+                    crc.update(data);
+                }
+            }
+            full("text/plain", format!("{n} {}\n", crc.finalize()))
+        }
+        "/download" => Response::new(Chunks { data: site.data.clone(), at: 0 }.boxed()),
+        _ => {
+            let mut resp = full("text/plain", "not here\n");
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            resp
+        }
+    }
+}
+
+/// The test page: its own script, a script and an image over plain HTTP (loopback origins
+/// are not mixed content), a script from the listed name, and two WebSockets.
+fn page(site: &Site) -> String {
+    let (tls, plain) = (site.tls.port(), site.plain.port());
+    format!(
+        r#"<!doctype html>
+<html><head><meta charset="utf-8"><title>GuardNest real clients</title>
+<script>window.results = {{}};</script>
+<script src="/app.js"></script>
+<script src="http://127.0.0.1:{plain}/plain.js"></script>
+<script src="https://{LISTED}/listed.js" onload="results.listed = 'loaded'" onerror="results.listed = 'failed'"></script>
+</head><body>
+<img src="http://localhost:{plain}/img.svg" onload="results.http_img = 'loaded'" onerror="results.http_img = 'failed'">
+<script>
+function echo(url, key) {{
+  try {{
+    const ws = new WebSocket(url);
+    ws.onopen = () => ws.send(key + ' ping');
+    ws.onmessage = (e) => {{ results[key] = e.data; ws.close(); }};
+    ws.onerror = () => {{ if (!(key in results)) results[key] = 'error'; }};
+  }} catch (e) {{ results[key] = 'exception: ' + e; }}
+}}
+echo('wss://localhost:{tls}/ws', 'wss');
+echo('ws://127.0.0.1:{plain}/ws', 'ws');
+</script>
+</body></html>
+"#
+    )
+}
+
+/// The download: `data` in 256 KiB chunks, with no length announced (chunked).
+struct Chunks {
+    data: Bytes,
+    at: usize,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.at >= self.data.len() {
+            return Poll::Ready(None);
+        }
+        let end = (self.at + 256 * 1024).min(self.data.len());
+        let chunk = self.data.slice(self.at..end);
+        self.at = end;
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+}
+
+/// `len crc` of `data`, as the origin and the clients print it.
+fn fingerprint(data: &[u8]) -> String {
+    format!("{} {}", data.len(), crc32fast::hash(data))
+}
+
+/// Deterministic bytes that no compression or dedup would flatter.
+fn test_data(len: usize) -> Bytes {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out.into()
+}
+
+// ---------------------------------------------------------------------------------------
+// WebSocket (RFC 6455): the handshake and an echo, enough for one text message each way
+// ---------------------------------------------------------------------------------------
+
+const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+fn ws_accept(key: &str) -> String {
+    use base64::Engine as _;
+    let digest = sha1_smol::Sha1::from(format!("{key}{WS_GUID}")).digest().bytes();
+    base64::engine::general_purpose::STANDARD.encode(digest)
+}
+
+fn websocket(req: Request<Incoming>) -> Response<Body> {
+    let key = req.headers().get("sec-websocket-key").and_then(|k| k.to_str().ok()).map(str::to_string);
+    let upgrade = req.headers().get("upgrade").is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let (Some(key), true) = (key, upgrade) else {
+        let mut resp = full("text/plain", "a WebSocket endpoint\n");
+        *resp.status_mut() = StatusCode::BAD_REQUEST;
+        return resp;
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(Ok(upgraded)) = tokio::time::timeout(WAIT, on_upgrade).await {
+            ws_echo(hyper_util::rt::TokioIo::new(upgraded)).await;
+        }
+    });
+    let mut resp = Response::new(Empty::new().boxed());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("connection", "Upgrade".parse().unwrap());
+    h.insert("sec-websocket-accept", ws_accept(&key).parse().unwrap());
+    resp
+}
+
+/// Echoes text and binary messages, answers pings, ends on close (at most 100 frames).
+async fn ws_echo<S: AsyncRead + AsyncWrite + Unpin>(mut s: S) {
+    for _ in 0..100 {
+        let Ok(Ok((opcode, payload))) = tokio::time::timeout(WAIT, read_frame(&mut s)).await else { return };
+        let answer = match opcode {
+            1 | 2 => frame(opcode, &payload, None),
+            9 => frame(10, &payload, None),
+            8 => {
+                let _ = s.write_all(&frame(8, &payload, None)).await;
+                return;
+            }
+            _ => continue,
+        };
+        if s.write_all(&answer).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One frame: opcode and unmasked payload (messages here fit in one frame).
+async fn read_frame<S: AsyncRead + Unpin>(s: &mut S) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head).await?;
+    let mut len = u64::from(head[1] & 0x7f);
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).await?;
+        len = u64::from(u16::from_be_bytes(b));
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).await?;
+        len = u64::from_be_bytes(b);
+    }
+    if len > 1 << 20 {
+        return Err(std::io::Error::other("frame too large for this test"));
+    }
+    let mut mask = [0u8; 4];
+    if head[1] & 0x80 != 0 {
+        s.read_exact(&mut mask).await?;
+    }
+    let mut payload = vec![0u8; len as usize];
+    s.read_exact(&mut payload).await?;
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b ^= mask[i % 4];
+    }
+    Ok((head[0] & 0x0f, payload))
+}
+
+/// A final frame; a client's is masked.
+fn frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![0x80 | opcode];
+    let bit = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(bit | n as u8),
+        n if n <= 0xffff => {
+            out.push(bit | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(bit | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    let mask = mask.unwrap_or([0; 4]);
+    if bit != 0 {
+        out.extend_from_slice(&mask);
+    }
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    out
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn stat(stats: &Value, name: &str) -> u64 {
+    stats[name].as_u64().unwrap_or_else(|| panic!("no {name} in {stats}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// Chromium
+// ---------------------------------------------------------------------------------------
+
+/// A child process in its own process group, killed with its whole group when dropped (a
+/// browser's processes with the chromedriver that started them), then any process left
+/// whose command line names `marker` (a profile directory made for this test only).
+struct Group {
+    child: Child,
+    marker: Option<PathBuf>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) with a process group id this test created.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = self.child.wait();
+        let Some(marker) = &self.marker else { return };
+        let marker = marker.to_string_lossy().into_owned();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&marker) {
+                // SAFETY: kill(2) on a process whose command line names this test's profile.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A WebDriver session on chromedriver, deleted when dropped (best effort; the process
+/// group is killed after).
+struct WebDriver {
+    base: String,
+    session: Option<String>,
+    client: reqwest::Client,
+}
+
+impl WebDriver {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.client.request(method, url);
+        if let Some(body) = body {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        let resp = req.send().await.map_err(|e| format!("{path}: {e}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| format!("{path}: {e}"))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+        if !status.is_success() {
+            return Err(format!("{path}: {status}: {}", v["value"]));
+        }
+        Ok(v["value"].clone())
+    }
+
+    async fn session_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        let id = self.session.as_deref().ok_or("no session")?;
+        self.call(method, &format!("/session/{id}{path}"), body).await
+    }
+
+    async fn script(&self, script: &str) -> Result<Value, String> {
+        self.session_call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    }
+}
+
+fn chromium_loads_a_page_through_guardnest() -> Outcome {
+    if let Some(skipped) = needs_tools(&["chromium", "chromedriver"], "apt-get install chromium chromium-driver") {
+        return skipped;
+    }
+    let started = Instant::now();
+    let rt = runtime();
+    let site = rt.block_on(origins(Bytes::new()));
+    let guardnest = Guardnest::start();
+    let before = rt.block_on(guardnest.stats());
+
+    let profile = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = profile.path().join("chromedriver.log");
+    let mut cmd = Command::new("chromedriver");
+    cmd.arg(format!("--port={port}")).arg(format!("--log-path={}", log.display()));
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let _driver = Group { child: cmd.spawn().expect("chromedriver"), marker: Some(profile.path().to_path_buf()) };
+    let mut wd = WebDriver { base: format!("http://127.0.0.1:{port}"), session: None, client: http_client() };
+
+    let outcome = rt.block_on(async {
+        let deadline = Instant::now() + WAIT;
+        while wd.call(reqwest::Method::GET, "/status", None).await.map_or(true, |v| v["ready"] != true) {
+            if Instant::now() > deadline {
+                return Err("chromedriver did not become ready".to_string());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--ignore-certificate-errors",
+            &format!("--user-data-dir={}", profile.path().join("profile").display()),
+            &format!("--proxy-server={}", guardnest.proxy_url()),
+            // Chromium never proxies loopback unless told to.
+            "--proxy-bypass-list=<-loopback>",
+        ];
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "timeouts": { "pageLoad": 20000, "script": 10000 },
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+        }}});
+        let session = wd.call(reqwest::Method::POST, "/session", Some(caps)).await?;
+        wd.session = Some(session["sessionId"].as_str().ok_or("no session id")?.to_string());
+        let url = format!("https://localhost:{}/", site.tls.port());
+        wd.session_call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await?;
+        // The page's parts report in window.results; wait until all have (bounded).
+        let keys = ["https_js", "http_js", "http_img", "listed", "wss", "ws"];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let results = loop {
+            let v = wd.script("return window.results ? JSON.stringify(window.results) : null").await?;
+            let results: Value = v.as_str().map(|s| serde_json::from_str(s).unwrap_or_default()).unwrap_or_default();
+            if keys.iter().all(|k| results.get(k).is_some()) || Instant::now() > deadline {
+                break results;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let title = wd.script("return document.title").await?;
+        let href = wd.script("return location.href").await?;
+        let _ = wd.session_call(reqwest::Method::DELETE, "", None).await;
+        wd.session = None;
+        Ok((results, title, href))
+    });
+    let (results, title, href) = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            return Err(format!("{e}\nchromedriver log, last lines:\n{tail}").into());
+        }
+    };
+    let after = rt.block_on(guardnest.stats());
+    eprintln!("chromium: {href} {title}: {results} in {:?}; stats before {before}, after {after}", started.elapsed());
+
+    assert_eq!(title, "GuardNest real clients");
+    assert_eq!(href, format!("https://localhost:{}/", site.tls.port()));
+    assert_eq!(results["https_js"], "https:", "the page's own script over HTTPS: {results}");
+    assert_eq!(results["http_js"], "loaded", "a script over plain HTTP: {results}");
+    assert_eq!(results["http_img"], "loaded", "an image over plain HTTP: {results}");
+    assert_eq!(results["listed"], "failed", "the listed name's script: {results}");
+    assert_eq!(results["wss"], "wss ping", "the wss WebSocket echo: {results}");
+    assert_eq!(results["ws"], "ws ping", "the ws WebSocket echo: {results}");
+    for part in ["https /", "https /app.js", "http /plain.js", "http /img.svg", "https /ws", "http /ws"] {
+        assert!(site.saw(part), "the origins never saw {part}: {:?}", site.seen.lock().unwrap());
+    }
+    // The block was GuardNest's: counted, and the page, its parts and both WebSockets went
+    // through it (tunnels for HTTPS and the WebSockets, requests for plain HTTP).
+    assert!(stat(&after, "blocked_total") > stat(&before, "blocked_total"), "block not counted: {after}");
+    assert!(stat(&after, "tunnels_total") >= stat(&before, "tunnels_total") + 3, "{after}");
+    assert!(stat(&after, "requests_total") >= stat(&before, "requests_total") + 2, "{after}");
+    passed()
+}
+
+// ---------------------------------------------------------------------------------------
+// A plain-HTTP WebSocket from a raw client
+// ---------------------------------------------------------------------------------------
+
+fn a_plain_http_websocket_through_guardnest() -> Outcome {
+    let rt = runtime();
+    let site = rt.block_on(origins(Bytes::new()));
+    let guardnest = Guardnest::start();
+    rt.block_on(async {
+        let before = guardnest.stats().await;
+        let mut s = tokio::net::TcpStream::connect(guardnest.run.addr).await.unwrap();
+        let origin = site.plain;
+        // The key and answer of RFC 6455's example.
+        let head = format!(
+            "GET http://{origin}/ws HTTP/1.1\r\nHost: {origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let mut byte = [0u8; 1];
+        while !answer.ends_with(b"\r\n\r\n") {
+            let n = tokio::time::timeout(WAIT, s.read(&mut byte)).await.expect("101 in time").unwrap();
+            assert_eq!(n, 1, "closed in the head: {}", String::from_utf8_lossy(&answer));
+            answer.push(byte[0]);
+            assert!(answer.len() < 8192);
+        }
+        let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+        assert!(answer.starts_with("http/1.1 101"), "{answer}");
+        assert!(answer.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{answer}");
+        for message in ["hello through guardnest", "and once more"] {
+            s.write_all(&frame(1, message.as_bytes(), Some([1, 2, 3, 4]))).await.unwrap();
+            let (opcode, payload) = tokio::time::timeout(WAIT, read_frame(&mut s)).await.expect("echo in time").unwrap();
+            assert_eq!((opcode, payload.as_slice()), (1, message.as_bytes()));
+        }
+        s.write_all(&frame(8, &[0x03, 0xe8], Some([5, 6, 7, 8]))).await.unwrap();
+        let (opcode, _) = tokio::time::timeout(WAIT, read_frame(&mut s)).await.expect("close in time").unwrap();
+        assert_eq!(opcode, 8);
+        assert!(site.saw("http /ws"));
+        let after = guardnest.stats().await;
+        assert!(stat(&after, "requests_total") > stat(&before, "requests_total"), "{after}");
+    });
+    passed()
+}
+
+// ---------------------------------------------------------------------------------------
+// curl, wget, requests
+// ---------------------------------------------------------------------------------------
+
+/// Runs a client program for at most [`CLIENT_LIMIT`]; its stdout, or why it failed.
+fn run_client(cmd: &mut Command) -> Result<String, String> {
+    let what = format!("{cmd:?}");
+    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"] {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("{what}: {e}"))?;
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + CLIENT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    match status {
+        Some(s) if s.success() => Ok(out),
+        Some(s) => Err(format!("{what}: {s}\n{err}")),
+        None => Err(format!("{what}: still running after {CLIENT_LIMIT:?}\n{err}")),
+    }
+}
+
+const REQUESTS: &str = r#"
+import sys, zlib, requests, urllib3
+urllib3.disable_warnings()
+mode, url, proxy = sys.argv[1:4]
+s = requests.Session()
+s.trust_env = False
+proxies = {"http": proxy, "https": proxy}
+if mode == "up":
+    with open(sys.argv[4], "rb") as f:
+        r = s.post(url, data=f, proxies=proxies, verify=False, timeout=60)
+    r.raise_for_status()
+    print(r.text.strip())
+else:
+    r = s.get(url, proxies=proxies, verify=False, stream=True, timeout=60)
+    r.raise_for_status()
+    n, crc = 0, 0
+    for chunk in r.iter_content(1 << 20):
+        n += len(chunk)
+        crc = zlib.crc32(chunk, crc)
+    print(n, crc)
+"#;
+
+fn file_fingerprint(path: &Path) -> String {
+    fingerprint(&std::fs::read(path).unwrap())
+}
+
+fn curl_wget_and_requests_move_100_mb_each_way() -> Outcome {
+    if let Some(skipped) = needs_tools(&["curl", "wget", "python3"], "apt-get install curl wget python3-requests") {
+        return skipped;
+    }
+    if !Command::new("python3").args(["-c", "import requests"]).status().is_ok_and(|s| s.success()) {
+        return skip("needs python3's requests (apt-get install python3-requests)");
+    }
+    let started = Instant::now();
+    let rt = runtime();
+    let data = test_data(SIZE);
+    let expected = fingerprint(&data);
+    let site = rt.block_on(origins(data.clone()));
+    let guardnest = Guardnest::start();
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("upload.bin");
+    std::fs::write(&upload, &data).unwrap();
+    let got = dir.path().join("download.bin");
+    let proxy = guardnest.proxy_url();
+    let before = rt.block_on(guardnest.stats());
+
+    let mut report = Vec::new();
+    for (scheme, origin) in [("http", site.plain), ("https", site.tls)] {
+        let host = if scheme == "https" { format!("localhost:{}", origin.port()) } else { origin.to_string() };
+        let (up, down, page) =
+            (format!("{scheme}://{host}/upload"), format!("{scheme}://{host}/download"), format!("{scheme}://{host}/"));
+        let t = Instant::now();
+
+        // curl: the page, a streamed PUT of the file (with Expect: 100-continue), a download.
+        let curl = |args: &[&str]| {
+            run_client(Command::new("curl").args(["-sS", "--fail", "-k", "--proxy", &proxy, "--max-time", "60"]).args(args))
+        };
+        let html = curl(&[&page])?;
+        assert!(html.contains("<title>GuardNest real clients</title>"), "curl {scheme}: {html}");
+        assert_eq!(curl(&["-T", upload.to_str().unwrap(), &up])?.trim(), expected, "curl {scheme} upload");
+        curl(&["-o", got.to_str().unwrap(), &down])?;
+        assert_eq!(file_fingerprint(&got), expected, "curl {scheme} download");
+        let _ = std::fs::remove_file(&got);
+
+        // wget: a POST of the file, a download.
+        let wget = |args: &[&str]| {
+            run_client(
+                Command::new("wget")
+                    .args(["-q", "--no-check-certificate", "--tries=1", "--timeout=60", "-e", "use_proxy=yes"])
+                    .env("http_proxy", &proxy)
+                    .env("https_proxy", &proxy)
+                    .args(args),
+            )
+        };
+        let post = format!("--post-file={}", upload.display());
+        assert_eq!(wget(&["-O", "-", &post, &up])?.trim(), expected, "wget {scheme} upload");
+        wget(&["-O", got.to_str().unwrap(), &down])?;
+        assert_eq!(file_fingerprint(&got), expected, "wget {scheme} download");
+        let _ = std::fs::remove_file(&got);
+
+        // requests: a streamed POST of the file object, a streamed download.
+        let py = |args: &[&str]| run_client(Command::new("python3").args(["-c", REQUESTS]).args(args));
+        assert_eq!(py(&["up", &up, &proxy, upload.to_str().unwrap()])?.trim(), expected, "requests {scheme} upload");
+        assert_eq!(py(&["down", &down, &proxy])?.trim(), expected, "requests {scheme} download");
+        report.push(format!("{scheme} {:?}", t.elapsed()));
+    }
+    let after = rt.block_on(guardnest.stats());
+    eprintln!(
+        "curl, wget, requests: 100 MB up and down each, over {}; total {:?}; stats before {before}, after {after}",
+        report.join(", "),
+        started.elapsed()
+    );
+    // Every byte went through GuardNest: 6 uploads and 6 downloads of SIZE each.
+    let moved = 6 * SIZE as u64;
+    assert!(stat(&after, "bytes_up") - stat(&before, "bytes_up") >= moved, "{after}");
+    assert!(stat(&after, "bytes_down") - stat(&before, "bytes_down") >= moved, "{after}");
+    for part in ["http /upload", "https /upload", "http /download", "https /download"] {
+        assert!(site.saw(part), "the origins never saw {part}");
+    }
+    passed()
+}
