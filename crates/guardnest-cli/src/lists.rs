@@ -89,11 +89,11 @@ pub fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
     if !args.lists.given() {
         if let Some(instance) = Instance::running(&args.common) {
             return Ok(match args.action {
-                None => finish(instance.call(reqwest::Method::GET, "/v1/status").and_then(|v| {
+                None => finish(instance.call(reqwest::Method::GET, "/v1/status").map(|v| {
                     let lists: Vec<Value> = v["lists"].as_array().cloned().unwrap_or_default();
                     let mut out = format!("the lists of the running GuardNest (pid {}):\n", instance.pid());
                     out += &table(&lists.iter().filter_map(|l| serde_json::from_value(l.clone()).ok()).collect::<Vec<_>>());
-                    Ok(out.trim_end().to_string())
+                    out.trim_end().to_string()
                 })),
                 Some(ListsAction::Update) => {
                     println!("updating the lists of the running GuardNest (pid {})…", instance.pid());

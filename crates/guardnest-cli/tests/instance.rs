@@ -110,7 +110,7 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     let extra = dir.path().join("extra.txt");
     std::fs::write(&extra, "only-in-the-instance.test\n").unwrap();
     let mut instance = Running::start(
-        &mut run(&data, &["--config", cfg]).arg("--blocklist").arg(&block).arg("--blocklist").arg(&extra),
+        run(&data, &["--config", cfg]).arg("--blocklist").arg(&block).arg("--blocklist").arg(&extra),
     );
     instance.wait_for("control API on");
     for (name, code, line) in [

@@ -403,6 +403,13 @@ fn stat(stats: &Value, name: &str) -> u64 {
     stats[name].as_u64().unwrap_or_else(|| panic!("no {name} in {stats}"))
 }
 
+/// The counters this file looks at, in one line.
+fn counters(stats: &Value) -> String {
+    ["blocked_total", "tunnels_total", "requests_total", "dial_failures", "bytes_up", "bytes_down"]
+        .map(|k| format!("{k} {}", stat(stats, k)))
+        .join(", ")
+}
+
 // ---------------------------------------------------------------------------------------
 // Chromium
 // ---------------------------------------------------------------------------------------
@@ -553,7 +560,14 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
         }
     };
     let after = rt.block_on(guardnest.stats());
-    eprintln!("chromium: {href} {title}: {results} in {:?}; stats before {before}, after {after}", started.elapsed());
+    // Chromium's own background requests (update and account services) fail to resolve
+    // here: they are the dial failures.
+    eprintln!(
+        "chromium: {href} {title}: {results} in {:?}; before: {}; after: {}",
+        started.elapsed(),
+        counters(&before),
+        counters(&after)
+    );
 
     assert_eq!(title, "GuardNest real clients");
     assert_eq!(href, format!("https://localhost:{}/", site.tls.port()));
@@ -622,12 +636,18 @@ fn a_plain_http_websocket_through_guardnest() -> Outcome {
 // curl, wget, requests
 // ---------------------------------------------------------------------------------------
 
-/// Runs a client program for at most [`CLIENT_LIMIT`]; its stdout, or why it failed.
-fn run_client(cmd: &mut Command) -> Result<String, String> {
-    let what = format!("{cmd:?}");
+/// A client program with no proxy settings from this environment (each call names its own).
+fn client(program: &str) -> Command {
+    let mut cmd = Command::new(program);
     for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"] {
         cmd.env_remove(var);
     }
+    cmd
+}
+
+/// Runs a client program for at most [`CLIENT_LIMIT`]; its stdout, or why it failed.
+fn run_client(cmd: &mut Command) -> Result<String, String> {
+    let what = format!("{cmd:?}");
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("{what}: {e}"))?;
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
@@ -707,6 +727,24 @@ fn curl_wget_and_requests_move_100_mb_each_way() -> Outcome {
     let proxy = guardnest.proxy_url();
     let before = rt.block_on(guardnest.stats());
 
+    // Each transfer must have gone through GuardNest: its counters moved by the size
+    // (a tunnel counts when it ends, so wait for the connections to close first).
+    let mut last = before.clone();
+    let mut through = |what: &str, up: bool| {
+        let deadline = Instant::now() + WAIT;
+        let now = loop {
+            let now = rt.block_on(guardnest.stats());
+            if stat(&now, "connections_active") == 0 || Instant::now() > deadline {
+                break now;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let moved = |k: &str| stat(&now, k) - stat(&last, k);
+        let (d_up, d_down) = (moved("bytes_up"), moved("bytes_down"));
+        last = now;
+        let counted = if up { d_up } else { d_down };
+        assert!(counted >= SIZE as u64, "{what}: GuardNest counted {d_up} bytes up, {d_down} down");
+    };
     let mut report = Vec::new();
     for (scheme, origin) in [("http", site.plain), ("https", site.tls)] {
         let host = if scheme == "https" { format!("localhost:{}", origin.port()) } else { origin.to_string() };
@@ -716,19 +754,21 @@ fn curl_wget_and_requests_move_100_mb_each_way() -> Outcome {
 
         // curl: the page, a streamed PUT of the file (with Expect: 100-continue), a download.
         let curl = |args: &[&str]| {
-            run_client(Command::new("curl").args(["-sS", "--fail", "-k", "--proxy", &proxy, "--max-time", "60"]).args(args))
+            run_client(client("curl").args(["-sS", "--fail", "-k", "--proxy", &proxy, "--max-time", "60"]).args(args))
         };
         let html = curl(&[&page])?;
         assert!(html.contains("<title>GuardNest real clients</title>"), "curl {scheme}: {html}");
         assert_eq!(curl(&["-T", upload.to_str().unwrap(), &up])?.trim(), expected, "curl {scheme} upload");
+        through(&format!("curl {scheme} upload"), true);
         curl(&["-o", got.to_str().unwrap(), &down])?;
         assert_eq!(file_fingerprint(&got), expected, "curl {scheme} download");
+        through(&format!("curl {scheme} download"), false);
         let _ = std::fs::remove_file(&got);
 
         // wget: a POST of the file, a download.
         let wget = |args: &[&str]| {
             run_client(
-                Command::new("wget")
+                client("wget")
                     .args(["-q", "--no-check-certificate", "--tries=1", "--timeout=60", "-e", "use_proxy=yes"])
                     .env("http_proxy", &proxy)
                     .env("https_proxy", &proxy)
@@ -737,26 +777,28 @@ fn curl_wget_and_requests_move_100_mb_each_way() -> Outcome {
         };
         let post = format!("--post-file={}", upload.display());
         assert_eq!(wget(&["-O", "-", &post, &up])?.trim(), expected, "wget {scheme} upload");
+        through(&format!("wget {scheme} upload"), true);
         wget(&["-O", got.to_str().unwrap(), &down])?;
         assert_eq!(file_fingerprint(&got), expected, "wget {scheme} download");
+        through(&format!("wget {scheme} download"), false);
         let _ = std::fs::remove_file(&got);
 
         // requests: a streamed POST of the file object, a streamed download.
-        let py = |args: &[&str]| run_client(Command::new("python3").args(["-c", REQUESTS]).args(args));
+        let py = |args: &[&str]| run_client(client("python3").args(["-c", REQUESTS]).args(args));
         assert_eq!(py(&["up", &up, &proxy, upload.to_str().unwrap()])?.trim(), expected, "requests {scheme} upload");
+        through(&format!("requests {scheme} upload"), true);
         assert_eq!(py(&["down", &down, &proxy])?.trim(), expected, "requests {scheme} download");
+        through(&format!("requests {scheme} download"), false);
         report.push(format!("{scheme} {:?}", t.elapsed()));
     }
     let after = rt.block_on(guardnest.stats());
     eprintln!(
-        "curl, wget, requests: 100 MB up and down each, over {}; total {:?}; stats before {before}, after {after}",
+        "curl, wget, requests: 100 MB up and down each, over {}; total {:?}; before: {}; after: {}",
         report.join(", "),
-        started.elapsed()
+        started.elapsed(),
+        counters(&before),
+        counters(&after)
     );
-    // Every byte went through GuardNest: 6 uploads and 6 downloads of SIZE each.
-    let moved = 6 * SIZE as u64;
-    assert!(stat(&after, "bytes_up") - stat(&before, "bytes_up") >= moved, "{after}");
-    assert!(stat(&after, "bytes_down") - stat(&before, "bytes_down") >= moved, "{after}");
     for part in ["http /upload", "https /upload", "http /download", "https /download"] {
         assert!(site.saw(part), "the origins never saw {part}");
     }

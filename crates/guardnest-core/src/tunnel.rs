@@ -49,15 +49,16 @@ pub enum TunnelEnd {
     Aborted,
 }
 
-/// Bytes moved and how the tunnel ended.
-#[derive(Debug, Clone, Copy)]
+/// Bytes moved and how the tunnel ended. The bytes count however it ended: a client that
+/// resets the connection after its download still moved it.
+#[derive(Debug)]
 pub struct TunnelReport {
     /// Client to upstream.
     pub up: u64,
     /// Upstream to client.
     pub down: u64,
-    /// Why it ended.
-    pub end: TunnelEnd,
+    /// Why it ended, or the I/O error that ended it.
+    pub end: io::Result<TunnelEnd>,
 }
 
 /// One direction's state: 24 bytes while idle (every open tunnel holds two).
@@ -80,7 +81,7 @@ enum Mode {
 
 /// Copies until both directions end; returns the bytes moved and why it stopped.
 ///
-/// An I/O error in either direction ends the tunnel with that error.
+/// An I/O error in either direction ends the tunnel; the report carries it.
 ///
 /// `splice` lets bulk directions move with splice(2) on Linux; without it (and elsewhere)
 /// every byte goes through the portable read-and-write path.
@@ -90,10 +91,10 @@ pub async fn run(
     idle_timeout: Duration,
     splice: bool,
     abort: &CancellationToken,
-) -> io::Result<TunnelReport> {
+) -> TunnelReport {
     let mut out = None;
     run_then(client, upstream, idle_timeout, splice, abort.clone(), |r| out = Some(r)).await;
-    out.unwrap_or_else(|| Err(io::Error::other("tunnel ended without a result")))
+    out.unwrap_or_else(|| TunnelReport { up: 0, down: 0, end: Err(io::Error::other("tunnel ended without a result")) })
 }
 
 /// [`run`] as a whole task: `done` gets the result. The copy state lives in this one
@@ -112,7 +113,7 @@ pub fn run_then<F>(
     done: F,
 ) -> impl std::future::Future<Output = ()>
 where
-    F: FnOnce(io::Result<TunnelReport>),
+    F: FnOnce(TunnelReport),
 {
     async move {
         let mut up = Direction::default();
@@ -144,7 +145,7 @@ where
             Poll::Pending
         })
         .await;
-        done(end.map(|end| TunnelReport { up: up.bytes, down: down.bytes, end }));
+        done(TunnelReport { up: up.bytes, down: down.bytes, end });
     }
 }
 
@@ -360,5 +361,34 @@ mod tests {
         let f = run_then(a, b, Duration::from_secs(1), true, abort, |_| {});
         eprintln!("tunnel future: {} bytes", std::mem::size_of_val(&f));
         assert!(std::mem::size_of_val(&f) <= 480, "tunnel future is {} bytes", std::mem::size_of_val(&f));
+    }
+
+    /// A tunnel that ends in an error (the client resets it) still reports what it moved.
+    #[tokio::test]
+    async fn bytes_count_when_a_tunnel_ends_in_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (client_side, _) = l.accept().await.unwrap();
+        let mut origin = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (origin_side, _) = l.accept().await.unwrap();
+        let abort = CancellationToken::new();
+        let tunnel = tokio::spawn(async move { run(client_side, origin_side, Duration::from_secs(5), true, &abort).await });
+        client.write_all(&[1u8; 100_000]).await.unwrap();
+        let mut got = vec![0u8; 100_000];
+        origin.read_exact(&mut got).await.unwrap();
+        origin.write_all(&[2u8; 300_000]).await.unwrap();
+        let mut back = vec![0u8; 300_000];
+        client.read_exact(&mut back).await.unwrap();
+        // More comes while the client closes without reading it: a reset.
+        origin.write_all(&[3u8; 1000]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        socket2::SockRef::from(&client).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(client);
+        let _ = origin.write_all(&[4u8; 1000]).await;
+        let report = tokio::time::timeout(Duration::from_secs(5), tunnel).await.unwrap().unwrap();
+        assert!(report.end.is_err(), "{report:?}");
+        assert_eq!(report.up, 100_000, "{report:?}");
+        assert!(report.down >= 300_000, "{report:?}");
     }
 }

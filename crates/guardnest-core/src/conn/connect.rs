@@ -178,18 +178,15 @@ pub(crate) async fn start_tunnel(
 }
 
 /// Adds a finished tunnel to the counters and logs how it ended.
-fn account(result: std::io::Result<tunnel::TunnelReport>, stats: &Stats, peer: SocketAddr, target: &Target) {
-    match result {
-        Ok(report) => {
-            stats.bytes_up.fetch_add(report.up, Relaxed);
-            stats.bytes_down.fetch_add(report.down, Relaxed);
-            let end = match report.end {
-                TunnelEnd::Closed => "closed",
-                TunnelEnd::Idle => "idle timeout",
-                TunnelEnd::Aborted => "aborted at shutdown",
-            };
-            tracing::debug!(%peer, %target, up = report.up, down = report.down, end, "tunnel done");
-        }
-        Err(e) => tracing::debug!(%peer, %target, error = %e, "tunnel ended with an error"),
-    }
+fn account(report: tunnel::TunnelReport, stats: &Stats, peer: SocketAddr, target: &Target) {
+    let (up, down) = (report.up, report.down);
+    stats.bytes_up.fetch_add(up, Relaxed);
+    stats.bytes_down.fetch_add(down, Relaxed);
+    let end = match report.end {
+        Ok(TunnelEnd::Closed) => "closed",
+        Ok(TunnelEnd::Idle) => "idle timeout",
+        Ok(TunnelEnd::Aborted) => "aborted at shutdown",
+        Err(e) => return tracing::debug!(%peer, %target, up, down, error = %e, "tunnel ended with an error"),
+    };
+    tracing::debug!(%peer, %target, up, down, end, "tunnel done");
 }
