@@ -51,6 +51,7 @@ async function call(cmd, args) {
 
 let busy = false;
 let shownStartError = null;
+let dismissedRepair = null;
 
 function renderStatus(st) {
   const p = st.protection;
@@ -92,6 +93,12 @@ function renderStatus(st) {
   if (!se && shownStartError) $("error").classList.add("hidden");
   shownStartError = key;
 
+  // What a repair did while GuardNest was away (a crash, or a login with GuardNest gone).
+  if (st.repaired && st.repaired !== dismissedRepair) {
+    $("repaired-text").textContent = `Your own proxy settings were put back: ${st.repaired}.`;
+    $("repaired-text").dataset.key = st.repaired;
+    $("repaired").classList.remove("hidden");
+  }
   $("s-listen").textContent = st.listen || "not listening";
   $("s-uptime").textContent = st.uptime_secs == null ? "–" : clock(-st.uptime_secs);
   const sp = st.system_proxy;
@@ -240,7 +247,9 @@ async function refresh() {
     render(await invoke("get_view"));
   } catch (e) {
     refused(e);
+    return;
   }
+  invoke("get_start_at_login").then((on) => { $("login").checked = on; }, () => {});
 }
 
 /** The engine did not start (another GuardNest holds the data directory): say only that. */
@@ -267,6 +276,17 @@ $("toggle").addEventListener("change", async (ev) => {
 $("pause").addEventListener("click", async () => { await call("pause_protection", { minutes: 15 }); refresh(); });
 $("resume").addEventListener("click", async () => { await call("resume_protection"); refresh(); });
 $("error-close").addEventListener("click", () => $("error").classList.add("hidden"));
+$("repaired-close").addEventListener("click", () => {
+  dismissedRepair = $("repaired-text").dataset.key;
+  $("repaired").classList.add("hidden");
+});
+$("login").addEventListener("change", async (ev) => {
+  try {
+    await call("set_start_at_login", { on: ev.target.checked });
+  } catch (_) {
+    ev.target.checked = !ev.target.checked;
+  }
+});
 $("use-port").addEventListener("click", async () => {
   await call("use_port", { port: Number($("port").value) });
   $("error").classList.add("hidden");

@@ -55,6 +55,11 @@ pub struct RepairArgs {
     /// Also treat a system proxy pointing at this address as GuardNest's.
     #[arg(long, value_name = "ADDR", value_parser = guardnest_core::config::parse_listen)]
     pub listen: Option<SocketAddr>,
+    /// Run as the one-shot repair the OS starts at login (registered while GuardNest holds
+    /// the system proxy): a running GuardNest is left alone, a repair is recorded for the
+    /// next start to tell.
+    #[arg(long)]
+    pub at_login: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }

@@ -72,6 +72,8 @@ pub struct Builder {
     listen: Option<SocketAddr>,
     builtin_lists: Option<Vec<(String, String)>>,
     control_any_port: bool,
+    login: Option<Option<crate::sysproxy::login::LoginRepair>>,
+    protect: bool,
 }
 
 /// A started instance: the service, and how turning protection on went (a taken port is
@@ -94,6 +96,8 @@ impl ProxyService {
             listen: None,
             builtin_lists: None,
             control_any_port: false,
+            login: None,
+            protect: true,
         }
     }
 }
@@ -124,6 +128,20 @@ impl Builder {
         self
     }
 
+    /// The repair registered to run at login while the system proxy is set, instead of
+    /// this program's `repair` for this data dir (tests; `None` registers nothing).
+    pub fn login_repair(mut self, repair: Option<crate::sysproxy::login::LoginRepair>) -> Self {
+        self.login = Some(repair);
+        self
+    }
+
+    /// Whether to turn protection on at start (default); the app starts with it off when
+    /// the user had turned it off.
+    pub fn protect(mut self, on: bool) -> Self {
+        self.protect = on;
+        self
+    }
+
     /// Other built-in lists (name, URL) than [`crate::blocklist::DEFAULT_LISTS`] (tests).
     pub fn builtin_lists(mut self, lists: Vec<(String, String)>) -> Self {
         self.builtin_lists = Some(lists);
@@ -134,7 +152,7 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port } = self;
+        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } = self;
         config.validate()?;
         if let Err(e) = std::fs::create_dir_all(&data_dir) {
             tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
@@ -156,6 +174,8 @@ impl Builder {
                 SystemProxy::new(None, &data_dir)
             }
         });
+        // While the system proxy is set, a repair is registered to run at the next login.
+        let system = system.with_login_repair(login.unwrap_or_else(|| super::repair::login_repair(&data_dir)));
         let lists = match &builtin_lists {
             Some(b) => {
                 let b: Vec<(&str, &str)> = b.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
@@ -170,15 +190,20 @@ impl Builder {
         }
         *service.instance.lock().unwrap_or_else(|p| p.into_inner()) = lock.map(|l| (l, holder));
 
+        // What a repair at login did while GuardNest was not running is told once, now.
+        let mut repaired: Vec<String> = super::repair::take_record(&data_dir).map(|r| r.line()).into_iter().collect();
         // A GuardNest that died with the system proxy set is repaired before anything else
         // touches the system proxy.
         match service.repair().await {
-            Ok(Some(message)) => {
-                tracing::warn!("{message}");
-                *service.repaired.lock().unwrap_or_else(|p| p.into_inner()) = Some(message);
-            }
+            Ok(Some(message)) => repaired.push(message),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "cannot repair the system proxy settings of a crashed session"),
+        }
+        for line in &repaired {
+            tracing::warn!("{line}");
+        }
+        if !repaired.is_empty() {
+            *service.repaired.lock().unwrap_or_else(|p| p.into_inner()) = Some(repaired.join("; "));
         }
         if let Err(e) = service.load_user_state().await {
             tracing::error!("cannot load your allowlist and added lists: {e}");
@@ -217,7 +242,10 @@ impl Builder {
         }
 
         // After the control API, which serves the PAC file in fail-open mode.
-        let enabled = service.enable().await;
+        let enabled = match protect {
+            true => service.enable().await,
+            false => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+        };
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
         Ok(Started { service, enabled })
     }

@@ -11,6 +11,7 @@
 
 pub mod instance;
 pub mod lifecycle;
+pub mod repair;
 pub mod status;
 pub mod user;
 
