@@ -5,9 +5,11 @@
 //! side (see `bench/run-anchors.sh`).
 //! `guardnest-bench lists` — list scale: build time, bytes per name, rebuild peak, lookup
 //! latency, and the proxy's responsiveness during a rebuild, beside a `HashSet<String>`.
+//! `guardnest-bench login-flood` — valid gateway logins while wrong passwords flood it.
 
 mod alloc;
 mod lists;
+mod login;
 mod procfs;
 mod proxy;
 mod through;
@@ -58,6 +60,16 @@ enum Command {
         #[arg(long, default_value_t = 100_000)]
         leak_tunnels: usize,
     },
+    /// Valid logins (argon2, never cached) during floods of wrong Basic passwords, on the
+    /// release `guardnest` binary (build it first: cargo build --release -p guardnest-cli).
+    LoginFlood {
+        /// The guardnest binary; default: target/release/guardnest of this workspace.
+        #[arg(long)]
+        guardnest: Option<PathBuf>,
+        /// Seconds each sustained flood lasts.
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
     /// (internal) one row of `lists`, in a fresh process.
     #[command(hide = true)]
     ListsRow { structure: String, path: PathBuf },
@@ -71,6 +83,12 @@ fn main() -> anyhow::Result<()> {
         Command::Lists { data } => lists::run(&data),
         Command::Proxy { targets, quick, only, idle_tunnels, hold_secs, leak_tunnels } => {
             proxy::run(targets, proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels })
+        }
+        Command::LoginFlood { guardnest, secs } => {
+            let guardnest = guardnest.unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest")
+            });
+            login::run(login::Options { guardnest, secs })
         }
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::Method;
 use hyper::upgrade::OnUpgrade;
@@ -111,6 +112,12 @@ impl ConnCtx {
 /// connect again (and a browser's first try without credentials is one of them).
 pub(crate) const MAX_FAILED_LOGINS: u8 = 3;
 
+/// How long a client over its budget of credential checks waits for its 429. A guessing
+/// script that reconnects at once after each refusal then costs a connection per this
+/// delay, instead of as many connections a second as the proxy can answer, which would
+/// slow every other client's login.
+pub(crate) const THROTTLED_ANSWER_DELAY: Duration = Duration::from_millis(500);
+
 /// A request as either engine read it, for [`decide`].
 pub(crate) struct Ask<'a> {
     /// Where it asks to go, or why that cannot be served.
@@ -162,7 +169,10 @@ async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> 
             Stats::bump(&shared.stats.access_denied);
             let failed = client.failed_logins.fetch_add(1, Relaxed).saturating_add(1);
             Err(match denied {
-                Denied::Throttled { client, retry_after } => Refusal::LoginsThrottled { client, retry_after },
+                Denied::Throttled { client, retry_after } => {
+                    tokio::time::sleep(THROTTLED_ANSWER_DELAY.min(retry_after)).await;
+                    Refusal::LoginsThrottled { client, retry_after }
+                }
                 Denied::Credentials(why) if failed >= MAX_FAILED_LOGINS => Refusal::LoginsExhausted(why),
                 Denied::Credentials(why) => Refusal::AuthRequired(why),
                 Denied::Address(ip) => Refusal::ClientDenied(ip),

@@ -371,14 +371,23 @@ async fn wrong_passwords_are_limited_per_address_and_per_connection() {
 
     // New connections from the same address: after a few failures, refused without a check.
     let mut statuses = Vec::new();
+    let mut held = Duration::ZERO;
     for i in 0..12 {
         let mut s = connect_from("127.0.0.2", proxy.addr).await;
         let wrong = format!("Proxy-Authorization: Basic {}\r\n", b64(&format!("alice:again{i}")));
+        let asked = Instant::now();
         s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{wrong}\r\n").as_bytes()).await.unwrap();
-        statuses.push(status_of(&read_response(&mut s).await));
+        let status = status_of(&read_response(&mut s).await);
+        if status == 429 {
+            held = held.max(asked.elapsed());
+        }
+        statuses.push(status);
     }
-    eprintln!("hole 4 (new connections, wrong passwords): statuses {statuses:?}");
+    eprintln!("hole 4 (new connections, wrong passwords): statuses {statuses:?}, a 429 held up to {held:?}");
     assert_eq!(statuses.last(), Some(&429), "guesses from one address never limited: {statuses:?}");
+    // A 429 is held back (half a second), so a script that reconnects at once after each
+    // refusal cannot make the proxy answer thousands a second.
+    assert!(held >= Duration::from_millis(400), "a 429 came after {held:?}");
     // Another address logs in at once.
     let mut s = connect_from("127.0.0.3", proxy.addr).await;
     s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{good}\r\n").as_bytes()).await.unwrap();
