@@ -18,6 +18,7 @@ mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod login;
+pub mod session;
 pub mod kde;
 pub mod macos;
 pub mod windows;
