@@ -13,6 +13,9 @@
 //! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cmd;
 pub mod fsutil;
