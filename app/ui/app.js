@@ -34,7 +34,12 @@ function fmtAgo(epochSecs) {
 }
 
 function showError(e) {
-  $("error-text").textContent = e.message || String(e);
+  // A taken port is said plainly (the whole error stays in the tooltip).
+  const taken = e.kind === "port_in_use" && /listen on (\S+?):? /.exec(e.message || "");
+  $("error-text").textContent = taken
+    ? `Another program is already using ${taken[1]}, so GuardNest cannot listen there. Choose another port:`
+    : e.message || String(e);
+  $("error-text").title = e.message || "";
   // Another program holds the port: offer another one.
   $("port-offer").classList.toggle("hidden", e.kind !== "port_in_use");
   $("error").classList.remove("hidden");
@@ -85,7 +90,7 @@ function renderStatus(st) {
   $("pause-line").classList.toggle("hidden", p.state !== "paused");
   if (p.state === "paused") $("pause-until").textContent = clock(p.secs);
   // Pause only while blocking; Resume is in the paused line.
-  $("pause").classList.toggle("hidden", !(st.running && p.state !== "paused"));
+  $("pause").classList.toggle("hidden", p.state !== "protected");
   // Why the last start failed (a taken port) is said at once, with the offer of another.
   const se = st.start_error;
   const key = se ? se.kind + se.message : null;

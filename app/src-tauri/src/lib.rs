@@ -10,6 +10,9 @@
 //! The app holds no logic of its own: every decision is the engine's.
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod commands;
 pub mod events;

@@ -13,11 +13,15 @@
 //! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod login;
+pub mod session;
 pub mod kde;
 pub mod macos;
 pub mod windows;

@@ -247,9 +247,32 @@ impl Builder {
             false => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
         };
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
+        watch_the_end(&service);
         Ok(Started { service, enabled })
     }
 }
+
+/// The machine shutting down (logind) or the session ending (Windows): the user's settings
+/// go back first, before the process is told to stop.
+fn watch_the_end(service: &Arc<ProxyService>) {
+    let weak = Arc::downgrade(service);
+    let runtime = tokio::runtime::Handle::current();
+    let restore: crate::sysproxy::session::Restore = Arc::new(move || {
+        if let Some(service) = weak.upgrade() {
+            // Off a runtime thread (a blocking task, or the session window's thread).
+            let _ = runtime.block_on(service.disable_with_grace(END_GRACE));
+        }
+    });
+    #[cfg(target_os = "linux")]
+    service.tasks.spawn(crate::sysproxy::session::before_shutdown(None, restore, service.background.clone().cancelled_owned()));
+    #[cfg(windows)]
+    crate::sysproxy::session::on_end_session(restore);
+    #[cfg(not(any(target_os = "linux", windows)))]
+    let _ = restore;
+}
+
+/// Open connections' grace when the machine or the session is ending.
+const END_GRACE: Duration = Duration::from_millis(500);
 
 impl ProxyService {
     /// Stops the instance: protection off (the system proxy restored, open connections
