@@ -27,7 +27,7 @@ pub fn run(data: &Path) -> anyhow::Result<()> {
     let hosts = data.join("stevenblack-unified.hosts");
     let big = data.join("bench-1m.domains.txt.gz");
     println!("# guardnest-bench lists");
-    println!("machine: {} CPUs, {}", std::thread::available_parallelism().map_or(0, |n| n.get()), kernel());
+    println!("machine: {} CPUs, {}", std::thread::available_parallelism().map_or(0, std::num::NonZero::get), kernel());
     println!();
     println!("| list | structure | names | build ms | heap B/name | RSS B/name | hit ns | miss ns | 5-label miss ns |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");

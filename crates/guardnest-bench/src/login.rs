@@ -172,10 +172,8 @@ async fn answer(s: &mut TcpStream) -> std::io::Result<u16> {
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
     let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0);
+    let length: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:").and_then(|v| v.trim().parse().ok())).unwrap_or(0);
     let mut left = length.saturating_sub(buf.len() - head_end);
     while left > 0 {
         let n = tokio::time::timeout(STEP, s.read(&mut chunk)).await.map_err(|_| std::io::ErrorKind::TimedOut)??;
@@ -238,7 +236,15 @@ impl Guesses {
 
 /// A guessing client: one connection from `source`, wrong passwords for user 0 until
 /// `stop`, a new connection each time the proxy closes one. With `once`, a single guess.
-async fn guesser(gateway: SocketAddr, echo: SocketAddr, source: Ipv4Addr, n: usize, guesses: Arc<Guesses>, stop: Arc<AtomicBool>, once: bool) {
+async fn guesser(
+    gateway: SocketAddr,
+    echo: SocketAddr,
+    source: Ipv4Addr,
+    n: usize,
+    guesses: Arc<Guesses>,
+    stop: Arc<AtomicBool>,
+    once: bool,
+) {
     let (name, _) = user(0);
     let mut k = 0u64;
     while !stop.load(Relaxed) {
@@ -298,13 +304,13 @@ fn print_row(r: &Row) {
 }
 
 /// Runs the phases and prints the table.
-pub fn run(opts: Options) -> anyhow::Result<()> {
+pub fn run(opts: &Options) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     println!("# guardnest-bench login-flood");
     println!(
         "machine: {} CPUs, {}; guardnest {} (argon2 default parameters, {USERS} users); valid logins: each a user's \
          first (never cached), each from its own loopback address, timed connect to `200`",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         opts.guardnest.display()
     );

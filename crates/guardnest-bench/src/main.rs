@@ -82,13 +82,12 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Lists { data } => lists::run(&data),
         Command::Proxy { targets, quick, only, idle_tunnels, hold_secs, leak_tunnels } => {
-            proxy::run(targets, proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels })
+            proxy::run(&targets, &proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels })
         }
         Command::LoginFlood { guardnest, secs } => {
-            let guardnest = guardnest.unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest")
-            });
-            login::run(login::Options { guardnest, secs })
+            let guardnest = guardnest
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));
+            login::run(&login::Options { guardnest, secs })
         }
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),

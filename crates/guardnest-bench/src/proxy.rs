@@ -319,7 +319,7 @@ fn pin_self() {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(0, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
@@ -330,7 +330,7 @@ fn unpin_self() {
         for cpu in 0..libc::CPU_SETSIZE as usize {
             libc::CPU_SET(cpu, &mut set);
         }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
     }
 }
 
@@ -507,11 +507,11 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Runs every scenario for every target and prints Markdown tables.
-pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
+pub fn run(targets: &[Target], opts: &Options) -> anyhow::Result<()> {
     raise_fd_limit();
     let (ups, reports) = upstream::start()?;
     let mut all = vec![Target { name: "direct".into(), proxy: None, pid: None }];
-    all.extend(targets);
+    all.extend(targets.iter().cloned());
     let scale = if opts.quick { 8 } else { 1 };
     let dur = Duration::from_millis(if opts.quick { 500 } else { 3000 });
     // Each rate is measured after an unmeasured warm-up of the same load, for every target
@@ -521,7 +521,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
     println!("# guardnest-bench proxy");
     println!(
         "machine: {} CPUs, {}; harness on a current-thread runtime; CPU = proxy process user+system time from /proc/PID/stat (threads and children included)",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim()
     );
 
@@ -638,7 +638,7 @@ pub fn run(targets: Vec<Target>, opts: Options) -> anyhow::Result<()> {
         for t in all.iter().filter(|t| t.pid.is_some()) {
             match leaks(t, ups.echo, opts.leak_tunnels) {
                 Some((f0, f1, r0, r1, rate)) => {
-                    println!("| {} | {f0} | {f1} | {r0} | {r1} | {} |", t.name, fmt(rate, 0))
+                    println!("| {} | {f0} | {f1} | {r0} | {r1} | {} |", t.name, fmt(rate, 0));
                 }
                 None => println!("| {} | - | - | - | - | - |", t.name),
             }

@@ -117,8 +117,8 @@ fn bulk(mut s: TcpStream) {
 
 /// The echo server and HTTP origin share one two-thread runtime on their own threads.
 fn tokio_echo_and_http() -> io::Result<(SocketAddr, SocketAddr)> {
-    let echo = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let http = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let echo = TcpListener::bind("127.0.0.1:0")?;
+    let http = TcpListener::bind("127.0.0.1:0")?;
     let (ea, ha) = (echo.local_addr()?, http.local_addr()?);
     echo.set_nonblocking(true)?;
     http.set_nonblocking(true)?;

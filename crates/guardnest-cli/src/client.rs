@@ -153,7 +153,9 @@ fn protection_line(p: &Value) -> String {
             format!("protected: {n} {} blocked", noun(n, "name"))
         }
         Some("unprotected") => format!("NOT PROTECTED: {}", p["message"].as_str().unwrap_or("?")),
-        Some("paused") => format!("paused: blocking again in {}", guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0))),
+        Some("paused") => {
+            format!("paused: blocking again in {}", guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0)))
+        }
         Some("off") => match p["error"]["message"].as_str() {
             Some(e) => format!("off: {e}"),
             None => "off".into(),

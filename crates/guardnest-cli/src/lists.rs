@@ -22,7 +22,7 @@ pub const EXIT_NOT_BLOCKED: u8 = 0;
 /// `guardnest check`: the name is blocked.
 pub const EXIT_BLOCKED: u8 = 5;
 
-pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let name = args.name.trim();
     if !args.lists.given() {
         if let Some(instance) = Instance::running(&args.common) {
@@ -85,14 +85,16 @@ fn load(config: &guardnest_core::Config, data_dir: &std::path::Path, user_state:
     Ok(lists)
 }
 
-pub fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
+pub fn lists(args: &ListsArgs) -> anyhow::Result<ExitCode> {
     if !args.lists.given() {
         if let Some(instance) = Instance::running(&args.common) {
             return Ok(match args.action {
                 None => finish(instance.call(reqwest::Method::GET, "/v1/status").map(|v| {
                     let lists: Vec<Value> = v["lists"].as_array().cloned().unwrap_or_default();
                     let mut out = format!("the lists of the running GuardNest (pid {}):\n", instance.pid());
-                    out += &table(&lists.iter().filter_map(|l| serde_json::from_value(l.clone()).ok()).collect::<Vec<_>>());
+                    out += &table(
+                        &lists.iter().filter_map(|l| serde_json::from_value(l.clone()).ok()).collect::<Vec<_>>(),
+                    );
                     out.trim_end().to_string()
                 })),
                 Some(ListsAction::Update) => {
@@ -113,7 +115,7 @@ pub fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
             print!("{}", table(&rows));
             Ok(ExitCode::SUCCESS)
         }
-        Some(ListsAction::Update) => update(lists),
+        Some(ListsAction::Update) => update(&lists),
     }
 }
 
@@ -138,7 +140,7 @@ fn report_update(v: &Value) -> ExitCode {
     }
 }
 
-fn update(lists: Blocklists) -> anyhow::Result<ExitCode> {
+fn update(lists: &Blocklists) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let bars = Bars(MultiProgress::new());
     let report = runtime.block_on(lists.update(&bars));
@@ -208,7 +210,15 @@ fn table(rows: &[ListStatus]) -> String {
         let error = s.problem.as_ref().map_or("-".to_string(), |p| p.summary.clone());
         out += &format!(
             "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  {}\n    {}\n",
-            s.name, s.role.to_string(), format, entries, s.skipped, last_ok, next, error, s.location
+            s.name,
+            s.role.to_string(),
+            format,
+            entries,
+            s.skipped,
+            last_ok,
+            next,
+            error,
+            s.location
         );
     }
     out

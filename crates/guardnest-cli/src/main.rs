@@ -49,9 +49,9 @@ fn main() -> ExitCode {
                     || c.downcast_ref::<BindFailed>().is_some()
             });
             let running = e.chain().any(|c| c.downcast_ref::<AlreadyRunning>().is_some());
-            let in_use = e
-                .chain()
-                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+            let in_use = e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
+            });
             if in_use && !running {
                 eprintln!("guardnest: another program uses that address: choose another with --listen 127.0.0.1:PORT (port 0 picks a free one)");
             }
@@ -66,16 +66,16 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Run(args) => run(args),
-        Command::Check(args) => lists::check(args),
-        Command::Lists(args) => lists::lists(args),
+        Command::Run(args) => run(&args),
+        Command::Check(args) => lists::check(&args),
+        Command::Lists(args) => lists::lists(&args),
         Command::Status(args) => Ok(client::status(&args.common, args.json)),
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
         Command::Pause(args) => Ok(client::change(&args.common, &format!("/v1/pause?minutes={}", args.minutes))),
         Command::Resume(args) => Ok(client::change(&args.common, "/v1/resume")),
-        Command::Repair(args) => repair::repair(args),
+        Command::Repair(args) => repair::repair(&args),
         Command::HashPassword => hash_password(),
     }
 }
@@ -93,7 +93,7 @@ fn hash_password() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     logging::init(args.common.log_level.as_deref(), args.common.log_file.as_deref())?;
     let data_dir = args.common.data_dir();

@@ -8,7 +8,7 @@ use guardnest_core::service::repair::{repair as put_back, RepairError};
 
 use crate::cli::RepairArgs;
 
-pub fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+pub fn repair(args: &RepairArgs) -> anyhow::Result<ExitCode> {
     let config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),

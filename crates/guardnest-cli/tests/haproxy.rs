@@ -133,4 +133,3 @@ fn two_instances_behind_haproxy() -> Outcome {
     assert_eq!(b.wait_exit().code(), Some(0));
     passed()
 }
-

@@ -109,12 +109,15 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     // An instance runs with an extra --blocklist: `check` without list flags asks it.
     let extra = dir.path().join("extra.txt");
     std::fs::write(&extra, "only-in-the-instance.test\n").unwrap();
-    let mut instance = Running::start(
-        run(&data, &["--config", cfg]).arg("--blocklist").arg(&block).arg("--blocklist").arg(&extra),
-    );
+    let mut instance =
+        Running::start(run(&data, &["--config", cfg]).arg("--blocklist").arg(&block).arg("--blocklist").arg(&extra));
     instance.wait_for("control API on");
     for (name, code, line) in [
-        ("only-in-the-instance.test", Some(5), "blocked: only-in-the-instance.test by list \"extra.txt\" (rule only-in-the-instance.test)"),
+        (
+            "only-in-the-instance.test",
+            Some(5),
+            "blocked: only-in-the-instance.test by list \"extra.txt\" (rule only-in-the-instance.test)",
+        ),
         ("a.ok.evil.test", Some(0), "allowed: a.ok.evil.test is exempt by list \"my allowlist\" (rule ok.evil.test)"),
         ("x.tracker.test", Some(5), "blocked: x.tracker.test by list \"added.txt\" (rule tracker.test)"),
     ] {

@@ -126,8 +126,12 @@ impl Site {
 async fn origins(data: Bytes) -> Arc<Site> {
     let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let tls = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let site =
-        Arc::new(Site { plain: plain.local_addr().unwrap(), tls: tls.local_addr().unwrap(), data, seen: Mutex::default() });
+    let site = Arc::new(Site {
+        plain: plain.local_addr().unwrap(),
+        tls: tls.local_addr().unwrap(),
+        data,
+        seen: Mutex::default(),
+    });
     let s = site.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = plain.accept().await {
@@ -555,7 +559,8 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
         Ok(r) => r,
         Err(e) => {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            let tail: String =
+                log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
             return Err(format!("{e}\nchromedriver log, last lines:\n{tail}").into());
         }
     };
@@ -619,7 +624,8 @@ fn a_plain_http_websocket_through_guardnest() -> Outcome {
         assert!(answer.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{answer}");
         for message in ["hello through guardnest", "and once more"] {
             s.write_all(&frame(1, message.as_bytes(), Some([1, 2, 3, 4]))).await.unwrap();
-            let (opcode, payload) = tokio::time::timeout(WAIT, read_frame(&mut s)).await.expect("echo in time").unwrap();
+            let (opcode, payload) =
+                tokio::time::timeout(WAIT, read_frame(&mut s)).await.expect("echo in time").unwrap();
             assert_eq!((opcode, payload.as_slice()), (1, message.as_bytes()));
         }
         s.write_all(&frame(8, &[0x03, 0xe8], Some([5, 6, 7, 8]))).await.unwrap();
@@ -639,7 +645,9 @@ fn a_plain_http_websocket_through_guardnest() -> Outcome {
 /// A client program with no proxy settings from this environment (each call names its own).
 fn client(program: &str) -> Command {
     let mut cmd = Command::new(program);
-    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"] {
+    for var in
+        ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "no_proxy", "NO_PROXY"]
+    {
         cmd.env_remove(var);
     }
     cmd
@@ -648,7 +656,12 @@ fn client(program: &str) -> Command {
 /// Runs a client program for at most [`CLIENT_LIMIT`]; its stdout, or why it failed.
 fn run_client(cmd: &mut Command) -> Result<String, String> {
     let what = format!("{cmd:?}");
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("{what}: {e}"))?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{what}: {e}"))?;
     let mut out_pipe = child.stdout.take().unwrap();
     let mut err_pipe = child.stderr.take().unwrap();
     let out = std::thread::spawn(move || {

@@ -108,7 +108,7 @@ impl Default for AccessConfig {
             allow: Vec::new(),
             users: Vec::new(),
             trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
-            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(|s| s.to_string()).collect(),
+            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(ToString::to_string).collect(),
             allow_destinations: Vec::new(),
         }
     }

@@ -238,9 +238,7 @@ async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxySer
             _,
             "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/pause"
             | "/v1/resume" | "/v1/lists/update",
-        ) => {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
-        }
+        ) => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}")),
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
 }

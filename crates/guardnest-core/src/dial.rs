@@ -244,7 +244,7 @@ mod tests {
             .iter()
             .map(|s| s.parse().unwrap())
             .collect();
-        let out: Vec<String> = interleave(a).iter().map(|a| a.to_string()).collect();
+        let out: Vec<String> = interleave(a).iter().map(ToString::to_string).collect();
         assert_eq!(out, ["[::1]:1", "127.0.0.1:1", "[::2]:1", "127.0.0.2:1", "[::3]:1"]);
     }
 

@@ -138,7 +138,13 @@ impl BlockLog {
                 continue;
             }
             let count = inner.by_name.get(&e.host).copied().unwrap_or(1);
-            rows.push(BlockedName { host: e.host.clone(), list: e.list.clone(), rule: e.rule.clone(), count, last: e.at });
+            rows.push(BlockedName {
+                host: e.host.clone(),
+                list: e.list.clone(),
+                rule: e.rule.clone(),
+                count,
+                last: e.at,
+            });
         }
         rows
     }
@@ -189,7 +195,7 @@ impl BlockLog {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Counters stay usable after a panic elsewhere; they are statistics.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

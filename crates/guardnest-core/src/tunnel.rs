@@ -359,8 +359,8 @@ mod tests {
         let (b, _) = l.accept().await.unwrap();
         let abort = CancellationToken::new();
         let f = run_then(a, b, Duration::from_secs(1), true, abort, |_| {});
-        eprintln!("tunnel future: {} bytes", std::mem::size_of_val(&f));
-        assert!(std::mem::size_of_val(&f) <= 480, "tunnel future is {} bytes", std::mem::size_of_val(&f));
+        eprintln!("tunnel future: {} bytes", size_of_val(&f));
+        assert!(size_of_val(&f) <= 480, "tunnel future is {} bytes", size_of_val(&f));
     }
 
     /// A tunnel that ends in an error (the client resets it) still reports what it moved.
@@ -373,7 +373,8 @@ mod tests {
         let mut origin = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (origin_side, _) = l.accept().await.unwrap();
         let abort = CancellationToken::new();
-        let tunnel = tokio::spawn(async move { run(client_side, origin_side, Duration::from_secs(5), true, &abort).await });
+        let tunnel =
+            tokio::spawn(async move { run(client_side, origin_side, Duration::from_secs(5), true, &abort).await });
         client.write_all(&[1u8; 100_000]).await.unwrap();
         let mut got = vec![0u8; 100_000];
         origin.read_exact(&mut got).await.unwrap();

@@ -26,13 +26,13 @@ fn no_module_imports_form_a_cycle() {
 /// The checker itself finds a cycle, and resolves `super::` and groups.
 #[test]
 fn the_checker_sees_cycles_and_nested_paths() {
-    let modules: BTreeSet<String> = ["a", "a::b", "c", "d"].iter().map(|s| s.to_string()).collect();
+    let modules: BTreeSet<String> = ["a", "a::b", "c", "d"].iter().map(ToString::to_string).collect();
     let refs = references("use crate::{c::{X, Y}, d};\n// crate::a\nfn f() { super::b::g(); \"crate::a\"; }", "a::b");
     let child = references("pub use b::X;\nuse std::fmt;", "a");
     let edges: BTreeSet<String> = refs.iter().filter_map(|r| resolve(r, &modules)).collect();
-    assert_eq!(edges, ["c", "d", "a::b"].iter().map(|s| s.to_string()).collect());
+    assert_eq!(edges, ["c", "d", "a::b"].iter().map(ToString::to_string).collect());
     let edges: BTreeSet<String> = child.iter().filter_map(|r| resolve(r, &modules)).collect();
-    assert_eq!(edges, ["a", "a::b"].iter().map(|s| s.to_string()).collect(), "a child, and std (no module)");
+    assert_eq!(edges, ["a", "a::b"].iter().map(ToString::to_string).collect(), "a child, and std (no module)");
     let mut g = Graph::new();
     g.entry("a".into()).or_default().insert("c".into());
     g.entry("c".into()).or_default().insert("d".into());

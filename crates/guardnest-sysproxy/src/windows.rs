@@ -67,14 +67,14 @@ pub fn bypass_list() -> String {
 pub fn firewall_add_args(port: u16) -> Vec<String> {
     ["advfirewall", "firewall", "add", "rule", "name=GuardNest Proxy", "dir=in", "action=allow", "protocol=TCP"]
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .chain([format!("localport={port}")])
         .collect()
 }
 
 /// The netsh arguments deleting it.
 pub fn firewall_delete_args() -> Vec<String> {
-    ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(|s| s.to_string()).collect()
+    ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(ToString::to_string).collect()
 }
 
 /// Whether a listener needs the inbound firewall rule: beyond loopback, and only an

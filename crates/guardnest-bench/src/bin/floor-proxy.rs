@@ -67,9 +67,8 @@ async fn serve(mut client: TcpStream) -> io::Result<()> {
         let head = std::str::from_utf8(&buf[..end]).map_err(|_| bad("head not UTF-8"))?;
         let (line, fields) = head.split_once("\r\n").ok_or_else(|| bad("no request line"))?;
         let mut words = line.split(' ');
-        let (method, target, version) = match (words.next(), words.next(), words.next()) {
-            (Some(m), Some(t), Some(v)) => (m, t, v),
-            _ => return Err(bad("bad request line")),
+        let (Some(method), Some(target), Some(version)) = (words.next(), words.next(), words.next()) else {
+            return Err(bad("bad request line"));
         };
         if method == "CONNECT" {
             if target.split(':').next() == Some(BLOCKED) {

@@ -72,9 +72,9 @@ impl Parsed {
 impl Sink for Parsed {
     fn name(&mut self, name: &str, allow: bool) {
         if allow {
-            self.allow.push(name)
+            self.allow.push(name);
         } else {
-            self.block.push(name)
+            self.block.push(name);
         }
     }
     fn invalid(&mut self) {

@@ -90,9 +90,9 @@ impl Sink for ListNames {
     fn name(&mut self, name: &str, allow: bool) {
         let fp = self.hasher.fingerprint(name);
         if allow {
-            self.allow.push(fp)
+            self.allow.push(fp);
         } else {
-            self.block.push(fp)
+            self.block.push(fp);
         }
     }
     fn invalid(&mut self) {
@@ -228,7 +228,7 @@ fn zeroed_table(slots: usize) -> Box<[u64]> {
     {
         const HUGE: usize = 2 << 20;
         let start = table.as_ptr() as usize;
-        let end = start + slots * std::mem::size_of::<u64>();
+        let end = start + slots * size_of::<u64>();
         let aligned = start.next_multiple_of(HUGE);
         if end > aligned + HUGE {
             let len = (end - aligned) / HUGE * HUGE;
@@ -261,7 +261,7 @@ fn prefetch(slot: &u64) {
     // SAFETY: prefetch is a hint; it never faults, and the pointer is a valid reference.
     #[allow(unused_unsafe)]
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(slot as *const u64 as *const i8)
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(slot as *const u64 as *const i8);
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = slot;
@@ -302,7 +302,7 @@ impl Matcher {
 
     /// Bytes of the index (the lists' own fingerprints are counted with the lists).
     pub fn index_bytes(&self) -> usize {
-        (self.slots.len() + self.filter.len()) * std::mem::size_of::<u64>()
+        (self.slots.len() + self.filter.len()) * size_of::<u64>()
     }
 
     /// Checks a normalised name (lowercase, no trailing dot, punycode): the name and each

@@ -25,8 +25,8 @@ use tokio_util::sync::CancellationToken;
 pub use cache::{CacheEntry, CacheError, CacheMeta};
 pub use fetch::{FetchError, Fetched, Fetcher, Progress};
 pub use format::{detect, parse, parse_reader, parse_text, Format, Names, Parsed, Sink};
-pub use problem::{Problem, ProblemKind};
 pub use matcher::{ListNames, Match, Matcher, MatcherBuilder, NameHasher, Role, TooManyLists, Verdict, MAX_LISTS};
+pub use problem::{Problem, ProblemKind};
 
 use crate::config::{BlocklistConfig, SourceSpec};
 use crate::domain::Host;
@@ -450,7 +450,7 @@ impl Blocklists {
     fn sources(&self) -> MutexGuard<'_, Vec<Source>> {
         // Each source is replaced whole under the lock, so the data is consistent even if
         // a holder panicked.
-        self.inner.sources.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -120,12 +120,9 @@ pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, p
             return;
         }
     };
-    let parts = match upgraded.downcast::<TokioIo<Rewind>>() {
-        Ok(p) => p,
-        Err(_) => {
-            tracing::error!(%peer, %target, "upgraded connection is not a TCP stream");
-            return;
-        }
+    let Ok(parts) = upgraded.downcast::<TokioIo<Rewind>>() else {
+        tracing::error!(%peer, %target, "upgraded connection is not a TCP stream");
+        return;
     };
     // What hyper read past the head, behind anything it never read of the first bytes.
     let (mut pipelined, client) = parts.io.into_inner().into_parts();

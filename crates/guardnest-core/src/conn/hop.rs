@@ -104,8 +104,7 @@ pub(crate) fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) 
 /// `Transfer-Encoding` is passed on: a body is relayed in the encoding it came in, so its
 /// field goes with it.
 pub(crate) fn passes(name: &[u8], named: &[&[u8]]) -> bool {
-    let hop =
-        |h: &header::HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
+    let hop = |h: &HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
     !HOP_BY_HOP.iter().any(hop) && (is_framing(name) || !named.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 

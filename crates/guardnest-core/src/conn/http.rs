@@ -99,7 +99,7 @@ async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
         target: Target::of_request(&method, req.uri()).map_err(BadRequest::from),
         connect_body: connect && req.headers().iter().any(|(n, v)| announces_body(n.as_str(), v.as_bytes())),
         plain: !connect,
-        credentials: req.headers().get(http::header::PROXY_AUTHORIZATION).map(|v| v.as_bytes()),
+        credentials: req.headers().get(http::header::PROXY_AUTHORIZATION).map(http::HeaderValue::as_bytes),
     };
     let result = match gate::decide(&ctx.shared, &ctx.local.client, ask).await {
         Err(refusal) => Err(refusal),

@@ -67,12 +67,9 @@ pub(crate) async fn serve(
                 _ = shutdown.cancelled() => return,
             }
         };
-        let head = match head {
-            Ok(head) => head,
-            Err(_) => {
-                tracing::debug!(%peer, "no complete request head in time; closed");
-                break;
-            }
+        let Ok(head) = head else {
+            tracing::debug!(%peer, "no complete request head in time; closed");
+            break;
         };
         let head = match head {
             Head::Closed => break,

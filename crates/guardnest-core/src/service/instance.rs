@@ -58,7 +58,7 @@ impl fmt::Display for Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     /// Another instance holds it.
-    #[error("another GuardNest uses the data directory {dir}: {}", holder.as_ref().map_or("its process is unknown".to_string(), |h| h.to_string()))]
+    #[error("another GuardNest uses the data directory {dir}: {}", holder.as_ref().map_or("its process is unknown".to_string(), ToString::to_string))]
     Held {
         /// The data dir.
         dir: String,
@@ -88,7 +88,8 @@ impl InstanceLock {
     pub fn acquire(data_dir: &Path, holder: &Holder) -> Result<InstanceLock, LockError> {
         let dir = data_dir.display().to_string();
         let io = |source| LockError::Io { dir: dir.clone(), source };
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE)).map_err(io)?;
+        let file =
+            OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE)).map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(LockError::Held { dir, holder: holder_of(data_dir) }),

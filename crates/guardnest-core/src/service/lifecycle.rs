@@ -152,7 +152,8 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } = self;
+        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } =
+            self;
         config.validate()?;
         if let Err(e) = std::fs::create_dir_all(&data_dir) {
             tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
@@ -188,7 +189,7 @@ impl Builder {
         if let Some(addr) = listen {
             service.set_listen(addr);
         }
-        *service.instance.lock().unwrap_or_else(|p| p.into_inner()) = lock.map(|l| (l, holder));
+        *service.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lock.map(|l| (l, holder));
 
         // What a repair at login did while GuardNest was not running is told once, now.
         let mut repaired: Vec<String> = super::repair::take_record(&data_dir).map(|r| r.line()).into_iter().collect();
@@ -203,7 +204,7 @@ impl Builder {
             tracing::warn!("{line}");
         }
         if !repaired.is_empty() {
-            *service.repaired.lock().unwrap_or_else(|p| p.into_inner()) = Some(repaired.join("; "));
+            *service.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(repaired.join("; "));
         }
         if let Err(e) = service.load_user_state().await {
             tracing::error!("cannot load your allowlist and added lists: {e}");
@@ -230,7 +231,9 @@ impl Builder {
             // A full or read-only data dir must not stop the proxy; only the CLI loses track of it.
             let runtime = runtime_path(&data_dir);
             match info.store(&runtime) {
-                Ok(()) => *service.runtime_file.lock().unwrap_or_else(|p| p.into_inner()) = Some(runtime),
+                Ok(()) => {
+                    *service.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(runtime)
+                }
                 Err(e) => tracing::warn!(
                     "cannot write {}: {e}; `guardnest status` and the other commands will not find this instance",
                     runtime.display()
@@ -264,7 +267,11 @@ fn watch_the_end(service: &Arc<ProxyService>) {
         }
     });
     #[cfg(target_os = "linux")]
-    service.tasks.spawn(crate::sysproxy::session::before_shutdown(None, restore, service.background.clone().cancelled_owned()));
+    service.tasks.spawn(crate::sysproxy::session::before_shutdown(
+        None,
+        restore,
+        service.background.clone().cancelled_owned(),
+    ));
     #[cfg(windows)]
     crate::sysproxy::session::on_end_session(restore);
     #[cfg(not(any(target_os = "linux", windows)))]
@@ -292,7 +299,7 @@ impl ProxyService {
             Ok(r) => r,
             Err(_) => Err(ServiceError::StopTimeout(bound)),
         };
-        if let Some(file) = self.runtime_file.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(file) = self.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             let _ = std::fs::remove_file(file);
         }
         self.release_instance();
@@ -301,12 +308,12 @@ impl ProxyService {
 
     /// Releases the data dir's lock (and the file naming the holder).
     fn release_instance(&self) {
-        self.instance.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
     }
 
     /// Tells a second instance where this one listens now.
     pub(super) fn describe_instance(&self, listen: Option<SocketAddr>) {
-        if let Some((lock, holder)) = self.instance.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        if let Some((lock, holder)) = self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
             holder.listen = listen;
             lock.describe(holder);
         }

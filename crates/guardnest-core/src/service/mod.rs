@@ -199,7 +199,7 @@ impl ProxyService {
 
     /// How long a client has for a request head (`[proxy] request_timeout`); the control
     /// API gives its clients the same.
-    pub fn request_timeout(&self) -> std::time::Duration {
+    pub fn request_timeout(&self) -> Duration {
         self.config.proxy.request_timeout
     }
 
@@ -218,11 +218,11 @@ impl ProxyService {
     /// Listens on `addr` from the next enable or restart on (when the configured port is
     /// taken by another program).
     pub fn set_listen(&self, addr: SocketAddr) {
-        *self.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        *self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
     }
 
     fn listen_addr(&self) -> SocketAddr {
-        self.listen.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(self.config.proxy.listen)
+        self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).unwrap_or(self.config.proxy.listen)
     }
 
     /// Listens on port `port` (on the configured address's IP, loopback for a wildcard)
@@ -289,12 +289,12 @@ impl ProxyService {
 
     /// Records where the control API listens, so PAC mode can point at it.
     pub fn set_control_addr(&self, addr: SocketAddr) {
-        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+        *self.control_addr.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
     }
 
     /// Where the control API listens, if it does.
     pub fn control_addr(&self) -> Option<SocketAddr> {
-        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner())
+        *self.control_addr.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The lists this service serves.
@@ -385,8 +385,9 @@ impl ProxyService {
             tracing::warn!("{warning}");
         }
         // The proxy's own drain is bounded by its shutdown_timeout; this waits at most `grace`.
-        let _ = tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
-            .await;
+        let _ =
+            tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
+                .await;
         self.describe_instance(None);
         self.lists.changes().bump();
         let message = std::iter::once("disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
@@ -463,7 +464,7 @@ impl ProxyService {
             names,
             paused_secs,
             start_error: state.start_error.clone(),
-            repaired: self.repaired.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            repaired: self.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
             pid: std::process::id(),
         }
     }

@@ -112,7 +112,10 @@ pub fn repair(
     let (message, repaired) = match outcome {
         Some(o) => (o.message, true),
         None => (
-            format!("nothing to repair: the {} system proxy does not point at a stopped GuardNest", system.backend_name()),
+            format!(
+                "nothing to repair: the {} system proxy does not point at a stopped GuardNest",
+                system.backend_name()
+            ),
             false,
         ),
     };
@@ -127,7 +130,8 @@ fn finish(login: &Option<LoginRepair>, data_dir: &Path, at_login: bool, message:
     }
     if at_login && repaired {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let record = Repaired { at, message: message.trim_start_matches("repaired a crashed session: ").to_string(), at_login };
+        let record =
+            Repaired { at, message: message.trim_start_matches("repaired a crashed session: ").to_string(), at_login };
         if let Ok(json) = serde_json::to_vec_pretty(&record) {
             let _ = crate::sysproxy::fsutil::write_atomic(&data_dir.join(RECORD), &json, false);
         }
@@ -145,12 +149,8 @@ pub fn take_record(data_dir: &Path) -> Option<Repaired> {
 /// What a GuardNest on this data dir may have set: its listen address (and `extra`), and
 /// the PAC URL of its control API (configured, or the one a stale runtime file names).
 fn candidates(config: &Config, data_dir: &Path, extra: Option<SocketAddr>) -> Vec<Target> {
-    let mut out: Vec<Target> = [Some(config.proxy.listen), extra]
-        .into_iter()
-        .flatten()
-        .filter(|a| a.port() != 0)
-        .map(Target::Fixed)
-        .collect();
+    let mut out: Vec<Target> =
+        [Some(config.proxy.listen), extra].into_iter().flatten().filter(|a| a.port() != 0).map(Target::Fixed).collect();
     let stale = RuntimeInfo::load(&runtime_path(data_dir)).ok().filter(|i| !process_alive(i.pid));
     for addr in [config.control.addr().ok().flatten(), stale.map(|i| i.addr)].into_iter().flatten() {
         out.push(Target::Pac(format!("http://{addr}/proxy.pac")));

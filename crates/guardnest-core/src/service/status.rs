@@ -363,13 +363,22 @@ mod tests {
         let failed = of(&[list("block", false, 0, offline()), list("block", false, 0, refused())]);
         match &failed {
             Protection::Unprotected { reason: Unprotected::DownloadFailed, message } => {
-                assert!(message.contains("lists.test answered 404 Not Found"), "{message}")
+                assert!(message.contains("lists.test answered 404 Not Found"), "{message}");
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(of(&[list("block", false, 0, None)]), Protection::Unprotected { reason: Unprotected::Loading, .. }));
-        assert!(matches!(of(&[list("block", true, 0, None)]), Protection::Unprotected { reason: Unprotected::Empty, .. }));
-        assert_eq!(of(&[list("block", true, 7, None), list("block", false, 0, offline())]), Protection::Protected { names: 7 });
+        assert!(matches!(
+            of(&[list("block", false, 0, None)]),
+            Protection::Unprotected { reason: Unprotected::Loading, .. }
+        ));
+        assert!(matches!(
+            of(&[list("block", true, 0, None)]),
+            Protection::Unprotected { reason: Unprotected::Empty, .. }
+        ));
+        assert_eq!(
+            of(&[list("block", true, 7, None), list("block", false, 0, offline())]),
+            Protection::Protected { names: 7 }
+        );
         assert_eq!(Protection::of(true, Some(60), &[], 0, None), Protection::Paused { secs: 60 });
         assert_eq!(Protection::of(false, Some(60), &[], 0, None), Protection::Off { error: None });
     }

@@ -68,7 +68,10 @@ impl UserSettings {
 
 /// The user's lists, in order (none when there is no data dir or no file).
 pub fn user_lists(data_dir: &Path) -> Vec<UserList> {
-    std::fs::read_to_string(data_dir.join(USER_LISTS)).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default()
+    std::fs::read_to_string(data_dir.join(USER_LISTS))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 /// Adds the user's allowlist and lists to `lists` (the allowlist file is created, with a
@@ -77,8 +80,7 @@ pub fn user_lists(data_dir: &Path) -> Vec<UserList> {
 pub async fn load_into(lists: &Blocklists, data_dir: &Path) -> Result<(), ServiceError> {
     let allow = data_dir.join(USER_ALLOWLIST);
     if !allow.exists() {
-        let header =
-            b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
+        let header = b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
         write_atomic(&allow, header, false).map_err(|source| save_error(&allow, source))?;
     }
     lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;

@@ -13,7 +13,7 @@ use crate::support::*;
 
 fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
     let config = AccessConfig {
-        allow: allow.iter().map(|s| s.to_string()).collect(),
+        allow: allow.iter().map(ToString::to_string).collect(),
         users: users
             .iter()
             .map(|(n, p)| UserConfig { name: n.to_string(), password_hash: hash_password(p).unwrap() })

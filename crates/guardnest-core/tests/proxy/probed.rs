@@ -287,7 +287,7 @@ fn gateway(users: &[(&str, &str)], allow_destinations: &[&str]) -> Access {
             .collect(),
         ..AccessConfig::default()
     };
-    config.allow_destinations = allow_destinations.iter().map(|s| s.to_string()).collect();
+    config.allow_destinations = allow_destinations.iter().map(ToString::to_string).collect();
     Access::from_config(&config).unwrap()
 }
 

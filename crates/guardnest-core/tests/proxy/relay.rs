@@ -240,7 +240,7 @@ async fn an_upstream_closing_its_kept_connection_is_closed_at_once() {
         let at = std::time::Instant::now();
         let mut buf = [0u8; 64];
         let eof = tokio::time::timeout(STEP, s.read(&mut buf)).await;
-        let _ = closed_tx.send((eof.map(|r| r.ok()), at.elapsed()));
+        let _ = closed_tx.send((eof.map(Result::ok), at.elapsed()));
     })
     .await;
     let mut config = config();

@@ -237,7 +237,8 @@ pub async fn origin() -> Origin {
                     for (k, v) in req.headers() {
                         text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
                     }
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    let body =
+                        req.into_body().collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
                     text.push_str(&format!("body-bytes: {}\n", body.len()));
                     text.push_str(&format!("body-sum: {}\n", body.iter().map(|&b| b as u64).sum::<u64>()));
                     let resp = hyper::Response::builder()

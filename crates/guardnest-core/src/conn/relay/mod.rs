@@ -370,7 +370,7 @@ mod tests {
             let head = format!("GET {url} HTTP/1.1\r\n\r\n");
             let plain = PlainHead::new(head.as_bytes().to_vec(), meta(&head).unwrap());
             let uri = http::Uri::try_from(url).unwrap();
-            let target = Target::of_request(&http::Method::GET, &uri).unwrap();
+            let target = Target::of_request(&Method::GET, &uri).unwrap();
             let request = String::from_utf8(upstream_request(&plain, &uri, &target).unwrap()).unwrap();
             assert!(request.starts_with(line), "{url}: {request}");
         }
