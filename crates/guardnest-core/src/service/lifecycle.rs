@@ -232,7 +232,7 @@ impl Builder {
             let runtime = runtime_path(&data_dir);
             match info.store(&runtime) {
                 Ok(()) => {
-                    *service.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(runtime)
+                    *service.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(runtime);
                 }
                 Err(e) => tracing::warn!(
                     "cannot write {}: {e}; `guardnest status` and the other commands will not find this instance",
