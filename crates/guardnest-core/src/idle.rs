@@ -1,7 +1,7 @@
 //! `idle_timeout` for what hyper moves: a body that stops arriving ([`IdleBody`]) and a peer
-//! that stops reading ([`WriteIdle`]). The relay and the tunnel bound their own reads and
-//! writes; these bound hyper's, both directions, so no path holds a connection longer than
-//! `idle_timeout` without progress.
+//! that stops reading (`Deadline`, on the client's socket and the upstream's). The relay
+//! and the tunnel bound their own reads and writes; these bound hyper's, both directions, so
+//! no path holds a connection longer than `idle_timeout` without progress.
 //!
 //! A timer is armed only when a read or write has to wait, and reused after that: a body
 //! or socket that never waits costs no timer.
