@@ -158,6 +158,12 @@ impl Desktop {
     }
 }
 
+/// GNOME and KDE settings exist on Linux desktops only; Windows has its own backend, tested
+/// end to end under Wine in tests/windows.rs.
+fn not_a_linux_desktop() -> Outcome {
+    guardnest_testkit::platform_limit("GNOME and KDE proxy settings exist on Linux desktops only (Windows: tests/windows.rs)")
+}
+
 fn kill(sig: &str, pid: &str) {
     assert!(Command::new("kill").args([sig, pid]).status().unwrap().success());
 }
@@ -190,6 +196,9 @@ fn enable_disable_and_crash(d: &Desktop, check_applied: impl Fn(&BTreeMap<String
 }
 
 fn gnome_settings_come_back_exactly() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }
@@ -210,6 +219,9 @@ fn gnome_settings_come_back_exactly() -> Outcome {
 }
 
 fn kde_settings_come_back_exactly() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session", "kwriteconfig5", "kreadconfig5"], INSTALL) {
         return skipped;
     }
@@ -233,6 +245,9 @@ fn kde_settings_come_back_exactly() -> Outcome {
 /// user's own settings back from the snapshot, or turns off a proxy left pointing at a dead
 /// GuardNest when the snapshot is gone, and leaves a live proxy and a running GuardNest alone.
 fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }

@@ -80,7 +80,7 @@ pub fn run(trials: Vec<Trial>) -> ! {
 
 /// A trial for a test function; its name is the function's.
 pub fn trial(name: &str, test: fn() -> Outcome) -> Trial {
-    Trial::ignorable_test(name, move || test())
+    Trial::ignorable_test(name, test)
 }
 
 /// `main` for a test binary with `harness = false`: `guardnest_testkit::main!(test_a, test_b);`
