@@ -342,7 +342,7 @@ pub fn run() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .try_init();
-    let data_dir = dirs::data_dir().map(|d| d.join("guardnest")).unwrap_or_else(|| PathBuf::from(".guardnest"));
+    let data_dir = guardnest_core::sysproxy::fsutil::data_dir();
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| show_main(app)))
         .setup(move |app| {

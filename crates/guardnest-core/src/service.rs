@@ -435,8 +435,10 @@ impl ProxyService {
             return Ok(Change { changed: false, message });
         };
         running.shutdown.cancel();
-        if let Some(warning) = self.system.stopped(running.addr) {
-            tracing::warn!("{warning}");
+        match self.system.stopped(running.addr) {
+            Ok(Some(done)) => tracing::info!("{done}"),
+            Ok(None) => {}
+            Err(warning) => tracing::warn!("{warning}"),
         }
         let grace = self.config.proxy.shutdown_timeout + Duration::from_secs(1);
         let _ = tokio::time::timeout(grace, running.task).await;
@@ -599,8 +601,10 @@ impl ProxyService {
         let stopped_accepting = proxy.stopped_accepting();
         let health = proxy.health();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
-        if let Some(warning) = self.system.listening(addr) {
-            tracing::warn!("{warning}");
+        match self.system.listening(addr) {
+            Ok(Some(done)) => tracing::info!("{done}"),
+            Ok(None) => {}
+            Err(warning) => tracing::warn!("{warning}"),
         }
         Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
     }
