@@ -161,7 +161,9 @@ impl Desktop {
 /// GNOME and KDE settings exist on Linux desktops only; Windows has its own backend, tested
 /// end to end under Wine in tests/windows.rs.
 fn not_a_linux_desktop() -> Outcome {
-    guardnest_testkit::platform_limit("GNOME and KDE proxy settings exist on Linux desktops only (Windows: tests/windows.rs)")
+    guardnest_testkit::platform_limit(
+        "GNOME and KDE proxy settings exist on Linux desktops only (Windows: tests/windows.rs)",
+    )
 }
 
 fn kill(sig: &str, pid: &str) {

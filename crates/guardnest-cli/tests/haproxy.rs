@@ -139,4 +139,3 @@ fn two_instances_behind_haproxy() -> Outcome {
     assert_eq!(b.wait_exit().code(), Some(0));
     passed()
 }
-

@@ -39,7 +39,7 @@ fn private_temp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
 
 #[cfg(windows)]
 fn private_temp(dir: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    tempfile::Builder::new().make_in(dir, |path| win::create_private(path))
+    tempfile::Builder::new().make_in(dir, win::create_private)
 }
 
 #[cfg(not(any(unix, windows)))]
@@ -65,7 +65,7 @@ pub fn dacl(path: &Path) -> std::io::Result<Dacl> {
 /// The current user's SID as `S-1-…` (Windows).
 #[cfg(windows)]
 pub fn current_user_sid() -> std::io::Result<String> {
-    win::with_user_sid(|sid| win::sid_string(sid))?
+    win::with_user_sid(win::sid_string)?
 }
 
 /// The DACL [`write_atomic`] creates a private file with (Windows): checkable where the
@@ -86,10 +86,10 @@ mod win {
     use windows_sys::Win32::Security::Authorization::{ConvertSidToStringSidW, GetNamedSecurityInfoW, SE_FILE_OBJECT};
     use windows_sys::Win32::Security::{
         AddAccessAllowedAce, GetAce, GetLengthSid, GetSecurityDescriptorControl, GetSecurityDescriptorDacl,
-        GetTokenInformation, InitializeAcl,
-        InitializeSecurityDescriptor, SetSecurityDescriptorControl, SetSecurityDescriptorDacl, TokenUser,
-        ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_REVISION, DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR,
-        SECURITY_ATTRIBUTES, SECURITY_DESCRIPTOR, SE_DACL_PROTECTED, TOKEN_QUERY, TOKEN_USER,
+        GetTokenInformation, InitializeAcl, InitializeSecurityDescriptor, SetSecurityDescriptorControl,
+        SetSecurityDescriptorDacl, TokenUser, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_REVISION,
+        DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, SECURITY_DESCRIPTOR, SE_DACL_PROTECTED,
+        TOKEN_QUERY, TOKEN_USER,
     };
     use windows_sys::Win32::Storage::FileSystem::{
         CreateFileW, CREATE_NEW, FILE_ALL_ACCESS, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_DELETE, FILE_SHARE_READ,
@@ -121,9 +121,8 @@ mod win {
         let mut buf = vec![0u64; 64]; // 512 bytes, 8-aligned: a TOKEN_USER and its SID
         let mut len = 0u32;
         // SAFETY: `buf` holds the size passed; the token is valid.
-        let ok = unsafe {
-            GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), (buf.len() * 8) as u32, &mut len)
-        };
+        let ok =
+            unsafe { GetTokenInformation(token, TokenUser, buf.as_mut_ptr().cast(), (buf.len() * 8) as u32, &mut len) };
         let err = last();
         // SAFETY: the handle is ours.
         unsafe { CloseHandle(token) };
@@ -148,8 +147,9 @@ mod win {
                 // SAFETY: `sid` is valid in this closure; `acl` is 8-aligned, sized for one
                 // ACE, and lives (on the heap) as long as the descriptor that points at it.
                 unsafe {
-                    let size =
-                        std::mem::size_of::<ACL>() + std::mem::size_of::<ACCESS_ALLOWED_ACE>() + GetLengthSid(sid) as usize;
+                    let size = std::mem::size_of::<ACL>()
+                        + std::mem::size_of::<ACCESS_ALLOWED_ACE>()
+                        + GetLengthSid(sid) as usize;
                     let mut acl = vec![0u64; size.div_ceil(8)];
                     let acl_ptr = acl.as_mut_ptr() as *mut ACL;
                     let mut sd = Box::new(SECURITY_DESCRIPTOR::default());

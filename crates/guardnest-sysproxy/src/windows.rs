@@ -437,9 +437,10 @@ impl super::Backend for Windows {
     }
 
     fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-        // The switch last, so that it never turns on half-written settings.
+        // The legacy strings, then the connection records, and the switch last, so that it
+        // never turns on half-written settings.
         let mut order: Vec<(&String, &String)> = values.iter().collect();
-        order.sort_by_key(|(k, _)| k.as_str() == PROXY_ENABLE);
+        order.sort_by_key(|(k, _)| (k.as_str() == PROXY_ENABLE, k.starts_with(&format!("{CONNECTIONS}\\"))));
         for (key, value) in &order {
             if value.as_str() == UNSET {
                 os::delete(key)?;
@@ -542,8 +543,7 @@ pub mod os {
     use std::ffi::c_void;
 
     use windows_sys::Win32::Foundation::{
-        CloseHandle, GlobalFree, ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS,
-        STILL_ACTIVE,
+        CloseHandle, GlobalFree, ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS, STILL_ACTIVE,
     };
     use windows_sys::Win32::NetworkManagement::Rras::{RasEnumEntriesW, RASENTRYNAMEW};
     use windows_sys::Win32::Networking::WinHttp::{
@@ -630,7 +630,8 @@ pub mod os {
         for _ in 0..4 {
             let (mut kind, mut len) = (0u32, data.len() as u32);
             // SAFETY: `data` holds `len` bytes; the call writes at most that many.
-            let rc = unsafe { RegQueryValueExW(k.0, n.as_ptr(), std::ptr::null(), &mut kind, data.as_mut_ptr(), &mut len) };
+            let rc =
+                unsafe { RegQueryValueExW(k.0, n.as_ptr(), std::ptr::null(), &mut kind, data.as_mut_ptr(), &mut len) };
             match rc {
                 ERROR_SUCCESS => {
                     data.truncate(len as usize);
@@ -647,7 +648,15 @@ pub mod os {
     /// Writes a value exactly (type and bytes).
     pub fn set(key: &str, v: &RegValue) -> Result<(), SysProxyError> {
         let (path, name) = place(key);
-        let k = open(&path, KEY_SET_VALUE, true)?.ok_or_else(|| failed(format!(r"create HKCU\{path}"), 2))?;
+        let what = || format!(r"write HKCU\{path}\{name}");
+        let k = match open(&path, KEY_SET_VALUE, true) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Err(failed(what(), ERROR_FILE_NOT_FOUND)),
+            Err(SysProxyError::Command { detail, .. }) => {
+                return Err(SysProxyError::Command { command: what(), detail: format!("{detail} (opening its key)") })
+            }
+            Err(e) => return Err(e),
+        };
         let n = wide(name);
         // SAFETY: `v.data` outlives the call and its length is passed.
         let rc = unsafe { RegSetValueExW(k.0, n.as_ptr(), 0, v.kind, v.data.as_ptr(), v.data.len() as u32) };
@@ -849,7 +858,10 @@ mod tests {
         assert_eq!(RegValue::dword(1).describe(), "REG_DWORD 0x1");
         assert_eq!(RegValue::decode("4:0"), None);
         let r = Record::parse(&users_record()).unwrap();
-        assert_eq!((r.counter, r.flags, &r.proxy[..], &r.tail[..]), (7, 3, &b"corp-proxy.example:8123"[..], &[1, 0, 0, 0, 9, 9][..]));
+        assert_eq!(
+            (r.counter, r.flags, &r.proxy[..], &r.tail[..]),
+            (7, 3, &b"corp-proxy.example:8123"[..], &[1, 0, 0, 0, 9, 9][..])
+        );
         assert_eq!(r.to_bytes(), users_record());
         assert_eq!(Record::parse(&users_record()[..20]), None, "a length past the end");
     }
@@ -896,7 +908,10 @@ mod tests {
     fn routes_as_ignores_counter_bypass_and_tail() {
         let w = Windows::with(Vec::new(), false, "netsh");
         let wanted = w.targets(&Target::Fixed(addr()), &Settings::new());
-        let mut now = w.targets(&Target::Fixed(addr()), &[(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect());
+        let mut now = w.targets(
+            &Target::Fixed(addr()),
+            &[(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect(),
+        );
         now.insert(PROXY_OVERRIDE.into(), RegValue::sz("edited").encode());
         assert!(Windows::routes_as(&wanted, &now));
         let other = w.targets(&Target::Fixed("127.0.0.1:3128".parse().unwrap()), &Settings::new());
