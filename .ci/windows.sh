@@ -123,10 +123,10 @@ fi
 step_time "$t"
 
 # --- 3. clippy for Windows, the desktop app included --------------------------------------
-say "3. cargo clippy --target $target --all-targets -D warnings (sysproxy, core, cli, testkit, app)"
+say "3. cargo clippy --target $target -D warnings (sysproxy, core, cli, and the desktop app)"
 t=$(date +%s)
-if ! cargo clippy -q --target "$target" --all-targets -p guardnest-sysproxy -p guardnest-core -p guardnest-cli \
-     -p guardnest-testkit -p guardnest-app -- -D warnings; then
+if ! cargo clippy -q --target "$target" -p guardnest-sysproxy -p guardnest-core -p guardnest-cli -p guardnest-app \
+     -- -D warnings; then
   failures+=("clippy for $target")
 fi
 step_time "$t"

@@ -1,10 +1,16 @@
-// GuardNest window: renders what the engine sends once a second ("guardnest://tick") and
-// calls its commands. No framework, no build step.
+// GuardNest window: draws what the engine says. The engine sends a "guardnest://view" event
+// only when something shown has changed; nothing here runs on a timer. Times are shown as
+// clock times ("since 14:05", "until 14:35"), so nothing needs redrawing every second.
 "use strict";
 
 const tauri = window.__TAURI__;
 const invoke = (cmd, args) => tauri.core.invoke(cmd, args);
 const $ = (id) => document.getElementById(id);
+
+/** "1 connection", "3 connections". */
+function plural(n, one, many) {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
 
 function fmtBytes(n) {
   const units = ["B", "KB", "MB", "GB", "TB"];
@@ -13,25 +19,24 @@ function fmtBytes(n) {
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
-function fmtDuration(secs) {
-  if (secs == null) return "–";
-  const h = Math.floor(secs / 3600), m = Math.floor((secs % 3600) / 60), s = secs % 60;
-  if (h) return `${h} h ${m} min`;
-  if (m) return `${m} min ${s} s`;
-  return `${s} s`;
+/** A clock time `secs` from now (negative: ago). */
+function clock(secsFromNow) {
+  return new Date(Date.now() + secsFromNow * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
 
 function fmtAgo(epochSecs) {
   if (!epochSecs) return "never";
-  return `${fmtDuration(Math.max(0, Math.floor(Date.now() / 1000) - epochSecs))} ago`;
+  const s = Math.max(0, Math.floor(Date.now() / 1000) - epochSecs);
+  if (s < 60) return "just now";
+  if (s < 3600) return `${plural(Math.floor(s / 60), "minute", "minutes")} ago`;
+  if (s < 86400) return `${plural(Math.floor(s / 3600), "hour", "hours")} ago`;
+  return `${plural(Math.floor(s / 86400), "day", "days")} ago`;
 }
 
-function showError(err) {
-  const e = typeof err === "string" ? { kind: "error", message: err } : err;
-  $("error-text").textContent = e.message || String(err);
-  // Another program on the port: offer another one.
-  const portTaken = e.kind === "start" && /in use|address already/i.test(e.message || "");
-  $("port-offer").classList.toggle("hidden", !portTaken);
+function showError(e) {
+  $("error-text").textContent = e.message || String(e);
+  // Another program holds the port: offer another one.
+  $("port-offer").classList.toggle("hidden", e.kind !== "port_in_use");
   $("error").classList.remove("hidden");
 }
 
@@ -45,25 +50,53 @@ async function call(cmd, args) {
 }
 
 let busy = false;
+let shownStartError = null;
 
 function renderStatus(st) {
-  const on = st.running;
-  const paused = st.paused_secs != null;
+  const p = st.protection;
   const hero = document.querySelector(".hero");
-  hero.classList.toggle("on", on && !paused);
-  hero.classList.toggle("off", !on);
-  if (!busy) $("toggle").checked = on;
-  $("state-title").textContent = !on ? "Protection is off" : paused ? "Protection is paused" : "You are protected";
-  $("state-detail").textContent = on
-    ? `Blocking ${st.names.toLocaleString()} malicious names${st.system_proxy.applied ? " for this whole computer" : ""}.`
-    : "Turn protection on to block malicious sites.";
-  $("pause-line").classList.toggle("hidden", !paused);
-  if (paused) $("pause-left").textContent = fmtDuration(st.paused_secs);
+  for (const c of ["on", "off", "warning", "paused"]) hero.classList.remove(c);
+  hero.classList.add({ protected: "on", unprotected: "warning", paused: "paused", off: "off" }[p.state]);
+  if (!busy) $("toggle").checked = st.running;
+  document.querySelector(".switch").classList.toggle("paused", p.state === "paused");
+  $("switch-label").textContent = { protected: "On", unprotected: "On", paused: "Paused", off: "Off" }[p.state];
+  $("state-title").textContent = {
+    protected: "You are protected",
+    unprotected: "Not protected yet",
+    paused: "Protection is paused",
+    off: "Protection is off",
+  }[p.state];
+  $("state-detail").textContent = p.state === "protected"
+    ? `Blocking ${plural(p.names, "malicious name", "malicious names")}${st.system_proxy.applied ? " for this whole computer" : ""}.`
+    : {
+      unprotected: "GuardNest is running, but no block list is loaded, so nothing is blocked.",
+      paused: "Nothing is blocked until the pause ends.",
+      off: "Turn protection on to block malicious sites.",
+    }[p.state];
+  $("warn-line").classList.toggle("hidden", p.state !== "unprotected");
+  if (p.state === "unprotected") {
+    $("warn-text").textContent = p.message;
+    const action = { no_lists: "Add a list", empty: "Add a list", loading: "", offline: "Try again", download_failed: "Try again" }[p.reason];
+    $("warn-action").textContent = action;
+    $("warn-action").classList.toggle("hidden", !action);
+    $("warn-action").onclick = () => (p.reason === "no_lists" || p.reason === "empty" ? $("add-url").focus() : updateLists());
+  }
+  $("pause-line").classList.toggle("hidden", p.state !== "paused");
+  if (p.state === "paused") $("pause-until").textContent = clock(p.secs);
+  // Pause only while blocking; Resume is in the paused line.
+  $("pause").classList.toggle("hidden", !(st.running && p.state !== "paused"));
+  // Why the last start failed (a taken port) is said at once, with the offer of another.
+  const se = st.start_error;
+  const key = se ? se.kind + se.message : null;
+  if (se && key !== shownStartError) showError(se);
+  if (!se && shownStartError) $("error").classList.add("hidden");
+  shownStartError = key;
+
   $("s-listen").textContent = st.listen || "not listening";
-  $("s-uptime").textContent = fmtDuration(st.uptime_secs);
+  $("s-uptime").textContent = st.uptime_secs == null ? "–" : clock(-st.uptime_secs);
   const sp = st.system_proxy;
   $("s-system").textContent = sp.applied ? `set (${sp.backend})` : sp.last_error ? `not set: ${sp.last_error}` : "not set";
-  $("s-health").textContent = !on ? "–" : st.healthy ? "passing" : `failing (${st.health_failures} failures)`;
+  $("s-health").textContent = !st.running ? "–" : st.healthy ? "passing" : `failing (${plural(st.health_failures, "failure", "failures")})`;
   $("s-names").textContent = st.names.toLocaleString();
   renderLists(st.lists);
 }
@@ -71,45 +104,48 @@ function renderStatus(st) {
 function renderStats(s) {
   $("c-blocked-today").textContent = s.blocked_today.toLocaleString();
   $("c-active").textContent = s.connections_active.toLocaleString();
+  $("c-active-label").textContent = s.connections_active === 1 ? "open connection" : "open connections";
   $("c-total").textContent = s.connections_total.toLocaleString();
+  $("c-total-label").textContent = s.connections_total === 1 ? "connection" : "connections";
   $("c-bytes").textContent = fmtBytes(s.bytes_up + s.bytes_down);
-  renderRecent(s.recent_blocked);
+  renderRecent(s.recent_names);
   drawChart(s.blocked_per_minute);
 }
 
 let lastRecentKey = "";
-function renderRecent(events) {
-  const key = events.map((e) => `${e.at}${e.host}`).join("|");
+function renderRecent(rows) {
+  const key = JSON.stringify(rows);
   if (key === lastRecentKey) return;
   lastRecentKey = key;
   const ul = $("recent");
   ul.replaceChildren();
-  if (!events.length) {
+  if (!rows.length) {
     const li = document.createElement("li");
     li.className = "muted";
     li.textContent = "Nothing blocked yet.";
     ul.append(li);
     return;
   }
-  for (const e of events.slice().reverse().slice(0, 30)) {
+  for (const r of rows) {
     const li = document.createElement("li");
     const text = document.createElement("div");
     const host = document.createElement("div");
     host.className = "host";
-    host.textContent = e.host;
+    host.textContent = r.host;
     const why = document.createElement("div");
     why.className = "why";
-    why.textContent = `${e.list} · ${new Date(e.at * 1000).toLocaleTimeString()}`;
+    const times = r.count === 1 ? "once" : `${r.count.toLocaleString()} times`;
+    why.textContent = `${r.list} · ${times}, last at ${new Date(r.last * 1000).toLocaleTimeString()}`;
     text.append(host, why);
     const allow = document.createElement("button");
     allow.className = "small";
     allow.textContent = "Allow";
-    allow.title = `Never block ${e.host}`;
+    allow.title = `Never block ${r.host}`;
     allow.addEventListener("click", async () => {
-      const r = await call("allow_domain", { name: e.host });
+      const res = await call("allow_domain", { name: r.host });
       allow.textContent = "Allowed";
       allow.disabled = true;
-      $("check-result").textContent = r.message;
+      $("check-result").textContent = res.message;
     });
     li.append(text, allow);
     ul.append(li);
@@ -118,7 +154,7 @@ function renderRecent(events) {
 
 let lastListsKey = "";
 function renderLists(lists) {
-  const key = JSON.stringify(lists);
+  const key = JSON.stringify(lists.map((l) => [l.name, l.role, l.format, l.loaded, l.entries, l.last_success, l.problem]));
   if (key === lastListsKey) return;
   lastListsKey = key;
   const tbody = $("lists");
@@ -128,11 +164,15 @@ function renderLists(lists) {
     const name = document.createElement("td");
     name.textContent = l.name;
     name.title = l.location;
-    if (l.last_error) {
-      const err = document.createElement("div");
-      err.className = "err";
-      err.textContent = l.last_error;
-      name.append(err);
+    if (l.problem) {
+      // One short sentence; the whole error on demand.
+      const details = document.createElement("details");
+      const summary = document.createElement("summary");
+      summary.textContent = l.problem.summary;
+      const full = document.createElement("div");
+      full.textContent = l.problem.detail;
+      details.append(summary, full);
+      name.append(details);
     }
     const kind = document.createElement("td");
     kind.textContent = l.role === "allow" ? "allow" : l.format || "block";
@@ -142,7 +182,7 @@ function renderLists(lists) {
     const when = document.createElement("td");
     when.textContent = fmtAgo(l.last_success);
     const act = document.createElement("td");
-    if (/^https?:\/\//.test(l.location) || l.location.startsWith("/")) {
+    if (!l.builtin && l.name !== "my allowlist" && (/^https?:\/\//.test(l.location) || l.location.startsWith("/"))) {
       const rm = document.createElement("button");
       rm.className = "small";
       rm.textContent = "Remove";
@@ -160,7 +200,12 @@ function renderLists(lists) {
   }
 }
 
+let lastChartKey = "";
 function drawChart(perMinute) {
+  // Redrawn only when a minute's count changed: a block arrived, or the hour moved on.
+  const key = perMinute.join(",");
+  if (key === lastChartKey) return;
+  lastChartKey = key;
   const canvas = $("chart");
   const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
@@ -184,9 +229,27 @@ function drawChart(perMinute) {
   ctx.fillText("now", w - 26, 12);
 }
 
+function render(view) {
+  renderStatus(view.status);
+  renderStats(view.stats);
+}
+
+/** The whole view, asked for: at load, and after an action. */
 async function refresh() {
-  renderStatus(await invoke("get_proxy_status"));
-  renderStats(await invoke("get_stats"));
+  try {
+    render(await invoke("get_view"));
+  } catch (e) {
+    refused(e);
+  }
+}
+
+/** The engine did not start (another GuardNest holds the data directory): say only that. */
+function refused(e) {
+  $("refused").textContent = e.kind === "already_running"
+    ? `GuardNest is already running: ${e.message.replace(/^another GuardNest uses the data directory [^:]*: /, "")}. Stop it, or use it instead of this window.`
+    : `GuardNest could not start: ${e.message}`;
+  $("refused").classList.remove("hidden");
+  document.querySelector("main").classList.add("hidden");
 }
 
 $("toggle").addEventListener("change", async (ev) => {
@@ -237,12 +300,13 @@ $("add-form").addEventListener("submit", async (ev) => {
   }
 });
 
-$("update-lists").addEventListener("click", async () => {
+async function updateLists() {
   $("lists-msg").textContent = "Updating…";
   const r = await call("update_lists");
-  $("lists-msg").textContent = `${r.updated.length} updated, ${r.unchanged.length} unchanged, ${r.failed.length} failed.`;
-});
+  $("lists-msg").textContent = `${plural(r.updated.length, "list", "lists")} updated, ${r.unchanged.length} unchanged, ${r.failed.length} failed.`;
+}
+$("update-lists").addEventListener("click", updateLists);
 
-tauri.event.listen("guardnest://tick", (ev) => { renderStatus(ev.payload.status); renderStats(ev.payload.stats); });
+tauri.event.listen("guardnest://view", (ev) => render(ev.payload));
 tauri.event.listen("guardnest://error", (ev) => showError(ev.payload));
 refresh();

@@ -17,20 +17,33 @@ struct App {
     dir: tempfile::TempDir,
 }
 
-fn app() -> App {
-    let dir = tempfile::tempdir().unwrap();
-    let list = dir.path().join("block.hosts");
+/// A config blocking `evil.test` from a local list, on free loopback ports, with no system
+/// proxy backend.
+fn config(dir: &std::path::Path) -> Config {
+    let list = dir.join("block.hosts");
     std::fs::write(&list, "0.0.0.0 evil.test\n").unwrap();
     let mut config = Config::default();
     config.proxy.listen = "127.0.0.1:0".parse().unwrap();
     config.proxy.shutdown_timeout = Duration::from_millis(300);
+    config.control.listen = "127.0.0.1:0".into();
     config.system_proxy.backend = "none".into();
     config.blocklist = BlocklistConfig {
         sources: vec![SourceSpec::Location(list.display().to_string())],
         default_lists: false,
         ..BlocklistConfig::default()
     };
-    let state = guardnest_app::build_state(dir.path(), Some(config)).unwrap();
+    config
+}
+
+fn app() -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path());
+    app_with(dir, config)
+}
+
+fn app_with(dir: tempfile::TempDir, config: Config) -> App {
+    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
         .manage(state)
         .invoke_handler(guardnest_app::handlers())
@@ -79,6 +92,9 @@ fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
 #[test]
 fn the_four_design_commands() {
     let a = app();
+    // The app starts protecting at once, as `guardnest run` does.
+    assert_eq!(a.ok("get_proxy_status", json!({}))["running"], true);
+    assert_eq!(a.ok("disable_system_proxy", json!({}))["changed"], true);
     assert_eq!(a.ok("get_proxy_status", json!({}))["running"], false);
     let on = a.ok("enable_system_proxy", json!({}));
     assert_eq!(on["changed"], true, "{on}");
@@ -143,7 +159,7 @@ fn pause_lists_and_errors() {
     let extra = a.dir.path().join("extra.txt");
     std::fs::write(&extra, "tracker.test\n").unwrap();
     let added = a.ok("add_list", json!({"location": extra.display().to_string()}));
-    assert!(added["message"].as_str().unwrap().contains("1 names"), "{added}");
+    assert!(added["message"].as_str().unwrap().ends_with(": 1 name"), "{added}");
     assert_eq!(a.ok("check_domain", json!({"name": "tracker.test"}))["blocked"], true);
     a.ok("remove_list", json!({"location": extra.display().to_string()}));
     assert_eq!(a.ok("check_domain", json!({"name": "tracker.test"}))["blocked"], false);
@@ -158,11 +174,115 @@ fn a_taken_port_is_reported_and_another_can_be_used() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let e = a.err("use_port", json!({"port": port}));
-    assert_eq!(e["kind"], "start", "{e}");
+    assert_eq!(e["kind"], "port_in_use", "{e}");
     assert!(e["message"].as_str().unwrap().contains("in use"), "{e}");
     assert_eq!(a.err("use_port", json!({"port": 0}))["kind"], "input");
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ok = a.ok("use_port", json!({"port": free}));
     assert!(ok["message"].as_str().unwrap().contains(&format!(":{free}")), "{ok}");
     assert_eq!(a.listen().port(), free);
+    // The port chosen is kept for the next start.
+    let settings: Value = serde_json::from_str(&std::fs::read_to_string(a.dir.path().join("settings.json")).unwrap()).unwrap();
+    assert_eq!(settings["listen"], format!("127.0.0.1:{free}"));
+}
+
+/// Polls `get_proxy_status` until `ok` holds (a list download happens in the background).
+fn status_until(a: &App, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let st = a.ok("get_proxy_status", json!({}));
+        if ok(&st) {
+            return st;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} never happened: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn protection_tells_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    c.blocklist.sources = vec![SourceSpec::Location(format!("http://{gone}/list.txt"))];
+    let a = app_with(dir, c);
+    // Running, but the only block list cannot be downloaded: not "protected".
+    let st = status_until(&a, "the offline state", |st| st["protection"]["reason"] == "offline");
+    assert_eq!(st["running"], true);
+    assert_eq!(st["protection"]["state"], "unprotected");
+    let message = st["protection"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot reach 127.0.0.1") && message.contains("internet connection"), "{message}");
+    let list = &st["lists"][0];
+    assert_eq!(list["problem"]["kind"], "offline");
+    assert_eq!(list["problem"]["summary"], "cannot reach 127.0.0.1 (no internet connection?)");
+    assert!(list["last_error"].as_str().unwrap().len() > list["problem"]["summary"].as_str().unwrap().len());
+
+    // A list with names: protected.
+    let mine = a.dir.path().join("mine.txt");
+    std::fs::write(&mine, "evil.test\n").unwrap();
+    a.ok("add_list", json!({"location": mine.display().to_string()}));
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!(st["protection"]["state"], "protected", "{st}");
+    // Paused, then back.
+    a.ok("pause_protection", json!({"minutes": 15}));
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!(st["protection"]["state"], "paused");
+    assert!(st["protection"]["secs"].as_u64().unwrap() > 890);
+    a.ok("resume_protection", json!({}));
+    assert_eq!(a.ok("get_proxy_status", json!({}))["protection"]["state"], "protected");
+    // Off.
+    a.ok("disable_system_proxy", json!({}));
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!((st["protection"]["state"].clone(), st["protection"]["error"].clone()), (json!("off"), Value::Null));
+}
+
+#[test]
+fn a_taken_port_at_start_is_explained_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut c = config(dir.path());
+    c.proxy.listen = taken.local_addr().unwrap();
+    let a = app_with(dir, c);
+    // The very first status the window reads says why, with the kind that offers a port.
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!(st["running"], false);
+    assert_eq!(st["protection"]["state"], "off");
+    assert_eq!(st["protection"]["error"]["kind"], "port_in_use", "{st}");
+    assert_eq!(st["start_error"]["kind"], "port_in_use");
+    assert!(st["start_error"]["message"].as_str().unwrap().contains("in use"), "{st}");
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    a.ok("use_port", json!({"port": free}));
+    let st = a.ok("get_proxy_status", json!({}));
+    assert_eq!((st["running"].clone(), st["start_error"].clone()), (json!(true), Value::Null));
+}
+
+#[test]
+fn recently_blocked_is_one_row_per_name() {
+    let a = app();
+    let proxy = a.listen();
+    for name in ["www.evil.test", "www.evil.test", "a.evil.test", "www.evil.test"] {
+        assert_eq!(connect_status(proxy, &format!("{name}:443")), 403);
+    }
+    let rows = a.ok("get_stats", json!({}))["recent_names"].clone();
+    let rows: Vec<(String, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["host"].as_str().unwrap().to_string(), r["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(rows, [("www.evil.test".to_string(), 3), ("a.evil.test".to_string(), 1)]);
+}
+
+#[test]
+fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
+    let a = app();
+    let config = config(a.dir.path());
+    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let second = tauri::async_runtime::block_on(guardnest_app::AppState::start(a.dir.path(), options));
+    let e = second.service().err().expect("a second engine on the same data dir");
+    assert_eq!(e.kind, guardnest_core::service::ErrorKind::AlreadyRunning);
+    assert!(e.message.contains(&format!("the GuardNest app (PID {})", std::process::id())), "{e:?}");
+    // The first one is untouched.
+    assert_eq!(a.ok("get_proxy_status", json!({}))["running"], true);
+    assert!(a.dir.path().join("control.json").exists());
 }

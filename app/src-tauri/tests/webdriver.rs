@@ -49,7 +49,7 @@ mod http {
             pub fn new() -> Client {
                 Client {
                     rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-                    http: reqwest::Client::builder().no_proxy().build().unwrap(),
+                    http: reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build().unwrap(),
                 }
             }
 
@@ -182,6 +182,32 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
         // And on again.
         wd.click(".switch .slider");
         wd.wait_text("#state-title", |t| t == "You are protected");
+
+        // The CLI finds the running app through its control API, and the window follows it.
+        let data = home.data_dir();
+        let cli = |args: &[&str]| {
+            let out = std::process::Command::new(support::guardnest_cli())
+                .args(args)
+                .arg("--data-dir")
+                .arg(&data)
+                .env_remove("RUST_LOG")
+                .output()
+                .unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+        };
+        let (code, out) = cli(&["status"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("running on {listen}")) && out.contains("\nprotected: 1 name blocked"), "{out}");
+        let (code, out) = cli(&["disable"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.starts_with("disabled"), "{out}");
+        wd.wait_text("#state-title", |t| t == "Protection is off");
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), None, "the CLI's disable did not stop the app's proxy");
+        let (code, out) = cli(&["enable"]);
+        assert_eq!(code, Some(0), "{out}");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let (code, out) = cli(&["check", "www.evil.test"]);
+        assert_eq!((code, out.trim()), (Some(5), "blocked: www.evil.test by list \"block.hosts\" (rule evil.test)"));
     }));
     let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
     // The whole group: dbus-run-session, xvfb-run, Xvfb, tauri-driver, WebKitWebDriver, the app.

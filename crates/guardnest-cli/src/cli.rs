@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use guardnest_core::config::{Config, SourceSpec};
 
@@ -54,8 +53,13 @@ pub struct RepairArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Also treat a system proxy pointing at this address as GuardNest's.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = guardnest_core::config::parse_listen)]
     pub listen: Option<SocketAddr>,
+    /// Run as the one-shot repair the OS starts at login (registered while GuardNest holds
+    /// the system proxy): a running GuardNest is left alone, a repair is recorded for the
+    /// next start to tell.
+    #[arg(long)]
+    pub at_login: bool,
     #[command(flatten)]
     pub common: CommonArgs,
 }
@@ -128,8 +132,15 @@ impl ListArgs {
         if self.no_default_lists {
             config.blocklist.default_lists = false;
         }
-        config.validate().context("invalid configuration")?;
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Whether flags name the lists themselves (then `check` and `lists` use exactly
+    /// these: not a running instance's, not the user's additions). `--config` alone does
+    /// not: it is the configuration an instance would run with.
+    pub fn given(&self) -> bool {
+        !self.blocklists.is_empty() || !self.allowlists.is_empty() || self.no_default_lists
     }
 }
 
@@ -161,8 +172,8 @@ pub struct RunArgs {
     pub common: CommonArgs,
     #[command(flatten)]
     pub lists: ListArgs,
-    /// Address to listen on [default: 127.0.0.1:3000]; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on, IP:PORT [default: 127.0.0.1:3000]; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", value_parser = guardnest_core::config::parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Control API address (loopback) or `none` [default: 127.0.0.1:3001].
     #[arg(long, value_name = "ADDR|none")]
@@ -185,7 +196,7 @@ impl RunArgs {
         if self.system_proxy {
             config.system_proxy.enabled = true;
         }
-        config.validate().context("invalid configuration")?;
+        config.validate()?;
         Ok(config)
     }
 }

@@ -1,5 +1,5 @@
-//! `guardnest status | enable | disable | restart`: calls to the running instance's control
-//! API, found through the data dir where `run` records its address and token.
+//! Talking to the running instance (the CLI's `run` or the desktop app) through its control
+//! API, found through the data dir where it records its address and token.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -12,48 +12,84 @@ use crate::cli::CommonArgs;
 /// Exit code when no instance is running.
 pub const EXIT_NOT_RUNNING: u8 = 2;
 
-enum Failure {
+/// Why a call did not get an answer.
+pub enum Failure {
+    /// No instance: no control file, or nothing answers at its address.
     NotRunning(String),
+    /// The instance answered with an error, or the call failed otherwise.
     Failed(String),
 }
 
-fn call(common: &CommonArgs, method: reqwest::Method, path: &str) -> Result<Value, Failure> {
-    let data_dir = common.data_dir();
-    let file = runtime_path(&data_dir);
-    let info = RuntimeInfo::load(&file).map_err(|_| {
-        Failure::NotRunning(format!("GuardNest is not running (no control API recorded in {})", data_dir.display()))
-    })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Failed(e.to_string()))?;
-    runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| Failure::Failed(e.to_string()))?;
-        let url = format!("http://{}{path}", info.addr);
-        let response = client.request(method, &url).bearer_auth(&info.token).send().await.map_err(|e| {
-            if e.is_connect() {
-                Failure::NotRunning(format!("GuardNest is not running (nothing answers on {})", info.addr))
-            } else {
-                Failure::Failed(e.to_string())
-            }
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Failure::Failed(e.to_string()))?;
-        let body: Value = serde_json::from_slice(&bytes).map_err(|e| Failure::Failed(format!("bad answer: {e}")))?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            let message = body.get("message").and_then(Value::as_str).unwrap_or("request failed");
-            Err(Failure::Failed(format!("{status}: {message}")))
-        }
-    })
+/// A running instance's control API.
+pub struct Instance {
+    info: RuntimeInfo,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
 }
 
-fn finish(result: Result<String, Failure>) -> ExitCode {
+impl Instance {
+    /// The instance recorded in the data dir, if its file is there (whether it answers
+    /// shows at the first call).
+    pub fn find(common: &CommonArgs) -> Result<Instance, Failure> {
+        let data_dir = common.data_dir();
+        let info = RuntimeInfo::load(&runtime_path(&data_dir)).map_err(|_| {
+            Failure::NotRunning(format!("GuardNest is not running (no control API recorded in {})", data_dir.display()))
+        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        // Never through a proxy: the system proxy may be GuardNest itself.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Failure::Failed(e.to_string()))?;
+        Ok(Instance { info, client, runtime })
+    }
+
+    /// The running instance, if one answers: the calls that work without one (`check`,
+    /// `lists`) use this to decide.
+    pub fn running(common: &CommonArgs) -> Option<Instance> {
+        let instance = Instance::find(common).ok()?;
+        std::net::TcpStream::connect_timeout(&instance.info.addr, Duration::from_secs(1)).ok()?;
+        Some(instance)
+    }
+
+    /// The process serving.
+    pub fn pid(&self) -> u32 {
+        self.info.pid
+    }
+
+    /// `GET` (or `POST`) `path` and the JSON answer.
+    pub fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, Failure> {
+        self.runtime.block_on(async {
+            let url = format!("http://{}{path}", self.info.addr);
+            let request = self.client.request(method, &url).bearer_auth(&self.info.token);
+            let response = request.send().await.map_err(|e| {
+                if e.is_connect() {
+                    Failure::NotRunning(format!("GuardNest is not running (nothing answers on {})", self.info.addr))
+                } else {
+                    Failure::Failed(e.to_string())
+                }
+            })?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| Failure::Failed(e.to_string()))?;
+            let body: Value =
+                serde_json::from_slice(&bytes).map_err(|e| Failure::Failed(format!("bad answer: {e}")))?;
+            if status.is_success() {
+                Ok(body)
+            } else {
+                let message = body.get("message").and_then(Value::as_str).unwrap_or("request failed");
+                Err(Failure::Failed(format!("{status}: {message}")))
+            }
+        })
+    }
+}
+
+/// Prints a line, or the failure; the exit code.
+pub fn finish(result: Result<String, Failure>) -> ExitCode {
     match result {
         Ok(line) => {
             println!("{line}");
@@ -70,16 +106,16 @@ fn finish(result: Result<String, Failure>) -> ExitCode {
     }
 }
 
+/// `guardnest status`.
 pub fn status(common: &CommonArgs, as_json: bool) -> ExitCode {
-    finish(call(common, reqwest::Method::GET, "/v1/status").map(|v| {
-        if as_json {
-            return serde_json::to_string_pretty(&v).unwrap_or_default();
-        }
-        summary(&v)
+    let answer = Instance::find(common).and_then(|i| i.call(reqwest::Method::GET, "/v1/status"));
+    finish(answer.map(|v| match as_json {
+        true => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        false => summary(&v),
     }))
 }
 
-/// One line: state, address, health, system proxy, lists.
+/// Two lines: state, address, health, system proxy, lists; then whether it protects.
 fn summary(v: &Value) -> String {
     let running = v["running"].as_bool().unwrap_or(false);
     let sp = &v["system_proxy"];
@@ -90,17 +126,52 @@ fn summary(v: &Value) -> String {
     };
     let lists = v["lists"].as_array().map_or(0, Vec::len);
     let names = v["names"].as_u64().unwrap_or(0);
-    if !running {
-        return format!("stopped; {system}; {lists} lists, {names} names");
+    let pid = v["pid"].as_u64().unwrap_or(0);
+    let counts = format!("{lists} {}, {names} {}", noun(lists as u64, "list"), noun(names, "name"));
+    let first = if running {
+        let health = if v["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "health check failing" };
+        format!(
+            "running on {} (pid {pid}), {health}, up {}s; {system}; {counts}",
+            v["listen"].as_str().unwrap_or("?"),
+            v["uptime_secs"].as_u64().unwrap_or(0)
+        )
+    } else {
+        format!("not listening (GuardNest pid {pid} runs; `guardnest enable` turns protection on); {system}; {counts}")
+    };
+    let protection = protection_line(&v["protection"]);
+    match v["repaired"].as_str() {
+        Some(r) => format!("{first}\n{protection}\nat start: {r}"),
+        None => format!("{first}\n{protection}"),
     }
-    let health = if v["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "health check failing" };
-    format!(
-        "running on {}, {health}, up {}s; {system}; {lists} lists, {names} names",
-        v["listen"].as_str().unwrap_or("?"),
-        v["uptime_secs"].as_u64().unwrap_or(0)
-    )
 }
 
+/// The `protection` object of a status, as one line.
+fn protection_line(p: &Value) -> String {
+    match p["state"].as_str() {
+        Some("protected") => {
+            let n = p["names"].as_u64().unwrap_or(0);
+            format!("protected: {n} {} blocked", noun(n, "name"))
+        }
+        Some("unprotected") => format!("NOT PROTECTED: {}", p["message"].as_str().unwrap_or("?")),
+        Some("paused") => format!("paused: blocking again in {}", guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0))),
+        Some("off") => match p["error"]["message"].as_str() {
+            Some(e) => format!("off: {e}"),
+            None => "off".into(),
+        },
+        _ => "protection unknown".into(),
+    }
+}
+
+fn noun(n: u64, one: &str) -> String {
+    if n == 1 {
+        one.to_string()
+    } else {
+        format!("{one}s")
+    }
+}
+
+/// `guardnest enable | disable | restart`.
 pub fn change(common: &CommonArgs, path: &str) -> ExitCode {
-    finish(call(common, reqwest::Method::POST, path).map(|v| v["message"].as_str().unwrap_or("done").to_string()))
+    let answer = Instance::find(common).and_then(|i| i.call(reqwest::Method::POST, path));
+    finish(answer.map(|v| v["message"].as_str().unwrap_or("done").to_string()))
 }

@@ -1,48 +1,140 @@
-//! `guardnest check` and `guardnest lists`: the lists as the proxy would load them,
-//! without a running proxy.
+//! `guardnest check` and `guardnest lists`: the lists that actually block. With an instance
+//! running (the CLI's `run` or the app) they ask it; without one they load what it would:
+//! the configuration's lists (with their cached downloads), plus the lists and the
+//! allowlist the user added in the app. Lists named by flags are used as given instead.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use guardnest_core::blocklist::{Progress, Reporter, Role, SourceStatus};
-use guardnest_core::domain::Host;
-use guardnest_core::{Blocklists, Verdict};
+use guardnest_core::blocklist::{Progress, Reporter};
+use guardnest_core::service::{plural, user, CheckAnswer, ListStatus};
+use guardnest_core::Blocklists;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde_json::Value;
 
 use crate::cli::{CheckArgs, ListsAction, ListsArgs};
+use crate::client::{finish, Failure, Instance};
+
+/// `guardnest check`: the name is not blocked (allowed, or exempt by an allow rule).
+pub const EXIT_NOT_BLOCKED: u8 = 0;
+/// `guardnest check`: the name is blocked.
+pub const EXIT_BLOCKED: u8 = 5;
 
 pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    let config = args.lists.config()?;
-    let host = Host::parse(args.name.trim()).map_err(|e| anyhow::anyhow!("{:?} is not a host name: {e}", args.name))?;
-    let lists = Blocklists::load(&config.blocklist, Some(&args.common.data_dir())).context("cannot load lists")?;
-    let mut out = std::io::stdout().lock();
-    match lists.check(&host) {
-        Verdict::Blocked(m) => writeln!(out, "blocked: {host} by list \"{}\" (rule {})", m.list, m.rule)?,
-        Verdict::Exempt(m) => writeln!(out, "allowed: {host} is exempt by list \"{}\" (rule {})", m.list, m.rule)?,
-        Verdict::Allowed => writeln!(out, "allowed: {host} (no rule matched)")?,
+    let name = args.name.trim();
+    if !args.lists.given() {
+        if let Some(instance) = Instance::running(&args.common) {
+            let path = format!("/v1/check?name={}", encode(name));
+            return Ok(match instance.call(reqwest::Method::GET, &path) {
+                Ok(v) => match serde_json::from_value::<CheckAnswer>(v) {
+                    Ok(answer) => answered(&answer, &format!("the running GuardNest (pid {})", instance.pid())),
+                    Err(e) => finish(Err(Failure::Failed(format!("bad answer: {e}")))),
+                },
+                Err(Failure::Failed(m)) if m.starts_with("400") => {
+                    eprintln!("guardnest: {m}");
+                    ExitCode::from(2)
+                }
+                Err(e) => finish(Err(e)),
+            });
+        }
     }
+    let config = args.lists.config()?;
+    let host = match guardnest_core::domain::Host::parse(name) {
+        Ok(host) => host,
+        Err(e) => {
+            eprintln!("guardnest: {name:?} is not a host name: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let lists = load(&config, &args.common.data_dir(), !args.lists.given())?;
+    let answer = CheckAnswer::new(host.to_string(), lists.check(&host));
+    let code = answered(&answer, "the lists on disk (no GuardNest is running)");
     let missing: Vec<String> = lists.status().into_iter().filter(|s| !s.loaded).map(|s| s.name).collect();
     if !missing.is_empty() {
-        writeln!(
-            out,
-            "note: not downloaded yet, so not consulted: {} (run `guardnest lists update`)",
-            missing.join(", ")
-        )?;
+        println!("note: not downloaded yet, so not consulted: {} (run `guardnest lists update`)", missing.join(", "));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
+}
+
+fn answered(answer: &CheckAnswer, source: &str) -> ExitCode {
+    println!("{}", answer.line());
+    tracing::debug!("answered by {source}");
+    ExitCode::from(if answer.blocked { EXIT_BLOCKED } else { EXIT_NOT_BLOCKED })
+}
+
+/// Percent-encodes a name for a query string.
+fn encode(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The lists an instance on this data dir would serve: the configuration's, and (unless
+/// the lists were named by flags) what the user added in the app.
+fn load(config: &guardnest_core::Config, data_dir: &std::path::Path, user_state: bool) -> anyhow::Result<Blocklists> {
+    let lists = Blocklists::load(&config.blocklist, Some(data_dir)).context("cannot load lists")?;
+    if user_state && data_dir.is_dir() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(user::load_into(&lists, data_dir)).context("cannot load the lists you added")?;
+    }
+    Ok(lists)
 }
 
 pub fn lists(args: ListsArgs) -> anyhow::Result<ExitCode> {
+    if !args.lists.given() {
+        if let Some(instance) = Instance::running(&args.common) {
+            return Ok(match args.action {
+                None => finish(instance.call(reqwest::Method::GET, "/v1/status").map(|v| {
+                    let lists: Vec<Value> = v["lists"].as_array().cloned().unwrap_or_default();
+                    let mut out = format!("the lists of the running GuardNest (pid {}):\n", instance.pid());
+                    out += &table(&lists.iter().filter_map(|l| serde_json::from_value(l.clone()).ok()).collect::<Vec<_>>());
+                    out.trim_end().to_string()
+                })),
+                Some(ListsAction::Update) => {
+                    println!("updating the lists of the running GuardNest (pid {})…", instance.pid());
+                    match instance.call(reqwest::Method::POST, "/v1/lists/update") {
+                        Ok(v) => report_update(&v),
+                        Err(e) => finish(Err(e)),
+                    }
+                }
+            });
+        }
+    }
     let config = args.lists.config()?;
-    let lists = Blocklists::load(&config.blocklist, Some(&args.common.data_dir())).context("cannot load lists")?;
+    let lists = load(&config, &args.common.data_dir(), !args.lists.given())?;
     match args.action {
         None => {
-            print_table(&lists.status())?;
+            let rows: Vec<ListStatus> = lists.status().into_iter().map(ListStatus::from).collect();
+            print!("{}", table(&rows));
             Ok(ExitCode::SUCCESS)
         }
         Some(ListsAction::Update) => update(lists),
+    }
+}
+
+/// Prints an update report from the control API; exit 1 when a list failed.
+fn report_update(v: &Value) -> ExitCode {
+    let strings = |k: &str| v[k].as_array().map_or(0, Vec::len);
+    let failed = v["failed"].as_array().cloned().unwrap_or_default();
+    for f in &failed {
+        println!("failed: {}: {}", f[0].as_str().unwrap_or("?"), f[1].as_str().unwrap_or("?"));
+    }
+    println!(
+        "{} updated, {} unchanged, {} failed; {} loaded",
+        strings("updated"),
+        strings("unchanged"),
+        failed.len(),
+        plural(v["names"].as_u64().unwrap_or(0) as usize, "name", "names")
+    );
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -57,11 +149,11 @@ fn update(lists: Blocklists) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "{} updated, {} unchanged, {} failed; {} names loaded",
+        "{} updated, {} unchanged, {} failed; {} loaded",
         report.updated.len(),
         report.unchanged.len(),
         report.failed.len(),
-        report.names
+        plural(report.names, "name", "names")
     )?;
     Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -93,42 +185,33 @@ impl Drop for Bar {
     }
 }
 
-fn print_table(status: &[SourceStatus]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if status.is_empty() {
-        writeln!(out, "no lists configured")?;
-        return Ok(());
+/// Every list, two lines each: the figures, then where it comes from.
+fn table(rows: &[ListStatus]) -> String {
+    if rows.is_empty() {
+        return "no lists configured\n".into();
     }
-    writeln!(
-        out,
-        "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  LAST ERROR",
+    let mut out = format!(
+        "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  LAST ERROR\n",
         "LIST", "ROLE", "FORMAT", "ENTRIES", "SKIPPED", "LAST OK", "NEXT"
-    )?;
-    for s in status {
-        let role = match s.role {
-            Role::Block => "block",
-            Role::Allow => "allow",
-        };
-        let format = s.format.map_or("-".to_string(), |f| f.to_string());
+    );
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for s in rows {
+        let format = s.format.clone().unwrap_or_else(|| "-".into());
         let entries = if s.loaded { s.entries.to_string() } else { "-".to_string() };
-        let last_ok = s.last_success.map_or("never".to_string(), |t| format!("{} ago", rough(since(t))));
-        let next = match s.next_check.duration_since(SystemTime::now()) {
-            Ok(d) if d >= Duration::from_secs(1) => format!("in {}", rough(d)),
-            _ => "now".to_string(),
+        let last_ok = s
+            .last_success
+            .map_or("never".to_string(), |t| format!("{} ago", rough(Duration::from_secs(now.saturating_sub(t)))));
+        let next = match s.next_check_secs {
+            0 => "now".to_string(),
+            n => format!("in {}", rough(Duration::from_secs(n))),
         };
-        let error = s.last_error.as_deref().unwrap_or("-");
-        writeln!(
-            out,
-            "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  {}",
-            s.name, role, format, entries, s.skipped, last_ok, next, error
-        )?;
-        writeln!(out, "    {}", s.location)?;
+        let error = s.problem.as_ref().map_or("-".to_string(), |p| p.summary.clone());
+        out += &format!(
+            "{:<28} {:<5} {:<8} {:>9} {:>7}  {:<12} {:<10}  {}\n    {}\n",
+            s.name, s.role.to_string(), format, entries, s.skipped, last_ok, next, error, s.location
+        );
     }
-    Ok(())
-}
-
-fn since(t: SystemTime) -> Duration {
-    SystemTime::now().duration_since(t).unwrap_or_default()
+    out
 }
 
 /// "3m", "2h", "45s": enough precision for a table.

@@ -8,26 +8,31 @@ mod logging;
 mod repair;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use guardnest_core::control::{new_token, runtime_path, ControlServer, RuntimeInfo};
-use guardnest_core::service::ServiceError;
-use guardnest_core::sysproxy::SystemProxy;
-use guardnest_core::{Blocklists, ProxyService, ServeError};
+use guardnest_core::respond::error_chain;
+use guardnest_core::service::lifecycle::{StartError, Started};
+use guardnest_core::service::{Frontend, ServiceError};
+use guardnest_core::{ProxyService, ServeError};
 use tokio_util::sync::CancellationToken;
 
 use cli::{Cli, Command, RunArgs};
 
 /// Exit code when the listen address cannot be bound (in use, no permission).
 const EXIT_BIND: u8 = 3;
+/// Exit code when another GuardNest already uses the data directory.
+const EXIT_RUNNING: u8 = 4;
 
 /// A port already in use, for the exit code.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct BindFailed(String);
+
+/// Another instance holds the data dir, for the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct AlreadyRunning(StartError);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,7 +44,18 @@ fn main() -> ExitCode {
                 matches!(c.downcast_ref::<ServeError>(), Some(ServeError::Bind { .. }))
                     || c.downcast_ref::<BindFailed>().is_some()
             });
-            ExitCode::from(if bind_failed { EXIT_BIND } else { 1 })
+            let running = e.chain().any(|c| c.downcast_ref::<AlreadyRunning>().is_some());
+            let in_use = e
+                .chain()
+                .any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse));
+            if in_use && !running {
+                eprintln!("guardnest: another program uses that address: choose another with --listen 127.0.0.1:PORT (port 0 picks a free one)");
+            }
+            ExitCode::from(match (running, bind_failed) {
+                (true, _) => EXIT_RUNNING,
+                (_, true) => EXIT_BIND,
+                _ => 1,
+            })
         }
     }
 }
@@ -75,9 +91,6 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
     logging::init(args.common.log_level.as_deref(), args.common.log_file.as_deref())?;
     let data_dir = args.common.data_dir();
-    if let Err(e) = std::fs::create_dir_all(&data_dir) {
-        tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
-    }
     let mut builder = match config.proxy.worker_threads {
         1 => tokio::runtime::Builder::new_current_thread(),
         0 => tokio::runtime::Builder::new_multi_thread(),
@@ -91,75 +104,30 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(cancel_on_signal(shutdown.clone()));
-        let lists = Blocklists::load(&config.blocklist, Some(&data_dir)).context("cannot load lists")?;
-        tracing::info!(names = lists.len(), lists = lists.status().len(), "lists loaded");
-        let system = ProxyService::system_proxy_for(&config, &data_dir).unwrap_or_else(|e| {
-            tracing::error!(error = %e, "system proxy backend unavailable; the system proxy will not be changed");
-            SystemProxy::new(None, &data_dir)
-        });
-        let service = Arc::new(ProxyService::new(config.clone(), lists.clone(), system).with_data_dir(&data_dir));
-        if let Err(e) = service.load_user_state().await {
-            tracing::error!("cannot load your allowlist and added lists: {e}");
-        }
-        // A previous GuardNest that died with the system proxy set is repaired first.
-        match service.repair().await {
-            Ok(Some(message)) => tracing::warn!("{message}"),
-            Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "cannot repair the system proxy settings of a crashed session"),
-        }
-        let runtime_file = runtime_path(&data_dir);
-        let mut control_task = None;
-        if let Some(addr) = config.control.addr()? {
-            let server = ControlServer::bind(addr).await.map_err(|e| {
-                BindFailed(format!(
-                    "cannot listen on {addr} for the control API: {e} (another GuardNest? use --control)"
-                ))
-            });
-            let server = server?;
-            let token = new_token().context("cannot create the control token")?;
-            let info = RuntimeInfo { addr: server.local_addr(), token: token.clone(), pid: std::process::id() };
-            // A full or read-only data dir must not stop the proxy; only the CLI loses track of it.
-            if let Err(e) = info.store(&runtime_file) {
-                tracing::warn!(
-                    "cannot write {}: {e}; `guardnest status` and the other commands will not find this instance",
-                    runtime_file.display()
-                );
-            }
-            tracing::info!("control API on {}", server.local_addr());
-            service.set_control_addr(server.local_addr());
-            control_task = Some(tokio::spawn(server.run(service.clone(), token, shutdown.clone())));
-        }
-        // After the control API, which serves the PAC file in fail-open mode.
-        match service.enable().await {
+        let grace = config.proxy.shutdown_timeout;
+        // Lock, repair, lists, control API, protection on, updater: the core's one order.
+        let started = ProxyService::builder(config, &data_dir).frontend(Frontend::Cli).start_up().await;
+        let Started { service, enabled } = match started {
+            Ok(s) => s,
+            Err(e @ StartError::AlreadyRunning(_)) => return Err(anyhow::Error::new(AlreadyRunning(e))),
+            Err(e @ StartError::Control { .. }) => return Err(anyhow::Error::new(BindFailed(error_chain(&e)))),
+            Err(e) => return Err(e.into()),
+        };
+        match enabled {
             Ok(change) => tracing::info!("{}", change.message),
             // The proxy runs; only the system-proxy step failed, and nothing is half-applied.
-            Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{e}"),
+            Err(e @ ServiceError::SystemProxy(_)) => tracing::error!("{}", error_chain(&e)),
             Err(e) => {
                 // Nothing half-done: no runtime file pointing at an instance that is not there.
-                shutdown.cancel();
-                if control_task.is_some() {
-                    let _ = std::fs::remove_file(&runtime_file);
-                }
+                let _ = service.shut_down(grace).await;
                 return Err(anyhow::Error::new(e));
             }
         }
-
-        let updater = tokio::spawn(lists.run_updater(shutdown.clone()));
-
         shutdown.cancelled().await;
-        // Restore the system proxy and drain, bounded in time whatever happens.
-        let bound = config.proxy.shutdown_timeout + Duration::from_secs(5);
-        match tokio::time::timeout(bound, service.disable()).await {
-            Ok(Ok(change)) => tracing::info!("{}", change.message),
-            Ok(Err(e)) => tracing::error!("{e}"),
-            Err(_) => tracing::error!("shutdown took longer than {bound:?}; exiting"),
-        }
-        if control_task.is_some() {
-            let _ = std::fs::remove_file(&runtime_file);
-        }
-        let _ = updater.await;
-        if let Some(t) = control_task {
-            let _ = t.await;
+        // Restore the system proxy, drain, stop: bounded in time whatever happens.
+        match service.shut_down(grace).await {
+            Ok(change) => tracing::info!("{}", change.message),
+            Err(e) => tracing::error!("{}", error_chain(&e)),
         }
         Ok(ExitCode::SUCCESS)
     })

@@ -19,6 +19,7 @@ guardnest_testkit::main!(
     gnome_settings_come_back_exactly,
     kde_settings_come_back_exactly,
     repair_puts_settings_back_without_a_running_instance,
+    the_login_repair_puts_settings_back_when_guardnest_never_returns,
 );
 
 const GNOME_KEYS: &[(&str, &str)] = &[
@@ -302,6 +303,72 @@ fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
     let (ok, out) = d.repair(&[]);
     assert!(!ok && out.contains("is running and holds the system proxy"), "{out}");
     assert_eq!(d.snapshot(), applied);
+    kill("-TERM", &d.guardnest_pid());
+    assert_eq!(run.wait_exit().code(), Some(0));
+    passed()
+}
+
+/// The entry registered to run once at the next login, while GuardNest holds the system
+/// proxy: written with the real binary, gone after a clean disable or stop; after a `kill -9`
+/// a login (a new session running its Exec line) puts the user's settings back exactly and
+/// removes it, and the next GuardNest says what was repaired and when.
+fn the_login_repair_puts_settings_back_when_guardnest_never_returns() -> Outcome {
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
+        return skipped;
+    }
+    let d = Desktop::new("GNOME");
+    d.gsettings_set("org.gnome.system.proxy.http", "host", "corp-proxy.example");
+    d.gsettings_set("org.gnome.system.proxy.http", "port", "8123");
+    d.gsettings_set("org.gnome.system.proxy", "ignore-hosts", "['corp.example', 'localhost']");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'manual'");
+    let before = d.snapshot();
+    let entry = d.home.path().join("config/autostart/org.guardnest.repair.desktop");
+    let client = |args: &[&str]| {
+        let out = d.command(BIN).args(args).arg("--data-dir").arg(d.data.path()).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    // While the system proxy is set the entry exists and names this very binary; a clean
+    // disable and a clean stop remove it.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    let text = std::fs::read_to_string(&entry).expect("no login repair entry while the system proxy is set");
+    let exec = text.lines().find_map(|l| l.strip_prefix("Exec=")).unwrap();
+    let argv = guardnest_core::sysproxy::login::parse_desktop_exec(exec);
+    let data = d.data.path().display().to_string();
+    assert_eq!(argv[0], std::fs::canonicalize(BIN).unwrap().display().to_string(), "{exec}");
+    assert_eq!(argv[1..], ["repair", "--data-dir", data.as_str(), "--at-login"], "{exec}");
+    client(&["disable"]);
+    assert!(!entry.exists(), "entry left after a clean disable");
+    assert_eq!(d.snapshot(), before);
+    client(&["enable"]);
+    assert!(entry.exists());
+    kill("-TERM", &d.guardnest_pid());
+    assert_eq!(run.wait_exit().code(), Some(0));
+    assert!(!entry.exists(), "entry left after a clean stop");
+    assert_eq!(d.snapshot(), before);
+
+    // Killed with the system proxy set, and GuardNest is never started again...
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    kill("-KILL", &d.guardnest_pid());
+    let _ = run.wait_exit();
+    assert_ne!(d.snapshot(), before);
+    assert!(entry.exists());
+    // ...the next login runs the entry, in a session of its own.
+    let out = d.command("dbus-run-session").arg("--").args(&argv).output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("restored your gnome proxy settings"), "{said}");
+    assert_eq!(d.snapshot(), before, "the login did not put the settings back exactly");
+    assert!(!entry.exists(), "the repair did not remove its entry");
+
+    // The next GuardNest says what the login repaired, and when.
+    let mut run = d.guardnest(&[]);
+    let line = run.wait_for("at login (");
+    assert!(line.contains("GuardNest restored your gnome proxy settings"), "{line}");
+    let status = d.command(BIN).args(["status", "--data-dir"]).arg(d.data.path()).output().unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("at start: at login ("), "{status}");
     kill("-TERM", &d.guardnest_pid());
     assert_eq!(run.wait_exit().code(), Some(0));
     passed()

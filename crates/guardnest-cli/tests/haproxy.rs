@@ -23,7 +23,7 @@ fn instance(dir: &std::path::Path, name: &str) -> Running {
         &config,
         format!(
             "[proxy]\nlisten = \"127.0.0.1:0\"\nproxy_protocol = true\n\
-             [access]\nallow = [\"127.0.0.2/32\"]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [access]\nallow = [\"127.0.0.2/32\"]\ntrusted_proxies = [\"127.0.0.1\"]\nallow_destinations = [\"127.0.0.0/8\"]\n\
              [blocklist]\nsources = [\"{}\"]\ndefault_lists = false\n",
             dir.join("block.txt").display()
         ),

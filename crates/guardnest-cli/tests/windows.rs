@@ -258,6 +258,38 @@ mod windows {
         v["listen"].as_str().unwrap().parse().unwrap()
     }
 
+    /// The one-shot repair registered under RunOnce, split as Windows splits a command line
+    /// (CommandLineToArgvW); `None` when there is none.
+    pub fn run_once() -> Option<Vec<String>> {
+        use windows_sys::Win32::UI::Shell::CommandLineToArgvW;
+        let line = guardnest_core::sysproxy::login::run_once_value()?;
+        let wide: Vec<u16> = line.encode_utf16().chain([0]).collect();
+        let mut n = 0;
+        // SAFETY: a NUL-terminated line; the returned array is LocalAlloc'ed and freed below.
+        unsafe {
+            let argv = CommandLineToArgvW(wide.as_ptr(), &mut n);
+            assert!(!argv.is_null(), "cannot split {line:?}");
+            let out = (0..n as usize)
+                .map(|i| {
+                    let p = *argv.add(i);
+                    let len = (0..).take_while(|&j| *p.add(j) != 0).count();
+                    String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
+                })
+                .collect();
+            windows_sys::Win32::Foundation::LocalFree(argv as _);
+            Some(out)
+        }
+    }
+
+    /// Checks the registered repair: this guardnest.exe, `repair --data-dir DATA --at-login`.
+    pub fn assert_run_once(data: &Path) -> Vec<String> {
+        let argv = run_once().expect("no RunOnce repair while GuardNest holds the system proxy");
+        eprintln!("  RunOnce {}: {argv:?}", guardnest_core::sysproxy::login::ENTRY);
+        assert!(argv[0].to_ascii_lowercase().ends_with("guardnest.exe"), "{argv:?}");
+        assert_eq!(argv[1..], ["repair", "--data-dir", &data.display().to_string(), "--at-login"], "{argv:?}");
+        argv
+    }
+
     /// Stops with Ctrl-C and expects exit 0.
     pub fn stop(run: Running) {
         run.signal("-INT");
@@ -291,6 +323,7 @@ mod windows {
     pub fn every_path_restores(before: &Snapshot, extra: &[&str], target: impl Fn(&mut Running, SocketAddr) -> Target) {
         let data = tempfile::tempdir().unwrap();
         let data = data.path();
+        assert_eq!(run_once(), None, "a RunOnce repair left from before");
 
         eprintln!("-- run --system-proxy, then `guardnest disable`");
         let mut run1 = run(data, extra);
@@ -298,10 +331,12 @@ mod windows {
         let listen = listening(data);
         assert_eq!(listen, run1.addr);
         assert_points_at(&target(&mut run1, listen));
+        assert_run_once(data);
         let (code, out) = client(data, &["disable"]);
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("restored your windows proxy settings"), "{out}");
         assert_restored("after `guardnest disable`", before);
+        assert_eq!(run_once(), None, "the RunOnce repair outlived the restore");
 
         eprintln!("-- `guardnest enable`, then a clean stop (Ctrl-C)");
         let (code, out) = client(data, &["enable"]);
@@ -311,6 +346,7 @@ mod windows {
         assert_points_at(&target(&mut run1, listen));
         stop(run1);
         assert_restored("after a clean stop", before);
+        assert_eq!(run_once(), None, "the RunOnce repair outlived the clean stop");
 
         eprintln!("-- hard kill, then the next `run` repairs");
         let mut run2 = run(data, extra);
@@ -323,6 +359,7 @@ mod windows {
         let line = run3.wait_for("repaired a crashed session");
         eprintln!("  next run said: {line}");
         assert_restored("after the next run", before);
+        assert_eq!(run_once(), None, "the RunOnce repair outlived the repair at start");
         stop(run3);
         assert_restored("after that run stopped", before);
 
@@ -335,6 +372,19 @@ mod windows {
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("restored your windows proxy settings"), "{out}");
         assert_restored("after `guardnest repair`", before);
+        assert_eq!(run_once(), None, "the RunOnce repair outlived `guardnest repair`");
+
+        eprintln!("-- hard kill, then the next logon runs the RunOnce command line");
+        let mut run5 = run(data, extra);
+        run5.wait_for("system proxy set (windows)");
+        kill(run5);
+        let argv = assert_run_once(data);
+        let out = Command::new(&argv[0]).args(&argv[1..]).env_remove("RUST_LOG").output().unwrap();
+        let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        eprintln!("  the RunOnce command said: {}", said.trim());
+        assert!(out.status.success(), "{said}");
+        assert_restored("after the RunOnce repair", before);
+        assert_eq!(run_once(), None, "the RunOnce repair did not remove itself");
     }
 }
 

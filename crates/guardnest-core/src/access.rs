@@ -6,20 +6,35 @@
 //! after a PROXY protocol header), proxy authentication (`[access] users`, Basic, argon2
 //! password hashes), or both. [`Access::check_listen`] refuses to start otherwise.
 //!
-//! argon2 is slow on purpose (~10-50 ms a check), so verification runs on the blocking pool,
-//! at most [`MAX_VERIFYING`] at a time, and a credential that verified once is remembered
-//! (bounded) so a keep-alive client does not pay it per request.
+//! argon2 is slow on purpose, so verification runs on the blocking pool, at most
+//! [`MAX_VERIFYING`] at a time, and a credential that verified once is remembered (bounded)
+//! so a keep-alive client does not pay it per request. Each check is paid for by its client
+//! address: a few at once, then one every [`ATTEMPT_EVERY`] (a `governor` limiter keyed by
+//! address), so a flood of wrong passwords from one address costs a few checks and cannot
+//! starve other clients' logins; the same credentials arriving on several connections at
+//! once are checked once.
+//!
+//! In gateway mode (anything restricts who may connect) clients may also not reach the
+//! gateway's own services: [`Access::destinations`] lists what they may not dial.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Argon2, PasswordHash};
 use base64::Engine;
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
+use crate::dial::Destinations;
+
+pub use crate::config::check_listen;
 use crate::config::{AccessConfig, ConfigError};
 
 /// argon2 checks running at once; more wait, so failed guesses cannot eat every core.
@@ -28,6 +43,14 @@ pub const MAX_VERIFYING: usize = 2;
 const VERIFIED_CACHE: usize = 1024;
 /// The realm announced in `Proxy-Authenticate`.
 pub const REALM: &str = "GuardNest";
+/// Credential checks one client address may start at once before it has to wait.
+pub const ATTEMPT_BURST: u32 = 5;
+/// After the burst, one more check per client address this often.
+pub const ATTEMPT_EVERY: Duration = Duration::from_secs(6);
+/// Client addresses whose attempts are remembered before the stale ones are forgotten.
+const ATTEMPT_KEYS: usize = 4096;
+
+type Attempts = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>;
 
 /// Why a request was not let in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +59,13 @@ pub enum Denied {
     Address(IpAddr),
     /// No or wrong proxy credentials (407).
     Credentials(&'static str),
+    /// Too many checks from this client address; try again after `retry_after` (429).
+    Throttled {
+        /// The client address.
+        client: IpAddr,
+        /// How long until the next check is allowed.
+        retry_after: Duration,
+    },
 }
 
 /// The access policy of one listener.
@@ -48,6 +78,15 @@ pub struct Access {
     decoy: String,
     verified: Mutex<HashMap<Box<[u8]>, Arc<str>>>,
     verifying: Semaphore,
+    /// Checks started per client address (IPv6: per /64).
+    attempts: Attempts,
+    /// Credentials being checked now, so that the same ones arriving at once wait for that
+    /// check instead of paying their own.
+    same_credentials: Turns<Box<[u8]>>,
+    /// One check at a time per client address: a flood from one address holds at most one
+    /// of the [`MAX_VERIFYING`] checks, and other clients get the others.
+    same_client: Turns<IpAddr>,
+    destinations: Destinations,
 }
 
 impl Default for Access {
@@ -63,7 +102,9 @@ impl Access {
         let users = config.users()?;
         let allow = config.allow_nets()?;
         let trusted = config.trusted_proxy_nets()?;
-        Ok(Self::from_parts(allow, trusted, users))
+        let mut access = Self::from_parts(allow, trusted, users);
+        access.destinations = config.destinations()?;
+        Ok(access)
     }
 
     fn from_parts(allow: Vec<IpNet>, trusted_proxies: Vec<IpNet>, users: HashMap<String, String>) -> Self {
@@ -78,7 +119,17 @@ impl Access {
             decoy,
             verified: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(MAX_VERIFYING),
+            attempts: RateLimiter::hashmap_with_clock(attempt_quota(), DefaultClock::default()),
+            same_credentials: Turns::default(),
+            same_client: Turns::default(),
+            destinations: Destinations::default(),
         }
+    }
+
+    /// Where clients may not go: in gateway mode ([`Access::is_restricted`]) the
+    /// `deny_destinations`/`allow_destinations` of `[access]`; `None` on a desktop proxy.
+    pub fn destinations(&self) -> Option<Destinations> {
+        self.is_restricted().then(|| self.destinations.clone())
     }
 
     /// Whether anything restricts who may connect.
@@ -110,22 +161,62 @@ impl Access {
         }
     }
 
-    /// Checks a `Proxy-Authorization` header value; returns the user name.
-    pub async fn check_credentials(&self, header: Option<&[u8]>) -> Result<Option<Arc<str>>, Denied> {
+    /// Checks a `Proxy-Authorization` header value from `client`; returns the user name.
+    pub async fn check_credentials(&self, header: Option<&[u8]>, client: IpAddr) -> Result<Option<Arc<str>>, Denied> {
         if self.users.is_empty() {
             return Ok(None);
         }
         let header = header.ok_or(Denied::Credentials("proxy authentication required"))?;
-        if let Some(user) = self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(header) {
-            return Ok(Some(user.clone()));
+        if let Some(user) = self.remembered(header) {
+            return Ok(Some(user));
         }
         let (user, password) = parse_basic(header).ok_or(Denied::Credentials("malformed Basic credentials"))?;
+        // The same credentials on several connections at once: one check, the others wait
+        // for it and find its answer remembered.
+        let key: Box<[u8]> = header.into();
+        self.same_credentials
+            .take(key, async {
+                match self.remembered(header) {
+                    Some(user) => Ok(Some(user)),
+                    None => self.verify_paid(header, user, password, client).await,
+                }
+            })
+            .await
+    }
+
+    fn remembered(&self, header: &[u8]) -> Option<Arc<str>> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(header).cloned()
+    }
+
+    /// One argon2 check, paid for by `client`'s attempts.
+    async fn verify_paid(
+        &self,
+        header: &[u8],
+        user: String,
+        password: String,
+        client: IpAddr,
+    ) -> Result<Option<Arc<str>>, Denied> {
+        let key = attempt_key(client);
+        if let Err(not_until) = self.attempts.check_key(&key) {
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(Denied::Throttled { client, retry_after });
+        }
+        if self.attempts.len() > ATTEMPT_KEYS {
+            self.attempts.retain_recent();
+        }
         let (known, hash) = match self.users.get(&user) {
             Some(hash) => (true, hash.clone()),
             None => (false, self.decoy.clone()),
         };
-        let _permit = self.verifying.acquire().await.map_err(|_| Denied::Credentials("shutting down"))?;
-        let ok = tokio::task::spawn_blocking(move || verify(&password, &hash)).await.unwrap_or(false) && known;
+        let ok = self
+            .same_client
+            .take(key, async {
+                let _permit = self.verifying.acquire().await.ok()?;
+                tokio::task::spawn_blocking(move || verify(&password, &hash)).await.ok()
+            })
+            .await
+            .unwrap_or(false)
+            && known;
         if !ok {
             return Err(Denied::Credentials("unknown user or wrong password"));
         }
@@ -139,25 +230,54 @@ impl Access {
     }
 }
 
-/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
-/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
-/// allowlist or users) limits who may use it.
-pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
-    if restricted {
-        return Ok(());
+/// Work done one at a time per key: a waiter holds its key's lock, which is forgotten once
+/// nobody holds or waits for it (the map holds only keys in use).
+struct Turns<K>(Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>);
+
+impl<K> Default for Turns<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
     }
-    if !listen.ip().is_loopback() {
-        return Err(ConfigError::Invalid(format!(
-            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
-             and/or [access] users so that GuardNest is never an open proxy"
-        )));
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Turns<K> {
+    /// Runs `work` when no other work for `key` runs.
+    async fn take<T>(&self, key: K, work: impl std::future::Future<Output = T>) -> T {
+        let turn = self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(key.clone()).or_default().clone();
+        let out = {
+            let _held = turn.lock().await;
+            work.await
+        };
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Ours and the map's: nobody else waits.
+        if Arc::strong_count(&turn) <= 2 {
+            map.remove(&key);
+        }
+        out
     }
-    if proxy_protocol {
-        return Err(ConfigError::Invalid(
-            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
-        ));
+}
+
+impl<K> std::fmt::Debug for Turns<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Turns")
     }
-    Ok(())
+}
+
+/// A burst of [`ATTEMPT_BURST`] checks, then one per [`ATTEMPT_EVERY`].
+fn attempt_quota() -> Quota {
+    let burst = NonZeroU32::new(ATTEMPT_BURST).unwrap_or(NonZeroU32::MIN);
+    Quota::with_period(ATTEMPT_EVERY).map_or_else(|| Quota::per_minute(burst), |q| q.allow_burst(burst))
+}
+
+/// Whose attempts a client spends: its IPv4 address, or its IPv6 /64 (one host's share).
+fn attempt_key(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
 }
 
 fn contains(nets: &[IpNet], ip: IpAddr) -> bool {

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-/// The design's listen address: loopback only, port 3000.
+/// The default listen address: loopback only, port 3000.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
-/// Time a client has to send a complete request head (the design's 10 s request read).
+/// Time a client has to send a complete request head.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to resolve and connect to an upstream before answering 504.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,6 +79,11 @@ pub struct Config {
     pub access: AccessConfig,
 }
 
+/// Destinations a gateway's clients may not reach by default: loopback, link-local (cloud
+/// metadata at 169.254.169.254), unspecified addresses, and this host's own addresses.
+pub const DEFAULT_DENY_DESTINATIONS: [&str; 7] =
+    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self"];
+
 /// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -90,11 +95,22 @@ pub struct AccessConfig {
     pub users: Vec<UserConfig>,
     /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
     pub trusted_proxies: Vec<String>,
+    /// Destinations refused in gateway mode (CIDRs, or `self` for this host's own
+    /// addresses), checked on the address actually dialed.
+    pub deny_destinations: Vec<String>,
+    /// Destinations let through in gateway mode although `deny_destinations` lists them.
+    pub allow_destinations: Vec<String>,
 }
 
 impl Default for AccessConfig {
     fn default() -> Self {
-        Self { allow: Vec::new(), users: Vec::new(), trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()] }
+        Self {
+            allow: Vec::new(),
+            users: Vec::new(),
+            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(|s| s.to_string()).collect(),
+            allow_destinations: Vec::new(),
+        }
     }
 }
 
@@ -112,6 +128,16 @@ impl AccessConfig {
     /// `allow`, parsed.
     pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         parse_nets("access.allow", &self.allow)
+    }
+
+    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses).
+    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
+        let deny_own = self.deny_destinations.iter().any(|d| d.trim().eq_ignore_ascii_case("self"));
+        let deny: Vec<String> =
+            self.deny_destinations.iter().filter(|d| !d.trim().eq_ignore_ascii_case("self")).cloned().collect();
+        let deny = parse_nets("access.deny_destinations", &deny)?;
+        let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
+        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
     }
 
     /// `trusted_proxies`, parsed.
@@ -185,9 +211,8 @@ impl ControlConfig {
         if self.listen.eq_ignore_ascii_case("none") {
             return Ok(None);
         }
-        let addr: SocketAddr = self.listen.parse().map_err(|_| {
-            ConfigError::Invalid(format!("control.listen {:?} is not an address or \"none\"", self.listen))
-        })?;
+        let addr: SocketAddr = parse_listen(&self.listen)
+            .map_err(|why| ConfigError::Invalid(format!("control.listen: {why}, or \"none\"")))?;
         if !addr.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!("control.listen {addr} must be a loopback address")));
         }
@@ -230,6 +255,7 @@ impl Default for SystemProxyConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ProxyConfig {
     /// Address the proxy listens on.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Time a client has to send a complete request head.
     #[serde(with = "humantime_serde")]
@@ -255,6 +281,12 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
+    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
+    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
+    /// runs on both engines.
+    #[doc(hidden)]
+    #[serde(rename = "test_all_to_hyper")]
+    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -270,8 +302,35 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
+            all_to_hyper: false,
         }
     }
+}
+
+/// Parses a listen address, `IP:PORT`; the error says what form is expected, and why a
+/// host name or a missing port is not taken.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let example = "127.0.0.1:3000";
+    if text.parse::<std::net::IpAddr>().is_ok() || text.trim_matches(['[', ']']).parse::<std::net::Ipv6Addr>().is_ok() {
+        let ip = text.trim_matches(['[', ']']);
+        let with_port = if ip.contains(':') { format!("[{ip}]:3000") } else { format!("{ip}:3000") };
+        return Err(format!("{text:?} has no port: expected IP:PORT, e.g. {with_port} (port 0 picks a free one)"));
+    }
+    let (host, port) = text.rsplit_once(':').unwrap_or((text, ""));
+    if host.eq_ignore_ascii_case("localhost") {
+        let port = if port.is_empty() { "3000" } else { port };
+        return Err(format!("{text:?} is a host name: expected IP:PORT, e.g. 127.0.0.1:{port} for localhost"));
+    }
+    Err(format!("{text:?} is not an address: expected IP:PORT, e.g. {example} (or [::1]:3000)"))
+}
+
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
 }
 
 /// Settings of the health check.
@@ -341,7 +400,7 @@ pub struct DetailedSource {
     /// Name shown in block pages and logs; defaults to the file name.
     pub name: Option<String>,
     /// Forced format instead of detection.
-    pub format: Option<crate::blocklist::Format>,
+    pub format: Option<ListFormat>,
     /// How often this source is checked; defaults to `[blocklist] update_interval`.
     #[serde(default, with = "humantime_serde")]
     pub interval: Option<Duration>,
@@ -375,7 +434,7 @@ impl SourceSpec {
     }
 
     /// The forced format, if any.
-    pub fn format(&self) -> Option<crate::blocklist::Format> {
+    pub fn format(&self) -> Option<ListFormat> {
         match self {
             SourceSpec::Location(_) => None,
             SourceSpec::Detailed(d) => d.format,
@@ -395,6 +454,62 @@ impl SourceSpec {
         let l = self.location();
         l.starts_with("http://") || l.starts_with("https://")
     }
+}
+
+/// The formats GuardNest reads (`format = "hosts"` in a source; `blocklist::Format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListFormat {
+    /// `0.0.0.0 name [name…]` (hosts file).
+    Hosts,
+    /// One name per line.
+    Plain,
+    /// Adblock network rules of domain form: `||name^`, exceptions `@@||name^`.
+    Adblock,
+    /// `*.name`.
+    Wildcard,
+    /// A JSON array of names, or `{"domains": [...], "allow": [...]}`.
+    Json,
+}
+
+impl ListFormat {
+    /// Lowercase name, as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListFormat::Hosts => "hosts",
+            ListFormat::Plain => "plain",
+            ListFormat::Adblock => "adblock",
+            ListFormat::Wildcard => "wildcard",
+            ListFormat::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for ListFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Refuses a listener that would make an open proxy: reachable beyond loopback (or fed by a
+/// load balancer through the PROXY protocol) while nothing (`restricted`: an address
+/// allowlist or users) limits who may use it.
+pub fn check_listen(listen: SocketAddr, proxy_protocol: bool, restricted: bool) -> Result<(), ConfigError> {
+    if restricted {
+        return Ok(());
+    }
+    if !listen.ip().is_loopback() {
+        return Err(ConfigError::Invalid(format!(
+            "proxy.listen {listen} is reachable from other machines: set [access] allow = [\"CIDR\", …] \
+             and/or [access] users so that GuardNest is never an open proxy"
+        )));
+    }
+    if proxy_protocol {
+        return Err(ConfigError::Invalid(
+            "proxy.proxy_protocol serves clients from anywhere: set [access] allow and/or [access] users".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -443,7 +558,7 @@ impl Config {
         let allow = self.access.allow_nets()?;
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
-        crate::access::check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
+        check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
         if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
@@ -483,6 +598,20 @@ mod tests {
         assert_eq!(c.proxy.idle_timeout, Duration::from_secs(30));
         assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.proxy.max_header_bytes, 65536);
+    }
+
+    #[test]
+    fn listen_addresses_say_what_form_is_expected() {
+        assert_eq!(parse_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
+        assert_eq!(parse_listen("[::1]:3000").unwrap().to_string(), "[::1]:3000");
+        let no_port = parse_listen("127.0.0.1").unwrap_err();
+        assert!(no_port.contains("has no port") && no_port.contains("127.0.0.1:3000"), "{no_port}");
+        assert!(parse_listen("::1").unwrap_err().contains("[::1]:3000"));
+        let name = parse_listen("localhost:3200").unwrap_err();
+        assert!(name.contains("host name") && name.contains("127.0.0.1:3200"), "{name}");
+        assert!(parse_listen("nonsense").unwrap_err().contains("expected IP:PORT"));
+        let file = Config::from_toml("[proxy]\nlisten = \"localhost:3200\"\n", "f.toml").unwrap_err().to_string();
+        assert!(file.contains("expected IP:PORT, e.g. 127.0.0.1:3200"), "{file}");
     }
 
     #[test]

@@ -16,9 +16,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::ProxyService;
@@ -55,6 +56,10 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Connections the control API serves at once: its clients are the CLI and the app, a
+/// handful; more wait in the listen backlog, so idle sockets cannot pile up.
+pub const MAX_CONNECTIONS: usize = 32;
+
 /// A bound control API.
 pub struct ControlServer {
     listener: TcpListener,
@@ -81,10 +86,21 @@ impl ControlServer {
         self.addr
     }
 
-    /// Serves until cancelled.
+    /// Serves until cancelled, at most [`MAX_CONNECTIONS`] connections at once (a permit is
+    /// taken before `accept`), each given the proxy's `request_timeout` for every request
+    /// head, as the proxy's own clients are.
     pub async fn run(self, service: Arc<ProxyService>, token: String, shutdown: CancellationToken) {
         let token: Arc<str> = token.into();
+        let head_timeout = service.request_timeout();
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return, // never closed
+                },
+            };
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = self.listener.accept() => a,
@@ -95,11 +111,14 @@ impl ControlServer {
             };
             let (service, token) = (service.clone(), token.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let svc = service_fn(move |req| {
                     let (service, token) = (service.clone(), token.clone());
                     async move { Ok::<_, Infallible>(handle(req, &service, &token).await) }
                 });
-                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                let mut builder = http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
+                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     }
@@ -177,29 +196,71 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> 
             if !same(presented.as_bytes(), token.as_bytes()) {
                 return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
             }
-            v1(&method, p, service).await
+            v1(&method, p, req.uri().query(), service).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
 }
 
-async fn v1(method: &Method, path: &str, service: &ProxyService) -> Response<Full<Bytes>> {
-    let change = |r: Result<crate::service::Change, crate::service::ServiceError>| match r {
-        Ok(c) => json(StatusCode::OK, &c),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.kind(), crate::respond::error_chain(&e)),
-    };
+async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxyService) -> Response<Full<Bytes>> {
+    fn answer<T: Serialize>(r: Result<T, crate::service::ServiceError>) -> Response<Full<Bytes>> {
+        match r {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(e) => {
+                let status = match e.kind() {
+                    crate::service::ErrorKind::Input => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                json(status, &e.report())
+            }
+        }
+    }
     match (method.as_str(), path) {
         ("GET", "/v1/status") => json(StatusCode::OK, &service.status().await),
         ("GET", "/v1/stats") => json(StatusCode::OK, &service.stats()),
-        ("POST", "/v1/enable") => change(service.enable().await),
-        ("POST", "/v1/disable") => change(service.disable().await),
-        ("POST", "/v1/restart") => change(service.restart().await),
+        ("GET", "/v1/check") => match query_value(query, "name") {
+            Some(name) => answer(service.check(&name)),
+            None => error(StatusCode::BAD_REQUEST, "input", "give the name to check: /v1/check?name=NAME"),
+        },
+        ("POST", "/v1/enable") => answer(service.enable().await),
+        ("POST", "/v1/disable") => answer(service.disable().await),
+        ("POST", "/v1/restart") => answer(service.restart().await),
         ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
-        (_, "/v1/status" | "/v1/stats" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update") => {
+        (
+            _,
+            "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update",
+        ) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
+}
+
+/// The percent-decoded value of `key` in a query string.
+fn query_value(query: Option<&str>, key: &str) -> Option<String> {
+    let pair = query?.split('&').find_map(|p| p.split_once('=').filter(|(k, _)| *k == key))?;
+    let raw = pair.1.as_bytes();
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'%' if i + 2 < raw.len() => {
+                let hex = std::str::from_utf8(&raw[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Prometheus text format.
@@ -254,6 +315,9 @@ mod tests {
         }
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd") && !same(b"abc", b"ab"));
+        assert_eq!(query_value(Some("x=1&name=b%C3%BCcher.example"), "name").as_deref(), Some("bücher.example"));
+        assert_eq!(query_value(Some("name=a%2"), "name").as_deref(), Some("a%2"));
+        assert_eq!(query_value(Some("other=1"), "name"), None);
         let t = new_token().unwrap();
         assert_eq!(t.len(), 64);
         assert_ne!(t, new_token().unwrap());

@@ -10,6 +10,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
@@ -53,6 +54,47 @@ pub enum DialError {
         /// The target.
         target: String,
     },
+    /// In gateway mode, every address of the target is one clients may not reach.
+    #[error("{target} is {addr}, which clients of this gateway may not reach ([access] deny_destinations)")]
+    Denied {
+        /// The target.
+        target: String,
+        /// The (first) address refused.
+        addr: IpAddr,
+    },
+}
+
+/// Which addresses a gateway's clients may reach: checked on each resolved address before
+/// it is dialed, so a name that resolves to a refused address (DNS rebinding included)
+/// reaches nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Destinations {
+    deny: Vec<IpNet>,
+    allow: Vec<IpNet>,
+    /// This host's own addresses are refused too.
+    deny_own: bool,
+}
+
+impl Destinations {
+    /// Refuses `deny` (and this host's own addresses with `deny_own`), except `allow`.
+    pub fn new(deny: Vec<IpNet>, allow: Vec<IpNet>, deny_own: bool) -> Self {
+        Self { deny, allow, deny_own }
+    }
+
+    /// Whether a client may reach `ip`.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        let ip = unmap(ip);
+        if self.allow.iter().any(|n| n.contains(&ip)) {
+            return true;
+        }
+        !(self.deny.iter().any(|n| n.contains(&ip)) || self.deny_own && is_own_address(ip))
+    }
+}
+
+/// Whether `ip` is one of this host's own addresses: a socket can be bound to it. A bind
+/// sends nothing; it asks the kernel, which knows the current addresses (they change).
+fn is_own_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Connects to upstreams on behalf of clients.
@@ -60,12 +102,20 @@ pub enum DialError {
 pub struct Dialer {
     connect_timeout: Duration,
     own_addr: Option<SocketAddr>,
+    /// In gateway mode, where clients may go.
+    destinations: Option<std::sync::Arc<Destinations>>,
 }
 
 impl Dialer {
     /// A dialer with the given timeout that refuses `own_addr` (the proxy's listener).
     pub fn new(connect_timeout: Duration, own_addr: Option<SocketAddr>) -> Self {
-        Self { connect_timeout, own_addr }
+        Self { connect_timeout, own_addr, destinations: None }
+    }
+
+    /// The same dialer, refusing the addresses `destinations` does not allow (gateway mode).
+    pub fn with_destinations(mut self, destinations: Destinations) -> Self {
+        self.destinations = Some(std::sync::Arc::new(destinations));
+        self
     }
 
     /// Resolves and connects within the connect timeout.
@@ -92,6 +142,17 @@ impl Dialer {
         if addrs.iter().any(|a| self.is_self(*a)) {
             return Err(DialError::Loop { target: target.to_string() });
         }
+        let addrs = match &self.destinations {
+            None => addrs,
+            Some(d) => {
+                let first = addrs[0].ip();
+                let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| d.allows(a.ip())).collect();
+                if allowed.is_empty() {
+                    return Err(DialError::Denied { target: target.to_string(), addr: unmap(first) });
+                }
+                allowed
+            }
+        };
         race(interleave(addrs)).await.map_err(|source| DialError::Connect { target: target.to_string(), source })
     }
 
@@ -185,6 +246,24 @@ mod tests {
             .collect();
         let out: Vec<String> = interleave(a).iter().map(|a| a.to_string()).collect();
         assert_eq!(out, ["[::1]:1", "127.0.0.1:1", "[::2]:1", "127.0.0.2:1", "[::3]:1"]);
+    }
+
+    #[test]
+    fn gateway_destinations() {
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        let d = Destinations::new(
+            nets(&["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128"]),
+            nets(&["127.0.0.9/32"]),
+            true,
+        );
+        for refused in ["127.0.0.1", "::ffff:127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::"] {
+            assert!(!d.allows(refused.parse().unwrap()), "{refused}");
+        }
+        assert!(d.allows("127.0.0.9".parse().unwrap()), "allow_destinations wins");
+        // 192.0.2.1 (TEST-NET) is nobody's own address here; nothing is sent to find out.
+        assert!(d.allows("192.0.2.1".parse().unwrap()));
+        assert!(is_own_address("127.0.0.1".parse().unwrap()));
+        assert!(!is_own_address("192.0.2.1".parse().unwrap()));
     }
 
     #[test]

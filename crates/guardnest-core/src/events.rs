@@ -13,7 +13,7 @@ const RECENT: usize = 200;
 const TRACKED_NAMES: usize = 4096;
 
 /// One blocked request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BlockEvent {
     /// When (seconds since the epoch).
     pub at: u64,
@@ -25,10 +25,49 @@ pub struct BlockEvent {
     pub rule: String,
 }
 
+/// One blocked name among the latest blocks: how often and when last.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BlockedName {
+    /// The host refused.
+    pub host: String,
+    /// The list whose rule matched last.
+    pub list: String,
+    /// The rule that matched last.
+    pub rule: String,
+    /// Blocks of this name since the start (while it is among the most blocked).
+    pub count: u64,
+    /// The last block (seconds since the epoch).
+    pub last: u64,
+}
+
+/// A counter bumped whenever something a window shows has changed (a block, the switch, a
+/// list), and the way to wait for it: front ends redraw on change instead of on a tick.
+#[derive(Debug, Clone)]
+pub struct Changes(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes(Arc::new(tokio::sync::watch::Sender::new(0)))
+    }
+}
+
+impl Changes {
+    /// Something changed.
+    pub fn bump(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that sees every later change (`changed().await`).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+}
+
 /// Blocked-request bookkeeping shared by every connection.
 #[derive(Debug, Default)]
 pub struct BlockLog {
     inner: Mutex<Inner>,
+    changes: Changes,
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +85,11 @@ struct Inner {
 const MINUTES: u64 = 60;
 
 impl BlockLog {
+    /// A log whose blocks bump `changes`.
+    pub fn with_changes(changes: Changes) -> Self {
+        Self { inner: Mutex::default(), changes }
+    }
+
     /// Records a block.
     pub fn record(&self, host: &str, list: &Arc<str>, rule: &str) {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -78,6 +122,25 @@ impl BlockLog {
         let day = at / 86_400;
         inner.today = if inner.today.0 == day { (day, inner.today.1 + 1) } else { (day, 1) };
         inner.recent.push_back(BlockEvent { at, host: host.into(), list: list.to_string(), rule: rule.into() });
+        drop(inner);
+        self.changes.bump();
+    }
+
+    /// The `n` names blocked last, newest first, one row per name with its count.
+    pub fn recent_names(&self, n: usize) -> Vec<BlockedName> {
+        let inner = self.lock();
+        let mut rows: Vec<BlockedName> = Vec::new();
+        for e in inner.recent.iter().rev() {
+            if rows.len() == n {
+                break;
+            }
+            if rows.iter().any(|r| r.host == e.host) {
+                continue;
+            }
+            let count = inner.by_name.get(&e.host).copied().unwrap_or(1);
+            rows.push(BlockedName { host: e.host.clone(), list: e.list.clone(), rule: e.rule.clone(), count, last: e.at });
+        }
+        rows
     }
 
     /// Blocks per list, most first.
@@ -156,5 +219,21 @@ mod tests {
         assert_eq!(minutes.len(), 60);
         assert_eq!(minutes[59], 304, "this minute's blocks are last");
         assert_eq!(log.today(), 304);
+    }
+
+    #[test]
+    fn one_row_per_recent_name_newest_first() {
+        let changes = Changes::default();
+        let seen = changes.subscribe();
+        let log = BlockLog::with_changes(changes);
+        let a: Arc<str> = "a".into();
+        for host in ["x.test", "y.test", "x.test", "x.test"] {
+            log.record(host, &a, host);
+        }
+        assert!(seen.has_changed().unwrap(), "a block is a change");
+        let rows = log.recent_names(10);
+        let summary: Vec<(&str, u64)> = rows.iter().map(|r| (r.host.as_str(), r.count)).collect();
+        assert_eq!(summary, [("x.test", 3), ("y.test", 1)]);
+        assert_eq!(log.recent_names(1).len(), 1);
     }
 }

@@ -1,12 +1,12 @@
 //! GuardNest's proxy engine: a forward HTTP proxy that tunnels CONNECT, forwards plain
 //! HTTP, and refuses hosts on block lists.
 //!
-//! A connection's life, one module per stage: accept (`listener`) → PROXY protocol header
-//! ([`proxy_protocol`], opt-in) → read the head (`connection`) → [`access`] → policy
-//! ([`blocklist`]) → [`dial`] → CONNECT + [`tunnel`], or forwarding (`forward` through
-//! hyper, `relay` for a simple GET or HEAD, with [`chunked`]) →
-//! [`respond`] (the one place errors become 400/403/407/502/504/508). [`server`] ties them
-//! together; [`health`] checks the listener; [`stats`] and [`events`] count. Around the
+//! A connection's life, one module per stage, in `conn/`: accept (`listener`) → the
+//! connection task (`serve`: PROXY protocol header, [`proxy_protocol`], opt-in) → read the
+//! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
+//! CONNECT + [`tunnel`], or forwarding (`relay` for a simple GET or HEAD, with [`chunked`];
+//! `forward` through hyper's engine, `http`) → [`respond`] (the one place errors become
+//! 400/403/407/502/504/508). [`server`] ties them together; [`health`] checks the listener; [`stats`] and [`events`] count. Around the
 //! proxy: [`service::ProxyService`] (the facade every front end uses), [`control`] (the
 //! local control API) and [`sysproxy`] (the system proxy as a transaction).
 //! `docs/ARCHITECTURE.md` in the repository has the diagrams.
@@ -57,18 +57,17 @@ pub mod access;
 pub mod blocklist;
 pub mod chunked;
 pub mod config;
-mod connect;
-mod connection;
+mod conn;
 pub mod control;
 pub mod dial;
 pub mod domain;
 pub mod events;
-mod forward;
-mod head;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
-mod listener;
+pub mod idle;
 pub mod proxy_protocol;
-mod relay;
 pub mod respond;
 pub mod server;
 pub mod service;
@@ -76,10 +75,10 @@ pub mod stats;
 pub mod tunnel;
 mod upstream;
 
+pub use blocklist::{Blocklists, Policy, Verdict};
+pub use config::Config;
 /// The OS layer (its own crate): the system proxy as a transaction, the firewall hook,
 /// private files.
 pub use guardnest_sysproxy as sysproxy;
-pub use blocklist::{Blocklists, Policy, Verdict};
-pub use config::Config;
 pub use server::{Proxy, ServeError};
 pub use service::ProxyService;

@@ -11,15 +11,18 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use crate::dial::DialError;
+use crate::domain::BadTarget;
+use crate::idle::IdleBody;
 
-/// Body of every response the proxy sends: a forwarded upstream body or one of ours.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// Body of every response the proxy sends: a forwarded upstream body (whose frames must
+/// keep coming within `idle_timeout`) or one of ours.
+pub type ProxyBody = Either<IdleBody<Incoming>, Full<Bytes>>;
 
 /// Why a request was not served.
 #[derive(Debug)]
 pub enum Refusal {
     /// The request cannot be served as written (400).
-    BadRequest(String),
+    BadRequest(BadRequest),
     /// Policy refused the host (403).
     Blocked {
         /// The requested host.
@@ -38,10 +41,111 @@ pub enum Refusal {
     HeadTooLarge(String),
     /// Proxy credentials missing or wrong (407).
     AuthRequired(&'static str),
+    /// Proxy credentials missing or wrong once too often on this connection (407, and the
+    /// connection closes: a client guessing must connect again).
+    LoginsExhausted(&'static str),
+    /// Too many failed logins from this client address: refused without a check (429, the
+    /// connection closes).
+    LoginsThrottled {
+        /// The client address.
+        client: std::net::IpAddr,
+        /// When it may try again.
+        retry_after: std::time::Duration,
+    },
     /// Dialing failed (502, 504, or 508 for a loop).
     Dial(DialError),
     /// The upstream failed after the connection was made (502).
-    Upstream(String),
+    Upstream(UpstreamError),
+}
+
+/// Why a request cannot be served as written (400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// The head is not HTTP/1.x (httparse's reason).
+    #[error("malformed request head: {0}")]
+    Malformed(httparse::Error),
+    /// The request target names no host the proxy can go to.
+    #[error(transparent)]
+    Target(#[from] BadTarget),
+    /// A CONNECT that announces a body: its bytes would be read as tunnel bytes.
+    #[error("a CONNECT request has no body")]
+    ConnectBody,
+    /// The URL is not a URL.
+    #[error("invalid URL: {0}")]
+    Url(#[from] http::uri::InvalidUri),
+    /// The URL's host cannot be written as a `Host` field.
+    #[error("URL host is not a valid header")]
+    HostField,
+    /// The URL has no origin form to send upstream.
+    #[error("URL cannot be forwarded: {0}")]
+    OriginForm(#[from] http::uri::InvalidUriParts),
+}
+
+/// How an upstream failed after it was dialed (502).
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// hyper's client connection failed.
+    #[error("{target}: {}", error_chain(source))]
+    Http {
+        /// The upstream.
+        target: String,
+        /// hyper's error.
+        source: hyper::Error,
+    },
+    /// The response head cannot be relayed.
+    #[error("{target}: {source}")]
+    Response {
+        /// The upstream.
+        target: String,
+        /// What is wrong with it.
+        source: BadResponse,
+    },
+    /// The connection closed before any byte of a response.
+    #[error("{target}: connection closed before a response")]
+    Closed {
+        /// The upstream.
+        target: String,
+    },
+    /// The connection closed inside the response head.
+    #[error("{target}: connection closed in the response head")]
+    ClosedInHead {
+        /// The upstream.
+        target: String,
+    },
+    /// Reading the response failed.
+    #[error("{target}: {source}")]
+    Io {
+        /// The upstream.
+        target: String,
+        /// The socket's error.
+        source: std::io::Error,
+    },
+    /// The connection's own state could not be reached (a poisoned lock).
+    #[error("connection state unavailable")]
+    State,
+}
+
+/// Why an upstream's response head cannot be relayed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadResponse {
+    /// No end of the head within the limit.
+    #[error("response head larger than {0} bytes")]
+    TooLarge(usize),
+    /// Not an HTTP/1.x response head (httparse's reason).
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    /// A protocol switch nobody asked for.
+    #[error("101 Switching Protocols to a request without Upgrade")]
+    UnaskedSwitch,
+    /// A `Content-Length` that is not a number.
+    #[error("invalid Content-Length")]
+    InvalidLength,
+    /// Several `Content-Length` values that differ.
+    #[error("conflicting Content-Length values")]
+    ConflictingLengths,
+    /// Interim (1xx) answers without end.
+    #[error("more than {0} interim (1xx) responses")]
+    TooManyInterim(usize),
 }
 
 impl Refusal {
@@ -51,7 +155,9 @@ impl Refusal {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::HeadTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
-            Refusal::AuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            Refusal::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Refusal::Dial(DialError::Denied { .. }) => StatusCode::FORBIDDEN,
             Refusal::Dial(DialError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
             Refusal::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
             Refusal::Dial(_) | Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -68,6 +174,12 @@ impl Refusal {
             }
             Refusal::ClientDenied(ip) => format!("client address {ip} is not allowed to use this proxy"),
             Refusal::AuthRequired(why) => format!("{why} (this proxy needs a user name and password)"),
+            Refusal::LoginsExhausted(why) => {
+                format!("{why}; too many failed logins on this connection (this proxy needs a user name and password)")
+            }
+            Refusal::LoginsThrottled { client, retry_after } => {
+                format!("too many failed proxy logins from {client}; try again in {} s", retry_after.as_secs().max(1))
+            }
             Refusal::Dial(DialError::Loop { target }) => {
                 format!("refused: {target} is this proxy itself (request loop)")
             }
@@ -90,7 +202,7 @@ impl Refusal {
     }
 
     /// The whole response as bytes, for a connection hyper does not serve (a first CONNECT;
-    /// see [`crate::head`]): the same status, fields and body as [`Refusal::into_response`].
+    /// see [`crate::conn::head`]): the same status, fields and body as [`Refusal::into_response`].
     pub(crate) fn encode(&self) -> Vec<u8> {
         let status = self.status();
         let (content_type, body) = self.body();
@@ -124,6 +236,8 @@ impl Refusal {
                 | Refusal::HeadTooLarge(_)
                 | Refusal::Blocked { html: false, .. }
                 | Refusal::ClientDenied(_)
+                | Refusal::LoginsExhausted(_)
+                | Refusal::LoginsThrottled { .. }
         )
     }
 
@@ -141,7 +255,7 @@ impl Refusal {
         [
             Some((header::CACHE_CONTROL, "no-store")),
             self.closes_connection().then_some((header::CONNECTION, "close")),
-            matches!(self, Refusal::AuthRequired(_))
+            matches!(self, Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_))
                 .then_some((header::PROXY_AUTHENTICATE, "Basic realm=\"GuardNest\", charset=\"UTF-8\"")),
         ]
     }
@@ -204,14 +318,20 @@ mod tests {
     fn encoded_answers_match_the_responses() {
         let refusals = || {
             vec![
-                Refusal::BadRequest("x".into()),
+                Refusal::BadRequest(BadRequest::ConnectBody),
                 Refusal::HeadTooLarge("more than 10 bytes".into()),
                 Refusal::Blocked { host: "a.test".into(), list: "l".into(), rule: "a.test".into(), html: false },
                 Refusal::Blocked { host: "a.test".into(), list: "l".into(), rule: "a.test".into(), html: true },
                 Refusal::ClientDenied("192.0.2.1".parse().unwrap()),
                 Refusal::AuthRequired("proxy authentication required"),
+                Refusal::LoginsExhausted("unknown user or wrong password"),
+                Refusal::LoginsThrottled {
+                    client: "192.0.2.1".parse().unwrap(),
+                    retry_after: std::time::Duration::from_secs(6),
+                },
+                Refusal::Dial(DialError::Denied { target: "a:1".into(), addr: "127.0.0.1".parse().unwrap() }),
                 Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(1) }),
-                Refusal::Upstream("gone".into()),
+                Refusal::Upstream(UpstreamError::Closed { target: "a:1".into() }),
             ]
         };
         for (refusal, same) in refusals().into_iter().zip(refusals()) {

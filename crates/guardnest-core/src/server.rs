@@ -1,4 +1,4 @@
-//! The proxy as a whole (the design's run_proxy): bind, report the bound address, serve
+//! The proxy as a whole: bind, report the bound address, serve
 //! until cancelled, then drain open connections for at most `shutdown_timeout`.
 //!
 //! Lifecycle state is owned: a [`CancellationToken`] stops accepting and asks connections to
@@ -16,6 +16,8 @@ use tokio_util::task::TaskTracker;
 use crate::access::Access;
 use crate::blocklist::Policy;
 use crate::config::{HealthConfig, ProxyConfig};
+use crate::conn::gate::Shared;
+use crate::conn::listener;
 use crate::dial::Dialer;
 use crate::events::BlockLog;
 use crate::health::{self, Health};
@@ -42,21 +44,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Everything a connection task needs, shared by all of them.
-pub(crate) struct Shared {
-    pub(crate) config: ProxyConfig,
-    pub(crate) policy: Policy,
-    pub(crate) access: Arc<Access>,
-    pub(crate) dialer: Dialer,
-    /// Idle upstream connections of the forward stage, between client connections.
-    pub(crate) pool: Arc<Pool>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) blocks: Arc<BlockLog>,
-    pub(crate) tracker: TaskTracker,
-    /// Cancelled when the shutdown grace is over: tunnels and connections stop at once.
-    pub(crate) abort: CancellationToken,
 }
 
 /// A bound proxy, ready to serve.
@@ -89,9 +76,12 @@ impl Proxy {
         access.check_listen(config.listen, config.proxy_protocol)?;
         let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
-        let dialer = Dialer::new(config.connect_timeout, Some(local_addr));
+        let mut dialer = Dialer::new(config.connect_timeout, Some(local_addr));
+        if let Some(destinations) = access.destinations() {
+            dialer = dialer.with_destinations(destinations);
+        }
         let shared = Arc::new(Shared {
-            pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, stats.clone())),
+            pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, config.idle_timeout, stats.clone())),
             dialer,
             policy,
             access,
@@ -139,7 +129,7 @@ impl Proxy {
         let tracker = shared.tracker.clone();
         tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health, shutdown.clone()));
         tracker.spawn(upstream::sweep(shared.pool.clone(), shutdown.clone()));
-        crate::listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
+        listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
         self.stopped_accepting.cancel();
 
         tracker.close();

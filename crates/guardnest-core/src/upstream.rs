@@ -10,6 +10,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -19,11 +21,13 @@ use std::time::{Duration, Instant};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::Target;
+use crate::idle::{Deadline, IdleBody};
 use crate::stats::Stats;
 
 /// Idle upstream connections kept per host.
@@ -31,29 +35,103 @@ const MAX_IDLE_PER_HOST: usize = 32;
 /// Idle upstream connections kept in all.
 const MAX_IDLE: usize = 512;
 
-type Driver = Pin<Box<Connection<TokioIo<TcpStream>, Incoming>>>;
+/// A request body sent upstream: the client's, cut if it stalls for `idle_timeout`.
+pub(crate) type UpBody = IdleBody<Incoming>;
+
+type Driver = Pin<Box<Connection<TokioIo<UpstreamIo>, UpBody>>>;
+
+/// Whose an upstream connection is. In gateway mode a kept connection is only handed to
+/// the same client (its user, or else its address), so bytes an origin sends after its own
+/// framing can never reach another client; a desktop proxy has one user, [`Owner::Anyone`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Owner {
+    Anyone,
+    Address(IpAddr),
+    User(Arc<str>),
+}
+
+/// The upstream socket under hyper: a write that waits `idle_timeout` for an upstream that
+/// stopped reading fails.
+pub(crate) struct UpstreamIo {
+    io: TcpStream,
+    write: Deadline,
+}
+
+impl UpstreamIo {
+    pub(crate) fn new(io: TcpStream, idle: Duration) -> Self {
+        Self { io, write: Deadline::new(idle) }
+    }
+
+    pub(crate) fn into_inner(self) -> TcpStream {
+        self.io
+    }
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.write.check_io(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.write.check_io(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
 
 /// One upstream HTTP/1.1 connection: the handle requests are sent through, and the future
 /// that does its I/O (someone must poll it for anything to happen).
 pub(crate) struct Upstream {
     target: Target,
-    sender: SendRequest<Incoming>,
+    owner: Owner,
+    sender: SendRequest<UpBody>,
     driver: Driver,
 }
 
 impl Upstream {
-    /// Completes the HTTP/1 handshake (nothing is sent) over a connected socket.
-    pub(crate) async fn over(target: Target, stream: TcpStream) -> hyper::Result<Self> {
-        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(stream)).await?;
-        Ok(Self { target, sender, driver: Box::pin(conn) })
+    /// Completes the HTTP/1 handshake (nothing is sent) over a connected socket whose writes
+    /// may wait at most `idle`.
+    pub(crate) async fn over(target: Target, owner: Owner, stream: TcpStream, idle: Duration) -> hyper::Result<Self> {
+        let io = UpstreamIo { io: stream, write: Deadline::new(idle) };
+        let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
+        Ok(Self { target, owner, sender, driver: Box::pin(conn) })
     }
 
-    /// The socket back, for the relay stage ([`crate::relay`]); `None` (the connection
+    /// The socket back, for the relay stage ([`crate::conn::relay`]); `None` (the connection
     /// closes) if hyper holds bytes it read from it.
     fn into_stream(self) -> Option<TcpStream> {
         drop(self.sender);
         let parts = Pin::into_inner(self.driver).into_parts();
-        parts.read_buf.is_empty().then(|| parts.io.into_inner())
+        parts.read_buf.is_empty().then(|| parts.io.into_inner().io)
+    }
+
+    /// Whether this connection may carry a request of `owner` to `target`.
+    fn serves(&self, target: &Target, owner: &Owner) -> bool {
+        self.target == *target && self.owner == *owner
     }
 
     /// Polls the connection's I/O; `true` once it is over (closed by either side or failed).
@@ -94,17 +172,25 @@ impl Slot {
         }
     }
 
-    /// Takes a reusable connection to `target` from this slot or, failing that, from the
-    /// pool; a connection to another host in the slot goes to the pool.
-    pub(crate) fn take(&self, target: &Target, pool: &Pool) -> Option<Upstream> {
+    /// Takes a reusable connection to `target` for `owner` from this slot or, failing that,
+    /// from the pool; a connection to another host (or of another owner) in the slot goes to
+    /// the pool.
+    pub(crate) fn take(&self, target: &Target, owner: &Owner, pool: &Pool) -> Option<Upstream> {
         let held = self.current.lock().ok()?.take();
         if let Some(mut up) = held {
-            if up.target == *target && up.is_reusable() {
+            if up.serves(target, owner) && up.is_reusable() {
                 return Some(up);
             }
             pool.put(up);
         }
-        pool.take(target)
+        pool.take(target, owner)
+    }
+
+    /// Closes the current connection (it misbehaved: it must not serve another request).
+    pub(crate) fn discard(&self) {
+        if let Ok(mut current) = self.current.lock() {
+            *current = None;
+        }
     }
 
     /// Sends `req` over `up`, which this slot then holds and drives until the next request.
@@ -112,8 +198,8 @@ impl Slot {
     pub(crate) fn send(
         &self,
         mut up: Upstream,
-        req: http::Request<Incoming>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<Incoming>>>>
+        req: http::Request<UpBody>,
+    ) -> impl Future<Output = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<UpBody>>>>
     {
         let response = up.sender.try_send_request(req);
         if let Ok(mut current) = self.current.lock() {
@@ -137,6 +223,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// Idle upstream connections no client connection is driving.
 pub(crate) struct Pool {
     idle_timeout: Duration,
+    /// How long a write to an upstream may wait ([`UpstreamIo`]).
+    io_idle: Duration,
     idle: Mutex<PoolInner>,
     stats: Arc<Stats>,
     /// Wakes [`sweep`] when the pool stops being empty.
@@ -145,14 +233,20 @@ pub(crate) struct Pool {
 
 #[derive(Default)]
 struct PoolInner {
-    by_target: HashMap<Target, VecDeque<(Upstream, Instant)>>,
+    by_target: HashMap<(Target, Owner), VecDeque<(Upstream, Instant)>>,
     count: usize,
 }
 
 impl Pool {
-    /// A pool that closes connections idle for longer than `idle_timeout`.
-    pub(crate) fn new(idle_timeout: Duration, stats: Arc<Stats>) -> Self {
-        Self { idle_timeout, idle: Mutex::default(), stats, filled: Notify::new() }
+    /// A pool that closes connections idle for longer than `idle_timeout`, for connections
+    /// whose writes may wait `io_idle`.
+    pub(crate) fn new(idle_timeout: Duration, io_idle: Duration, stats: Arc<Stats>) -> Self {
+        Self { idle_timeout, io_idle, idle: Mutex::default(), stats, filled: Notify::new() }
+    }
+
+    /// How long a write to an upstream may wait.
+    pub(crate) fn io_idle(&self) -> Duration {
+        self.io_idle
     }
 
     /// Keeps `up` if it is reusable and there is room; otherwise it is closed.
@@ -164,7 +258,7 @@ impl Pool {
         if inner.count >= MAX_IDLE {
             return;
         }
-        let queue = inner.by_target.entry(up.target.clone()).or_default();
+        let queue = inner.by_target.entry((up.target.clone(), up.owner.clone())).or_default();
         if queue.len() >= MAX_IDLE_PER_HOST {
             return;
         }
@@ -176,11 +270,12 @@ impl Pool {
         }
     }
 
-    /// The most recently used reusable connection to `target`, if any.
-    fn take(&self, target: &Target) -> Option<Upstream> {
+    /// The most recently used reusable connection to `target` of `owner`, if any.
+    fn take(&self, target: &Target, owner: &Owner) -> Option<Upstream> {
         let mut inner = self.idle.lock().ok()?;
         let inner = &mut *inner;
-        let queue = inner.by_target.get_mut(target)?;
+        let key = (target.clone(), owner.clone());
+        let queue = inner.by_target.get_mut(&key)?;
         let mut found = None;
         while let Some((mut up, since)) = queue.pop_back() {
             inner.count -= 1;
@@ -190,21 +285,21 @@ impl Pool {
             }
         }
         if queue.is_empty() {
-            inner.by_target.remove(target);
+            inner.by_target.remove(&key);
         }
         self.counted(inner.count);
         found
     }
 
-    /// A reusable connection to `target` as a bare socket, for the relay stage.
-    pub(crate) fn take_stream(&self, target: &Target) -> Option<TcpStream> {
-        self.take(target)?.into_stream()
+    /// A reusable connection to `target` of `owner` as a bare socket, for the relay stage.
+    pub(crate) fn take_stream(&self, target: &Target, owner: &Owner) -> Option<TcpStream> {
+        self.take(target, owner)?.into_stream()
     }
 
     /// Keeps a bare socket the relay stage is done with, as a hyper connection: from here
     /// on hyper watches it, and closes it if the server closes or sends stray bytes.
-    pub(crate) async fn put_stream(&self, target: Target, stream: TcpStream) {
-        if let Ok(up) = Upstream::over(target, stream).await {
+    pub(crate) async fn put_stream(&self, target: Target, owner: Owner, stream: TcpStream) {
+        if let Ok(up) = Upstream::over(target, owner, stream, self.io_idle).await {
             self.put(up);
         }
     }
@@ -267,7 +362,7 @@ mod tests {
 
     async fn connected(listener: &TcpListener, target: &Target) -> (Upstream, TcpStream) {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let up = Upstream::over(target.clone(), stream).await.unwrap();
+        let up = Upstream::over(target.clone(), Owner::Anyone, stream, Duration::from_secs(5)).await.unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
         (up, server_side)
     }
@@ -289,7 +384,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
         let stats = Arc::new(Stats::default());
-        let pool = Pool::new(Duration::from_millis(300), stats.clone());
+        let pool = Pool::new(Duration::from_millis(300), Duration::from_secs(5), stats.clone());
         let (a, mut server_a) = connected(&listener, &target).await;
         let (b, server_b) = connected(&listener, &target).await;
         pool.put(a);
@@ -317,18 +412,20 @@ mod tests {
         let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
         let other_target = Target::parse_authority(&other.local_addr().unwrap().to_string()).unwrap();
-        let pool = Pool::new(Duration::from_secs(60), Arc::default());
+        let pool = Pool::new(Duration::from_secs(60), Duration::from_secs(5), Arc::default());
         let (dead, server_dead) = connected(&listener, &target).await;
         let (live, _server_live) = connected(&listener, &target).await;
         pool.put(live);
         pool.put(dead);
-        assert!(pool.take(&other_target).is_none());
+        assert!(pool.take(&other_target, &Owner::Anyone).is_none());
+        let someone = Owner::Address("127.0.0.9".parse().unwrap());
+        assert!(pool.take(&target, &someone).is_none(), "another owner's connection handed out");
         // The server closes the most recent one; its FIN is in our socket right after.
         drop(server_dead);
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let taken = pool.take(&target).expect("the live connection is handed out");
+        let taken = pool.take(&target, &Owner::Anyone).expect("the live connection is handed out");
         assert_eq!(pool.idle_count(), 0, "the closed one was dropped on the way");
         assert_eq!(taken.target, target);
-        assert!(pool.take(&target).is_none());
+        assert!(pool.take(&target, &Owner::Anyone).is_none());
     }
 }

@@ -124,7 +124,8 @@ fn allowlists() -> Outcome {
     assert_eq!(p.unsupported, 2);
     assert!(names(&p.allow).contains(&"adservice.google.xn--mxtq1m"));
 
-    let (format, p) = load("blocklistproject-exclusions-ads.allow.domains.txt").ok().expect("the folder was found above");
+    let (format, p) =
+        load("blocklistproject-exclusions-ads.allow.domains.txt").ok().expect("the folder was found above");
     assert_eq!(format, Format::Plain);
     assert_eq!(p.block.len(), 6);
     assert!(names(&p.block).contains(&"compute-1.amazonaws.com"));
@@ -160,7 +161,8 @@ fn sample_mixed_every_quirk() -> Outcome {
         assert!(!block.contains(&gone), "{gone} blocked");
     }
     // Commented-out entries stay out.
-    let text = std::fs::read_to_string(data_dir().ok().expect("the folder was found above").join("sample-mixed.txt")).unwrap();
+    let text =
+        std::fs::read_to_string(data_dir().ok().expect("the folder was found above").join("sample-mixed.txt")).unwrap();
     for line in text.lines().map(str::trim).filter(|l| l.starts_with("#0.0.0.0 ") || l.starts_with("#127.0.0.1 ")) {
         let name = line.split_whitespace().nth(1).unwrap();
         assert!(!block.contains(&name), "commented-out {name} blocked");

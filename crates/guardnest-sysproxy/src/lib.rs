@@ -18,6 +18,7 @@ mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod kde;
+pub mod login;
 pub mod macos;
 pub mod windows;
 
@@ -191,13 +192,41 @@ pub struct SystemProxy {
     backend: Option<Box<dyn Backend>>,
     state_file: PathBuf,
     lock: Mutex<()>,
+    /// Registered while a transaction is open, so a machine that reboots without GuardNest
+    /// gets the user's settings back at the next login.
+    login: Option<login::LoginRepair>,
 }
 
 impl SystemProxy {
     /// A system proxy step using `backend` (`None`: do nothing), keeping its transaction in
     /// `data_dir`.
     pub fn new(backend: Option<Box<dyn Backend>>, data_dir: &Path) -> Self {
-        Self { backend, state_file: data_dir.join("system-proxy.json"), lock: Mutex::new(()) }
+        Self { backend, state_file: data_dir.join("system-proxy.json"), lock: Mutex::new(()), login: None }
+    }
+
+    /// Registers `repair` with the OS while GuardNest holds the system proxy (from the apply
+    /// until a clean restore), so it runs at the next login if GuardNest does not restore.
+    pub fn with_login_repair(mut self, repair: Option<login::LoginRepair>) -> Self {
+        self.login = repair;
+        self
+    }
+
+    /// The login repair this step registers, if any.
+    pub fn login_repair(&self) -> Option<&login::LoginRepair> {
+        self.login.as_ref()
+    }
+
+    fn register_login_repair(&self) -> Option<String> {
+        let login = self.login.as_ref()?;
+        login.register().err().map(|e| format!("cannot register the repair at login ({}): {e}", login.describe()))
+    }
+
+    fn unregister_login_repair(&self) {
+        if let Some(login) = &self.login {
+            // A failure is harmless: at the next login the repair finds nothing to do and
+            // removes itself.
+            let _ = login.unregister();
+        }
     }
 
     /// The backend's name, or `none`.
@@ -244,17 +273,24 @@ impl SystemProxy {
         };
         let transaction =
             Transaction { backend: backend.name().into(), pid: std::process::id(), saved, applied: wanted.clone() };
-        // Persist before touching anything: a crash from here on is repaired at next start.
+        // Persist before touching anything: a crash from here on is repaired at next start,
+        // or at the next login by the registered repair if GuardNest never starts again.
         self.store(&transaction)?;
+        let login_warning = self.register_login_repair();
         if let Err(e) = backend.write(&wanted).and_then(|()| backend.verify(target)) {
             // Put back whatever part was written, so nothing is left half-applied.
             let current = backend.read(&keys).unwrap_or_default();
             let plan = plan_restore(&transaction.saved, &transaction.applied, &current);
             let _ = backend.write(&plan.writes);
             let _ = std::fs::remove_file(&self.state_file);
+            self.unregister_login_repair();
             return Err(e);
         }
-        Ok(Outcome { backend: backend.name().into(), message: format!("system proxy set ({})", backend.name()) })
+        let mut message = format!("system proxy set ({})", backend.name());
+        if let Some(w) = login_warning {
+            message += &format!("; {w}");
+        }
+        Ok(Outcome { backend: backend.name().into(), message })
     }
 
     /// Restores the snapshot where our settings are still in place; says what it left alone.
@@ -335,6 +371,7 @@ impl SystemProxy {
         std::fs::remove_file(&self.state_file)
             .or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
             .map_err(|source| SysProxyError::State { path: self.state_file.display().to_string(), source })?;
+        self.unregister_login_repair();
         let mut message = match repairing {
             true => format!("repaired a crashed session: restored your {} proxy settings", t.backend),
             false => format!("restored your {} proxy settings", t.backend),

@@ -76,6 +76,19 @@ impl DesktopHome {
     }
 }
 
+/// The `guardnest` command of the same build (the CLI drives the running app through its
+/// control API), built if it is not there yet.
+pub fn guardnest_cli() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    let bin = dir.join(if cfg!(windows) { "guardnest.exe" } else { "guardnest" });
+    if !bin.is_file() {
+        let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "guardnest-cli"]).status().unwrap();
+        assert!(ok.success(), "cannot build the guardnest command");
+    }
+    bin
+}
+
 /// Ends a process group started with [`DesktopHome::command`].
 pub fn kill_group(child: &mut std::process::Child) {
     let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", child.id())]).status();

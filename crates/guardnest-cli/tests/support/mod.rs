@@ -74,6 +74,11 @@ impl Running {
         }
     }
 
+    /// How many lines read so far contain `needle`.
+    pub fn seen_matching(&self, needle: &str) -> usize {
+        self.seen.iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// Sends `sig` (`-TERM`, `-INT`, `-KILL`). On Windows, `-TERM` and `-INT` are a Ctrl-C in
     /// the child's console (what Ctrl-C in a terminal, and Wine for a SIGINT, deliver) and
     /// `-KILL` is TerminateProcess.

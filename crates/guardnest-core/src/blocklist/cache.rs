@@ -29,6 +29,9 @@ pub struct CacheMeta {
     pub checked_at: u64,
     /// When the last attempt failed, and why; cleared by a success.
     pub last_error: Option<(u64, String)>,
+    /// The same failure as a kind and one sentence (absent in older caches).
+    #[serde(default)]
+    pub last_problem: Option<super::problem::Problem>,
 }
 
 /// Cache files of one source.

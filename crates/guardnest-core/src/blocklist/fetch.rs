@@ -18,7 +18,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Connection, TLS, redirect or protocol failure (the whole cause chain).
+    /// The server could not be reached: name resolution or the connection failed.
+    #[error("{0}")]
+    Connect(String),
+    /// TLS, redirect or protocol failure (the whole cause chain).
     #[error("{0}")]
     Transport(String),
     /// The server answered with a status other than 200 or 304.
@@ -36,6 +39,20 @@ pub enum FetchError {
     /// The download took longer than the configured limit.
     #[error("download took longer than {0:?}")]
     Timeout(Duration),
+}
+
+impl FetchError {
+    /// The kind of problem this is for the user.
+    pub fn problem_kind(&self) -> super::problem::ProblemKind {
+        use super::problem::ProblemKind;
+        match self {
+            FetchError::Connect(_) | FetchError::Transport(_) => ProblemKind::Offline,
+            FetchError::Status(_) => ProblemKind::Refused,
+            FetchError::TooLarge { .. } => ProblemKind::TooLarge,
+            FetchError::Disk(_) => ProblemKind::Disk,
+            FetchError::Timeout(_) => ProblemKind::Timeout,
+        }
+    }
 }
 
 /// A new body, or word that the cached one is current.
@@ -122,7 +139,10 @@ impl Fetcher {
         if let Some(v) = last_modified {
             request = request.header(IF_MODIFIED_SINCE, v);
         }
-        let mut response = request.send().await.map_err(transport)?;
+        let mut response = request.send().await.map_err(|e| match e.is_connect() {
+            true => FetchError::Connect(error_chain(&e)),
+            false => transport(e),
+        })?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
             StatusCode::OK => {}

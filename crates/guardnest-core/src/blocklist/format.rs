@@ -8,42 +8,8 @@ use std::net::IpAddr;
 
 use serde::Deserialize;
 
+pub use crate::config::ListFormat as Format;
 use crate::domain::normalize_into;
-
-/// The formats GuardNest reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// `0.0.0.0 name [name…]` (hosts file).
-    Hosts,
-    /// One name per line.
-    Plain,
-    /// Adblock network rules of domain form: `||name^`, exceptions `@@||name^`.
-    Adblock,
-    /// `*.name`.
-    Wildcard,
-    /// A JSON array of names, or `{"domains": [...], "allow": [...]}`.
-    Json,
-}
-
-impl Format {
-    /// Lowercase name, as written in config files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Hosts => "hosts",
-            Format::Plain => "plain",
-            Format::Adblock => "adblock",
-            Format::Wildcard => "wildcard",
-            Format::Json => "json",
-        }
-    }
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Receives what a parser finds, line by line; lets the same parser fill a text list
 /// (tools, tests) or a compact set of fingerprints (the proxy).

@@ -131,12 +131,22 @@ impl Verdict {
 }
 
 /// Whether a list's names block or exempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// A block list (its adblock `@@` exceptions still exempt).
     Block,
     /// An allowlist: every name in it is exempt.
     Allow,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Block => "block",
+            Role::Allow => "allow",
+        })
+    }
 }
 
 struct List {

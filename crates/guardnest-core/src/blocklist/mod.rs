@@ -9,6 +9,7 @@ mod cache;
 mod fetch;
 mod format;
 mod matcher;
+mod problem;
 mod read;
 mod source;
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub use cache::{CacheEntry, CacheError, CacheMeta};
 pub use fetch::{FetchError, Fetched, Fetcher, Progress};
 pub use format::{detect, parse, parse_reader, parse_text, Format, Names, Parsed, Sink};
+pub use problem::{Problem, ProblemKind};
 pub use matcher::{ListNames, Match, Matcher, MatcherBuilder, NameHasher, Role, TooManyLists, Verdict, MAX_LISTS};
 
 use crate::config::{BlocklistConfig, SourceSpec};
@@ -80,8 +82,10 @@ pub struct SourceStatus {
     pub skipped: usize,
     /// Last successful check (changed or not).
     pub last_success: Option<SystemTime>,
-    /// The error of the last attempt, if it failed.
+    /// The error of the last attempt, if it failed (the whole chain).
     pub last_error: Option<String>,
+    /// The same, as a kind and one short sentence.
+    pub problem: Option<Problem>,
     /// When the source is checked next.
     pub next_check: SystemTime,
 }
@@ -128,6 +132,8 @@ struct Inner {
     fetcher: Fetcher,
     hasher: NameHasher,
     warned_defaults: AtomicBool,
+    /// Bumped when a list, the pause or the published matcher changes.
+    changes: crate::events::Changes,
 }
 
 /// A cheap, clonable handle that answers "is this host blocked?".
@@ -217,6 +223,7 @@ impl Blocklists {
                 fetcher: Fetcher::new(config.max_download_bytes, config.download_timeout)?,
                 hasher,
                 warned_defaults: AtomicBool::new(false),
+                changes: crate::events::Changes::default(),
             }),
         })
     }
@@ -230,11 +237,19 @@ impl Blocklists {
     pub fn pause(&self, duration: std::time::Duration) {
         self.inner.paused_until.store(cache::now_secs() + duration.as_secs().max(1), Ordering::Relaxed);
         tracing::info!(minutes = duration.as_secs() / 60, "protection paused");
+        self.inner.changes.bump();
     }
 
     /// Blocks again now.
     pub fn resume(&self) {
         self.inner.paused_until.store(0, Ordering::Relaxed);
+        self.inner.changes.bump();
+    }
+
+    /// What front ends watch to redraw: bumped when a list, the pause or the published
+    /// matcher changes (and by whoever shares it, such as the block log).
+    pub fn changes(&self) -> &crate::events::Changes {
+        &self.inner.changes
     }
 
     /// Time left in a pause, if paused.
@@ -266,6 +281,7 @@ impl Blocklists {
         .map_err(|e| ListError::Read { path: "?".into(), source: std::io::Error::other(e.to_string()) })??;
         self.sources().push(loaded);
         self.republish().await;
+        self.inner.changes.bump();
         Ok(true)
     }
 
@@ -279,6 +295,7 @@ impl Blocklists {
         };
         if removed {
             self.republish().await;
+            self.inner.changes.bump();
         }
         removed
     }
@@ -324,13 +341,16 @@ impl Blocklists {
                     report.updated.push(name);
                 }
                 Outcome::Failed(why) => {
-                    s.failed(why.clone());
-                    report.failed.push((name, why));
+                    report.failed.push((name, why.detail.clone()));
+                    s.failed(why);
                 }
             }
         }
         if !report.updated.is_empty() {
             self.republish().await;
+        }
+        if !report.updated.is_empty() || !report.failed.is_empty() {
+            self.inner.changes.bump();
         }
         self.warn_about_defaults();
         report.names = self.len();
@@ -410,7 +430,8 @@ impl Blocklists {
                 entries: s.version.names.entries(),
                 skipped: s.version.names.invalid + s.version.names.unsupported,
                 last_success: s.last_success,
-                last_error: s.last_error.clone(),
+                last_error: s.last_error.as_ref().map(|p| p.detail.clone()),
+                problem: s.last_error.clone(),
                 next_check: SystemTime::now() + s.next_check.saturating_duration_since(now),
             })
             .collect()

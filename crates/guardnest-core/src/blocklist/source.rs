@@ -14,6 +14,7 @@ use super::cache::{self, CacheEntry, CacheError, CacheMeta};
 use super::fetch::{FetchError, Fetched, Fetcher, Progress};
 use super::format::Format;
 use super::matcher::{ListNames, NameHasher, Role};
+use super::problem::{host_of, Problem, ProblemKind};
 use super::read::{read_list, Loaded};
 use crate::config::SourceSpec;
 
@@ -21,6 +22,8 @@ use crate::config::SourceSpec;
 const RETRY_FIRST: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
+/// A list that keeps failing the same way is warned about at most this often.
+const WARN_EVERY: Duration = Duration::from_secs(5 * 60);
 
 /// Where a source's text comes from.
 #[derive(Debug, Clone)]
@@ -42,8 +45,10 @@ pub(crate) struct Source {
     pub(crate) interval: Duration,
     pub(crate) version: Version,
     pub(crate) last_success: Option<SystemTime>,
-    pub(crate) last_error: Option<String>,
+    pub(crate) last_error: Option<Problem>,
     pub(crate) failures: u32,
+    /// When a failure of this source was last logged as a warning.
+    last_warned: Option<Instant>,
     pub(crate) next_check: Instant,
 }
 
@@ -94,7 +99,7 @@ pub(crate) enum Outcome {
     /// A new version to install.
     Updated(Version),
     /// The attempt failed; the current version stays.
-    Failed(String),
+    Failed(Problem),
 }
 
 impl Source {
@@ -123,6 +128,7 @@ impl Source {
             last_success: None,
             last_error: None,
             failures: 0,
+            last_warned: None,
             next_check: Instant::now(),
         }
     }
@@ -145,7 +151,9 @@ impl Source {
                     Err(e) => tracing::warn!(list = %self.name, %url, error = %e, "ignoring the cached copy"),
                 }
                 if let Some(meta) = cache.meta() {
-                    self.last_error = meta.last_error.map(|(_, e)| e);
+                    self.last_error = meta
+                        .last_problem
+                        .or_else(|| meta.last_error.map(|(_, e)| Problem::new(ProblemKind::Earlier, "", e)));
                 }
                 self.next_check = Instant::now(); // a conditional GET right away is cheap
             }
@@ -170,9 +178,9 @@ impl Source {
                     Ok(stamp) if Some(stamp) == current.stamp => Outcome::Unchanged,
                     Ok(_) => match read_file(&path, format, &hasher) {
                         Ok(v) => Outcome::Updated(v),
-                        Err(e) => Outcome::Failed(format!("cannot read {}: {e}", path.display())),
+                        Err(e) => Outcome::Failed(unreadable(&path, &e)),
                     },
-                    Err(e) => Outcome::Failed(format!("cannot read {}: {e}", path.display())),
+                    Err(e) => Outcome::Failed(unreadable(&path, &e)),
                 })
                 .await
             }
@@ -223,6 +231,7 @@ impl Source {
                                     fetched_at: cache::now_secs(),
                                     checked_at: cache::now_secs(),
                                     last_error: None,
+                                    last_problem: None,
                                 };
                                 if let Some(c) = &cache {
                                     if let Err(e) = c.store(&meta, file) {
@@ -232,15 +241,16 @@ impl Source {
                                 Outcome::Updated(Version { etag, last_modified, ..Version::from_loaded(loaded) })
                             }
                             Err(e) => {
-                                remember(cache.as_ref(), &url, Some(&e));
-                                Outcome::Failed(e)
+                                let problem = Problem::new(ProblemKind::NotAList, host_of(&url), e);
+                                remember(cache.as_ref(), &url, Some(&problem));
+                                Outcome::Failed(problem)
                             }
                         }
                     }
                     Err(e) => {
-                        let e = e.to_string();
-                        remember(cache.as_ref(), &url, Some(&e));
-                        Outcome::Failed(e)
+                        let problem = Problem::new(e.problem_kind(), host_of(&url), e.to_string());
+                        remember(cache.as_ref(), &url, Some(&problem));
+                        Outcome::Failed(problem)
                     }
                 })
                 .await
@@ -263,15 +273,28 @@ impl Source {
         self.next_check = Instant::now() + self.interval;
     }
 
-    /// Records a failure and schedules a retry with backoff.
-    pub(crate) fn failed(&mut self, why: String) {
+    /// Records a failure and schedules a retry with backoff. The log says so once, then at
+    /// most every [`WARN_EVERY`] while it keeps failing the same way (offline, the retries
+    /// would otherwise fill the log); each retry is logged at debug.
+    pub(crate) fn failed(&mut self, why: Problem) {
         self.failures = self.failures.saturating_add(1);
         let delay = RETRY_FIRST.saturating_mul(1 << self.failures.min(16).saturating_sub(1)).min(RETRY_MAX);
-        self.next_check = Instant::now() + delay;
+        let now = Instant::now();
+        self.next_check = now + delay;
         let kept = if self.version.loaded { "keeping the previous version" } else { "not loaded yet" };
-        tracing::warn!(list = %self.name, error = %why, retry_in = ?delay, "list update failed; {kept}");
+        let same = self.last_error.as_ref().is_some_and(|p| p.kind == why.kind);
+        if same && self.last_warned.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            tracing::debug!(list = %self.name, error = %why.detail, retry_in = ?delay, "list update failed again; {kept}");
+        } else {
+            self.last_warned = Some(now);
+            tracing::warn!(list = %self.name, error = %why.detail, retry_in = ?delay, "list update failed: {}; {kept}", why.summary);
+        }
         self.last_error = Some(why);
     }
+}
+
+fn unreadable(path: &std::path::Path, e: &std::io::Error) -> Problem {
+    Problem::new(ProblemKind::Unreadable, &path.display().to_string(), format!("cannot read {}: {e}", path.display()))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -282,15 +305,19 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Records the result of a check in the cache metadata, so `guardnest lists` can show it.
-fn remember(cache: Option<&CacheEntry>, url: &str, error: Option<&str>) {
+fn remember(cache: Option<&CacheEntry>, url: &str, error: Option<&Problem>) {
     let Some(cache) = cache else { return };
     let mut meta = cache.meta().unwrap_or_else(|| CacheMeta { url: url.to_string(), ..CacheMeta::default() });
     match error {
         None => {
             meta.checked_at = cache::now_secs();
             meta.last_error = None;
+            meta.last_problem = None;
         }
-        Some(e) => meta.last_error = Some((cache::now_secs(), e.to_string())),
+        Some(e) => {
+            meta.last_error = Some((cache::now_secs(), e.detail.clone()));
+            meta.last_problem = Some(e.clone());
+        }
     }
     // A cache that cannot be written is reported when the body is stored; not again here.
     let _ = cache.store_meta(&meta);

@@ -18,6 +18,9 @@ fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
             .iter()
             .map(|(n, p)| UserConfig { name: n.to_string(), password_hash: hash_password(p).unwrap() })
             .collect(),
+        // The test's upstreams are on loopback, which a gateway's clients may not reach by
+        // default.
+        allow_destinations: vec!["127.0.0.0/8".into()],
         ..AccessConfig::default()
     };
     Access::from_config(&config).unwrap()

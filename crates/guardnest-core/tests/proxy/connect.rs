@@ -332,7 +332,8 @@ async fn oversized_connect_heads_get_431() {
     for fields in [big, many] {
         let resp = raw(proxy.addr, format!("{start}{fields}\r\n").as_bytes()).await;
         assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
-        assert!(resp.contains("request head too large: more than"), "{resp}");
+        // hyper answers heads it reads itself with its own 431, which has no body.
+        assert!(all_to_hyper() || resp.contains("request head too large: more than"), "{resp}");
     }
     assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
 }

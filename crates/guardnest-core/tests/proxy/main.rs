@@ -7,6 +7,7 @@ mod connect;
 mod forward;
 #[path = "../common/loopback.rs"]
 mod loopback;
+mod probed;
 mod relay;
 mod robustness;
 mod support;

@@ -80,6 +80,25 @@ async fn exactly(s: &mut TcpStream, n: usize) -> Vec<u8> {
     bytes
 }
 
+/// Reads a chunked body (no trailers) and decodes it.
+async fn read_body_chunked(s: &mut TcpStream) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        while !line.ends_with(b"\r\n") {
+            line.extend_from_slice(&exactly(s, 1).await);
+        }
+        let text = String::from_utf8_lossy(&line[..line.len() - 2]).into_owned();
+        let size = usize::from_str_radix(text.split(';').next().unwrap_or("").trim(), 16).unwrap();
+        if size == 0 {
+            exactly(s, 2).await;
+            return body;
+        }
+        body.extend_from_slice(&exactly(s, size).await);
+        exactly(s, 2).await;
+    }
+}
+
 /// Reads until the proxy closes the connection.
 async fn to_close(s: &mut TcpStream) -> Vec<u8> {
     let mut bytes = Vec::new();
@@ -99,10 +118,18 @@ async fn chunked_answers_with_extensions_and_trailers_keep_the_upstream_in_step(
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(get(upstream, "/1").as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 200") && head.contains("Transfer-Encoding: chunked"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     assert!(head.contains("via: 1.1 guardnest"), "{head}");
-    // The body byte for byte, trailers included, and not one byte more.
-    assert_eq!(exactly(&mut s, CHUNKED.len()).await, CHUNKED);
+    if all_to_hyper() {
+        // hyper decodes and encodes the body again (its own chunks, no extension).
+        assert_eq!(read_body_chunked(&mut s).await, b"wikipedia");
+    } else {
+        // The body byte for byte, trailers included, and not one byte more.
+        assert_eq!(exactly(&mut s, CHUNKED.len()).await, CHUNKED);
+    }
     s.write_all(get(upstream, "/2").as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await;
     assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("\r\n\r\nsecond"), "{resp}");
@@ -130,6 +157,13 @@ async fn a_body_that_runs_to_the_close_closes_the_client_connection() {
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
+    if all_to_hyper() {
+        // hyper frames a body that ran to the close (chunked), and keeps the connection.
+        assert!(head.starts_with("HTTP/1.1 200") && head.contains("transfer-encoding: chunked\r\n"), "{head}");
+        assert!(read_body_chunked(&mut s).await == b"until the end");
+        proxy.stop().await;
+        return;
+    }
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("connection: close\r\n"), "{head}");
     assert_eq!(to_close(&mut s).await, b"until the end");
     proxy.stop().await;
@@ -232,7 +266,7 @@ async fn a_cut_off_body_closes_the_client_connection() {
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(get(upstream, "/").as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
-    assert!(head.contains("Content-Length: 10"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("content-length: 10"), "{head}");
     // The client sees the short body end with the connection, as from the origin itself.
     assert_eq!(to_close(&mut s).await, b"half");
     proxy.stop().await;
@@ -305,8 +339,13 @@ async fn large_bodies_arrive_whole_in_both_framings() {
     let head = read_head(&mut s).await;
     let body_len = chunked_len - (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".len());
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    let got = exactly(&mut s, body_len).await;
-    assert!(got.ends_with(b"0\r\n\r\n"));
+    if all_to_hyper() {
+        // hyper encodes the chunks anew: the decoded body is what counts.
+        assert!(read_body_chunked(&mut s).await == body, "chunked body differs");
+    } else {
+        let got = exactly(&mut s, body_len).await;
+        assert!(got.ends_with(b"0\r\n\r\n"));
+    }
     assert_eq!(connections.load(Ordering::SeqCst), 1);
     proxy.stop().await;
 }

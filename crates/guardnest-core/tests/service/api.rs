@@ -106,3 +106,41 @@ async fn calls_metrics_and_pac() {
     let (_, body) = request(addr, &req("GET", "/proxy.pac", &host, "")).await;
     assert!(body.contains("DIRECT") && !body.contains("PROXY"), "a stopped proxy's PAC is direct: {body}");
 }
+
+/// Descriptors this process holds.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// Hole 7 (issue 17): the control API cuts a client that sends no complete head within the
+/// head timeout (the proxy's `request_timeout`, 10 s by default), and holds a bounded number
+/// of connections: 100 silent clients do not make it hold 100 sockets (more would only wait
+/// in the kernel's backlog, whose length varies by machine).
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn silent_and_partial_clients_of_the_control_api_are_bounded() {
+    let env = service(false);
+    let (addr, _stop) = api(&env).await;
+    let before = open_fds();
+    let mut partial = tokio::net::TcpStream::connect(addr).await.unwrap();
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: ").await.unwrap();
+    let mut silent = Vec::new();
+    for _ in 0..100 {
+        silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let held = open_fds().saturating_sub(before + 101);
+    eprintln!("hole 7: 100 silent clients and one partial head: the server side holds {held} sockets");
+    assert!(held <= 60, "the control API accepted {held} connections for 100 silent clients");
+    // The partial head is cut at the head timeout.
+    let started = std::time::Instant::now();
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(14), partial.read_to_end(&mut out)).await;
+    eprintln!(
+        "hole 7: partial head: {:?} after {:?}",
+        read.as_ref().map(|_| String::from_utf8_lossy(&out)),
+        started.elapsed()
+    );
+    assert!(read.is_ok(), "a partial head was held past 14 s");
+    drop(silent);
+}

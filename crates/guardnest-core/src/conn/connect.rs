@@ -1,5 +1,6 @@
 //! CONNECT stage: decide, dial, and only then answer `200 Connection Established`,
-//! handing both raw sockets to the tunnel.
+//! handing both raw sockets to the tunnel (which a plain request answered `101` by its
+//! upstream also ends in).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -8,55 +9,48 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::connection::{ConnCtx, ConnGuard};
+use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Decided, Pending, Shared};
+use crate::conn::head::{ConnectHead, Rewind};
 use crate::domain::Target;
-use crate::head::{ConnectHead, Rewind};
-use crate::respond::{error_chain, ProxyBody, Refusal};
-use crate::server::Shared;
+use crate::respond::{error_chain, BadRequest, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
 use crate::tunnel::{self, TunnelEnd};
 
-/// Why a CONNECT that announces a body is refused: its bytes would be read as tunnel bytes.
-pub(crate) const NO_BODY: &str = "a CONNECT request has no body";
-
-/// Whether a header field of a CONNECT announces a body ([`NO_BODY`]); both the first-head
-/// path and hyper's apply this one rule.
-pub(crate) fn announces_body(name: &str, value: &[u8]) -> bool {
-    name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("content-length") && value != b"0"
-}
-
-/// A CONNECT answered 200: what the connection task needs to start the tunnel once hyper
-/// hands the client's socket back (after the 200 is written).
-pub(crate) struct Pending {
-    on_upgrade: OnUpgrade,
-    upstream: TcpStream,
-    target: Target,
-}
-
 /// Serves one CONNECT request: decides and dials, then leaves the tunnel to the connection
 /// task ([`start`]), which goes on to it as soon as the 200 is out.
-pub(crate) async fn handle(mut req: Request<Incoming>, ctx: &ConnCtx) -> Result<Response<ProxyBody>, Refusal> {
-    let target = Target::of_request(req.method(), req.uri()).map_err(|e| Refusal::BadRequest(e.0))?;
-    if req.headers().iter().any(|(name, value)| announces_body(name.as_str(), value.as_bytes())) {
-        return Err(Refusal::BadRequest(NO_BODY.into()));
-    }
-    ctx.check_policy(&target.host, false)?;
+pub(crate) async fn handle(
+    mut req: Request<Incoming>,
+    decided: Decided,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let target = decided.target;
     let upstream = ctx.dial(&target).await?;
-    let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target };
+    let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target, early: Vec::new() };
     match ctx.local.tunnel.lock() {
         Ok(mut slot) => *slot = Some(pending),
-        Err(_) => return Err(Refusal::Upstream("connection state unavailable".into())),
+        Err(_) => return Err(Refusal::Upstream(UpstreamError::State)),
     }
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     *response.status_mut() = StatusCode::OK;
     response.extensions_mut().insert(hyper::ext::ReasonPhrase::from_static(b"Connection Established"));
     Ok(response)
+}
+
+/// A plain request's upgrade the upstream accepted: the tunnel starts once hyper has
+/// written the 101 ([`start`]).
+pub(crate) fn upgraded(ctx: &ConnCtx, pending: Pending) -> Result<(), Refusal> {
+    match ctx.local.tunnel.lock() {
+        Ok(mut slot) => {
+            *slot = Some(pending);
+            Ok(())
+        }
+        Err(_) => Err(Refusal::Upstream(UpstreamError::State)),
+    }
 }
 
 /// What [`answer`] did with a CONNECT head.
@@ -70,27 +64,28 @@ pub(crate) enum Answered {
     Closed,
 }
 
-/// A dialed upstream whose 200 is out, and what the client sent behind its CONNECT.
+/// A dialed upstream whose 200 (or 101) is out, what the client sent behind its request,
+/// and what the upstream sent behind its 101.
 pub(crate) struct Open {
     upstream: TcpStream,
     target: Target,
     pipelined: Vec<u8>,
+    early: Vec<u8>,
 }
 
-/// Serves a CONNECT head read by [`crate::head`], without hyper: the same checks, dial and
+/// Serves a CONNECT head read by [`crate::conn::head`], without hyper: the same checks, dial and
 /// answers as [`handle`], written to the socket directly.
-pub(crate) async fn answer(
-    client: &mut TcpStream,
-    head: ConnectHead,
-    shared: &Shared,
-    peer: SocketAddr,
-    address_allowed: bool,
-) -> Answered {
+pub(crate) async fn answer(client: &mut TcpStream, head: ConnectHead, shared: &Shared, who: &Client) -> Answered {
+    let peer = who.peer;
     let decided = async {
-        crate::connection::admit(shared, peer, address_allowed, head.proxy_authorization()).await?;
-        let target = head.target.clone().map_err(|e| Refusal::BadRequest(e.0))?;
-        crate::connection::check_policy(shared, peer, &target.host, false)?;
-        let upstream = crate::connection::dial(shared, &target).await?;
+        let ask = Ask {
+            target: head.target.clone().map_err(BadRequest::from),
+            connect_body: head.announces_body,
+            plain: false,
+            credentials: head.proxy_authorization(),
+        };
+        let target = gate::decide(shared, who, ask).await?.target;
+        let upstream = gate::dial(shared, &target).await?;
         Ok::<_, Refusal>((target, upstream))
     };
     match decided.await {
@@ -99,10 +94,10 @@ pub(crate) async fn answer(
                 tracing::debug!(%peer, %target, error = %e, "client left before the tunnel started");
                 return Answered::Closed;
             }
-            Answered::Tunnel(Open { upstream, target, pipelined: head.into_rest() })
+            Answered::Tunnel(Open { upstream, target, pipelined: head.into_rest(), early: Vec::new() })
         }
         Err(refusal) => {
-            crate::connection::refused(peer, &http::Method::CONNECT, &refusal);
+            gate::refused(peer, &http::Method::CONNECT, &refusal);
             if client.write_all(&refusal.encode()).await.is_err() || refusal.closes_connection() {
                 return Answered::Closed;
             }
@@ -117,7 +112,7 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 /// Takes the client's socket back from hyper and starts the tunnel ([`start_tunnel`]). Runs
 /// in the connection task, whose HTTP stage has just ended.
 pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
-    let Pending { on_upgrade, upstream, target } = pending;
+    let Pending { on_upgrade, upstream, target, early } = pending;
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -137,25 +132,36 @@ pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, p
     pipelined.extend_from_slice(&parts.read_buf);
     // Even empty, hyper's bytes may pin its whole read buffer: let it go first.
     drop(parts.read_buf);
-    start_tunnel(client, Open { upstream, target, pipelined }, shared, guard, peer).await;
+    start_tunnel(client, Open { upstream, target, pipelined, early }, shared, guard, peer).await;
 }
 
 /// Forwards the bytes the client pipelined behind its CONNECT head, then spawns the tunnel
 /// as a task of its own holding only the copy state and what its end needs (run in the
-/// connection task instead, an idle tunnel measured 2.42 KiB instead of 1.61: that task's
-/// future is sized for its largest state, the head read).
-pub(crate) async fn start_tunnel(client: TcpStream, open: Open, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
-    let Open { mut upstream, target, pipelined } = open;
-    let early = pipelined.len() as u64;
-    if !pipelined.is_empty() {
-        if let Err(e) = upstream.write_all(&pipelined).await {
-            tracing::debug!(%peer, %target, error = %e, "upstream left before the tunnel started");
+/// connection task instead, an idle tunnel would hold that task's future, which is sized
+/// for its largest state, the head read; BENCHMARKS.md has the figures).
+pub(crate) async fn start_tunnel(
+    mut client: TcpStream,
+    open: Open,
+    shared: &Shared,
+    guard: ConnGuard,
+    peer: SocketAddr,
+) {
+    let Open { mut upstream, target, pipelined, early } = open;
+    let (up, down) = (pipelined.len() as u64, early.len() as u64);
+    let idle = shared.config.idle_timeout;
+    for (to, bytes, what) in [(&mut upstream, &pipelined, "upstream"), (&mut client, &early, "client")] {
+        if bytes.is_empty() {
+            continue;
+        }
+        if !matches!(tokio::time::timeout(idle, to.write_all(bytes)).await, Ok(Ok(()))) {
+            tracing::debug!(%peer, %target, "{what} left before the tunnel started");
             return;
         }
     }
-    drop(pipelined);
+    drop((pipelined, early));
     Stats::bump(&shared.stats.tunnels_total);
-    shared.stats.bytes_up.fetch_add(early, Relaxed);
+    shared.stats.bytes_up.fetch_add(up, Relaxed);
+    shared.stats.bytes_down.fetch_add(down, Relaxed);
     let config = &shared.config;
     // The end needs the counters: the guard reaches them, so nothing else is held.
     shared.tracker.spawn(tunnel::run_then(

@@ -2,10 +2,10 @@
 //!
 //! Nearly every plain-HTTP request a browser sends through a proxy is a GET or HEAD with no
 //! body. hyper serves them correctly, but its server and client connections together cost
-//! three times the CPU of the rest of the proxy per request (BENCHMARKS.md, plain HTTP).
+//! most of the CPU the proxy spends per request (BENCHMARKS.md, plain HTTP).
 //! This stage serves exactly that simple case: HTTP/1.1, an absolute `http://` URL, no
 //! `Content-Length`, `Transfer-Encoding`, `Expect` or `Upgrade`. Any other request goes,
-//! with the rest of its connection, to hyper ([`crate::forward`]).
+//! with the rest of its connection, to hyper ([`crate::conn::forward`]).
 //!
 //! Heads are parsed by httparse (hyper's parser) under hyper's limits; the request and the
 //! response lose their hop-by-hop fields and gain a `Via`, as on hyper's path. The response
@@ -17,159 +17,55 @@
 
 mod answer;
 
-use std::mem::MaybeUninit;
-use std::net::SocketAddr;
-use std::ops::Range;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use http::{header, Method};
+use http::Method;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use self::answer::{Body, Framing, Head};
+use self::answer::{Body, Failed, Framing, Head};
+use crate::conn::gate::{self, Ask, Client, Decided, Shared};
+use crate::conn::head::{Meta, PlainHead};
+use crate::conn::hop;
 use crate::dial::DialError;
 use crate::domain::Target;
-use crate::forward::{HOP_BY_HOP, VIA};
-use crate::head::MAX_FIELDS;
-use crate::respond::Refusal;
-use crate::server::Shared;
+use crate::respond::{BadRequest, BadResponse, Refusal, UpstreamError};
 use crate::stats::Stats;
+use crate::upstream::Owner;
 
 /// Room for the first read of a response: most responses through a proxy's plain-HTTP
 /// path fit whole. Small on purpose: a large buffer per request made glibc trim and
-/// re-fault the heap top on every request (measured: a page fault per request or more).
+/// re-fault the heap top on every request.
 const HEAD_READ: usize = 4096;
 
-/// Request fields that take a request off this stage (bodies, upgrades, 100-continue).
-const NOT_RELAYED: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
-
-/// A GET or HEAD head this stage serves, and what the client sent behind it.
-pub(crate) struct PlainHead {
-    buf: Vec<u8>,
-    meta: Meta,
-}
-
-/// Where the parts of a [`PlainHead`] are in its buffer.
-pub(crate) struct Meta {
-    head_len: usize,
+/// The response-head parse, for the fuzz targets: `Ok(Some((head_len, None)))` for an
+/// interim answer, else the head made for the client, the framing's name and whether the
+/// upstream connection may be kept.
+#[cfg(fuzzing)]
+#[allow(clippy::type_complexity)]
+pub(crate) fn fuzz_response(
+    buf: &[u8],
     is_head: bool,
-    target: Range<usize>,
-    /// The fields to pass on: not hop-by-hop, not named by `Connection`, not `Host`.
-    fields: Vec<(Range<usize>, Range<usize>)>,
-    proxy_authorization: Option<Range<usize>>,
-    /// The client asked to close the connection after this request.
-    close: bool,
-}
-
-/// What [`parse`] made of a buffer that starts with `GET ` or `HEAD `.
-pub(crate) enum Parse {
-    /// The head is not complete yet.
-    Partial,
-    /// A complete head this stage serves.
-    Plain(Meta),
-    /// Anything else, malformed heads included: hyper serves (and refuses) it.
-    NotMine,
-}
-
-impl Meta {
-    /// The head's length in bytes.
-    pub(crate) fn head_len(&self) -> usize {
-        self.head_len
-    }
-}
-
-impl PlainHead {
-    pub(crate) fn new(buf: Vec<u8>, meta: Meta) -> Self {
-        Self { buf, meta }
-    }
-
-    fn bytes(&self, r: &Range<usize>) -> &[u8] {
-        &self.buf[r.clone()]
-    }
-
-    /// What the client sent behind the head.
-    fn into_rest(mut self) -> Vec<u8> {
-        self.buf.drain(..self.meta.head_len);
-        self.buf
-    }
-}
-
-/// Parses a request head; the caller has seen that `buf` starts with `GET ` or `HEAD `.
-pub(crate) fn parse(buf: &[u8]) -> Parse {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
-        Err(_) => return Parse::NotMine,
-    };
-    let is_head = match req.method {
-        Some("GET") => false,
-        Some("HEAD") => true,
-        _ => return Parse::NotMine,
-    };
-    let (Some(1), Some(path)) = (req.version, req.path) else { return Parse::NotMine };
-    if !path.starts_with("http://") {
-        return Parse::NotMine;
-    }
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
-        start..start + s.len()
-    };
-    let mut close = false;
-    let mut named: Vec<&[u8]> = Vec::new();
-    for field in req.headers.iter() {
-        if NOT_RELAYED.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
-            return Parse::NotMine;
+) -> Result<Option<(usize, Option<(Vec<u8>, &'static str, bool)>)>, BadResponse> {
+    Ok(answer::parse(buf, is_head)?.map(|head| match head {
+        Head::Informational(n) => (n, None),
+        Head::Final(a) => {
+            let framing = match a.framing {
+                Framing::None => "none",
+                Framing::Length(_) => "length",
+                Framing::Chunked(_) => "chunked",
+                Framing::Close => "close",
+            };
+            (a.head_len, Some((a.head, framing, a.upstream_keeps)))
         }
-        if field.name.eq_ignore_ascii_case("connection") {
-            close |= connection_tokens(field.value, &mut named);
-        }
-    }
-    let mut meta = Meta {
-        head_len,
-        is_head,
-        target: at(path.as_bytes()),
-        fields: Vec::with_capacity(req.headers.len()),
-        proxy_authorization: None,
-        close,
-    };
-    for field in req.headers.iter() {
-        let name = field.name.as_bytes();
-        if field.name.eq_ignore_ascii_case("proxy-authorization") {
-            meta.proxy_authorization = Some(at(field.value));
-        }
-        if !passes(name, &named) || field.name.eq_ignore_ascii_case("host") {
-            continue;
-        }
-        meta.fields.push((at(name), at(field.value)));
-    }
-    Parse::Plain(meta)
-}
-
-/// Adds the tokens of a `Connection` value to `named`; whether one of them is `close`.
-fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) -> bool {
-    let mut close = false;
-    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-        close |= token.eq_ignore_ascii_case(b"close");
-        named.push(token);
-    }
-    close
-}
-
-/// Whether a field is passed on: not hop-by-hop (the forward stage's list) and not named
-/// by `Connection`. `Transfer-Encoding` is passed on: a body is relayed in the encoding it
-/// came in, so its field goes with it.
-fn passes(name: &[u8], named: &[&[u8]]) -> bool {
-    let hop =
-        |h: &header::HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
-    !HOP_BY_HOP.iter().any(hop) && !named.iter().any(|n| name.eq_ignore_ascii_case(n))
+    }))
 }
 
 /// An upstream connection a client connection keeps between its relayed requests.
 pub(crate) struct Kept {
     target: Target,
+    owner: Owner,
     stream: TcpStream,
 }
 
@@ -203,7 +99,7 @@ impl Kept {
     /// Hands the connection to the shared pool (the client connection ends, or goes on
     /// to hyper or a tunnel).
     pub(crate) async fn release(self, shared: &Shared) {
-        shared.pool.put_stream(self.target, self.stream).await;
+        shared.pool.put_stream(self.target, self.owner, self.stream).await;
     }
 }
 
@@ -216,31 +112,42 @@ pub(crate) enum Relayed {
     Closed,
 }
 
-/// Serves one GET or HEAD read by [`crate::head`]: the same access, policy and dial as
-/// hyper's path, then the exchange over `kept` (or a pooled or new upstream connection).
+/// Serves one GET or HEAD read by [`crate::conn::head`]: the same order of decisions as
+/// hyper's path ([`gate::decide`]), then the exchange over `kept` (or a pooled or new
+/// upstream connection).
 pub(crate) async fn relay(
     client: &mut TcpStream,
     head: PlainHead,
     kept: &mut Option<Kept>,
     shared: &Shared,
-    peer: SocketAddr,
-    address_allowed: bool,
+    who: &Client,
 ) -> Relayed {
+    let peer = who.peer;
     let method = if head.meta.is_head { Method::HEAD } else { Method::GET };
     let decided = async {
-        let credentials = head.meta.proxy_authorization.as_ref().map(|r| head.bytes(r));
-        crate::connection::admit(shared, peer, address_allowed, credentials).await?;
-        let uri = http::Uri::try_from(head.bytes(&head.meta.target))
-            .map_err(|e| Refusal::BadRequest(format!("invalid URL: {e}")))?;
-        let target = Target::of_request(&method, &uri).map_err(|e| Refusal::BadRequest(e.0))?;
-        crate::connection::check_policy(shared, peer, &target.host, true)?;
-        let request = upstream_request(&head, &uri, &target)?;
-        Ok::<_, Refusal>((target, request))
+        let parsed = http::Uri::try_from(head.bytes(&head.meta.target)).map_err(BadRequest::from).and_then(|uri| {
+            let target = Target::of_request(&method, &uri)?;
+            Ok((target, uri))
+        });
+        let (target, uri) = match parsed {
+            Ok((target, uri)) => (Ok(target), Some(uri)),
+            Err(e) => (Err(e), None),
+        };
+        let ask = Ask {
+            target,
+            connect_body: false,
+            plain: true,
+            credentials: head.meta.proxy_authorization.as_ref().map(|r| head.bytes(r)),
+        };
+        let decided = gate::decide(shared, who, ask).await?;
+        let uri = uri.ok_or(Refusal::BadRequest(BadRequest::HostField))?;
+        let request = upstream_request(&head, &uri, &decided.target)?;
+        Ok::<_, Refusal>((decided, request))
     };
     let outcome = match decided.await {
-        Ok((target, request)) => {
+        Ok((decided, request)) => {
             Stats::bump(&shared.stats.requests_total);
-            exchange(client, &request, &target, &head.meta, kept, shared).await
+            exchange(client, &request, &decided, &head.meta, kept, shared).await
         }
         Err(refusal) => Err(Failed::Refused(refusal)),
     };
@@ -248,7 +155,7 @@ pub(crate) async fn relay(
         Ok(true) if !head.meta.close => Relayed::Next { rest: head.into_rest() },
         Ok(_) => Relayed::Closed,
         Err(Failed::Refused(refusal)) => {
-            crate::connection::refused(peer, &method, &refusal);
+            gate::refused(peer, &method, &refusal);
             let mut answer = refusal.encode();
             if head.meta.is_head {
                 // The same head, without the body a HEAD answer never has.
@@ -268,8 +175,7 @@ pub(crate) async fn relay(
 /// The request head sent upstream: origin form, `Host` from the URL, the client's other
 /// end-to-end fields, `Via`.
 fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Result<Vec<u8>, Refusal> {
-    let host = crate::forward::host_header(target)
-        .ok_or_else(|| Refusal::BadRequest("URL host is not a valid header".into()))?;
+    let host = hop::host_header(target).ok_or(Refusal::BadRequest(BadRequest::HostField))?;
     let mut out = Vec::with_capacity(head.meta.head_len + 64);
     out.extend_from_slice(if head.meta.is_head { b"HEAD " } else { b"GET " });
     // `path()` is "/" for an empty path (`PathAndQuery::as_str` would give "?q" for
@@ -283,37 +189,11 @@ fn upstream_request(head: &PlainHead, uri: &http::Uri, target: &Target) -> Resul
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &head.meta.fields {
-        field(&mut out, head.bytes(name), head.bytes(value));
+        hop::field(&mut out, head.bytes(name), head.bytes(value));
     }
-    via(&mut out);
+    hop::via(&mut out);
     out.extend_from_slice(b"\r\n");
     Ok(out)
-}
-
-/// Adds the `Via` this proxy adds on every path.
-fn via(out: &mut Vec<u8>) {
-    field(out, b"via", VIA.as_bytes());
-}
-
-fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Why an exchange ended without a full answer.
-enum Failed {
-    /// Nothing was sent to the client yet: it gets this refusal.
-    Refused(Refusal),
-    /// The response was cut off, or the client left: the connection is closed.
-    Broken,
-}
-
-impl From<Refusal> for Failed {
-    fn from(r: Refusal) -> Self {
-        Failed::Refused(r)
-    }
 }
 
 /// Sends the request upstream and relays the response. `Ok(keep_client)` once the whole
@@ -321,24 +201,25 @@ impl From<Refusal> for Failed {
 async fn exchange(
     client: &mut TcpStream,
     request: &[u8],
-    target: &Target,
+    decided: &Decided,
     meta: &Meta,
     kept: &mut Option<Kept>,
     shared: &Shared,
 ) -> Result<bool, Failed> {
+    let Decided { target, owner } = decided;
     let idle = shared.config.idle_timeout;
     let mut reused = true;
     let mut upstream = match kept.take() {
-        Some(k) if k.target == *target && k.is_clean() => k.stream,
+        Some(k) if k.target == *target && k.owner == *owner && k.is_clean() => k.stream,
         other => {
             if let Some(k) = other {
                 k.release(shared).await;
             }
-            match shared.pool.take_stream(target) {
+            match shared.pool.take_stream(target, owner) {
                 Some(stream) => stream,
                 None => {
                     reused = false;
-                    crate::connection::dial(shared, target).await?
+                    gate::dial(shared, target).await?
                 }
             }
         }
@@ -350,10 +231,12 @@ async fn exchange(
             // HEAD without a body, safe to repeat) goes again over a new one.
             Err(Sent::Stale) if reused => {
                 reused = false;
-                upstream = crate::connection::dial(shared, target).await?;
+                upstream = gate::dial(shared, target).await?;
             }
-            Err(Sent::Stale) => return Err(upstream_failed(target, "connection closed before a response").into()),
-            Err(Sent::Failed(why)) => return Err(upstream_failed(target, &why).into()),
+            Err(Sent::Stale) => {
+                return Err(Refusal::Upstream(UpstreamError::Closed { target: target.to_string() }).into())
+            }
+            Err(Sent::Failed(why)) => return Err(Refusal::Upstream(why.at(target)).into()),
             Err(Sent::TimedOut) => {
                 return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle }).into())
             }
@@ -366,24 +249,38 @@ async fn exchange(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let body = Body { upstream: &mut upstream, client, idle };
+    let body = Body { upstream: &mut upstream, client, idle, stats: &shared.stats };
     let clean = body.relay(out, &buf[answer.head_len..], answer.framing).await?;
     if clean && answer.upstream_keeps {
-        *kept = Some(Kept { target: target.clone(), stream: upstream });
+        *kept = Some(Kept { target: target.clone(), owner: owner.clone(), stream: upstream });
     }
     Ok(client_keeps)
-}
-
-fn upstream_failed(target: &Target, why: &str) -> Refusal {
-    Refusal::Upstream(format!("{target}: {why}"))
 }
 
 /// How sending a request and reading the response head went.
 enum Sent {
     /// The connection was closed or reset before any byte of a response came.
     Stale,
-    Failed(String),
+    Failed(Why),
     TimedOut,
+}
+
+/// Why a response head could not be read, before the target is known to the message.
+enum Why {
+    Response(BadResponse),
+    ClosedInHead,
+    Io(std::io::Error),
+}
+
+impl Why {
+    fn at(self, target: &Target) -> UpstreamError {
+        let target = target.to_string();
+        match self {
+            Why::Response(source) => UpstreamError::Response { target, source },
+            Why::ClosedInHead => UpstreamError::ClosedInHead { target },
+            Why::Io(source) => UpstreamError::Io { target, source },
+        }
+    }
 }
 
 /// Writes the request and reads a final (not 1xx) response head within `idle`; 1xx heads
@@ -400,26 +297,31 @@ async fn send(
     }
     let mut buf = Vec::with_capacity(HEAD_READ);
     let mut received = false;
+    let mut interim = 0;
     // One bound for the whole head, as on hyper's path: trickled bytes do not extend it.
     let deadline = tokio::time::Instant::now() + idle;
     loop {
         match answer::parse(&buf, is_head) {
             Ok(Some(Head::Informational(len))) => {
+                interim += 1;
+                if interim > hop::MAX_INTERIM {
+                    return Err(Sent::Failed(Why::Response(BadResponse::TooManyInterim(hop::MAX_INTERIM))));
+                }
                 buf.drain(..len);
                 continue;
             }
             Ok(Some(Head::Final(answer))) => return Ok((answer, buf)),
             Ok(None) => {}
-            Err(why) => return Err(Sent::Failed(why)),
+            Err(why) => return Err(Sent::Failed(Why::Response(why))),
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(HEAD_READ);
         }
         match tokio::time::timeout_at(deadline, upstream.read_buf(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) if !received => return Err(Sent::Stale),
-            Ok(Ok(0)) => return Err(Sent::Failed("connection closed in the response head".into())),
+            Ok(Ok(0)) => return Err(Sent::Failed(Why::ClosedInHead)),
             Ok(Ok(_)) => received = true,
-            Ok(Err(e)) => return Err(Sent::Failed(e.to_string())),
+            Ok(Err(e)) => return Err(Sent::Failed(Why::Io(e))),
             Err(_) => return Err(Sent::TimedOut),
         }
     }
@@ -428,6 +330,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conn::head::{parse_plain as parse, Parse, MAX_FIELDS};
 
     fn meta(head: &str) -> Option<Meta> {
         match parse(head.as_bytes()) {

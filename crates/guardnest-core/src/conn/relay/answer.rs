@@ -8,9 +8,11 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::Failed;
 use crate::chunked::ChunkedEnd;
-use crate::head::MAX_FIELDS;
+use crate::conn::head::MAX_FIELDS;
+use crate::conn::hop;
+use crate::respond::{BadResponse, Refusal};
+use crate::stats::Stats;
 
 /// Largest response head taken from an upstream (hyper's client reads up to ~400 KiB; no
 /// real server sends a head near this).
@@ -18,6 +20,20 @@ const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// Bytes read from an upstream at a time while relaying a body.
 const READ_SIZE: usize = 16 * 1024;
+
+/// Why an exchange ended without a full answer.
+pub(super) enum Failed {
+    /// Nothing was sent to the client yet: it gets this refusal.
+    Refused(Refusal),
+    /// The response was cut off, or the client left: the connection is closed.
+    Broken,
+}
+
+impl From<Refusal> for Failed {
+    fn from(r: Refusal) -> Self {
+        Failed::Refused(r)
+    }
+}
 
 /// A complete response head.
 pub(super) enum Head {
@@ -49,21 +65,21 @@ pub(super) enum Framing {
 
 /// Parses what an upstream has sent so far; `None` while the head is incomplete. A final
 /// head comes back made into the client's: one parse serves both the wait and the answer.
-pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
+pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, BadResponse> {
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut res = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut res, buf, &mut fields);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() >= MAX_RESPONSE_HEAD => {
-            return Err(format!("response head larger than {MAX_RESPONSE_HEAD} bytes"))
+            return Err(BadResponse::TooLarge(MAX_RESPONSE_HEAD))
         }
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("malformed response head: {e}")),
+        Err(e) => return Err(BadResponse::Malformed(e)),
     };
     let code = res.code.unwrap_or(0);
     match code {
-        101 => return Err("101 Switching Protocols to a request without Upgrade".into()),
+        101 => return Err(BadResponse::UnaskedSwitch),
         100..=199 => return Ok(Some(Head::Informational(head_len))),
         _ => {}
     }
@@ -73,15 +89,15 @@ pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
     let mut transfer_encoding: Option<&[u8]> = None;
     for f in res.headers.iter() {
         if f.name.eq_ignore_ascii_case("connection") {
-            upstream_keeps &= !super::connection_tokens(f.value, &mut named);
+            upstream_keeps &= !hop::connection_tokens(f.value, &mut named);
         } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
             // The last coding counts; several fields are one list.
             transfer_encoding = Some(f.value);
         } else if f.name.eq_ignore_ascii_case("content-length") {
             for v in f.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-                let n = parse_length(v).ok_or("invalid Content-Length")?;
+                let n = parse_length(v).ok_or(BadResponse::InvalidLength)?;
                 if length.is_some_and(|l| l != n) {
-                    return Err("conflicting Content-Length values".into());
+                    return Err(BadResponse::ConflictingLengths);
                 }
                 length = Some(n);
             }
@@ -120,12 +136,12 @@ pub(super) fn parse(buf: &[u8], is_head: bool) -> Result<Option<Head>, String> {
     let drop_length = transfer_encoding.is_some() && !matches!(framing, Framing::None);
     for f in res.headers.iter() {
         let name = f.name.as_bytes();
-        if !super::passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
+        if !hop::passes(name, &named) || drop_length && f.name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        super::field(&mut out, name, f.value);
+        hop::field(&mut out, name, f.value);
     }
-    super::via(&mut out);
+    hop::via(&mut out);
     Ok(Some(Head::Final(Answer { head_len, head: out, framing, upstream_keeps })))
 }
 
@@ -142,23 +158,40 @@ pub(super) struct Body<'a> {
     pub(super) upstream: &'a mut TcpStream,
     pub(super) client: &'a mut TcpStream,
     pub(super) idle: Duration,
+    /// Body bytes passed on are counted in `bytes_down`.
+    pub(super) stats: &'a Stats,
 }
 
 impl Body<'_> {
     /// Writes `head` and the body (of which `first` was read with the head). `Ok(true)`
     /// when the body ended exactly at its framing's end with nothing behind it, so the
     /// upstream connection can be reused.
-    pub(super) async fn relay(self, mut head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
-        let Body { upstream, client, idle } = self;
+    pub(super) async fn relay(mut self, head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
+        let head_len = head.len() as u64;
+        let mut sent = 0;
+        let result = self.relay_counted(head, first, framing, &mut sent).await;
+        self.stats.bytes_down.fetch_add(sent.saturating_sub(head_len), std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+
+    async fn relay_counted(
+        &mut self,
+        mut head: Vec<u8>,
+        first: &[u8],
+        framing: Framing,
+        sent: &mut u64,
+    ) -> Result<bool, Failed> {
+        let Body { upstream, client, idle, .. } = self;
+        let idle = *idle;
         match framing {
             Framing::None => {
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 Ok(first.is_empty())
             }
             Framing::Length(len) => {
                 let now = first.len().min(usize::try_from(len).unwrap_or(usize::MAX));
                 head.extend_from_slice(&first[..now]);
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 let mut left = len - now as u64;
                 let extra = first.len() > now;
                 let mut buf = Vec::new();
@@ -168,7 +201,7 @@ impl Body<'_> {
                         return Err(Failed::Broken); // cut off: the client sees a short body and a close
                     }
                     let take = got.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-                    write(client, &got[..take], idle).await?;
+                    write(client, &got[..take], idle, sent).await?;
                     left -= take as u64;
                     if take < got.len() {
                         return Ok(false);
@@ -183,12 +216,12 @@ impl Body<'_> {
                     match end.feed(pending).map_err(|_| Failed::Broken)? {
                         Some(n) => {
                             head.extend_from_slice(&pending[..n]);
-                            write(client, &head, idle).await?;
+                            write(client, &head, idle, sent).await?;
                             return Ok(n == pending.len());
                         }
                         None => {
                             head.extend_from_slice(pending);
-                            write(client, &head, idle).await?;
+                            write(client, &head, idle, sent).await?;
                             head.clear();
                         }
                     }
@@ -200,7 +233,7 @@ impl Body<'_> {
             }
             Framing::Close => {
                 head.extend_from_slice(first);
-                write(client, &head, idle).await?;
+                write(client, &head, idle, sent).await?;
                 let mut buf = Vec::new();
                 loop {
                     let got = read(upstream, &mut buf, idle).await?;
@@ -208,7 +241,7 @@ impl Body<'_> {
                         let _ = client.shutdown().await;
                         return Ok(false);
                     }
-                    write(client, got, idle).await?;
+                    write(client, got, idle, sent).await?;
                 }
             }
         }
@@ -226,9 +259,12 @@ async fn read<'b>(upstream: &mut TcpStream, buf: &'b mut Vec<u8>, idle: Duration
 }
 
 /// Writes to the client within the idle timeout (a client that stops reading is dropped).
-async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(), Failed> {
+async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration, sent: &mut u64) -> Result<(), Failed> {
     match tokio::time::timeout(idle, client.write_all(bytes)).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => {
+            *sent += bytes.len() as u64;
+            Ok(())
+        }
         Ok(Err(_)) | Err(_) => Err(Failed::Broken),
     }
 }
@@ -237,7 +273,7 @@ async fn write(client: &mut TcpStream, bytes: &[u8], idle: Duration) -> Result<(
 mod tests {
     use super::*;
 
-    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), String> {
+    fn response(head: &str, is_head: bool) -> Result<(String, Framing, bool), BadResponse> {
         match parse(head.as_bytes(), is_head)? {
             Some(Head::Final(a)) => Ok((String::from_utf8(a.head).unwrap(), a.framing, a.upstream_keeps)),
             Some(Head::Informational(_)) => panic!("1xx"),

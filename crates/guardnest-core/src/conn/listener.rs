@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::conn::gate::Shared;
+use crate::conn::serve::serve;
 use crate::stats::Stats;
 
 const BACKOFF_START: Duration = Duration::from_millis(5);
@@ -44,7 +45,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
-                let task = crate::connection::serve(stream, peer, shared.clone(), permit, shutdown.clone());
+                let task = serve(stream, peer, shared.clone(), permit, shutdown.clone());
                 shared.tracker.spawn(task);
             }
             Err(e) if is_per_connection(&e) => continue,

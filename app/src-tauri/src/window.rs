@@ -1,0 +1,33 @@
+//! The window: opened on demand and destroyed when closed, so that while GuardNest lives in
+//! the tray no page, timer or web process runs for nobody to see. Reopening builds it again
+//! from the configuration; the page then asks for the whole current view.
+
+use tauri::{AppHandle, Manager, Runtime, WebviewWindowBuilder};
+
+use crate::state::AppState;
+
+/// The label of the one window.
+pub const MAIN: &str = "main";
+
+/// Shows the window, creating it if it was closed.
+pub fn open<R: Runtime>(app: &AppHandle<R>) {
+    match app.get_webview_window(MAIN) {
+        Some(w) => {
+            let _ = w.show();
+            let _ = w.unminimize();
+            let _ = w.set_focus();
+        }
+        None => {
+            let Some(config) = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned() else { return };
+            match WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
+                Ok(w) => {
+                    let _ = w.set_focus();
+                }
+                Err(e) => tracing::error!("cannot open the window: {e}"),
+            }
+        }
+    }
+    if let Some(state) = app.try_state::<AppState>() {
+        state.wake.notify_one();
+    }
+}

@@ -1,0 +1,172 @@
+//! One GuardNest per data dir, and `check` / `lists` answering for what actually blocks:
+//! the running instance's lists when one runs, else the lists it would load (the
+//! configuration's plus what the user added in the app). The real binary throughout.
+
+mod support;
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{connect_status, Running, BIN};
+
+fn run(data: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--data-dir").arg(data).args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"]);
+    cmd.args(extra).env_remove("RUST_LOG");
+    cmd
+}
+
+fn guardnest(data: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN).args(args).arg("--data-dir").arg(data).env_remove("RUST_LOG").output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_second_instance_on_one_data_dir_refuses_and_names_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut first = Running::start(&mut run(data, &["--no-default-lists"]));
+    first.wait_for("control API on");
+    let control = std::fs::read_to_string(data.join("control.json")).unwrap();
+
+    // The second refuses at once (exit 4), naming who holds the data dir.
+    let out = run(data, &["--no-default-lists"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let holder = format!("`guardnest run` (PID {}), listening on {}", first.child.id(), first.addr);
+    assert!(err.contains("another GuardNest uses the data directory") && err.contains(&holder), "{err}");
+    // It touched nothing the first one owns: the control file is the first one's.
+    assert_eq!(std::fs::read_to_string(data.join("control.json")).unwrap(), control);
+    let (code, out) = guardnest(data, &["status"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("running on {}", first.addr)), "{out}");
+
+    first.signal("-TERM");
+    assert_eq!(first.wait_exit().code(), Some(0));
+    for file in ["control.json", "instance.json"] {
+        assert!(!data.join(file).exists(), "{file} left behind by a clean stop");
+    }
+    // The lock went with the process: the next one starts.
+    let mut next = Running::start(&mut run(data, &["--no-default-lists"]));
+    next.wait_for("control API on");
+}
+
+#[test]
+fn a_killed_instance_does_not_block_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Running::start(&mut run(dir.path(), &["--no-default-lists"]));
+    first.wait_for("control API on");
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // Its files are still there, but the OS released its lock.
+    assert!(dir.path().join("instance.json").exists());
+    let mut next = Running::start(&mut run(dir.path(), &["--no-default-lists"]));
+    next.wait_for("control API on");
+}
+
+/// The app's user state: an allowlisted name, and a list the user added.
+fn user_state(data: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(data.join("allowlist.txt"), "# mine\nok.evil.test\n").unwrap();
+    let added = data.join("added.txt");
+    std::fs::write(&added, "tracker.test\n").unwrap();
+    std::fs::write(
+        data.join("user-lists.json"),
+        serde_json::json!([{ "location": added.display().to_string(), "allow": false }]).to_string(),
+    )
+    .unwrap();
+    added
+}
+
+#[test]
+fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    user_state(&data);
+    let block = dir.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    let config = dir.path().join("guardnest.toml");
+    std::fs::write(
+        &config,
+        format!("[blocklist]\nsources = [{:?}]\ndefault_lists = false\n", block.display().to_string()),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    // No instance: the config's lists plus the user's allowlist and added list.
+    let expectations = [
+        ("www.evil.test", Some(5), "blocked: www.evil.test by list \"block.hosts\" (rule evil.test)"),
+        ("a.ok.evil.test", Some(0), "allowed: a.ok.evil.test is exempt by list \"my allowlist\" (rule ok.evil.test)"),
+        ("x.tracker.test", Some(5), "blocked: x.tracker.test by list \"added.txt\" (rule tracker.test)"),
+        ("fine.test", Some(0), "allowed: fine.test (no rule matched)"),
+    ];
+    for (name, code, line) in expectations {
+        let (got, out) = guardnest(&data, &["check", name, "--config", cfg]);
+        assert_eq!((got, out.lines().next().unwrap_or("")), (code, line), "{out}");
+    }
+    // An instance runs with an extra --blocklist: `check` without list flags asks it.
+    let extra = dir.path().join("extra.txt");
+    std::fs::write(&extra, "only-in-the-instance.test\n").unwrap();
+    let mut instance = Running::start(
+        &mut run(&data, &["--config", cfg]).arg("--blocklist").arg(&block).arg("--blocklist").arg(&extra),
+    );
+    instance.wait_for("control API on");
+    for (name, code, line) in [
+        ("only-in-the-instance.test", Some(5), "blocked: only-in-the-instance.test by list \"extra.txt\" (rule only-in-the-instance.test)"),
+        ("a.ok.evil.test", Some(0), "allowed: a.ok.evil.test is exempt by list \"my allowlist\" (rule ok.evil.test)"),
+        ("x.tracker.test", Some(5), "blocked: x.tracker.test by list \"added.txt\" (rule tracker.test)"),
+    ] {
+        let (got, out) = guardnest(&data, &["check", name]);
+        assert_eq!((got, out.trim()), (code, line), "{out}");
+        assert_eq!(connect_status(instance.addr, &format!("{name}:443")) == 403, code == Some(5), "{name}");
+    }
+    let (code, out) = guardnest(&data, &["check", "not a name"]);
+    assert_eq!(code, Some(2), "{out}");
+    // Lists named by flags are used as given, not the instance's.
+    let (code, out) = guardnest(&data, &["check", "only-in-the-instance.test", "--blocklist", block.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    // `lists` shows the instance's lists.
+    let (code, out) = guardnest(&data, &["lists"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("running GuardNest (pid {})", instance.child.id())), "{out}");
+    for name in ["extra.txt", "my allowlist", "added.txt"] {
+        assert!(out.contains(name), "{name} missing: {out}");
+    }
+    let (code, out) = guardnest(&data, &["lists", "update"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 failed"), "{out}");
+}
+
+#[test]
+fn listen_addresses_are_explained_and_errors_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (listen, wanted) in [
+        ("localhost:3200", "expected IP:PORT, e.g. 127.0.0.1:3200 for localhost"),
+        ("127.0.0.1", "has no port: expected IP:PORT, e.g. 127.0.0.1:3000"),
+    ] {
+        let (code, out) = guardnest(dir.path(), &["run", "--listen", listen]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains(wanted), "{listen}: {out}");
+    }
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[proxy]\nmax_connections = 0\n").unwrap();
+    let (code, out) = guardnest(dir.path(), &["run", "--config", config.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert_eq!(out.matches("invalid configuration").count(), 1, "{out}");
+}
+
+#[test]
+fn an_offline_list_is_warned_about_once_then_retried_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let gone = format!("http://{}/list.txt", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+    let mut running = Running::start(
+        run(dir.path(), &["--no-default-lists", "--blocklist", &gone]).env("RUST_LOG", "guardnest_core=debug"),
+    );
+    // The first retry comes 5 s after the first failure: it is logged at debug only.
+    running.wait_for("list update failed again");
+    let warnings = running.seen_matching("list update failed:");
+    assert_eq!(warnings, 1, "warned more than once while offline");
+    assert!(TcpStream::connect_timeout(&running.addr, Duration::from_secs(1)).is_ok(), "still serving");
+}

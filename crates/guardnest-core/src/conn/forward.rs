@@ -1,0 +1,230 @@
+//! Forward stage: plain HTTP requests in absolute form, sent on in origin form over
+//! keep-alive upstream connections (see [`crate::upstream`]) with hop-by-hop headers removed
+//! and a `Via` added, bodies streamed.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::uri::{self, PathAndQuery};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Notify;
+
+use crate::conn::connect;
+use crate::conn::gate::{ConnCtx, Decided, Pending};
+use crate::conn::hop::{host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
+use crate::dial::DialError;
+use crate::domain::Target;
+use crate::idle::IdleBody;
+use crate::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
+use crate::stats::Stats;
+use crate::upstream::{Owner, UpBody, Upstream, UpstreamIo};
+
+/// Serves one plain-HTTP request that passed [`crate::conn::gate::decide`].
+pub(crate) async fn handle(
+    mut req: Request<Incoming>,
+    decided: Decided,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let Decided { target, owner } = decided;
+    // The URL decides where the request goes; a disagreeing Host header is replaced.
+    let host_header = host_header(&target).ok_or(Refusal::BadRequest(BadRequest::HostField))?;
+    let mut origin_form = uri::Parts::default();
+    origin_form.path_and_query = Some(req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/")));
+    *req.uri_mut() = Uri::from_parts(origin_form).map_err(|e| Refusal::BadRequest(e.into()))?;
+    // A protocol upgrade (a WebSocket over plain HTTP) keeps its `Upgrade`: the upstream's
+    // 101 turns the connection into a tunnel.
+    let upgrade = upgrade_asked(req.headers());
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    if let Some(protocol) = &upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol.clone());
+    }
+    headers.insert(header::HOST, host_header);
+    headers.append(header::VIA, VIA);
+    *req.version_mut() = http::Version::HTTP_11;
+
+    let shared = &ctx.shared;
+    Stats::bump(&shared.stats.requests_total);
+    let idle = shared.config.idle_timeout;
+    let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let mut req = Request::from_parts(parts, IdleBody::new(body, idle, Some((shared.stats.clone(), up_bytes))));
+    let interim = Interim::watch(&mut req);
+    if let Some(on_client) = on_client_upgrade {
+        return upgrade_exchange(req, target, on_client, interim, ctx).await;
+    }
+    // Bound the wait for the response head; a silent upstream, or one that sends interim
+    // answers without end, must not hold the client.
+    let response = tokio::select! {
+        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx)) => match r {
+            Ok(r) => r?,
+            Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+        },
+        () = interim.exceeded() => {
+            ctx.local.upstream.discard();
+            return Err(too_many_interim(&target));
+        }
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch nobody asked for: the connection speaks something else now.
+        ctx.local.upstream.discard();
+        let source = BadResponse::UnaskedSwitch;
+        return Err(Refusal::Upstream(UpstreamError::Response { target: target.to_string(), source }));
+    }
+    Ok(answer(response, ctx))
+}
+
+/// The upstream's answer made into the client's.
+fn answer(response: Response<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
+    let shared = &ctx.shared;
+    let (mut parts, body) = response.into_parts();
+    // With Transfer-Encoding, Content-Length is not the body's length (RFC 9112 §6.3):
+    // hyper read the body by its coding, and frames it anew for the client.
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    let upgrade = (parts.status == StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| parts.headers.get(header::UPGRADE).cloned())
+        .flatten();
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
+    parts.headers.append(header::VIA, VIA);
+    // We speak HTTP/1.1 on this hop whatever the upstream spoke; hyper downgrades for 1.0 clients.
+    parts.version = http::Version::HTTP_11;
+    let body = IdleBody::new(body, shared.config.idle_timeout, Some((shared.stats.clone(), down_bytes)));
+    Response::from_parts(parts, Either::Left(body))
+}
+
+fn up_bytes(stats: &Stats) -> &AtomicU64 {
+    &stats.bytes_up
+}
+
+fn down_bytes(stats: &Stats) -> &AtomicU64 {
+    &stats.bytes_down
+}
+
+/// The protocol a request asks to switch to: an `Upgrade` field that its `Connection`
+/// names (RFC 9110 §7.8).
+fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let protocol = headers.get(header::UPGRADE)?;
+    let named = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    named.then(|| protocol.clone())
+}
+
+/// Interim (1xx) answers seen for one request; past [`MAX_INTERIM`] the request fails.
+#[derive(Default)]
+struct Interim {
+    seen: AtomicUsize,
+    exceeded: Notify,
+}
+
+impl Interim {
+    /// Counts the interim answers hyper's client reads for `req`.
+    fn watch<B>(req: &mut Request<B>) -> Arc<Interim> {
+        let interim = Arc::new(Interim::default());
+        let counter = interim.clone();
+        hyper::ext::on_informational(req, move |_| {
+            if counter.seen.fetch_add(1, Relaxed) + 1 > MAX_INTERIM {
+                counter.exceeded.notify_one();
+            }
+        });
+        interim
+    }
+
+    async fn exceeded(&self) {
+        self.exceeded.notified().await;
+    }
+}
+
+fn too_many_interim(target: &Target) -> Refusal {
+    Refusal::Upstream(UpstreamError::Response {
+        target: target.to_string(),
+        source: BadResponse::TooManyInterim(MAX_INTERIM),
+    })
+}
+
+/// A request that asks for an upgrade, over a connection of its own (it will not go back
+/// to a pool): a 101 from the upstream becomes a tunnel between the two sockets, started
+/// by the connection task once hyper has written the 101; any other answer is passed on.
+async fn upgrade_exchange(
+    req: Request<UpBody>,
+    target: Target,
+    on_client: OnUpgrade,
+    interim: Arc<Interim>,
+    ctx: &ConnCtx,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let shared = &ctx.shared;
+    let idle = shared.config.idle_timeout;
+    let stream = ctx.dial(&target).await?;
+    let io = TokioIo::new(UpstreamIo::new(stream, idle));
+    let (mut sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| upstream_error(e, &target))?;
+    // The connection is driven by a task of its own: it serves this one exchange, and the
+    // body of a non-101 answer, then ends (or hands its socket over for the tunnel).
+    shared.tracker.spawn(conn.with_upgrades());
+    let mut response = tokio::select! {
+        r = tokio::time::timeout(idle, sender.send_request(req)) => match r {
+            Ok(r) => r.map_err(|e| upstream_error(e, &target))?,
+            Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+        },
+        () = interim.exceeded() => return Err(too_many_interim(&target)),
+    };
+    if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(answer(response, ctx));
+    }
+    let upgraded = match tokio::time::timeout(idle, hyper::upgrade::on(&mut response)).await {
+        Ok(Ok(u)) => u,
+        Ok(Err(e)) => return Err(upstream_error(e, &target)),
+        Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+    };
+    let parts = upgraded.downcast::<TokioIo<UpstreamIo>>().map_err(|_| Refusal::Upstream(UpstreamError::State))?;
+    let upstream = parts.io.into_inner().into_inner();
+    let early = parts.read_buf.to_vec();
+    connect::upgraded(ctx, Pending { on_upgrade: on_client, upstream, target, early })?;
+    Ok(answer(response, ctx))
+}
+
+/// Sends the request over a kept connection to the target, or a new one if there is none or
+/// the kept one turns out closed before the request left.
+async fn exchange(
+    req: Request<UpBody>,
+    target: &Target,
+    owner: &Owner,
+    ctx: &ConnCtx,
+) -> Result<Response<Incoming>, Refusal> {
+    let mut req = req;
+    let pool = &ctx.shared.pool;
+    if let Some(kept) = ctx.local.upstream.take(target, owner, pool) {
+        match ctx.local.upstream.send(kept, req).await {
+            Ok(response) => return Ok(response),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => return Err(upstream_error(e.into_error(), target)),
+            },
+        }
+    }
+    let stream = ctx.dial(target).await?;
+    let fresh = Upstream::over(target.clone(), owner.clone(), stream, pool.io_idle())
+        .await
+        .map_err(|e| upstream_error(e, target))?;
+    ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(e.into_error(), target))
+}
+
+fn upstream_error(source: hyper::Error, target: &Target) -> Refusal {
+    Refusal::Upstream(UpstreamError::Http { target: target.to_string(), source })
+}

@@ -1,0 +1,213 @@
+//! What every path of a connection shares, below all of them: the proxy's shared state, the
+//! connection's guard and context, the one order of decisions every request passes
+//! ([`decide`]: access, target, body, policy; then [`dial`]), and the log line of a refusal.
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU8;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+use http::Method;
+use hyper::upgrade::OnUpgrade;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::{Access, Denied};
+use crate::blocklist::{Policy, Verdict};
+use crate::config::ProxyConfig;
+use crate::dial::{DialError, Dialer};
+use crate::domain::{Host, Target};
+use crate::events::BlockLog;
+use crate::respond::{BadRequest, Refusal};
+use crate::stats::{ActiveGuard, Stats};
+use crate::upstream::{Owner, Pool, Slot};
+
+/// Everything a connection task needs, shared by all of them.
+pub(crate) struct Shared {
+    pub(crate) config: ProxyConfig,
+    pub(crate) policy: Policy,
+    pub(crate) access: Arc<Access>,
+    pub(crate) dialer: Dialer,
+    /// Idle upstream connections of the forward stage, between client connections.
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) blocks: Arc<BlockLog>,
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when the shutdown grace is over: tunnels and connections stop at once.
+    pub(crate) abort: CancellationToken,
+}
+
+/// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
+pub(crate) struct ConnGuard {
+    _permit: OwnedSemaphorePermit,
+    active: ActiveGuard,
+}
+
+impl ConnGuard {
+    /// Counts the connection as open, holding its permit.
+    pub(crate) fn new(permit: OwnedSemaphorePermit, stats: Arc<Stats>) -> Self {
+        Self { _permit: permit, active: ActiveGuard::new(stats) }
+    }
+
+    /// The proxy's counters (a tunnel needs nothing else from the shared state).
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.active.0
+    }
+}
+
+/// Who is on the other end of a connection, and how its logins went.
+pub(crate) struct Client {
+    /// The TCP peer, or the address a PROXY protocol header named.
+    pub(crate) peer: SocketAddr,
+    /// Whether the address passed `[access] allow`.
+    pub(crate) address_allowed: bool,
+    /// Requests on this connection refused for their credentials.
+    failed_logins: AtomicU8,
+}
+
+impl Client {
+    pub(crate) fn new(peer: SocketAddr, address_allowed: bool) -> Self {
+        Self { peer, address_allowed, failed_logins: AtomicU8::new(0) }
+    }
+}
+
+/// What a request handler knows about its connection.
+pub(crate) struct ConnCtx {
+    pub(crate) shared: Arc<Shared>,
+    /// What the handlers share with the connection task.
+    pub(crate) local: Arc<Local>,
+}
+
+/// What a connection's request handlers share with its task: the client, the upstream
+/// connection its plain-HTTP requests go through, and a CONNECT's tunnel (or a plain
+/// request's upgrade) to start once the answer is out.
+pub(crate) struct Local {
+    pub(crate) client: Client,
+    pub(crate) upstream: Slot,
+    pub(crate) tunnel: Mutex<Option<Pending>>,
+}
+
+impl Local {
+    pub(crate) fn new(client: Client) -> Self {
+        Self { client, upstream: Slot::default(), tunnel: Mutex::new(None) }
+    }
+}
+
+impl ConnCtx {
+    /// The client's address.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.local.client.peer
+    }
+
+    /// Dials an upstream, counting failures.
+    pub(crate) async fn dial(&self, target: &Target) -> Result<TcpStream, Refusal> {
+        dial(&self.shared, target).await
+    }
+}
+
+/// Failed logins after which a connection is closed: a client guessing passwords must
+/// connect again (and a browser's first try without credentials is one of them).
+pub(crate) const MAX_FAILED_LOGINS: u8 = 3;
+
+/// A request as either engine read it, for [`decide`].
+pub(crate) struct Ask<'a> {
+    /// Where it asks to go, or why that cannot be served.
+    pub(crate) target: Result<Target, BadRequest>,
+    /// A CONNECT that announces a body ([`crate::conn::head::announces_body`]).
+    pub(crate) connect_body: bool,
+    /// Plain HTTP (a refusal is an HTML page) rather than CONNECT.
+    pub(crate) plain: bool,
+    /// The `Proxy-Authorization` value, if sent.
+    pub(crate) credentials: Option<&'a [u8]>,
+}
+
+/// What [`decide`] let through.
+pub(crate) struct Decided {
+    pub(crate) target: Target,
+    /// Whose upstream connections this request may share (gateway mode).
+    pub(crate) owner: Owner,
+}
+
+/// The order of decisions for every request on every path (the first-head CONNECT, the
+/// relay and hyper's engine): access (the client address, then its credentials), the
+/// target, a CONNECT's body, the policy. The dial comes last, by the caller, only for a
+/// request that passed all of them.
+pub(crate) async fn decide(shared: &Shared, client: &Client, ask: Ask<'_>) -> Result<Decided, Refusal> {
+    let owner = admit(shared, client, ask.credentials).await?;
+    let target = ask.target.map_err(Refusal::BadRequest)?;
+    if ask.connect_body {
+        return Err(Refusal::BadRequest(BadRequest::ConnectBody));
+    }
+    check_policy(shared, client.peer, &target.host, ask.plain)?;
+    Ok(Decided { target, owner })
+}
+
+/// The access check: client address, then proxy credentials. In gateway mode, whose the
+/// request is: its user, or else its address.
+async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> Result<Owner, Refusal> {
+    let access = &shared.access;
+    if !client.address_allowed {
+        Stats::bump(&shared.stats.access_denied);
+        return Err(Refusal::ClientDenied(client.peer.ip()));
+    }
+    if !access.is_restricted() {
+        return Ok(Owner::Anyone);
+    }
+    match access.check_credentials(credentials, client.peer.ip()).await {
+        Ok(Some(user)) => Ok(Owner::User(user)),
+        Ok(None) => Ok(Owner::Address(client.peer.ip())),
+        Err(denied) => {
+            Stats::bump(&shared.stats.access_denied);
+            let failed = client.failed_logins.fetch_add(1, Relaxed).saturating_add(1);
+            Err(match denied {
+                Denied::Throttled { client, retry_after } => Refusal::LoginsThrottled { client, retry_after },
+                Denied::Credentials(why) if failed >= MAX_FAILED_LOGINS => Refusal::LoginsExhausted(why),
+                Denied::Credentials(why) => Refusal::AuthRequired(why),
+                Denied::Address(ip) => Refusal::ClientDenied(ip),
+            })
+        }
+    }
+}
+
+/// Refuses a blocked host, logging it once at info.
+pub(crate) fn check_policy(shared: &Shared, peer: SocketAddr, host: &Host, html: bool) -> Result<(), Refusal> {
+    match shared.policy.check(host) {
+        Verdict::Blocked(m) => {
+            Stats::bump(&shared.stats.blocked_total);
+            let host_text = host.to_string();
+            shared.blocks.record(&host_text, &m.list, &m.rule);
+            tracing::info!(client = %peer, %host, list = %m.list, rule = %m.rule, "blocked");
+            Err(Refusal::Blocked { host: host_text, list: m.list, rule: m.rule, html })
+        }
+        Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
+    }
+}
+
+/// Dials an upstream, counting failures.
+pub(crate) async fn dial(shared: &Shared, target: &Target) -> Result<TcpStream, Refusal> {
+    shared.dialer.dial(target).await.map_err(|e| {
+        if !matches!(e, DialError::Loop { .. }) {
+            Stats::bump(&shared.stats.dial_failures);
+        }
+        Refusal::Dial(e)
+    })
+}
+
+/// A CONNECT answered 200, or a plain request answered 101: what the connection task needs
+/// to start the tunnel once hyper hands the client's socket back (after the answer is
+/// written). `early` is what the upstream sent behind its 101, for the client.
+pub(crate) struct Pending {
+    pub(crate) on_upgrade: OnUpgrade,
+    pub(crate) upstream: TcpStream,
+    pub(crate) target: Target,
+    pub(crate) early: Vec<u8>,
+}
+
+/// Logs a refusal at debug (a block was logged at info already).
+pub(crate) fn refused(peer: SocketAddr, method: &Method, refusal: &Refusal) {
+    if !matches!(refusal, Refusal::Blocked { .. }) {
+        tracing::debug!(client = %peer, %method, status = %refusal.status(), reason = %refusal.reason(), "refused");
+    }
+}

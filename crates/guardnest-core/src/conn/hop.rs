@@ -1,0 +1,173 @@
+//! Hop-by-hop rules both engines apply (RFC 9110 §7.6): which fields describe one hop only
+//! and are dropped on the way through, the `Via` this proxy adds, the `Host` field built
+//! from the URL, and the writer of one header field for the heads the relay writes itself.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::domain::{Host, Target};
+
+/// Interim (1xx) answers taken before a final one, on both engines; past this the
+/// upstream is refused (502) and its connection closed.
+pub(crate) const MAX_INTERIM: usize = 16;
+
+/// The value this proxy adds to `Via`.
+pub(crate) const VIA: HeaderValue = HeaderValue::from_static("1.1 guardnest");
+
+/// Headers that describe one hop only (RFC 9110 §7.6.1), besides those `Connection` names.
+pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes headers that describe one hop only (RFC 9110 §7.6.1), including those the
+/// `Connection` header names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names instead of a lookup for each.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|name| !is_framing(name.as_str().as_bytes()))
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+/// The `Host` header for `target`: its normal form, the port only when not 80. Built by
+/// hand: formatting it (an IP literal above all) cost more than the rest of the handler.
+pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
+    let mut text = Vec::with_capacity(64);
+    match &target.host {
+        Host::Name(name) => text.extend_from_slice(name.as_bytes()),
+        Host::Ip(ip) => {
+            let ip_text = target.host.ip_text()?;
+            let v6 = ip.is_ipv6();
+            if v6 {
+                text.push(b'[');
+            }
+            text.extend_from_slice(ip_text.as_str().as_bytes());
+            if v6 {
+                text.push(b']');
+            }
+        }
+    }
+    if target.port != 80 {
+        let mut digits = [0u8; 5];
+        let (mut n, mut i) = (target.port, digits.len());
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        text.push(b':');
+        text.extend_from_slice(&digits[i..]);
+    }
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
+}
+
+/// Whether a field frames the message body. A `Connection` token never removes one: the
+/// message would lose its end, and a client reading the next response as this one's body.
+pub(crate) fn is_framing(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
+}
+
+/// Adds the tokens of a `Connection` value to `named`; whether one of them is `close`.
+pub(crate) fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) -> bool {
+    let mut close = false;
+    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+        close |= token.eq_ignore_ascii_case(b"close");
+        named.push(token);
+    }
+    close
+}
+
+/// Whether a field of a head the relay writes is passed on: not hop-by-hop ([`HOP_BY_HOP`])
+/// and not named by `Connection`, framing fields always ([`is_framing`]).
+/// `Transfer-Encoding` is passed on: a body is relayed in the encoding it came in, so its
+/// field goes with it.
+pub(crate) fn passes(name: &[u8], named: &[&[u8]]) -> bool {
+    let hop =
+        |h: &header::HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
+    !HOP_BY_HOP.iter().any(hop) && (is_framing(name) || !named.iter().any(|n| name.eq_ignore_ascii_case(n)))
+}
+
+/// Adds the `Via` this proxy adds on every path.
+pub(crate) fn via(out: &mut Vec<u8>) {
+    field(out, b"via", VIA.as_bytes());
+}
+
+/// Writes one `name: value` line.
+pub(crate) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_is_the_normal_form_of_the_url_host() {
+        let cases = [
+            ("example.com", 80, "example.com"),
+            ("example.com", 8080, "example.com:8080"),
+            ("127.0.0.1", 80, "127.0.0.1"),
+            ("10.200.3.45", 1, "10.200.3.45:1"),
+            ("[::1]", 65535, "[::1]:65535"),
+            ("[2001:db8::7]", 80, "[2001:db8::7]"),
+        ];
+        for (host, port, want) in cases {
+            let target = Target { host: Host::parse(host).unwrap(), port };
+            assert_eq!(host_header(&target).unwrap(), want);
+            // The same text as the general formatter gives.
+            let general = if port == 80 { target.host.to_string() } else { target.to_string() };
+            assert_eq!(general, want);
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eA=="));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key(header::ACCEPT));
+
+        // Each one alone is found too (the fast path must not skip any).
+        for name in HOP_BY_HOP {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+            strip_hop_by_hop(&mut h);
+            assert!(!h.contains_key(&name), "{name} kept");
+            assert_eq!(h.len(), 1);
+        }
+    }
+}

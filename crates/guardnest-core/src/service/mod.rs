@@ -1,0 +1,600 @@
+//! The one facade every front end uses: an owned object whose calls are serialised,
+//! whose no-ops say so, and whose status is measured, not remembered. The original design's
+//! four application commands are [`ProxyService::enable`], [`ProxyService::disable`],
+//! [`ProxyService::status`] and [`ProxyService::restart`]; its global statics are this
+//! object's fields.
+//!
+//! An instance's life (lock, repair, lists, control API, protection, updater, and the way
+//! back) is in [`lifecycle`]; what the user added in [`user`]; what front ends show in
+//! [`status`]; the data dir's lock in [`instance`]. The children build on this module (and
+//! on `status` and `instance` below it), never the other way round: no import cycle.
+
+pub mod instance;
+pub mod lifecycle;
+pub mod repair;
+pub mod status;
+pub mod user;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::blocklist::{Blocklists, UpdateReport};
+use crate::config::{Config, SystemProxyMode};
+use crate::events::BlockLog;
+use crate::health::Health;
+use crate::server::{Proxy, ServeError};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::sysproxy::{self, SysProxyError, SystemProxy, Target};
+
+pub use instance::{Frontend, Holder};
+pub use status::{
+    minutes, plural, CheckAnswer, ErrorKind, ErrorReport, ListStatus, Protection, ServiceStats, Status,
+    SystemProxyStatus, Unprotected,
+};
+
+/// How long a restart waits for the old listener to close (the design's 5 s).
+pub const RESTART_WAIT: Duration = Duration::from_secs(5);
+
+/// Errors of service calls, as the UI and CLI show them.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The proxy could not start.
+    #[error("cannot start the proxy")]
+    Start(#[from] ServeError),
+    /// The proxy runs, but the system-proxy step failed (nothing is left half-applied).
+    #[error("the proxy is running, but the system proxy was not changed")]
+    SystemProxy(#[source] SysProxyError),
+    /// The old listener did not close in time.
+    #[error("the old listener did not stop within {0:?}")]
+    StopTimeout(Duration),
+    /// The caller's input is not usable.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A list could not be added.
+    #[error(transparent)]
+    Lists(#[from] crate::blocklist::ListError),
+    /// The user's state could not be saved.
+    #[error("cannot save {path}")]
+    Save {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Input a call cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Not a host name.
+    #[error("{0:?} is not a host name")]
+    NotAHost(String),
+    /// Not a host name, and why.
+    #[error("{0:?} is not a host name: {1}")]
+    NotAHostBecause(String, String),
+    /// A pause out of range.
+    #[error("pause for 1 to 1440 minutes")]
+    PauseRange,
+    /// Neither a URL nor an absolute path.
+    #[error("{0:?} is not an http(s) URL or an absolute path")]
+    NotAListLocation(String),
+    /// Not one of the user's lists.
+    #[error("{0} is not a list you added")]
+    NotAUserList(String),
+    /// Port 0 (or none) where a real port is needed.
+    #[error("choose a port from 1 to 65535")]
+    Port,
+    /// The service has no data dir to keep this in.
+    #[error("no data directory to keep {0} in")]
+    NoDataDir(&'static str),
+}
+
+impl ServiceError {
+    /// The kind, for front ends that act on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Start(ServeError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+                ErrorKind::PortInUse
+            }
+            ServiceError::Start(_) => ErrorKind::Start,
+            ServiceError::SystemProxy(_) => ErrorKind::SystemProxy,
+            ServiceError::StopTimeout(_) => ErrorKind::StopTimeout,
+            ServiceError::Input(_) => ErrorKind::Input,
+            ServiceError::Lists(_) => ErrorKind::Lists,
+            ServiceError::Save { .. } => ErrorKind::Save,
+        }
+    }
+
+    /// The kind and the whole cause chain on one line.
+    pub fn report(&self) -> ErrorReport {
+        ErrorReport { kind: self.kind(), message: crate::respond::error_chain(self) }
+    }
+}
+
+/// What a call changed.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// False for a no-op (enable when enabled, disable when disabled).
+    pub changed: bool,
+    /// One line for the user.
+    pub message: String,
+}
+
+struct Running {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    stopped_accepting: CancellationToken,
+    task: JoinHandle<()>,
+    health: Arc<Health>,
+    started: SystemTime,
+}
+
+#[derive(Default)]
+struct State {
+    running: Option<Running>,
+    system_error: Option<String>,
+    /// Why the last enable could not start the proxy (cleared by the next that does).
+    start_error: Option<ErrorReport>,
+}
+
+/// The proxy as a service: start, stop, restart, and the system proxy with it.
+pub struct ProxyService {
+    config: Config,
+    /// Where the user's own allowlist and added lists are kept.
+    data_dir: Option<PathBuf>,
+    /// Where to listen: a port chosen at run time (the app's "use another port"), or the
+    /// port a `:0` listen address got at the first enable, kept for the process's life.
+    listen: std::sync::Mutex<Option<SocketAddr>>,
+    /// Where the control API actually listens (for the PAC URL), once it is bound.
+    control_addr: std::sync::Mutex<Option<SocketAddr>>,
+    lists: Blocklists,
+    system: Arc<SystemProxy>,
+    stats: Arc<Stats>,
+    blocks: Arc<BlockLog>,
+    state: Mutex<State>,
+    /// A started instance's background work (control API, list updater), stopped by
+    /// [`ProxyService::shut_down`].
+    background: CancellationToken,
+    tasks: TaskTracker,
+    /// A started instance's lock on its data dir, and how it describes itself.
+    instance: std::sync::Mutex<Option<(instance::InstanceLock, Holder)>>,
+    /// The `control.json` a started instance wrote (removed at shut-down).
+    runtime_file: std::sync::Mutex<Option<PathBuf>>,
+    /// What the start repaired, if anything.
+    repaired: std::sync::Mutex<Option<String>>,
+}
+
+impl ProxyService {
+    /// A stopped service, for embedding (tests, benchmarks): no lock, no control API, no
+    /// updater. Front ends use [`ProxyService::builder`]. `system` is the system-proxy step
+    /// (its backend may be `None`).
+    pub fn new(config: Config, lists: Blocklists, system: SystemProxy) -> Self {
+        let blocks = Arc::new(BlockLog::with_changes(lists.changes().clone()));
+        Self {
+            config,
+            data_dir: None,
+            listen: std::sync::Mutex::new(None),
+            control_addr: std::sync::Mutex::new(None),
+            lists,
+            system: Arc::new(system),
+            stats: Arc::default(),
+            blocks,
+            state: Mutex::new(State::default()),
+            background: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            instance: std::sync::Mutex::new(None),
+            runtime_file: std::sync::Mutex::new(None),
+            repaired: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// How long a client has for a request head (`[proxy] request_timeout`); the control
+    /// API gives its clients the same.
+    pub fn request_timeout(&self) -> std::time::Duration {
+        self.config.proxy.request_timeout
+    }
+
+    /// The system-proxy step for a configuration: its backend, its file in `data_dir`.
+    pub fn system_proxy_for(config: &Config, data_dir: &std::path::Path) -> Result<SystemProxy, SysProxyError> {
+        let backend = sysproxy::backend_for(&config.system_proxy.backend)?;
+        Ok(SystemProxy::new(backend, data_dir))
+    }
+
+    /// Keeps the user's allowlist and added lists in `data_dir` (see [`user`]).
+    pub fn with_data_dir(mut self, data_dir: &std::path::Path) -> Self {
+        self.data_dir = Some(data_dir.to_path_buf());
+        self
+    }
+
+    /// Listens on `addr` from the next enable or restart on (when the configured port is
+    /// taken by another program).
+    pub fn set_listen(&self, addr: SocketAddr) {
+        *self.listen.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    fn listen_addr(&self) -> SocketAddr {
+        self.listen.lock().unwrap_or_else(|p| p.into_inner()).unwrap_or(self.config.proxy.listen)
+    }
+
+    /// Listens on port `port` (on the configured address's IP, loopback for a wildcard)
+    /// from now on, and protects there: the proxy moves to it (the new port is bound before
+    /// the old listener closes, so a taken port changes nothing), or starts there.
+    pub async fn listen_on_port(&self, port: u16) -> Result<Change, ServiceError> {
+        if port == 0 {
+            return Err(InputError::Port.into());
+        }
+        let ip = self.config.proxy.listen.ip();
+        let ip = if ip.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { ip };
+        let wanted = SocketAddr::new(ip, port);
+        {
+            let mut state = self.state.lock().await;
+            match state.running.as_ref().filter(|r| !r.task.is_finished()).map(|r| r.addr) {
+                Some(addr) if addr == wanted => {}
+                Some(_) => {
+                    let new = match self.start(wanted).await {
+                        Ok(new) => new,
+                        Err(e) => {
+                            self.lists.changes().bump();
+                            return Err(e);
+                        }
+                    };
+                    if let Some(old) = state.running.replace(new) {
+                        old.shutdown.cancel(); // its open connections drain by themselves
+                        log_hook(self.system.stopped(old.addr));
+                    }
+                    state.start_error = None;
+                    self.set_listen(wanted);
+                    drop(state);
+                    return self.enable_system_after_move(wanted).await;
+                }
+                None => {}
+            }
+        }
+        self.set_listen(wanted);
+        self.enable().await
+    }
+
+    /// After the listener moved: the system proxy points at the new address.
+    async fn enable_system_after_move(&self, addr: SocketAddr) -> Result<Change, ServiceError> {
+        let mut message = format!("moved: listening on {addr}");
+        if self.config.system_proxy.enabled && self.system.has_backend() {
+            let applied = self.apply_system(addr).await;
+            let mut state = self.state.lock().await;
+            match applied {
+                Ok(m) => {
+                    state.system_error = None;
+                    message += &format!("; {m}");
+                }
+                Err(e) => {
+                    state.system_error = Some(e.to_string());
+                    self.lists.changes().bump();
+                    return Err(ServiceError::SystemProxy(e));
+                }
+            }
+        }
+        self.lists.changes().bump();
+        Ok(Change { changed: true, message })
+    }
+
+    /// Records where the control API listens, so PAC mode can point at it.
+    pub fn set_control_addr(&self, addr: SocketAddr) {
+        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
+    }
+
+    /// Where the control API listens, if it does.
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        *self.control_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The lists this service serves.
+    pub fn lists(&self) -> &Blocklists {
+        &self.lists
+    }
+
+    /// A receiver that sees every change a window shows: the switch, a block, a list, a
+    /// pause. Counters (bytes, connections) change without it.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.lists.changes().subscribe()
+    }
+
+    /// Restores settings left by a crashed GuardNest; [`lifecycle::Builder::start_up`] calls it first.
+    pub async fn repair(&self) -> Result<Option<String>, SysProxyError> {
+        let system = self.system.clone();
+        let outcome = tokio::task::spawn_blocking(move || system.repair())
+            .await
+            .unwrap_or_else(|e| Err(SysProxyError::Command { command: "repair".into(), detail: e.to_string() }))?;
+        Ok(outcome.map(|o| o.message))
+    }
+
+    /// Starts the proxy (and sets the system proxy if configured). A no-op when running.
+    pub async fn enable(&self) -> Result<Change, ServiceError> {
+        let mut state = self.state.lock().await;
+        let was_running = state.running.as_ref().is_some_and(|r| !r.task.is_finished());
+        if !was_running {
+            match self.start(self.listen_addr()).await {
+                Ok(running) => {
+                    state.running = Some(running);
+                    state.start_error = None;
+                }
+                Err(e) => {
+                    state.start_error = Some(e.report());
+                    self.lists.changes().bump();
+                    return Err(e);
+                }
+            }
+        }
+        let addr = state.running.as_ref().map(|r| r.addr).expect("started above");
+        let mut message = match was_running {
+            true => format!("already enabled on {addr}"),
+            false => format!("enabled: listening on {addr}"),
+        };
+        let mut changed = !was_running;
+        if self.config.system_proxy.enabled && self.system.has_backend() && !self.system.is_applied() {
+            match self.apply_system(addr).await {
+                Ok(m) => {
+                    state.system_error = None;
+                    message += &format!("; {m}");
+                    changed = true;
+                }
+                Err(e) => {
+                    state.system_error = Some(e.to_string());
+                    self.lists.changes().bump();
+                    return Err(ServiceError::SystemProxy(e));
+                }
+            }
+        }
+        self.lists.changes().bump();
+        Ok(Change { changed, message })
+    }
+
+    /// Restores the system proxy and stops the proxy (open connections get the configured
+    /// grace). A no-op when stopped.
+    pub async fn disable(&self) -> Result<Change, ServiceError> {
+        self.disable_with_grace(self.config.proxy.shutdown_timeout).await
+    }
+
+    async fn disable_with_grace(&self, grace: Duration) -> Result<Change, ServiceError> {
+        let mut state = self.state.lock().await;
+        let mut notes = Vec::new();
+        if self.system.is_applied() {
+            match self.restore_system().await {
+                Ok(m) => notes.push(m),
+                Err(e) => {
+                    state.system_error = Some(e.to_string());
+                    notes.push(format!("could not restore the system proxy: {e}"));
+                }
+            }
+        }
+        let Some(running) = state.running.take() else {
+            let message = std::iter::once("already disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
+            return Ok(Change { changed: false, message });
+        };
+        running.shutdown.cancel();
+        log_hook(self.system.stopped(running.addr));
+        // The proxy's own drain is bounded by its shutdown_timeout; this waits at most `grace`.
+        let _ = tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
+            .await;
+        self.describe_instance(None);
+        self.lists.changes().bump();
+        let message = std::iter::once("disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
+        Ok(Change { changed: true, message })
+    }
+
+    /// Stops the listener, waits for it to close (up to 5 s), starts a new one on the same
+    /// address and re-applies the system proxy. Open tunnels of the old one drain in the
+    /// background; there is never a moment with two listeners.
+    pub async fn restart(&self) -> Result<Change, ServiceError> {
+        let mut state = self.state.lock().await;
+        let listen = match state.running.take() {
+            Some(old) => {
+                old.shutdown.cancel();
+                if tokio::time::timeout(RESTART_WAIT, old.stopped_accepting.cancelled()).await.is_err() {
+                    return Err(ServiceError::StopTimeout(RESTART_WAIT));
+                }
+                old.addr
+            }
+            None => self.listen_addr(),
+        };
+        let running = match self.start(listen).await {
+            Ok(r) => r,
+            Err(e) => {
+                state.start_error = Some(e.report());
+                self.lists.changes().bump();
+                return Err(e);
+            }
+        };
+        let addr = running.addr;
+        state.running = Some(running);
+        state.start_error = None;
+        self.lists.changes().bump();
+        if self.config.system_proxy.enabled && self.system.has_backend() {
+            if let Err(e) = self.apply_system(addr).await {
+                state.system_error = Some(e.to_string());
+                return Err(ServiceError::SystemProxy(e));
+            }
+        }
+        Ok(Change { changed: true, message: format!("restarted: listening on {addr}") })
+    }
+
+    /// What is true now: the serving task alive, its accept loop running, and the last
+    /// periodic self-connect health check passing; and whether that protects anyone.
+    pub async fn status(&self) -> Status {
+        let state = self.state.lock().await;
+        let (running, listen, uptime, health) = match &state.running {
+            // Alive: the task runs and its accept loop has not stopped. Read from the
+            // listener's own state, not by connecting (which would count as traffic).
+            Some(r) if !r.task.is_finished() && !r.stopped_accepting.is_cancelled() => {
+                let uptime = SystemTime::now().duration_since(r.started).map(|d| d.as_secs()).ok();
+                (true, Some(r.addr), uptime, Some(r.health.clone()))
+            }
+            _ => (false, None, None, None),
+        };
+        let lists: Vec<ListStatus> = self.lists.status().into_iter().map(ListStatus::from).collect();
+        let names = self.lists.len();
+        let paused_secs = self.lists.paused_for().map(|d| d.as_secs());
+        Status {
+            running,
+            healthy: running && health.as_ref().is_some_and(|h| h.checks() == 0 || h.last_ok()),
+            protection: Protection::of(running, paused_secs, &lists, names, state.start_error.clone()),
+            listen,
+            uptime_secs: uptime,
+            health_checks: health.as_ref().map_or(0, |h| h.checks()),
+            health_failures: health.as_ref().map_or(0, |h| h.failures()),
+            system_proxy: SystemProxyStatus {
+                wanted: self.config.system_proxy.enabled,
+                applied: self.system.is_applied(),
+                backend: self.system.backend_name().into(),
+                last_error: state.system_error.clone(),
+            },
+            lists,
+            names,
+            paused_secs,
+            start_error: state.start_error.clone(),
+            repaired: self.repaired.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            pid: std::process::id(),
+        }
+    }
+
+    /// Checks every list now.
+    pub async fn update_lists(&self) -> UpdateReport {
+        self.lists.update(&()).await
+    }
+
+    /// Counters and block events.
+    pub fn stats(&self) -> ServiceStats {
+        let StatsSnapshot {
+            connections_total,
+            connections_active,
+            tunnels_total,
+            requests_total,
+            blocked_total,
+            dial_failures,
+            bytes_up,
+            bytes_down,
+            ..
+        } = self.stats.snapshot();
+        ServiceStats {
+            connections_active,
+            connections_total,
+            tunnels_total,
+            requests_total,
+            blocked_total,
+            bytes_up,
+            bytes_down,
+            dial_failures,
+            blocked_by_list: self.blocks.by_list(),
+            top_blocked: self.blocks.top(10),
+            recent_blocked: self.blocks.recent(50),
+            recent_names: self.blocks.recent_names(30),
+            blocked_per_minute: self.blocks.per_minute(),
+            blocked_today: self.blocks.today(),
+        }
+    }
+
+    /// Raw counters (for metrics).
+    pub fn counters(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// The PAC file for fail-open mode.
+    pub async fn pac(&self) -> Option<String> {
+        let addr = self.state.lock().await.running.as_ref().map(|r| r.addr)?;
+        let host = sysproxy::host_of(addr);
+        Some(format!(
+            "function FindProxyForURL(url, host) {{\n  if (isPlainHostName(host) || host == \"localhost\" || shExpMatch(host, \"127.*\")) return \"DIRECT\";\n  return \"PROXY {host}:{}; DIRECT\";\n}}\n",
+            addr.port()
+        ))
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The data dir, if it keeps one.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
+    }
+
+    async fn start(&self, listen: SocketAddr) -> Result<Running, ServiceError> {
+        let mut proxy_config = self.config.proxy.clone();
+        proxy_config.listen = listen;
+        let access = crate::access::Access::from_config(&self.config.access).map_err(ServeError::Access)?;
+        let proxy = Proxy::bind_with(
+            proxy_config,
+            self.config.health.clone(),
+            self.lists.policy(),
+            self.stats.clone(),
+            self.blocks.clone(),
+            Arc::new(access),
+        )
+        .await?;
+        let addr = proxy.local_addr();
+        if listen.port() == 0 {
+            // Port 0 picked a free port: keep it for the life of the process, so disable and
+            // enable (and the system proxy pointing at it) stay on one address.
+            self.set_listen(addr);
+        }
+        // Said before "listening on", which scripts and a second instance wait for.
+        self.describe_instance(Some(addr));
+        tracing::info!("listening on {addr}");
+        let shutdown = CancellationToken::new();
+        let stopped_accepting = proxy.stopped_accepting();
+        let health = proxy.health();
+        let task = tokio::spawn(proxy.run(shutdown.clone()));
+        log_hook(self.system.listening(addr));
+        Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
+    }
+
+    async fn apply_system(&self, addr: SocketAddr) -> Result<String, SysProxyError> {
+        let target = match self.config.system_proxy.mode {
+            SystemProxyMode::Fixed => Target::Fixed(addr),
+            SystemProxyMode::Pac => {
+                let control = self
+                    .control_addr()
+                    .or_else(|| self.config.control.addr().ok().flatten())
+                    .ok_or(SysProxyError::Unavailable("pac"))?;
+                Target::Pac(format!("http://{control}/proxy.pac"))
+            }
+        };
+        let system = self.system.clone();
+        let outcome = tokio::task::spawn_blocking(move || system.apply(&target))
+            .await
+            .unwrap_or_else(|e| Err(SysProxyError::Command { command: "apply".into(), detail: e.to_string() }))?;
+        tracing::info!("{}", outcome.message);
+        Ok(outcome.message)
+    }
+
+    async fn restore_system(&self) -> Result<String, SysProxyError> {
+        let system = self.system.clone();
+        let outcome = tokio::task::spawn_blocking(move || system.restore())
+            .await
+            .unwrap_or_else(|e| Err(SysProxyError::Command { command: "restore".into(), detail: e.to_string() }))?;
+        tracing::info!("{}", outcome.message);
+        Ok(outcome.message)
+    }
+}
+
+/// The file through which the CLI finds a running instance: control address and token.
+pub fn runtime_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("control.json")
+}
+
+/// Logs what a listener hook of the OS layer did (the Windows firewall rule), or why it
+/// failed: a warning, never an error of the service.
+fn log_hook(outcome: Result<Option<String>, String>) {
+    match outcome {
+        Ok(Some(done)) => tracing::info!("{done}"),
+        Ok(None) => {}
+        Err(warning) => tracing::warn!("{warning}"),
+    }
+}
