@@ -27,6 +27,7 @@ guardnest_testkit::main!(
     pac_url_comes_back_byte_for_byte,
     settings_that_were_absent_are_absent_again,
     another_programs_change_is_left_alone,
+    repair_without_a_snapshot_turns_a_dead_guardnest_off,
     a_failed_apply_leaves_nothing_behind,
     firewall_rule_only_beyond_loopback_as_administrator,
 );
@@ -470,6 +471,31 @@ fn another_programs_change_is_left_alone() -> Outcome {
             assert_eq!(now[name], before[name], "{name}");
         }
         stop(run);
+        passed()
+    })
+}
+
+/// "My internet stopped working" with the snapshot lost too: `guardnest repair --listen`
+/// finds the system proxy set exactly as GuardNest sets it for an address where nothing
+/// answers, and turns it off (every value back to Windows' default: absent).
+#[cfg(windows)]
+fn repair_without_a_snapshot_turns_a_dead_guardnest_off() -> Outcome {
+    exclusive(|| {
+        set_user(&[]);
+        let data = tempfile::tempdir().unwrap();
+        let mut run = run(data.path(), &["--system-proxy"]);
+        run.wait_for("system proxy set (windows)");
+        let addr = run.addr.to_string();
+        kill(run);
+        std::fs::remove_file(data.path().join("system-proxy.json")).unwrap();
+        let (code, out) = client(data.path(), &["repair", "--listen", &addr]);
+        eprintln!("  guardnest repair --listen {addr} said: {}", out.trim());
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("turned the windows system proxy off"), "{out}");
+        let now = snapshot();
+        show("after the repair", &now);
+        assert!(now.values().all(Option::is_none), "{now:?}");
+        let _ = guardnest_core::sysproxy::login::LoginRepair::for_this_os(Vec::new()).map(|l| l.unregister());
         passed()
     })
 }
