@@ -159,8 +159,8 @@ impl Desktop {
     }
 }
 
-/// GNOME and KDE settings exist on Linux desktops only; Windows has its own backend, tested
-/// end to end under Wine in tests/windows.rs.
+/// GNOME and KDE settings (and XDG autostart) exist on Linux desktops only; Windows has its
+/// own backend and RunOnce login repair, tested end to end under Wine in tests/windows.rs.
 fn not_a_linux_desktop() -> Outcome {
     guardnest_testkit::platform_limit(
         "GNOME and KDE proxy settings exist on Linux desktops only (Windows: tests/windows.rs)",
@@ -313,6 +313,9 @@ fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
 /// a login (a new session running its Exec line) puts the user's settings back exactly and
 /// removes it, and the next GuardNest says what was repaired and when.
 fn the_login_repair_puts_settings_back_when_guardnest_never_returns() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }

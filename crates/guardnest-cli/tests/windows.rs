@@ -146,22 +146,33 @@ mod windows {
         VALUES.iter().map(|n| (*n, get(n))).collect()
     }
 
+    /// Says `line` on stderr and, with GUARDNEST_REGISTRY_LOG=FILE (.ci/windows.sh), appends
+    /// it to FILE: the registry values before, during and after, for people to read.
+    pub fn note(line: &str) {
+        eprintln!("{line}");
+        if let Some(path) = std::env::var_os("GUARDNEST_REGISTRY_LOG") {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+                let _ = writeln!(f, "{line}");
+            }
+        }
+    }
+
     /// Prints a snapshot the way `reg query` shows values (and decodes the LAN record).
     pub fn show(stage: &str, s: &Snapshot) {
-        eprintln!("  registry {stage}:");
+        note(&format!("  registry {stage}:"));
         for (name, v) in s {
             let text = v.as_ref().map_or_else(|| "(absent)".to_string(), RegValue::describe);
-            eprintln!("    {name} = {text}");
+            note(&format!("    {name} = {text}"));
             if let Some(r) = v.as_ref().filter(|v| v.kind == 3).and_then(|v| Record::parse(&v.data)) {
                 let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-                eprintln!(
+                note(&format!(
                     "      (record: counter {}, flags {}, proxy {:?}, bypass {:?}, auto-config {:?})",
                     r.counter,
                     r.flags,
                     s(&r.proxy),
                     s(&r.bypass),
                     s(&r.autoconfig)
-                );
+                ));
             }
         }
     }
@@ -213,14 +224,14 @@ mod windows {
             }
         }
         let ras = Windows::new().unwrap().ras_entries().to_vec();
-        eprintln!("  RAS entries this Windows exposes: {ras:?}");
+        note(&format!("  RAS entries this Windows exposes: {ras:?}"));
         for conn in std::iter::once(None).chain(ras.iter().map(|r| Some(r.as_str()))) {
             let o = os::query(conn).unwrap();
-            eprintln!("  WinINet InternetQueryOption({}): {o:?}", conn.unwrap_or("LAN"));
+            note(&format!("  WinINet InternetQueryOption({}): {o:?}", conn.unwrap_or("LAN")));
             assert!(reports(target, o.flags, &o.server, &o.autoconfig), "WinINet: {o:?}");
         }
         let ie = os::winhttp_ie_config().unwrap();
-        eprintln!("  WinHTTP WinHttpGetIEProxyConfigForCurrentUser: {ie:?}");
+        note(&format!("  WinHTTP WinHttpGetIEProxyConfigForCurrentUser: {ie:?}"));
         match target {
             Target::Fixed(addr) => assert_eq!(ie.server, server_list(*addr)),
             Target::Pac(url) => assert_eq!(&ie.autoconfig, url),
@@ -285,7 +296,7 @@ mod windows {
     /// Checks the registered repair: this guardnest.exe, `repair --data-dir DATA --at-login`.
     pub fn assert_run_once(data: &Path) -> Vec<String> {
         let argv = run_once().expect("no RunOnce repair while GuardNest holds the system proxy");
-        eprintln!("  RunOnce {}: {argv:?}", guardnest_core::sysproxy::login::ENTRY);
+        note(&format!("  RunOnce {}: {argv:?}", guardnest_core::sysproxy::login::ENTRY));
         assert!(argv[0].to_ascii_lowercase().ends_with("guardnest.exe"), "{argv:?}");
         assert_eq!(argv[1..], ["repair", "--data-dir", &data.display().to_string(), "--at-login"], "{argv:?}");
         argv
@@ -326,7 +337,7 @@ mod windows {
         let data = data.path();
         assert_eq!(run_once(), None, "a RunOnce repair left from before");
 
-        eprintln!("-- run --system-proxy, then `guardnest disable`");
+        note(&format!("-- run --system-proxy, then `guardnest disable`"));
         let mut run1 = run(data, extra);
         run1.wait_for("system proxy set (windows)");
         let listen = listening(data);
@@ -339,7 +350,7 @@ mod windows {
         assert_restored("after `guardnest disable`", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived the restore");
 
-        eprintln!("-- `guardnest enable`, then a clean stop (Ctrl-C)");
+        note(&format!("-- `guardnest enable`, then a clean stop (Ctrl-C)"));
         let (code, out) = client(data, &["enable"]);
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("system proxy set (windows)"), "{out}");
@@ -349,7 +360,7 @@ mod windows {
         assert_restored("after a clean stop", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived the clean stop");
 
-        eprintln!("-- hard kill, then the next `run` repairs");
+        note(&format!("-- hard kill, then the next `run` repairs"));
         let mut run2 = run(data, extra);
         run2.wait_for("system proxy set (windows)");
         let applied = snapshot();
@@ -358,31 +369,31 @@ mod windows {
         show("after the kill", &applied);
         let mut run3 = run(data, &[]);
         let line = run3.wait_for("repaired a crashed session");
-        eprintln!("  next run said: {line}");
+        note(&format!("  next run said: {line}"));
         assert_restored("after the next run", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived the repair at start");
         stop(run3);
         assert_restored("after that run stopped", before);
 
-        eprintln!("-- hard kill, then `guardnest repair`");
+        note(&format!("-- hard kill, then `guardnest repair`"));
         let mut run4 = run(data, extra);
         run4.wait_for("system proxy set (windows)");
         kill(run4);
         let (code, out) = client(data, &["repair"]);
-        eprintln!("  guardnest repair said: {}", out.trim());
+        note(&format!("  guardnest repair said: {}", out.trim()));
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("restored your windows proxy settings"), "{out}");
         assert_restored("after `guardnest repair`", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived `guardnest repair`");
 
-        eprintln!("-- hard kill, then the next logon runs the RunOnce command line");
+        note(&format!("-- hard kill, then the next logon runs the RunOnce command line"));
         let mut run5 = run(data, extra);
         run5.wait_for("system proxy set (windows)");
         kill(run5);
         let argv = assert_run_once(data);
         let out = Command::new(&argv[0]).args(&argv[1..]).env_remove("RUST_LOG").output().unwrap();
         let said = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-        eprintln!("  the RunOnce command said: {}", said.trim());
+        note(&format!("  the RunOnce command said: {}", said.trim()));
         assert!(out.status.success(), "{said}");
         assert_restored("after the RunOnce repair", before);
         assert_eq!(run_once(), None, "the RunOnce repair did not remove itself");
@@ -392,7 +403,7 @@ mod windows {
 #[cfg(windows)]
 fn manual_proxy_comes_back_byte_for_byte() -> Outcome {
     exclusive(|| {
-        eprintln!("== manual proxy corp-proxy.example:8123, bypass corp.example;<local>");
+        note(&format!("== manual proxy corp-proxy.example:8123, bypass corp.example;<local>"));
         let before = set_user(&[
             (PROXY_ENABLE, Some(RegValue::dword(1))),
             (PROXY_SERVER, Some(RegValue::sz("corp-proxy.example:8123"))),
@@ -408,7 +419,7 @@ fn manual_proxy_comes_back_byte_for_byte() -> Outcome {
 #[cfg(windows)]
 fn pac_url_comes_back_byte_for_byte() -> Outcome {
     exclusive(|| {
-        eprintln!("== auto-config http://wpad.corp.example/proxy.pac");
+        note(&format!("== auto-config http://wpad.corp.example/proxy.pac"));
         let url = "http://wpad.corp.example/proxy.pac";
         let before = set_user(&[
             (PROXY_ENABLE, Some(RegValue::dword(0))),
@@ -424,7 +435,7 @@ fn pac_url_comes_back_byte_for_byte() -> Outcome {
             let control = control_addr(run);
             let url = format!("http://{control}/proxy.pac");
             let pac = get_http(control, "/proxy.pac");
-            eprintln!("  {url} answers: {:?}", pac.lines().rev().nth(1).unwrap_or(""));
+            note(&format!("  {url} answers: {:?}", pac.lines().rev().nth(1).unwrap_or("")));
             assert!(pac.starts_with("HTTP/1.1 200"), "{pac}");
             assert!(pac.contains(&format!("PROXY 127.0.0.1:{}; DIRECT", listen.port())), "{pac}");
             Target::Pac(url)
@@ -436,7 +447,7 @@ fn pac_url_comes_back_byte_for_byte() -> Outcome {
 #[cfg(windows)]
 fn settings_that_were_absent_are_absent_again() -> Outcome {
     exclusive(|| {
-        eprintln!("== a profile with none of the values");
+        note(&format!("== a profile with none of the values"));
         let before = set_user(&[]);
         show("before (nothing set)", &before);
         assert!(before.values().all(Option::is_none));
@@ -461,7 +472,7 @@ fn another_programs_change_is_left_alone() -> Outcome {
         let vpn = RegValue::sz("10.8.0.1:3128");
         put(PROXY_SERVER, Some(vpn.clone()));
         let (code, out) = client(data.path(), &["disable"]);
-        eprintln!("  guardnest disable said: {}", out.trim());
+        note(&format!("  guardnest disable said: {}", out.trim()));
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("left ProxyServer as another program set them"), "{out}");
         let now = snapshot();
@@ -489,7 +500,7 @@ fn repair_without_a_snapshot_turns_a_dead_guardnest_off() -> Outcome {
         kill(run);
         std::fs::remove_file(data.path().join("system-proxy.json")).unwrap();
         let (code, out) = client(data.path(), &["repair", "--listen", &addr]);
-        eprintln!("  guardnest repair --listen {addr} said: {}", out.trim());
+        note(&format!("  guardnest repair --listen {addr} said: {}", out.trim()));
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("turned the windows system proxy off"), "{out}");
         let now = snapshot();
@@ -519,7 +530,7 @@ fn a_failed_apply_leaves_nothing_behind() -> Outcome {
         let mut run = run(data.path(), &["--system-proxy"]);
         let line = run.wait_for("the system proxy was not changed");
         lock_connections(false);
-        eprintln!("  {line}");
+        note(&format!("  {line}"));
         assert!(line.contains("Connections") && line.contains("DefaultConnectionSettings"), "{line}");
         assert_restored("after the failed apply", &before);
         assert!(!data.path().join("system-proxy.json").exists(), "a transaction was left open");
@@ -566,7 +577,7 @@ fn firewall_rule_only_beyond_loopback_as_administrator() -> Outcome {
     exclusive(|| {
         use guardnest_core::sysproxy::windows::{is_user_admin, system_check};
         let admin = is_user_admin();
-        eprintln!("IsUserAnAdmin: {admin}; system_check: {:?}", system_check());
+        note(&format!("IsUserAnAdmin: {admin}; system_check: {:?}", system_check()));
         system_check().unwrap();
         let data = tempfile::tempdir().unwrap();
         let config = data.path().join("lan.toml");
@@ -585,7 +596,7 @@ fn firewall_rule_only_beyond_loopback_as_administrator() -> Outcome {
         let port = lan.addr.port();
         if admin {
             let added = lan.wait_for("Windows Firewall: allowed inbound TCP port");
-            eprintln!("  {added}");
+            note(&format!("  {added}"));
             assert!(added.contains(&format!("port {port}")), "{added}");
         } else {
             lan.wait_for("not an administrator: no Windows Firewall rule");
@@ -594,15 +605,15 @@ fn firewall_rule_only_beyond_loopback_as_administrator() -> Outcome {
             .args(["advfirewall", "firewall", "show", "rule", "name=GuardNest Proxy"])
             .output()
             .unwrap();
-        eprintln!(
+        note(&format!(
             "  netsh advfirewall firewall show rule name=\"GuardNest Proxy\": exit {:?}, {} bytes of output{}",
             out.status.code(),
             out.stdout.len(),
             if guardnest_testkit::under_wine() { " (Wine 8's netsh.exe is a stub: it prints nothing)" } else { "" }
-        );
+        ));
         lan.signal("-INT");
         if admin {
-            eprintln!("  {}", lan.wait_for("Windows Firewall: removed the rule"));
+            note(&format!("  {}", lan.wait_for("Windows Firewall: removed the rule")));
         }
         assert_eq!(lan.wait_exit().code(), Some(0));
         passed()
