@@ -337,7 +337,7 @@ mod windows {
         let data = data.path();
         assert_eq!(run_once(), None, "a RunOnce repair left from before");
 
-        note(&format!("-- run --system-proxy, then `guardnest disable`"));
+        note("-- run --system-proxy, then `guardnest disable`");
         let mut run1 = run(data, extra);
         run1.wait_for("system proxy set (windows)");
         let listen = listening(data);
@@ -350,7 +350,7 @@ mod windows {
         assert_restored("after `guardnest disable`", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived the restore");
 
-        note(&format!("-- `guardnest enable`, then a clean stop (Ctrl-C)"));
+        note("-- `guardnest enable`, then a clean stop (Ctrl-C)");
         let (code, out) = client(data, &["enable"]);
         assert_eq!(code, Some(0), "{out}");
         assert!(out.contains("system proxy set (windows)"), "{out}");
@@ -360,7 +360,7 @@ mod windows {
         assert_restored("after a clean stop", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived the clean stop");
 
-        note(&format!("-- hard kill, then the next `run` repairs"));
+        note("-- hard kill, then the next `run` repairs");
         let mut run2 = run(data, extra);
         run2.wait_for("system proxy set (windows)");
         let applied = snapshot();
@@ -375,7 +375,7 @@ mod windows {
         stop(run3);
         assert_restored("after that run stopped", before);
 
-        note(&format!("-- hard kill, then `guardnest repair`"));
+        note("-- hard kill, then `guardnest repair`");
         let mut run4 = run(data, extra);
         run4.wait_for("system proxy set (windows)");
         kill(run4);
@@ -386,7 +386,7 @@ mod windows {
         assert_restored("after `guardnest repair`", before);
         assert_eq!(run_once(), None, "the RunOnce repair outlived `guardnest repair`");
 
-        note(&format!("-- hard kill, then the next logon runs the RunOnce command line"));
+        note("-- hard kill, then the next logon runs the RunOnce command line");
         let mut run5 = run(data, extra);
         run5.wait_for("system proxy set (windows)");
         kill(run5);
@@ -403,7 +403,7 @@ mod windows {
 #[cfg(windows)]
 fn manual_proxy_comes_back_byte_for_byte() -> Outcome {
     exclusive(|| {
-        note(&format!("== manual proxy corp-proxy.example:8123, bypass corp.example;<local>"));
+        note("== manual proxy corp-proxy.example:8123, bypass corp.example;<local>");
         let before = set_user(&[
             (PROXY_ENABLE, Some(RegValue::dword(1))),
             (PROXY_SERVER, Some(RegValue::sz("corp-proxy.example:8123"))),
@@ -419,7 +419,7 @@ fn manual_proxy_comes_back_byte_for_byte() -> Outcome {
 #[cfg(windows)]
 fn pac_url_comes_back_byte_for_byte() -> Outcome {
     exclusive(|| {
-        note(&format!("== auto-config http://wpad.corp.example/proxy.pac"));
+        note("== auto-config http://wpad.corp.example/proxy.pac");
         let url = "http://wpad.corp.example/proxy.pac";
         let before = set_user(&[
             (PROXY_ENABLE, Some(RegValue::dword(0))),
@@ -447,7 +447,7 @@ fn pac_url_comes_back_byte_for_byte() -> Outcome {
 #[cfg(windows)]
 fn settings_that_were_absent_are_absent_again() -> Outcome {
     exclusive(|| {
-        note(&format!("== a profile with none of the values"));
+        note("== a profile with none of the values");
         let before = set_user(&[]);
         show("before (nothing set)", &before);
         assert!(before.values().all(Option::is_none));
