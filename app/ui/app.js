@@ -34,7 +34,12 @@ function fmtAgo(epochSecs) {
 }
 
 function showError(e) {
-  $("error-text").textContent = e.message || String(e);
+  // A taken port is said plainly (the whole error stays in the tooltip).
+  const taken = e.kind === "port_in_use" && /listen on (\S+?):? /.exec(e.message || "");
+  $("error-text").textContent = taken
+    ? `Another program is already using ${taken[1]}, so GuardNest cannot listen there. Choose another port:`
+    : e.message || String(e);
+  $("error-text").title = e.message || "";
   // Another program holds the port: offer another one.
   $("port-offer").classList.toggle("hidden", e.kind !== "port_in_use");
   $("error").classList.remove("hidden");
@@ -51,6 +56,7 @@ async function call(cmd, args) {
 
 let busy = false;
 let shownStartError = null;
+let dismissedRepair = null;
 
 function renderStatus(st) {
   const p = st.protection;
@@ -84,7 +90,7 @@ function renderStatus(st) {
   $("pause-line").classList.toggle("hidden", p.state !== "paused");
   if (p.state === "paused") $("pause-until").textContent = clock(p.secs);
   // Pause only while blocking; Resume is in the paused line.
-  $("pause").classList.toggle("hidden", !(st.running && p.state !== "paused"));
+  $("pause").classList.toggle("hidden", p.state !== "protected");
   // Why the last start failed (a taken port) is said at once, with the offer of another.
   const se = st.start_error;
   const key = se ? se.kind + se.message : null;
@@ -92,6 +98,12 @@ function renderStatus(st) {
   if (!se && shownStartError) $("error").classList.add("hidden");
   shownStartError = key;
 
+  // What a repair did while GuardNest was away (a crash, or a login with GuardNest gone).
+  if (st.repaired && st.repaired !== dismissedRepair) {
+    $("repaired-text").textContent = `Your own proxy settings were put back: ${st.repaired}.`;
+    $("repaired-text").dataset.key = st.repaired;
+    $("repaired").classList.remove("hidden");
+  }
   $("s-listen").textContent = st.listen || "not listening";
   $("s-uptime").textContent = st.uptime_secs == null ? "–" : clock(-st.uptime_secs);
   const sp = st.system_proxy;
@@ -240,7 +252,9 @@ async function refresh() {
     render(await invoke("get_view"));
   } catch (e) {
     refused(e);
+    return;
   }
+  invoke("get_start_at_login").then((on) => { $("login").checked = on; }, () => {});
 }
 
 /** The engine did not start (another GuardNest holds the data directory): say only that. */
@@ -267,6 +281,17 @@ $("toggle").addEventListener("change", async (ev) => {
 $("pause").addEventListener("click", async () => { await call("pause_protection", { minutes: 15 }); refresh(); });
 $("resume").addEventListener("click", async () => { await call("resume_protection"); refresh(); });
 $("error-close").addEventListener("click", () => $("error").classList.add("hidden"));
+$("repaired-close").addEventListener("click", () => {
+  dismissedRepair = $("repaired-text").dataset.key;
+  $("repaired").classList.add("hidden");
+});
+$("login").addEventListener("change", async (ev) => {
+  try {
+    await call("set_start_at_login", { on: ev.target.checked });
+  } catch (_) {
+    ev.target.checked = !ev.target.checked;
+  }
+});
 $("use-port").addEventListener("click", async () => {
   await call("use_port", { port: Number($("port").value) });
   $("error").classList.add("hidden");

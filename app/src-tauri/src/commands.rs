@@ -20,13 +20,17 @@ fn report(e: guardnest_core::service::ServiceError) -> UiError {
 /// Turns protection on: the proxy, and the system proxy with it.
 #[tauri::command]
 async fn enable_system_proxy(state: State<'_, AppState>) -> Reply<Change> {
-    state.service()?.enable().await.map_err(report)
+    let change = state.service()?.enable().await.map_err(report)?;
+    crate::state::remember_protection(&state.data_dir, true)?;
+    Ok(change)
 }
 
 /// Turns protection off, restoring the user's own proxy settings.
 #[tauri::command]
 async fn disable_system_proxy(state: State<'_, AppState>) -> Reply<Change> {
-    state.service()?.disable().await.map_err(report)
+    let change = state.service()?.disable().await.map_err(report)?;
+    crate::state::remember_protection(&state.data_dir, false)?;
+    Ok(change)
 }
 
 /// What is true now: listener, health, protection, system proxy, lists, pause.
@@ -108,6 +112,18 @@ async fn use_port(state: State<'_, AppState>, port: u16) -> Reply<Change> {
     state.use_port(port).await
 }
 
+/// Whether the app starts (hidden, in the tray) when the user logs in.
+#[tauri::command]
+fn get_start_at_login<R: Runtime>(app: tauri::AppHandle<R>) -> Reply<bool> {
+    crate::login::is_on(&app)
+}
+
+/// Starts the app at login, or not (the autostart plugin's entry, written or removed).
+#[tauri::command]
+fn set_start_at_login<R: Runtime>(app: tauri::AppHandle<R>, on: bool) -> Reply<Change> {
+    crate::login::set(&app, on)
+}
+
 /// Every command the window may call.
 pub fn handlers<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static {
     tauri::generate_handler![
@@ -126,5 +142,7 @@ pub fn handlers<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send +
         add_list,
         remove_list,
         use_port,
+        get_start_at_login,
+        set_start_at_login,
     ]
 }

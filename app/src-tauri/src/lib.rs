@@ -4,14 +4,19 @@
 //! - [`commands`]: what the window may call, each a one-line call into the engine;
 //! - [`events`]: what the window is told, only when something changed and only while shown;
 //! - `tray`: the menu that works with the window closed;
+//! - `login`: starting at login (the autostart plugin), hidden in the tray;
 //! - `window`: the window, created on demand and destroyed when closed.
 //!
 //! The app holds no logic of its own: every decision is the engine's.
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod commands;
 pub mod events;
+pub mod login;
 pub mod state;
 mod tray;
 mod window;
@@ -27,6 +32,9 @@ pub fn run() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .try_init();
+    if let Some(code) = repair_from_args() {
+        std::process::exit(code);
+    }
     if let Some(why) = no_display() {
         eprintln!("guardnest-app: {why}; `guardnest run` runs GuardNest without a window");
         std::process::exit(1);
@@ -36,6 +44,7 @@ pub fn run() {
         tauri::Builder::default()
             // A second start of the app shows the first one's window instead.
             .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| window::open(app)))
+            .plugin(login::plugin())
             .setup(move |app| {
                 // After the single-instance check: a second app never touches the engine.
                 let state = tauri::async_runtime::block_on(AppState::start(&data_dir, Options::default()));
@@ -43,6 +52,10 @@ pub fn run() {
                 tray::build(app)?;
                 watch_session_end(app.handle());
                 events::spawn_updates(app.handle());
+                // Started at login: the tray only; otherwise the window too.
+                if !std::env::args().any(|a| a == login::HIDDEN) {
+                    window::open(app.handle());
+                }
                 Ok(())
             })
             .invoke_handler(handlers())
@@ -62,6 +75,48 @@ pub fn run() {
         RunEvent::Exit => tauri::async_runtime::block_on(stop(app)),
         _ => {}
     });
+}
+
+/// `guardnest-app repair --data-dir DIR [--at-login]`: the one-shot repair the OS runs at
+/// login while the app holds the system proxy (see `guardnest_core::service::repair`), with
+/// no window. `None` when the app was started for anything else.
+fn repair_from_args() -> Option<i32> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) != Some("repair") {
+        return None;
+    }
+    let data_dir = args
+        .windows(2)
+        .find(|w| w[0] == "--data-dir")
+        .map(|w| std::path::PathBuf::from(&w[1]))
+        .unwrap_or_else(state::default_data_dir);
+    let at_login = args.iter().any(|a| a == "--at-login");
+    let file = data_dir.join("config.toml");
+    let config = match file.exists() {
+        true => match guardnest_core::Config::from_file(&file) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+                return Some(1);
+            }
+        },
+        false => guardnest_core::Config::default(),
+    };
+    use guardnest_core::service::repair::{repair, RepairError};
+    Some(match repair(&config, &data_dir, None, at_login) {
+        Ok(message) => {
+            println!("{message}");
+            0
+        }
+        Err(e @ RepairError::Live { .. }) if at_login => {
+            println!("{e}");
+            0
+        }
+        Err(e) => {
+            eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+            1
+        }
+    })
 }
 
 /// Builds the app; a panic while doing so (GTK without a usable display) becomes one line.

@@ -74,7 +74,11 @@ impl AppState {
         // The app is the "one switch" for proxy and system proxy together.
         config.system_proxy.enabled = true;
         let settings = UserSettings::load(data_dir);
-        let mut builder = ProxyService::builder(config, data_dir).frontend(Frontend::App).control_any_port_if_taken(true);
+        // Protection comes back as the user left it (on, unless they turned it off).
+        let mut builder = ProxyService::builder(config, data_dir)
+            .frontend(Frontend::App)
+            .control_any_port_if_taken(true)
+            .protect(!settings.protection_off);
         if let Some(listen) = settings.listen {
             builder = builder.listen(listen);
         }
@@ -122,6 +126,16 @@ impl AppState {
             }
         }
     }
+}
+
+/// Keeps what the user switched: protection on or off (for the next start).
+pub fn remember_protection(data_dir: &Path, on: bool) -> Result<(), UiError> {
+    let mut settings = UserSettings::load(data_dir);
+    if settings.protection_off == !on {
+        return Ok(());
+    }
+    settings.protection_off = !on;
+    settings.save(data_dir).map_err(|e| e.report())
 }
 
 fn remember_port(data_dir: &Path, listen: SocketAddr) -> Result<(), UiError> {

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, INVOKE_KEY};
 use tauri::webview::InvokeRequest;
+use tauri::Manager as _;
 
 struct App {
     _app: tauri::App<tauri::test::MockRuntime>,
@@ -285,4 +286,72 @@ fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
     // The first one is untouched.
     assert_eq!(a.ok("get_proxy_status", json!({}))["running"], true);
     assert!(a.dir.path().join("control.json").exists());
+}
+
+/// The autostart plugin writes under `$HOME`: the round trip runs in a child process of this
+/// test binary with a throwaway HOME (the test's own environment is never changed).
+#[test]
+fn the_start_at_login_switch_round_trips_through_the_plugin() {
+    const CHILD: &str = "GUARDNEST_AUTOSTART_CHILD";
+    let name = "the_start_at_login_switch_round_trips_through_the_plugin";
+    if std::env::var_os(CHILD).is_none() {
+        let home = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env("HOME", home.path())
+            .env(CHILD, "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && text.contains("1 passed"), "{text}");
+        assert!(!home.path().join(".config/autostart/GuardNest.desktop").exists(), "entry left behind");
+        return;
+    }
+    let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap());
+    let entry = home.join(".config/autostart/GuardNest.desktop");
+    let dir = tempfile::tempdir().unwrap();
+    let options = guardnest_app::Options { config: Some(config(dir.path())), ..Default::default() };
+    let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
+    let app = mock_builder()
+        .plugin(guardnest_app::login::plugin())
+        .manage(state)
+        .invoke_handler(guardnest_app::handlers())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let webview = tauri::WebviewWindowBuilder::new(&app, "main", Default::default()).build().unwrap();
+    let a = App { _app: app, webview, dir };
+    assert_eq!(a.ok("get_start_at_login", json!({})), json!(false), "off by default");
+    assert!(!entry.exists());
+    let on = a.ok("set_start_at_login", json!({"on": true}));
+    assert_eq!(on["changed"], true, "{on}");
+    let text = std::fs::read_to_string(&entry).expect("the plugin wrote no entry");
+    let exe = std::env::current_exe().unwrap().display().to_string();
+    assert!(text.contains(&format!("Exec={exe} --hidden")), "starts hidden, in the tray: {text}");
+    assert_eq!(a.ok("get_start_at_login", json!({})), json!(true));
+    let settings = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(a.dir.path().join("settings.json")).unwrap()).unwrap()
+    };
+    assert_eq!(settings()["start_at_login"], true);
+    assert_eq!(a.ok("set_start_at_login", json!({"on": false}))["changed"], true);
+    assert!(!entry.exists(), "the plugin did not remove its entry");
+    assert_eq!(settings()["start_at_login"], false);
+}
+
+#[test]
+fn protection_resumes_as_the_user_left_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = config(dir.path());
+    let a = app_with(dir, c.clone());
+    a.ok("disable_system_proxy", json!({}));
+    let path = a.dir.path().to_path_buf();
+    drop(a.webview);
+    // The next start (at login, say) leaves protection off, as the user did.
+    let options = guardnest_app::Options { config: Some(c), ..Default::default() };
+    let state = tauri::async_runtime::block_on(async {
+        let old = a._app.state::<guardnest_app::AppState>();
+        old.quit(Duration::from_millis(100)).await;
+        guardnest_app::AppState::start(&path, options).await
+    });
+    let status = tauri::async_runtime::block_on(state.service().unwrap().status());
+    assert!(!status.running, "protection came back on against the user's choice");
 }

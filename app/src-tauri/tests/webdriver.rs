@@ -11,7 +11,10 @@ mod support;
 
 use guardnest_testkit::{passed, Outcome};
 
-guardnest_testkit::main!(the_switch_drives_the_proxy_end_to_end);
+guardnest_testkit::main!(
+    the_switch_drives_the_proxy_end_to_end,
+    closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_window,
+);
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -113,17 +116,23 @@ impl WebDriver {
     }
 }
 
-fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
+/// Why the WebDriver tests cannot run here, if they cannot.
+fn missing_tools() -> Option<Outcome> {
     if let Some(skipped) = guardnest_testkit::needs_tools(
         &["WebKitWebDriver", "xvfb-run", "dbus-run-session"],
         "apt-get install webkit2gtk-driver xvfb dbus",
     ) {
-        return skipped;
+        return Some(skipped);
     }
     if !std::path::Path::new(&tauri_driver()).is_file() {
-        return guardnest_testkit::skip("needs tauri-driver (cargo install tauri-driver --locked --version 2.1.0)");
+        return Some(guardnest_testkit::skip("needs tauri-driver (cargo install tauri-driver --locked --version 2.1.0)"));
     }
-    let home = support::DesktopHome::new();
+    None
+}
+
+/// tauri-driver in a session of its own (Xvfb, a session bus, the throwaway HOME), and a
+/// WebDriver session on the app it starts.
+fn session(home: &support::DesktopHome) -> (std::process::Child, WebDriver) {
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port, native_port) = (free_port(), free_port());
     // Its own native port: a WebKitWebDriver left from another run must never be reused
@@ -158,7 +167,15 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
             }
         }
     };
-    let wd = WebDriver { base, session, client };
+    (driver, WebDriver { base, session, client })
+}
+
+fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    let home = support::DesktopHome::new();
+    let (mut driver, wd) = session(&home);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wd.wait_text("#state-title", |t| t == "You are protected");
         let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
@@ -211,6 +228,62 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
     }));
     let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
     // The whole group: dbus-run-session, xvfb-run, Xvfb, tauri-driver, WebKitWebDriver, the app.
+    support::kill_group(&mut driver);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    passed()
+}
+
+/// Closed to the tray, the window's page and WebKit's web process are gone (nothing runs
+/// for nobody to see); blocks made meanwhile are in the window when Open brings it back.
+fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_window() -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    if let Some(skipped) = guardnest_testkit::needs_tools(&["python3"], "apt-get install python3") {
+        return skipped;
+    }
+    let home = support::DesktopHome::new();
+    let (mut driver, wd) = session(&home);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
+        let app = support::AppProcess::of(&home);
+        assert!(app.web_processes() > 0, "no WebKit web process while the window is shown");
+
+        // Closed as a window manager closes it: the app stays, in the tray.
+        app.xwindow(&["close", "GuardNest"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.web_processes() > 0 {
+            assert!(Instant::now() < deadline, "WebKit web processes still run with the window closed");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(app.alive(), "closing the window ended the app");
+        // Blocks while nobody looks: counted, shown later.
+        for _ in 0..3 {
+            assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        }
+
+        // Open (the tray's Open, or starting the app again: the running one shows its window).
+        let opened = Instant::now();
+        app.start_again();
+        let handle = loop {
+            let handles = wd.cmd("GET", "/window/handles", None);
+            if let Some(h) = handles.as_array().and_then(|a| a.first()).and_then(Value::as_str) {
+                break h.to_string();
+            }
+            assert!(opened.elapsed() < Duration::from_secs(20), "no window after Open");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        wd.cmd("POST", "/window", Some(json!({"handle": handle})));
+        let recent = wd.wait_text("#recent", |t| t.contains("www.evil.test"));
+        assert!(recent.contains("3 times"), "{recent}");
+        wd.wait_text("#c-blocked-today", |t| t == "3");
+        eprintln!("window back with the current counters {:?} after Open", opened.elapsed());
+        assert!(app.web_processes() > 0);
+    }));
+    let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
     support::kill_group(&mut driver);
     if let Err(e) = result {
         std::panic::resume_unwind(e);

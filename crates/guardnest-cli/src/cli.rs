@@ -31,6 +31,10 @@ pub enum Command {
     Disable(ClientArgs),
     /// Restart the running instance's listener.
     Restart(ClientArgs),
+    /// Stop blocking for a while in the running instance; it comes back by itself.
+    Pause(PauseArgs),
+    /// End a pause now.
+    Resume(ClientArgs),
     /// Put your own proxy settings back without a running GuardNest: restores the snapshot
     /// a crashed or killed GuardNest left, or turns off a system proxy that still points at
     /// a GuardNest that is not running. Use it when "my internet stopped working".
@@ -42,6 +46,15 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ClientArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    /// Minutes, 1 to 1440.
+    #[arg(default_value_t = 15)]
+    pub minutes: u64,
     #[command(flatten)]
     pub common: CommonArgs,
 }

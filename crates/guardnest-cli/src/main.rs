@@ -1,6 +1,10 @@
 //! `guardnest`: the command-line front end. Thin by design: parse flags, build the
 //! configuration, and call the engine; every decision lives in `guardnest-core`.
 
+// No unwrap on I/O or anything a user controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod cli;
 mod client;
 mod lists;
@@ -69,6 +73,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
+        Command::Pause(args) => Ok(client::change(&args.common, &format!("/v1/pause?minutes={}", args.minutes))),
+        Command::Resume(args) => Ok(client::change(&args.common, "/v1/resume")),
         Command::Repair(args) => repair::repair(args),
         Command::HashPassword => hash_password(),
     }

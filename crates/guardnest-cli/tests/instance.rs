@@ -137,6 +137,18 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     let (code, out) = guardnest(&data, &["lists", "update"]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("0 failed"), "{out}");
+    // Pause and resume, as the app's button does.
+    let (code, out) = guardnest(&data, &["pause", "5"]);
+    assert_eq!((code, out.trim()), (Some(0), "protection paused for 5 minutes"));
+    assert_ne!(connect_status(instance.addr, "www.evil.test:443"), 403, "still blocking while paused");
+    let (_, out) = guardnest(&data, &["status"]);
+    assert!(out.contains("\npaused: blocking again in 5 minutes"), "{out}");
+    let (code, out) = guardnest(&data, &["pause", "0"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("pause for 1 to 1440 minutes"), "{out}");
+    let (code, out) = guardnest(&data, &["resume"]);
+    assert_eq!((code, out.trim()), (Some(0), "protection resumed"));
+    assert_eq!(connect_status(instance.addr, "www.evil.test:443"), 403);
 }
 
 #[test]

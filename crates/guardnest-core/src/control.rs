@@ -225,10 +225,19 @@ async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxySer
         ("POST", "/v1/enable") => answer(service.enable().await),
         ("POST", "/v1/disable") => answer(service.disable().await),
         ("POST", "/v1/restart") => answer(service.restart().await),
+        ("POST", "/v1/pause") => {
+            let minutes = query_value(query, "minutes").map_or(Ok(15), |m| m.parse::<u64>());
+            match minutes {
+                Ok(m) => answer(service.pause(m)),
+                Err(_) => error(StatusCode::BAD_REQUEST, "input", "minutes must be a number: /v1/pause?minutes=15"),
+            }
+        }
+        ("POST", "/v1/resume") => json(StatusCode::OK, &service.resume()),
         ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
         (
             _,
-            "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/lists/update",
+            "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/pause"
+            | "/v1/resume" | "/v1/lists/update",
         ) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}"))
         }

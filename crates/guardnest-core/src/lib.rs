@@ -52,6 +52,9 @@
 //! ```
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod access;
 pub mod blocklist;

@@ -13,12 +13,16 @@
 //! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
+// No unwrap on locks, I/O or anything a peer controls; tests may.
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod kde;
 pub mod login;
+pub mod session;
 pub mod macos;
 pub mod windows;
 
@@ -396,7 +400,7 @@ impl SystemProxy {
     fn store(&self, t: &Transaction) -> Result<(), SysProxyError> {
         let err = |source| SysProxyError::State { path: self.state_file.display().to_string(), source };
         let json = serde_json::to_vec_pretty(t).map_err(|e| err(std::io::Error::other(e)))?;
-        crate::fsutil::write_atomic(&self.state_file, &json, false).map_err(err)
+        fsutil::write_atomic(&self.state_file, &json, false).map_err(err)
     }
 }
 

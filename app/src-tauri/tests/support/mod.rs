@@ -106,3 +106,78 @@ pub fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
     s.read_exact(&mut head).ok()?;
     String::from_utf8_lossy(&head[9..12]).parse().ok()
 }
+
+/// The app process a test started in a [`DesktopHome`] (found through its control file),
+/// and its session: display, cookie, bus.
+pub struct AppProcess {
+    pub pid: u32,
+    env: Vec<(String, String)>,
+}
+
+impl AppProcess {
+    /// The app serving `home`'s data dir.
+    pub fn of(home: &DesktopHome) -> AppProcess {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let pid = loop {
+            if let Ok(text) = std::fs::read_to_string(home.data_dir().join("control.json")) {
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                break v["pid"].as_u64().unwrap() as u32;
+            }
+            assert!(std::time::Instant::now() < deadline, "no control.json");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let env = environ
+            .split(|&b| b == 0)
+            .filter_map(|kv| std::str::from_utf8(kv).ok()?.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        AppProcess { pid, env }
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&self) -> bool {
+        Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+
+    /// WebKit web processes among its descendants.
+    pub fn web_processes(&self) -> usize {
+        let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let Some(ppid) = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse().ok()) else {
+                continue;
+            };
+            children.entry(ppid).or_default().push(pid);
+        }
+        let (mut todo, mut found) = (vec![self.pid], 0);
+        while let Some(p) = todo.pop() {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            if comm.starts_with("WebKitWebProces") {
+                found += 1;
+            }
+            todo.extend(children.get(&p).into_iter().flatten());
+        }
+        found
+    }
+
+    /// Runs `bench/tools/xwindow.py ARGS` in the app's X session.
+    pub fn xwindow(&self, args: &[&str]) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/tools/xwindow.py");
+        let out = Command::new("python3").arg(script).args(args).envs(self.env.iter().cloned()).output().unwrap();
+        assert!(out.status.success(), "xwindow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Starts the app binary again in the same session: the running app shows its window.
+    pub fn start_again(&self) {
+        let exe = std::fs::read_link(format!("/proc/{}/exe", self.pid)).unwrap();
+        let status = Command::new(exe)
+            .env_clear()
+            .envs(self.env.iter().cloned())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "the second start failed: {status}");
+    }
+}

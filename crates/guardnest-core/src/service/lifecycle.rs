@@ -73,6 +73,7 @@ pub struct Builder {
     builtin_lists: Option<Vec<(String, String)>>,
     control_any_port: bool,
     login: Option<Option<crate::sysproxy::login::LoginRepair>>,
+    protect: bool,
 }
 
 /// A started instance: the service, and how turning protection on went (a taken port is
@@ -96,6 +97,7 @@ impl ProxyService {
             builtin_lists: None,
             control_any_port: false,
             login: None,
+            protect: true,
         }
     }
 }
@@ -133,6 +135,13 @@ impl Builder {
         self
     }
 
+    /// Whether to turn protection on at start (default); the app starts with it off when
+    /// the user had turned it off.
+    pub fn protect(mut self, on: bool) -> Self {
+        self.protect = on;
+        self
+    }
+
     /// Other built-in lists (name, URL) than [`crate::blocklist::DEFAULT_LISTS`] (tests).
     pub fn builtin_lists(mut self, lists: Vec<(String, String)>) -> Self {
         self.builtin_lists = Some(lists);
@@ -143,7 +152,7 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login } = self;
+        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } = self;
         config.validate()?;
         if let Err(e) = std::fs::create_dir_all(&data_dir) {
             tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
@@ -233,11 +242,37 @@ impl Builder {
         }
 
         // After the control API, which serves the PAC file in fail-open mode.
-        let enabled = service.enable().await;
+        let enabled = match protect {
+            true => service.enable().await,
+            false => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+        };
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
+        watch_the_end(&service);
         Ok(Started { service, enabled })
     }
 }
+
+/// The machine shutting down (logind) or the session ending (Windows): the user's settings
+/// go back first, before the process is told to stop.
+fn watch_the_end(service: &Arc<ProxyService>) {
+    let weak = Arc::downgrade(service);
+    let runtime = tokio::runtime::Handle::current();
+    let restore: crate::sysproxy::session::Restore = Arc::new(move || {
+        if let Some(service) = weak.upgrade() {
+            // Off a runtime thread (a blocking task, or the session window's thread).
+            let _ = runtime.block_on(service.disable_with_grace(END_GRACE));
+        }
+    });
+    #[cfg(target_os = "linux")]
+    service.tasks.spawn(crate::sysproxy::session::before_shutdown(None, restore, service.background.clone().cancelled_owned()));
+    #[cfg(windows)]
+    crate::sysproxy::session::on_end_session(restore);
+    #[cfg(not(any(target_os = "linux", windows)))]
+    let _ = restore;
+}
+
+/// Open connections' grace when the machine or the session is ending.
+const END_GRACE: Duration = Duration::from_millis(500);
 
 impl ProxyService {
     /// Stops the instance: protection off (the system proxy restored, open connections

@@ -362,7 +362,7 @@ impl ProxyService {
         self.disable_with_grace(self.config.proxy.shutdown_timeout).await
     }
 
-    async fn disable_with_grace(&self, grace: Duration) -> Result<Change, ServiceError> {
+    pub(crate) async fn disable_with_grace(&self, grace: Duration) -> Result<Change, ServiceError> {
         let mut state = self.state.lock().await;
         let mut notes = Vec::new();
         if self.system.is_applied() {

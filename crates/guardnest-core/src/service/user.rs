@@ -47,6 +47,8 @@ pub struct UserSettings {
     pub listen: Option<SocketAddr>,
     /// Start the app (hidden, in the tray) at login.
     pub start_at_login: bool,
+    /// The user turned protection off in the app (it then starts with protection off).
+    pub protection_off: bool,
 }
 
 impl UserSettings {
