@@ -131,7 +131,7 @@ impl AppState {
 /// Keeps what the user switched: protection on or off (for the next start).
 pub fn remember_protection(data_dir: &Path, on: bool) -> Result<(), UiError> {
     let mut settings = UserSettings::load(data_dir);
-    if settings.protection_off == !on {
+    if settings.protection_off != on {
         return Ok(());
     }
     settings.protection_off = !on;

@@ -147,9 +147,7 @@ mod win {
                 // SAFETY: `sid` is valid in this closure; `acl` is 8-aligned, sized for one
                 // ACE, and lives (on the heap) as long as the descriptor that points at it.
                 unsafe {
-                    let size = std::mem::size_of::<ACL>()
-                        + std::mem::size_of::<ACCESS_ALLOWED_ACE>()
-                        + GetLengthSid(sid) as usize;
+                    let size = size_of::<ACL>() + size_of::<ACCESS_ALLOWED_ACE>() + GetLengthSid(sid) as usize;
                     let mut acl = vec![0u64; size.div_ceil(8)];
                     let acl_ptr = acl.as_mut_ptr() as *mut ACL;
                     let mut sd = Box::new(SECURITY_DESCRIPTOR::default());
@@ -190,7 +188,7 @@ mod win {
         let wide = path.as_os_str().encode_wide_nul();
         let owner_only = OwnerOnly::new()?;
         let sa = SECURITY_ATTRIBUTES {
-            nLength: std::mem::size_of::<SECURITY_ATTRIBUTES>() as u32,
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
             lpSecurityDescriptor: owner_only.descriptor(),
             bInheritHandle: 0,
         };
@@ -260,21 +258,28 @@ mod win {
     unsafe fn read_dacl(sd: PSECURITY_DESCRIPTOR, acl: *mut ACL) -> std::io::Result<Dacl> {
         let mut control = 0u16;
         let mut revision = 0u32;
-        if GetSecurityDescriptorControl(sd, &mut control, &mut revision) == 0 {
+        // SAFETY: the caller's descriptor; out parameters.
+        if unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) } == 0 {
             return Err(last());
         }
         let mut entries = Vec::new();
         if !acl.is_null() {
-            for i in 0..(*acl).AceCount as u32 {
+            // SAFETY: the caller's valid DACL.
+            let count = unsafe { (*acl).AceCount };
+            for i in 0..u32::from(count) {
                 let mut ace: *mut core::ffi::c_void = std::ptr::null_mut();
-                if GetAce(acl, i, &mut ace) == 0 {
+                // SAFETY: `i` is below the DACL's ACE count; `ace` receives a pointer into it.
+                if unsafe { GetAce(acl, i, &mut ace) } == 0 {
                     return Err(last());
                 }
-                let header = &*(ace as *const ACE_HEADER);
-                // ACCESS_ALLOWED_ACE and ACCESS_DENIED_ACE share this layout.
-                let a = &*(ace as *const ACCESS_ALLOWED_ACE);
-                let sid = std::ptr::addr_of!(a.SidStart) as *mut core::ffi::c_void;
-                entries.push((header.AceType == 0, sid_string(sid)?, a.Mask));
+                // SAFETY: GetAce returned an ACE of this DACL; ACCESS_ALLOWED_ACE and
+                // ACCESS_DENIED_ACE share this layout (header, mask, SID).
+                let (kind, mask, sid) = unsafe {
+                    let header = &*(ace as *const ACE_HEADER);
+                    let a = &*(ace as *const ACCESS_ALLOWED_ACE);
+                    (header.AceType, a.Mask, std::ptr::addr_of!(a.SidStart) as *mut core::ffi::c_void)
+                };
+                entries.push((kind == 0, sid_string(sid)?, mask));
             }
         }
         Ok(Dacl { protected: control & SE_DACL_PROTECTED != 0, entries })

@@ -22,8 +22,8 @@ pub mod fsutil;
 pub mod gnome;
 pub mod kde;
 pub mod login;
-pub mod session;
 pub mod macos;
+pub mod session;
 pub mod windows;
 
 use std::collections::BTreeMap;
@@ -260,7 +260,7 @@ impl SystemProxy {
 
     /// Snapshots, persists, then applies. Applying twice keeps the first snapshot.
     pub fn apply(&self, target: &Target) -> Result<Outcome, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(backend) = &self.backend else {
             return Ok(Outcome {
                 backend: "none".into(),
@@ -299,13 +299,13 @@ impl SystemProxy {
 
     /// Restores the snapshot where our settings are still in place; says what it left alone.
     pub fn restore(&self) -> Result<Outcome, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.restore_locked(false)
     }
 
     /// At start: restores a transaction left by a GuardNest that is no longer running.
     pub fn repair(&self) -> Result<Option<Outcome>, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.load()? {
             Some(t) if t.pid != std::process::id() && !process_alive(t.pid) => self.restore_locked(true).map(Some),
             _ => Ok(None),
@@ -326,7 +326,7 @@ impl SystemProxy {
         candidates: &[Target],
         alive: &dyn Fn(&Target) -> bool,
     ) -> Result<Option<Outcome>, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(backend) = &self.backend else { return Ok(None) };
         for candidate in candidates {
             let wanted = backend.target_settings(candidate);

@@ -215,14 +215,14 @@ pub fn reports(target: &Target, flags: u32, proxy: &str, autoconfig: &str) -> bo
 pub fn firewall_add_args(port: u16) -> Vec<String> {
     ["advfirewall", "firewall", "add", "rule", "name=GuardNest Proxy", "dir=in", "action=allow", "protocol=TCP"]
         .iter()
-        .map(|s| s.to_string())
+        .map(ToString::to_string)
         .chain([format!("localport={port}")])
         .collect()
 }
 
 /// The netsh arguments deleting it.
 pub fn firewall_delete_args() -> Vec<String> {
-    ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(|s| s.to_string()).collect()
+    ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(ToString::to_string).collect()
 }
 
 /// Whether a listener needs the inbound firewall rule (pure): beyond loopback, and only an
@@ -685,7 +685,7 @@ pub mod os {
 
     /// Every RAS phonebook entry (dial-up, VPN).
     pub fn ras_entries() -> Vec<String> {
-        let size = std::mem::size_of::<RASENTRYNAMEW>();
+        let size = size_of::<RASENTRYNAMEW>();
         let mut entries = vec![RASENTRYNAMEW { dwSize: size as u32, ..Default::default() }; 16];
         for _ in 0..3 {
             let mut bytes = (entries.len() * size) as u32;
@@ -723,13 +723,16 @@ pub mod os {
         if p.is_null() {
             return String::new();
         }
-        let mut len = 0;
-        while *p.add(len) != 0 {
-            len += 1;
+        // SAFETY: the caller's NUL-terminated string, read up to its NUL, then freed once.
+        unsafe {
+            let mut len = 0;
+            while *p.add(len) != 0 {
+                len += 1;
+            }
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
+            GlobalFree(p as _);
+            s
         }
-        let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
-        GlobalFree(p as _);
-        s
     }
 
     /// What WinINet reports for a connection (`None`: the LAN).
@@ -743,7 +746,7 @@ pub mod os {
         ]
         .map(|o| INTERNET_PER_CONN_OPTIONW { dwOption: o, ..Default::default() });
         let mut list = INTERNET_PER_CONN_OPTION_LISTW {
-            dwSize: std::mem::size_of::<INTERNET_PER_CONN_OPTION_LISTW>() as u32,
+            dwSize: size_of::<INTERNET_PER_CONN_OPTION_LISTW>() as u32,
             pszConnection: if conn.is_none() { std::ptr::null_mut() } else { name.as_mut_ptr() },
             dwOptionCount: opts.len() as u32,
             dwOptionError: 0,

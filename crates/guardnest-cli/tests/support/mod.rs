@@ -266,8 +266,7 @@ pub mod win {
     /// (working set, peak working set) in KiB.
     pub fn memory(pid: u32) -> (u64, u64) {
         let h = open(pid, PROCESS_QUERY_INFORMATION | PROCESS_VM_READ);
-        let mut c =
-            PROCESS_MEMORY_COUNTERS { cb: std::mem::size_of::<PROCESS_MEMORY_COUNTERS>() as u32, ..Default::default() };
+        let mut c = PROCESS_MEMORY_COUNTERS { cb: size_of::<PROCESS_MEMORY_COUNTERS>() as u32, ..Default::default() };
         // SAFETY: `c` is a properly sized out parameter.
         let ok = unsafe { GetProcessMemoryInfo(h, &mut c, c.cb) };
         // SAFETY: valid handle.
