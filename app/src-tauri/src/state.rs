@@ -131,7 +131,7 @@ impl AppState {
 /// Keeps what the user switched: protection on or off (for the next start).
 pub fn remember_protection(data_dir: &Path, on: bool) -> Result<(), UiError> {
     let mut settings = UserSettings::load(data_dir);
-    if settings.protection_off == !on {
+    if settings.protection_off != on {
         return Ok(());
     }
     settings.protection_off = !on;
@@ -144,7 +144,8 @@ fn remember_port(data_dir: &Path, listen: SocketAddr) -> Result<(), UiError> {
     settings.save(data_dir).map_err(|e| e.report())
 }
 
-/// The data dir the app uses: the platform's (e.g. `~/.local/share/guardnest`).
+/// The data dir the app uses, the CLI's too: `~/.local/share/guardnest` on Linux,
+/// `%LOCALAPPDATA%\guardnest` on Windows (see `fsutil::data_dir`).
 pub fn default_data_dir() -> PathBuf {
-    dirs::data_dir().map(|d| d.join("guardnest")).unwrap_or_else(|| PathBuf::from(".guardnest"))
+    guardnest_core::sysproxy::fsutil::data_dir()
 }

@@ -161,7 +161,7 @@ impl ListArgs {
 #[derive(Debug, Args)]
 pub struct CommonArgs {
     /// Directory for GuardNest's state (cached lists, runtime files).
-    /// Default: the platform data directory, e.g. ~/.local/share/guardnest.
+    /// Default: ~/.local/share/guardnest on Linux, %LOCALAPPDATA%\guardnest on Windows.
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Log level: error, warn, info, debug or trace (or a tracing filter such as
@@ -175,10 +175,7 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .or_else(|| dirs::data_dir().map(|d| d.join("guardnest")))
-            .unwrap_or_else(|| PathBuf::from(".guardnest"))
+        self.data_dir.clone().unwrap_or_else(guardnest_core::sysproxy::fsutil::data_dir)
     }
 }
 

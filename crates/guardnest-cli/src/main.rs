@@ -171,20 +171,23 @@ fn cancel_on_signal(token: CancellationToken) -> impl std::future::Future<Output
         }
         #[cfg(windows)]
         {
-            // Ctrl-C, the console window closed, log-off and shutdown all restore first.
-            use tokio::signal::windows::{ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
-            let (mut a, mut b, mut c, mut d) = match (ctrl_c(), ctrl_close(), ctrl_logoff(), ctrl_shutdown()) {
-                (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-                _ => {
-                    tracing::warn!("cannot watch console events");
-                    std::future::pending().await
-                }
-            };
+            // Ctrl-C, Ctrl-Break, the console window closed, log-off and shutdown all restore
+            // first (Ctrl-Break unhandled would end the process at once, settings unrestored).
+            use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
+            let (mut a, mut b, mut c, mut d, mut e) =
+                match (ctrl_c(), ctrl_break(), ctrl_close(), ctrl_logoff(), ctrl_shutdown()) {
+                    (Ok(a), Ok(b), Ok(c), Ok(d), Ok(e)) => (a, b, c, d, e),
+                    _ => {
+                        tracing::warn!("cannot watch console events");
+                        std::future::pending().await
+                    }
+                };
             tokio::select! {
                 _ = a.recv() => {}
                 _ = b.recv() => {}
                 _ = c.recv() => {}
                 _ = d.recv() => {}
+                _ = e.recv() => {}
             }
         }
         tracing::info!("shutdown requested");

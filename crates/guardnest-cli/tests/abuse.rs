@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::{echo_server, read_head, Running, BIN, WAIT};
+use support::{echo_server, read_head, rss_kib, Running, BIN, WAIT};
 
 const MIB: u64 = 1 << 20;
 
@@ -21,24 +21,31 @@ fn start(proxy_section: &str, fd_limit: u32) -> (Running, tempfile::TempDir) {
     // The `abuse_hyper` build of this file sends every request through hyper's engine.
     let engine = if env!("CARGO_CRATE_NAME") == "abuse_hyper" { "test_all_to_hyper = true\n" } else { "" };
     std::fs::write(&cfg, format!("[proxy]\nlisten = \"127.0.0.1:0\"\n{engine}{proxy_section}\n")).unwrap();
-    let mut cmd = Command::new("bash");
-    cmd.arg("-c").arg(format!(
-        "ulimit -n {fd_limit} && exec {BIN} run --config {} --data-dir {} --no-default-lists --control none",
-        cfg.display(),
-        dir.path().join("data").display()
-    ));
+    #[cfg(unix)]
+    let mut cmd = {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(format!(
+            "ulimit -n {fd_limit} && exec {BIN} run --config {} --data-dir {} --no-default-lists --control none",
+            cfg.display(),
+            dir.path().join("data").display()
+        ));
+        cmd
+    };
+    // Windows has no descriptor limit to set: sockets are handles, bounded by memory.
+    #[cfg(windows)]
+    let mut cmd = {
+        let _ = fd_limit;
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run").arg("--config").arg(&cfg).arg("--data-dir").arg(dir.path().join("data"));
+        cmd.args(["--no-default-lists", "--control", "none"]);
+        cmd
+    };
     cmd.env_remove("RUST_LOG");
     (Running::start(&mut cmd), dir)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+    support::open_fds(pid)
 }
 
 /// Accepts and holds every connection without ever reading (or, with `flood`, writes to it
@@ -126,6 +133,13 @@ fn a_trickled_head_is_cut_off_while_others_are_served() {
 /// the kernel drops the SYN, and the client's retry comes a second later. The head timeout
 /// (3 s) leaves room for the whole flood to be open at once before the first are shed.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "platform limit: Wine 8: 2,000 connections at once outrun Wine's accept (one wineserver round trip each), \
+              so the 1,024-connection backlog overflows and normal clients' SYNs are retried after 1 s and 3 s \
+              (worst round trip measured 4.06 s, bound 1 s); and GetProcessHandleCount of another process returns 0, \
+              so the proxy's held sockets cannot be counted"
+)]
 fn half_open_connections_are_shed_and_do_not_block_others() {
     const HALF_OPEN: usize = 2000;
     const BATCH: usize = 250;
@@ -236,6 +250,7 @@ fn ends_that_never_read_get_back_pressure_not_buffering() {
 }
 
 fn raise_fd_limit() {
+    #[cfg(unix)]
     // SAFETY: plain libc calls on a local struct.
     unsafe {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -248,6 +263,12 @@ fn raise_fd_limit() {
 /// 10,000 idle connections (5,000 idle tunnels and 5,000 clients that have sent nothing),
 /// and normal traffic still served well within its timeouts; all of it given back after.
 #[test]
+#[cfg_attr(
+    windows,
+    ignore = "platform limit: Wine 8 keeps every socket in the one wineserver process, which polls them all in one \
+              thread: opening 10,000 connections kept it at 100% CPU for over 4 minutes without finishing; and \
+              GetProcessHandleCount of another process returns 0, so held sockets cannot be counted"
+)]
 fn ten_thousand_idle_connections_and_normal_traffic() {
     raise_fd_limit();
     let (proxy, _dir) = start("request_timeout = \"60s\"\nidle_timeout = \"60s\"", 16384);

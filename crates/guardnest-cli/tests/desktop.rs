@@ -159,6 +159,14 @@ impl Desktop {
     }
 }
 
+/// GNOME and KDE settings (and XDG autostart) exist on Linux desktops only; Windows has its
+/// own backend and RunOnce login repair, tested end to end under Wine in tests/windows.rs.
+fn not_a_linux_desktop() -> Outcome {
+    guardnest_testkit::platform_limit(
+        "GNOME and KDE proxy settings exist on Linux desktops only (Windows: tests/windows.rs)",
+    )
+}
+
 fn kill(sig: &str, pid: &str) {
     assert!(Command::new("kill").args([sig, pid]).status().unwrap().success());
 }
@@ -191,6 +199,9 @@ fn enable_disable_and_crash(d: &Desktop, check_applied: impl Fn(&BTreeMap<String
 }
 
 fn gnome_settings_come_back_exactly() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }
@@ -211,6 +222,9 @@ fn gnome_settings_come_back_exactly() -> Outcome {
 }
 
 fn kde_settings_come_back_exactly() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session", "kwriteconfig5", "kreadconfig5"], INSTALL) {
         return skipped;
     }
@@ -234,6 +248,9 @@ fn kde_settings_come_back_exactly() -> Outcome {
 /// user's own settings back from the snapshot, or turns off a proxy left pointing at a dead
 /// GuardNest when the snapshot is gone, and leaves a live proxy and a running GuardNest alone.
 fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }
@@ -296,6 +313,9 @@ fn repair_puts_settings_back_without_a_running_instance() -> Outcome {
 /// a login (a new session running its Exec line) puts the user's settings back exactly and
 /// removes it, and the next GuardNest says what was repaired and when.
 fn the_login_repair_puts_settings_back_when_guardnest_never_returns() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
     if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
         return skipped;
     }

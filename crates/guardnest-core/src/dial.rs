@@ -92,9 +92,13 @@ impl Destinations {
 }
 
 /// Whether `ip` is one of this host's own addresses: a socket can be bound to it. A bind
-/// sends nothing; it asks the kernel, which knows the current addresses (they change).
+/// sends nothing; it asks the kernel, which knows the current addresses (they change). A
+/// TCP socket, not UDP: Wine lets a UDP socket bind to any address at all.
 fn is_own_address(ip: IpAddr) -> bool {
-    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    let addr = SocketAddr::new(ip, 0);
+    socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
+        .and_then(|s| s.bind(&addr.into()))
+        .is_ok()
 }
 
 /// Connects to upstreams on behalf of clients.

@@ -36,7 +36,7 @@ pub enum ServeError {
     #[error(transparent)]
     Access(#[from] crate::config::ConfigError),
     /// The listen address could not be bound (in use, not local, no permission).
-    #[error("cannot listen on {addr}")]
+    #[error("cannot listen on {addr}{}", in_use(source))]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -146,6 +146,15 @@ impl Proxy {
             }
         }
         tracing::info!("proxy stopped");
+    }
+}
+
+/// Says "address already in use" where the OS's own text does not: Windows says "Only one
+/// usage of each socket address ... is normally permitted", and Wine 8 has no text at all.
+fn in_use(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse if !e.to_string().contains("in use") => ": address already in use",
+        _ => "",
     }
 }
 

@@ -1,6 +1,5 @@
 //! Running the OS's proxy tools: bounded in time, every exit status and stderr checked.
 
-use std::io::Read as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,19 @@ pub(super) fn run(backend: &'static str, program: &str, args: &[&str]) -> Result
         }
         Err(e) => return Err(SysProxyError::Command { command, detail: e.to_string() }),
     };
+    // Read both pipes while the tool runs: a tool that fills a pipe (4 KiB on Windows) would
+    // otherwise block before it exits.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
     let started = Instant::now();
     let status = loop {
         match child.try_wait() {
@@ -38,14 +50,8 @@ pub(super) fn run(backend: &'static str, program: &str, args: &[&str]) -> Result
             Err(e) => return Err(SysProxyError::Command { command, detail: e.to_string() }),
         }
     };
-    let mut out = String::new();
-    let mut err = String::new();
-    if let Some(mut o) = child.stdout.take() {
-        let _ = o.read_to_string(&mut out);
-    }
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut err);
-    }
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
     if !status.success() {
         return Err(SysProxyError::Command { command, detail: format!("{status}: {}", err.trim()) });
     }

@@ -90,7 +90,12 @@ impl Backend for Gnome {
             // Without a session bus gsettings exits 0 and writes nothing: read back.
             let got = cmd::run("gnome", &self.program, &["get", schema, name])?;
             if got.trim() != v {
-                return Err(SysProxyError::NotApplied { key: k.clone(), wanted: v.clone(), got: got.trim().into() });
+                return Err(SysProxyError::NotApplied {
+                    key: k.clone(),
+                    wanted: v.clone(),
+                    got: got.trim().into(),
+                    hint: "; is a session bus running? (without one, gsettings exits 0 and writes nothing)",
+                });
             }
         }
         Ok(())

@@ -110,7 +110,12 @@ impl Backend for Kde {
             let got = got.trim_end_matches('\n');
             let wanted = if v == UNSET { "" } else { v.as_str() };
             if got != wanted {
-                return Err(SysProxyError::NotApplied { key: k.clone(), wanted: wanted.into(), got: got.into() });
+                return Err(SysProxyError::NotApplied {
+                    key: k.clone(),
+                    wanted: wanted.into(),
+                    got: got.into(),
+                    hint: "; is kioslaverc writable?",
+                });
             }
         }
         if let (Some(g), false) = (&self.gnome, gnome_values.is_empty()) {

@@ -20,10 +20,10 @@
 mod cmd;
 pub mod fsutil;
 pub mod gnome;
-pub mod login;
-pub mod session;
 pub mod kde;
+pub mod login;
 pub mod macos;
+pub mod session;
 pub mod windows;
 
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub enum SysProxyError {
         detail: String,
     },
     /// A write did not stick (read back differs).
-    #[error("setting {key} did not take effect (wrote {wanted:?}, read back {got:?}); is a session bus running?")]
+    #[error("setting {key} did not take effect (wrote {wanted:?}, read back {got:?}){hint}")]
     NotApplied {
         /// The key.
         key: String,
@@ -69,6 +69,8 @@ pub enum SysProxyError {
         wanted: String,
         /// What was read back.
         got: String,
+        /// The backend's likely cause, starting with "; " (empty when it has none).
+        hint: &'static str,
     },
     /// The saved snapshot could not be stored or read.
     #[error("system proxy state file {path}: {source}")]
@@ -103,14 +105,30 @@ pub trait Backend: Send + Sync {
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError>;
     /// Writes values (a value of [`UNSET`] removes the key) and verifies them.
     fn write(&self, values: &Settings) -> Result<(), SysProxyError>;
-    /// The proxy now listens on `addr`: open what the OS needs (Windows: a firewall rule
-    /// when listening beyond loopback as an administrator). A failure is a warning.
-    fn listening(&self, _addr: SocketAddr) -> Result<(), SysProxyError> {
+    /// The exact values to write for `target` given the `current` ones (pure). Most
+    /// backends write fixed values; Windows' connection records keep their other fields and
+    /// count the change.
+    fn settings_for(&self, target: &Target, _current: &Settings) -> Settings {
+        self.target_settings(target)
+    }
+    /// After a write of `target`'s settings: checks that the OS's own readers now see
+    /// GuardNest (Windows: WinINet and WinHTTP). A failure rolls the change back.
+    fn verify(&self, _target: &Target) -> Result<(), SysProxyError> {
         Ok(())
     }
+    /// Whether `current` routes traffic as `wanted` does (see [`points_at`]).
+    fn points_at(&self, wanted: &Settings, current: &Settings) -> bool {
+        points_at(wanted, current)
+    }
+    /// The proxy now listens on `addr`: open what the OS needs (Windows: a firewall rule
+    /// when listening beyond loopback as an administrator); says what it did, if anything.
+    /// A failure is a warning.
+    fn listening(&self, _addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        Ok(None)
+    }
     /// The proxy stopped listening on `addr`: close what [`Backend::listening`] opened.
-    fn stopped(&self, _addr: SocketAddr) -> Result<(), SysProxyError> {
-        Ok(())
+    fn stopped(&self, _addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        Ok(None)
     }
 }
 
@@ -146,18 +164,18 @@ pub struct RestorePlan {
 }
 
 /// Plans the restore: only keys that still hold what we applied go back to the snapshot.
+/// A key that already holds the snapshot's value (a write that never happened) needs
+/// nothing and is not another program's.
 pub fn plan_restore(saved: &Settings, applied: &Settings, current: &Settings) -> RestorePlan {
     let mut plan = RestorePlan::default();
     for (key, ours) in applied {
         let now = current.get(key).map_or(UNSET, String::as_str);
-        let ours_now = if ours == UNSET { now == UNSET } else { now == ours };
-        if ours_now {
-            if let Some(before) = saved.get(key) {
-                if before != now {
-                    plan.writes.insert(key.clone(), before.clone());
-                }
+        let before = saved.get(key).map(String::as_str);
+        if now == ours {
+            if let Some(before) = before.filter(|b| *b != now) {
+                plan.writes.insert(key.clone(), before.to_string());
             }
-        } else {
+        } else if before != Some(now) {
             plan.foreign.push(key.clone());
         }
     }
@@ -225,14 +243,14 @@ impl SystemProxy {
         self.backend.is_some()
     }
 
-    /// Runs the backend's [`Backend::listening`] hook; a failure comes back as a warning.
-    pub fn listening(&self, addr: SocketAddr) -> Option<String> {
-        self.backend.as_ref().and_then(|b| b.listening(addr).err()).map(|e| e.to_string())
+    /// Runs the backend's [`Backend::listening`] hook: what it did (to log), or a warning.
+    pub fn listening(&self, addr: SocketAddr) -> Result<Option<String>, String> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.listening(addr).map_err(|e| e.to_string()))
     }
 
-    /// Runs the backend's [`Backend::stopped`] hook; a failure comes back as a warning.
-    pub fn stopped(&self, addr: SocketAddr) -> Option<String> {
-        self.backend.as_ref().and_then(|b| b.stopped(addr).err()).map(|e| e.to_string())
+    /// Runs the backend's [`Backend::stopped`] hook: what it did (to log), or a warning.
+    pub fn stopped(&self, addr: SocketAddr) -> Result<Option<String>, String> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr).map_err(|e| e.to_string()))
     }
 
     /// Whether a transaction of ours is open (GuardNest is the system proxy).
@@ -249,12 +267,13 @@ impl SystemProxy {
                 message: "system proxy backend is none: nothing changed".into(),
             });
         };
-        let wanted = backend.target_settings(target);
-        let keys: Vec<String> = wanted.keys().cloned().collect();
+        let keys: Vec<String> = backend.target_settings(target).into_keys().collect();
+        let current = backend.read(&keys)?;
+        let wanted = backend.settings_for(target, &current);
         let saved = match self.load()? {
             // Still ours from this run: keep the original snapshot, not our own settings.
             Some(t) if t.pid == std::process::id() => t.saved,
-            _ => plan_enable(&backend.read(&keys)?, &wanted),
+            _ => plan_enable(&current, &wanted),
         };
         let transaction =
             Transaction { backend: backend.name().into(), pid: std::process::id(), saved, applied: wanted.clone() };
@@ -262,7 +281,7 @@ impl SystemProxy {
         // or at the next login by the registered repair if GuardNest never starts again.
         self.store(&transaction)?;
         let login_warning = self.register_login_repair();
-        if let Err(e) = backend.write(&wanted) {
+        if let Err(e) = backend.write(&wanted).and_then(|()| backend.verify(target)) {
             // Put back whatever part was written, so nothing is left half-applied.
             let current = backend.read(&keys).unwrap_or_default();
             let plan = plan_restore(&transaction.saved, &transaction.applied, &current);
@@ -313,7 +332,7 @@ impl SystemProxy {
             let wanted = backend.target_settings(candidate);
             let keys: Vec<String> = wanted.keys().cloned().collect();
             let current = backend.read(&keys)?;
-            if !points_at(&wanted, &current) || alive(candidate) {
+            if !backend.points_at(&wanted, &current) || alive(candidate) {
                 continue;
             }
             let off: Settings = keys.into_iter().map(|k| (k, UNSET.to_string())).collect();
@@ -385,14 +404,14 @@ impl SystemProxy {
     }
 }
 
-/// Whether `current` routes traffic as `wanted` does: every key equal except the bypass
-/// lists, which users edit (pure).
+/// Whether `current` routes traffic as `wanted` does: every key equal (an [`UNSET`] one
+/// absent) except the bypass lists, which users edit (pure).
 pub fn points_at(wanted: &Settings, current: &Settings) -> bool {
     let bypass = |k: &str| {
         let k = k.to_ascii_lowercase();
-        k.contains("ignore") || k.contains("bypass") || k.contains("noproxyfor")
+        k.contains("ignore") || k.contains("bypass") || k.contains("noproxyfor") || k.contains("override")
     };
-    wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k) == Some(v))
+    wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k).map_or(UNSET, String::as_str) == v)
 }
 
 /// Whether a process with this PID exists.

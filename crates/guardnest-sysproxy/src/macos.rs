@@ -166,7 +166,12 @@ impl Backend for Macos {
             let wanted = if v == UNSET { "" } else { v.as_str() };
             let now = got.get(k).map_or("", String::as_str);
             if now != wanted {
-                return Err(SysProxyError::NotApplied { key: k.clone(), wanted: wanted.into(), got: now.into() });
+                return Err(SysProxyError::NotApplied {
+                    key: k.clone(),
+                    wanted: wanted.into(),
+                    got: now.into(),
+                    hint: "",
+                });
             }
         }
         Ok(())

@@ -1,66 +1,214 @@
-//! Windows (the design's WindowsSystemProxy): WinINet per-connection options on the LAN
-//! connection and every dial-up/VPN (RAS) entry, set with `InternetSetOptionW`, announced
-//! with SETTINGS_CHANGED and REFRESH, then read back. Keys are `CONNECTION\tfield` with the
-//! LAN connection as the empty name. The values and their planning are pure; only
-//! `os::*` calls Windows.
+//! Windows (the design's WindowsSystemProxy): the per-user Internet settings under
+//! `HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings`, which WinINet (Edge's
+//! and Internet Explorer's stack, most Windows programs) and WinHTTP (Chromium, .NET) read.
+//!
+//! The keys of the transaction are the registry values themselves, kept byte for byte
+//! (type and raw data), so a restore writes back exactly what the user had:
+//!
+//! - the legacy values `ProxyEnable`, `ProxyServer`, `ProxyOverride`, `AutoConfigURL`;
+//! - `Connections\DefaultConnectionSettings` (the LAN connection's record: flags, proxy,
+//!   bypass and auto-config URL in one binary value; WinHTTP reads only this one) and
+//!   `Connections\<entry>` for every dial-up/VPN (RAS) entry.
+//!
+//! GuardNest writes these values itself and then tells WinINet with
+//! `INTERNET_OPTION_SETTINGS_CHANGED` and `INTERNET_OPTION_REFRESH`, which Microsoft documents
+//! for exactly this ("the registry settings have been changed"). It does not go through
+//! `InternetSetOption(INTERNET_OPTION_PER_CONNECTION_OPTION)`: measured under Wine 8, that call
+//! writes only `ProxyEnable` and `ProxyServer` (not the bypass list, not an auto-config URL,
+//! not the connection records, and every RAS entry as the LAN), leaves an empty
+//! `ProxyServer` where a value was absent, and cannot be undone byte for byte; on Windows
+//! it rewrites the records with a new change counter. After a write, every value is read back
+//! exactly, then what WinINet (`InternetQueryOption`, per connection) and WinHTTP
+//! (`WinHttpGetIEProxyConfigForCurrentUser`) report is checked by meaning — which proxy each
+//! scheme goes to — not byte for byte: Wine's WinINet reports `http=H:P;https=H:P` as `H:P`
+//! and the flags 3 as 2, which on Windows mean the same.
+//!
+//! The value formats and every plan are pure functions with tests; only `os::*` calls Windows.
 
-use super::host_of;
-#[cfg(windows)]
-use super::Backend;
-use super::{Settings, SysProxyError, Target};
+use super::{host_of, Settings, SysProxyError, Target, UNSET};
 
 /// WinINet PROXY_TYPE_* flags.
 const DIRECT: u32 = 1;
 const PROXY: u32 = 2;
 const AUTO_PROXY_URL: u32 = 4;
 
+/// Where the settings live, under HKEY_CURRENT_USER.
+pub const INTERNET_SETTINGS: &str = r"Software\Microsoft\Windows\CurrentVersion\Internet Settings";
+/// Legacy value: 1 when the manual proxy is on.
+pub const PROXY_ENABLE: &str = "ProxyEnable";
+/// Legacy value: the manual proxy (`host:port`, or `http=host:port;https=host:port`).
+pub const PROXY_SERVER: &str = "ProxyServer";
+/// Legacy value: hosts that go direct, `;`-separated.
+pub const PROXY_OVERRIDE: &str = "ProxyOverride";
+/// Legacy value: the auto-config (PAC) URL.
+pub const AUTO_CONFIG_URL: &str = "AutoConfigURL";
+/// The subkey that holds one binary record per connection.
+pub const CONNECTIONS: &str = "Connections";
+/// The LAN connection's record in [`CONNECTIONS`].
+pub const LAN: &str = "DefaultConnectionSettings";
+
+/// The version WinINet has written since Internet Explorer 7 (still Windows 11's).
+const RECORD_VERSION: u32 = 0x46;
+/// What follows the three strings in a record Windows writes (auto-detection state); zero
+/// in a record made from nothing.
+const RECORD_TAIL: usize = 32;
+
+/// The hint for a value that does not read back as written.
+#[cfg_attr(not(windows), allow(dead_code))]
+const REGISTRY_HINT: &str = "; is the Internet Settings key locked by group policy?";
+/// The hint for a value that is in the registry but not seen by WinINet or WinHTTP.
+#[cfg_attr(not(windows), allow(dead_code))]
+const READER_HINT: &str = "; the registry holds the new value, but Windows' proxy readers do not report it";
+
 /// The Windows backend.
 #[derive(Debug)]
+#[cfg_attr(not(windows), allow(dead_code))] // its Backend impl is Windows-only
 pub struct Windows {
-    /// "" for the LAN connection, then every RAS entry.
-    connections: Vec<String>,
+    /// The dial-up/VPN (RAS) entries; the LAN connection is always there.
+    ras: Vec<String>,
+    /// Whether this process runs as an administrator (firewall rules need it).
+    admin: bool,
+    /// The firewall tool.
+    netsh: String,
 }
 
 impl Windows {
-    /// Enumerates the connections; unavailable off Windows.
+    /// Enumerates the RAS entries; unavailable off Windows.
     pub fn new() -> Result<Self, SysProxyError> {
         #[cfg(windows)]
         {
-            Ok(Self { connections: os::connections() })
+            Ok(Self { ras: os::ras_entries(), admin: is_user_admin(), netsh: "netsh".into() })
         }
         #[cfg(not(windows))]
         Err(SysProxyError::Unavailable("windows"))
     }
 
-    /// A backend for known connections (pure logic and tests).
-    pub fn with_connections(connections: Vec<String>) -> Self {
-        Self { connections }
+    /// A backend for known RAS entries, administrator or not, with `netsh` as the
+    /// firewall tool (pure logic and tests).
+    pub fn with(ras: Vec<String>, admin: bool, netsh: &str) -> Self {
+        Self { ras, admin, netsh: netsh.into() }
     }
 
-    /// The values that point every connection at GuardNest (pure).
-    pub fn targets(&self, t: &Target) -> Settings {
+    /// The RAS entries this backend changes besides the LAN connection.
+    pub fn ras_entries(&self) -> &[String] {
+        &self.ras
+    }
+
+    /// The keys of every connection record (LAN first).
+    pub fn record_keys(&self) -> Vec<String> {
+        std::iter::once(LAN).chain(self.ras.iter().map(String::as_str)).map(record_key).collect()
+    }
+
+    /// The values that point every connection at GuardNest, given the current ones (pure):
+    /// each connection record keeps its other fields and gets the next change counter.
+    pub fn targets(&self, t: &Target, current: &Settings) -> Settings {
         let mut s = Settings::new();
-        for c in &self.connections {
+        match t {
+            Target::Fixed(addr) => {
+                s.insert(PROXY_ENABLE.into(), RegValue::dword(1).encode());
+                s.insert(PROXY_SERVER.into(), RegValue::sz(&server_list(*addr)).encode());
+                s.insert(PROXY_OVERRIDE.into(), RegValue::sz(&bypass_list()).encode());
+                s.insert(AUTO_CONFIG_URL.into(), UNSET.into());
+            }
+            Target::Pac(url) => {
+                s.insert(PROXY_ENABLE.into(), RegValue::dword(0).encode());
+                s.insert(AUTO_CONFIG_URL.into(), RegValue::sz(url).encode());
+            }
+        }
+        for key in self.record_keys() {
+            let mut record = current
+                .get(&key)
+                .and_then(|v| RegValue::decode(v))
+                .filter(|v| v.kind == REG_BINARY)
+                .and_then(|v| Record::parse(&v.data))
+                .unwrap_or_else(Record::empty);
+            record.counter = record.counter.wrapping_add(1);
             match t {
                 Target::Fixed(addr) => {
-                    let hp = format!("{}:{}", host_of(*addr), addr.port());
-                    s.insert(format!("{c}\tflags"), (DIRECT | PROXY).to_string());
-                    s.insert(format!("{c}\tserver"), format!("http={hp};https={hp}"));
-                    s.insert(format!("{c}\tbypass"), bypass_list());
+                    record.flags = DIRECT | PROXY;
+                    record.proxy = server_list(*addr).into_bytes();
+                    record.bypass = bypass_list().into_bytes();
                 }
                 Target::Pac(url) => {
-                    s.insert(format!("{c}\tflags"), (DIRECT | AUTO_PROXY_URL).to_string());
-                    s.insert(format!("{c}\tautoconfig"), url.clone());
+                    record.flags = DIRECT | AUTO_PROXY_URL;
+                    record.autoconfig = url.clone().into_bytes();
                 }
             }
+            s.insert(key, RegValue::binary(record.to_bytes()).encode());
         }
         s
     }
+
+    /// Whether `current` routes as `wanted` does (pure): the legacy values equal but the
+    /// bypass list, and each connection record with the same mode and the same proxy or
+    /// auto-config URL (its change counter, bypass list and other fields aside).
+    pub fn routes_as(wanted: &Settings, current: &Settings) -> bool {
+        wanted.iter().filter(|(k, _)| k.as_str() != PROXY_OVERRIDE).all(|(k, v)| {
+            let now = current.get(k).map_or(UNSET, String::as_str);
+            if !k.starts_with(&format!("{CONNECTIONS}\\")) {
+                return now == v;
+            }
+            let record = |s: &str| RegValue::decode(s).and_then(|v| Record::parse(&v.data));
+            match (record(v), record(now)) {
+                (Some(w), Some(n)) => {
+                    let mode = PROXY | AUTO_PROXY_URL;
+                    w.flags & mode == n.flags & mode
+                        && (w.flags & PROXY == 0 || w.proxy == n.proxy)
+                        && (w.flags & AUTO_PROXY_URL == 0 || w.autoconfig == n.autoconfig)
+                }
+                _ => false,
+            }
+        })
+    }
+}
+
+/// `Connections\NAME`.
+fn record_key(name: &str) -> String {
+    format!("{CONNECTIONS}\\{name}")
+}
+
+/// `http=H:P;https=H:P`: both schemes to GuardNest, nothing else (FTP and SOCKS go direct).
+pub fn server_list(addr: std::net::SocketAddr) -> String {
+    let hp = format!("{}:{}", host_of(addr), addr.port());
+    format!("http={hp};https={hp}")
 }
 
 /// `<local>` plus loopback, joined with `;` as WinINet wants.
 pub fn bypass_list() -> String {
     ["<local>", "localhost", "127.*", "[::1]"].join(";")
+}
+
+/// The proxy a Windows proxy list names for `scheme` (pure): `scheme=host:port` entries,
+/// or one bare `host:port` for every scheme, separated by `;` or spaces; an optional
+/// `http://` in front of the address is not part of it.
+pub fn proxy_for<'a>(list: &'a str, scheme: &str) -> Option<&'a str> {
+    let entries = list.split([';', ' ']).map(str::trim).filter(|e| !e.is_empty());
+    let strip = |a: &'a str| a.strip_prefix("http://").unwrap_or(a).trim_end_matches('/');
+    let mut bare = None;
+    for entry in entries {
+        match entry.split_once('=') {
+            Some((s, addr)) if s.eq_ignore_ascii_case(scheme) => return Some(strip(addr)),
+            Some(_) => {}
+            None => bare = bare.or(Some(strip(entry))),
+        }
+    }
+    bare
+}
+
+/// Whether what a reader reports (`flags`, proxy list, auto-config URL) sends traffic where
+/// `target` says (pure). A PAC target accepts a reader that reports no auto-config URL at
+/// all as long as it reports no manual proxy either: Wine 8's WinINet never reports one.
+pub fn reports(target: &Target, flags: u32, proxy: &str, autoconfig: &str) -> bool {
+    match target {
+        Target::Fixed(addr) => {
+            let hp = format!("{}:{}", host_of(*addr), addr.port());
+            flags & PROXY != 0 && ["http", "https"].iter().all(|s| proxy_for(proxy, s) == Some(hp.as_str()))
+        }
+        Target::Pac(url) => match flags & AUTO_PROXY_URL {
+            0 => flags & PROXY == 0 && autoconfig.is_empty(),
+            _ => autoconfig == url,
+        },
+    }
 }
 
 /// The netsh arguments adding the firewall rule for `port`.
@@ -77,11 +225,10 @@ pub fn firewall_delete_args() -> Vec<String> {
     ["advfirewall", "firewall", "delete", "rule", "name=GuardNest Proxy"].iter().map(ToString::to_string).collect()
 }
 
-/// Whether a listener needs the inbound firewall rule: beyond loopback, and only an
+/// Whether a listener needs the inbound firewall rule (pure): beyond loopback, and only an
 /// administrator may add one (the design's choice: otherwise nothing is tried).
-#[cfg(windows)]
-fn needs_rule(listen: std::net::SocketAddr) -> bool {
-    !listen.ip().is_loopback() && is_user_admin()
+pub fn needs_rule(listen: std::net::SocketAddr, admin: bool) -> bool {
+    !listen.ip().is_loopback() && admin
 }
 
 /// Whether this process runs with administrator rights (false off Windows).
@@ -95,9 +242,15 @@ pub fn is_user_admin() -> bool {
     false
 }
 
-/// The design's system_check: can this machine's proxy settings be changed?
+/// The design's system_check: can this user's proxy settings be changed here? (On Windows:
+/// the Internet Settings key opens for writing.)
 pub fn system_check() -> Result<(), SysProxyError> {
-    Windows::new().map(|_| ())
+    #[cfg(windows)]
+    {
+        os::check_writable()
+    }
+    #[cfg(not(windows))]
+    Err(SysProxyError::Unavailable("windows"))
 }
 
 /// Whether a process exists (Windows).
@@ -106,84 +259,271 @@ pub fn process_alive(pid: u32) -> bool {
     os::process_alive(pid)
 }
 
+/// REG_SZ.
+pub const REG_SZ: u32 = 1;
+/// REG_BINARY.
+pub const REG_BINARY: u32 = 3;
+/// REG_DWORD.
+pub const REG_DWORD: u32 = 4;
+
+/// A registry value as stored: its type and raw bytes (lossless, whatever they hold).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegValue {
+    /// REG_* type.
+    pub kind: u32,
+    /// The raw data.
+    pub data: Vec<u8>,
+}
+
+impl RegValue {
+    /// A REG_DWORD.
+    pub fn dword(v: u32) -> Self {
+        Self { kind: REG_DWORD, data: v.to_le_bytes().to_vec() }
+    }
+
+    /// A REG_SZ: UTF-16LE with its terminating NUL, as Windows stores it.
+    pub fn sz(s: &str) -> Self {
+        Self { kind: REG_SZ, data: s.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect() }
+    }
+
+    /// A REG_BINARY.
+    pub fn binary(data: Vec<u8>) -> Self {
+        Self { kind: REG_BINARY, data }
+    }
+
+    /// `TYPE:HEX`, the form kept in the transaction file.
+    pub fn encode(&self) -> String {
+        let hex: String = self.data.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}:{hex}", self.kind)
+    }
+
+    /// The inverse of [`RegValue::encode`].
+    pub fn decode(s: &str) -> Option<Self> {
+        let (kind, hex) = s.split_once(':')?;
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let data: Option<Vec<u8>> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+        Some(Self { kind: kind.parse().ok()?, data: data? })
+    }
+
+    /// For people: `REG_DWORD 0x1`, `REG_SZ "text"`, `REG_BINARY 46000000…` (what
+    /// `reg query` prints).
+    pub fn describe(&self) -> String {
+        match self.kind {
+            REG_DWORD if self.data.len() == 4 => {
+                format!("REG_DWORD {:#x}", u32::from_le_bytes([self.data[0], self.data[1], self.data[2], self.data[3]]))
+            }
+            REG_SZ => format!("REG_SZ {:?}", self.text()),
+            REG_BINARY => format!("REG_BINARY {}", self.data.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            k => format!("type {k} {:02x?}", self.data),
+        }
+    }
+
+    /// The text of a string value (up to its NUL).
+    pub fn text(&self) -> String {
+        let units: Vec<u16> = self.data.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let end = units.iter().position(|&u| u == 0).unwrap_or(units.len());
+        String::from_utf16_lossy(&units[..end])
+    }
+}
+
+/// Describes an encoded transaction value for people (`absent` for [`UNSET`]).
+pub fn describe(encoded: &str) -> String {
+    if encoded == UNSET {
+        return "absent".into();
+    }
+    RegValue::decode(encoded).map_or_else(|| encoded.to_string(), |v| v.describe())
+}
+
+/// A connection record (`DefaultConnectionSettings`, or one per RAS entry): version, change
+/// counter, PROXY_TYPE_* flags, then proxy list, bypass list and auto-config URL as
+/// length-prefixed 8-bit strings, then fields kept as they are (little-endian throughout;
+/// the layout WinINet has written since Internet Explorer 7, and Wine's WinHTTP reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// 0x46 since IE 7.
+    pub version: u32,
+    /// Incremented by each change.
+    pub counter: u32,
+    /// PROXY_TYPE_* flags.
+    pub flags: u32,
+    /// The manual proxy list.
+    pub proxy: Vec<u8>,
+    /// The bypass list.
+    pub bypass: Vec<u8>,
+    /// The auto-config (PAC) URL.
+    pub autoconfig: Vec<u8>,
+    /// Everything after the URL, kept byte for byte.
+    pub tail: Vec<u8>,
+}
+
+impl Record {
+    /// A record for a connection that has none yet: direct, no strings.
+    pub fn empty() -> Self {
+        Self {
+            version: RECORD_VERSION,
+            counter: 0,
+            flags: DIRECT,
+            proxy: Vec::new(),
+            bypass: Vec::new(),
+            autoconfig: Vec::new(),
+            tail: vec![0; RECORD_TAIL],
+        }
+    }
+
+    /// Parses a record; `None` when it is too short for its own lengths.
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let mut at = 0usize;
+        let mut word = || -> Option<u32> {
+            let w = b.get(at..at + 4)?;
+            at += 4;
+            Some(u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+        };
+        let (version, counter, flags) = (word()?, word()?, word()?);
+        let mut strings = [Vec::new(), Vec::new(), Vec::new()];
+        for s in &mut strings {
+            let len = usize::try_from(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?)).ok()?;
+            at += 4;
+            *s = b.get(at..at.checked_add(len)?)?.to_vec();
+            at += len;
+        }
+        let [proxy, bypass, autoconfig] = strings;
+        Some(Self { version, counter, flags, proxy, bypass, autoconfig, tail: b[at..].to_vec() })
+    }
+
+    /// The stored form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for w in [self.version, self.counter, self.flags] {
+            out.extend(w.to_le_bytes());
+        }
+        for s in [&self.proxy, &self.bypass, &self.autoconfig] {
+            out.extend((s.len() as u32).to_le_bytes());
+            out.extend(s);
+        }
+        out.extend(&self.tail);
+        out
+    }
+}
+
 #[cfg(windows)]
-impl Backend for Windows {
+impl super::Backend for Windows {
     fn name(&self) -> &'static str {
         "windows"
     }
 
     fn target_settings(&self, t: &Target) -> Settings {
-        self.targets(t)
+        self.targets(t, &Settings::new())
+    }
+
+    fn settings_for(&self, t: &Target, current: &Settings) -> Settings {
+        self.targets(t, current)
+    }
+
+    fn points_at(&self, wanted: &Settings, current: &Settings) -> bool {
+        Self::routes_as(wanted, current)
     }
 
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
         let mut out = Settings::new();
-        let mut conns: Vec<&str> = keys.iter().filter_map(|k| k.split_once('\t').map(|(c, _)| c)).collect();
-        conns.dedup();
-        for c in conns {
-            let v = os::query(c)?;
-            for (field, value) in [
-                ("flags", v.flags.to_string()),
-                ("server", v.server),
-                ("bypass", v.bypass),
-                ("autoconfig", v.autoconfig),
-            ] {
-                let key = format!("{c}\t{field}");
-                if keys.contains(&key) && !value.is_empty() {
-                    out.insert(key, value);
-                }
+        for key in keys {
+            if let Some(v) = os::get(key)? {
+                out.insert(key.clone(), v.encode());
             }
         }
         Ok(out)
     }
 
-    fn listening(&self, addr: std::net::SocketAddr) -> Result<(), SysProxyError> {
-        if !needs_rule(addr) {
-            return Ok(());
-        }
-        let args = firewall_add_args(addr.port());
-        super::cmd::run("windows", "netsh", &args.iter().map(String::as_str).collect::<Vec<_>>()).map(|_| ())
-    }
-
-    fn stopped(&self, addr: std::net::SocketAddr) -> Result<(), SysProxyError> {
-        if !needs_rule(addr) {
-            return Ok(());
-        }
-        let args = firewall_delete_args();
-        super::cmd::run("windows", "netsh", &args.iter().map(String::as_str).collect::<Vec<_>>()).map(|_| ())
-    }
-
     fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-        let mut conns: Vec<&str> = values.keys().filter_map(|k| k.split_once('\t').map(|(c, _)| c)).collect();
-        conns.dedup();
-        for c in conns {
-            let mut v = os::query(c)?;
-            for (k, value) in values.iter().filter(|(k, _)| k.starts_with(&format!("{c}\t"))) {
-                let value = if value == super::UNSET { String::new() } else { value.clone() };
-                match k.split_once('\t').map(|(_, f)| f) {
-                    Some("flags") => v.flags = value.parse().unwrap_or(DIRECT),
-                    Some("server") => v.server = value,
-                    Some("bypass") => v.bypass = value,
-                    Some("autoconfig") => v.autoconfig = value,
-                    _ => {}
-                }
+        // The legacy strings, then the connection records, and the switch last, so that it
+        // never turns on half-written settings.
+        let mut order: Vec<(&String, &String)> = values.iter().collect();
+        order.sort_by_key(|(k, _)| (k.as_str() == PROXY_ENABLE, k.starts_with(&format!("{CONNECTIONS}\\"))));
+        for (key, value) in &order {
+            if value.as_str() == UNSET {
+                os::delete(key)?;
+            } else {
+                let v = RegValue::decode(value).ok_or_else(|| SysProxyError::Command {
+                    command: format!("write {key}"),
+                    detail: format!("not a registry value: {value:?}"),
+                })?;
+                os::set(key, &v)?;
             }
-            os::set(c, &v)?;
-            let back = os::query(c)?;
-            if back != v {
+        }
+        for (key, value) in order {
+            let got = os::get(key)?.map(|v| v.encode());
+            if got.as_deref().unwrap_or(UNSET) != value {
                 return Err(SysProxyError::NotApplied {
-                    key: format!("{c}\t*"),
-                    wanted: format!("{v:?}"),
-                    got: format!("{back:?}"),
+                    key: format!(r"HKCU\{INTERNET_SETTINGS}\{key}"),
+                    wanted: describe(value),
+                    got: got.as_deref().map_or_else(|| "absent".into(), describe),
+                    hint: REGISTRY_HINT,
                 });
             }
         }
         os::announce();
         Ok(())
     }
+
+    fn verify(&self, target: &Target) -> Result<(), SysProxyError> {
+        let wanted = match target {
+            Target::Fixed(addr) => server_list(*addr),
+            Target::Pac(url) => format!("auto-config {url}"),
+        };
+        let connections = std::iter::once(None).chain(self.ras.iter().map(|r| Some(r.as_str())));
+        for conn in connections {
+            let o = os::query(conn)?;
+            if !reports(target, o.flags, &o.server, &o.autoconfig) {
+                return Err(SysProxyError::NotApplied {
+                    key: format!("WinINet {}", conn.map_or_else(|| "LAN".to_string(), |c| format!("connection {c:?}"))),
+                    wanted,
+                    got: format!("{o:?}"),
+                    hint: READER_HINT,
+                });
+            }
+        }
+        let ie = os::winhttp_ie_config()?;
+        let flags = (if ie.autoconfig.is_empty() { 0 } else { AUTO_PROXY_URL })
+            | (if ie.server.is_empty() { 0 } else { PROXY });
+        if !reports(target, flags, &ie.server, &ie.autoconfig) {
+            return Err(SysProxyError::NotApplied {
+                key: "WinHTTP's view of the user's settings".into(),
+                wanted,
+                got: format!("{ie:?}"),
+                hint: READER_HINT,
+            });
+        }
+        Ok(())
+    }
+
+    fn listening(&self, addr: std::net::SocketAddr) -> Result<Option<String>, SysProxyError> {
+        if addr.ip().is_loopback() {
+            return Ok(None);
+        }
+        if !needs_rule(addr, self.admin) {
+            return Ok(Some(format!(
+                "not an administrator: no Windows Firewall rule added for TCP port {}; other machines may be blocked",
+                addr.port()
+            )));
+        }
+        let args = firewall_add_args(addr.port());
+        super::cmd::run("windows", &self.netsh, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(Some(format!("Windows Firewall: allowed inbound TCP port {} (rule \"GuardNest Proxy\")", addr.port())))
+    }
+
+    fn stopped(&self, addr: std::net::SocketAddr) -> Result<Option<String>, SysProxyError> {
+        if !needs_rule(addr, self.admin) {
+            return Ok(None);
+        }
+        let args = firewall_delete_args();
+        super::cmd::run("windows", &self.netsh, &args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(Some("Windows Firewall: removed the rule \"GuardNest Proxy\"".into()))
+    }
 }
 
-/// One connection's proxy options.
+/// One connection's options as a reader reports them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnOptions {
     /// PROXY_TYPE_* flags.
@@ -197,52 +537,207 @@ pub struct ConnOptions {
 }
 
 #[cfg(windows)]
-mod os {
+pub mod os {
+    //! The Windows calls: registry values, WinINet and WinHTTP reads, RAS entries, processes.
+
     use std::ffi::c_void;
 
-    use windows_sys::Win32::Foundation::{CloseHandle, GlobalFree, STILL_ACTIVE};
+    use windows_sys::Win32::Foundation::{
+        CloseHandle, GlobalFree, ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS, STILL_ACTIVE,
+    };
     use windows_sys::Win32::NetworkManagement::Rras::{RasEnumEntriesW, RASENTRYNAMEW};
+    use windows_sys::Win32::Networking::WinHttp::{
+        WinHttpGetIEProxyConfigForCurrentUser, WINHTTP_CURRENT_USER_IE_PROXY_CONFIG,
+    };
     use windows_sys::Win32::Networking::WinInet::{
         InternetQueryOptionW, InternetSetOptionW, INTERNET_OPTION_PER_CONNECTION_OPTION, INTERNET_OPTION_REFRESH,
         INTERNET_OPTION_SETTINGS_CHANGED, INTERNET_PER_CONN_AUTOCONFIG_URL, INTERNET_PER_CONN_FLAGS,
         INTERNET_PER_CONN_OPTIONW, INTERNET_PER_CONN_OPTION_LISTW, INTERNET_PER_CONN_PROXY_BYPASS,
         INTERNET_PER_CONN_PROXY_SERVER,
     };
+    use windows_sys::Win32::System::Registry::{
+        RegCloseKey, RegCreateKeyExW, RegDeleteValueW, RegOpenKeyExW, RegQueryValueExW, RegSetValueExW, HKEY,
+        HKEY_CURRENT_USER, KEY_QUERY_VALUE, KEY_SET_VALUE, REG_OPTION_NON_VOLATILE,
+    };
     use windows_sys::Win32::System::Threading::{GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
 
-    use super::{ConnOptions, SysProxyError};
+    use super::{ConnOptions, RegValue, SysProxyError, CONNECTIONS, INTERNET_SETTINGS};
+
+    /// RasEnumEntries' "buffer too small" (raserror.h: RASBASE + 3).
+    const ERROR_BUFFER_TOO_SMALL: u32 = 603;
 
     fn wide(s: &str) -> Vec<u16> {
         s.encode_utf16().chain(std::iter::once(0)).collect()
     }
 
-    fn failed(what: &str) -> SysProxyError {
-        SysProxyError::Command { command: what.into(), detail: std::io::Error::last_os_error().to_string() }
+    fn failed(what: String, code: u32) -> SysProxyError {
+        SysProxyError::Command { command: what, detail: std::io::Error::from_raw_os_error(code as i32).to_string() }
     }
 
-    /// "" (LAN) and every RAS phonebook entry.
-    pub(super) fn connections() -> Vec<String> {
-        let mut out = vec![String::new()];
-        let mut entries =
-            vec![RASENTRYNAMEW { dwSize: std::mem::size_of::<RASENTRYNAMEW>() as u32, ..Default::default() }; 64];
-        let mut bytes = (entries.len() * std::mem::size_of::<RASENTRYNAMEW>()) as u32;
-        let mut count = 0u32;
-        // SAFETY: the buffer holds `bytes` bytes of initialised entries with dwSize set.
+    /// An open registry key, closed when dropped.
+    struct Key(HKEY);
+
+    impl Drop for Key {
+        fn drop(&mut self) {
+            // SAFETY: the key was opened by us and is closed once.
+            unsafe { RegCloseKey(self.0) };
+        }
+    }
+
+    /// Splits `Connections\NAME` into (subkey, value name); a bare name is in Internet Settings.
+    fn place(key: &str) -> (String, &str) {
+        match key.split_once('\\') {
+            Some((sub, name)) if sub == CONNECTIONS => (format!(r"{INTERNET_SETTINGS}\{CONNECTIONS}"), name),
+            _ => (INTERNET_SETTINGS.to_string(), key),
+        }
+    }
+
+    /// Opens (`create`: creates) a subkey of HKCU; `None` when it does not exist.
+    fn open(path: &str, access: u32, create: bool) -> Result<Option<Key>, SysProxyError> {
+        let p = wide(path);
+        let mut h: HKEY = std::ptr::null_mut();
+        // SAFETY: `p` is NUL-terminated and `h` receives the key.
         let rc = unsafe {
-            RasEnumEntriesW(std::ptr::null(), std::ptr::null(), entries.as_mut_ptr(), &mut bytes, &mut count)
+            if create {
+                RegCreateKeyExW(
+                    HKEY_CURRENT_USER,
+                    p.as_ptr(),
+                    0,
+                    std::ptr::null(),
+                    REG_OPTION_NON_VOLATILE,
+                    access,
+                    std::ptr::null(),
+                    &mut h,
+                    std::ptr::null_mut(),
+                )
+            } else {
+                RegOpenKeyExW(HKEY_CURRENT_USER, p.as_ptr(), 0, access, &mut h)
+            }
         };
-        if rc == 0 {
-            for e in entries.iter().take(count as usize) {
-                let len = e.szEntryName.iter().position(|&c| c == 0).unwrap_or(e.szEntryName.len());
-                out.push(String::from_utf16_lossy(&e.szEntryName[..len]));
+        match rc {
+            ERROR_SUCCESS => Ok(Some(Key(h))),
+            ERROR_FILE_NOT_FOUND if !create => Ok(None),
+            e => Err(failed(format!(r"open HKCU\{path}"), e)),
+        }
+    }
+
+    /// Reads a value: its type and raw bytes, `None` when absent.
+    pub fn get(key: &str) -> Result<Option<RegValue>, SysProxyError> {
+        let (path, name) = place(key);
+        let Some(k) = open(&path, KEY_QUERY_VALUE, false)? else { return Ok(None) };
+        let n = wide(name);
+        let mut data = vec![0u8; 512];
+        for _ in 0..4 {
+            let (mut kind, mut len) = (0u32, data.len() as u32);
+            // SAFETY: `data` holds `len` bytes; the call writes at most that many.
+            let rc =
+                unsafe { RegQueryValueExW(k.0, n.as_ptr(), std::ptr::null(), &mut kind, data.as_mut_ptr(), &mut len) };
+            match rc {
+                ERROR_SUCCESS => {
+                    data.truncate(len as usize);
+                    return Ok(Some(RegValue { kind, data }));
+                }
+                ERROR_FILE_NOT_FOUND => return Ok(None),
+                ERROR_MORE_DATA => data.resize(len as usize, 0),
+                e => return Err(failed(format!(r"read HKCU\{path}\{name}"), e)),
             }
         }
-        out
+        Err(failed(format!(r"read HKCU\{path}\{name}"), ERROR_MORE_DATA))
     }
 
-    /// Reads one connection's options.
-    pub(super) fn query(conn: &str) -> Result<ConnOptions, SysProxyError> {
-        let mut name = wide(conn);
+    /// Writes a value exactly (type and bytes).
+    pub fn set(key: &str, v: &RegValue) -> Result<(), SysProxyError> {
+        let (path, name) = place(key);
+        let what = || format!(r"write HKCU\{path}\{name}");
+        let k = match open(&path, KEY_SET_VALUE, true) {
+            Ok(Some(k)) => k,
+            Ok(None) => return Err(failed(what(), ERROR_FILE_NOT_FOUND)),
+            Err(SysProxyError::Command { detail, .. }) => {
+                return Err(SysProxyError::Command { command: what(), detail: format!("{detail} (opening its key)") })
+            }
+            Err(e) => return Err(e),
+        };
+        let n = wide(name);
+        // SAFETY: `v.data` outlives the call and its length is passed.
+        let rc = unsafe { RegSetValueExW(k.0, n.as_ptr(), 0, v.kind, v.data.as_ptr(), v.data.len() as u32) };
+        match rc {
+            ERROR_SUCCESS => Ok(()),
+            e => Err(failed(format!(r"write HKCU\{path}\{name}"), e)),
+        }
+    }
+
+    /// Removes a value; an absent one is fine.
+    pub fn delete(key: &str) -> Result<(), SysProxyError> {
+        let (path, name) = place(key);
+        let Some(k) = open(&path, KEY_SET_VALUE, false)? else { return Ok(()) };
+        let n = wide(name);
+        // SAFETY: `n` is NUL-terminated.
+        match unsafe { RegDeleteValueW(k.0, n.as_ptr()) } {
+            ERROR_SUCCESS | ERROR_FILE_NOT_FOUND => Ok(()),
+            e => Err(failed(format!(r"delete HKCU\{path}\{name}"), e)),
+        }
+    }
+
+    /// The Internet Settings key opens for writing.
+    pub fn check_writable() -> Result<(), SysProxyError> {
+        open(INTERNET_SETTINGS, KEY_QUERY_VALUE | KEY_SET_VALUE, true).map(|_| ())
+    }
+
+    /// Every RAS phonebook entry (dial-up, VPN).
+    pub fn ras_entries() -> Vec<String> {
+        let size = size_of::<RASENTRYNAMEW>();
+        let mut entries = vec![RASENTRYNAMEW { dwSize: size as u32, ..Default::default() }; 16];
+        for _ in 0..3 {
+            let mut bytes = (entries.len() * size) as u32;
+            let mut count = 0u32;
+            // SAFETY: the buffer holds `bytes` bytes of entries with dwSize set.
+            let rc = unsafe {
+                RasEnumEntriesW(std::ptr::null(), std::ptr::null(), entries.as_mut_ptr(), &mut bytes, &mut count)
+            };
+            match rc {
+                0 => {
+                    return entries
+                        .iter()
+                        .take(count as usize)
+                        .map(|e| {
+                            let len = e.szEntryName.iter().position(|&c| c == 0).unwrap_or(e.szEntryName.len());
+                            String::from_utf16_lossy(&e.szEntryName[..len])
+                        })
+                        .collect()
+                }
+                ERROR_BUFFER_TOO_SMALL => {
+                    let n = (bytes as usize).div_ceil(size).max(entries.len() + 1);
+                    entries = vec![RASENTRYNAMEW { dwSize: size as u32, ..Default::default() }; n];
+                }
+                _ => return Vec::new(),
+            }
+        }
+        Vec::new()
+    }
+
+    /// Takes a string WinINet or WinHTTP allocated with GlobalAlloc, and frees it.
+    ///
+    /// # Safety
+    /// `p` is null or a NUL-terminated UTF-16 string from GlobalAlloc, not used after.
+    unsafe fn take(p: *mut u16) -> String {
+        if p.is_null() {
+            return String::new();
+        }
+        // SAFETY: the caller's NUL-terminated string, read up to its NUL, then freed once.
+        unsafe {
+            let mut len = 0;
+            while *p.add(len) != 0 {
+                len += 1;
+            }
+            let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
+            GlobalFree(p as _);
+            s
+        }
+    }
+
+    /// What WinINet reports for a connection (`None`: the LAN).
+    pub fn query(conn: Option<&str>) -> Result<ConnOptions, SysProxyError> {
+        let mut name = wide(conn.unwrap_or(""));
         let mut opts = [
             INTERNET_PER_CONN_FLAGS,
             INTERNET_PER_CONN_PROXY_SERVER,
@@ -251,8 +746,8 @@ mod os {
         ]
         .map(|o| INTERNET_PER_CONN_OPTIONW { dwOption: o, ..Default::default() });
         let mut list = INTERNET_PER_CONN_OPTION_LISTW {
-            dwSize: std::mem::size_of::<INTERNET_PER_CONN_OPTION_LISTW>() as u32,
-            pszConnection: if conn.is_empty() { std::ptr::null_mut() } else { name.as_mut_ptr() },
+            dwSize: size_of::<INTERNET_PER_CONN_OPTION_LISTW>() as u32,
+            pszConnection: if conn.is_none() { std::ptr::null_mut() } else { name.as_mut_ptr() },
             dwOptionCount: opts.len() as u32,
             dwOptionError: 0,
             pOptions: opts.as_mut_ptr(),
@@ -268,22 +763,13 @@ mod os {
             )
         };
         if ok == 0 {
-            return Err(failed("InternetQueryOptionW"));
+            return Err(SysProxyError::Command {
+                command: "InternetQueryOptionW".into(),
+                detail: std::io::Error::last_os_error().to_string(),
+            });
         }
-        // SAFETY: WinINet returned these; strings are GlobalAlloc'ed and ours to free.
+        // SAFETY: WinINet returned these strings, GlobalAlloc'ed and ours to free.
         unsafe {
-            let take = |p: *mut u16| -> String {
-                if p.is_null() {
-                    return String::new();
-                }
-                let mut len = 0;
-                while *p.add(len) != 0 {
-                    len += 1;
-                }
-                let s = String::from_utf16_lossy(std::slice::from_raw_parts(p, len));
-                GlobalFree(p as _);
-                s
-            };
             Ok(ConnOptions {
                 flags: opts[0].Value.dwValue,
                 server: take(opts[1].Value.pszValue),
@@ -293,52 +779,39 @@ mod os {
         }
     }
 
-    /// Sets one connection's options.
-    pub(super) fn set(conn: &str, v: &ConnOptions) -> Result<(), SysProxyError> {
-        let mut name = wide(conn);
-        let (mut server, mut bypass, mut auto) = (wide(&v.server), wide(&v.bypass), wide(&v.autoconfig));
-        let mut opts = [
-            INTERNET_PER_CONN_OPTIONW { dwOption: INTERNET_PER_CONN_FLAGS, ..Default::default() },
-            INTERNET_PER_CONN_OPTIONW { dwOption: INTERNET_PER_CONN_PROXY_SERVER, ..Default::default() },
-            INTERNET_PER_CONN_OPTIONW { dwOption: INTERNET_PER_CONN_PROXY_BYPASS, ..Default::default() },
-            INTERNET_PER_CONN_OPTIONW { dwOption: INTERNET_PER_CONN_AUTOCONFIG_URL, ..Default::default() },
-        ];
-        opts[0].Value.dwValue = v.flags;
-        opts[1].Value.pszValue = server.as_mut_ptr();
-        opts[2].Value.pszValue = bypass.as_mut_ptr();
-        opts[3].Value.pszValue = auto.as_mut_ptr();
-        let list = INTERNET_PER_CONN_OPTION_LISTW {
-            dwSize: std::mem::size_of::<INTERNET_PER_CONN_OPTION_LISTW>() as u32,
-            pszConnection: if conn.is_empty() { std::ptr::null_mut() } else { name.as_mut_ptr() },
-            dwOptionCount: opts.len() as u32,
-            dwOptionError: 0,
-            pOptions: opts.as_mut_ptr(),
-        };
-        // SAFETY: every pointer in `list` outlives the call.
-        let ok = unsafe {
-            InternetSetOptionW(
-                std::ptr::null(),
-                INTERNET_OPTION_PER_CONNECTION_OPTION,
-                &list as *const _ as *const c_void,
-                list.dwSize,
-            )
-        };
+    /// What WinHTTP reports as the user's settings (it reads the LAN connection's record).
+    pub fn winhttp_ie_config() -> Result<ConnOptions, SysProxyError> {
+        let mut c = WINHTTP_CURRENT_USER_IE_PROXY_CONFIG::default();
+        // SAFETY: `c` is an out parameter; its strings are ours to free.
+        let ok = unsafe { WinHttpGetIEProxyConfigForCurrentUser(&mut c) };
         if ok == 0 {
-            return Err(failed("InternetSetOptionW"));
+            return Err(SysProxyError::Command {
+                command: "WinHttpGetIEProxyConfigForCurrentUser".into(),
+                detail: std::io::Error::last_os_error().to_string(),
+            });
         }
-        Ok(())
+        // SAFETY: as above.
+        unsafe {
+            Ok(ConnOptions {
+                flags: 0,
+                server: take(c.lpszProxy),
+                bypass: take(c.lpszProxyBypass),
+                autoconfig: take(c.lpszAutoConfigUrl),
+            })
+        }
     }
 
-    /// Tells WinINet users the settings changed.
-    pub(super) fn announce() {
-        // SAFETY: no buffers.
+    /// Tells WinINet the registry settings changed, and to read them again.
+    pub fn announce() {
+        // SAFETY: no buffers. REFRESH fails under Wine 8 (a stub); the change is in the
+        // registry either way.
         unsafe {
             InternetSetOptionW(std::ptr::null(), INTERNET_OPTION_SETTINGS_CHANGED, std::ptr::null(), 0);
             InternetSetOptionW(std::ptr::null(), INTERNET_OPTION_REFRESH, std::ptr::null(), 0);
         }
     }
 
-    pub(super) fn process_alive(pid: u32) -> bool {
+    pub(crate) fn process_alive(pid: u32) -> bool {
         // SAFETY: the handle is checked and closed.
         unsafe {
             let h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
@@ -356,28 +829,127 @@ mod os {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{plan_enable, plan_restore};
+
+    fn addr() -> std::net::SocketAddr {
+        "127.0.0.1:3000".parse().unwrap()
+    }
+
+    /// A user's record: manual proxy with a bypass list, counter 7, Windows' tail.
+    fn users_record() -> Vec<u8> {
+        Record {
+            version: RECORD_VERSION,
+            counter: 7,
+            flags: DIRECT | PROXY,
+            proxy: b"corp-proxy.example:8123".to_vec(),
+            bypass: b"corp.example;<local>".to_vec(),
+            autoconfig: Vec::new(),
+            tail: vec![1, 0, 0, 0, 9, 9],
+        }
+        .to_bytes()
+    }
 
     #[test]
-    fn lan_and_ras_targets_and_restore() {
-        let w = Windows::with_connections(vec![String::new(), "Corp VPN".into()]);
-        let t = w.targets(&Target::Fixed("127.0.0.1:3000".parse().unwrap()));
-        assert_eq!(t["\tflags"], "3");
-        assert_eq!(t["Corp VPN\tserver"], "http=127.0.0.1:3000;https=127.0.0.1:3000");
-        assert_eq!(t["\tbypass"], "<local>;localhost;127.*;[::1]");
-        let pac = w.targets(&Target::Pac("http://127.0.0.1:3001/proxy.pac".into()));
-        assert_eq!(pac["Corp VPN\tflags"], "5");
-        // A company PAC on the VPN entry comes back exactly.
-        let current: Settings = [
-            ("Corp VPN\tflags".to_string(), "5".to_string()),
-            ("Corp VPN\tautoconfig".to_string(), "http://corp/p.pac".to_string()),
-        ]
-        .into_iter()
-        .collect();
-        let saved = super::super::plan_enable(&current, &t);
-        let plan = super::super::plan_restore(&saved, &t, &t);
-        assert_eq!(plan.writes["Corp VPN\tflags"], "5");
-        assert_eq!(plan.writes["Corp VPN\tserver"], super::super::UNSET);
+    fn values_round_trip_byte_for_byte() {
+        for v in [RegValue::dword(1), RegValue::sz("corp;<local>"), RegValue::binary(users_record())] {
+            assert_eq!(RegValue::decode(&v.encode()), Some(v.clone()));
+        }
+        // A string stored without its NUL, or with junk after it, comes back as stored.
+        let odd = RegValue { kind: REG_SZ, data: vec![0x61, 0, 0x62] };
+        assert_eq!(RegValue::decode(&odd.encode()), Some(odd));
+        assert_eq!(RegValue::sz("ab").describe(), "REG_SZ \"ab\"");
+        assert_eq!(RegValue::dword(1).describe(), "REG_DWORD 0x1");
+        assert_eq!(RegValue::decode("4:0"), None);
+        let r = Record::parse(&users_record()).unwrap();
+        assert_eq!(
+            (r.counter, r.flags, &r.proxy[..], &r.tail[..]),
+            (7, 3, &b"corp-proxy.example:8123"[..], &[1, 0, 0, 0, 9, 9][..])
+        );
+        assert_eq!(r.to_bytes(), users_record());
+        assert_eq!(Record::parse(&users_record()[..20]), None, "a length past the end");
+    }
+
+    #[test]
+    fn fixed_target_keeps_the_records_other_fields_and_counts_the_change() {
+        let w = Windows::with(vec!["Corp VPN".into()], false, "netsh");
+        let current: Settings = [(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect();
+        let t = w.targets(&Target::Fixed(addr()), &current);
+        assert_eq!(describe(&t[PROXY_SERVER]), "REG_SZ \"http=127.0.0.1:3000;https=127.0.0.1:3000\"");
+        assert_eq!(describe(&t[PROXY_ENABLE]), "REG_DWORD 0x1");
+        assert_eq!(t[AUTO_CONFIG_URL], UNSET);
+        let lan = Record::parse(&RegValue::decode(&t[&record_key(LAN)]).unwrap().data).unwrap();
+        assert_eq!((lan.counter, lan.flags), (8, DIRECT | PROXY));
+        assert_eq!(lan.bypass, bypass_list().into_bytes());
+        assert_eq!(lan.tail, [1, 0, 0, 0, 9, 9]);
+        // The VPN entry had no record: one is made.
+        let vpn = Record::parse(&RegValue::decode(&t[&record_key("Corp VPN")]).unwrap().data).unwrap();
+        assert_eq!((vpn.version, vpn.counter, vpn.tail.len()), (RECORD_VERSION, 1, RECORD_TAIL));
+        // The snapshot has every key; a restore of untouched settings writes back all that
+        // changed (AutoConfigURL was absent and stayed so).
+        let saved = plan_enable(&current, &t);
+        assert_eq!(saved[&record_key(LAN)], current[&record_key(LAN)]);
+        assert_eq!(saved[PROXY_SERVER], UNSET);
+        let mut changed = saved.clone();
+        changed.remove(AUTO_CONFIG_URL);
+        assert_eq!(plan_restore(&saved, &t, &t).writes, changed);
+    }
+
+    #[test]
+    fn pac_target_keeps_the_manual_proxy_text() {
+        let w = Windows::with(Vec::new(), false, "netsh");
+        let current: Settings = [(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect();
+        let url = "http://127.0.0.1:3001/proxy.pac";
+        let t = w.targets(&Target::Pac(url.into()), &current);
+        assert!(!t.contains_key(PROXY_SERVER) && !t.contains_key(PROXY_OVERRIDE));
+        assert_eq!(describe(&t[PROXY_ENABLE]), "REG_DWORD 0x0");
+        let lan = Record::parse(&RegValue::decode(&t[&record_key(LAN)]).unwrap().data).unwrap();
+        assert_eq!((lan.flags, &lan.autoconfig[..]), (DIRECT | AUTO_PROXY_URL, url.as_bytes()));
+        assert_eq!(lan.proxy, b"corp-proxy.example:8123");
+    }
+
+    #[test]
+    fn routes_as_ignores_counter_bypass_and_tail() {
+        let w = Windows::with(Vec::new(), false, "netsh");
+        let wanted = w.targets(&Target::Fixed(addr()), &Settings::new());
+        let mut now = w.targets(
+            &Target::Fixed(addr()),
+            &[(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect(),
+        );
+        now.insert(PROXY_OVERRIDE.into(), RegValue::sz("edited").encode());
+        assert!(Windows::routes_as(&wanted, &now));
+        let other = w.targets(&Target::Fixed("127.0.0.1:3128".parse().unwrap()), &Settings::new());
+        assert!(!Windows::routes_as(&wanted, &other));
+        let mut absent = now.clone();
+        absent.remove(&record_key(LAN));
+        assert!(!Windows::routes_as(&wanted, &absent));
+    }
+
+    #[test]
+    fn readers_are_judged_by_where_traffic_goes() {
+        let t = Target::Fixed(addr());
+        // What Windows reports, and what Wine 8's WinINet reports for the same settings.
+        assert!(reports(&t, 3, "http=127.0.0.1:3000;https=127.0.0.1:3000", ""));
+        assert!(reports(&t, 2, "127.0.0.1:3000", ""));
+        assert!(!reports(&t, 2, "http=127.0.0.1:3000;https=corp:8123", ""));
+        assert!(!reports(&t, 1, "127.0.0.1:3000", ""));
+        let pac = Target::Pac("http://127.0.0.1:3001/proxy.pac".into());
+        assert!(reports(&pac, 5, "", "http://127.0.0.1:3001/proxy.pac"));
+        assert!(reports(&pac, 1, "", ""), "a reader that does not report PAC URLs (Wine 8's WinINet)");
+        assert!(!reports(&pac, 5, "", "http://corp/p.pac"));
+        assert!(!reports(&pac, 2, "corp:8123", ""));
+        assert_eq!(proxy_for("ftp=f:1 http=http://h:2/", "http"), Some("h:2"));
+        assert_eq!(proxy_for("h:2", "https"), Some("h:2"));
+        assert_eq!(proxy_for("http=h:2", "https"), None);
+    }
+
+    #[test]
+    fn firewall_rule_only_beyond_loopback_as_administrator() {
+        let any: std::net::SocketAddr = "0.0.0.0:3000".parse().unwrap();
+        assert!(needs_rule(any, true));
+        assert!(!needs_rule(any, false));
+        assert!(!needs_rule(addr(), true));
         assert_eq!(firewall_add_args(3000).last().unwrap(), "localport=3000");
         assert!(firewall_add_args(3000).contains(&"name=GuardNest Proxy".to_string()));
+        assert_eq!(firewall_delete_args()[2..], ["delete", "rule", "name=GuardNest Proxy"]);
     }
 }

@@ -3,6 +3,7 @@
 //! `PrepareForShutdown(true)` restores first and only then lets the inhibitor go (logind
 //! would otherwise wait for it). Needs `dbus-daemon`; reported as skipped without it.
 
+#[cfg_attr(not(target_os = "linux"), allow(unused_imports))]
 use guardnest_testkit::{passed, Outcome};
 
 #[cfg(target_os = "linux")]

@@ -55,6 +55,23 @@ pub fn platform_limit(reason: impl Into<String>) -> Outcome {
     Ok(Completion::ignored_with(format!("platform limit: {}", reason.into())))
 }
 
+/// Whether this Windows program runs under Wine (its ntdll exports `wine_get_version`);
+/// false elsewhere. For what Wine cannot do, named with [`platform_limit`].
+pub fn under_wine() -> bool {
+    #[cfg(windows)]
+    {
+        use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
+        let ntdll: Vec<u16> = "ntdll.dll".encode_utf16().chain([0]).collect();
+        // SAFETY: a NUL-terminated module name and symbol; nothing is called.
+        unsafe {
+            let module = GetModuleHandleW(ntdll.as_ptr());
+            !module.is_null() && GetProcAddress(module, c"wine_get_version".as_ptr().cast()).is_some()
+        }
+    }
+    #[cfg(not(windows))]
+    false
+}
+
 /// Whether `program` is on PATH.
 pub fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| is_program(&d.join(program))))

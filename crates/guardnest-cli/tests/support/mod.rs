@@ -24,6 +24,12 @@ pub struct Running {
 
 impl Running {
     pub fn start(cmd: &mut Command) -> Running {
+        #[cfg(windows)]
+        {
+            use std::os::windows::process::CommandExt as _;
+            // Its own console, so that `signal` can send it a Ctrl-C that reaches no one else.
+            cmd.creation_flags(windows_sys::Win32::System::Threading::CREATE_NEW_CONSOLE);
+        }
         let mut child = cmd.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn guardnest");
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -38,6 +44,11 @@ impl Running {
         let line = running.wait_for("listening on ");
         running.addr = line.rsplit("listening on ").next().unwrap().trim().parse().expect("address in log");
         running
+    }
+
+    /// Every log line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
     }
 
     /// The first log line (already seen or still to come) containing `needle`.
@@ -68,9 +79,21 @@ impl Running {
         self.seen.iter().filter(|l| l.contains(needle)).count()
     }
 
+    /// Sends `sig` (`-TERM`, `-INT`, `-KILL`). On Windows, `-TERM` and `-INT` are a Ctrl-C in
+    /// the child's console (what Ctrl-C in a terminal, and Wine for a SIGINT, deliver) and
+    /// `-KILL` is TerminateProcess.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
-        assert!(status.success());
+        #[cfg(unix)]
+        {
+            let status = Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+        }
+        #[cfg(windows)]
+        match sig {
+            "-TERM" | "-INT" => win::ctrl_c(self.child.id()),
+            "-KILL" => win::terminate(self.child.id()),
+            other => panic!("no Windows equivalent for {other}"),
+        }
     }
 
     pub fn wait_exit(mut self) -> std::process::ExitStatus {
@@ -137,4 +160,130 @@ pub fn connect_status(proxy: SocketAddr, target: &str) -> u16 {
     s.set_read_timeout(Some(WAIT)).unwrap();
     write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
     status_of(&read_head(&mut s))
+}
+
+/// Resident memory of a process in KiB (Linux: VmRSS; Windows: the working set).
+pub fn rss_kib(pid: u32) -> u64 {
+    #[cfg(unix)]
+    return proc_status_kib(pid, "VmRSS:");
+    #[cfg(windows)]
+    return win::memory(pid).0;
+}
+
+/// Peak resident memory of a process in KiB (Linux: VmHWM; Windows: the peak working set).
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    #[cfg(unix)]
+    return proc_status_kib(pid, "VmHWM:");
+    #[cfg(windows)]
+    return win::memory(pid).1;
+}
+
+/// Open descriptors of a process (Linux: /proc/PID/fd; Windows: its handle count, sockets
+/// included).
+pub fn open_fds(pid: u32) -> usize {
+    #[cfg(unix)]
+    return std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    #[cfg(windows)]
+    return win::handles(pid);
+}
+
+#[cfg(unix)]
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The Windows side of the helpers above.
+#[cfg(windows)]
+pub mod win {
+    use std::sync::Mutex;
+
+    use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, TRUE};
+    use windows_sys::Win32::System::Console::{
+        AttachConsole, FreeConsole, GenerateConsoleCtrlEvent, GetStdHandle, SetConsoleCtrlHandler, SetStdHandle,
+        CTRL_C_EVENT, STD_ERROR_HANDLE, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE,
+    };
+    use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
+    use windows_sys::Win32::System::Threading::{
+        GetProcessHandleCount, OpenProcess, TerminateProcess, PROCESS_QUERY_INFORMATION, PROCESS_TERMINATE,
+        PROCESS_VM_READ,
+    };
+
+    /// Attaching to another console is per process: one Ctrl-C at a time.
+    static CONSOLE: Mutex<()> = Mutex::new(());
+
+    /// Swallows the Ctrl-C this process sends while attached to a child's console.
+    unsafe extern "system" fn swallow(_event: u32) -> i32 {
+        TRUE
+    }
+
+    /// Sends Ctrl-C to the console of `pid` (started with CREATE_NEW_CONSOLE): attach to it,
+    /// generate the event for every process on it, detach. A handler (not the inherited
+    /// ignore flag) keeps this process alive, so later children still see their Ctrl-C; the
+    /// standard handles are put back after, since attaching points them at that console
+    /// (Wine does), where libtest's output would be lost.
+    pub fn ctrl_c(pid: u32) {
+        let _one = CONSOLE.lock().unwrap_or_else(|p| p.into_inner());
+        let std_handles = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE];
+        // SAFETY: console and handle calls with no pointers but a static handler function;
+        // the saved handles stay open (they are this process's own).
+        unsafe {
+            let saved = std_handles.map(|h| GetStdHandle(h));
+            SetConsoleCtrlHandler(Some(swallow), TRUE);
+            FreeConsole();
+            let attached = AttachConsole(pid);
+            let attach_error = std::io::Error::last_os_error();
+            let sent = attached != 0 && GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0) != 0;
+            let send_error = std::io::Error::last_os_error();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            FreeConsole();
+            for (h, old) in std_handles.iter().zip(saved) {
+                SetStdHandle(*h, old);
+            }
+            assert_ne!(attached, 0, "cannot attach to the console of {pid}: {attach_error}");
+            assert!(sent, "GenerateConsoleCtrlEvent: {send_error}");
+        }
+    }
+
+    fn open(pid: u32, access: u32) -> HANDLE {
+        // SAFETY: a plain handle request, checked below.
+        let h = unsafe { OpenProcess(access, 0, pid) };
+        assert!(!h.is_null(), "OpenProcess({pid}): {}", std::io::Error::last_os_error());
+        h
+    }
+
+    /// The hard kill (SIGKILL's counterpart): no handler runs.
+    pub fn terminate(pid: u32) {
+        let h = open(pid, PROCESS_TERMINATE);
+        // SAFETY: a valid handle, closed after.
+        unsafe {
+            TerminateProcess(h, 9);
+            CloseHandle(h);
+        }
+    }
+
+    /// (working set, peak working set) in KiB.
+    pub fn memory(pid: u32) -> (u64, u64) {
+        let h = open(pid, PROCESS_QUERY_INFORMATION | PROCESS_VM_READ);
+        let mut c = PROCESS_MEMORY_COUNTERS { cb: size_of::<PROCESS_MEMORY_COUNTERS>() as u32, ..Default::default() };
+        // SAFETY: `c` is a properly sized out parameter.
+        let ok = unsafe { GetProcessMemoryInfo(h, &mut c, c.cb) };
+        // SAFETY: valid handle.
+        unsafe { CloseHandle(h) };
+        assert_ne!(ok, 0, "GetProcessMemoryInfo: {}", std::io::Error::last_os_error());
+        ((c.WorkingSetSize / 1024) as u64, (c.PeakWorkingSetSize / 1024) as u64)
+    }
+
+    /// The process's open handles (files, sockets, events, threads...).
+    pub fn handles(pid: u32) -> usize {
+        let h = open(pid, PROCESS_QUERY_INFORMATION);
+        let mut n = 0u32;
+        // SAFETY: `n` is an out parameter.
+        let ok = unsafe { GetProcessHandleCount(h, &mut n) };
+        // SAFETY: valid handle.
+        unsafe { CloseHandle(h) };
+        assert_ne!(ok, 0, "GetProcessHandleCount: {}", std::io::Error::last_os_error());
+        n as usize
+    }
 }

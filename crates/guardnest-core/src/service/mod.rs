@@ -249,9 +249,7 @@ impl ProxyService {
                     };
                     if let Some(old) = state.running.replace(new) {
                         old.shutdown.cancel(); // its open connections drain by themselves
-                        if let Some(warning) = self.system.stopped(old.addr) {
-                            tracing::warn!("{warning}");
-                        }
+                        log_hook(self.system.stopped(old.addr));
                     }
                     state.start_error = None;
                     self.set_listen(wanted);
@@ -381,9 +379,7 @@ impl ProxyService {
             return Ok(Change { changed: false, message });
         };
         running.shutdown.cancel();
-        if let Some(warning) = self.system.stopped(running.addr) {
-            tracing::warn!("{warning}");
-        }
+        log_hook(self.system.stopped(running.addr));
         // The proxy's own drain is bounded by its shutdown_timeout; this waits at most `grace`.
         let _ =
             tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
@@ -556,9 +552,7 @@ impl ProxyService {
         let stopped_accepting = proxy.stopped_accepting();
         let health = proxy.health();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
-        if let Some(warning) = self.system.listening(addr) {
-            tracing::warn!("{warning}");
-        }
+        log_hook(self.system.listening(addr));
         Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
     }
 
@@ -594,4 +588,14 @@ impl ProxyService {
 /// The file through which the CLI finds a running instance: control address and token.
 pub fn runtime_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("control.json")
+}
+
+/// Logs what a listener hook of the OS layer did (the Windows firewall rule), or why it
+/// failed: a warning, never an error of the service.
+fn log_hook(outcome: Result<Option<String>, String>) {
+    match outcome {
+        Ok(Some(done)) => tracing::info!("{done}"),
+        Ok(None) => {}
+        Err(warning) => tracing::warn!("{warning}"),
+    }
 }

@@ -173,7 +173,7 @@ async fn idle_tunnel_is_closed() {
 }
 
 /// After a tunnel ends, no socket of the proxy's is left in CLOSE_WAIT.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 #[tokio::test]
 async fn no_close_wait_after_tunnels_end() {
     let echo = echo_server().await;
@@ -198,21 +198,51 @@ async fn no_close_wait_after_tunnels_end() {
     assert_eq!(stuck, 0, "sockets in CLOSE_WAIT");
 }
 
-/// Counts CLOSE_WAIT sockets with either port as the local port, from /proc/net/tcp.
-#[cfg(target_os = "linux")]
+/// Counts IPv4 CLOSE_WAIT sockets with `a` as the local or `b` as the remote port.
+#[cfg(any(target_os = "linux", windows))]
 fn close_wait_sockets(a: u16, b: u16) -> usize {
+    tcp4_sockets().into_iter().filter(|&(local, remote, close_wait)| close_wait && (local == a || remote == b)).count()
+}
+
+/// (local port, remote port, in CLOSE_WAIT) of every IPv4 TCP socket, from /proc/net/tcp.
+#[cfg(target_os = "linux")]
+fn tcp4_sockets() -> Vec<(u16, u16, bool)> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let port = |field: Option<&&str>| {
+        field.and_then(|x| x.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok()).unwrap_or(0)
+    };
     table
         .lines()
         .skip(1)
-        .filter(|l| {
+        .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let local_port = f.get(1).and_then(|x| x.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-            let remote_port = f.get(2).and_then(|x| x.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
-            let state = f.get(3).copied();
-            state == Some("08") && (local_port == Some(a) || remote_port == Some(b))
+            (port(f.get(1)), port(f.get(2)), f.get(3) == Some(&"08"))
         })
-        .count()
+        .collect()
+}
+
+/// The same from Windows' TCP table (GetTcpTable; ports in network byte order).
+#[cfg(windows)]
+fn tcp4_sockets() -> Vec<(u16, u16, bool)> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::{GetTcpTable, MIB_TCPTABLE, MIB_TCP_STATE_CLOSE_WAIT};
+    let mut size = 0u32;
+    // SAFETY: a size query with a null table.
+    unsafe { GetTcpTable(std::ptr::null_mut(), &mut size, 0) };
+    let mut buf = vec![0u64; size as usize / 8 + 1];
+    let table = buf.as_mut_ptr() as *mut MIB_TCPTABLE;
+    // SAFETY: `buf` holds `size` bytes, 8-aligned.
+    let rc = unsafe { GetTcpTable(table, &mut size, 0) };
+    assert_eq!(rc, 0, "GetTcpTable failed: {rc}");
+    // SAFETY: GetTcpTable filled dwNumEntries rows after the count.
+    let rows = unsafe { std::slice::from_raw_parts((*table).table.as_ptr(), (*table).dwNumEntries as usize) };
+    let port = |p: u32| u16::from_be(p as u16);
+    rows.iter()
+        .map(|r| {
+            // SAFETY: both union fields are the same u32.
+            let state = unsafe { r.Anonymous.State };
+            (port(r.dwLocalPort), port(r.dwRemotePort), state == MIB_TCP_STATE_CLOSE_WAIT)
+        })
+        .collect()
 }
 
 /// A bulk transfer (which switches to splice on Linux) arrives intact, in order, both ways,

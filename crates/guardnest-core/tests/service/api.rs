@@ -107,17 +107,33 @@ async fn calls_metrics_and_pac() {
     assert!(body.contains("DIRECT") && !body.contains("PROXY"), "a stopped proxy's PAC is direct: {body}");
 }
 
-/// Descriptors this process holds.
+/// Descriptors this process holds (Windows: its handles, sockets included).
+#[cfg(target_os = "linux")]
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Descriptors this process holds (Windows: its handles, sockets included).
+#[cfg(windows)]
+fn open_fds() -> usize {
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessHandleCount};
+    let mut n = 0u32;
+    // SAFETY: the pseudo-handle of this process and an out parameter.
+    unsafe { GetProcessHandleCount(GetCurrentProcess(), &mut n) };
+    n as usize
 }
 
 /// Hole 7 (issue 17): the control API cuts a client that sends no complete head within the
 /// head timeout (the proxy's `request_timeout`, 10 s by default), and holds a bounded number
 /// of connections: 100 silent clients do not make it hold 100 sockets (more would only wait
 /// in the kernel's backlog, whose length varies by machine).
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", windows))]
 #[tokio::test]
+#[cfg_attr(
+    windows,
+    ignore = "platform limit: Wine 8's GetProcessHandleCount returns 0 (measured, for the calling process too), so \
+              the sockets the control API holds cannot be counted"
+)]
 async fn silent_and_partial_clients_of_the_control_api_are_bounded() {
     let env = service(false);
     let (addr, _stop) = api(&env).await;

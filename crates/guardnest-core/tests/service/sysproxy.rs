@@ -50,7 +50,7 @@ async fn a_crashed_session_is_repaired_at_the_next_start() {
     // What a GuardNest killed with -9 leaves: its settings applied and its transaction on
     // disk, with a PID that no longer runs.
     let dead = {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let mut child = short_lived().spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
         pid
@@ -77,9 +77,37 @@ async fn a_crashed_session_is_repaired_at_the_next_start() {
     assert_eq!(env.os.get("proxy"), None);
     // Nothing left to repair; a live owner's transaction is never touched.
     assert_eq!(env.service.repair().await.unwrap(), None);
-    let live = Transaction { pid: 1, ..t };
+    let mut owner = long_lived().stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let live = Transaction { pid: owner.id(), ..t };
     std::fs::write(env.dir.path().join("system-proxy.json"), serde_json::to_vec(&live).unwrap()).unwrap();
-    assert_eq!(env.service.repair().await.unwrap(), None);
+    let kept = env.service.repair().await;
+    let _ = owner.kill();
+    let _ = owner.wait();
+    assert_eq!(kept.unwrap(), None);
+}
+
+/// A program that exits at once (its PID is then free).
+fn short_lived() -> std::process::Command {
+    if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/c", "exit"]);
+        c
+    } else {
+        std::process::Command::new("true")
+    }
+}
+
+/// A program that waits (for its standard input, or 30 s) until it is killed.
+fn long_lived() -> std::process::Command {
+    if cfg!(windows) {
+        let mut c = std::process::Command::new("cmd");
+        c.args(["/c", "pause"]);
+        c
+    } else {
+        let mut c = std::process::Command::new("sleep");
+        c.arg("30");
+        c
+    }
 }
 
 #[test]
