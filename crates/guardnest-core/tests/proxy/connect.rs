@@ -225,14 +225,27 @@ fn tcp4_sockets() -> Vec<(u16, u16, bool)> {
 #[cfg(windows)]
 fn tcp4_sockets() -> Vec<(u16, u16, bool)> {
     use windows_sys::Win32::NetworkManagement::IpHelper::{GetTcpTable, MIB_TCPTABLE, MIB_TCP_STATE_CLOSE_WAIT};
+    const ERROR_INSUFFICIENT_BUFFER: u32 = 122;
     let mut size = 0u32;
     // SAFETY: a size query with a null table.
     unsafe { GetTcpTable(std::ptr::null_mut(), &mut size, 0) };
-    let mut buf = vec![0u64; size as usize / 8 + 1];
-    let table = buf.as_mut_ptr() as *mut MIB_TCPTABLE;
-    // SAFETY: `buf` holds `size` bytes, 8-aligned.
-    let rc = unsafe { GetTcpTable(table, &mut size, 0) };
-    assert_eq!(rc, 0, "GetTcpTable failed: {rc}");
+    // The table grows between the size query and the read while other tests open sockets:
+    // ask again with room to spare, a bounded number of times.
+    let mut buf;
+    let mut tries = 0;
+    let table = loop {
+        size += 64 * 24;
+        buf = vec![0u64; size as usize / 8 + 1];
+        let table = buf.as_mut_ptr() as *mut MIB_TCPTABLE;
+        // SAFETY: `buf` holds at least `size` bytes, 8-aligned.
+        let rc = unsafe { GetTcpTable(table, &mut size, 0) };
+        tries += 1;
+        if rc == ERROR_INSUFFICIENT_BUFFER && tries < 10 {
+            continue;
+        }
+        assert_eq!(rc, 0, "GetTcpTable failed: {rc}");
+        break table;
+    };
     // SAFETY: GetTcpTable filled dwNumEntries rows after the count.
     let rows = unsafe { std::slice::from_raw_parts((*table).table.as_ptr(), (*table).dwNumEntries as usize) };
     let port = |p: u32| u16::from_be(p as u16);

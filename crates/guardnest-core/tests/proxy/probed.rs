@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guardnest_core::access::{hash_password, Access};
+use guardnest_core::access::{hash_password, Access, ATTEMPT_BURST, ATTEMPT_EVERY};
 use guardnest_core::config::{AccessConfig, UserConfig};
 use guardnest_core::Policy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -350,6 +350,7 @@ async fn wrong_passwords_are_limited_per_address_and_per_connection() {
     let good = "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"; // alice:s3cret
 
     // One keep-alive connection guessing: closed after a few 407s.
+    let guessing = Instant::now();
     let mut s = connect_from("127.0.0.2", proxy.addr).await;
     let mut answers = Vec::new();
     let mut closed = false;
@@ -384,7 +385,12 @@ async fn wrong_passwords_are_limited_per_address_and_per_connection() {
         statuses.push(status);
     }
     eprintln!("hole 4 (new connections, wrong passwords): statuses {statuses:?}, a 429 held up to {held:?}");
-    assert_eq!(statuses.last(), Some(&429), "guesses from one address never limited: {statuses:?}");
+    // Checked: the burst, then one per ATTEMPT_EVERY of the time spent guessing (which is
+    // seconds here, more on a slow machine or under Wine); the rest refused unchecked.
+    let checked = answers.iter().filter(|a| a.contains(" 407")).count() + statuses.iter().filter(|&&s| s == 407).count();
+    let earned = ATTEMPT_BURST as usize + (guessing.elapsed().as_secs_f64() / ATTEMPT_EVERY.as_secs_f64()).ceil() as usize;
+    assert!(checked <= earned, "{checked} guesses checked, {earned} allowed: {answers:?} {statuses:?}");
+    assert!(statuses.iter().filter(|&&s| s == 429).count() >= 6, "guesses from one address never limited: {statuses:?}");
     // A 429 is held back (half a second), so a script that reconnects at once after each
     // refusal cannot make the proxy answer thousands a second.
     assert!(held >= Duration::from_millis(400), "a 429 came after {held:?}");
