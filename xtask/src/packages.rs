@@ -35,9 +35,16 @@ const NEEDS: &[Need] = &[
         packages: &["imagemagick"],
         for_what: "the window test's screenshot",
     },
-    Need { present: || on_path("WebKitWebDriver"), packages: &["webkit2gtk-driver"], for_what: "the app's WebDriver test" },
     Need {
-        present: || on_path("gsettings") && Path::new("/usr/share/glib-2.0/schemas/org.gnome.system.proxy.gschema.xml").is_file(),
+        present: || on_path("WebKitWebDriver"),
+        packages: &["webkit2gtk-driver"],
+        for_what: "the app's WebDriver test",
+    },
+    Need {
+        present: || {
+            on_path("gsettings")
+                && Path::new("/usr/share/glib-2.0/schemas/org.gnome.system.proxy.gschema.xml").is_file()
+        },
         packages: &["libglib2.0-bin", "gsettings-desktop-schemas"],
         for_what: "the GNOME system-proxy tests",
     },
@@ -51,9 +58,17 @@ const NEEDS: &[Need] = &[
         packages: &["dconf-service", "dconf-gsettings-backend", "dconf-cli"],
         for_what: "the GNOME system-proxy tests",
     },
-    Need { present: || on_path("kwriteconfig5"), packages: &["libkf5config-bin"], for_what: "the KDE system-proxy tests" },
+    Need {
+        present: || on_path("kwriteconfig5"),
+        packages: &["libkf5config-bin"],
+        for_what: "the KDE system-proxy tests",
+    },
     Need { present: || on_path("haproxy"), packages: &["haproxy"], for_what: "the gateway test behind HAProxy" },
-    Need { present: || on_path("curl") && on_path("wget"), packages: &["curl", "wget"], for_what: "the real-clients test" },
+    Need {
+        present: || on_path("curl") && on_path("wget"),
+        packages: &["curl", "wget"],
+        for_what: "the real-clients test",
+    },
     Need {
         present: || run_ok("python3", &["-c", "import requests"]),
         packages: &["python3", "python3-requests"],
@@ -167,10 +182,5 @@ fn on_path(program: &str) -> bool {
 }
 
 fn run_ok(program: &str, args: &[&str]) -> bool {
-    Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }

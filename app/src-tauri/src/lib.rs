@@ -144,7 +144,8 @@ fn no_display() -> Option<&'static str> {
         return None;
     }
     let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
-    (!set("DISPLAY") && !set("WAYLAND_DISPLAY")).then_some("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set)")
+    (!set("DISPLAY") && !set("WAYLAND_DISPLAY"))
+        .then_some("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set)")
 }
 
 /// Stops the engine (Quit, a session's end, and the event loop's exit all come here; only

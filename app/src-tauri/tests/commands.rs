@@ -183,7 +183,8 @@ fn a_taken_port_is_reported_and_another_can_be_used() {
     assert!(ok["message"].as_str().unwrap().contains(&format!(":{free}")), "{ok}");
     assert_eq!(a.listen().port(), free);
     // The port chosen is kept for the next start.
-    let settings: Value = serde_json::from_str(&std::fs::read_to_string(a.dir.path().join("settings.json")).unwrap()).unwrap();
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.dir.path().join("settings.json")).unwrap()).unwrap();
     assert_eq!(settings["listen"], format!("127.0.0.1:{free}"));
 }
 

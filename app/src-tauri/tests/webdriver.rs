@@ -52,7 +52,11 @@ mod http {
             pub fn new() -> Client {
                 Client {
                     rt: tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(),
-                    http: reqwest::Client::builder().no_proxy().timeout(std::time::Duration::from_secs(30)).build().unwrap(),
+                    http: reqwest::Client::builder()
+                        .no_proxy()
+                        .timeout(std::time::Duration::from_secs(30))
+                        .build()
+                        .unwrap(),
                 }
             }
 
@@ -125,7 +129,9 @@ fn missing_tools() -> Option<Outcome> {
         return Some(skipped);
     }
     if !std::path::Path::new(&tauri_driver()).is_file() {
-        return Some(guardnest_testkit::skip("needs tauri-driver (cargo install tauri-driver --locked --version 2.1.0)"));
+        return Some(guardnest_testkit::skip(
+            "needs tauri-driver (cargo install tauri-driver --locked --version 2.1.0)",
+        ));
     }
     None
 }
@@ -210,7 +216,10 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
                 .env_remove("RUST_LOG")
                 .output()
                 .unwrap();
-            (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+            )
         };
         let (code, out) = cli(&["status"]);
         assert_eq!(code, Some(0), "{out}");
@@ -219,7 +228,11 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
         assert_eq!(code, Some(0), "{out}");
         assert!(out.starts_with("disabled"), "{out}");
         wd.wait_text("#state-title", |t| t == "Protection is off");
-        assert_eq!(support::connect_status(listen, "www.evil.test:443"), None, "the CLI's disable did not stop the app's proxy");
+        assert_eq!(
+            support::connect_status(listen, "www.evil.test:443"),
+            None,
+            "the CLI's disable did not stop the app's proxy"
+        );
         let (code, out) = cli(&["enable"]);
         assert_eq!(code, Some(0), "{out}");
         wd.wait_text("#state-title", |t| t == "You are protected");

@@ -285,9 +285,8 @@ mod run_once {
         let key = open(KEY_SET_VALUE)?;
         let (name, data) = (wide(name), wide(command));
         // SAFETY: `key` is open; the buffers are NUL-terminated UTF-16 and outlive the call.
-        let rc = unsafe {
-            RegSetValueExW(key, name.as_ptr(), 0, REG_SZ, data.as_ptr().cast(), (data.len() * 2) as u32)
-        };
+        let rc =
+            unsafe { RegSetValueExW(key, name.as_ptr(), 0, REG_SZ, data.as_ptr().cast(), (data.len() * 2) as u32) };
         // SAFETY: the handle came from RegCreateKeyExW.
         unsafe { RegCloseKey(key) };
         if rc != 0 {
@@ -376,12 +375,20 @@ mod tests {
         );
         assert_eq!(parse_desktop_exec(&exec), a, "a session reads back what was written");
         let entry = desktop_entry(&a);
-        assert!(entry.starts_with("[Desktop Entry]\nType=Application\n") && entry.contains(&format!("\nExec={exec}\n")));
+        assert!(
+            entry.starts_with("[Desktop Entry]\nType=Application\n") && entry.contains(&format!("\nExec={exec}\n"))
+        );
     }
 
     #[test]
     fn windows_command_lines_split_back_as_written() {
-        let a = argv(&[r"C:\Program Files\GuardNest\guardnest.exe", "repair", "--data-dir", r"C:\Users\A B\AppData\Local\guardnest\", r#"say "hi""#]);
+        let a = argv(&[
+            r"C:\Program Files\GuardNest\guardnest.exe",
+            "repair",
+            "--data-dir",
+            r"C:\Users\A B\AppData\Local\guardnest\",
+            r#"say "hi""#,
+        ]);
         assert_eq!(
             windows_command_line(&a),
             r#""C:\Program Files\GuardNest\guardnest.exe" "repair" "--data-dir" "C:\Users\A B\AppData\Local\guardnest\\" "say \"hi\"""#
@@ -390,12 +397,18 @@ mod tests {
 
     #[test]
     fn launch_agent_runs_at_load() {
-        let plist = launch_agent_plist(ENTRY, &argv(&["/Applications/GuardNest.app/Contents/MacOS/guardnest-app", "repair", "a&b"]));
+        let plist = launch_agent_plist(
+            ENTRY,
+            &argv(&["/Applications/GuardNest.app/Contents/MacOS/guardnest-app", "repair", "a&b"]),
+        );
         assert!(plist.contains("<key>RunAtLoad</key>\n\t<true/>"));
         assert!(plist.contains("<string>org.guardnest.repair</string>"));
         assert!(plist.contains("<string>a&amp;b</string>"));
         let r = LoginRepair::launch_agent(Path::new("/Users/u"), argv(&["x"]));
-        assert_eq!(r.place(), &Place::LaunchAgent(PathBuf::from("/Users/u/Library/LaunchAgents/org.guardnest.repair.plist")));
+        assert_eq!(
+            r.place(),
+            &Place::LaunchAgent(PathBuf::from("/Users/u/Library/LaunchAgents/org.guardnest.repair.plist"))
+        );
     }
 
     #[test]

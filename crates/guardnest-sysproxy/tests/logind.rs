@@ -58,7 +58,10 @@ fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
         }
 
         #[zbus(signal)]
-        async fn prepare_for_shutdown(emitter: &zbus::object_server::SignalEmitter<'_>, start: bool) -> zbus::Result<()>;
+        async fn prepare_for_shutdown(
+            emitter: &zbus::object_server::SignalEmitter<'_>,
+            start: bool,
+        ) -> zbus::Result<()>;
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -104,7 +107,10 @@ fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
         };
         let iface = bus.object_server().interface::<_, Logind>("/org/freedesktop/login1").await.unwrap();
         Logind::prepare_for_shutdown(iface.signal_emitter(), true).await.unwrap();
-        let restored_first = tokio::time::timeout(Duration::from_secs(10), released).await.expect("the inhibitor was never released").unwrap();
+        let restored_first = tokio::time::timeout(Duration::from_secs(10), released)
+            .await
+            .expect("the inhibitor was never released")
+            .unwrap();
         assert!(restored_first, "the inhibitor was let go before the settings were restored");
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), watcher).await;

@@ -387,10 +387,15 @@ async fn wrong_passwords_are_limited_per_address_and_per_connection() {
     eprintln!("hole 4 (new connections, wrong passwords): statuses {statuses:?}, a 429 held up to {held:?}");
     // Checked: the burst, then one per ATTEMPT_EVERY of the time spent guessing (which is
     // seconds here, more on a slow machine or under Wine); the rest refused unchecked.
-    let checked = answers.iter().filter(|a| a.contains(" 407")).count() + statuses.iter().filter(|&&s| s == 407).count();
-    let earned = ATTEMPT_BURST as usize + (guessing.elapsed().as_secs_f64() / ATTEMPT_EVERY.as_secs_f64()).ceil() as usize;
+    let checked =
+        answers.iter().filter(|a| a.contains(" 407")).count() + statuses.iter().filter(|&&s| s == 407).count();
+    let earned =
+        ATTEMPT_BURST as usize + (guessing.elapsed().as_secs_f64() / ATTEMPT_EVERY.as_secs_f64()).ceil() as usize;
     assert!(checked <= earned, "{checked} guesses checked, {earned} allowed: {answers:?} {statuses:?}");
-    assert!(statuses.iter().filter(|&&s| s == 429).count() >= 6, "guesses from one address never limited: {statuses:?}");
+    assert!(
+        statuses.iter().filter(|&&s| s == 429).count() >= 6,
+        "guesses from one address never limited: {statuses:?}"
+    );
     // A 429 is held back (half a second), so a script that reconnects at once after each
     // refusal cannot make the proxy answer thousands a second.
     assert!(held >= Duration::from_millis(400), "a 429 came after {held:?}");
