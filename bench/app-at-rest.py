@@ -24,6 +24,7 @@ XWINDOW = os.path.join(ROOT, "bench", "tools", "xwindow.py")
 TITLE = "GuardNest"
 SETTLE, WINDOW = 12, 10
 TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+SHORT = {"WebKitWebProcess": "web", "WebKitNetworkProcess": "network"}
 
 
 def build(path, package):
@@ -97,17 +98,17 @@ def sample(root):
     before = {p: cpu_ticks(p) for p in tree_of(root)}
     time.sleep(WINDOW)
     pids = tree_of(root)
-    ticks = 0
+    ticks = {}
     for p in pids:
-        now = cpu_ticks(p)
-        if now is not None:
-            ticks += now - (before.get(p) or 0)
+        now, g = cpu_ticks(p), group(p)
+        if now is not None and g:
+            ticks[g] = ticks.get(g, 0) + now - (before.get(p) or 0)
     pss = {}
     for p in pids:
         g = group(p)
         if g:
             pss[g] = pss.get(g, 0) + pss_kib(p)
-    return pss, ticks * TICK_MS / WINDOW
+    return pss, {g: t * TICK_MS / WINDOW for g, t in ticks.items()}
 
 
 def session_env(pid):
@@ -203,12 +204,13 @@ def main():
     shutil.rmtree(home, ignore_errors=True)
 
     print(f"\nmachine: {os.cpu_count()} cores, {os.uname().release}; {WINDOW} s windows after {SETTLE} s; Xvfb (software rendering)")
-    print("| state | guardnest-app | WebKitWebProcess | WebKitNetworkProcess | other | total PSS | CPU |")
-    print("|---|---|---|---|---|---|---|")
+    print("| state | guardnest-app | WebKitWebProcess | WebKitNetworkProcess | other | total PSS | CPU | CPU by process (ms/s) |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, pss, cpu in rows:
         app_kib = sum(v for k, v in pss.items() if k.startswith("guardnest"))
         cells = [mib(app_kib)] + [mib(pss.get(k, 0)) if pss.get(k) else "–" for k in ("WebKitWebProcess", "WebKitNetworkProcess", "other")]
-        print(f"| {name} | {' | '.join(cells)} | {mib(sum(pss.values()))} | {cpu:.1f} ms per second |")
+        split = ", ".join(f"{SHORT.get(g, g)} {ms:.0f}" for g, ms in sorted(cpu.items()) if ms) or "–"
+        print(f"| {name} | {' | '.join(cells)} | {mib(sum(pss.values()))} | {sum(cpu.values()):.1f} ms per second | {split} |")
     for n in notes:
         print(f"note: {n}")
 
