@@ -515,8 +515,8 @@ pub fn run(targets: &[Target], opts: &Options) -> anyhow::Result<()> {
     let scale = if opts.quick { 8 } else { 1 };
     let dur = Duration::from_millis(if opts.quick { 500 } else { 3000 });
     // Each rate is measured after an unmeasured warm-up of the same load, for every target
-    // alike: without it, the proxy measured right after `direct` read 78 one run and 90 µs
-    // per tunnel the next (same build); with it, 78.4-78.7 in three runs.
+    // alike: without it, the proxy measured right after `direct` gave setup costs far apart
+    // from one run to the next with the same build (BENCHMARKS.md, tunnel setup).
     let warm = dur / 6;
     println!("# guardnest-bench proxy");
     println!(

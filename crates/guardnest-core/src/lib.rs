@@ -6,9 +6,10 @@
 //! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
 //! CONNECT + [`tunnel`], or forwarding (`relay` for a simple GET or HEAD, with [`chunked`];
 //! `forward` through hyper's engine, `http`) → [`respond`] (the one place errors become
-//! 400/403/407/502/504/508). [`server`] ties them together; [`health`] checks the listener; [`stats`] and [`events`] count. Around the
-//! proxy: [`service::ProxyService`] (the facade every front end uses), [`control`] (the
-//! local control API) and [`sysproxy`] (the system proxy as a transaction).
+//! 400/403/407/429/431/502/504/508). [`server`] ties them together; [`health`] checks the
+//! listener; [`stats`] and [`events`] count. Around the proxy: [`service::ProxyService`]
+//! (the facade every front end uses), [`control`] (the local control API) and [`sysproxy`]
+//! (the system proxy as a transaction).
 //! `docs/ARCHITECTURE.md` in the repository has the diagrams.
 //!
 //! # Example

@@ -61,7 +61,8 @@ pub struct TunnelReport {
     pub end: io::Result<TunnelEnd>,
 }
 
-/// One direction's state: 24 bytes while idle (every open tunnel holds two).
+/// One direction's state: a flag, a counter and one pointer while idle (every open tunnel
+/// holds two).
 #[derive(Default)]
 struct Direction {
     done: bool,
@@ -102,7 +103,7 @@ pub async fn run(
 /// would hold its arguments a second time).
 ///
 /// Not an `async fn`: an async block uses its captures in place, where an `async fn` would
-/// keep a second copy of its arguments (96 bytes per tunnel).
+/// keep a second copy of its arguments in every tunnel's task.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn run_then<F>(
     client: TcpStream,
@@ -351,7 +352,8 @@ mod splice {
 mod tests {
     use super::*;
 
-    /// Every idle tunnel holds this future; keep it small (issue: ≤ 2 KiB per idle tunnel).
+    /// Every idle tunnel holds this future; keep it small (memory per idle tunnel is one of the
+/// targets in BENCHMARKS.md).
     #[tokio::test]
     async fn an_idle_tunnel_is_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -8,7 +8,9 @@
 //! Memory decides whether a million names are affordable on a desktop, so no name is kept
 //! as text: a list is a sorted vector of 64-bit fingerprints of its names (8 bytes each),
 //! and the table is open addressing over one `u64` per slot: the top 48 bits of the
-//! fingerprint and 16 bits of list ids (10 bytes per name at 80% load). A lookup hashes
+//! fingerprint and 16 bits of list ids, the table kept at most half full (`LOAD`), beside a
+//! presence filter of `FILTER_BITS_PER_NAME` bits a name (what a name costs in practice:
+//! BENCHMARKS.md, list scale). A lookup hashes
 //! every suffix first and prefetches all their slots, so the few cache misses of a walk
 //! overlap instead of adding up. The rule reported for a match is the query's own
 //! suffix that hit, so no text is needed to explain a block either. Fingerprints come from
