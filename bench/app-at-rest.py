@@ -123,6 +123,34 @@ def xwindow(env, *args):
     return subprocess.run([sys.executable, XWINDOW, *args], env=env, capture_output=True, text=True)
 
 
+def start_session(app, args, env, home):
+    """The app in a throwaway X server and session bus: (session, app pid, the app's env)."""
+    pidfile = os.path.join(home, "app.pid")
+    if os.path.exists(pidfile):
+        os.remove(pidfile)
+    quoted = " ".join(f'"{a}"' for a in [app, *args])
+    session = subprocess.Popen(
+        ["dbus-run-session", "--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
+         "sh", "-c", f'{quoted} & echo $! > "{pidfile}"; wait'],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(pidfile) and open(pidfile).read().strip()):
+        if time.monotonic() > deadline:
+            end_session(session)
+            sys.exit("app-at-rest: the app did not start")
+        time.sleep(0.1)
+    pid = int(open(pidfile).read())
+    return session, pid, session_env(pid)
+
+
+def end_session(session):
+    os.killpg(session.pid, signal.SIGTERM)
+    try:
+        session.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(session.pid, signal.SIGKILL)
+
+
 def mib(kib):
     return f"{kib / 1024:.0f} MiB"
 
@@ -150,20 +178,9 @@ def main():
         "XDG_RUNTIME_DIR": os.path.join(home, "run"),
         "NO_AT_BRIDGE": "1",
     }
-    pidfile = os.path.join(home, "app.pid")
-    session = subprocess.Popen(
-        ["dbus-run-session", "--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
-         "sh", "-c", f'"{app}" & echo $! > "{pidfile}"; wait'],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     rows, notes = [], []
+    session, pid, xenv = start_session(app, [], env, home)
     try:
-        deadline = time.monotonic() + 60
-        while not (os.path.exists(pidfile) and open(pidfile).read().strip()):
-            if time.monotonic() > deadline:
-                sys.exit("app-at-rest: the app did not start")
-            time.sleep(0.1)
-        pid = int(open(pidfile).read())
-        xenv = session_env(pid)
         shown = xwindow(xenv, "wait", TITLE, "60")
         if shown.returncode != 0:
             sys.exit(f"app-at-rest: {shown.stderr.strip()}")
@@ -185,11 +202,14 @@ def main():
         time.sleep(SETTLE)
         rows.append(("shown again, idle", *sample(pid)))
     finally:
-        os.killpg(session.pid, signal.SIGTERM)
-        try:
-            session.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(session.pid, signal.SIGKILL)
+        end_session(session)
+    # Started at login: in the tray, the window never opened.
+    session, pid, xenv = start_session(app, ["--hidden"], env, home)
+    try:
+        time.sleep(SETTLE)
+        rows.append(("started in the tray (at login)", *sample(pid)))
+    finally:
+        end_session(session)
     # The engine alone, for comparison.
     engine_data = os.path.join(home, "engine")
     run = subprocess.Popen([engine, "run", "--data-dir", engine_data, "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0",

@@ -54,19 +54,14 @@ impl View {
     }
 }
 
-/// Whether the main window exists and is shown.
-pub fn window_shown<R: Runtime>(app: &AppHandle<R>) -> bool {
-    app.get_webview_window("main").is_some_and(|w| w.is_visible().unwrap_or(false))
-}
-
 /// Starts the loop that keeps the window and the tray current; it ends when the app quits.
 pub fn spawn_updates<R: Runtime>(app: &AppHandle<R>) {
     let state = app.state::<AppState>();
     let Ok(service) = state.service().cloned() else { return };
-    let (stop, wake) = (state.stop.clone(), state.wake.clone());
+    let (stop, wake, open) = (state.stop.clone(), state.wake.clone(), state.window_open.clone());
     let handle = app.clone();
     // On Tauri's runtime (setup runs outside it), tracked so that quitting waits for it.
-    tauri::async_runtime::spawn(state.tasks.track_future(updates(handle, service, stop, wake)));
+    tauri::async_runtime::spawn(state.tasks.track_future(updates(handle, service, stop, wake, open)));
 }
 
 async fn updates<R: Runtime>(
@@ -74,26 +69,36 @@ async fn updates<R: Runtime>(
     service: Arc<ProxyService>,
     stop: tokio_util::sync::CancellationToken,
     wake: Arc<tokio::sync::Notify>,
+    open: Arc<std::sync::atomic::AtomicBool>,
 ) {
+    let shown = || open.load(std::sync::atomic::Ordering::Relaxed);
     let mut changes = service.changes();
     let mut sent: Option<Value> = None;
     let mut tray: Option<crate::tray::Shown> = None;
+    let mut counters = None;
     loop {
-        let shown = window_shown(&app);
-        tokio::select! {
+        let ticking = shown();
+        let ticked = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            changed = changes.changed() => if changed.is_err() { break },
-            () = wake.notified() => sent = None,
-            () = tokio::time::sleep(COUNTERS_EVERY), if shown => {}
+            changed = changes.changed() => if changed.is_err() { break } else { false },
+            () = wake.notified() => { sent = None; false }
+            () = tokio::time::sleep(COUNTERS_EVERY), if ticking => true,
+        };
+        // A tick with the same counters (no connection, no byte) costs a copy of a few
+        // atomics; the view is built only when something may have changed.
+        let now = service.counters();
+        if ticked && counters == Some(now) {
+            continue;
         }
+        counters = Some(now);
         let view = View::of(&service).await;
         let now = crate::tray::Shown::of(&view.status);
         if tray.as_ref() != Some(&now) {
             crate::tray::reflect(&app, &now);
             tray = Some(now);
         }
-        if !window_shown(&app) {
+        if !shown() {
             sent = None; // a window opened later asks for the whole view when it loads
             continue;
         }

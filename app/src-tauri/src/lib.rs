@@ -5,7 +5,8 @@
 //! - [`events`]: what the window is told, only when something changed and only while shown;
 //! - `tray`: the menu that works with the window closed;
 //! - `login`: starting at login (the autostart plugin), hidden in the tray;
-//! - `window`: the window, created on demand and destroyed when closed.
+//! - `window`: the window, created on demand and destroyed when closed;
+//! - `rest`: what the app gives back when only the tray is left.
 //!
 //! The app holds no logic of its own: every decision is the engine's.
 
@@ -18,6 +19,7 @@ pub mod commands;
 pub mod events;
 pub mod login;
 pub mod state;
+mod rest;
 mod tray;
 mod window;
 
@@ -28,6 +30,7 @@ pub use state::{AppState, Options, UiError};
 
 /// Runs the app.
 pub fn run() {
+    rest::before_gtk();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
@@ -57,6 +60,11 @@ pub fn run() {
                     window::open(app.handle());
                 }
                 Ok(())
+            })
+            .on_window_event(|window, event| {
+                if matches!(event, tauri::WindowEvent::Destroyed) && window.label() == window::MAIN {
+                    window::closed(window.app_handle());
+                }
             })
             .invoke_handler(handlers())
             .build(tauri::generate_context!())

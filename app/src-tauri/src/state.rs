@@ -29,6 +29,9 @@ pub struct AppState {
     pub(crate) tasks: TaskTracker,
     /// Wakes the window's update loop (the window was opened).
     pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Whether the window exists (it is destroyed when closed), kept by `window` so that
+    /// the update loop need not ask the UI thread.
+    pub(crate) window_open: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What the app was started with besides the data dir (tests give their own).
@@ -54,6 +57,7 @@ impl AppState {
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
             wake: Arc::default(),
+            window_open: Arc::default(),
         }
     }
 

@@ -21,6 +21,9 @@ pub fn open<R: Runtime>(app: &AppHandle<R>) {
             let Some(config) = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned() else { return };
             match WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
                 Ok(w) => {
+                    if let Some(state) = app.try_state::<AppState>() {
+                        state.window_open.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                     let _ = w.set_focus();
                 }
                 Err(e) => tracing::error!("cannot open the window: {e}"),
@@ -29,5 +32,20 @@ pub fn open<R: Runtime>(app: &AppHandle<R>) {
     }
     if let Some(state) = app.try_state::<AppState>() {
         state.wake.notify_one();
+    }
+}
+
+/// The window was destroyed (closed to the tray): the update loop stops ticking, and the
+/// app gives back what only the window needed.
+pub fn closed<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(state) = app.try_state::<AppState>() {
+        state.window_open.store(false, std::sync::atomic::Ordering::Relaxed);
+        let stop = state.stop.clone();
+        tauri::async_runtime::spawn(state.tasks.track_future(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = crate::rest::window_closed() => {}
+            }
+        }));
     }
 }

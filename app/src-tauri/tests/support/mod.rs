@@ -141,6 +141,16 @@ impl AppProcess {
 
     /// WebKit web processes among its descendants.
     pub fn web_processes(&self) -> usize {
+        self.running_descendants("WebKitWebProces")
+    }
+
+    /// How many of WebKit's network processes run under the app.
+    pub fn network_processes(&self) -> usize {
+        self.running_descendants("WebKitNetworkPr")
+    }
+
+    /// Descendants of the app named `comm` (15 bytes, as in `/proc/PID/comm`), zombies not counted.
+    fn running_descendants(&self, comm: &str) -> usize {
         let mut children: std::collections::HashMap<u32, Vec<u32>> = Default::default();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -152,8 +162,9 @@ impl AppProcess {
         }
         let (mut todo, mut found) = (vec![self.pid], 0);
         while let Some(p) = todo.pop() {
-            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-            if comm.starts_with("WebKitWebProces") {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let named = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')'));
+            if named.is_some_and(|(name, rest)| name == comm && !rest.trim_start().starts_with('Z')) {
                 found += 1;
             }
             todo.extend(children.get(&p).into_iter().flatten());
