@@ -18,8 +18,8 @@
 pub mod commands;
 pub mod events;
 pub mod login;
-pub mod state;
 mod rest;
+pub mod state;
 mod tray;
 mod window;
 

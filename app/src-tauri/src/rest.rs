@@ -51,7 +51,10 @@ mod linux {
         while !webkit_children(WEB_PROCESS).is_empty() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        for pid in webkit_children(NETWORK_PROCESS) {
+        // Under WebDriver the automation session lives in the web context and WebKit ends
+        // it when the network process goes: keep it for the tests that drive the window.
+        let automated = std::env::var("TAURI_WEBVIEW_AUTOMATION").as_deref() == Ok("true");
+        for pid in webkit_children(NETWORK_PROCESS).into_iter().filter(|_| !automated) {
             // SAFETY: kill(2) on our own child process, whose pid we just read; it cannot
             // have been reused while it is our unreaped child.
             let rc = unsafe { libc::kill(pid, libc::SIGTERM) };

@@ -248,9 +248,10 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
     passed()
 }
 
-/// Closed to the tray, the window's page and WebKit's web and network processes are gone
-/// (nothing runs for nobody to see); blocks made meanwhile are in the window when Open
-/// brings it back.
+/// Closed to the tray, the window's page and WebKit's web process are gone (nothing runs
+/// for nobody to see); blocks made meanwhile are in the window when Open brings it back.
+/// (The network process is kept under WebDriver, whose session lives in it: tests/window.rs
+/// checks that it goes too.)
 fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_window() -> Outcome {
     if let Some(skipped) = missing_tools() {
         return skipped;
@@ -265,18 +266,12 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
         let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
         let app = support::AppProcess::of(&home);
         assert!(app.web_processes() > 0, "no WebKit web process while the window is shown");
-        assert!(app.network_processes() > 0, "no WebKit network process while the window is shown");
 
         // Closed as a window manager closes it: the app stays, in the tray.
         app.xwindow(&["close", "GuardNest"]);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while app.web_processes() > 0 || app.network_processes() > 0 {
-            assert!(
-                Instant::now() < deadline,
-                "WebKit processes still run with the window closed: {} web, {} network",
-                app.web_processes(),
-                app.network_processes()
-            );
+        while app.web_processes() > 0 {
+            assert!(Instant::now() < deadline, "WebKit web processes still run with the window closed");
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(app.alive(), "closing the window ended the app");

@@ -4,12 +4,14 @@
 //! throwaway HOME) and restores it when ended with SIGTERM, as at log-off. Needs xvfb-run,
 //! dbus-run-session, gsettings and
 //! ImageMagick's `import`; skipped without them unless GUARDNEST_REQUIRE_DESKTOP_TESTS=1.
+//! And closed to the tray, no WebKit process is left (web or network), and Open brings them
+//! and the window back.
 
 mod support;
 
 use guardnest_testkit::{passed, Outcome};
 
-guardnest_testkit::main!(the_window_renders_and_protects);
+guardnest_testkit::main!(the_window_renders_and_protects, closed_to_the_tray_no_webkit_process_is_left);
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -94,5 +96,55 @@ fn the_window_renders_and_protects() -> Outcome {
     let colours: u32 = String::from_utf8_lossy(&colours.stdout).trim().parse().unwrap_or(0);
     assert!(colours > 50, "the window looks blank ({colours} colours): {}", shot.display());
     eprintln!("screenshot: {} ({colours} colours)", shot.display());
+    passed()
+}
+
+/// Closed as a window manager closes it, the app stays in the tray with no WebKit process
+/// under it (the web process ends with the view, the network process is ended by the app);
+/// Open (starting the app again) brings the window and both processes back.
+fn closed_to_the_tray_no_webkit_process_is_left() -> Outcome {
+    if let Some(skipped) = guardnest_testkit::needs_tools(
+        &["xvfb-run", "dbus-run-session", "python3"],
+        "apt-get install xvfb xauth dbus python3",
+    ) {
+        return skipped;
+    }
+    let home = support::DesktopHome::new();
+    let app = env!("CARGO_BIN_EXE_guardnest-app");
+    let mut child = home
+        .command("dbus-run-session")
+        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", app])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let app = support::AppProcess::of(&home);
+        app.xwindow(&["wait", "GuardNest", "60"]);
+        let until = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !done() {
+                assert!(std::time::Instant::now() < deadline, "{what}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        until("no WebKit processes while the window is shown", &|| {
+            app.web_processes() > 0 && app.network_processes() > 0
+        });
+
+        app.xwindow(&["close", "GuardNest"]);
+        until("WebKit processes still run with the window closed", &|| {
+            app.web_processes() == 0 && app.network_processes() == 0
+        });
+        assert!(app.alive(), "closing the window ended the app");
+
+        app.start_again();
+        app.xwindow(&["wait", "GuardNest", "30"]);
+        until("Open did not bring WebKit back", &|| app.web_processes() > 0 && app.network_processes() > 0);
+    }));
+    support::kill_group(&mut child);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
     passed()
 }

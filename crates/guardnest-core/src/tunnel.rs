@@ -353,7 +353,7 @@ mod tests {
     use super::*;
 
     /// Every idle tunnel holds this future; keep it small (memory per idle tunnel is one of the
-/// targets in BENCHMARKS.md).
+    /// targets in BENCHMARKS.md).
     #[tokio::test]
     async fn an_idle_tunnel_is_small() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
