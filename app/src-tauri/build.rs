@@ -1,4 +1,4 @@
 //! Tauri's build step: generates the app's context (config, icons, capabilities) at compile time.
 fn main() {
-    tauri_build::build()
+    tauri_build::build();
 }

@@ -3,6 +3,10 @@
 //! each a one-line call into the engine's `ProxyService`. Errors reach the page as
 //! `{kind, message}`, `kind` from a closed set.
 
+// Tauri hands a command its arguments by value (State, AppHandle, String), as its macro
+// requires, whether or not the command consumes them.
+#![allow(clippy::needless_pass_by_value)]
+
 use guardnest_core::blocklist::UpdateReport;
 use guardnest_core::events::BlockEvent;
 use guardnest_core::service::{Change, CheckAnswer, ServiceStats, Status};

@@ -141,7 +141,7 @@ fn build_quietly(
         Err(panic) => Err(panic
             .downcast_ref::<String>()
             .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_string()))
             .unwrap_or_else(|| "the window system failed".into())),
     }
 }

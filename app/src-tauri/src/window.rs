@@ -19,7 +19,7 @@ pub fn open<R: Runtime>(app: &AppHandle<R>) {
         }
         None => {
             let Some(config) = app.config().app.windows.iter().find(|w| w.label == MAIN).cloned() else { return };
-            match WebviewWindowBuilder::from_config(app, &config).and_then(|b| b.build()) {
+            match WebviewWindowBuilder::from_config(app, &config).and_then(WebviewWindowBuilder::build) {
                 Ok(w) => {
                     if let Some(state) = app.try_state::<AppState>() {
                         state.window_open.store(true, std::sync::atomic::Ordering::Relaxed);

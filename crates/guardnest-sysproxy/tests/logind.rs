@@ -40,11 +40,14 @@ fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
     BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut address).unwrap();
     let address = address.trim().to_string();
 
+    /// An `Inhibit` call's arguments: what, who, why, mode.
+    type Inhibit = (String, String, String, String);
+
     /// What the test's logind saw: the inhibitor asked for, and the reading end of the
     /// descriptor it handed out (EOF once every copy of the other end is closed).
     #[derive(Default, Clone)]
     struct Logind {
-        asked: Arc<Mutex<Vec<(String, String, String, String)>>>,
+        asked: Arc<Mutex<Vec<Inhibit>>>,
         held: Arc<Mutex<Option<std::io::PipeReader>>>,
     }
 
