@@ -52,7 +52,34 @@ fn main() -> ExitCode {
         eprintln!("cannot enter {}: {e}", root.display());
         return ExitCode::FAILURE;
     }
+    find_list_data(&root);
     test(install, windows, passthrough)
+}
+
+/// The real public lists the list tests read live outside the repository, in
+/// `shared/data/blocklists` beside it (or beside the repository a clone was made from, as
+/// CI's clone in a temporary directory is). Found once here and handed to every test run,
+/// the Windows one included, as GUARDNEST_LIST_DATA; a value already set is kept.
+fn find_list_data(root: &Path) {
+    if std::env::var_os("GUARDNEST_LIST_DATA").is_some() {
+        return;
+    }
+    let origin = Command::new("git")
+        .args(["config", "--get", "remote.origin.url"])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .filter(|p| p.is_absolute());
+    let found = [Some(root.to_path_buf()), origin]
+        .into_iter()
+        .flatten()
+        .flat_map(|start| start.ancestors().map(|a| a.join("shared/data/blocklists")).collect::<Vec<_>>())
+        .find(|dir| dir.is_dir());
+    if let Some(dir) = found {
+        println!("real lists for the list tests: {}", dir.display());
+        // Set before any thread is started; every test run inherits it.
+        std::env::set_var("GUARDNEST_LIST_DATA", dir);
+    }
 }
 
 fn test(install: bool, windows: bool, passthrough: &[String]) -> ExitCode {

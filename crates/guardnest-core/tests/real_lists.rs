@@ -1,6 +1,8 @@
-//! Parsing the real public lists in `shared/data/blocklists` beside the repository (read in
-//! place, never copied). Without that folder these tests are reported as skipped (ignored,
-//! with the reason); GUARDNEST_LIST_DATA=DIR names another folder, which must exist.
+//! Parsing the real public lists in `shared/data/blocklists` beside the repository or a
+//! folder above it (read in place, never copied); `cargo xtask test` also finds them beside
+//! the repository a clone was made from. Without that folder these tests are reported as
+//! skipped (ignored, with the reason); GUARDNEST_LIST_DATA=DIR names another folder, which
+//! must exist.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -25,11 +27,14 @@ fn data_dir() -> Result<PathBuf, Outcome> {
         assert!(dir.is_dir(), "GUARDNEST_LIST_DATA={} is not a directory", dir.display());
         return Ok(dir);
     }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/blocklists");
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(skip(format!("the real lists are not at {} (set GUARDNEST_LIST_DATA=DIR)", dir.display())))
+    // `shared/data/blocklists` beside the repository or any folder above it.
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    match repo.ancestors().map(|a| a.join("shared/data/blocklists")).find(|d| d.is_dir()) {
+        Some(dir) => Ok(dir),
+        None => Err(skip(format!(
+            "the real lists are not in shared/data/blocklists beside {} or above it (set GUARDNEST_LIST_DATA=DIR)",
+            repo.display()
+        ))),
     }
 }
 
