@@ -425,6 +425,7 @@ fn counters(stats: &Value) -> String {
 /// whose command line names `marker` (a profile directory made for this test only).
 struct Group {
     child: Child,
+    #[cfg_attr(not(unix), allow(dead_code))]
     marker: Option<PathBuf>,
 }
 
