@@ -8,7 +8,15 @@ cd "$(dirname "$0")"
 seconds=${1:?usage: run.sh SECONDS [TARGET...]}; shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
-for t in "${targets[@]}"; do cargo +nightly fuzz build -O "$t" >/dev/null 2>&1; done
+# A target that does not build fails the run with the compiler's message (it used to exit
+# silently under set -e).
+for t in "${targets[@]}"; do
+  if ! out=$(cargo +nightly fuzz build -O "$t" 2>&1); then
+    printf '%s\n' "$out" | grep -v '^ *Compiling ' >&2
+    echo "fuzz: target $t does not build" >&2
+    exit 1
+  fi
+done
 mkdir -p logs
 status=0
 for t in "${targets[@]}"; do

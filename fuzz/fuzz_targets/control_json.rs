@@ -4,7 +4,7 @@
 #![no_main]
 
 use guardnest_core::control::RuntimeInfo;
-use guardnest_core::service::UserList;
+use guardnest_core::service::user::UserList;
 use guardnest_core::sysproxy::{plan_restore, Transaction};
 use libfuzzer_sys::fuzz_target;
 
