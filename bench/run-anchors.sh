@@ -6,10 +6,53 @@
 # one run, then stops them.
 #
 #   bench/run-anchors.sh [--quick] [more guardnest-bench proxy flags]
+#   bench/run-anchors.sh --before OLD_GUARDNEST [--quick] [flags]
+#
+# With --before, it compares two builds instead: this tree's guardnest and OLD_GUARDNEST
+# (a release binary built from an earlier commit), each started twice, measured in the
+# order after-a, before-a, after-b, before-b within every scenario of one run. The a/b
+# difference of the same build is the run-to-run noise a before/after difference must
+# exceed to count. The anchors are not started in this mode.
 #
 # Needs: tinyproxy, squid, privoxy (apt-get install -y tinyproxy squid privoxy).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--before" ]; then
+  old=${2:?usage: run-anchors.sh --before OLD_GUARDNEST [flags]}
+  shift 2
+  [ -x "$old" ] || { echo "not an executable: $old" >&2; exit 1; }
+  cargo build --release -q -p guardnest-cli -p guardnest-bench
+  work=$(mktemp -d)
+  pids=()
+  cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+  trap cleanup EXIT
+  ulimit -n "$(ulimit -Hn)"
+  echo "blocked.test" > "$work/blocked.txt"
+  targets=()
+  port=13141
+  for run in a b; do
+    for build in after before; do
+      bin=./target/release/guardnest
+      [ "$build" = before ] && bin=$old
+      "$bin" run --listen 127.0.0.1:$port --blocklist "$work/blocked.txt" --no-default-lists \
+        --data-dir "$work/$build-$run" --log-level warn --control none &
+      pids+=($!)
+      targets+=(--target "$build-$run=127.0.0.1:$port@$!")
+      port=$((port + 1))
+    done
+  done
+  for p in 13141 13142 13143 13144; do
+    for _ in $(seq 1 100); do
+      (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && break
+      sleep 0.1
+    done
+  done
+  echo "before: $old ($("$old" --version 2>/dev/null || echo '?'))"
+  echo "after:  ./target/release/guardnest ($(git describe --always --dirty 2>/dev/null || echo '?'))"
+  ./target/release/guardnest-bench proxy "${targets[@]}" "$@"
+  exit 0
+fi
 
 for bin in tinyproxy squid privoxy; do
   command -v "$bin" >/dev/null || PATH="$PATH:/usr/sbin"
