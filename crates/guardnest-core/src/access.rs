@@ -12,7 +12,8 @@
 //! address: a few at once, then one every [`ATTEMPT_EVERY`] (a `governor` limiter keyed by
 //! address), so a flood of wrong passwords from one address costs a few checks and cannot
 //! starve other clients' logins; the same credentials arriving on several connections at
-//! once are checked once.
+//! once are checked once. Addresses that failed a check lately share one of the slots, so a
+//! crowd of guessing addresses leaves the other slot to everyone else's logins.
 //!
 //! In gateway mode (anything restricts who may connect) clients may also not reach the
 //! gateway's own services: [`Access::destinations`] lists what they may not dial.
@@ -21,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Argon2, PasswordHash};
@@ -49,6 +50,8 @@ pub const ATTEMPT_BURST: u32 = 5;
 pub const ATTEMPT_EVERY: Duration = Duration::from_secs(6);
 /// Client addresses whose attempts are remembered before the stale ones are forgotten.
 const ATTEMPT_KEYS: usize = 4096;
+/// How long a failed check marks its address as guessing (sharing one verification slot).
+const GUESSING_FOR: Duration = Duration::from_secs(600);
 
 type Attempts = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>;
 
@@ -78,6 +81,10 @@ pub struct Access {
     decoy: String,
     verified: Mutex<HashMap<Box<[u8]>, Arc<str>>>,
     verifying: Semaphore,
+    /// The one verification slot that addresses with a recent failure share.
+    guessers: Semaphore,
+    /// Addresses (attempt keys) whose last check failed, and when.
+    failed: Mutex<HashMap<IpAddr, Instant>>,
     /// Checks started per client address (IPv6: per /64).
     attempts: Attempts,
     /// Credentials being checked now, so that the same ones arriving at once wait for that
@@ -119,6 +126,8 @@ impl Access {
             decoy,
             verified: Mutex::new(HashMap::new()),
             verifying: Semaphore::new(MAX_VERIFYING),
+            guessers: Semaphore::new(1),
+            failed: Mutex::new(HashMap::new()),
             attempts: RateLimiter::hashmap_with_clock(attempt_quota(), DefaultClock::default()),
             same_credentials: Turns::default(),
             same_client: Turns::default(),
@@ -208,15 +217,23 @@ impl Access {
             Some(hash) => (true, hash.clone()),
             None => (false, self.decoy.clone()),
         };
+        let guessing = self.failed_lately(key);
         let ok = self
             .same_client
             .take(key, async {
+                // A guessing address queues for the guessers' slot first, so that it holds
+                // at most one of the MAX_VERIFYING slots with all other guessers together.
+                let _guessers = match guessing {
+                    true => Some(self.guessers.acquire().await.ok()?),
+                    false => None,
+                };
                 let _permit = self.verifying.acquire().await.ok()?;
                 tokio::task::spawn_blocking(move || verify(&password, &hash)).await.ok()
             })
             .await
             .unwrap_or(false)
             && known;
+        self.remember_outcome(key, ok);
         if !ok {
             return Err(Denied::Credentials("unknown user or wrong password"));
         }
@@ -227,6 +244,31 @@ impl Access {
         }
         cache.insert(header.into(), user.clone());
         Ok(Some(user))
+    }
+}
+
+impl Access {
+    /// Whether `key` failed a check within [`GUESSING_FOR`].
+    fn failed_lately(&self, key: IpAddr) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.get(&key).is_some_and(|at| at.elapsed() < GUESSING_FOR)
+    }
+
+    /// A failure marks the address as guessing; a success clears it. Bounded like the
+    /// attempt counts: past [`ATTEMPT_KEYS`] addresses the old marks are dropped.
+    fn remember_outcome(&self, key: IpAddr, ok: bool) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        if ok {
+            failed.remove(&key);
+            return;
+        }
+        if failed.len() >= ATTEMPT_KEYS {
+            failed.retain(|_, at| at.elapsed() < GUESSING_FOR);
+            if failed.len() >= ATTEMPT_KEYS {
+                failed.clear();
+            }
+        }
+        failed.insert(key, Instant::now());
     }
 }
 
@@ -344,6 +386,57 @@ mod tests {
         assert!(verify("pw", &phc));
         assert!(!verify("pW", &phc));
         assert!(!verify("pw", "not a hash"));
+    }
+
+    fn basic(user: &str, password: &str) -> String {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+    }
+
+    /// An address that failed waits for the guessers' slot; a clean address does not: with
+    /// that slot held, the clean login completes and the guesser's check waits until the
+    /// slot is given back.
+    #[tokio::test]
+    async fn guessing_addresses_share_one_slot() {
+        let users = HashMap::from([
+            ("alice".to_string(), hash_password("right").unwrap()),
+            ("bob".to_string(), hash_password("bobs").unwrap()),
+        ]);
+        let access = Arc::new(Access::from_parts(Vec::new(), loopback_nets(), users));
+        let guesser: IpAddr = "127.0.2.1".parse().unwrap();
+        let clean: IpAddr = "127.0.1.1".parse().unwrap();
+        let wrong = basic("alice", "wrong");
+        assert!(!access.failed_lately(guesser));
+        let first = access.check_credentials(Some(wrong.as_bytes()), guesser).await;
+        assert!(matches!(first, Err(Denied::Credentials(_))), "{first:?}");
+        assert!(access.failed_lately(guesser), "a failure marks the address");
+
+        let held = access.guessers.acquire().await.unwrap();
+        let guess = tokio::spawn({
+            let (access, wrong) = (access.clone(), wrong.clone());
+            async move { access.check_credentials(Some(wrong.as_bytes()), guesser).await }
+        });
+        let right = basic("alice", "right");
+        let login = access.check_credentials(Some(right.as_bytes()), clean).await;
+        assert_eq!(login.unwrap().as_deref(), Some("alice"), "the clean login is not queued behind guessers");
+        tokio::task::yield_now().await;
+        assert!(!guess.is_finished(), "the guesser waits for the guessers' slot");
+        drop(held);
+        let second = guess.await.unwrap();
+        assert!(matches!(second, Err(Denied::Credentials(_))), "{second:?}");
+
+        // A success clears the mark (a right password, not yet remembered, from the guesser).
+        let ok = access.check_credentials(Some(basic("bob", "bobs").as_bytes()), guesser).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        assert!(!access.failed_lately(guesser), "a success clears the mark");
+    }
+
+    #[test]
+    fn guessing_marks_are_bounded() {
+        let access = Access::from_parts(Vec::new(), loopback_nets(), HashMap::new());
+        for i in 0..(ATTEMPT_KEYS as u32 + 10) {
+            access.remember_outcome(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)), false);
+        }
+        assert!(access.failed.lock().unwrap().len() <= ATTEMPT_KEYS);
     }
 
     #[test]
