@@ -23,6 +23,13 @@ ci=false
 case "${CI:-}" in "" | 0 | false) ;; *) ci=true ;; esac
 
 say() { printf '\n== windows: %s\n' "$*"; }
+
+# Wine makes windows only on an X display, and a Windows session always has one: the
+# end-of-session window (WM_ENDSESSION) is tested for real. Without a display of our own,
+# the whole script runs again under Xvfb (installed by `cargo xtask test`).
+if [ -z "${DISPLAY:-}" ] && [ -z "${GUARDNEST_WINDOWS_XVFB:-}" ] && command -v xvfb-run >/dev/null; then
+  GUARDNEST_WINDOWS_XVFB=1 exec xvfb-run -a -s "-screen 0 1024x768x24" bash "$0" "$@"
+fi
 unavailable() {
   printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' >&2
   printf '!!! WINDOWS TESTS NOT RUN: %s\n' "$*" >&2

@@ -2,8 +2,9 @@
 //! WinINet/WinHTTP of the (Wine) user it runs as. A distinctive user configuration is set
 //! first (a manual proxy with a bypass list; an auto-config URL; nothing at all); then
 //! `run --system-proxy` must point every reader at GuardNest, and `disable`, a clean stop
-//! (Ctrl-C), a hard kill followed by the next `run`, and a hard kill followed by
-//! `guardnest repair` must each leave the registry values GuardNest touched byte for byte
+//! (Ctrl-C), a hard kill followed by the next `run`, a hard kill followed by
+//! `guardnest repair` or by the RunOnce repair, and the end of the session (the messages
+//! Windows sends every top-level window at log-off and shutdown) must each leave the registry values GuardNest touched byte for byte
 //! as they were. The values before, during and after are printed (`--nocapture`).
 //!
 //! Also the firewall and administrator paths of the design: a rule only when listening
@@ -397,6 +398,57 @@ mod windows {
         assert!(out.status.success(), "{said}");
         assert_restored("after the RunOnce repair", before);
         assert_eq!(run_once(), None, "the RunOnce repair did not remove itself");
+
+        note("-- the session ends (log-off, shutdown): WM_QUERYENDSESSION, then WM_ENDSESSION");
+        let mut run6 = run(data, extra);
+        run6.wait_for("system proxy set (windows)");
+        assert_run_once(data);
+        end_session(&run6);
+        assert_restored("when WM_ENDSESSION returned", before);
+        assert_eq!(run_once(), None, "the RunOnce repair outlived the restore at the end of the session");
+        // Windows ends the process once every window has answered.
+        kill(run6);
+        assert_restored("after the process was ended", before);
+    }
+
+    /// Does what Windows does to each top-level window when the session ends: asks
+    /// (`WM_QUERYENDSESSION`), then tells (`WM_ENDSESSION`, ending), each message answered
+    /// before the next is sent. The window is guardnest.exe's hidden session window.
+    pub fn end_session(run: &Running) {
+        use windows_sys::Win32::UI::WindowsAndMessaging::{
+            FindWindowExW, GetWindowThreadProcessId, SendMessageW, WM_ENDSESSION, WM_QUERYENDSESSION,
+        };
+        let class: Vec<u16> = "GuardNestSessionEnd".encode_utf16().chain([0]).collect();
+        let started = std::time::Instant::now();
+        let hwnd = loop {
+            let mut found = std::ptr::null_mut();
+            let mut after = std::ptr::null_mut();
+            // SAFETY: a NUL-terminated class name; windows are only looked at, by handle.
+            unsafe {
+                loop {
+                    after = FindWindowExW(std::ptr::null_mut(), after, class.as_ptr(), std::ptr::null());
+                    if after.is_null() {
+                        break;
+                    }
+                    let mut pid = 0;
+                    GetWindowThreadProcessId(after, &mut pid);
+                    if pid == run.child.id() {
+                        found = after;
+                        break;
+                    }
+                }
+            }
+            if !found.is_null() {
+                break found;
+            }
+            assert!(started.elapsed() < WAIT, "guardnest.exe made no session window (Wine needs an X display)");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        // SAFETY: messages to a window of a live process; SendMessageW waits for its answer.
+        unsafe {
+            assert_eq!(SendMessageW(hwnd, WM_QUERYENDSESSION, 0, 0), 1, "GuardNest must let the session end");
+            SendMessageW(hwnd, WM_ENDSESSION, 1, 0);
+        }
     }
 }
 

@@ -146,6 +146,10 @@ mod windows {
                     std::ptr::null(),
                 );
                 if hwnd.is_null() {
+                    // No window station to make a window in (Wine without a display): the
+                    // end of the session is not seen; the next start repairs instead.
+                    let error = std::io::Error::last_os_error();
+                    tracing::warn!(%error, "cannot watch for the end of the session: no window");
                     return;
                 }
                 // Lives as long as the window: the window procedure reads it.
@@ -160,6 +164,49 @@ mod windows {
         });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot watch for the end of the session");
+        }
+    }
+    /// The hidden window, as Windows (and Wine's `wineboot --end-session`) talks to it at
+    /// log-off: yes to "may the session end?", nothing restored when the end is cancelled
+    /// (`wParam` 0), and the settings restored *before* `WM_ENDSESSION` returns.
+    #[cfg(test)]
+    mod tests {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use windows_sys::Win32::UI::WindowsAndMessaging::{
+            FindWindowW, SendMessageW, WM_ENDSESSION, WM_QUERYENDSESSION,
+        };
+
+        #[test]
+        fn the_end_of_the_session_restores_before_it_returns() {
+            let restored = Arc::new(AtomicUsize::new(0));
+            let seen = restored.clone();
+            super::on_end_session(Arc::new(move || {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }));
+            let class = super::wide("GuardNestSessionEnd");
+            // The window is made on a thread of its own: wait for it (bounded).
+            let mut hwnd = std::ptr::null_mut();
+            for _ in 0..200 {
+                // SAFETY: a valid, NUL-terminated class name; no window name.
+                hwnd = unsafe { FindWindowW(class.as_ptr(), std::ptr::null()) };
+                if !hwnd.is_null() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            assert!(!hwnd.is_null(), "the session window was not created (Wine needs an X display: xvfb-run)");
+            // SAFETY: messages to a live window of this process; SendMessageW waits for the
+            // window procedure to return.
+            unsafe {
+                assert_eq!(SendMessageW(hwnd, WM_QUERYENDSESSION, 0, 0), 1, "the session may end");
+                SendMessageW(hwnd, WM_ENDSESSION, 0, 0);
+                assert_eq!(restored.load(Ordering::SeqCst), 0, "a cancelled end restores nothing");
+                SendMessageW(hwnd, WM_ENDSESSION, 1, 0);
+            }
+            assert_eq!(restored.load(Ordering::SeqCst), 1, "restored before WM_ENDSESSION returned");
         }
     }
 }
