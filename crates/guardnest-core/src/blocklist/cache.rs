@@ -87,6 +87,8 @@ impl CacheEntry {
         let meta: CacheMeta = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt(format!("metadata: {e}")))?;
         match std::fs::File::open(&self.body) {
             Ok(f) => Ok((meta, f)),
+            // Metadata that only remembers failed checks: nothing was ever downloaded.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && meta.fetched_at == 0 => Err(CacheError::Missing),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CacheError::Corrupt("body file missing".into())),
             Err(e) => Err(e.into()),
         }
@@ -148,6 +150,7 @@ mod tests {
             etag: Some("\"v1\"".into()),
             bytes: body.len() as u64,
             crc32: crc32fast::hash(body),
+            fetched_at: 1,
             ..CacheMeta::default()
         };
         entry.store(&meta, tmp).unwrap();
@@ -165,6 +168,10 @@ mod tests {
     fn round_trip_and_corruption() {
         let dir = tempfile::tempdir().unwrap();
         let entry = CacheEntry::new(dir.path(), "https://lists.example/a/hosts?x=1");
+        assert!(matches!(entry.open(), Err(CacheError::Missing)));
+        // Only failed checks remembered (no download yet): missing, not corrupt.
+        let failed = CacheMeta { url: "u".into(), last_error: Some((1, "offline".into())), ..CacheMeta::default() };
+        entry.store_meta(&failed).unwrap();
         assert!(matches!(entry.open(), Err(CacheError::Missing)));
         saved(&entry, b"0.0.0.0 a.test\n");
         assert_eq!(check(&entry).unwrap(), b"0.0.0.0 a.test\n");
