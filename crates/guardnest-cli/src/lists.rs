@@ -29,7 +29,22 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             let path = format!("/v1/check?name={}", encode(name));
             return Ok(match instance.call(reqwest::Method::GET, &path) {
                 Ok(v) => match serde_json::from_value::<CheckAnswer>(v) {
-                    Ok(answer) => answered(&answer, &format!("the running GuardNest (pid {})", instance.pid())),
+                    Ok(answer) => {
+                        let code = answered(&answer, &format!("the running GuardNest (pid {})", instance.pid()));
+                        // As below: an answer from lists that are not all loaded says so.
+                        if let Ok(status) = instance.call(reqwest::Method::GET, "/v1/status") {
+                            let lists = status["lists"].as_array().cloned().unwrap_or_default();
+                            not_consulted(
+                                &lists
+                                    .iter()
+                                    .filter_map(|l| serde_json::from_value::<ListStatus>(l.clone()).ok())
+                                    .filter(|l| !l.loaded)
+                                    .map(|l| l.name)
+                                    .collect::<Vec<_>>(),
+                            );
+                        }
+                        code
+                    }
                     Err(e) => finish(Err(Failure::Failed(format!("bad answer: {e}")))),
                 },
                 Err(Failure::Failed(m)) if m.starts_with("400") => {
@@ -51,11 +66,15 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let lists = load(&config, &args.common.data_dir(), !args.lists.given())?;
     let answer = CheckAnswer::new(host.to_string(), lists.check(&host));
     let code = answered(&answer, "the lists on disk (no GuardNest is running)");
-    let missing: Vec<String> = lists.status().into_iter().filter(|s| !s.loaded).map(|s| s.name).collect();
+    not_consulted(&lists.status().into_iter().filter(|s| !s.loaded).map(|s| s.name).collect::<Vec<_>>());
+    Ok(code)
+}
+
+/// The note under an answer when some lists are not loaded (not downloaded yet, or failing).
+fn not_consulted(missing: &[String]) {
     if !missing.is_empty() {
         println!("note: not downloaded yet, so not consulted: {} (run `guardnest lists update`)", missing.join(", "));
     }
-    Ok(code)
 }
 
 fn answered(answer: &CheckAnswer, source: &str) -> ExitCode {

@@ -184,4 +184,16 @@ fn an_offline_list_is_warned_about_once_then_retried_quietly() {
     let warnings = running.seen_matching("list update failed:");
     assert_eq!(warnings, 1, "warned more than once while offline");
     assert!(TcpStream::connect_timeout(&running.addr, Duration::from_secs(1)).is_ok(), "still serving");
+    // `check` answers from the running instance and says which list it could not consult.
+    let (code, out) = guardnest(dir.path(), &["check", "fine.test"]);
+    assert_eq!(code, Some(0), "{out}");
+    let note = out.lines().nth(1).unwrap_or("");
+    assert!(note.starts_with("note: not downloaded yet, so not consulted: "), "{out}");
+    drop(running);
+    // Started again: a list that never downloaded is "not downloaded yet", not a corrupt cache.
+    let mut again = Running::start(
+        run(dir.path(), &["--no-default-lists", "--blocklist", &gone]).env("RUST_LOG", "guardnest_core=debug"),
+    );
+    again.wait_for("list update failed");
+    assert_eq!(again.seen_matching("corrupt"), 0, "a list that never downloaded was called corrupt");
 }
