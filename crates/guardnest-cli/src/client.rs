@@ -16,6 +16,9 @@ pub const EXIT_NOT_RUNNING: u8 = 2;
 pub enum Failure {
     /// No instance: no control file, or nothing answers at its address.
     NotRunning(String),
+    /// The instance rejected what was asked (400: a value out of range, not a host name):
+    /// a usage error, said in the instance's words.
+    Rejected(String),
     /// The instance answered with an error, or the call failed otherwise.
     Failed(String),
 }
@@ -82,7 +85,10 @@ impl Instance {
                 Ok(body)
             } else {
                 let message = body.get("message").and_then(Value::as_str).unwrap_or("request failed");
-                Err(Failure::Failed(format!("{status}: {message}")))
+                Err(match status {
+                    reqwest::StatusCode::BAD_REQUEST => Failure::Rejected(message.to_string()),
+                    _ => Failure::Failed(format!("{status}: {message}")),
+                })
             }
         })
     }
@@ -98,6 +104,10 @@ pub fn finish(result: Result<String, Failure>) -> ExitCode {
         Err(Failure::NotRunning(m)) => {
             eprintln!("guardnest: {m}");
             ExitCode::from(EXIT_NOT_RUNNING)
+        }
+        Err(Failure::Rejected(m)) => {
+            eprintln!("guardnest: {m}");
+            ExitCode::from(2)
         }
         Err(Failure::Failed(m)) => {
             eprintln!("guardnest: error: {m}");

@@ -47,10 +47,6 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => finish(Err(Failure::Failed(format!("bad answer: {e}")))),
                 },
-                Err(Failure::Failed(m)) if m.starts_with("400") => {
-                    eprintln!("guardnest: {m}");
-                    ExitCode::from(2)
-                }
                 Err(e) => finish(Err(e)),
             });
         }

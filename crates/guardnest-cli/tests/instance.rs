@@ -146,9 +146,9 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     assert_ne!(connect_status(instance.addr, "www.evil.test:443"), 403, "still blocking while paused");
     let (_, out) = guardnest(&data, &["status"]);
     assert!(out.contains("\npaused: blocking again in 5 minutes"), "{out}");
+    // A value the instance rejects is a usage error (exit 2), in its own words.
     let (code, out) = guardnest(&data, &["pause", "0"]);
-    assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("pause for 1 to 1440 minutes"), "{out}");
+    assert_eq!((code, out.trim()), (Some(2), "guardnest: pause for 1 to 1440 minutes"));
     let (code, out) = guardnest(&data, &["resume"]);
     assert_eq!((code, out.trim()), (Some(0), "protection resumed"));
     assert_eq!(connect_status(instance.addr, "www.evil.test:443"), 403);
