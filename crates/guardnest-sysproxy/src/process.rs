@@ -200,7 +200,7 @@ mod os {
     /// The start time (µs since the epoch) from `proc_pidinfo(PROC_PIDTBSDINFO)`.
     pub fn start_time(pid: u32) -> Option<u64> {
         let mut info: libc::proc_bsdinfo = unsafe_zeroed();
-        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        let size = size_of::<libc::proc_bsdinfo>() as libc::c_int;
         // SAFETY: `info` is a buffer of `size` bytes for the flavour asked for.
         let n = unsafe {
             libc::proc_pidinfo(
