@@ -127,6 +127,45 @@ async fn basic_users_with_argon2_hashes() {
     proxy.stop().await;
 }
 
+/// One address is every client behind a NAT or a load balancer: ten people logging in
+/// with their right passwords, one after another, all get in; only wrong passwords use up
+/// the address's budget (a few, then one every few seconds), and a correct login costs it
+/// nothing.
+#[tokio::test]
+async fn correct_logins_never_use_up_the_login_budget() {
+    let echo = echo_server().await;
+    let hash = hash_password("s3cret").unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
+    let config = AccessConfig {
+        users: names.iter().map(|n| UserConfig { name: n.clone(), password_hash: hash.clone() }).collect(),
+        allow_destinations: vec!["127.0.0.0/8".into()],
+        ..AccessConfig::default()
+    };
+    let proxy =
+        TestProxy::start_with_access(self::config(), Policy::allow_all(), Access::from_config(&config).unwrap()).await;
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let connect = |creds: String| format!("CONNECT {echo} HTTP/1.1\r\nProxy-Authorization: Basic {creds}\r\n\r\n");
+    for name in &names {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(connect(basic(name, "s3cret")).as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 200, "{name}, logging in with the right password: {head}");
+    }
+    // Wrong passwords do cost: the burst, then 429 (the right one is refused too until the
+    // budget refills: the address is guessing).
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let resp = raw(proxy.addr, connect(basic("user0", &format!("wrong{i}"))).as_bytes()).await;
+        statuses.push(status_of(&resp));
+    }
+    assert_eq!(statuses[..5], [407; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 2], "{statuses:?}");
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn never_an_open_proxy() {
     let open = guardnest_core::config::ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config() };
