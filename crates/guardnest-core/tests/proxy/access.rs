@@ -2,6 +2,7 @@
 //! refusal to start as an open proxy.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use guardnest_core::access::{hash_password, Access};
 use guardnest_core::config::{AccessConfig, UserConfig};
@@ -163,6 +164,77 @@ async fn correct_logins_never_use_up_the_login_budget() {
     }
     assert_eq!(statuses[..5], [407; 5], "{statuses:?}");
     assert_eq!(statuses[5..], [429; 2], "{statuses:?}");
+    proxy.stop().await;
+}
+
+/// Two machines logged in with one name are still two clients: an upstream connection one
+/// of them used is kept for that machine only, so nothing an origin sends on it (a late
+/// response, bytes after its own framing) can reach the other. The same machine gets it
+/// back.
+#[tokio::test]
+async fn kept_upstream_connections_are_never_shared_between_machines() {
+    // An origin that answers every request with the number of the connection it came on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let id = n;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let body = format!("conn={id}");
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy =
+        TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[("alice", "s3cret")]))
+            .await;
+    let get = format!(
+        "GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nProxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
+    );
+    // One request from a machine (a loopback source address of its own), then it leaves.
+    let from = |machine: &'static str| {
+        let (get, addr) = (get.clone(), proxy.addr);
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{machine}:0").parse().unwrap()).unwrap();
+            let mut s = within("connect", socket.connect(addr)).await.unwrap();
+            s.write_all(get.as_bytes()).await.unwrap();
+            let resp = read_response(&mut s).await;
+            resp.rsplit("\r\n\r\n").next().unwrap().to_string()
+        }
+    };
+    let idle_is = |n: u64| {
+        let stats = proxy.stats.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while stats.snapshot().upstream_idle != n {
+                assert!(tokio::time::Instant::now() < deadline, "the pool never held {n} connection(s)");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(from("127.0.0.2").await, "conn=1");
+    idle_is(1).await;
+    assert_eq!(from("127.0.0.3").await, "conn=2", "machine B got machine A's upstream connection");
+    idle_is(2).await;
+    assert_eq!(from("127.0.0.2").await, "conn=1", "machine A gets its own kept connection back");
     proxy.stop().await;
 }
 
