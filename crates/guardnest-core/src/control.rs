@@ -1,8 +1,10 @@
 //! The control API: JSON over HTTP on loopback, for the CLI and the desktop app.
 //!
 //! A web page can reach loopback too, so every request is checked before anything else:
-//! the Host header must name loopback (DNS rebinding), a browser's Origin header is refused
-//! (CSRF), and every `/v1` call needs the bearer token that `run` writes into the data dir
+//! the Host header must name loopback (DNS rebinding), a browser's Origin header and fetch
+//! metadata of a page (`Sec-Fetch-Site` other than `none`) are refused (CSRF, and pages
+//! including `/proxy.pac` as a script), every answer is `nosniff`, and every `/v1` call
+//! needs the bearer token that `run` writes into the data dir
 //! with owner-only permissions. A missing or wrong token gets 401 and nothing more.
 //!
 //! `POST /v1/quit` stops the whole instance as Ctrl-C would (`guardnest stop`, upgrades and
@@ -139,6 +141,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    // Never run as a script or read as another type by a page that includes it (the PAC
+    // file is JavaScript by its content, not by its type).
+    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -151,6 +156,15 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
     json(status, &ErrorBody { kind, message: message.into() })
+}
+
+/// Whether a browser says the request comes from a web page of another site: its fetch
+/// metadata (`Sec-Fetch-Site`), which a page cannot forge or leave out and which comes with
+/// the `no-cors` requests that carry no `Origin` (a `<script src>` of the PAC file). Only a
+/// fetch nobody's page started (`none`: typed in, or the browser's own) is let through; the
+/// OS and the browsers' proxy resolvers send no fetch metadata at all.
+fn from_another_site(headers: &http::HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() != b"none")
 }
 
 /// Whether a Host header names this machine's loopback (with any port).
@@ -173,7 +187,7 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> 
     if !loopback_host(host) {
         return error(StatusCode::FORBIDDEN, "forbidden", "the Host header must name loopback");
     }
-    if req.headers().contains_key(header::ORIGIN) {
+    if req.headers().contains_key(header::ORIGIN) || from_another_site(req.headers()) {
         return error(StatusCode::FORBIDDEN, "forbidden", "requests from web pages are refused");
     }
     let path = req.uri().path().to_string();

@@ -56,6 +56,37 @@ async fn refuses_before_answering() {
     let (code, _) =
         request(addr, &req("POST", "/v1/disable", &host, &format!("{auth}Origin: http://evil.test\r\n"))).await;
     assert_eq!(code, 403);
+    // A page's no-cors include of the PAC file (no Origin, but fetch metadata), from another
+    // site or the same site on another port: refused. Fetched directly (the OS, a browser's
+    // proxy resolver, a typed URL): answered, and never to be sniffed as a script.
+    for site in ["cross-site", "same-site"] {
+        let (code, _) = request(
+            addr,
+            &req(
+                "GET",
+                "/proxy.pac",
+                &host,
+                &format!("Sec-Fetch-Site: {site}\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: script\r\n"),
+            ),
+        )
+        .await;
+        assert_eq!(code, 403, "{site}");
+    }
+    let raw_pac = |extra: &'static str| {
+        let head = req("GET", "/proxy.pac", &host, extra);
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(head.as_bytes()).await.unwrap();
+            let mut out = String::new();
+            within("pac", s.read_to_string(&mut out)).await.unwrap();
+            out
+        }
+    };
+    for extra in ["", "Sec-Fetch-Site: none\r\n"] {
+        let out = raw_pac(extra).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(out.to_ascii_lowercase().contains("x-content-type-options: nosniff"), "{out}");
+    }
     assert!(env.service.status().await.running, "a refused call changed something");
     // The right token from loopback works.
     let (code, body) = request(addr, &req("GET", "/v1/status", &host, &auth)).await;
