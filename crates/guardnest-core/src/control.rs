@@ -24,7 +24,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::ProxyService;
@@ -68,8 +67,10 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Connections the control API serves at once: its clients are the CLI and the app, a
-/// handful; more wait in the listen backlog, so idle sockets cannot pile up.
+/// Connections the control API holds at once: its clients are the CLI and the app, a
+/// handful. When all are held, a new connection takes the place of the one that has been
+/// waiting longest without a request (see [`Held`]), so silent connections cannot keep the
+/// CLI out.
 pub const MAX_CONNECTIONS: usize = 32;
 
 /// A bound control API.
@@ -85,6 +86,77 @@ struct ErrorBody<'a> {
     message: String,
 }
 
+/// The connections held, so that a new one can take the place of an idle one. A local
+/// process holding many silent connections (each may wait the head timeout before it is
+/// closed) would otherwise keep `guardnest status` waiting for a free place; here the
+/// silent ones are the first to go, and a connection in the middle of a request never is.
+#[derive(Default)]
+struct Held {
+    conns: std::sync::Mutex<Vec<Conn>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Signalled when a connection goes.
+    freed: tokio::sync::Notify,
+}
+
+struct Conn {
+    id: u64,
+    close: CancellationToken,
+    /// Requests being answered on it now.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// When it last finished a request (or was accepted).
+    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+}
+
+/// One held connection: closes it when cancelled, and leaves [`Held`] when dropped.
+struct Place {
+    id: u64,
+    close: CancellationToken,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+    held: Arc<Held>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.held.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|c| c.id != self.id);
+        self.held.freed.notify_one();
+    }
+}
+
+impl Held {
+    /// A place for a new connection: free, or taken from the connection idle longest;
+    /// `None` when every held connection is answering a request (then the new one waits,
+    /// bounded by the caller).
+    fn try_place(self: &Arc<Self>) -> Option<Place> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conns.len() >= MAX_CONNECTIONS {
+            let idle_since = |c: &Conn| *c.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let oldest = conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.busy.load(Relaxed) == 0)
+                .min_by_key(|(_, c)| idle_since(c))
+                .map(|(i, _)| i)?;
+            conns.swap_remove(oldest).close.cancel();
+        }
+        let place = Place {
+            id: self.next.fetch_add(1, Relaxed),
+            close: CancellationToken::new(),
+            busy: Arc::default(),
+            idle_since: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            held: self.clone(),
+        };
+        conns.push(Conn {
+            id: place.id,
+            close: place.close.clone(),
+            busy: place.busy.clone(),
+            idle_since: place.idle_since.clone(),
+        });
+        Some(place)
+    }
+}
+
 impl ControlServer {
     /// Binds the (loopback) address.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
@@ -98,21 +170,14 @@ impl ControlServer {
         self.addr
     }
 
-    /// Serves until cancelled, at most [`MAX_CONNECTIONS`] connections at once (a permit is
-    /// taken before `accept`), each given the proxy's `request_timeout` for every request
-    /// head, as the proxy's own clients are.
+    /// Serves until cancelled, holding at most [`MAX_CONNECTIONS`] connections (a new one
+    /// takes the place of the one idle longest), each given the proxy's `request_timeout`
+    /// for every request head, as the proxy's own clients are.
     pub async fn run(self, service: Arc<ProxyService>, token: String, shutdown: CancellationToken) {
         let token: Arc<str> = token.into();
         let head_timeout = service.request_timeout();
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let held = Arc::new(Held::default());
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return, // never closed
-                },
-            };
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = self.listener.accept() => a,
@@ -121,16 +186,42 @@ impl ControlServer {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
-            let (service, token) = (service.clone(), token.clone());
+            let (service, token, held) = (service.clone(), token.clone(), held.clone());
             tokio::spawn(async move {
-                let _permit = permit;
+                // Every held connection is answering a request: wait for one to finish,
+                // as long as a head may take; then give up on this one.
+                let place = tokio::time::timeout(head_timeout, async {
+                    loop {
+                        let freed = held.freed.notified();
+                        if let Some(place) = held.try_place() {
+                            return place;
+                        }
+                        freed.await;
+                    }
+                })
+                .await;
+                let Ok(place) = place else { return };
+                let (busy, idle_since) = (place.busy.clone(), place.idle_since.clone());
                 let svc = service_fn(move |req| {
-                    let (service, token) = (service.clone(), token.clone());
-                    async move { Ok::<_, Infallible>(handle(req, &service, &token).await) }
+                    let (service, token, busy, idle_since) =
+                        (service.clone(), token.clone(), busy.clone(), idle_since.clone());
+                    async move {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        busy.fetch_add(1, Relaxed);
+                        let response = handle(req, &service, &token).await;
+                        *idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            std::time::Instant::now();
+                        busy.fetch_sub(1, Relaxed);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let mut builder = http1::Builder::new();
                 builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
-                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                tokio::select! {
+                    _ = builder.serve_connection(TokioIo::new(stream), svc) => {}
+                    () = place.close.cancelled() => {}
+                }
+                drop(place);
             });
         }
     }
