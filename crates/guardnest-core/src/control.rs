@@ -7,6 +7,13 @@
 //! needs the bearer token that `run` writes into the data dir
 //! with owner-only permissions. A missing or wrong token gets 401 and nothing more.
 //!
+//! The CLI never sends the token itself: it could be talking to a program that took the
+//! port of a GuardNest that died. It proves it holds the token with a keyed hash of a fresh
+//! nonce and the request (`Authorization: GuardNest-Proof nonce=…, mac=…`, see [`proof`]),
+//! and the answer proves the same back (`GuardNest-Proof` header over the nonce, status and
+//! body), so an impostor neither learns the token nor gets its answers believed. Scripts may
+//! still send `Authorization: Bearer TOKEN`.
+//!
 //! `POST /v1/quit` stops the whole instance as Ctrl-C would (`guardnest stop`, upgrades and
 //! the uninstaller), answering first with the command line that started it.
 
@@ -177,6 +184,7 @@ impl ControlServer {
         let token: Arc<str> = token.into();
         let head_timeout = service.request_timeout();
         let held = Arc::new(Held::default());
+        let own = self.addr;
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -208,7 +216,7 @@ impl ControlServer {
                     async move {
                         use std::sync::atomic::Ordering::Relaxed;
                         busy.fetch_add(1, Relaxed);
-                        let response = handle(req, &service, &token).await;
+                        let response = handle(req, &service, &token, own).await;
                         *idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                             std::time::Instant::now();
                         busy.fetch_sub(1, Relaxed);
@@ -273,7 +281,128 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> Response<Full<Bytes>> {
+/// Proving the token is held without sending it: keyed BLAKE2b (the token is the key) over
+/// a fresh nonce and what is said. The request's proof covers its method, path and query,
+/// and the address it was sent to (so a request proved for one address is refused at
+/// another); the answer's covers the nonce, its status and its body.
+pub mod proof {
+    use std::net::SocketAddr;
+
+    use blake2::digest::{KeyInit as _, Mac as _};
+    use bytes::Bytes;
+    use http::{HeaderValue, Response};
+    use http_body_util::{BodyExt as _, Full};
+
+    /// The response header carrying the answer's proof.
+    pub const HEADER: &str = "guardnest-proof";
+    /// The `Authorization` scheme of a proved request.
+    pub const SCHEME: &str = "GuardNest-Proof";
+
+    fn mac(token: &str, parts: &[&[u8]]) -> String {
+        // A key of up to 64 bytes: the token (64 hex digits) is one.
+        let Ok(mut m) = blake2::Blake2bMac512::new_from_slice(&token.as_bytes()[..token.len().min(64)]) else {
+            return String::new();
+        };
+        for part in parts {
+            m.update(&(part.len() as u64).to_le_bytes());
+            m.update(part);
+        }
+        m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A fresh nonce (16 random bytes, hex).
+    pub fn nonce() -> std::io::Result<String> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The `Authorization` value proving `token` for this request to `addr`.
+    pub fn authorization(token: &str, nonce: &str, method: &str, target: &str, addr: SocketAddr) -> String {
+        format!("{SCHEME} nonce={nonce}, mac={}", authorization_mac(token, nonce, method, target, addr))
+    }
+
+    /// What the answer's [`HEADER`] must be.
+    pub fn expected(token: &str, nonce: &str, status: u16, body: &[u8]) -> String {
+        mac(token, &[b"response", nonce.as_bytes(), status.to_string().as_bytes(), body])
+    }
+
+    /// Checks an `Authorization` value: a bearer token, or a proof made for this server's
+    /// address (`own`; the Host header must name it too). The nonce when it was a proof.
+    pub(super) fn check(
+        authorization: &str,
+        token: &str,
+        method: &str,
+        target: &str,
+        host: &str,
+        own: SocketAddr,
+    ) -> Result<Option<String>, ()> {
+        if let Some(bearer) = authorization.strip_prefix("Bearer ") {
+            return match super::same(bearer.as_bytes(), token.as_bytes()) {
+                true => Ok(None),
+                false => Err(()),
+            };
+        }
+        let fields = authorization.strip_prefix(SCHEME).ok_or(())?.trim();
+        let field = |name: &str| {
+            fields.split(',').map(str::trim).find_map(|f| f.strip_prefix(name)?.strip_prefix('=')).map(str::to_string)
+        };
+        let (nonce, presented) = (field("nonce").ok_or(())?, field("mac").ok_or(())?);
+        if nonce.len() < 16 || host != own.to_string() {
+            return Err(());
+        }
+        let wanted = authorization_mac(token, &nonce, method, target, own);
+        match super::same(presented.as_bytes(), wanted.as_bytes()) {
+            true => Ok(Some(nonce)),
+            false => Err(()),
+        }
+    }
+
+    fn authorization_mac(token: &str, nonce: &str, method: &str, target: &str, addr: SocketAddr) -> String {
+        let addr = addr.to_string();
+        mac(token, &[b"request", nonce.as_bytes(), method.as_bytes(), target.as_bytes(), addr.as_bytes()])
+    }
+
+    /// Adds the answer's proof.
+    pub(super) async fn sign(response: Response<Full<Bytes>>, token: &str, nonce: &str) -> Response<Full<Bytes>> {
+        let (mut parts, body) = response.into_parts();
+        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let proof = expected(token, nonce, parts.status.as_u16(), &body);
+        if let Ok(v) = HeaderValue::from_str(&proof) {
+            parts.headers.insert(HEADER, v);
+        }
+        Response::from_parts(parts, Full::new(body))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn proofs_bind_the_nonce_request_and_address() {
+            let token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            let own: SocketAddr = "127.0.0.1:3001".parse().unwrap();
+            let n = nonce().unwrap();
+            let a = authorization(token, &n, "POST", "/v1/disable", own);
+            assert_eq!(check(&a, token, "POST", "/v1/disable", "127.0.0.1:3001", own), Ok(Some(n.clone())));
+            // Another request, another address, another token, a bad Host: refused.
+            assert!(check(&a, token, "POST", "/v1/enable", "127.0.0.1:3001", own).is_err());
+            let other: SocketAddr = "127.0.0.1:3002".parse().unwrap();
+            assert!(check(&a, token, "POST", "/v1/disable", "127.0.0.1:3002", other).is_err());
+            assert!(check(&a, &token.replace('0', "1"), "POST", "/v1/disable", "127.0.0.1:3001", own).is_err());
+            assert!(check(&a, token, "POST", "/v1/disable", "localhost:3001", own).is_err());
+            assert_eq!(check(&format!("Bearer {token}"), token, "GET", "/v1/status", "x", own), Ok(None));
+            assert!(check("Bearer nope", token, "GET", "/v1/status", "x", own).is_err());
+            // The answer's proof covers its status and body.
+            let p = expected(token, &n, 200, b"{}");
+            assert_ne!(p, expected(token, &n, 200, b"{\"x\":1}"));
+            assert_ne!(p, expected(token, &n, 500, b"{}"));
+            assert_ne!(p, expected(token, &nonce().unwrap(), 200, b"{}"));
+        }
+    }
+}
+
+async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str, own: SocketAddr) -> Response<Full<Bytes>> {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !loopback_host(host) {
         return error(StatusCode::FORBIDDEN, "forbidden", "the Host header must name loopback");
@@ -302,16 +431,17 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> 
             ),
         },
         (_, p) if p.starts_with("/v1/") => {
-            let presented = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !same(presented.as_bytes(), token.as_bytes()) {
-                return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
+            let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let target = req.uri().path_and_query().map_or(p, |pq| pq.as_str()).to_string();
+            let nonce = match proof::check(authorization, token, method.as_str(), &target, host, own) {
+                Ok(nonce) => nonce,
+                Err(()) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token"),
+            };
+            let response = v1(&method, p, req.uri().query(), service).await;
+            match nonce {
+                Some(nonce) => proof::sign(response, token, &nonce).await,
+                None => response,
             }
-            v1(&method, p, req.uri().query(), service).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
