@@ -238,6 +238,47 @@ async fn kept_upstream_connections_are_never_shared_between_machines() {
     proxy.stop().await;
 }
 
+/// A gateway's clients never reach a cloud's instance metadata, also where a cloud puts it
+/// outside link-local (AWS, Google and Oracle over IPv6, Alibaba in carrier-grade NAT space,
+/// Azure's WireServer, Oracle Classic, Scaleway, Akamai): refused before any dial, on
+/// CONNECT and plain HTTP alike. The shared ranges around them stay usable.
+#[tokio::test]
+async fn cloud_metadata_endpoints_are_refused_by_default() {
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[])).await;
+    for target in [
+        "[fd00:ec2::254]:80",
+        "[fd00:ec2::23]:80",
+        "[fd20:ce::254]:80",
+        "168.63.129.16:80",
+        "100.100.100.200:80",
+        "192.0.0.192:80",
+        "[fd00:c1::a9fe:a9fe]:80",
+        "[fd00:42::42]:80",
+        "[fd00:a9fe:a9fe::1]:80",
+        "169.254.169.254:80",
+        "[::ffff:100.100.100.200]:80",
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 403, "CONNECT {target}: {head}");
+        let resp = raw(
+            proxy.addr,
+            format!("GET http://{target}/latest/meta-data/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "GET {target}: {resp}");
+    }
+    // Next door is an ordinary address: dialed (and unreachable here), never refused.
+    for target in ["100.100.100.201:80", "[fd00:ec2::255]:80"] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_ne!(status_of(&head), 403, "CONNECT {target} was refused as metadata: {head}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn never_an_open_proxy() {
     let open = guardnest_core::config::ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config() };
