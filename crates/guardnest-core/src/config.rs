@@ -309,12 +309,6 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
-    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
-    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
-    /// runs on both engines.
-    #[doc(hidden)]
-    #[serde(rename = "test_all_to_hyper")]
-    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -330,7 +324,6 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
-            all_to_hyper: false,
         }
     }
 }

@@ -4,8 +4,8 @@
 //! A connection's life, one module per stage, in `conn/`: accept (`listener`) → the
 //! connection task (`serve`: PROXY protocol header, [`proxy_protocol`], opt-in) → read the
 //! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
-//! CONNECT + [`tunnel`], or forwarding (`relay` for a simple GET or HEAD, with [`chunked`];
-//! `forward` through hyper's engine, `http`) → [`respond`] (the one place errors become
+//! CONNECT + [`tunnel`], or forwarding (`forward`, through hyper's engine, `http`, the one
+//! plain-HTTP engine) → [`respond`] (the one place errors become
 //! 400/403/407/429/431/502/504/508). [`server`] ties them together; [`health`] checks the
 //! listener; [`stats`] and [`events`] count. Around the proxy: [`service::ProxyService`]
 //! (the facade every front end uses), [`control`] (the local control API) and [`sysproxy`]
@@ -59,7 +59,6 @@
 
 pub mod access;
 pub mod blocklist;
-pub mod chunked;
 pub mod config;
 mod conn;
 pub mod control;
