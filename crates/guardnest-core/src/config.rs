@@ -267,14 +267,14 @@ pub struct SystemProxyConfig {
     /// Whether enabling protection also makes GuardNest the system proxy.
     pub enabled: bool,
     /// `auto`, `gnome`, `kde`, `windows`, `macos` or `none`.
-    pub backend: String,
+    pub backend: crate::sysproxy::BackendKind,
     /// `fixed` or `pac`.
     pub mode: SystemProxyMode,
 }
 
 impl Default for SystemProxyConfig {
     fn default() -> Self {
-        Self { enabled: false, backend: "auto".into(), mode: SystemProxyMode::Fixed }
+        Self { enabled: false, backend: crate::sysproxy::BackendKind::Auto, mode: SystemProxyMode::Fixed }
     }
 }
 
@@ -580,12 +580,6 @@ impl Config {
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
         check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
-        if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
-                self.system_proxy.backend
-            )));
-        }
         if self.system_proxy.mode == SystemProxyMode::Pac && self.control.addr()?.is_none() {
             return Err(ConfigError::Invalid(
                 "system_proxy.mode = \"pac\" needs the control API (it serves the PAC file)".into(),

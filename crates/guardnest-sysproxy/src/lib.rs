@@ -255,14 +255,15 @@ impl SystemProxy {
         self.backend.is_some()
     }
 
-    /// Runs the backend's [`Backend::listening`] hook: what it did (to log), or a warning.
-    pub fn listening(&self, addr: SocketAddr) -> Result<Option<String>, String> {
-        self.backend.as_ref().map_or(Ok(None), |b| b.listening(addr).map_err(|e| e.to_string()))
+    /// Runs the backend's [`Backend::listening`] hook: what it did (to log), or why not (a
+    /// warning: the proxy serves either way).
+    pub fn listening(&self, addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.listening(addr))
     }
 
-    /// Runs the backend's [`Backend::stopped`] hook: what it did (to log), or a warning.
-    pub fn stopped(&self, addr: SocketAddr) -> Result<Option<String>, String> {
-        self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr).map_err(|e| e.to_string()))
+    /// Runs the backend's [`Backend::stopped`] hook: what it did (to log), or why not.
+    pub fn stopped(&self, addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr))
     }
 
     /// Whether a transaction of this very process is open (GuardNest is the system proxy).
@@ -435,15 +436,50 @@ pub fn points_at(wanted: &Settings, current: &Settings) -> bool {
     wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k).map_or(UNSET, String::as_str) == v)
 }
 
+/// Which OS mechanism to use for the system proxy (`[system_proxy] backend`): one type for
+/// the configuration and for choosing the backend, so a name cannot be accepted by one and
+/// unknown to the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// From the OS, and on Linux `XDG_CURRENT_DESKTOP`.
+    #[default]
+    Auto,
+    /// GNOME's gsettings (Firefox and Chromium read them on every Linux desktop).
+    Gnome,
+    /// KDE Plasma's kioslaverc, and the GNOME keys.
+    Kde,
+    /// The registry values WinINet and WinHTTP read.
+    Windows,
+    /// `networksetup`.
+    Macos,
+    /// Change nothing.
+    None,
+}
+
+impl BackendKind {
+    /// The name, as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Gnome => "gnome",
+            BackendKind::Kde => "kde",
+            BackendKind::Windows => "windows",
+            BackendKind::Macos => "macos",
+            BackendKind::None => "none",
+        }
+    }
+}
+
 /// Chooses a backend: `auto` looks at the desktop on Linux and the OS elsewhere.
-pub fn backend_for(name: &str) -> Result<Option<Box<dyn Backend>>, SysProxyError> {
-    Ok(match name {
-        "none" => None,
-        "gnome" => Some(Box::new(Gnome::new())),
-        "kde" => Some(Box::new(Kde::new())),
-        "windows" => Some(windows_backend()?),
-        "macos" => Some(Box::new(Macos::new())),
-        _ => auto_backend(),
+pub fn backend_for(kind: BackendKind) -> Result<Option<Box<dyn Backend>>, SysProxyError> {
+    Ok(match kind {
+        BackendKind::None => None,
+        BackendKind::Gnome => Some(Box::new(Gnome::new())),
+        BackendKind::Kde => Some(Box::new(Kde::new())),
+        BackendKind::Windows => Some(windows_backend()?),
+        BackendKind::Macos => Some(Box::new(Macos::new())),
+        BackendKind::Auto => auto_backend(),
     })
 }
 
