@@ -110,7 +110,7 @@ fn repair_from_args() -> Option<i32> {
         true => match guardnest_core::Config::from_file(&file) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+                eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
                 return Some(1);
             }
         },
@@ -127,7 +127,7 @@ fn repair_from_args() -> Option<i32> {
             0
         }
         Err(e) => {
-            eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+            eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
             1
         }
     })

@@ -32,7 +32,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
-use crate::dial::Destinations;
+use crate::conn::dial::Destinations;
 
 pub use crate::config::check_listen;
 use crate::config::{AccessConfig, ConfigError};

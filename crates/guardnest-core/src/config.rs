@@ -152,7 +152,7 @@ impl AccessConfig {
 
     /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses;
     /// `cloud-metadata`: [`CLOUD_METADATA`]).
-    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
+    pub fn destinations(&self) -> Result<crate::conn::dial::Destinations, ConfigError> {
         let named = |d: &String, name: &str| d.trim().eq_ignore_ascii_case(name);
         let deny_own = self.deny_destinations.iter().any(|d| named(d, "self"));
         let mut deny: Vec<String> = Vec::new();
@@ -165,7 +165,7 @@ impl AccessConfig {
         }
         let deny = parse_nets("access.deny_destinations", &deny)?;
         let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
-        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
+        Ok(crate::conn::dial::Destinations::new(deny, allow, deny_own))
     }
 
     /// `trusted_proxies`, parsed.

@@ -62,24 +62,20 @@ pub mod blocklist;
 pub mod config;
 mod conn;
 pub mod control;
-pub mod dial;
 pub mod domain;
 pub mod events;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
-pub mod idle;
 pub mod proxy_protocol;
-pub mod respond;
 pub mod server;
 pub mod service;
 pub mod stats;
-pub mod tunnel;
-mod upstream;
 
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;
+pub use conn::respond::error_chain;
 /// The OS layer (its own crate): the system proxy as a transaction, the firewall hook,
 /// private files.
 pub use guardnest_sysproxy as sysproxy;

@@ -14,10 +14,10 @@ use tokio::net::TcpStream;
 
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Decided, Pending, Shared};
 use crate::conn::head::ConnectHead;
+use crate::conn::respond::{BadRequest, ProxyBody, Refusal, UpstreamError};
+use crate::conn::tunnel::{self, TunnelEnd};
 use crate::domain::Target;
-use crate::respond::{BadRequest, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
-use crate::tunnel::{self, TunnelEnd};
 
 /// Serves one CONNECT request that hyper read: decides and dials, then leaves the tunnel to
 /// the connection task (`crate::conn::http`), which goes on to it as soon as the 200 is

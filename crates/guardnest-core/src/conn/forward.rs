@@ -1,5 +1,5 @@
 //! Forward stage: plain HTTP requests in absolute form, sent on in origin form over
-//! keep-alive upstream connections (see [`crate::upstream`]) with hop-by-hop headers removed
+//! keep-alive upstream connections (see [`crate::conn::upstream`]) with hop-by-hop headers removed
 //! and a `Via` added, bodies streamed.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,11 +19,11 @@ use tokio::sync::Notify;
 use crate::conn::connect;
 use crate::conn::gate::{ConnCtx, Decided, Pending};
 use crate::conn::hop::{host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
+use crate::conn::idle::IdleBody;
+use crate::conn::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
+use crate::conn::upstream::{Owner, UpBody, Upstream, UpstreamIo};
 use crate::domain::Target;
-use crate::idle::IdleBody;
-use crate::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
-use crate::upstream::{Owner, UpBody, Upstream, UpstreamIo};
 
 /// Serves one plain-HTTP request that passed [`crate::conn::gate::decide`].
 pub(crate) async fn handle(

@@ -14,8 +14,8 @@ use std::ops::Range;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::conn::respond::{BadRequest, Refusal};
 use crate::domain::{BadTarget, Target};
-use crate::respond::{BadRequest, Refusal};
 
 /// How every CONNECT head starts.
 const CONNECT: &[u8] = b"CONNECT ";

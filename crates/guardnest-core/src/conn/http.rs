@@ -25,10 +25,10 @@ use tokio_util::sync::CancellationToken;
 use crate::conn::connect::Open;
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Local, Pending, Shared};
 use crate::conn::head::announces_body;
+use crate::conn::idle::Deadline;
+use crate::conn::respond::{error_chain, BadRequest, ProxyBody};
 use crate::conn::{connect, forward};
 use crate::domain::Target;
-use crate::idle::Deadline;
-use crate::respond::{error_chain, BadRequest, ProxyBody};
 
 /// Serves request heads with hyper until the connection closes or is upgraded to a tunnel.
 pub(crate) async fn serve_http(

@@ -97,7 +97,7 @@ async fn real_client(stream: &mut TcpStream, tcp_peer: SocketAddr, shared: &Shar
     match tokio::time::timeout(shared.config.request_timeout, read).await {
         Ok(Ok(client)) => Some(client.unwrap_or(tcp_peer)),
         Ok(Err(e)) => {
-            tracing::debug!(peer = %tcp_peer, error = %crate::respond::error_chain(&e), "connection closed");
+            tracing::debug!(peer = %tcp_peer, error = %crate::conn::respond::error_chain(&e), "connection closed");
             None
         }
         Err(_) => {

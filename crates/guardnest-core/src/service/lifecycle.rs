@@ -59,7 +59,7 @@ impl StartError {
             StartError::Control { .. } => super::ErrorKind::ControlApi,
             StartError::Config(_) | StartError::Token(_) => super::ErrorKind::Start,
         };
-        super::ErrorReport { kind, message: crate::respond::error_chain(self) }
+        super::ErrorReport { kind, message: crate::conn::respond::error_chain(self) }
     }
 }
 
@@ -164,7 +164,10 @@ impl Builder {
             Err(e @ LockError::Held { .. }) => return Err(StartError::AlreadyRunning(e)),
             // A read-only or full data dir must not stop the proxy; it just cannot be locked.
             Err(e) => {
-                tracing::warn!("{}; a second GuardNest on it would not be stopped", crate::respond::error_chain(&e));
+                tracing::warn!(
+                    "{}; a second GuardNest on it would not be stopped",
+                    crate::conn::respond::error_chain(&e)
+                );
                 None
             }
         };

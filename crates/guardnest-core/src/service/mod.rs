@@ -116,7 +116,7 @@ impl ServiceError {
 
     /// The kind and the whole cause chain on one line.
     pub fn report(&self) -> ErrorReport {
-        ErrorReport { kind: self.kind(), message: crate::respond::error_chain(self) }
+        ErrorReport { kind: self.kind(), message: crate::conn::respond::error_chain(self) }
     }
 }
 
@@ -620,6 +620,6 @@ fn log_hook(outcome: Result<Option<String>, SysProxyError>) {
     match outcome {
         Ok(Some(done)) => tracing::info!("{done}"),
         Ok(None) => {}
-        Err(warning) => tracing::warn!("{}", crate::respond::error_chain(&warning)),
+        Err(warning) => tracing::warn!("{}", crate::conn::respond::error_chain(&warning)),
     }
 }

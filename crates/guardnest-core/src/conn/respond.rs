@@ -10,9 +10,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::dial::DialError;
+use crate::conn::dial::DialError;
+use crate::conn::idle::IdleBody;
 use crate::domain::BadTarget;
-use crate::idle::IdleBody;
 
 /// Body of every response the proxy sends: a forwarded upstream body (whose frames must
 /// keep coming within `idle_timeout`) or one of ours.

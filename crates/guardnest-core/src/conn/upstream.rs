@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::idle::{Deadline, IdleBody};
 use crate::domain::Target;
-use crate::idle::{Deadline, IdleBody};
 use crate::stats::Stats;
 
 /// Idle upstream connections kept per host.
@@ -136,7 +136,7 @@ impl Upstream {
         match self.driver.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
-                tracing::debug!(target = %self.target, error = %crate::respond::error_chain(&e), "upstream connection failed");
+                tracing::debug!(target = %self.target, error = %crate::conn::respond::error_chain(&e), "upstream connection failed");
                 true
             }
             Poll::Pending => false,
