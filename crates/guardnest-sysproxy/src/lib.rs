@@ -87,6 +87,9 @@ pub enum SysProxyError {
     /// This backend cannot run on this OS.
     #[error("the {0} backend is not available on this system")]
     Unavailable(&'static str),
+    /// The repair at login cannot be written for this command (nothing was written).
+    #[error(transparent)]
+    LoginEntry(#[from] login::EntryError),
 }
 
 /// Fixed proxy address, or a PAC file that falls back to direct (fail-open).
@@ -408,7 +411,7 @@ impl SystemProxy {
     }
 
     fn load(&self) -> Result<Option<Transaction>, SysProxyError> {
-        match std::fs::read_to_string(&self.state_file) {
+        match fsutil::read_to_string_no_follow(&self.state_file) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| SysProxyError::State {
                 path: self.state_file.display().to_string(),
                 source: std::io::Error::other(e),
@@ -520,5 +523,28 @@ mod tests {
         let plan = plan_restore(&saved, &target, &now);
         assert_eq!(plan.writes, s(&[("mode", "none")]));
         assert_eq!(plan.foreign, ["http.host", "http.port"]);
+    }
+
+    /// A snapshot planted as a link (by another user, in a data dir others can write to)
+    /// is never read: a repair would "restore" whatever settings it names.
+    #[cfg(unix)]
+    #[test]
+    fn a_snapshot_planted_as_a_link_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let planted = Transaction {
+            backend: "gnome".into(),
+            owner: ProcessId { pid: 1, started: None, boot: None },
+            saved: s(&[("mode", "'manual'"), ("http.host", "'attacker.example'")]),
+            applied: s(&[("mode", "'none'")]),
+        };
+        let elsewhere = dir.path().join("planted.json");
+        std::fs::write(&elsewhere, serde_json::to_vec(&planted).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("system-proxy.json")).unwrap();
+        match SystemProxy::new(None, &data).transaction() {
+            Err(e) => assert!(e.to_string().contains("system-proxy.json") && e.to_string().contains("link"), "{e}"),
+            Ok(t) => panic!("read through the link: {t:?}"),
+        }
     }
 }
