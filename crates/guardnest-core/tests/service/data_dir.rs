@@ -26,7 +26,6 @@ fn builder(data: &Path) -> guardnest_core::service::lifecycle::Builder {
         .protect(false)
 }
 
-#[cfg(unix)]
 #[tokio::test]
 async fn a_data_dir_guardnest_creates_is_private_to_its_user() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -38,7 +37,6 @@ async fn a_data_dir_guardnest_creates_is_private_to_its_user() {
     assert_eq!(mode, 0o700, "the new data dir is mode {mode:o}");
 }
 
-#[cfg(unix)]
 #[tokio::test]
 async fn a_link_planted_as_the_instance_lock_stops_the_start_and_creates_nothing() {
     let dir = tempfile::tempdir().unwrap();
