@@ -240,6 +240,12 @@ pub fn desktop_entry(argv: &[String]) -> Result<String, EntryError> {
 /// contain the equal sign") and `%` (GLib's GDesktopAppInfo and systemd's
 /// xdg-autostart-generator look the program up before expanding `%%`: the entry would
 /// never run). Non-ASCII is written as UTF-8, as the specification's files are encoded.
+///
+/// One reader departs from the specification: systemd's xdg-autostart-generator (through
+/// which KDE Plasma's systemd startup runs autostart entries) unescapes a backslash once
+/// more (measured with systemd 252: `one\back` runs as `one<BS>ack`, and an argument ending
+/// in a backslash makes it skip the entry). No spelling serves both it and GLib; the entry
+/// follows the specification. Everything else reads the same there (tests/login_entries.rs).
 pub fn desktop_exec(argv: &[String]) -> Result<String, EntryError> {
     let program = argv.first().ok_or(EntryError::NoProgram)?;
     if program.contains('%') {
