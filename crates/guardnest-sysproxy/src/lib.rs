@@ -547,4 +547,46 @@ mod tests {
             Ok(t) => panic!("read through the link: {t:?}"),
         }
     }
+
+    /// An in-memory OS for the transaction.
+    struct Memory(Mutex<Settings>);
+
+    impl Backend for Memory {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn target_settings(&self, _: &Target) -> Settings {
+            s(&[("mode", "manual")])
+        }
+        fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
+            let now = self.0.lock().unwrap();
+            Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
+        }
+        fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
+            self.0.lock().unwrap().extend(values.clone());
+            Ok(())
+        }
+    }
+
+    /// A repair entry that cannot be written is reported with the system proxy's change
+    /// (which still happens: GuardNest restores it itself on exit and at its next start),
+    /// and nothing half-right is left to run at login.
+    #[test]
+    fn a_login_entry_that_cannot_be_written_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let repair =
+            login::LoginRepair::xdg(&config, ["/usr/bin/guardnest", "repair", "--data-dir", "/a\nExec=/bin/x"]);
+        let system =
+            SystemProxy::new(Some(Box::new(Memory(Mutex::default()))), dir.path()).with_login_repair(Some(repair));
+        let out = system.apply(&Target::Fixed("127.0.0.1:3128".parse().unwrap())).unwrap();
+        assert!(
+            out.message.contains("system proxy set (memory); cannot register the repair at login")
+                && out.message.contains("holds the control character U+000A"),
+            "{}",
+            out.message
+        );
+        assert!(!config.join("autostart").exists(), "an entry was written");
+        assert!(system.restore().unwrap().message.contains("restored"));
+    }
 }
