@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Change, InputError, ProxyService, ServiceError};
 use crate::blocklist::{Blocklists, Role, Verdict};
 use crate::config::{DetailedSource, SourceSpec};
-use crate::sysproxy::fsutil::{read_to_string_no_follow, write_atomic};
+use crate::sysproxy::fsutil::{open_no_follow, read_to_string_no_follow, write_atomic, NotAFile};
 
 /// The user's allowlist file in the data dir.
 pub const USER_ALLOWLIST: &str = "allowlist.txt";
@@ -83,7 +83,13 @@ pub async fn load_into(lists: &Blocklists, data_dir: &Path) -> Result<(), Servic
         let header = b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
         write_atomic(&allow, header, false).map_err(|source| save_error(&allow, source))?;
     }
-    lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
+    // The list loader reads the allowlist by its name: only when that is the file itself.
+    match open_no_follow(&allow, std::fs::OpenOptions::new().read(true)) {
+        Err(e) if NotAFile::of(&e).is_some() => tracing::warn!("your allowlist is not loaded: {e}"),
+        _ => {
+            lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
+        }
+    }
     for l in user_lists(data_dir) {
         if let Err(e) = lists.add_source(SourceSpec::Location(l.location.clone()), l.role()).await {
             tracing::warn!(list = %l.location, error = %e, "cannot load a list you added");
