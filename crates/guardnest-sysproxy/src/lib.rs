@@ -525,8 +525,9 @@ mod tests {
         assert_eq!(plan.foreign, ["http.host", "http.port"]);
     }
 
-    /// A snapshot planted as a link (by another user, in a data dir others can write to)
-    /// is never read: a repair would "restore" whatever settings it names.
+    /// A snapshot planted as a link (to a file someone else controls) is never read: a
+    /// repair would "restore" whatever settings that file names. (A data dir others can
+    /// write to is reported at start; GuardNest creates its own private.)
     #[cfg(unix)]
     #[test]
     fn a_snapshot_planted_as_a_link_is_not_read() {
