@@ -116,6 +116,7 @@ print(json.dumps(out))
         "/home/u/a;b|c&d<e>f*g?h#i(j)~k=v",
         "/home/u/\\s\\n\\t\\r\\\\",
         "/home/u/café/日本",
+        "/home/u/nbsp\u{a0}ls\u{2028}ps\u{2029}bom\u{feff}",
         "",
     ];
 
@@ -311,6 +312,7 @@ print(json.dumps(out))
             ("/usr/bin/guardnest", "/home/u/da\tta", "control character"),
             ("/usr/bin/guardnest", "/home/u/da\u{1b}[31mta", "control character"),
             ("/usr/bin/guardnest", "/home/u/da\u{7f}ta", "control character"),
+            ("/usr/bin/guardnest", "/home/u/next\u{85}line", "control character"),
             ("/opt/new\nline/guardnest", "/home/u/data", "control character"),
             ("/opt/100%/guardnest", "/home/u/data", "%"),
             ("/opt/%f/guardnest", "/home/u/data", "%"),
