@@ -55,9 +55,9 @@ impl RuntimeInfo {
         crate::sysproxy::fsutil::write_atomic(path, &json, true)
     }
 
-    /// Reads the runtime file.
+    /// Reads the runtime file (never through a link: see [`crate::sysproxy::fsutil::open_no_follow`]).
     pub fn load(path: &Path) -> std::io::Result<RuntimeInfo> {
-        let text = std::fs::read_to_string(path)?;
+        let text = crate::sysproxy::fsutil::read_to_string_no_follow(path)?;
         serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 

@@ -87,6 +87,9 @@ pub enum SysProxyError {
     /// This backend cannot run on this OS.
     #[error("the {0} backend is not available on this system")]
     Unavailable(&'static str),
+    /// The repair at login cannot be written for this command (nothing was written).
+    #[error(transparent)]
+    LoginEntry(#[from] login::EntryError),
 }
 
 /// Fixed proxy address, or a PAC file that falls back to direct (fail-open).
@@ -409,7 +412,7 @@ impl SystemProxy {
     }
 
     fn load(&self) -> Result<Option<Transaction>, SysProxyError> {
-        match std::fs::read_to_string(&self.state_file) {
+        match fsutil::read_to_string_no_follow(&self.state_file) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| SysProxyError::State {
                 path: self.state_file.display().to_string(),
                 source: std::io::Error::other(e),
@@ -556,5 +559,71 @@ mod tests {
         let plan = plan_restore(&saved, &target, &now);
         assert_eq!(plan.writes, s(&[("mode", "none")]));
         assert_eq!(plan.foreign, ["http.host", "http.port"]);
+    }
+
+    /// A snapshot planted as a link (to a file someone else controls) is never read: a
+    /// repair would "restore" whatever settings that file names. (A data dir others can
+    /// write to is reported at start; GuardNest creates its own private.)
+    #[cfg(unix)]
+    #[test]
+    fn a_snapshot_planted_as_a_link_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let planted = Transaction {
+            backend: "gnome".into(),
+            owner: ProcessId { pid: 1, started: None, boot: None },
+            saved: s(&[("mode", "'manual'"), ("http.host", "'attacker.example'")]),
+            applied: s(&[("mode", "'none'")]),
+        };
+        let elsewhere = dir.path().join("planted.json");
+        std::fs::write(&elsewhere, serde_json::to_vec(&planted).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("system-proxy.json")).unwrap();
+        match SystemProxy::new(None, &data).transaction() {
+            Err(e) => assert!(e.to_string().contains("system-proxy.json") && e.to_string().contains("link"), "{e}"),
+            Ok(t) => panic!("read through the link: {t:?}"),
+        }
+    }
+
+    /// An in-memory OS for the transaction.
+    struct Memory(Mutex<Settings>);
+
+    impl Backend for Memory {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn target_settings(&self, _: &Target) -> Settings {
+            s(&[("mode", "manual")])
+        }
+        fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
+            let now = self.0.lock().unwrap();
+            Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
+        }
+        fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
+            self.0.lock().unwrap().extend(values.clone());
+            Ok(())
+        }
+    }
+
+    /// A repair entry that cannot be written is reported with the system proxy's change
+    /// (which still happens: GuardNest restores it itself on exit and at its next start),
+    /// and nothing half-right is left to run at login.
+    #[test]
+    fn a_login_entry_that_cannot_be_written_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let repair =
+            login::LoginRepair::xdg(&config, ["/usr/bin/guardnest", "repair", "--data-dir", "/a\nExec=/bin/x"]);
+        let system =
+            SystemProxy::new(Some(Box::new(Memory(Mutex::default()))), dir.path()).with_login_repair(Some(repair));
+        let out = system.apply(&Target::Fixed("127.0.0.1:3128".parse().unwrap())).unwrap();
+        assert!(
+            out.message.contains("system proxy set (memory); cannot register the repair at login")
+                && out.message.contains("holds the control character U+000A"),
+            "{}",
+            out.message
+        );
+        assert!(!config.join("autostart").exists(), "an entry was written");
+        assert!(system.restore().unwrap().message.contains("restored"));
     }
 }
