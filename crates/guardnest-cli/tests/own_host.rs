@@ -273,7 +273,7 @@ mod linux {
     pub fn nonlocal_bind_does_not_make_other_hosts_its_own() -> Outcome {
         in_new_netns(|| {
             let peer = Peer::start();
-            ip(&["addr", "add", "192.0.2.1/24", "dev", "va"]);
+            ip(&["addr", "add", "198.18.0.1/24", "dev", "va"]);
             ip(&["addr", "add", "2001:db8:1::1/64", "dev", "va", "nodad"]);
             ip(&["link", "set", "va", "up"]);
             ip(&["-6", "route", "add", "local", "2001:db8:77::/64", "dev", "lo"]);
@@ -286,11 +286,11 @@ mod linux {
             expect(
                 proxy,
                 &[
-                    (connect(&format!("192.0.2.2:{remote}")), 200),
-                    (get(&format!("192.0.2.2:{remote}")), 200),
+                    (connect(&format!("198.18.0.2:{remote}")), 200),
+                    (get(&format!("198.18.0.2:{remote}")), 200),
                     (connect(&format!("[2001:db8:1::2]:{remote}")), 200),
                     (get(&format!("[2001:db8:1::2]:{remote}")), 200),
-                    (connect(&format!("192.0.2.1:{here}")), 403),
+                    (connect(&format!("198.18.0.1:{here}")), 403),
                     (connect(&format!("[2001:db8:1::1]:{here}")), 403),
                     (connect(&format!("[2001:db8:77::5]:{here}")), 403),
                 ],
@@ -327,7 +327,7 @@ mod linux {
     }
 
     /// Another host: a network namespace of its own, made by a thread of this test, joined
-    /// to the test's namespace by a veth pair (`va` here, `vb` there, 192.0.2.0/24 and
+    /// to the test's namespace by a veth pair (`va` here, `vb` there, 198.18.0.0/24 and
     /// 2001:db8:1::/64), with an HTTP service of its own.
     pub struct Peer {
         go: mpsc::Sender<()>,
@@ -348,7 +348,7 @@ mod linux {
                     return;
                 }
                 ip(&["link", "set", "lo", "up"]);
-                ip(&["addr", "add", "192.0.2.2/24", "dev", "vb"]);
+                ip(&["addr", "add", "198.18.0.2/24", "dev", "vb"]);
                 ip(&["addr", "add", "2001:db8:1::2/64", "dev", "vb", "nodad"]);
                 ip(&["link", "set", "vb", "up"]);
                 let _ = port_tx.send(service("[::]:0", "another host").port());

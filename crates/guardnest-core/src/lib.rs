@@ -3,7 +3,8 @@
 //!
 //! A connection's life, one module per stage, in `conn/`: accept (`listener`) → the
 //! connection task (`serve`: PROXY protocol header, [`proxy_protocol`], opt-in) → read the
-//! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
+//! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`; in
+//! gateway mode [`own_addresses`] tells the dial stage which addresses are this host's) →
 //! CONNECT + [`tunnel`], or forwarding (`relay` for a simple GET or HEAD, with [`chunked`];
 //! `forward` through hyper's engine, `http`) → [`respond`] (the one place errors become
 //! 400/403/407/429/431/502/504/508). [`server`] ties them together; [`health`] checks the
@@ -71,6 +72,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod health;
 pub mod idle;
+pub mod own_addresses;
 pub mod proxy_protocol;
 pub mod respond;
 pub mod server;

@@ -6,5 +6,5 @@
 mod own_host;
 
 fn main() {
-    own_host::main()
+    own_host::main();
 }
