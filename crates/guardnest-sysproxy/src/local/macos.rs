@@ -108,8 +108,8 @@ impl Changes {
     fn receive(&mut self, flags: libc::c_int) -> io::Result<Option<bool>> {
         match self.socket.recv_with_flags(&mut self.buf, flags) {
             // rt_msghdr and ifa_msghdr: u16 length, u8 version, u8 type.
-            // SAFETY: the first `n` bytes were written by recv.
             Ok(n) if n >= 4 => {
+                // SAFETY: the first `n` bytes were written by recv.
                 let kind = unsafe { self.buf[3].assume_init() };
                 Ok(Some(i32::from(kind) == libc::RTM_NEWADDR || i32::from(kind) == libc::RTM_DELADDR))
             }
