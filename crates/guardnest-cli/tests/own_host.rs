@@ -299,7 +299,7 @@ mod linux {
         })
     }
 
-    /// Routes to this host added while the gateway runs are refused once the kernel has
+    /// Routes and addresses added while the gateway runs are refused once the kernel has
     /// told it: it logs each change it reads (`own addresses: ... +NET`), and the test
     /// waits for those lines, not for time.
     pub fn local_routes_added_while_running_are_refused() -> Outcome {
@@ -310,7 +310,9 @@ mod linux {
             let proxy = via_loopback(&gw);
             ip(&["-6", "route", "add", "local", "2001:db8:99::/64", "dev", "lo"]);
             ip(&["route", "add", "local", "203.0.113.0/24", "dev", "lo"]);
-            for added in ["+2001:db8:99::/64", "+203.0.113.0/24"] {
+            // An address on an interface, not a route: the other kind of change.
+            ip(&["addr", "add", "192.0.2.50/32", "dev", "lo"]);
+            for added in ["+2001:db8:99::/64", "+203.0.113.0/24", "+192.0.2.50/32"] {
                 let line = gw.wait_for(added);
                 eprintln!("[{}] the gateway saw the change: {line}", engine());
             }
@@ -320,6 +322,8 @@ mod linux {
                     (connect(&format!("[2001:db8:99::1]:{svc}")), 403),
                     (get(&format!("[2001:db8:99::1]:{svc}")), 403),
                     (connect(&format!("203.0.113.7:{svc}")), 403),
+                    (connect(&format!("192.0.2.50:{svc}")), 403),
+                    (get(&format!("192.0.2.50:{svc}")), 403),
                 ],
             );
             passed()
