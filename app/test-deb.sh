@@ -6,19 +6,23 @@
 # holds the system proxy, and again after the app was killed holding it, leaves that user's
 # settings exactly as they were and no login entry pointing at the removed program.
 #
-#   app/test-deb.sh            (TAURI_CLI=/path/to/tauri to use an installed tauri-cli)
+#   app/test-deb.sh            (TAURI_CLI=/path/to/tauri to use an installed tauri-cli;
+#                               GUARDNEST_DEB=FILE to test a .deb already built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tauri=${TAURI_CLI:-}
-if [ -z "$tauri" ]; then
-  cli=$(mktemp -d)
-  npm install --no-save --no-audit --no-fund --prefix "$cli" @tauri-apps/cli@2.12.5 >/dev/null
-  tauri="$cli/node_modules/.bin/tauri"
+deb=${GUARDNEST_DEB:-}
+if [ -z "$deb" ]; then
+  tauri=${TAURI_CLI:-}
+  if [ -z "$tauri" ]; then
+    cli=$(mktemp -d)
+    npm install --no-save --no-audit --no-fund --prefix "$cli" @tauri-apps/cli@2.12.5 >/dev/null
+    tauri="$cli/node_modules/.bin/tauri"
+  fi
+  (cd app/src-tauri && "$tauri" build --bundles deb)
+  deb=$(ls target/release/bundle/deb/*.deb | head -n1)
+  echo "built $deb"
 fi
-(cd app/src-tauri && "$tauri" build --bundles deb)
-deb=$(ls target/release/bundle/deb/*.deb | head -n1)
-echo "built $deb"
 
 dpkg -i "$deb" || { apt-get install -f -y -qq && dpkg -i "$deb"; }
 test -x /usr/bin/guardnest-app
@@ -111,7 +115,7 @@ start_app() {
 }
 app_pid() {
   for proc in /proc/[0-9]*; do
-    [ "$(readlink "$proc/exe" 2>/dev/null)" = /usr/bin/guardnest-app ] && echo "${proc#/proc/}"
+    if [ "$(readlink "$proc/exe" 2>/dev/null)" = /usr/bin/guardnest-app ]; then echo "${proc#/proc/}"; fi
   done
 }
 check_after_remove() {

@@ -41,13 +41,18 @@ pub(crate) type UpBody = IdleBody<Incoming>;
 type Driver = Pin<Box<Connection<TokioIo<UpstreamIo>, UpBody>>>;
 
 /// Whose an upstream connection is. In gateway mode a kept connection is only handed to
-/// the same client (its user, or else its address), so bytes an origin sends after its own
-/// framing can never reach another client; a desktop proxy has one user, [`Owner::Anyone`].
+/// the same client, its address *and* its user: bytes an origin sends after its own
+/// framing can never reach another machine, even one logged in with the same name. A
+/// desktop proxy has one user, [`Owner::Anyone`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Owner {
     Anyone,
-    Address(IpAddr),
-    User(Arc<str>),
+    Client {
+        /// The real client address (after a PROXY protocol header).
+        address: IpAddr,
+        /// The proxy user it logged in as, if users are configured.
+        user: Option<Arc<str>>,
+    },
 }
 
 /// The upstream socket under hyper: a write that waits `idle_timeout` for an upstream that
@@ -418,7 +423,7 @@ mod tests {
         pool.put(live);
         pool.put(dead);
         assert!(pool.take(&other_target, &Owner::Anyone).is_none());
-        let someone = Owner::Address("127.0.0.9".parse().unwrap());
+        let someone = Owner::Client { address: "127.0.0.9".parse().unwrap(), user: Some("alice".into()) };
         assert!(pool.take(&target, &someone).is_none(), "another owner's connection handed out");
         // The server closes the most recent one; its FIN is in our socket right after.
         drop(server_dead);

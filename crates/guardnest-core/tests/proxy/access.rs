@@ -3,6 +3,7 @@
 //! addresses cannot be read.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use guardnest_core::access::{hash_password, Access};
 use guardnest_core::config::{AccessConfig, UserConfig};
@@ -130,6 +131,157 @@ async fn basic_users_with_argon2_hashes() {
     proxy.stop().await;
 }
 
+/// One address is every client behind a NAT or a load balancer: ten people logging in
+/// with their right passwords, one after another, all get in; only wrong passwords use up
+/// the address's budget (a few, then one every few seconds), and a correct login costs it
+/// nothing.
+#[tokio::test]
+async fn correct_logins_never_use_up_the_login_budget() {
+    let echo = echo_server().await;
+    let hash = hash_password("s3cret").unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
+    let config = AccessConfig {
+        users: names.iter().map(|n| UserConfig { name: n.clone(), password_hash: hash.clone() }).collect(),
+        allow_destinations: vec!["127.0.0.0/8".into()],
+        ..AccessConfig::default()
+    };
+    let proxy =
+        TestProxy::start_with_access(self::config(), Policy::allow_all(), Access::from_config(&config).unwrap()).await;
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let connect = |creds: String| format!("CONNECT {echo} HTTP/1.1\r\nProxy-Authorization: Basic {creds}\r\n\r\n");
+    for name in &names {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(connect(basic(name, "s3cret")).as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 200, "{name}, logging in with the right password: {head}");
+    }
+    // Wrong passwords do cost: the burst, then 429 (the right one is refused too until the
+    // budget refills: the address is guessing).
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let resp = raw(proxy.addr, connect(basic("user0", &format!("wrong{i}"))).as_bytes()).await;
+        statuses.push(status_of(&resp));
+    }
+    assert_eq!(statuses[..5], [407; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 2], "{statuses:?}");
+    proxy.stop().await;
+}
+
+/// Two machines logged in with one name are still two clients: an upstream connection one
+/// of them used is kept for that machine only, so nothing an origin sends on it (a late
+/// response, bytes after its own framing) can reach the other. The same machine gets it
+/// back.
+#[tokio::test]
+async fn kept_upstream_connections_are_never_shared_between_machines() {
+    // An origin that answers every request with the number of the connection it came on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let id = n;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let body = format!("conn={id}");
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy =
+        TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[("alice", "s3cret")]))
+            .await;
+    let get = format!(
+        "GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nProxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
+    );
+    // One request from a machine (a loopback source address of its own), then it leaves.
+    let from = |machine: &'static str| {
+        let (get, addr) = (get.clone(), proxy.addr);
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{machine}:0").parse().unwrap()).unwrap();
+            let mut s = within("connect", socket.connect(addr)).await.unwrap();
+            s.write_all(get.as_bytes()).await.unwrap();
+            let resp = read_response(&mut s).await;
+            resp.rsplit("\r\n\r\n").next().unwrap().to_string()
+        }
+    };
+    let idle_is = |n: u64| {
+        let stats = proxy.stats.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while stats.snapshot().upstream_idle != n {
+                assert!(tokio::time::Instant::now() < deadline, "the pool never held {n} connection(s)");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(from("127.0.0.2").await, "conn=1");
+    idle_is(1).await;
+    assert_eq!(from("127.0.0.3").await, "conn=2", "machine B got machine A's upstream connection");
+    idle_is(2).await;
+    assert_eq!(from("127.0.0.2").await, "conn=1", "machine A gets its own kept connection back");
+    proxy.stop().await;
+}
+
+/// A gateway's clients never reach a cloud's instance metadata, also where a cloud puts it
+/// outside link-local (AWS, Google and Oracle over IPv6, Alibaba in carrier-grade NAT space,
+/// Azure's WireServer, Oracle Classic, Scaleway, Akamai): refused before any dial, on
+/// CONNECT and plain HTTP alike. The shared ranges around them stay usable.
+#[tokio::test]
+async fn cloud_metadata_endpoints_are_refused_by_default() {
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[])).await;
+    for target in [
+        "[fd00:ec2::254]:80",
+        "[fd00:ec2::23]:80",
+        "[fd20:ce::254]:80",
+        "168.63.129.16:80",
+        "100.100.100.200:80",
+        "192.0.0.192:80",
+        "[fd00:c1::a9fe:a9fe]:80",
+        "[fd00:42::42]:80",
+        "[fd00:a9fe:a9fe::1]:80",
+        "169.254.169.254:80",
+        "[::ffff:100.100.100.200]:80",
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 403, "CONNECT {target}: {head}");
+        let resp = raw(
+            proxy.addr,
+            format!("GET http://{target}/latest/meta-data/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "GET {target}: {resp}");
+    }
+    // Next door is an ordinary address: dialed (and unreachable here), never refused.
+    for target in ["100.100.100.201:80", "[fd00:ec2::255]:80"] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_ne!(status_of(&head), 403, "CONNECT {target} was refused as metadata: {head}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn never_an_open_proxy() {
     let open = guardnest_core::config::ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config() };
@@ -161,7 +313,7 @@ impl guardnest_core::own_addresses::Source for Told {
         }
     }
 
-    fn wait(&mut self, timeout: std::time::Duration) -> Result<bool, LocalError> {
+    fn wait(&mut self, timeout: Duration) -> Result<bool, LocalError> {
         match self.changed.recv_timeout(timeout) {
             Ok(()) => Ok(true),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
@@ -175,7 +327,7 @@ async fn until_own(own: &OwnAddresses, ip: &str, want: fn(&Own) -> bool) {
     let ip = ip.parse().unwrap();
     within("own addresses", async {
         while !want(&own.check(ip)) {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
