@@ -76,7 +76,7 @@ pub fn new_token() -> std::io::Result<String> {
 
 /// Connections the control API holds at once: its clients are the CLI and the app, a
 /// handful. When all are held, a new connection takes the place of the one that has been
-/// waiting longest without a request (see [`Held`]), so silent connections cannot keep the
+/// waiting longest without a request (see `Held`), so silent connections cannot keep the
 /// CLI out.
 pub const MAX_CONNECTIONS: usize = 32;
 

@@ -3,9 +3,10 @@
 //!
 //! A connection's life, one module per stage, in `conn/`: accept (`listener`) → the
 //! connection task (`serve`: PROXY protocol header, [`proxy_protocol`], opt-in) → read the
-//! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
-//! CONNECT + [`tunnel`], or forwarding (`forward`, through hyper's engine, `http`, the one
-//! plain-HTTP engine) → [`respond`] (the one place errors become
+//! head (`head`) → [`access`] → policy ([`blocklist`]) → `dial` (all three in `gate`; in
+//! gateway mode [`own_addresses`] tells the dial stage which addresses are this host's) →
+//! CONNECT + `tunnel`, or forwarding (`forward`, through hyper's engine, `http`, the one
+//! plain-HTTP engine) → `respond` (the one place errors become
 //! 400/403/407/429/431/502/504/508). [`server`] ties them together; [`health`] checks the
 //! listener; [`stats`] and [`events`] count. Around the proxy: [`service::ProxyService`]
 //! (the facade every front end uses), [`control`] (the local control API) and [`sysproxy`]
@@ -68,6 +69,7 @@ pub mod events;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod own_addresses;
 pub mod proxy_protocol;
 pub mod server;
 pub mod service;

@@ -10,8 +10,9 @@
 //! wrote nothing).
 //!
 //! This crate is GuardNest's whole OS layer: besides the backends and their transaction, it
-//! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`])
-//! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
+//! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`]),
+//! the private-file helpers ([`fsutil`]), and the addresses this host delivers to itself
+//! ([`local`], a gateway's `self`). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
 // No unwrap on locks, I/O or anything a peer controls; tests may.
@@ -22,6 +23,7 @@ mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod kde;
+pub mod local;
 pub mod login;
 pub mod macos;
 pub mod process;

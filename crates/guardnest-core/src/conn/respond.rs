@@ -135,7 +135,7 @@ impl Refusal {
             Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
             Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Dial(DialError::Denied { .. }) => StatusCode::FORBIDDEN,
+            Refusal::Dial(DialError::Denied { .. } | DialError::OwnUnknown { .. }) => StatusCode::FORBIDDEN,
             Refusal::Dial(DialError::Timeout { .. }) | Refusal::Upstream(UpstreamError::ResponseTimeout { .. }) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
@@ -310,6 +310,11 @@ mod tests {
                     retry_after: std::time::Duration::from_secs(6),
                 },
                 Refusal::Dial(DialError::Denied { target: "a:1".into(), addr: "127.0.0.1".parse().unwrap() }),
+                Refusal::Dial(DialError::OwnUnknown {
+                    target: "a:1".into(),
+                    addr: "192.0.2.1".parse().unwrap(),
+                    why: "this host's own addresses cannot be read: x".into(),
+                }),
                 Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(1) }),
                 Refusal::Upstream(UpstreamError::ResponseTimeout {
                     target: "a:1".into(),

@@ -1,11 +1,14 @@
-//! Gateway access: client addresses (after a PROXY protocol header), proxy users, and the
-//! refusal to start as an open proxy.
+//! Gateway access: client addresses (after a PROXY protocol header), proxy users, the
+//! refusal to start as an open proxy, and `self` failing closed while this host's own
+//! addresses cannot be read.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use guardnest_core::access::{hash_password, Access};
 use guardnest_core::config::{AccessConfig, UserConfig};
+use guardnest_core::own_addresses::{Own, OwnAddresses};
+use guardnest_core::sysproxy::local::{LocalError, LocalNets};
 use guardnest_core::{Policy, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -291,5 +294,92 @@ async fn never_an_open_proxy() {
     let addr: SocketAddr = format!("127.0.0.1:{}", proxy.addr.port()).parse().unwrap();
     let resp = raw(addr, b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 403") && resp.contains("127.0.0.1 is not allowed"), "{resp}");
+    proxy.stop().await;
+}
+
+/// This host's own addresses as the test tells them: each read takes the next answer sent
+/// (an error, or networks), and a `()` sent on `changed` says the table changed.
+struct Told {
+    reads: std::sync::mpsc::Receiver<Result<Vec<&'static str>, &'static str>>,
+    changed: std::sync::mpsc::Receiver<()>,
+}
+
+impl guardnest_core::own_addresses::Source for Told {
+    fn read(&mut self) -> Result<LocalNets, LocalError> {
+        match self.reads.recv_timeout(STEP) {
+            Ok(Ok(nets)) => Ok(LocalNets::new(nets.iter().map(|n| n.parse::<ipnet::IpNet>().unwrap()))),
+            Ok(Err(why)) => Err(LocalError::Malformed(why.to_string())),
+            Err(_) => Err(LocalError::Malformed("the test is over".into())),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<bool, LocalError> {
+        match self.changed.recv_timeout(timeout) {
+            Ok(()) => Ok(true),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(_) => Err(LocalError::Malformed("the test is over".into())),
+        }
+    }
+}
+
+/// Waits (bounded) until `own` says `want` of `ip`.
+async fn until_own(own: &OwnAddresses, ip: &str, want: fn(&Own) -> bool) {
+    let ip = ip.parse().unwrap();
+    within("own addresses", async {
+        while !want(&own.check(ip)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// While this host's own addresses cannot be read, a gateway refuses every destination
+/// ("self" might be any of them) with a 403 that says why, and reaches nothing; once they
+/// are read, destinations are told apart again, and a change of the table counts at once.
+#[tokio::test]
+async fn an_unreadable_own_address_table_refuses_every_destination() {
+    let origin = origin().await;
+    let echo = echo_server().await;
+    let (answer, reads) = std::sync::mpsc::channel();
+    let (change, changed) = std::sync::mpsc::channel();
+    answer.send(Err("netlink: out of descriptors (the test's)")).unwrap();
+    let own = OwnAddresses::from_source(Told { reads, changed });
+    // Only "self" is denied, so the loopback upstreams stand for any other host.
+    let gateway = AccessConfig {
+        allow: vec!["127.0.0.0/8".into()],
+        deny_destinations: vec!["self".into()],
+        ..AccessConfig::default()
+    };
+    let access = Access::from_config_with(&gateway, own.clone()).unwrap();
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access).await;
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\n\r\n");
+    let get = format!("GET http://{}/x HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr, origin.addr);
+
+    for sent in [&connect, &get] {
+        let got = raw(proxy.addr, sent.as_bytes()).await;
+        eprintln!("unreadable table: sent {:?}\n  got {:?}", sent.lines().next().unwrap_or(""), got.lines().last());
+        assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+        assert!(got.contains("cannot tell its own addresses") && got.contains("out of descriptors"), "{got}");
+    }
+    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the origin was reached");
+
+    // Readable again: the upstreams are not this host, and are reached.
+    answer.send(Ok(vec!["192.0.2.9/32"])).unwrap();
+    until_own(&own, "127.0.0.1", |o| *o == Own::No).await;
+    let (mut s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!(status, 200);
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    within("echo", s.read_exact(&mut buf)).await.unwrap();
+    drop(s);
+    let got = raw(proxy.addr, get.as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // The table changes: loopback is this host now, and refused as such.
+    answer.send(Ok(vec!["127.0.0.0/8"])).unwrap();
+    change.send(()).unwrap();
+    until_own(&own, "127.0.0.1", |o| *o == Own::Yes).await;
+    let got = raw(proxy.addr, connect.as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 403") && got.contains("may not reach ([access] deny_destinations)"), "{got}");
     proxy.stop().await;
 }
