@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the project's one test command.
+//! `cargo xtask test`: the project's one test command; `cargo xtask dist`: the release
+//! files (see [`dist`]).
 //!
 //! 1. Installs the system packages the tests need when they are missing (with `apt-get`, as
 //!    root or through passwordless sudo), saying what and why, and tauri-driver.
@@ -9,6 +10,7 @@
 //!    nothing may be skipped (`CI=true` or `GUARDNEST_NO_SKIP=1`) a skip fails the run, except
 //!    the Windows suite's named platform limits (what Wine cannot do).
 
+mod dist;
 mod packages;
 mod report;
 
@@ -23,7 +25,9 @@ use report::Suite;
 const USAGE: &str = "usage: cargo xtask test [--no-install] [--linux-only] [-- ARGS FOR cargo test]
 
   --no-install   do not install missing system packages or tauri-driver
-  --linux-only   do not run the Windows suite under Wine";
+  --linux-only   do not run the Windows suite under Wine
+
+       cargo xtask dist [OPTIONS]   the release files into target/dist (cargo xtask dist --help)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +35,13 @@ fn main() -> ExitCode {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (&args[..], &[][..]),
     };
+    if ours.first().map(String::as_str) == Some("dist") {
+        if ours[1..].iter().any(|a| a == "--help" || a == "-h") {
+            println!("{}", dist::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        return dist::main(&workspace_root(), &ours[1..]);
+    }
     if ours.first().map(String::as_str) != Some("test") {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
