@@ -34,6 +34,7 @@
 # and guardnest-app.exe the setup programs carry; with GUARDNEST_WINE, GUARDNEST_WINE_STUB
 # and GUARDNEST_WINE_TEMPLATE (the initialised prefix) set by .ci/windows.sh.
 set -euo pipefail
+export LC_ALL=C
 setup=$(realpath "$1")
 older=$(realpath "$2")
 bin_dir=$(realpath "$3")
@@ -224,9 +225,11 @@ check_installed() {
   local version=$1
   local files
   files=$(cd "$install_dir" && ls | tr '\n' ' ')
-  [ "$files" = "guardnest-app.exe guardnest.exe install.log uninstall.exe " ] || fail "installed files: $files"
-  cmp -s "$install_dir/guardnest.exe" "$bin_dir/guardnest.exe" || fail "guardnest.exe is not the one built"
-  cmp -s "$install_dir/guardnest-app.exe" "$bin_dir/guardnest-app.exe" || fail "guardnest-app.exe is not the one built"
+  [ "$files" = "WebView2Loader.dll guardnest-app.exe guardnest.exe install.log uninstall.exe " ] \
+    || fail "installed files: $files"
+  for f in guardnest.exe guardnest-app.exe WebView2Loader.dll; do
+    cmp -s "$install_dir/$f" "$bin_dir/$f" || fail "the installed $f is not the one built"
+  done
   ok "files in $install_dir_win: $files"
   local lnk="$start_menu/GuardNest.lnk"
   [ -f "$lnk" ] || fail "no Start-menu shortcut $lnk"

@@ -6,10 +6,13 @@
 ;            -DICON=/path/to/icon.ico packaging/windows/guardnest.nsi
 ;
 ;   VERSION   the version shown in "Apps & features" (the workspace version)
-;   BINDIR    the folder holding guardnest.exe and guardnest-app.exe (x86_64-pc-windows-gnu)
+;   BINDIR    the folder holding guardnest.exe, guardnest-app.exe and WebView2Loader.dll
+;             (the x86_64-pc-windows-gnu build; the MinGW build of the app links Microsoft's
+;             WebView2 loader dynamically, and cargo puts the DLL beside the .exe)
 ;   OUTFILE   the setup program to write (GuardNest-<version>-x64-setup.exe)
 ;   ICON      the app's icon (app/src-tauri/icons/icon.ico)
-;   EXTRA_DLL optional: a DLL the exes need beside them (none today: see the README)
+;   COMPRESSOR optional: makensis's compressor (default "/SOLID lzma"; CI packs debug builds
+;             with zlib, several times faster)
 ;
 ; What it does (README, "Install on Windows"):
 ;   - installs into %LOCALAPPDATA%\Programs\GuardNest (or where an earlier install is), with
@@ -29,7 +32,10 @@
 
 Unicode true
 Target amd64-unicode
-SetCompressor /SOLID lzma
+!ifndef COMPRESSOR
+  !define COMPRESSOR "/SOLID lzma"
+!endif
+SetCompressor ${COMPRESSOR}
 RequestExecutionLevel user
 ManifestDPIAware true
 
@@ -111,9 +117,7 @@ Var Running      ; the file where `stop --save-running` listed what it stopped
 !macro FILES ACTION
   !insertmacro ${ACTION} "guardnest.exe"
   !insertmacro ${ACTION} "guardnest-app.exe"
-  !ifdef EXTRA_DLL
-    !insertmacro ${ACTION} "${EXTRA_DLL}"
-  !endif
+  !insertmacro ${ACTION} "WebView2Loader.dll"
 !macroend
 !macro PUT NAME
   File "${BINDIR}\${NAME}"
@@ -157,7 +161,7 @@ Section "GuardNest (the app and the guardnest command)" SecMain
   SetOverwrite on
   !insertmacro FILES PUT
   WriteUninstaller "$INSTDIR\uninstall.exe"
-  ${LOG} "copied guardnest.exe, guardnest-app.exe, uninstall.exe"
+  ${LOG} "copied guardnest.exe, guardnest-app.exe, WebView2Loader.dll, uninstall.exe"
 
   CreateShortCut "$SMPROGRAMS\GuardNest.lnk" "$INSTDIR\guardnest-app.exe" "" "$INSTDIR\guardnest-app.exe" 0
   ${LOG} "Start menu: $SMPROGRAMS\GuardNest.lnk"

@@ -18,7 +18,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context, Result};
 
-pub const USAGE: &str = "usage: cargo xtask dist [--windows-setup-only] [--profile release|dev] [--version V] [--out DIR]
+pub const USAGE: &str =
+    "usage: cargo xtask dist [--windows-setup-only] [--profile release|dev] [--version V] [--out DIR]
 
   --windows-setup-only  make only the Windows setup program
   --profile PROFILE     the cargo profile to pack (default release; dev packs debug builds, for CI)
@@ -29,8 +30,8 @@ pub const USAGE: &str = "usage: cargo xtask dist [--windows-setup-only] [--profi
 const WINDOWS: &str = "x86_64-pc-windows-gnu";
 /// The Tauri bundler that makes the .deb (the version app/test-deb.sh uses).
 const TAURI_CLI: &str = "@tauri-apps/cli@2.12.5";
-/// DLLs every supported Windows (10 and 11, 64-bit) has: the only ones the .exe files may
-/// import, since the setup program carries no other (checked on each build).
+/// DLLs every supported Windows (10 and 11, 64-bit) has: with [`BUNDLED_DLLS`], the only
+/// ones the .exe files may import (checked on each build).
 const SYSTEM_DLLS: &[&str] = &[
     "advapi32.dll",
     "bcrypt.dll",
@@ -44,6 +45,7 @@ const SYSTEM_DLLS: &[&str] = &[
     "imm32.dll",
     "iphlpapi.dll",
     "kernel32.dll",
+    "ktmw32.dll",
     "msvcrt.dll",
     "ncrypt.dll",
     "netapi32.dll",
@@ -66,6 +68,11 @@ const SYSTEM_DLLS: &[&str] = &[
     "ws2_32.dll",
     "wtsapi32.dll",
 ];
+
+/// DLLs the setup program carries beside the .exe files (packaging/windows/guardnest.nsi):
+/// Microsoft's WebView2 loader, which the MinGW build of the app links dynamically (the MSVC
+/// build links it statically) and which cargo copies beside guardnest-app.exe.
+const BUNDLED_DLLS: &[&str] = &["webview2loader.dll"];
 
 struct Options {
     windows_setup_only: bool,
@@ -129,7 +136,10 @@ fn dist(root: &Path, o: &Options) -> Result<Vec<PathBuf>> {
 
     let mut files = Vec::new();
     let bin = windows_binaries(root, &o.profile)?;
-    files.push(setup_program(root, &bin, &version, &out)?);
+    // LZMA packs a release build best; a debug build (CI, several times larger) is packed
+    // with zlib, several times faster to make (BENCHMARKS.md, "The Windows setup program").
+    let compressor = if o.profile == "dev" { "zlib" } else { "/SOLID lzma" };
+    files.push(setup_program(root, &bin, &version, compressor, &out)?);
     if !o.windows_setup_only {
         let exe = out.join(format!("guardnest-{version}-x86_64-windows.exe"));
         copy(&bin.join("guardnest.exe"), &exe)?;
@@ -200,21 +210,34 @@ fn only_system_dlls(exe: &Path) -> Result<()> {
         .collect();
     dlls.sort();
     dlls.dedup();
-    let foreign: Vec<&String> =
-        dlls.iter().filter(|d| !d.starts_with("api-ms-win-") && !SYSTEM_DLLS.contains(&d.as_str())).collect();
+    let foreign: Vec<&String> = dlls
+        .iter()
+        .filter(|d| !d.starts_with("api-ms-win-") && !SYSTEM_DLLS.contains(&d.as_str()))
+        .filter(|d| !BUNDLED_DLLS.contains(&d.as_str()))
+        .collect();
     if !foreign.is_empty() {
         bail!(
-            "{} needs DLLs that are not part of Windows: {foreign:?}; bundle them (EXTRA_DLL in \
-             packaging/windows/guardnest.nsi) or link them statically",
+            "{} needs DLLs that are neither part of Windows nor in the setup program: {foreign:?}; \
+             add them to packaging/windows/guardnest.nsi and BUNDLED_DLLS, or link them statically",
             exe.display()
         );
     }
-    println!("{}: imports only Windows' own DLLs ({})", exe.display(), dlls.join(", "));
+    let dir = exe.parent().unwrap_or(Path::new("."));
+    for dll in dlls.iter().filter(|d| BUNDLED_DLLS.contains(&d.as_str())) {
+        let found = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().eq_ignore_ascii_case(dll));
+        if !found {
+            bail!("{} needs {dll}, which is not beside it in {}", exe.display(), dir.display());
+        }
+    }
+    println!("{}: imports {}", exe.display(), dlls.join(", "));
     Ok(())
 }
 
 /// `makensis` on packaging/windows/guardnest.nsi; the setup program.
-fn setup_program(root: &Path, bin: &Path, version: &str, out: &Path) -> Result<PathBuf> {
+fn setup_program(root: &Path, bin: &Path, version: &str, compressor: &str, out: &Path) -> Result<PathBuf> {
     step("the Windows setup program (makensis)");
     let setup = out.join(format!("GuardNest-{version}-x64-setup.exe"));
     let icon = root.join("app/src-tauri/icons/icon.ico");
@@ -224,6 +247,7 @@ fn setup_program(root: &Path, bin: &Path, version: &str, out: &Path) -> Result<P
         .arg(format!("-DBINDIR={}", bin.display()))
         .arg(format!("-DOUTFILE={}", setup.display()))
         .arg(format!("-DICON={}", icon.display()))
+        .arg(format!("-DCOMPRESSOR={compressor}"))
         .arg(root.join("packaging/windows/guardnest.nsi"))
         .status()
         .context("cannot run makensis (apt-get install nsis)")?;
