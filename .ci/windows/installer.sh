@@ -73,6 +73,8 @@ wait_until() {
     sleep 0.2
   done
 }
+# Whether FILE has more than N lines containing TEXT (a condition for wait_until).
+more_than() { [ "$(grep -cF -- "$2" "$1" 2>/dev/null || true)" -gt "$3" ]; }
 winpath() { printf 'Z:%s' "${1//\//\\}"; }
 utf16() { iconv -f UTF-16LE -t UTF-8 "$1" 2>/dev/null | sed 's/^\xef\xbb\xbf//; s/\r$//'; }
 
@@ -268,13 +270,12 @@ EOF
 start_guardnest() {
   : >>"$gn_log"
   local before
-  before=$(grep -c "system proxy set (windows)" "$gn_log" || true)
+  before=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
   "$W" "$install_dir_win\\guardnest.exe" run --system-proxy --listen 127.0.0.1:0 --control 127.0.0.1:0 \
     --no-default-lists --blocklist "$(winpath "$work/block.hosts")" --log-file "$(winpath "$gn_log")" \
     >>"$case_dir/guardnest.out" 2>&1 &
   guardnest=$!
-  wait_until 60 "guardnest.exe never set the system proxy" \
-    test "$(grep -c "system proxy set (windows)" "$gn_log")" -gt "$before"
+  wait_until 60 "guardnest.exe never set the system proxy" more_than "$gn_log" "system proxy set (windows)" "$before"
   addr=$(grep "listening on " "$gn_log" | tail -n1 | sed 's/.*listening on //' | tr -d '\r ')
   ok "the installed guardnest.exe (Linux pid $guardnest) is the system proxy, listening on $addr"
 }
@@ -461,12 +462,12 @@ diff -u "$case_dir/before.reg" "$case_dir/stopped.reg" | tee -a "$transcript" \
 absent "$RUNONCE" || fail "the RunOnce repair outlived guardnest stop"
 ok "stop: the proxy settings are the user's own, byte for byte; no RunOnce"
 say "  saved command lines: $(tr -d '\r' <"$case_dir/running.txt" | tr '\n' ' ')"
-marks=$(grep -c "system proxy set (windows)" "$gn_log")
+marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
 out=$("$W" "$install_dir_win\\guardnest.exe" start-again "$(winpath "$case_dir/running.txt")" 2>&1) \
   || fail "guardnest start-again: $out"
 say "  guardnest start-again said: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
 wait_until 60 "start-again did not start GuardNest as the system proxy again" \
-  test "$(grep -c "system proxy set (windows)" "$gn_log")" -gt "$marks"
+  more_than "$gn_log" "system proxy set (windows)" "$marks"
 addr=$(listening) || fail "no GuardNest answers status after start-again"
 show_registry "after start-again" "$case_dir/again.reg"
 cmp -s "$case_dir/before.reg" "$case_dir/again.reg" && fail "start-again did not make GuardNest the system proxy"
@@ -474,7 +475,7 @@ curl_checks "$addr"
 ok "start-again: GuardNest runs again from its command line (now on $addr), as the system proxy"
 
 say "  -- the newer setup over the older install, while GuardNest runs (/S /STARTATLOGIN=1)"
-marks=$(grep -c "system proxy set (windows)" "$gn_log")
+marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
 install "$setup" /STARTATLOGIN=1
 new_version=$(reg_text "$UNINSTALL\\DisplayVersion")
 [ "$new_version" != "$old_version" ] || fail "the version shown is still $old_version"
@@ -485,7 +486,7 @@ grep -qxF "$want" <<<"$log" || fail "while files were replaced the proxy was not
 ok "upgrade: GuardNest was stopped before the files were replaced; the proxy was the user's own meanwhile"
 grep -q 'start-again' <<<"$log" || fail "the setup did not start GuardNest again"
 wait_until 60 "GuardNest did not run again after the upgrade" \
-  test "$(grep -c "system proxy set (windows)" "$gn_log")" -gt "$marks"
+  more_than "$gn_log" "system proxy set (windows)" "$marks"
 addr=$(listening) || fail "no GuardNest answers status after the upgrade"
 show_registry "after the upgrade (GuardNest started again)" "$case_dir/upgraded.reg"
 cmp -s "$case_dir/before.reg" "$case_dir/upgraded.reg" && fail "after the upgrade GuardNest is not the system proxy"
@@ -496,7 +497,9 @@ login=$(reg_text "$RUN" || true)
 say "  start at login (HKCU\\...\\Run\\GuardNest): ${login:-(absent)}"
 [ "$login" = "\"$install_dir_win\\guardnest-app.exe\" --hidden" ] \
   || fail "/STARTATLOGIN=1 did not set the app's start-at-login entry"
-ok "/STARTATLOGIN=1: the app's own start-at-login entry"
+python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["start_at_login"] is True else 1)' \
+  "$data_dir/settings.json" || fail "the app's settings.json does not say start_at_login: true"
+ok "/STARTATLOGIN=1: the app's own start-at-login entry, and its settings.json says so"
 uninstall
 check_uninstalled "$case_dir/before.reg"
 data_kept

@@ -262,9 +262,15 @@ Section "un.GuardNest" SecUninstall
   ; Nobody is left offline: every GuardNest of this user quits and restores the proxy
   ; settings, and the repair puts back what a crashed one left. If that fails, guardnest.exe
   ; (the repair) stays installed and nothing is removed.
-  ${RUN} '"$INSTDIR\guardnest.exe" stop --all'
-  ${If} $0 != 0
+  ${If} ${FileExists} "$INSTDIR\guardnest.exe"
     ${RUN} '"$INSTDIR\guardnest.exe" stop --all'
+    ${If} $0 != 0
+      ${RUN} '"$INSTDIR\guardnest.exe" stop --all'
+    ${EndIf}
+  ${Else}
+    ; Someone deleted it: nothing here can stop or repair anything, so do not stand in the way.
+    ${LOG} "$INSTDIR\guardnest.exe is missing: nothing to stop GuardNest with"
+    StrCpy $0 0
   ${EndIf}
   ${If} $0 != 0
     ${LOG} "GuardNest could not be stopped: nothing was removed."
