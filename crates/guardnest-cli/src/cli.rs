@@ -39,6 +39,12 @@ pub enum Command {
     /// a crashed or killed GuardNest left, or turns off a system proxy that still points at
     /// a GuardNest that is not running. Use it when "my internet stopped working".
     Repair(RepairArgs),
+    /// Stop the running GuardNest as Ctrl-C would (your proxy settings are put back first),
+    /// wait until it has exited, then repair what a killed one left. For upgrades and
+    /// uninstalling: `--all` stops every GuardNest of this user.
+    Stop(StopArgs),
+    /// Start again, in the background, what `stop --save-running FILE` stopped.
+    StartAgain(StartAgainArgs),
     /// Read a password from standard input (first line) and print its argon2 hash for
     /// `[access] users` in the config file.
     HashPassword,
@@ -73,6 +79,29 @@ pub struct RepairArgs {
     /// next start to tell.
     #[arg(long)]
     pub at_login: bool,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Also stop every other GuardNest of this user (the app, other data dirs).
+    #[arg(long)]
+    pub all: bool,
+    /// Write how the stopped instances were started to FILE, for `start-again FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub save_running: Option<PathBuf>,
+    /// How long each may take to stop before it is ended.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StartAgainArgs {
+    /// The file `stop --save-running` wrote.
+    pub file: PathBuf,
     #[command(flatten)]
     pub common: CommonArgs,
 }

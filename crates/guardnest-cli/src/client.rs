@@ -62,7 +62,7 @@ impl Instance {
 
     /// The process serving.
     pub fn pid(&self) -> u32 {
-        self.info.pid
+        self.info.pid()
     }
 
     /// `GET` (or `POST`) `path` and the JSON answer.

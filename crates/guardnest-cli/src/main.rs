@@ -10,6 +10,7 @@ mod client;
 mod lists;
 mod logging;
 mod repair;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pause(args) => Ok(client::change(&args.common, &format!("/v1/pause?minutes={}", args.minutes))),
         Command::Resume(args) => Ok(client::change(&args.common, "/v1/resume")),
         Command::Repair(args) => repair::repair(&args),
+        Command::Stop(args) => stop::stop(&args),
+        Command::StartAgain(args) => stop::start_again(&args),
         Command::HashPassword => hash_password(),
     }
 }
@@ -129,7 +132,13 @@ fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 return Err(anyhow::Error::new(e));
             }
         }
-        shutdown.cancelled().await;
+        // Ctrl-C, SIGTERM, or `guardnest stop` (the control API's quit, or on Windows the
+        // session window's WM_CLOSE).
+        let quit = service.quit_requested();
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = quit.cancelled() => {}
+        }
         // Restore the system proxy, drain, stop: bounded in time whatever happens.
         match service.shut_down(grace).await {
             Ok(change) => tracing::info!("{}", change.message),

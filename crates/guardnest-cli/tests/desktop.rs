@@ -20,6 +20,8 @@ guardnest_testkit::main!(
     kde_settings_come_back_exactly,
     repair_puts_settings_back_without_a_running_instance,
     the_login_repair_puts_settings_back_when_guardnest_never_returns,
+    a_snapshot_whose_pid_now_runs_another_program_is_repaired,
+    stop_puts_settings_back_and_start_again_restarts,
 );
 
 const GNOME_KEYS: &[(&str, &str)] = &[
@@ -374,5 +376,158 @@ fn the_login_repair_puts_settings_back_when_guardnest_never_returns() -> Outcome
     assert!(status.contains("at start: at login ("), "{status}");
     kill("-TERM", &d.guardnest_pid());
     assert_eq!(run.wait_exit().code(), Some(0));
+    passed()
+}
+
+/// PIDs are reused (Wine gives a restarted GuardNest the PID of the one a killed session
+/// took with it; Windows reuses them quickly; every OS starts again at boot). A GuardNest
+/// killed with the system proxy set, whose recorded PID now belongs to another live
+/// program: `guardnest repair` and the next start still put the settings back.
+fn a_snapshot_whose_pid_now_runs_another_program_is_repaired() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
+        return skipped;
+    }
+    // Started well before any GuardNest (a PID's start time counts in clock ticks: two
+    // processes started within one tick cannot be told apart, and a reused PID never is).
+    let mut unrelated = Command::new("sleep").arg("300").spawn().unwrap();
+    let d = Desktop::new("GNOME");
+    d.gsettings_set("org.gnome.system.proxy", "autoconfig-url", "'http://corp.example/proxy.pac'");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'auto'");
+    let before = d.snapshot();
+    let snapshot_file = d.data.path().join("system-proxy.json");
+    // The dead GuardNest's snapshot now names the unrelated program's PID (its own start
+    // time stays: it is what the file recorded).
+    let reuse = || {
+        let mut t: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&snapshot_file).unwrap()).unwrap();
+        assert!(t["started"].is_u64(), "the snapshot records its owner's start time: {t}");
+        t["pid"] = unrelated.id().into();
+        std::fs::write(&snapshot_file, serde_json::to_vec(&t).unwrap()).unwrap();
+    };
+    for how in ["repair", "the next start"] {
+        let mut run = d.guardnest(&["--system-proxy"]);
+        run.wait_for("system proxy set");
+        kill("-KILL", &d.guardnest_pid());
+        let _ = run.wait_exit();
+        reuse();
+        assert_ne!(d.snapshot(), before);
+        match how {
+            "repair" => {
+                let (ok, out) = d.repair(&[]);
+                assert!(ok && out.contains("restored your gnome proxy settings"), "{how}: {out}");
+            }
+            _ => {
+                let mut run = d.guardnest(&[]);
+                run.wait_for("repaired a crashed session");
+                kill("-TERM", &d.guardnest_pid());
+                assert_eq!(run.wait_exit().code(), Some(0));
+            }
+        }
+        assert_eq!(d.snapshot(), before, "{how}: the settings of a GuardNest whose PID was reused stayed");
+    }
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
+    passed()
+}
+
+/// `guardnest stop` (upgrades and the uninstaller use it): the running GuardNest stops as
+/// on Ctrl-C, the settings are back before `stop` returns, and `start-again` starts it
+/// the same way; with the GuardNest killed instead, `stop` repairs what it left.
+fn stop_puts_settings_back_and_start_again_restarts() -> Outcome {
+    if cfg!(windows) {
+        return not_a_linux_desktop();
+    }
+    if let Some(skipped) = needs_tools(&["gsettings", "dbus-run-session"], INSTALL) {
+        return skipped;
+    }
+    let d = Desktop::new("GNOME");
+    d.gsettings_set("org.gnome.system.proxy.http", "host", "corp-proxy.example");
+    d.gsettings_set("org.gnome.system.proxy.http", "port", "8123");
+    d.gsettings_set("org.gnome.system.proxy", "mode", "'manual'");
+    let before = d.snapshot();
+    let saved = d.home.path().join("running.json");
+    let cli = |args: &[&str]| {
+        let out = d
+            .command("dbus-run-session")
+            .arg("--")
+            .arg(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(d.data.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    let pid = d.guardnest_pid();
+    let (code, out) = cli(&["stop", "--save-running", saved.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains(&format!("stopping GuardNest (PID {pid})")), "{out}");
+    assert_eq!(d.snapshot(), before, "stop returned before the settings were back");
+    assert!(!d.data.path().join("control.json").exists());
+    assert_eq!(run.wait_exit().code(), Some(0), "stopped as on Ctrl-C");
+    let recorded: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&saved).unwrap()).unwrap();
+    let command: Vec<String> = serde_json::from_value(recorded[0]["command"].clone()).unwrap();
+    assert_eq!(command[0], std::fs::canonicalize(BIN).unwrap().display().to_string(), "{recorded}");
+    assert!(command.contains(&"--system-proxy".to_string()), "{recorded}");
+
+    // Started again the same way, in the background, in a desktop session that outlives
+    // the command (as the user's own does): a session bus of its own.
+    let mut bus = d
+        .command("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut address = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(bus.stdout.take().unwrap()), &mut address).unwrap();
+    let on_bus = |args: &[&str]| {
+        let out = d
+            .command(BIN)
+            .env("DBUS_SESSION_BUS_ADDRESS", address.trim())
+            .args(args)
+            .arg("--data-dir")
+            .arg(d.data.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, out) = on_bus(&["start-again", saved.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("started again: "), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.data.path().join("control.json").exists() {
+        assert!(Instant::now() < deadline, "the GuardNest started again never wrote control.json");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out) = on_bus(&["status"]);
+    assert_eq!(code, Some(0), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while d.snapshot() == before {
+        assert!(Instant::now() < deadline, "the GuardNest started again did not set the system proxy");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out) = on_bus(&["stop"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("stopping GuardNest"), "{out}");
+    assert_eq!(d.snapshot(), before);
+    let _ = bus.kill();
+    let _ = bus.wait();
+
+    // Killed with the system proxy set: stop finds nothing running and repairs.
+    let mut run = d.guardnest(&["--system-proxy"]);
+    run.wait_for("system proxy set");
+    kill("-KILL", &d.guardnest_pid());
+    let _ = run.wait_exit();
+    let (code, out) = cli(&["stop"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("no GuardNest was running") && out.contains("restored your gnome proxy settings"), "{out}");
+    assert_eq!(d.snapshot(), before);
     passed()
 }

@@ -4,6 +4,9 @@
 //! the Host header must name loopback (DNS rebinding), a browser's Origin header is refused
 //! (CSRF), and every `/v1` call needs the bearer token that `run` writes into the data dir
 //! with owner-only permissions. A missing or wrong token gets 401 and nothing more.
+//!
+//! `POST /v1/quit` stops the whole instance as Ctrl-C would (`guardnest stop`, upgrades and
+//! the uninstaller), answering first with the command line that started it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,8 +34,10 @@ pub struct RuntimeInfo {
     pub addr: SocketAddr,
     /// Bearer token.
     pub token: String,
-    /// PID of the running instance.
-    pub pid: u32,
+    /// The running instance (`pid` and its start time in the file): a record whose process
+    /// is gone, or whose PID another process got since, is stale.
+    #[serde(flatten)]
+    pub owner: crate::sysproxy::ProcessId,
 }
 
 impl RuntimeInfo {
@@ -46,6 +51,11 @@ impl RuntimeInfo {
     pub fn load(path: &Path) -> std::io::Result<RuntimeInfo> {
         let text = std::fs::read_to_string(path)?;
         serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+
+    /// The PID of the instance that wrote it.
+    pub fn pid(&self) -> u32 {
+        self.owner.pid
     }
 }
 
@@ -234,12 +244,44 @@ async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxySer
         }
         ("POST", "/v1/resume") => json(StatusCode::OK, &service.resume()),
         ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
+        ("POST", "/v1/quit") => {
+            let answer = Quitting::of_this_process();
+            service.request_quit();
+            json(StatusCode::OK, &answer)
+        }
         (
             _,
             "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/pause"
-            | "/v1/resume" | "/v1/lists/update",
+            | "/v1/resume" | "/v1/lists/update" | "/v1/quit",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}")),
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
+    }
+}
+
+/// The answer to `POST /v1/quit`: how this instance was started, so that whoever stopped
+/// it (an upgrade) can start it again the same way.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Quitting {
+    /// Always true: the instance is stopping.
+    pub changed: bool,
+    /// One line.
+    pub message: String,
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// The directory it was started in.
+    pub cwd: Option<PathBuf>,
+}
+
+impl Quitting {
+    fn of_this_process() -> Quitting {
+        let program = std::env::current_exe().ok().map(|p| p.display().to_string());
+        let command = program.into_iter().chain(std::env::args().skip(1)).collect();
+        Quitting {
+            changed: true,
+            message: format!("stopping GuardNest (PID {})", std::process::id()),
+            command,
+            cwd: std::env::current_dir().ok(),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Making GuardNest the system proxy, as a transaction: read the user's settings, persist
-//! them with what we applied and our PID, apply, and on disable (or exit, or at the next
+//! them with what we applied and which process we are (PID and start time, never a bare
+//! PID: see [`process`]), apply, and on disable (or exit, or at the next
 //! start after a crash) restore exactly what was there — but only where the setting still
 //! points at us, so another program's later change is never overwritten blindly.
 //!
@@ -23,6 +24,7 @@ pub mod gnome;
 pub mod kde;
 pub mod login;
 pub mod macos;
+pub mod process;
 pub mod session;
 pub mod windows;
 
@@ -36,6 +38,7 @@ use serde::{Deserialize, Serialize};
 pub use gnome::Gnome;
 pub use kde::Kde;
 pub use macos::Macos;
+pub use process::ProcessId;
 pub use windows::Windows;
 
 /// A backend's settings: key → value (an absent key means "unset").
@@ -140,8 +143,9 @@ pub const UNSET: &str = "\u{0}unset";
 pub struct Transaction {
     /// Backend name.
     pub backend: String,
-    /// PID of the process that applied it.
-    pub pid: u32,
+    /// The process that applied it (`pid`, `started`, `boot` in the file).
+    #[serde(flatten)]
+    pub owner: ProcessId,
     /// The user's settings before (only the keys we change; [`UNSET`] for absent ones).
     pub saved: Settings,
     /// What we wrote.
@@ -199,13 +203,21 @@ pub struct SystemProxy {
     /// Registered while a transaction is open, so a machine that reboots without GuardNest
     /// gets the user's settings back at the next login.
     login: Option<login::LoginRepair>,
+    /// This process, as a transaction records its owner.
+    me: ProcessId,
 }
 
 impl SystemProxy {
     /// A system proxy step using `backend` (`None`: do nothing), keeping its transaction in
     /// `data_dir`.
     pub fn new(backend: Option<Box<dyn Backend>>, data_dir: &Path) -> Self {
-        Self { backend, state_file: data_dir.join("system-proxy.json"), lock: Mutex::new(()), login: None }
+        Self {
+            backend,
+            state_file: data_dir.join("system-proxy.json"),
+            lock: Mutex::new(()),
+            login: None,
+            me: ProcessId::current(),
+        }
     }
 
     /// Registers `repair` with the OS while GuardNest holds the system proxy (from the apply
@@ -253,9 +265,10 @@ impl SystemProxy {
         self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr).map_err(|e| e.to_string()))
     }
 
-    /// Whether a transaction of ours is open (GuardNest is the system proxy).
+    /// Whether a transaction of this very process is open (GuardNest is the system proxy).
+    /// One left by an earlier process that had the same PID is not ours.
     pub fn is_applied(&self) -> bool {
-        self.load().ok().flatten().is_some_and(|t| t.pid == std::process::id())
+        self.load().ok().flatten().is_some_and(|t| t.owner == self.me)
     }
 
     /// Snapshots, persists, then applies. Applying twice keeps the first snapshot.
@@ -272,11 +285,11 @@ impl SystemProxy {
         let wanted = backend.settings_for(target, &current);
         let saved = match self.load()? {
             // Still ours from this run: keep the original snapshot, not our own settings.
-            Some(t) if t.pid == std::process::id() => t.saved,
+            Some(t) if t.owner == self.me => t.saved,
             _ => plan_enable(&current, &wanted),
         };
         let transaction =
-            Transaction { backend: backend.name().into(), pid: std::process::id(), saved, applied: wanted.clone() };
+            Transaction { backend: backend.name().into(), owner: self.me.clone(), saved, applied: wanted.clone() };
         // Persist before touching anything: a crash from here on is repaired at next start,
         // or at the next login by the registered repair if GuardNest never starts again.
         self.store(&transaction)?;
@@ -303,11 +316,19 @@ impl SystemProxy {
         self.restore_locked(false)
     }
 
-    /// At start: restores a transaction left by a GuardNest that is no longer running.
+    /// Restores a transaction left by a GuardNest that is no longer running: its owner (PID
+    /// and start time) is gone.
     pub fn repair(&self) -> Result<Option<Outcome>, SysProxyError> {
+        self.repair_if(&|owner| !owner.is_alive())
+    }
+
+    /// Restores a transaction of another process when `gone` says its owner is gone. A
+    /// caller that holds the data dir's instance lock knows every other owner is gone:
+    /// the owner held that lock while it lived.
+    pub fn repair_if(&self, gone: &dyn Fn(&ProcessId) -> bool) -> Result<Option<Outcome>, SysProxyError> {
         let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match self.load()? {
-            Some(t) if t.pid != std::process::id() && !process_alive(t.pid) => self.restore_locked(true).map(Some),
+            Some(t) if t.owner != self.me && gone(&t.owner) => self.restore_locked(true).map(Some),
             _ => Ok(None),
         }
     }
@@ -412,20 +433,6 @@ pub fn points_at(wanted: &Settings, current: &Settings) -> bool {
         k.contains("ignore") || k.contains("bypass") || k.contains("noproxyfor") || k.contains("override")
     };
     wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k).map_or(UNSET, String::as_str) == v)
-}
-
-/// Whether a process with this PID exists.
-pub fn process_alive(pid: u32) -> bool {
-    #[cfg(unix)]
-    {
-        // SAFETY: signal 0 only checks for existence and permission.
-        let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    {
-        windows::process_alive(pid)
-    }
 }
 
 /// Chooses a backend: `auto` looks at the desktop on Linux and the OS elsewhere.

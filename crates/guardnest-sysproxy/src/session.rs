@@ -7,7 +7,9 @@
 //!   nothing is watched; SIGTERM from the session manager still restores.
 //! - Windows: a hidden top-level window that answers `WM_QUERYENDSESSION` and restores on
 //!   `WM_ENDSESSION` before returning. Console control handlers do not see log-off or
-//!   shutdown in a program that loads user32, which GuardNest does (WinINet).
+//!   shutdown in a program that loads user32, which GuardNest does (WinINet). The same
+//!   window takes `WM_CLOSE` as "quit as on Ctrl-C": how `guardnest stop --all` and the
+//!   uninstaller stop every GuardNest of the user, a console one or the app.
 //!
 //! `restore` blocks until the settings are back; it is called at most once per end.
 
@@ -86,8 +88,8 @@ mod windows {
     use windows_sys::Win32::System::LibraryLoader::GetModuleHandleW;
     use windows_sys::Win32::UI::WindowsAndMessaging::{
         CreateWindowExW, DefWindowProcW, DispatchMessageW, GetMessageW, GetWindowLongPtrW, RegisterClassW,
-        SetWindowLongPtrW, TranslateMessage, GWLP_USERDATA, MSG, WM_ENDSESSION, WM_QUERYENDSESSION, WNDCLASSW,
-        WS_OVERLAPPED,
+        SetWindowLongPtrW, TranslateMessage, GWLP_USERDATA, MSG, WM_CLOSE, WM_ENDSESSION, WM_QUERYENDSESSION,
+        WNDCLASSW, WS_OVERLAPPED,
     };
 
     use super::Restore;
@@ -96,17 +98,32 @@ mod windows {
         s.encode_utf16().chain(std::iter::once(0)).collect()
     }
 
+    /// What the window does: restore at the end of the session, quit on `WM_CLOSE`.
+    struct Hooks {
+        restore: Restore,
+        quit: Restore,
+    }
+
     unsafe extern "system" fn window_proc(hwnd: HWND, msg: u32, wparam: WPARAM, lparam: LPARAM) -> LRESULT {
+        // SAFETY: the user data is the `Hooks` this window was created with, which lives as
+        // long as the window (it is never freed); null before it is set.
+        let hooks = unsafe { GetWindowLongPtrW(hwnd, GWLP_USERDATA) } as *const Hooks;
         match msg {
             // Yes, the session may end; the restore runs when it does.
             WM_QUERYENDSESSION => 1,
             WM_ENDSESSION => {
-                // SAFETY: the user data is the `Restore` this window was created with, which
-                // lives as long as the window (it is never freed).
-                let restore = unsafe { GetWindowLongPtrW(hwnd, GWLP_USERDATA) } as *const Restore;
-                if wparam != 0 && !restore.is_null() {
+                if wparam != 0 && !hooks.is_null() {
                     // SAFETY: see above.
-                    unsafe { (*restore)() };
+                    unsafe { ((*hooks).restore)() };
+                }
+                0
+            }
+            // Another GuardNest (`stop --all`, the uninstaller) asks this one to quit: the
+            // front end stops as on Ctrl-C, restoring first. The window stays until then.
+            WM_CLOSE => {
+                if !hooks.is_null() {
+                    // SAFETY: see above.
+                    unsafe { ((*hooks).quit)() };
                 }
                 0
             }
@@ -116,10 +133,11 @@ mod windows {
     }
 
     /// Creates a hidden top-level window on a thread of its own; when the session ends
-    /// (log-off, shutdown) it runs `restore` before Windows goes on.
-    pub fn on_end_session(restore: Restore) {
+    /// (log-off, shutdown) it runs `restore` before Windows goes on; `WM_CLOSE` runs `quit`
+    /// (which must not block: it asks the front end to stop).
+    pub fn on_end_session(restore: Restore, quit: Restore) {
         let spawned = std::thread::Builder::new().name("guardnest-session".into()).spawn(move || {
-            let class = wide("GuardNestSessionEnd");
+            let class = wide(crate::windows::os::SESSION_CLASS);
             // SAFETY: the class name and the procedure outlive the window; the window is
             // never shown; the message loop runs on the thread that created it.
             unsafe {
@@ -153,8 +171,8 @@ mod windows {
                     return;
                 }
                 // Lives as long as the window: the window procedure reads it.
-                let restore: *const Restore = Box::into_raw(Box::new(restore));
-                SetWindowLongPtrW(hwnd, GWLP_USERDATA, restore as isize);
+                let hooks: *const Hooks = Box::into_raw(Box::new(Hooks { restore, quit }));
+                SetWindowLongPtrW(hwnd, GWLP_USERDATA, hooks as isize);
                 let mut msg: MSG = std::mem::zeroed();
                 while GetMessageW(&mut msg, std::ptr::null_mut(), 0, 0) > 0 {
                     TranslateMessage(&msg);
@@ -176,17 +194,23 @@ mod windows {
         use std::time::Duration;
 
         use windows_sys::Win32::UI::WindowsAndMessaging::{
-            FindWindowW, SendMessageW, WM_ENDSESSION, WM_QUERYENDSESSION,
+            FindWindowW, SendMessageW, WM_CLOSE, WM_ENDSESSION, WM_QUERYENDSESSION,
         };
 
         #[test]
         fn the_end_of_the_session_restores_before_it_returns() {
             let restored = Arc::new(AtomicUsize::new(0));
-            let seen = restored.clone();
-            super::on_end_session(Arc::new(move || {
-                seen.fetch_add(1, Ordering::SeqCst);
-            }));
-            let class = super::wide("GuardNestSessionEnd");
+            let quits = Arc::new(AtomicUsize::new(0));
+            let (seen, asked) = (restored.clone(), quits.clone());
+            super::on_end_session(
+                Arc::new(move || {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                }),
+                Arc::new(move || {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                }),
+            );
+            let class = super::wide(crate::windows::os::SESSION_CLASS);
             // The window is made on a thread of its own: wait for it (bounded).
             let mut hwnd = std::ptr::null_mut();
             for _ in 0..200 {
@@ -207,6 +231,11 @@ mod windows {
                 SendMessageW(hwnd, WM_ENDSESSION, 1, 0);
             }
             assert_eq!(restored.load(Ordering::SeqCst), 1, "restored before WM_ENDSESSION returned");
+            assert_eq!(quits.load(Ordering::SeqCst), 0);
+            // SAFETY: as above.
+            unsafe { SendMessageW(hwnd, WM_CLOSE, 0, 0) };
+            assert_eq!(quits.load(Ordering::SeqCst), 1, "WM_CLOSE asks the front end to quit");
+            assert_eq!(restored.load(Ordering::SeqCst), 1, "quitting restores through the front end's own stop");
         }
     }
 }

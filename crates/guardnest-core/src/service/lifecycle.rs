@@ -227,7 +227,11 @@ impl Builder {
                 }
             };
             let token = new_token().map_err(StartError::Token)?;
-            let info = RuntimeInfo { addr: server.local_addr(), token: token.clone(), pid: std::process::id() };
+            let info = RuntimeInfo {
+                addr: server.local_addr(),
+                token: token.clone(),
+                owner: crate::sysproxy::ProcessId::current(),
+            };
             // A full or read-only data dir must not stop the proxy; only the CLI loses track of it.
             let runtime = runtime_path(&data_dir);
             match info.store(&runtime) {
@@ -273,7 +277,15 @@ fn watch_the_end(service: &Arc<ProxyService>) {
         service.background.clone().cancelled_owned(),
     ));
     #[cfg(windows)]
-    crate::sysproxy::session::on_end_session(restore);
+    {
+        let weak = Arc::downgrade(service);
+        let quit: crate::sysproxy::session::Restore = Arc::new(move || {
+            if let Some(service) = weak.upgrade() {
+                service.request_quit();
+            }
+        });
+        crate::sysproxy::session::on_end_session(restore, quit);
+    }
     #[cfg(not(any(target_os = "linux", windows)))]
     let _ = restore;
 }

@@ -171,6 +171,9 @@ pub struct ProxyService {
     runtime_file: std::sync::Mutex<Option<PathBuf>>,
     /// What the start repaired, if anything.
     repaired: std::sync::Mutex<Option<String>>,
+    /// Cancelled when someone asks the whole instance to quit (`guardnest stop`, the
+    /// uninstaller): the front end then stops as on Ctrl-C.
+    quit: CancellationToken,
 }
 
 impl ProxyService {
@@ -194,7 +197,21 @@ impl ProxyService {
             instance: std::sync::Mutex::new(None),
             runtime_file: std::sync::Mutex::new(None),
             repaired: std::sync::Mutex::new(None),
+            quit: CancellationToken::new(),
         }
+    }
+
+    /// Asks the front end running this instance to stop it and exit, as Ctrl-C would
+    /// (the system proxy restored first). Returns at once.
+    pub fn request_quit(&self) {
+        tracing::info!("asked to quit");
+        self.quit.cancel();
+    }
+
+    /// Cancelled when [`ProxyService::request_quit`] was called: front ends wait on it
+    /// beside their own signals.
+    pub fn quit_requested(&self) -> CancellationToken {
+        self.quit.clone()
     }
 
     /// How long a client has for a request head (`[proxy] request_timeout`); the control
@@ -306,12 +323,19 @@ impl ProxyService {
         self.lists.changes().subscribe()
     }
 
-    /// Restores settings left by a crashed GuardNest; [`lifecycle::Builder::start_up`] calls it first.
+    /// Restores settings left by a crashed GuardNest; [`lifecycle::Builder::start_up`] calls it
+    /// first. An instance holding its data dir's lock knows any other snapshot's owner is
+    /// gone (the owner held the lock while it lived); without the lock, the owner's PID and
+    /// start time decide.
     pub async fn repair(&self) -> Result<Option<String>, SysProxyError> {
         let system = self.system.clone();
-        let outcome = tokio::task::spawn_blocking(move || system.repair())
-            .await
-            .unwrap_or_else(|e| Err(SysProxyError::Command { command: "repair".into(), detail: e.to_string() }))?;
+        let locked = self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        let outcome = tokio::task::spawn_blocking(move || match locked {
+            true => system.repair_if(&|_| true),
+            false => system.repair(),
+        })
+        .await
+        .unwrap_or_else(|e| Err(SysProxyError::Command { command: "repair".into(), detail: e.to_string() }))?;
         Ok(outcome.map(|o| o.message))
     }
 

@@ -5,6 +5,10 @@
 //! With the snapshot of a GuardNest that is gone, the snapshot is restored exactly. Without
 //! one (it was lost), a system proxy set exactly as GuardNest sets it, pointing at an
 //! address where nothing answers, is turned off. A live GuardNest is never touched.
+//!
+//! "Gone" is decided by what dies with a GuardNest, never by a bare PID: the data dir's
+//! instance lock (an OS lock every instance holds while it lives), and the owner's PID
+//! together with its start time.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -16,7 +20,7 @@ use super::instance::{holder_of, is_held};
 use crate::config::Config;
 use crate::control::{runtime_path, RuntimeInfo};
 use crate::sysproxy::login::LoginRepair;
-use crate::sysproxy::{process_alive, SysProxyError, SystemProxy, Target};
+use crate::sysproxy::{SysProxyError, SystemProxy, Target};
 
 /// How long a listener has to answer before it counts as dead.
 const ALIVE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -88,16 +92,20 @@ pub fn repair(
     let login = login_repair(data_dir);
     let system = system_for(config, data_dir)?;
     if let Some(t) = system.transaction()? {
-        if t.pid != std::process::id() && process_alive(t.pid) {
+        // The snapshot's owner held the data dir's lock while it lived: a free lock means it
+        // is gone, whatever process has its PID now. A held lock is a live GuardNest, which
+        // owns the snapshot or repaired it when it started.
+        if !t.owner.is_current() && (is_held(data_dir) || t.owner.is_alive()) {
             // Windows deletes a RunOnce entry as it runs it: the live instance keeps its own.
             if at_login {
                 if let Some(l) = &login {
                     let _ = l.register();
                 }
             }
-            return Err(RepairError::Live { pid: t.pid });
+            let pid = holder_of(data_dir).map_or(t.owner.pid, |h| h.pid);
+            return Err(RepairError::Live { pid });
         }
-        let message = system.repair()?.map_or_else(|| "nothing to repair".to_string(), |o| o.message);
+        let message = system.repair_if(&|_| true)?.map_or_else(|| "nothing to repair".to_string(), |o| o.message);
         forget_stale_runtime(data_dir);
         finish(&login, data_dir, at_login, &message, true);
         return Ok(message);
@@ -151,7 +159,7 @@ pub fn take_record(data_dir: &Path) -> Option<Repaired> {
 fn candidates(config: &Config, data_dir: &Path, extra: Option<SocketAddr>) -> Vec<Target> {
     let mut out: Vec<Target> =
         [Some(config.proxy.listen), extra].into_iter().flatten().filter(|a| a.port() != 0).map(Target::Fixed).collect();
-    let stale = RuntimeInfo::load(&runtime_path(data_dir)).ok().filter(|i| !process_alive(i.pid));
+    let stale = RuntimeInfo::load(&runtime_path(data_dir)).ok().filter(|i| !i.owner.is_alive());
     for addr in [config.control.addr().ok().flatten(), stale.map(|i| i.addr)].into_iter().flatten() {
         out.push(Target::Pac(format!("http://{addr}/proxy.pac")));
     }
@@ -173,7 +181,7 @@ fn alive(target: &Target) -> bool {
 /// A runtime file whose process is gone only misleads `guardnest status`.
 fn forget_stale_runtime(data_dir: &Path) {
     let path = runtime_path(data_dir);
-    if RuntimeInfo::load(&path).is_ok_and(|i| !process_alive(i.pid)) {
+    if RuntimeInfo::load(&path).is_ok_and(|i| !i.owner.is_alive()) && !is_held(data_dir) {
         let _ = std::fs::remove_file(path);
     }
 }

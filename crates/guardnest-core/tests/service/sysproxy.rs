@@ -1,7 +1,7 @@
 //! The system-proxy transaction through the service: snapshot, apply, restore, foreign
 //! changes, crash repair.
 
-use guardnest_core::sysproxy::{SystemProxy, Transaction};
+use guardnest_core::sysproxy::{ProcessId, SystemProxy, Transaction};
 
 use crate::support::*;
 
@@ -17,10 +17,11 @@ async fn enable_applies_and_disable_restores_exactly() {
     assert_eq!(env.os.get("proxy"), Some(addr.to_string()));
     let st = env.service.status().await;
     assert!(st.system_proxy.applied && st.system_proxy.wanted);
-    // The transaction is on disk before anything changed, with our PID.
+    // The transaction is on disk before anything changed, with this process (PID and start).
     let t: Transaction =
         serde_json::from_str(&std::fs::read_to_string(env.dir.path().join("system-proxy.json")).unwrap()).unwrap();
-    assert_eq!(t.pid, std::process::id());
+    assert_eq!(t.owner, ProcessId::current());
+    assert!(t.owner.started.is_some());
     assert_eq!(t.saved["mode"], "auto");
     let off = env.service.disable().await.unwrap();
     assert!(off.message.contains("restored your fake proxy settings"), "{off:?}");
@@ -57,7 +58,7 @@ async fn a_crashed_session_is_repaired_at_the_next_start() {
     };
     let t = Transaction {
         backend: "fake".into(),
-        pid: dead,
+        owner: ProcessId { pid: dead, started: Some(1), boot: None },
         saved: [
             ("mode".to_string(), "auto".to_string()),
             ("proxy".to_string(), guardnest_core::sysproxy::UNSET.to_string()),
@@ -78,12 +79,50 @@ async fn a_crashed_session_is_repaired_at_the_next_start() {
     // Nothing left to repair; a live owner's transaction is never touched.
     assert_eq!(env.service.repair().await.unwrap(), None);
     let mut owner = long_lived().stdin(std::process::Stdio::piped()).spawn().unwrap();
-    let live = Transaction { pid: owner.id(), ..t };
+    let live = Transaction { owner: ProcessId::of(owner.id()).unwrap(), ..t };
     std::fs::write(env.dir.path().join("system-proxy.json"), serde_json::to_vec(&live).unwrap()).unwrap();
     let kept = env.service.repair().await;
     let _ = owner.kill();
     let _ = owner.wait();
     assert_eq!(kept.unwrap(), None);
+}
+
+/// PIDs are reused: Wine gives the next GuardNest the PID of the one a killed session took
+/// with it, Windows reuses PIDs quickly and every OS starts again at boot. A snapshot whose
+/// PID now belongs to an unrelated live process, or to this very process, is still a dead
+/// GuardNest's: the start time tells them apart.
+#[tokio::test]
+async fn a_snapshot_whose_pid_was_reused_is_repaired() {
+    let mut unrelated = long_lived().stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let other = ProcessId::of(unrelated.id()).unwrap();
+    let me = ProcessId::current();
+    for (who, owner) in [
+        ("an unrelated live process", ProcessId { started: other.started.map(|s| s - 1), ..other.clone() }),
+        ("this process", ProcessId { started: me.started.map(|s| s - 1), ..me.clone() }),
+        ("a record with no start time (GuardNest 0.1)", ProcessId { pid: other.pid, started: None, boot: None }),
+    ] {
+        let env = service(true);
+        env.os.set("mode", "manual");
+        env.os.set("proxy", "127.0.0.1:3000");
+        let t = Transaction {
+            backend: "fake".into(),
+            owner,
+            saved: [("mode".to_string(), "auto".to_string()), ("proxy".to_string(), "corp:8123".to_string())]
+                .into_iter()
+                .collect(),
+            applied: [("mode".to_string(), "manual".to_string()), ("proxy".to_string(), "127.0.0.1:3000".to_string())]
+                .into_iter()
+                .collect(),
+        };
+        std::fs::write(env.dir.path().join("system-proxy.json"), serde_json::to_vec(&t).unwrap()).unwrap();
+        assert!(!env.service.status().await.system_proxy.applied, "{who}: not this process's transaction");
+        let repaired = env.service.repair().await.unwrap();
+        assert!(repaired.is_some_and(|m| m.starts_with("repaired a crashed session")), "{who}");
+        assert_eq!(env.os.get("mode").as_deref(), Some("auto"), "{who}");
+        assert_eq!(env.os.get("proxy").as_deref(), Some("corp:8123"), "{who}");
+    }
+    let _ = unrelated.kill();
+    let _ = unrelated.wait();
 }
 
 /// A program that exits at once (its PID is then free).

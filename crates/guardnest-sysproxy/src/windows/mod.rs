@@ -247,12 +247,6 @@ pub fn system_check() -> Result<(), SysProxyError> {
     Err(SysProxyError::Unavailable("windows"))
 }
 
-/// Whether a process exists (Windows).
-#[cfg(windows)]
-pub fn process_alive(pid: u32) -> bool {
-    os::process_alive(pid)
-}
-
 mod values;
 pub use values::{describe, Record, RegValue, REG_BINARY, REG_DWORD, REG_SZ};
 

@@ -5,6 +5,7 @@ use std::ffi::c_void;
 use windows_sys::Win32::Foundation::{
     CloseHandle, GlobalFree, ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS, STILL_ACTIVE,
 };
+use windows_sys::Win32::Foundation::{FILETIME, HWND, INVALID_HANDLE_VALUE, LPARAM};
 use windows_sys::Win32::NetworkManagement::Rras::{RasEnumEntriesW, RASENTRYNAMEW};
 use windows_sys::Win32::Networking::WinHttp::{
     WinHttpGetIEProxyConfigForCurrentUser, WINHTTP_CURRENT_USER_IE_PROXY_CONFIG,
@@ -15,11 +16,21 @@ use windows_sys::Win32::Networking::WinInet::{
     INTERNET_PER_CONN_OPTIONW, INTERNET_PER_CONN_OPTION_LISTW, INTERNET_PER_CONN_PROXY_BYPASS,
     INTERNET_PER_CONN_PROXY_SERVER,
 };
+use windows_sys::Win32::System::Diagnostics::ToolHelp::{
+    CreateToolhelp32Snapshot, Process32FirstW, Process32NextW, PROCESSENTRY32W, TH32CS_SNAPPROCESS,
+};
 use windows_sys::Win32::System::Registry::{
     RegCloseKey, RegCreateKeyExW, RegDeleteValueW, RegOpenKeyExW, RegQueryValueExW, RegSetValueExW, HKEY,
     HKEY_CURRENT_USER, KEY_QUERY_VALUE, KEY_SET_VALUE, REG_OPTION_NON_VOLATILE,
 };
-use windows_sys::Win32::System::Threading::{GetExitCodeProcess, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION};
+use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, GetProcessTimes, OpenProcess, QueryFullProcessImageNameW, TerminateProcess, PROCESS_NAME_WIN32,
+    PROCESS_QUERY_LIMITED_INFORMATION, PROCESS_TERMINATE,
+};
+use windows_sys::Win32::UI::WindowsAndMessaging::{
+    EnumWindows, GetClassNameW, GetWindowThreadProcessId, PostMessageW, WM_CLOSE,
+};
 
 use super::{ConnOptions, RegValue, SysProxyError, CONNECTIONS, INTERNET_SETTINGS};
 
@@ -270,16 +281,126 @@ pub fn announce() {
     }
 }
 
-pub(crate) fn process_alive(pid: u32) -> bool {
-    // SAFETY: the handle is checked and closed.
-    unsafe {
-        let h = OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid);
-        if h.is_null() {
-            return false;
-        }
-        let mut code = 0u32;
-        let ok = GetExitCodeProcess(h, &mut code) != 0;
-        CloseHandle(h);
-        ok && code == STILL_ACTIVE as u32
+/// An open process handle, closed when dropped.
+struct Process(windows_sys::Win32::Foundation::HANDLE);
+
+impl Process {
+    fn open(pid: u32, access: u32) -> Option<Process> {
+        // SAFETY: the handle is checked here and closed by Drop.
+        let h = unsafe { OpenProcess(access, 0, pid) };
+        (!h.is_null()).then_some(Process(h))
     }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // SAFETY: our own handle, closed once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// The process's creation time (100 ns units since 1601), from `GetProcessTimes`.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let p = Process::open(pid, PROCESS_QUERY_LIMITED_INFORMATION)?;
+    let zero = FILETIME { dwLowDateTime: 0, dwHighDateTime: 0 };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: a valid handle and four out parameters.
+    let ok = unsafe { GetProcessTimes(p.0, &mut created, &mut exited, &mut kernel, &mut user) };
+    (ok != 0).then(|| (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime))
+}
+
+/// Whether the process has not exited yet.
+pub(crate) fn running(pid: u32) -> bool {
+    let Some(p) = Process::open(pid, PROCESS_QUERY_LIMITED_INFORMATION) else { return false };
+    let mut code = 0u32;
+    // SAFETY: a valid handle and an out parameter.
+    let ok = unsafe { GetExitCodeProcess(p.0, &mut code) } != 0;
+    ok && code == STILL_ACTIVE as u32
+}
+
+/// The processes of this session (Toolhelp), with their image paths.
+pub(crate) fn processes() -> Vec<crate::process::Found> {
+    let mut out = Vec::new();
+    let mut mine = 0u32;
+    // SAFETY: an out parameter.
+    if unsafe { ProcessIdToSessionId(std::process::id(), &mut mine) } == 0 {
+        return out;
+    }
+    // SAFETY: a snapshot handle, checked and closed below.
+    let snapshot = unsafe { CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0) };
+    if snapshot == INVALID_HANDLE_VALUE || snapshot.is_null() {
+        return out;
+    }
+    let snapshot = Process(snapshot);
+    // SAFETY: a plain C struct; dwSize is set as the API requires.
+    let mut entry: PROCESSENTRY32W = unsafe { std::mem::zeroed() };
+    entry.dwSize = size_of::<PROCESSENTRY32W>() as u32;
+    // SAFETY: a valid snapshot and entry.
+    let mut more = unsafe { Process32FirstW(snapshot.0, &mut entry) } != 0;
+    while more {
+        let pid = entry.th32ProcessID;
+        let mut session = 0u32;
+        // SAFETY: an out parameter.
+        let same_session = unsafe { ProcessIdToSessionId(pid, &mut session) } != 0 && session == mine;
+        if same_session {
+            if let (Some(id), Some(exe)) = (crate::process::ProcessId::of(pid), image_path(pid)) {
+                out.push(crate::process::Found { id, exe, command: Vec::new() });
+            }
+        }
+        // SAFETY: as above.
+        more = unsafe { Process32NextW(snapshot.0, &mut entry) } != 0;
+    }
+    out
+}
+
+/// The full path of a process's program (`QueryFullProcessImageNameW`).
+pub(crate) fn image_path(pid: u32) -> Option<std::path::PathBuf> {
+    use std::os::windows::ffi::OsStringExt as _;
+    let p = Process::open(pid, PROCESS_QUERY_LIMITED_INFORMATION)?;
+    let mut buf = vec![0u16; 32768];
+    let mut len = buf.len() as u32;
+    // SAFETY: `buf` holds `len` UTF-16 units.
+    let ok = unsafe { QueryFullProcessImageNameW(p.0, PROCESS_NAME_WIN32, buf.as_mut_ptr(), &mut len) };
+    (ok != 0).then(|| std::ffi::OsString::from_wide(&buf[..len as usize]).into())
+}
+
+/// The class of GuardNest's hidden session window (crate::session).
+pub(crate) const SESSION_CLASS: &str = "GuardNestSessionEnd";
+
+/// Posts `WM_CLOSE` to `pid`'s hidden session window: that process restores the system
+/// proxy and quits as on Ctrl-C. False when it has no such window.
+pub(crate) fn ask_to_quit(pid: u32) -> bool {
+    struct Search {
+        pid: u32,
+        class: Vec<u16>,
+        found: Vec<HWND>,
+    }
+    unsafe extern "system" fn each(hwnd: HWND, data: LPARAM) -> i32 {
+        // SAFETY: `data` is the `Search` passed to EnumWindows below, alive during the call.
+        let search = unsafe { &mut *(data as *mut Search) };
+        let mut owner = 0u32;
+        // SAFETY: a window handle EnumWindows gave us, and out parameters.
+        unsafe { GetWindowThreadProcessId(hwnd, &mut owner) };
+        if owner == search.pid {
+            let mut class = [0u16; 64];
+            // SAFETY: `class` holds 64 units.
+            let n = unsafe { GetClassNameW(hwnd, class.as_mut_ptr(), class.len() as i32) };
+            if n > 0 && class[..n as usize] == search.class[..search.class.len() - 1] {
+                search.found.push(hwnd);
+            }
+        }
+        1
+    }
+    let mut search = Search { pid, class: wide(SESSION_CLASS), found: Vec::new() };
+    // SAFETY: the callback only reads the window it is given and writes `search`.
+    unsafe { EnumWindows(Some(each), &mut search as *mut Search as LPARAM) };
+    // SAFETY: posting a message to a window of another process takes no pointers.
+    search.found.iter().filter(|h| unsafe { PostMessageW(**h, WM_CLOSE, 0, 0) } != 0).count() > 0
+}
+
+/// `TerminateProcess`.
+pub(crate) fn kill(pid: u32) -> bool {
+    let Some(p) = Process::open(pid, PROCESS_TERMINATE) else { return false };
+    // SAFETY: a valid handle opened for termination.
+    unsafe { TerminateProcess(p.0, 1) != 0 }
 }
