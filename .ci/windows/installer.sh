@@ -39,6 +39,10 @@ setup=$(realpath "$1")
 older=$(realpath "$2")
 bin_dir=$(realpath "$3")
 work=$4
+# The versions, from the names cargo xtask dist gives: GuardNest-<version>-x64-setup.exe.
+version_of() { local v; v=$(basename "$1"); v=${v#GuardNest-}; printf '%s' "${v%-x64-setup.exe}"; }
+new_version=$(version_of "$setup")
+old_version=$(version_of "$older")
 : "${GUARDNEST_WINE:?}" "${GUARDNEST_WINE_STUB:?}" "${GUARDNEST_WINE_TEMPLATE:?}"
 here=$(cd "$(dirname "$0")" && pwd)
 W=$GUARDNEST_WINE
@@ -58,7 +62,11 @@ ok() { say "ok: $*"; }
 fail() {
   say "INSTALLER TEST FAILED: $*"
   for f in "${logs[@]}"; do
-    [ -f "$f" ] && { say "--- $f"; sed 's/^/    /' "$f" | tee -a "$transcript" >/dev/null; tail -n 30 "$f" | sed 's/^/    /' >&2; }
+    [ -f "$f" ] || continue
+    say "--- $f"
+    # The setup's logs are UTF-16 (as Notepad reads them); GuardNest's are UTF-8.
+    if [ "$(head -c2 "$f" | od -An -tx1 | tr -d ' ')" = fffe ]; then utf16 "$f"; else cat "$f"; fi \
+      | tail -n 40 | sed 's/^/    /' | tee -a "$transcript"
   done
   exit 1
 }
@@ -218,7 +226,9 @@ install() {
   shift
   local t0 t1
   t0=$(date +%s.%N)
-  timeout 300 "$W" "$exe" /S "$@" >"$case_dir/setup.out" 2>&1 || fail "$(basename "$exe") /S $* exited $?"
+  local code=0
+  timeout 300 "$W" "$exe" /S "$@" >"$case_dir/setup.out" 2>&1 || code=$?
+  [ "$code" = 0 ] || fail "$(basename "$exe") /S $* exited $code (124: still running after 300 s)"
   t1=$(date +%s.%N)
   say "  $(basename "$exe") /S $* took $(python3 -c "print(f'{$t1 - $t0:.1f}')") s; its log:"
   utf16 "$install_dir/install.log" | sed 's/^/    | /' | tee -a "$transcript"
@@ -276,7 +286,7 @@ start_guardnest() {
     >>"$case_dir/guardnest.out" 2>&1 &
   guardnest=$!
   wait_until 60 "guardnest.exe never set the system proxy" more_than "$gn_log" "system proxy set (windows)" "$before"
-  addr=$(grep "listening on " "$gn_log" | tail -n1 | sed 's/.*listening on //' | tr -d '\r ')
+  addr=$(grep -oE 'listening on [0-9.]+:[0-9]+' "$gn_log" | tail -n1 | cut -d' ' -f3)
   ok "the installed guardnest.exe (Linux pid $guardnest) is the system proxy, listening on $addr"
 }
 # Where the instance on the default data dir listens now (a restarted one binds anew).
@@ -307,8 +317,9 @@ uninstall() {
   local t0 t1
   rm -f "$temp_dir/GuardNest-uninstall.log"
   t0=$(date +%s.%N)
-  timeout 120 "$W" "$install_dir_win\\uninstall.exe" /S "$@" >"$case_dir/uninstall.out" 2>&1 \
-    || fail "uninstall.exe /S $* exited $?"
+  local code=0
+  timeout 120 "$W" "$install_dir_win\\uninstall.exe" /S "$@" >"$case_dir/uninstall.out" 2>&1 || code=$?
+  [ "$code" = 0 ] || fail "uninstall.exe /S $* exited $code"
   wait_until 120 "the uninstaller did not finish" \
     sh -c "iconv -f UTF-16LE -t UTF-8 '$temp_dir/GuardNest-uninstall.log' | grep -qE '^(done|.*nothing was removed)'"
   t1=$(date +%s.%N)
@@ -352,52 +363,56 @@ guardnest_processes() {
 none_running() { [ "$(guardnest_processes)" = 0 ]; }
 
 # ===========================================================================================
-# manual: a manual proxy of the user's own, WinINet before, during and after
+# The cases (GUARDNEST_INSTALLER_CASES="manual pac empty killed upgrade" picks some)
 # ===========================================================================================
-new_prefix manual
-set_profile manual
-show_registry "before (the user's own: a manual proxy, user-proxy.py on 127.0.0.1:$user_port)" "$case_dir/before.reg"
-out=$(wininet http://www.evil.test/)
-say "  wininet-get http://www.evil.test/ before the install: $(echo "$out" | head -2 | tr '\n' ' ')"
-case "$out" in "status 200"*"served by the user's own proxy: GET http://www.evil.test"*) ;;
-  *) fail "before the install, the Windows program did not go through the user's proxy: $out" ;; esac
-seen=$(served_by_user_proxy)
-ok "before: the Windows program (WinINet, preconfigured) went through the user's own proxy"
-seed_data
-install "$setup"
-check_installed "$(reg_text "$UNINSTALL\\DisplayVersion")"
-absent "$RUN" || fail "a start-at-login entry without /STARTATLOGIN=1"
-ok "start at login stays off without /STARTATLOGIN=1"
-start_guardnest
-show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
-absent "$RUNONCE" && fail "no RunOnce repair entry while GuardNest holds the proxy"
-curl_checks "$addr"
-out=$(wininet http://www.evil.test/)
-say "  wininet-get http://www.evil.test/ while GuardNest is on: $(echo "$out" | head -1)"
-case "$out" in "status 403"*) ;; *) fail "the Windows program did not get GuardNest's 403: $out" ;; esac
-[ "$(served_by_user_proxy)" = "$seen" ] || fail "the user's proxy served a request while GuardNest was on"
-ok "while on: the Windows program got GuardNest's 403 for www.evil.test; the user's proxy saw nothing"
-uninstall
-exited_cleanly
-check_uninstalled "$case_dir/before.reg"
-data_kept
-out=$(wininet http://www.evil.test/)
-say "  wininet-get http://www.evil.test/ after the uninstall: $(echo "$out" | head -2 | tr '\n' ' ')"
-case "$out" in "status 200"*"served by the user's own proxy"*) ;;
-  *) fail "after the uninstall, the Windows program did not go through the user's proxy: $out" ;; esac
-[ "$(served_by_user_proxy)" -gt "$seen" ] || fail "the user's proxy did not record the request"
-ok "after: the Windows program goes through the user's own proxy again (it recorded: $(tail -n1 "$work/user-proxy.log"))"
 
-# ===========================================================================================
-# pac and empty: install, run, uninstall while running
-# ===========================================================================================
-for profile in pac empty; do
+# manual: a manual proxy of the user's own, a Windows program's traffic before, during, after.
+case_manual() {
+  new_prefix manual
+  set_profile manual
+  show_registry "before (the user's own: a manual proxy, user-proxy.py on 127.0.0.1:$user_port)" "$case_dir/before.reg"
+  out=$(wininet http://www.evil.test/)
+  say "  wininet-get http://www.evil.test/ before the install: $(echo "$out" | head -2 | tr '\n' ' ')"
+  case "$out" in "status 200"*"served by the user's own proxy: GET http://www.evil.test"*) ;;
+    *) fail "before the install, the Windows program did not go through the user's proxy: $out" ;; esac
+  seen=$(served_by_user_proxy)
+  ok "before: the Windows program (WinINet, preconfigured) went through the user's own proxy"
+  seed_data
+  install "$setup"
+  check_installed "$new_version"
+  absent "$RUN" || fail "a start-at-login entry without /STARTATLOGIN=1"
+  ok "start at login stays off without /STARTATLOGIN=1"
+  start_guardnest
+  show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
+  absent "$RUNONCE" && fail "no RunOnce repair entry while GuardNest holds the proxy"
+  curl_checks "$addr"
+  out=$(wininet http://www.evil.test/)
+  say "  wininet-get http://www.evil.test/ while GuardNest is on: $(echo "$out" | head -1)"
+  case "$out" in "status 403"*) ;; *) fail "the Windows program did not get GuardNest's 403: $out" ;; esac
+  [ "$(served_by_user_proxy)" = "$seen" ] || fail "the user's proxy served a request while GuardNest was on"
+  ok "while on: the Windows program got GuardNest's 403 for www.evil.test; the user's proxy saw nothing"
+  uninstall
+  exited_cleanly
+  check_uninstalled "$case_dir/before.reg"
+  data_kept
+  out=$(wininet http://www.evil.test/)
+  say "  wininet-get http://www.evil.test/ after the uninstall: $(echo "$out" | head -2 | tr '\n' ' ')"
+  case "$out" in "status 200"*"served by the user's own proxy"*) ;;
+    *) fail "after the uninstall, the Windows program did not go through the user's proxy: $out" ;; esac
+  [ "$(served_by_user_proxy)" -gt "$seen" ] || fail "the user's proxy did not record the request"
+  ok "after: the Windows program goes through the user's own proxy again (it recorded: $(tail -n1 "$work/user-proxy.log"))"
+
+}
+
+# pac, empty: install, run, uninstall while it runs (empty: with /REMOVEDATA).
+case_profile() {
+  local profile=$1
   new_prefix "$profile"
   set_profile "$profile"
   show_registry "before (the user's own: $profile)" "$case_dir/before.reg"
   seed_data
   install "$setup"
-  check_installed "$(reg_text "$UNINSTALL\\DisplayVersion")"
+  check_installed "$new_version"
   start_guardnest
   show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
   curl_checks "$addr"
@@ -413,96 +428,104 @@ for profile in pac empty; do
     check_uninstalled "$case_dir/before.reg"
     data_kept
   fi
+}
+
+# killed: GuardNest killed while it holds the proxy, then uninstalled.
+case_killed() {
+  new_prefix killed
+  set_profile manual
+  show_registry "before (the user's own: a manual proxy)" "$case_dir/before.reg"
+  seed_data
+  install "$setup"
+  start_guardnest
+  show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
+  kill -KILL "$guardnest"
+  wait "$guardnest" 2>/dev/null || true
+  guardnest=
+  show_registry "after GuardNest was killed (nothing restored it)" "$case_dir/killed.reg"
+  cmp -s "$case_dir/during.reg" "$case_dir/killed.reg" || fail "the registry changed when GuardNest was killed"
+  absent "$RUNONCE" && fail "no RunOnce repair entry after the kill"
+  ok "killed: the proxy settings still point at the dead GuardNest; the RunOnce repair is registered"
+  uninstall
+  check_uninstalled "$case_dir/before.reg"
+  data_kept
+}
+
+# upgrade: an older setup, GuardNest running, the newer setup over it.
+case_upgrade() {
+  new_prefix upgrade
+  set_profile manual
+  show_registry "before (the user's own: a manual proxy)" "$case_dir/before.reg"
+  seed_data
+  install "$older"
+  check_installed "$old_version"
+  start_guardnest
+  first_addr=$addr
+  show_registry "while the older install's GuardNest is the system proxy" "$case_dir/during.reg"
+  curl_checks "$addr"
+
+  say "  -- what the setup runs: guardnest stop --all --save-running FILE, then start-again FILE"
+  out=$("$W" "$install_dir_win\\guardnest.exe" stop --all --save-running "$(winpath "$case_dir/running.txt")" 2>&1) \
+    || fail "guardnest stop --all --save-running: $out"
+  say "  guardnest stop said: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
+  exited_cleanly
+  show_registry "after guardnest stop" "$case_dir/stopped.reg"
+  diff -u "$case_dir/before.reg" "$case_dir/stopped.reg" | tee -a "$transcript" \
+    || fail "guardnest stop did not put the proxy settings back byte for byte"
+  absent "$RUNONCE" || fail "the RunOnce repair outlived guardnest stop"
+  ok "stop: the proxy settings are the user's own, byte for byte; no RunOnce"
+  say "  saved command lines: $(tr -d '\r' <"$case_dir/running.txt" | tr '\n' ' ')"
+  marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
+  # Into a file, not a pipe: the GuardNest it starts may hold on to its parent's output.
+  timeout 60 "$W" "$install_dir_win\\guardnest.exe" start-again "$(winpath "$case_dir/running.txt")" \
+    >"$case_dir/start-again.out" 2>&1 || fail "guardnest start-again: $(cat "$case_dir/start-again.out")"
+  say "  guardnest start-again said: $(tr -d '\r' <"$case_dir/start-again.out" | tr '\n' ' ')"
+  wait_until 60 "start-again did not start GuardNest as the system proxy again" \
+    more_than "$gn_log" "system proxy set (windows)" "$marks"
+  addr=$(listening) || fail "no GuardNest answers status after start-again"
+  show_registry "after start-again" "$case_dir/again.reg"
+  cmp -s "$case_dir/before.reg" "$case_dir/again.reg" && fail "start-again did not make GuardNest the system proxy"
+  curl_checks "$addr"
+  ok "start-again: GuardNest runs again from its command line (now on $addr), as the system proxy"
+
+  say "  -- the newer setup over the older install, while GuardNest runs (/S /STARTATLOGIN=1)"
+  marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
+  install "$setup" /STARTATLOGIN=1
+  check_installed "$new_version"
+  log=$(utf16 "$install_dir/install.log")
+  want="proxy settings with no GuardNest running: ProxyEnable=1 ProxyServer=127.0.0.1:$user_port AutoConfigURL="
+  grep -qxF "$want" <<<"$log" || fail "while files were replaced the proxy was not the user's own (install.log)"
+  ok "upgrade: GuardNest was stopped before the files were replaced; the proxy was the user's own meanwhile"
+  grep -q 'start-again' <<<"$log" || fail "the setup did not start GuardNest again"
+  wait_until 60 "GuardNest did not run again after the upgrade" \
+    more_than "$gn_log" "system proxy set (windows)" "$marks"
+  addr=$(listening) || fail "no GuardNest answers status after the upgrade"
+  show_registry "after the upgrade (GuardNest started again)" "$case_dir/upgraded.reg"
+  cmp -s "$case_dir/before.reg" "$case_dir/upgraded.reg" && fail "after the upgrade GuardNest is not the system proxy"
+  curl_checks "$addr"
+  ok "upgrade: $old_version -> $new_version; GuardNest runs again on $addr (was $first_addr), from the same command line"
+  data_kept
+  login=$(reg_text "$RUN" || true)
+  say "  start at login (HKCU\\...\\Run\\GuardNest): ${login:-(absent)}"
+  [ "$login" = "\"$install_dir_win\\guardnest-app.exe\" --hidden" ] \
+    || fail "/STARTATLOGIN=1 did not set the app's start-at-login entry"
+  python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["start_at_login"] is True else 1)' \
+    "$data_dir/settings.json" || fail "the app's settings.json does not say start_at_login: true"
+  ok "/STARTATLOGIN=1: the app's own start-at-login entry, and its settings.json says so"
+  uninstall
+  check_uninstalled "$case_dir/before.reg"
+  data_kept
+}
+
+for c in ${GUARDNEST_INSTALLER_CASES:-manual pac empty killed upgrade}; do
+  case $c in
+    manual) case_manual ;;
+    pac | empty) case_profile "$c" ;;
+    killed) case_killed ;;
+    upgrade) case_upgrade ;;
+    *) fail "no case $c" ;;
+  esac
 done
-
-# ===========================================================================================
-# killed: GuardNest killed while it holds the proxy, then uninstalled
-# ===========================================================================================
-new_prefix killed
-set_profile manual
-show_registry "before (the user's own: a manual proxy)" "$case_dir/before.reg"
-seed_data
-install "$setup"
-start_guardnest
-show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
-kill -KILL "$guardnest"
-wait "$guardnest" 2>/dev/null || true
-guardnest=
-show_registry "after GuardNest was killed (nothing restored it)" "$case_dir/killed.reg"
-cmp -s "$case_dir/during.reg" "$case_dir/killed.reg" || fail "the registry changed when GuardNest was killed"
-absent "$RUNONCE" && fail "no RunOnce repair entry after the kill"
-ok "killed: the proxy settings still point at the dead GuardNest; the RunOnce repair is registered"
-uninstall
-check_uninstalled "$case_dir/before.reg"
-data_kept
-
-# ===========================================================================================
-# upgrade: an older setup, GuardNest running, the newer setup over it
-# ===========================================================================================
-new_prefix upgrade
-set_profile manual
-show_registry "before (the user's own: a manual proxy)" "$case_dir/before.reg"
-seed_data
-install "$older"
-old_version=$(reg_text "$UNINSTALL\\DisplayVersion")
-check_installed "$old_version"
-start_guardnest
-first_addr=$addr
-show_registry "while the older install's GuardNest is the system proxy" "$case_dir/during.reg"
-curl_checks "$addr"
-
-say "  -- what the setup runs: guardnest stop --all --save-running FILE, then start-again FILE"
-out=$("$W" "$install_dir_win\\guardnest.exe" stop --all --save-running "$(winpath "$case_dir/running.txt")" 2>&1) \
-  || fail "guardnest stop --all --save-running: $out"
-say "  guardnest stop said: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
-exited_cleanly
-show_registry "after guardnest stop" "$case_dir/stopped.reg"
-diff -u "$case_dir/before.reg" "$case_dir/stopped.reg" | tee -a "$transcript" \
-  || fail "guardnest stop did not put the proxy settings back byte for byte"
-absent "$RUNONCE" || fail "the RunOnce repair outlived guardnest stop"
-ok "stop: the proxy settings are the user's own, byte for byte; no RunOnce"
-say "  saved command lines: $(tr -d '\r' <"$case_dir/running.txt" | tr '\n' ' ')"
-marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
-out=$("$W" "$install_dir_win\\guardnest.exe" start-again "$(winpath "$case_dir/running.txt")" 2>&1) \
-  || fail "guardnest start-again: $out"
-say "  guardnest start-again said: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
-wait_until 60 "start-again did not start GuardNest as the system proxy again" \
-  more_than "$gn_log" "system proxy set (windows)" "$marks"
-addr=$(listening) || fail "no GuardNest answers status after start-again"
-show_registry "after start-again" "$case_dir/again.reg"
-cmp -s "$case_dir/before.reg" "$case_dir/again.reg" && fail "start-again did not make GuardNest the system proxy"
-curl_checks "$addr"
-ok "start-again: GuardNest runs again from its command line (now on $addr), as the system proxy"
-
-say "  -- the newer setup over the older install, while GuardNest runs (/S /STARTATLOGIN=1)"
-marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
-install "$setup" /STARTATLOGIN=1
-new_version=$(reg_text "$UNINSTALL\\DisplayVersion")
-[ "$new_version" != "$old_version" ] || fail "the version shown is still $old_version"
-check_installed "$new_version"
-log=$(utf16 "$install_dir/install.log")
-want="proxy settings with no GuardNest running: ProxyEnable=1 ProxyServer=127.0.0.1:$user_port AutoConfigURL="
-grep -qxF "$want" <<<"$log" || fail "while files were replaced the proxy was not the user's own (install.log)"
-ok "upgrade: GuardNest was stopped before the files were replaced; the proxy was the user's own meanwhile"
-grep -q 'start-again' <<<"$log" || fail "the setup did not start GuardNest again"
-wait_until 60 "GuardNest did not run again after the upgrade" \
-  more_than "$gn_log" "system proxy set (windows)" "$marks"
-addr=$(listening) || fail "no GuardNest answers status after the upgrade"
-show_registry "after the upgrade (GuardNest started again)" "$case_dir/upgraded.reg"
-cmp -s "$case_dir/before.reg" "$case_dir/upgraded.reg" && fail "after the upgrade GuardNest is not the system proxy"
-curl_checks "$addr"
-ok "upgrade: $old_version -> $new_version; GuardNest runs again on $addr (was $first_addr), from the same command line"
-data_kept
-login=$(reg_text "$RUN" || true)
-say "  start at login (HKCU\\...\\Run\\GuardNest): ${login:-(absent)}"
-[ "$login" = "\"$install_dir_win\\guardnest-app.exe\" --hidden" ] \
-  || fail "/STARTATLOGIN=1 did not set the app's start-at-login entry"
-python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["start_at_login"] is True else 1)' \
-  "$data_dir/settings.json" || fail "the app's settings.json does not say start_at_login: true"
-ok "/STARTATLOGIN=1: the app's own start-at-login entry, and its settings.json says so"
-uninstall
-check_uninstalled "$case_dir/before.reg"
-data_kept
 
 say ""
 say "INSTALLER OK ($(( $(date +%s) - started )) s; setup $(du -h "$setup" | cut -f1), transcript $transcript)"

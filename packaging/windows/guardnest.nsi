@@ -68,6 +68,7 @@ ShowUninstDetails show
 !include "MUI2.nsh"
 !include "LogicLib.nsh"
 !include "FileFunc.nsh"
+!include "TextFunc.nsh"
 !include "Sections.nsh"
 
 !define MUI_ICON "${ICON}"
@@ -102,12 +103,14 @@ Var Running      ; the file where `stop --save-running` listed what it stopped
 !macroend
 !define LOG "!insertmacro LOG"
 
-; Runs COMMAND, waits, logs its exit code and output; leaves the exit code in $0.
-!macro RUN COMMAND
+; Runs COMMAND, waits, logs its exit code and output; leaves the exit code in $0 ("timeout"
+; when it printed nothing for SECONDS and was ended: no setup waits forever on a child).
+!macro RUN SECONDS COMMAND
   ${LOG} `running ${COMMAND}`
-  nsExec::ExecToStack '${COMMAND}'
+  nsExec::ExecToStack /TIMEOUT=${SECONDS}000 '${COMMAND}'
   Pop $0
   Pop $1
+  ${TrimNewLines} "$1" $1
   ${LOG} "  exit $0: $1"
 !macroend
 !define RUN "!insertmacro RUN"
@@ -139,9 +142,9 @@ Section "GuardNest (the app and the guardnest command)" SecMain
   InitPluginsDir
   File "/oname=$PLUGINSDIR\guardnest.exe" "${BINDIR}\guardnest.exe"
   StrCpy $Running "$PLUGINSDIR\running.txt"
-  ${RUN} '"$PLUGINSDIR\guardnest.exe" stop --all --save-running "$Running"'
+  ${RUN} 120 '"$PLUGINSDIR\guardnest.exe" stop --all --save-running "$Running"'
   ${If} $0 != 0
-    ${RUN} '"$PLUGINSDIR\guardnest.exe" stop --all --save-running "$Running.2"'
+    ${RUN} 120 '"$PLUGINSDIR\guardnest.exe" stop --all --save-running "$Running.2"'
   ${EndIf}
   ${If} $0 != 0
     ${LOG} "GuardNest is still running and could not be stopped: nothing was changed."
@@ -182,18 +185,21 @@ SectionEnd
 
 Section /o "Start GuardNest at login" SecLogin
   ; The app's own setting: the same entry its switch and tray menu write.
-  ${RUN} '"$INSTDIR\guardnest-app.exe" start-at-login on'
+  ${RUN} 60 '"$INSTDIR\guardnest-app.exe" start-at-login on'
 SectionEnd
 
 Section "-after"
   ${IfNot} ${SectionIsSelected} ${SecLogin}
   ${AndIf} $LoginWasOn == 1
-    ${RUN} '"$INSTDIR\guardnest-app.exe" start-at-login off'
+    ${RUN} 60 '"$INSTDIR\guardnest-app.exe" start-at-login off'
   ${EndIf}
 
   ; Start again what was running before the setup stopped it, as it was started.
   ${If} ${FileExists} "$Running"
-    ${RUN} '"$INSTDIR\guardnest.exe" start-again "$Running"'
+    ${RUN} 60 '"$INSTDIR\guardnest.exe" start-again "$Running"'
+  ${EndIf}
+  ${If} ${FileExists} "$Running.2"
+    ${RUN} 60 '"$INSTDIR\guardnest.exe" start-again "$Running.2"'
   ${EndIf}
 
   ; The window needs WebView2; the guardnest command does not, so this only warns.
@@ -263,9 +269,9 @@ Section "un.GuardNest" SecUninstall
   ; settings, and the repair puts back what a crashed one left. If that fails, guardnest.exe
   ; (the repair) stays installed and nothing is removed.
   ${If} ${FileExists} "$INSTDIR\guardnest.exe"
-    ${RUN} '"$INSTDIR\guardnest.exe" stop --all'
+    ${RUN} 120 '"$INSTDIR\guardnest.exe" stop --all'
     ${If} $0 != 0
-      ${RUN} '"$INSTDIR\guardnest.exe" stop --all'
+      ${RUN} 120 '"$INSTDIR\guardnest.exe" stop --all'
     ${EndIf}
   ${Else}
     ; Someone deleted it: nothing here can stop or repair anything, so do not stand in the way.
