@@ -233,8 +233,10 @@ install() {
   say "  $(basename "$exe") /S $* took $(python3 -c "print(f'{$t1 - $t0:.1f}')") s; its log:"
   utf16 "$install_dir/install.log" | sed 's/^/    | /' | tee -a "$transcript"
 }
+# Checks the install of VERSION; WEBVIEW2 says what the setup must have found: "missing"
+# (Wine has none) or the version planted in the registry.
 check_installed() {
-  local version=$1
+  local version=$1 webview2=${2:-missing}
   local files
   files=$(cd "$install_dir" && ls | tr '\n' ' ')
   [ "$files" = "WebView2Loader.dll guardnest-app.exe guardnest.exe install.log uninstall.exe " ] \
@@ -270,9 +272,20 @@ EOF
   [ "$kb" -gt $((du_kb * 9 / 10)) ] && [ "$kb" -lt $((du_kb * 11 / 10 + 8)) ] \
     || fail "EstimatedSize $kb KB, but the folder holds $du_kb KB"
   ok "Apps & features entry HKCU\\$k: GuardNest $version, $kb KB, quiet uninstall ${q}...\\uninstall.exe$q /S"
-  utf16 "$install_dir/install.log" | grep -qF "GuardNest's window needs the Microsoft Edge WebView2 Runtime: install \"WebView2 Runtime\" from Microsoft (Evergreen Standalone Installer), then start GuardNest again." \
-    || fail "no WebView2 note in install.log (Wine has no WebView2)"
-  ok "no WebView2 under Wine: the setup said so in one sentence (install.log) and installed anyway"
+  local sentence="GuardNest's window needs the Microsoft Edge WebView2 Runtime: install \"WebView2 Runtime\" from Microsoft (Evergreen Standalone Installer), then start GuardNest again."
+  if [ "$webview2" = missing ]; then
+    utf16 "$install_dir/install.log" | grep -qxF "$sentence" || fail "no WebView2 sentence in install.log"
+    ok "no WebView2 runtime: the setup said so in one sentence (install.log) and installed anyway"
+  else
+    utf16 "$install_dir/install.log" | grep -qF "$sentence" && fail "the WebView2 sentence, with WebView2 $webview2 there"
+    utf16 "$install_dir/install.log" | grep -qxF "WebView2 Runtime $webview2 found" || fail "WebView2 $webview2 not found"
+    ok "WebView2 Runtime $webview2 (planted in the registry) found: no sentence"
+  fi
+}
+# Plants what Microsoft's WebView2 installer leaves: the `pv` value of its client key.
+plant_webview2() {
+  "$W" reg add 'HKCU\Software\Microsoft\EdgeUpdate\Clients\{F3017226-FE2A-4295-8BDF-00C3A9A7E4C5}' \
+    /v pv /d "$1" /f >/dev/null 2>&1 || fail "cannot plant WebView2's pv"
 }
 
 # Starts the installed guardnest.exe, from its installed path, as the system proxy, on the
@@ -411,8 +424,15 @@ case_profile() {
   set_profile "$profile"
   show_registry "before (the user's own: $profile)" "$case_dir/before.reg"
   seed_data
+  # WebView2 as the setup looks for it: a per-user runtime (pac), or a `pv` of 0.0.0.0, what
+  # an uninstalled runtime leaves (empty: still missing).
+  local webview2=missing
+  case $profile in
+    pac) webview2=120.0.2210.91 && plant_webview2 "$webview2" ;;
+    empty) plant_webview2 0.0.0.0 ;;
+  esac
   install "$setup"
-  check_installed "$new_version"
+  check_installed "$new_version" "$webview2"
   start_guardnest
   show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
   curl_checks "$addr"

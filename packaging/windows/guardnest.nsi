@@ -14,7 +14,7 @@
 ;   COMPRESSOR optional: makensis's compressor (default "/SOLID lzma"; CI packs debug builds
 ;             with zlib, several times faster)
 ;
-; What it does (README, "Install on Windows"):
+; What it does (README: "Install", "Windows"):
 ;   - installs into %LOCALAPPDATA%\Programs\GuardNest (or where an earlier install is), with
 ;     a Start-menu shortcut and the HKCU "Apps & features" entry;
 ;   - before replacing anything, stops every running GuardNest of this user with the NEW
@@ -28,7 +28,8 @@
 ; as it was; a first install leaves it off); /D=DIR the install folder (last, unquoted).
 ; The uninstaller: /S silent; /REMOVEDATA also removes the user's settings and lists.
 ;
-; The 64-bit target: the x86 stubs need a 32-bit Windows layer (and 32-bit Wine in CI).
+; The 64-bit target only: GuardNest's programs are x86-64 anyway, and NSIS's default x86
+; stubs would need 32-bit Wine (wine32, i386 multiarch) to be tested in CI.
 
 Unicode true
 Target amd64-unicode
