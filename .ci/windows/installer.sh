@@ -59,8 +59,10 @@ started=$(date +%s)
 # --- Output --------------------------------------------------------------------------------
 say() { printf '%s\n' "$*" | tee -a "$transcript"; }
 ok() { say "ok: $*"; }
+current=
 fail() {
   say "INSTALLER TEST FAILED: $*"
+  [ -n "$current" ] && say "test $current ... FAILED"
   for f in "${logs[@]}"; do
     [ -f "$f" ] || continue
     say "--- $f"
@@ -537,7 +539,10 @@ case_upgrade() {
   data_kept
 }
 
+# Each case is reported as cargo test reports a test, so `cargo xtask test` counts them.
+say "     Running .ci/windows/installer.sh (the setup program under Wine)"
 for c in ${GUARDNEST_INSTALLER_CASES:-manual pac empty killed upgrade}; do
+  current=$c
   case $c in
     manual) case_manual ;;
     pac | empty) case_profile "$c" ;;
@@ -545,6 +550,7 @@ for c in ${GUARDNEST_INSTALLER_CASES:-manual pac empty killed upgrade}; do
     upgrade) case_upgrade ;;
     *) fail "no case $c" ;;
   esac
+  say "test $c ... ok"
 done
 
 say ""
