@@ -14,9 +14,10 @@
 #           is gone, the program files are gone, the data dir is kept, and the same Windows
 #           program goes through the user's own proxy again (which records it).
 #   pac     an auto-config URL (AutoConfigURL and the record): the same install, run and
-#           uninstall while running, byte for byte.
+#           uninstall while running, byte for byte; a per-user WebView2 runtime planted in
+#           the registry is found (no sentence).
 #   empty   a profile with none of the values: the same, uninstalled with /REMOVEDATA (the
-#           data dir goes too).
+#           data dir goes too); a WebView2 `pv` of 0.0.0.0 still counts as missing.
 #   killed  GuardNest killed (no handler runs) while it holds the proxy, then uninstalled:
 #           the uninstaller's repair puts the values back byte for byte and removes RunOnce.
 #   upgrade an older setup installed, GuardNest running, `stop --save-running` and

@@ -135,7 +135,7 @@ fn dist(root: &Path, o: &Options) -> Result<Vec<PathBuf>> {
     println!("== dist: GuardNest {version} ({} builds) into {}", o.profile, out.display());
 
     let mut files = Vec::new();
-    let bin = windows_binaries(root, &o.profile)?;
+    let bin = stage_windows(root, &windows_binaries(root, &o.profile)?, &o.profile)?;
     // LZMA packs a release build best; a debug build (CI, several times larger) is packed
     // with zlib, several times faster to make (BENCHMARKS.md, "The Windows setup program").
     let compressor = if o.profile == "dev" { "zlib" } else { "/SOLID lzma" };
@@ -189,6 +189,40 @@ fn windows_binaries(root: &Path, profile: &str) -> Result<PathBuf> {
         only_system_dlls(&dir.join(exe))?;
     }
     Ok(dir)
+}
+
+/// The Windows files as they are shipped: a release build's .exe files without their DWARF
+/// debug information (`strip --strip-debug`: a quarter of the size; the COFF symbols stay, so
+/// a backtrace still names functions; the unstripped files stay in target/ to read a crash
+/// report with). A dev build (CI) is packed as built, so the test can compare the installed
+/// files with the build's.
+fn stage_windows(root: &Path, bin: &Path, profile: &str) -> Result<PathBuf> {
+    if profile == "dev" {
+        return Ok(bin.to_path_buf());
+    }
+    let stage = root.join("target/dist-stage/windows");
+    std::fs::create_dir_all(&stage).with_context(|| format!("cannot create {}", stage.display()))?;
+    for exe in ["guardnest.exe", "guardnest-app.exe"] {
+        let status = Command::new("x86_64-w64-mingw32-strip")
+            .arg("--strip-debug")
+            .arg("-o")
+            .arg(stage.join(exe))
+            .arg(bin.join(exe))
+            .status()
+            .context("cannot run x86_64-w64-mingw32-strip (apt-get install binutils-mingw-w64-x86-64)")?;
+        if !status.success() {
+            bail!("strip --strip-debug {} failed ({status})", bin.join(exe).display());
+        }
+    }
+    // The DLLs the setup carries, as cargo named them (not, say, a Wine stub put beside).
+    for entry in std::fs::read_dir(bin).with_context(|| format!("cannot read {}", bin.display()))? {
+        let path = entry.with_context(|| format!("cannot read {}", bin.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        if BUNDLED_DLLS.contains(&name.as_str()) {
+            copy(&path, &stage.join(path.file_name().unwrap_or_default()))?;
+        }
+    }
+    Ok(stage)
 }
 
 /// Fails when `exe` imports a DLL that is not part of Windows: the setup program would
