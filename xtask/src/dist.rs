@@ -148,7 +148,8 @@ fn dist(root: &Path, o: &Options) -> Result<Vec<PathBuf>> {
         step("the CLI for Linux");
         cargo(root, &["build", "--locked", "--profile", &o.profile, "-p", "guardnest-cli", "--bin", "guardnest"])?;
         let linux = out.join(format!("guardnest-{version}-x86_64-linux"));
-        copy(&root.join("target").join(profile_dir(&o.profile)).join("guardnest"), &linux)?;
+        // Shipped without DWARF, as the Windows files are (the unstripped build stays in target/).
+        strip_debug("strip", &root.join("target").join(profile_dir(&o.profile)).join("guardnest"), &linux)?;
         files.push(linux);
 
         files.push(deb(root, &version, &o.profile, &out)?);
@@ -195,7 +196,7 @@ fn windows_binaries(root: &Path, profile: &str) -> Result<PathBuf> {
 /// debug information (`strip --strip-debug`: a quarter of the size; the COFF symbols stay, so
 /// a backtrace still names functions; the unstripped files stay in target/ to read a crash
 /// report with). A dev build (CI) is packed as built, so the test can compare the installed
-/// files with the build's.
+/// files with the build's. The folder holding them.
 fn stage_windows(root: &Path, bin: &Path, profile: &str) -> Result<PathBuf> {
     if profile == "dev" {
         return Ok(bin.to_path_buf());
@@ -203,16 +204,7 @@ fn stage_windows(root: &Path, bin: &Path, profile: &str) -> Result<PathBuf> {
     let stage = root.join("target/dist-stage/windows");
     std::fs::create_dir_all(&stage).with_context(|| format!("cannot create {}", stage.display()))?;
     for exe in ["guardnest.exe", "guardnest-app.exe"] {
-        let status = Command::new("x86_64-w64-mingw32-strip")
-            .arg("--strip-debug")
-            .arg("-o")
-            .arg(stage.join(exe))
-            .arg(bin.join(exe))
-            .status()
-            .context("cannot run x86_64-w64-mingw32-strip (apt-get install binutils-mingw-w64-x86-64)")?;
-        if !status.success() {
-            bail!("strip --strip-debug {} failed ({status})", bin.join(exe).display());
-        }
+        strip_debug("x86_64-w64-mingw32-strip", &bin.join(exe), &stage.join(exe))?;
     }
     // The DLLs the setup carries, as cargo named them (not, say, a Wine stub put beside).
     for entry in std::fs::read_dir(bin).with_context(|| format!("cannot read {}", bin.display()))? {
@@ -223,6 +215,22 @@ fn stage_windows(root: &Path, bin: &Path, profile: &str) -> Result<PathBuf> {
         }
     }
     Ok(stage)
+}
+
+/// Copies `from` to `to` without its DWARF debug information, with `tool` (binutils' strip
+/// for that target).
+fn strip_debug(tool: &str, from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new(tool)
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(to)
+        .arg(from)
+        .status()
+        .with_context(|| format!("cannot run {tool} (binutils)"))?;
+    if !status.success() {
+        bail!("{tool} --strip-debug {} failed ({status})", from.display());
+    }
+    Ok(())
 }
 
 /// Fails when `exe` imports a DLL that is not part of Windows: the setup program would
