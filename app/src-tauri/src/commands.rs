@@ -118,11 +118,11 @@ async fn use_port(state: State<'_, AppState>, port: u16) -> Reply<Change> {
 
 /// Whether the app starts (hidden, in the tray) when the user logs in.
 #[tauri::command]
-fn get_start_at_login<R: Runtime>(app: tauri::AppHandle<R>) -> Reply<bool> {
-    crate::login::is_on(&app)
+fn get_start_at_login() -> Reply<bool> {
+    crate::login::is_on()
 }
 
-/// Starts the app at login, or not (the autostart plugin's entry, written or removed).
+/// Starts the app at login, or not (the OS's autostart entry, written or removed).
 #[tauri::command]
 fn set_start_at_login<R: Runtime>(app: tauri::AppHandle<R>, on: bool) -> Reply<Change> {
     crate::login::set(&app, on)

@@ -4,7 +4,7 @@
 //! - [`commands`]: what the window may call, each a one-line call into the engine;
 //! - [`events`]: what the window is told, only when something changed and only while shown;
 //! - `tray`: the menu that works with the window closed;
-//! - `login`: starting at login (the autostart plugin), hidden in the tray;
+//! - `login`: starting at login (the OS's autostart entry), hidden in the tray;
 //! - `window`: the window, created on demand and destroyed when closed;
 //! - `rest`: what the app gives back when only the tray is left.
 //!
@@ -21,6 +21,7 @@ pub mod login;
 mod rest;
 pub mod state;
 mod tray;
+mod webview;
 mod window;
 
 use tauri::{AppHandle, Manager, RunEvent, Runtime};
@@ -35,8 +36,13 @@ pub fn run() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .try_init();
-    if let Some(code) = repair_from_args() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = repair_from_args().or_else(|| login::from_args(&args)) {
         std::process::exit(code);
+    }
+    if let Some(why) = webview::missing() {
+        webview::tell(&why);
+        std::process::exit(1);
     }
     if let Some(why) = no_display() {
         eprintln!("guardnest-app: {why}; `guardnest run` runs GuardNest without a window");
@@ -47,13 +53,13 @@ pub fn run() {
         tauri::Builder::default()
             // A second start of the app shows the first one's window instead.
             .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| window::open(app)))
-            .plugin(login::plugin())
             .setup(move |app| {
                 // After the single-instance check: a second app never touches the engine.
                 let state = tauri::async_runtime::block_on(AppState::start(&data_dir, Options::default()));
                 app.manage(state);
                 tray::build(app)?;
                 watch_session_end(app.handle());
+                watch_quit_requests(app.handle());
                 events::spawn_updates(app.handle());
                 // Started at login: the tray only; otherwise the window too.
                 if !std::env::args().any(|a| a == login::HIDDEN) {
@@ -72,7 +78,7 @@ pub fn run() {
     let app = match app {
         Ok(app) => app,
         Err(why) => {
-            eprintln!("guardnest-app: cannot start: {why}");
+            webview::tell(&format!("GuardNest cannot start: {why}"));
             std::process::exit(1);
         }
     };
@@ -104,7 +110,7 @@ fn repair_from_args() -> Option<i32> {
         true => match guardnest_core::Config::from_file(&file) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+                eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
                 return Some(1);
             }
         },
@@ -121,7 +127,7 @@ fn repair_from_args() -> Option<i32> {
             0
         }
         Err(e) => {
-            eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+            eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
             1
         }
     })
@@ -168,6 +174,20 @@ async fn stop<R: Runtime>(app: &AppHandle<R>) {
 fn quit<R: Runtime>(app: &AppHandle<R>) {
     let handle = app.clone();
     tauri::async_runtime::spawn(async move {
+        stop(&handle).await;
+        handle.exit(0);
+    });
+}
+
+/// `guardnest stop` (an upgrade, the uninstaller) asks the engine to quit, through the
+/// control API or, on Windows, the session window's `WM_CLOSE`: stop as Quit does.
+fn watch_quit_requests<R: Runtime>(app: &AppHandle<R>) {
+    let Some(quit) = app.try_state::<AppState>().and_then(|s| s.service().ok().map(|s| s.quit_requested())) else {
+        return;
+    };
+    let handle = app.clone();
+    tauri::async_runtime::spawn(async move {
+        quit.cancelled().await;
         stop(&handle).await;
         handle.exit(0);
     });

@@ -67,10 +67,8 @@ impl AppState {
             None => {
                 let file = data_dir.join("config.toml");
                 match file.exists() {
-                    true => Config::from_file(&file).map_err(|e| UiError {
-                        kind: ErrorKind::Start,
-                        message: guardnest_core::respond::error_chain(&e),
-                    })?,
+                    true => Config::from_file(&file)
+                        .map_err(|e| UiError { kind: ErrorKind::Start, message: guardnest_core::error_chain(&e) })?,
                     false => Config::default(),
                 }
             }
@@ -93,7 +91,7 @@ impl AppState {
         match &started.enabled {
             Ok(change) => tracing::info!("{}", change.message),
             // The window shows it (a taken port comes with the offer of another).
-            Err(e) => tracing::error!("{}", guardnest_core::respond::error_chain(e)),
+            Err(e) => tracing::error!("{}", guardnest_core::error_chain(e)),
         }
         Ok(started.service)
     }
@@ -126,7 +124,7 @@ impl AppState {
         if let Ok(service) = &self.engine {
             match service.shut_down(grace).await {
                 Ok(change) => tracing::info!("{}", change.message),
-                Err(e) => tracing::error!("{}", guardnest_core::respond::error_chain(&e)),
+                Err(e) => tracing::error!("{}", guardnest_core::error_chain(&e)),
             }
         }
     }

@@ -36,7 +36,7 @@ impl Shown {
 pub fn build(app: &tauri::App<Wry>) -> tauri::Result<()> {
     let toggle = CheckMenuItem::with_id(app, "toggle", "Protection on", true, false, None::<&str>)?;
     let pause = MenuItem::with_id(app, "pause", "Pause 15 minutes", false, None::<&str>)?;
-    let login_on = crate::login::is_on(app.handle()).unwrap_or(false);
+    let login_on = crate::login::is_on().unwrap_or(false);
     let login = CheckMenuItem::with_id(app, "login", "Start at login", true, login_on, None::<&str>)?;
     let open = MenuItem::with_id(app, "open", "Open GuardNest", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
@@ -57,7 +57,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         "open" => crate::window::open(app),
         "quit" => crate::quit(app),
         "login" => {
-            let on = !crate::login::is_on(app).unwrap_or(false);
+            let on = !crate::login::is_on().unwrap_or(false);
             if let Err(e) = crate::login::set(app, on) {
                 let _ = app.emit("guardnest://error", e);
             }

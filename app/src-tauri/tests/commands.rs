@@ -27,7 +27,7 @@ fn config(dir: &std::path::Path) -> Config {
     config.proxy.listen = "127.0.0.1:0".parse().unwrap();
     config.proxy.shutdown_timeout = Duration::from_millis(300);
     config.control.listen = "127.0.0.1:0".into();
-    config.system_proxy.backend = "none".into();
+    config.system_proxy.backend = guardnest_core::sysproxy::BackendKind::None;
     config.blocklist = BlocklistConfig {
         sources: vec![SourceSpec::Location(list.display().to_string())],
         default_lists: false,
@@ -289,12 +289,12 @@ fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
     assert!(a.dir.path().join("control.json").exists());
 }
 
-/// The autostart plugin writes under `$HOME`: the round trip runs in a child process of this
-/// test binary with a throwaway HOME (the test's own environment is never changed).
+/// The autostart entry is written under `$HOME`: the round trip runs in a child process of
+/// this test binary with a throwaway HOME (the test's own environment is never changed).
 #[test]
-fn the_start_at_login_switch_round_trips_through_the_plugin() {
+fn the_start_at_login_switch_round_trips() {
     const CHILD: &str = "GUARDNEST_AUTOSTART_CHILD";
-    let name = "the_start_at_login_switch_round_trips_through_the_plugin";
+    let name = "the_start_at_login_switch_round_trips";
     if std::env::var_os(CHILD).is_none() {
         let home = tempfile::tempdir().unwrap();
         let out = std::process::Command::new(std::env::current_exe().unwrap())
@@ -314,7 +314,6 @@ fn the_start_at_login_switch_round_trips_through_the_plugin() {
     let options = guardnest_app::Options { config: Some(config(dir.path())), ..Default::default() };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
-        .plugin(guardnest_app::login::plugin())
         .manage(state)
         .invoke_handler(guardnest_app::handlers())
         .build(mock_context(noop_assets()))
@@ -325,8 +324,8 @@ fn the_start_at_login_switch_round_trips_through_the_plugin() {
     assert!(!entry.exists());
     let on = a.ok("set_start_at_login", json!({"on": true}));
     assert_eq!(on["changed"], true, "{on}");
-    let text = std::fs::read_to_string(&entry).expect("the plugin wrote no entry");
-    let exe = std::env::current_exe().unwrap().display().to_string();
+    let text = std::fs::read_to_string(&entry).expect("no autostart entry written");
+    let exe = std::env::current_exe().unwrap().canonicalize().unwrap().display().to_string();
     assert!(text.contains(&format!("Exec={exe} --hidden")), "starts hidden, in the tray: {text}");
     assert_eq!(a.ok("get_start_at_login", json!({})), json!(true));
     let settings = || -> Value {
@@ -334,8 +333,47 @@ fn the_start_at_login_switch_round_trips_through_the_plugin() {
     };
     assert_eq!(settings()["start_at_login"], true);
     assert_eq!(a.ok("set_start_at_login", json!({"on": false}))["changed"], true);
-    assert!(!entry.exists(), "the plugin did not remove its entry");
+    assert!(!entry.exists(), "the entry was not removed");
     assert_eq!(settings()["start_at_login"], false);
+}
+
+/// The Windows installer's "start at login": `guardnest-app start-at-login on|off`, with no
+/// window and no engine, makes the very entry the window's switch makes, and keeps the
+/// choice in the same settings.
+#[test]
+fn the_installer_switches_start_at_login_without_a_window() {
+    let home = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let app = env!("CARGO_BIN_EXE_guardnest-app");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(app)
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let entry = home.path().join(".config/autostart/GuardNest.desktop");
+    let (code, out) = run(&["start-at-login", "on"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("GuardNest starts at login"), "{out}");
+    let text = std::fs::read_to_string(&entry).expect("no autostart entry written");
+    let exe = std::path::Path::new(app).canonicalize().unwrap().display().to_string();
+    assert!(text.contains(&format!("Exec={exe} --hidden")), "{text}");
+    let settings: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.path().join("settings.json")).unwrap()).unwrap();
+    assert_eq!(settings["start_at_login"], true);
+    let (code, out) = run(&["start-at-login", "off"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!entry.exists(), "the entry was not removed");
+    let (code, out) = run(&["start-at-login", "maybe"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("usage: guardnest-app start-at-login on|off"), "{out}");
 }
 
 #[test]

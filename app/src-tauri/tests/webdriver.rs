@@ -106,6 +106,17 @@ impl WebDriver {
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// Calls an app command from the page, as a script in it would: `allowed`, or
+    /// `refused: ...` with Tauri's reason.
+    fn invoke_from_page(&self, command: &str) -> String {
+        let script = format!(
+            "const done = arguments[arguments.length - 1]; \
+             window.__TAURI__.core.invoke('{command}').then(() => done('allowed'), (e) => done('refused: ' + e));"
+        );
+        let v = self.cmd("POST", "/execute/async", Some(json!({"script": script, "args": []})));
+        v.as_str().unwrap_or_default().to_string()
+    }
+
     /// Waits until `css`'s text satisfies `ok`.
     fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -184,6 +195,12 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
     let (mut driver, wd) = session(&home);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wd.wait_text("#state-title", |t| t == "You are protected");
+        // Least privilege: the page may call what it uses, nothing else the app registers.
+        assert_eq!(wd.invoke_from_page("get_view"), "allowed");
+        for command in ["restart_proxy", "get_proxy_status", "get_stats", "get_recent_blocks"] {
+            let answer = wd.invoke_from_page(command);
+            assert!(answer.starts_with("refused: ") && answer.contains("not allowed"), "{command}: {answer}");
+        }
         let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
         // A tunnel through the app's proxy works; a blocked name gets 403 and shows up.
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -263,6 +280,12 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
     let (mut driver, wd) = session(&home);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wd.wait_text("#state-title", |t| t == "You are protected");
+        // Least privilege: the page may call what it uses, nothing else the app registers.
+        assert_eq!(wd.invoke_from_page("get_view"), "allowed");
+        for command in ["restart_proxy", "get_proxy_status", "get_stats", "get_recent_blocks"] {
+            let answer = wd.invoke_from_page(command);
+            assert!(answer.starts_with("refused: ") && answer.contains("not allowed"), "{command}: {answer}");
+        }
         let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
         let app = support::AppProcess::of(&home);
         assert!(app.web_processes() > 0, "no WebKit web process while the window is shown");

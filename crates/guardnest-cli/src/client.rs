@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use guardnest_core::control::{runtime_path, RuntimeInfo};
+use guardnest_core::control::{proof, runtime_path, RuntimeInfo};
+use guardnest_core::service::instance::is_held;
 use serde_json::Value;
 
 use crate::cli::CommonArgs;
@@ -35,9 +36,19 @@ impl Instance {
     /// shows at the first call).
     pub fn find(common: &CommonArgs) -> Result<Instance, Failure> {
         let data_dir = common.data_dir();
-        let info = RuntimeInfo::load(&runtime_path(&data_dir)).map_err(|_| {
+        let file = runtime_path(&data_dir);
+        let info = RuntimeInfo::load(&file).map_err(|_| {
             Failure::NotRunning(format!("GuardNest is not running (no control API recorded in {})", data_dir.display()))
         })?;
+        // A GuardNest that was killed leaves its file; whatever listens on its port now is
+        // not it. Its process (PID and start time) and the data dir's lock tell.
+        if !info.owner.is_alive() && !is_held(&data_dir) {
+            return Err(Failure::NotRunning(format!(
+                "GuardNest is not running: the instance recorded in {} (PID {}) has exited",
+                file.display(),
+                info.pid()
+            )));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -65,11 +76,14 @@ impl Instance {
         self.info.pid()
     }
 
-    /// `GET` (or `POST`) `path` and the JSON answer.
+    /// `GET` (or `POST`) `path` and the JSON answer. The token is never sent: the request
+    /// proves it holds it, and the answer must prove the same, or it is not believed.
     pub fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, Failure> {
         self.runtime.block_on(async {
             let url = format!("http://{}{path}", self.info.addr);
-            let request = self.client.request(method, &url).bearer_auth(&self.info.token);
+            let nonce = proof::nonce().map_err(|e| Failure::Failed(e.to_string()))?;
+            let authorization = proof::authorization(&self.info.token, &nonce, method.as_str(), path, self.info.addr);
+            let request = self.client.request(method, &url).header(reqwest::header::AUTHORIZATION, authorization);
             let response = request.send().await.map_err(|e| {
                 if e.is_connect() {
                     Failure::NotRunning(format!("GuardNest is not running (nothing answers on {})", self.info.addr))
@@ -78,7 +92,23 @@ impl Instance {
                 }
             })?;
             let status = response.status();
+            let presented = response.headers().get(proof::HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
             let bytes = response.bytes().await.map_err(|e| Failure::Failed(e.to_string()))?;
+            let wanted = proof::expected(&self.info.token, &nonce, status.as_u16(), &bytes);
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                // Nothing to believe or not: the call was refused.
+                return Err(Failure::Failed(format!(
+                    "{status}: the program on {} does not accept the token in control.json",
+                    self.info.addr
+                )));
+            }
+            if presented.as_deref() != Some(wanted.as_str()) {
+                return Err(Failure::Failed(format!(
+                    "the program answering on {} is not the GuardNest recorded there (it cannot prove it holds \
+                     the token); its answer was ignored",
+                    self.info.addr
+                )));
+            }
             let body: Value =
                 serde_json::from_slice(&bytes).map_err(|e| Failure::Failed(format!("bad answer: {e}")))?;
             if status.is_success() {

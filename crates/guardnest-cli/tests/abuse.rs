@@ -18,9 +18,7 @@ const MIB: u64 = 1 << 20;
 fn start(proxy_section: &str, fd_limit: u32) -> (Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("guardnest.toml");
-    // The `abuse_hyper` build of this file sends every request through hyper's engine.
-    let engine = if env!("CARGO_CRATE_NAME") == "abuse_hyper" { "test_all_to_hyper = true\n" } else { "" };
-    std::fs::write(&cfg, format!("[proxy]\nlisten = \"127.0.0.1:0\"\n{engine}{proxy_section}\n")).unwrap();
+    std::fs::write(&cfg, format!("[proxy]\nlisten = \"127.0.0.1:0\"\n{proxy_section}\n")).unwrap();
     #[cfg(unix)]
     let mut cmd = {
         let mut cmd = Command::new("bash");

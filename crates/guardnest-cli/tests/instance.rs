@@ -53,6 +53,45 @@ fn a_second_instance_on_one_data_dir_refuses_and_names_the_first() {
     next.wait_for("control API on");
 }
 
+/// A link someone planted where the instance lock goes: `guardnest run` refuses to start,
+/// naming it, and the file it points at is never created.
+#[cfg(unix)]
+#[test]
+fn a_link_planted_as_the_instance_lock_stops_guardnest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(&victim, data.join("instance.lock")).unwrap();
+    let mut child = run(&data, &["--no-default-lists"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its whole stderr, which ends when it exits; bounded, since it used to start and serve.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
+    });
+    let Ok(err) = rx.recv_timeout(support::WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "guardnest run started on a data dir whose instance.lock is a planted link (victim created: {})",
+            victim.exists()
+        );
+    };
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0), "{err}");
+    let link = data.join("instance.lock");
+    assert!(err.contains(&format!("{} is a symbolic link, not a regular file", link.display())), "{err}");
+    assert!(!victim.exists(), "the link's target was created");
+    assert!(!data.join("control.json").exists(), "it went on to serve the control API");
+}
+
 #[test]
 fn a_killed_instance_does_not_block_the_next() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,6 +103,94 @@ fn a_killed_instance_does_not_block_the_next() {
     assert!(dir.path().join("instance.json").exists());
     let mut next = Running::start(&mut run(dir.path(), &["--no-default-lists"]));
     next.wait_for("control API on");
+}
+
+/// A program listening where a GuardNest that was killed recorded its control API, answering
+/// every request with `{"changed":true,"message":"disabled"}`; what it was sent is kept.
+struct Impostor {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Impostor {
+    fn on(addr: &str) -> Impostor {
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s, c) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut stream, &mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => break,
+                    }
+                }
+                s.lock().unwrap().extend_from_slice(&head);
+                let body = r#"{"changed":true,"message":"disabled"}"#;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = std::io::Write::write_all(&mut stream, resp.as_bytes());
+            }
+        });
+        Impostor { seen, connections }
+    }
+}
+
+/// After a `kill -9`, another program takes the control API's port. The CLI finds the
+/// recorded GuardNest gone (its PID and start time, and the data dir's lock) and says so,
+/// without a word to the impostor; and where it cannot tell (a record naming a live
+/// process), it never sends the token and does not believe an answer that cannot prove it
+/// holds the token.
+#[test]
+fn the_cli_never_hands_its_token_to_a_program_on_a_dead_instances_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let mut first = Running::start(&mut run(data, &["--no-default-lists"]));
+    first.wait_for("control API on");
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("control.json")).unwrap()).unwrap();
+    let (addr, token) =
+        (recorded["addr"].as_str().unwrap().to_string(), recorded["token"].as_str().unwrap().to_string());
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let impostor = Impostor::on(&addr);
+
+    let (code, out) = guardnest(data, &["disable"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("has exited") && !out.contains("\ndisabled"), "{out}");
+    assert_eq!(impostor.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the CLI talked to the impostor");
+
+    // A record that names a live process (its start time right): the CLI asks, proving it
+    // holds the token without sending it, and the impostor cannot prove it back.
+    let mut live = Command::new(if cfg!(windows) { "cmd" } else { "sleep" })
+        .args(if cfg!(windows) { &["/C", "pause"][..] } else { &["60"][..] })
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let owner = guardnest_core::sysproxy::ProcessId::of(live.id()).unwrap();
+    let mut forged = recorded.clone();
+    forged["pid"] = owner.pid.into();
+    forged["started"] = owner.started.into();
+    forged["boot"] = owner.boot.clone().into();
+    std::fs::write(data.join("control.json"), serde_json::to_vec(&forged).unwrap()).unwrap();
+    for command in ["disable", "status"] {
+        let (code, out) = guardnest(data, &[command]);
+        assert_eq!(code, Some(1), "{command}: {out}");
+        assert!(out.contains("cannot prove it holds the token") && !out.contains("\ndisabled"), "{command}: {out}");
+    }
+    let _ = live.kill();
+    let _ = live.wait();
+    let seen = String::from_utf8_lossy(&impostor.seen.lock().unwrap()).into_owned();
+    assert!(seen.contains("GuardNest-Proof nonce="), "{seen}");
+    assert!(!seen.contains(&token), "the impostor was sent the token: {seen}");
 }
 
 /// The app's user state: an allowlisted name, and a list the user added.

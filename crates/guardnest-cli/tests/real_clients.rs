@@ -5,6 +5,8 @@
 //!   HTTP, one from a listed name, and two WebSockets (wss and ws, which Chromium sends
 //!   through a proxy as CONNECT tunnels); the page and its allowed parts load, the listed
 //!   one fails, and the control API's `/v1/stats` counted the block;
+//! * a page of another site that includes the control API's PAC file as a script gets it
+//!   refused (fetch metadata), while a direct fetch, as the OS makes, still gets it;
 //! * a plain-HTTP WebSocket (`GET http://…/ws` with `Upgrade`, which browsers never send
 //!   to a proxy) from a raw client;
 //! * curl, wget and Python's `requests`, each over HTTP and HTTPS: a 100 MB upload and a
@@ -38,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 guardnest_testkit::main!(
     chromium_loads_a_page_through_guardnest,
+    a_web_page_cannot_read_the_pac_file,
     a_plain_http_websocket_through_guardnest,
     curl_wget_and_requests_move_100_mb_each_way
 );
@@ -116,6 +119,8 @@ struct Site {
     data: Bytes,
     /// "scheme path" of every request served.
     seen: Mutex<Vec<String>>,
+    /// The page served at `/probe`.
+    probe: Mutex<Option<String>>,
 }
 
 impl Site {
@@ -133,6 +138,7 @@ async fn origins(data: Bytes) -> Arc<Site> {
         tls: tls.local_addr().unwrap(),
         data,
         seen: Mutex::default(),
+        probe: Mutex::default(),
     });
     let s = site.clone();
     tokio::spawn(async move {
@@ -197,6 +203,7 @@ async fn handle(req: Request<Incoming>, site: &Site, scheme: &str) -> Response<B
     site.seen.lock().unwrap().push(format!("{scheme} {}", req.uri().path()));
     match req.uri().path() {
         "/" => full("text/html; charset=utf-8", page(site)),
+        "/probe" => full("text/html; charset=utf-8", site.probe.lock().unwrap().clone().unwrap_or_default()),
         "/app.js" => full("text/javascript", "results.https_js = location.protocol;\n"),
         "/plain.js" => full("text/javascript", "results.http_js = 'loaded';\n"),
         "/img.svg" => full(
@@ -501,20 +508,12 @@ impl WebDriver {
     }
 }
 
-fn chromium_loads_a_page_through_guardnest() -> Outcome {
-    if cfg!(windows) {
-        return platform_limit(LINUX_CLIENTS);
-    }
-    if let Some(skipped) = needs_tools(&["chromium", "chromedriver"], "apt-get install chromium chromium-driver") {
-        return skipped;
-    }
-    let Some(chromium) = on_path("chromium") else { return skip("chromium is not on PATH") };
-    let started = Instant::now();
+/// Loads `url` in headless Chromium (driven by chromedriver) with `extra` arguments, and
+/// waits (bounded) until the page's `window.results` has every one of `keys`: the results,
+/// the title and the final location.
+fn browse(url: &str, extra: &[String], keys: &[&str]) -> Result<(Value, Value, Value), String> {
+    let chromium = on_path("chromium").ok_or("chromium is not on PATH")?;
     let rt = runtime();
-    let site = rt.block_on(origins(Bytes::new()));
-    let guardnest = Guardnest::start();
-    let before = rt.block_on(guardnest.stats());
-
     let profile = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = profile.path().join("chromedriver.log");
@@ -534,7 +533,7 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let args = [
+        let mut args: Vec<String> = [
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -545,11 +544,11 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
             "--disable-component-update",
             "--disable-sync",
             "--ignore-certificate-errors",
-            &format!("--user-data-dir={}", profile.path().join("profile").display()),
-            &format!("--proxy-server={}", guardnest.proxy_url()),
-            // Chromium never proxies loopback unless told to.
-            "--proxy-bypass-list=<-loopback>",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().join("profile").display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
@@ -558,10 +557,8 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
         }}});
         let session = wd.call(reqwest::Method::POST, "/session", Some(caps)).await?;
         wd.session = Some(session["sessionId"].as_str().ok_or("no session id")?.to_string());
-        let url = format!("https://localhost:{}/", site.tls.port());
         wd.session_call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await?;
         // The page's parts report in window.results; wait until all have (bounded).
-        let keys = ["https_js", "http_js", "http_img", "listed", "wss", "ws"];
         let deadline = Instant::now() + Duration::from_secs(20);
         let results = loop {
             let v = wd.script("return window.results ? JSON.stringify(window.results) : null").await?;
@@ -577,15 +574,34 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
         wd.session = None;
         Ok((results, title, href))
     });
-    let (results, title, href) = match outcome {
-        Ok(r) => r,
-        Err(e) => {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            let tail: String =
-                log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-            return Err(format!("{e}\nchromedriver log, last lines:\n{tail}").into());
-        }
-    };
+    outcome.map_err(|e| {
+        let log = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: String =
+            log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+        format!("{e}\nchromedriver log, last lines:\n{tail}")
+    })
+}
+
+fn chromium_loads_a_page_through_guardnest() -> Outcome {
+    if cfg!(windows) {
+        return platform_limit(LINUX_CLIENTS);
+    }
+    if let Some(skipped) = needs_tools(&["chromium", "chromedriver"], "apt-get install chromium chromium-driver") {
+        return skipped;
+    }
+    let started = Instant::now();
+    let rt = runtime();
+    let site = rt.block_on(origins(Bytes::new()));
+    let guardnest = Guardnest::start();
+    let before = rt.block_on(guardnest.stats());
+    let url = format!("https://localhost:{}/", site.tls.port());
+    let extra = [
+        format!("--proxy-server={}", guardnest.proxy_url()),
+        // Chromium never proxies loopback unless told to.
+        "--proxy-bypass-list=<-loopback>".to_string(),
+    ];
+    let keys = ["https_js", "http_js", "http_img", "listed", "wss", "ws"];
+    let (results, title, href) = browse(&url, &extra, &keys)?;
     let after = rt.block_on(guardnest.stats());
     // Chromium's own background requests (update and account services) fail to resolve
     // here: they are the dial failures.
@@ -597,7 +613,7 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
     );
 
     assert_eq!(title, "GuardNest real clients");
-    assert_eq!(href, format!("https://localhost:{}/", site.tls.port()));
+    assert_eq!(href, url);
     assert_eq!(results["https_js"], "https:", "the page's own script over HTTPS: {results}");
     assert_eq!(results["http_js"], "loaded", "a script over plain HTTP: {results}");
     assert_eq!(results["http_img"], "loaded", "an image over plain HTTP: {results}");
@@ -612,6 +628,55 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
     assert!(stat(&after, "blocked_total") > stat(&before, "blocked_total"), "block not counted: {after}");
     assert!(stat(&after, "tunnels_total") >= stat(&before, "tunnels_total") + 3, "{after}");
     assert!(stat(&after, "requests_total") >= stat(&before, "requests_total") + 2, "{after}");
+    passed()
+}
+
+/// A web page of another site includes GuardNest's PAC file as a script (a `no-cors` GET:
+/// no `Origin` header) to learn GuardNest's port and whether protection is on. Chromium's
+/// own fetch metadata (`Sec-Fetch-Site: cross-site`) gets it refused, and `nosniff` keeps a
+/// PAC answer from ever running as a script; the OS and browsers fetching it themselves
+/// still get it.
+fn a_web_page_cannot_read_the_pac_file() -> Outcome {
+    if cfg!(windows) {
+        return platform_limit(LINUX_CLIENTS);
+    }
+    if let Some(skipped) = needs_tools(&["chromium", "chromedriver"], "apt-get install chromium chromium-driver") {
+        return skipped;
+    }
+    let rt = runtime();
+    let guardnest = Guardnest::start();
+    let control = guardnest.control;
+    let site = rt.block_on(origins(Bytes::new()));
+    *site.probe.lock().unwrap() = Some(format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"><title>another site</title>
+<script>window.results = {{}};</script>
+<script src="http://{control}/proxy.pac" onload="results.pac = typeof FindProxyForURL" onerror="results.pac = 'refused'"></script>
+<script src="http://{control}/metrics" onload="results.metrics = 'ran'" onerror="results.metrics = 'refused'"></script>
+</head><body></body></html>"#
+    ));
+    // Straight to the page (no proxy): another site on this machine, as any web page is.
+    let url = format!("http://localhost:{}/probe", site.plain.port());
+    let (results, _, _) = browse(&url, &[], &["pac", "metrics"])?;
+    eprintln!("a page of another site including the PAC file and /metrics: {results}");
+    assert_eq!(results["pac"], "refused", "a web page ran GuardNest's PAC file: {results}");
+    assert_eq!(results["metrics"], "refused", "{results}");
+    assert!(site.saw("http /probe"));
+    // The OS (and a browser's own proxy resolver) fetching it directly still gets it.
+    let pac = rt.block_on(async {
+        let resp = http_client().get(format!("http://{control}/proxy.pac")).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        resp.text().await.unwrap()
+    });
+    assert!(pac.contains("FindProxyForURL"), "{pac}");
+    // Chromium's own proxy resolver fetches it too, and uses it: a page through it is
+    // GuardNest's (the listed name's script is refused).
+    let url = format!("https://localhost:{}/", site.tls.port());
+    let extra = [format!("--proxy-pac-url=http://{control}/proxy.pac"), "--proxy-bypass-list=<-loopback>".into()];
+    let (results, _, _) = browse(&url, &extra, &["https_js", "listed"])?;
+    assert_eq!(results["https_js"], "https:", "{results}");
+    assert_eq!(results["listed"], "failed", "the PAC file was not used: {results}");
+    assert!(site.saw("https /"), "the page did not load through the PAC file's proxy");
     passed()
 }
 

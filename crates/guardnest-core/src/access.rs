@@ -8,32 +8,32 @@
 //!
 //! argon2 is slow on purpose, so verification runs on the blocking pool, at most
 //! [`MAX_VERIFYING`] at a time, and a credential that verified once is remembered (bounded)
-//! so a keep-alive client does not pay it per request. Each check is paid for by its client
-//! address: a few at once, then one every [`ATTEMPT_EVERY`] (a `governor` limiter keyed by
+//! so a keep-alive client does not pay it per request. Each *failed* check is paid for by its
+//! client address: a few, then one every [`ATTEMPT_EVERY`] (a token bucket keyed by
 //! address), so a flood of wrong passwords from one address costs a few checks and cannot
-//! starve other clients' logins; the same credentials arriving on several connections at
-//! once are checked once. Addresses that failed a check lately share one of the slots, so a
-//! crowd of guessing addresses leaves the other slot to everyone else's logins.
+//! starve other clients' logins, while correct logins never cost anything: one address is
+//! every client behind a NAT or a load balancer, and ten colleagues logging in one after
+//! another must all get in. One check at a time runs per address, so a flood cannot run
+//! more checks than its budget allows; the same credentials arriving on several connections
+//! at once are checked once. Addresses that failed a check lately share one of the slots, so
+//! a crowd of guessing addresses leaves the other slot to everyone else's logins.
 //!
 //! In gateway mode (anything restricts who may connect) clients may also not reach the
 //! gateway's own services: [`Access::destinations`] lists what they may not dial.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordVerifier;
 use argon2::{Argon2, PasswordHash};
 use base64::Engine;
-use governor::clock::{Clock, DefaultClock};
-use governor::state::keyed::HashMapStateStore;
-use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
-use crate::dial::Destinations;
+use crate::conn::dial::Destinations;
+use crate::own_addresses::OwnAddresses;
 
 pub use crate::config::check_listen;
 use crate::config::{AccessConfig, ConfigError};
@@ -44,16 +44,14 @@ pub const MAX_VERIFYING: usize = 2;
 const VERIFIED_CACHE: usize = 1024;
 /// The realm announced in `Proxy-Authenticate`.
 pub const REALM: &str = "GuardNest";
-/// Credential checks one client address may start at once before it has to wait.
+/// Failed credential checks one client address may have at once before it has to wait.
 pub const ATTEMPT_BURST: u32 = 5;
-/// After the burst, one more check per client address this often.
+/// After the burst, one more failed check per client address this often.
 pub const ATTEMPT_EVERY: Duration = Duration::from_secs(6);
 /// Client addresses whose attempts are remembered before the stale ones are forgotten.
 const ATTEMPT_KEYS: usize = 4096;
 /// How long a failed check marks its address as guessing (sharing one verification slot).
 const GUESSING_FOR: Duration = Duration::from_secs(600);
-
-type Attempts = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, DefaultClock>;
 
 /// Why a request was not let in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +83,8 @@ pub struct Access {
     guessers: Semaphore,
     /// Addresses (attempt keys) whose last check failed, and when.
     failed: Mutex<HashMap<IpAddr, Instant>>,
-    /// Checks started per client address (IPv6: per /64).
-    attempts: Attempts,
+    /// Failed checks per client address (IPv6: per /64).
+    attempts: FailureBudget,
     /// Credentials being checked now, so that the same ones arriving at once wait for that
     /// check instead of paying their own.
     same_credentials: Turns<Box<[u8]>>,
@@ -104,13 +102,29 @@ impl Default for Access {
 }
 
 impl Access {
-    /// Builds the policy from validated configuration.
+    /// Builds the policy from validated configuration. In gateway mode with `self` denied,
+    /// this host's own addresses are read now and watched ([`OwnAddresses::of_this_host`]).
     pub fn from_config(config: &AccessConfig) -> Result<Self, ConfigError> {
+        Self::build(config, OwnAddresses::of_this_host)
+    }
+
+    /// [`Access::from_config`] with this host's own addresses told by `own` (a test's table,
+    /// or one shared between listeners).
+    pub fn from_config_with(config: &AccessConfig, own: OwnAddresses) -> Result<Self, ConfigError> {
+        Self::build(config, || own)
+    }
+
+    fn build(config: &AccessConfig, own: impl FnOnce() -> OwnAddresses) -> Result<Self, ConfigError> {
         let users = config.users()?;
         let allow = config.allow_nets()?;
         let trusted = config.trusted_proxy_nets()?;
         let mut access = Self::from_parts(allow, trusted, users);
-        access.destinations = config.destinations()?;
+        let destinations = config.destinations()?;
+        // Only a gateway refuses destinations: a desktop proxy starts no watcher.
+        access.destinations = match access.is_restricted() && destinations.denies_own() {
+            true => destinations.with_own(own()),
+            false => destinations,
+        };
         Ok(access)
     }
 
@@ -128,7 +142,7 @@ impl Access {
             verifying: Semaphore::new(MAX_VERIFYING),
             guessers: Semaphore::new(1),
             failed: Mutex::new(HashMap::new()),
-            attempts: RateLimiter::hashmap_with_clock(attempt_quota(), DefaultClock::default()),
+            attempts: FailureBudget::default(),
             same_credentials: Turns::default(),
             same_client: Turns::default(),
             destinations: Destinations::default(),
@@ -206,13 +220,6 @@ impl Access {
         client: IpAddr,
     ) -> Result<Option<Arc<str>>, Denied> {
         let key = attempt_key(client);
-        if let Err(not_until) = self.attempts.check_key(&key) {
-            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(Denied::Throttled { client, retry_after });
-        }
-        if self.attempts.len() > ATTEMPT_KEYS {
-            self.attempts.retain_recent();
-        }
         let (known, hash) = match self.users.get(&user) {
             Some(hash) => (true, hash.clone()),
             None => (false, self.decoy.clone()),
@@ -221,18 +228,25 @@ impl Access {
         let ok = self
             .same_client
             .take(key, async {
+                // Inside the address's turn: the checks before this one have been paid for.
+                self.attempts.available(key).map_err(|retry_after| Denied::Throttled { client, retry_after })?;
                 // A guessing address queues for the guessers' slot first, so that it holds
                 // at most one of the MAX_VERIFYING slots with all other guessers together.
-                let _guessers = match guessing {
-                    true => Some(self.guessers.acquire().await.ok()?),
-                    false => None,
+                let checked = async {
+                    let _guessers = match guessing {
+                        true => Some(self.guessers.acquire().await.ok()?),
+                        false => None,
+                    };
+                    let _permit = self.verifying.acquire().await.ok()?;
+                    tokio::task::spawn_blocking(move || verify(&password, &hash)).await.ok()
                 };
-                let _permit = self.verifying.acquire().await.ok()?;
-                tokio::task::spawn_blocking(move || verify(&password, &hash)).await.ok()
+                let ok = checked.await.unwrap_or(false) && known;
+                if !ok {
+                    self.attempts.spend(key);
+                }
+                Ok(ok)
             })
-            .await
-            .unwrap_or(false)
-            && known;
+            .await?;
         self.remember_outcome(key, ok);
         if !ok {
             return Err(Denied::Credentials("unknown user or wrong password"));
@@ -305,10 +319,49 @@ impl<K> std::fmt::Debug for Turns<K> {
     }
 }
 
-/// A burst of [`ATTEMPT_BURST`] checks, then one per [`ATTEMPT_EVERY`].
-fn attempt_quota() -> Quota {
-    let burst = NonZeroU32::new(ATTEMPT_BURST).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(ATTEMPT_EVERY).map_or_else(|| Quota::per_minute(burst), |q| q.allow_burst(burst))
+/// Failed checks per address: a bucket of [`ATTEMPT_BURST`] that refills one every
+/// [`ATTEMPT_EVERY`]. Only failures take from it; a full bucket is forgotten (the map holds
+/// only addresses that failed lately, at most [`ATTEMPT_KEYS`]).
+#[derive(Default)]
+struct FailureBudget(Mutex<HashMap<IpAddr, (f64, Instant)>>);
+
+impl FailureBudget {
+    fn tokens(entry: (f64, Instant), now: Instant) -> f64 {
+        let refilled = now.saturating_duration_since(entry.1).as_secs_f64() / ATTEMPT_EVERY.as_secs_f64();
+        (entry.0 + refilled).min(f64::from(ATTEMPT_BURST))
+    }
+
+    /// Whether `key` may have one more check; else how long until it may.
+    fn available(&self, key: IpAddr) -> Result<(), Duration> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(entry) = map.get(&key) else { return Ok(()) };
+        let tokens = Self::tokens(*entry, Instant::now());
+        match tokens >= 1.0 {
+            true => Ok(()),
+            false => Err(ATTEMPT_EVERY.mul_f64(1.0 - tokens)),
+        }
+    }
+
+    /// A check from `key` failed: it costs one.
+    fn spend(&self, key: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= ATTEMPT_KEYS && !map.contains_key(&key) {
+            let full = f64::from(ATTEMPT_BURST);
+            map.retain(|_, e| Self::tokens(*e, now) < full);
+            if map.len() >= ATTEMPT_KEYS {
+                map.clear();
+            }
+        }
+        let tokens = map.get(&key).map_or(f64::from(ATTEMPT_BURST), |e| Self::tokens(*e, now));
+        map.insert(key, ((tokens - 1.0).max(0.0), now));
+    }
+}
+
+impl std::fmt::Debug for FailureBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailureBudget")
+    }
 }
 
 /// Whose attempts a client spends: its IPv4 address, or its IPv6 /64 (one host's share).

@@ -79,10 +79,30 @@ pub struct Config {
     pub access: AccessConfig,
 }
 
-/// Destinations a gateway's clients may not reach by default: loopback, link-local (cloud
-/// metadata at 169.254.169.254), unspecified addresses, and this host's own addresses.
-pub const DEFAULT_DENY_DESTINATIONS: [&str; 7] =
-    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self"];
+/// Destinations a gateway's clients may not reach by default: loopback, link-local (most
+/// clouds' instance metadata, 169.254.169.254 among them), unspecified addresses, this
+/// host's own addresses (`self`), and the clouds' metadata endpoints outside link-local
+/// (`cloud-metadata`, [`CLOUD_METADATA`]).
+pub const DEFAULT_DENY_DESTINATIONS: [&str; 8] =
+    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self", "cloud-metadata"];
+
+/// The instance-metadata (and host agent) endpoints clouds document outside link-local,
+/// each exactly, never the shared range around it (100.64.0.0/10 is carrier-grade NAT,
+/// fd00::/8 is every network's unique-local space). Sources in docs/gateway.md. The
+/// link-local ones (AWS, GCP, Azure, Oracle, DigitalOcean, Hetzner, OpenStack, IBM, Linode
+/// at 169.254.169.254; AWS ECS 169.254.170.2 and EKS 169.254.170.23; Tencent 169.254.0.23;
+/// Scaleway 169.254.42.42; OpenStack fe80::a9fe:a9fe) are in 169.254.0.0/16 and fe80::/10.
+pub const CLOUD_METADATA: [&str; 9] = [
+    "fd00:ec2::254/128",      // AWS instance metadata, IPv6 (Nitro)
+    "fd00:ec2::23/128",       // AWS EKS Pod Identity Agent, IPv6
+    "fd20:ce::254/128",       // Google Cloud metadata server, IPv6
+    "168.63.129.16/32",       // Azure WireServer (host agent, extension and health endpoint)
+    "100.100.100.200/32",     // Alibaba Cloud instance metadata
+    "192.0.0.192/32",         // Oracle Cloud Classic metadata
+    "fd00:c1::a9fe:a9fe/128", // Oracle Cloud Infrastructure metadata, IPv6
+    "fd00:42::42/128",        // Scaleway metadata, IPv6
+    "fd00:a9fe:a9fe::1/128",  // Akamai (Linode) metadata, IPv6
+];
 
 /// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -95,8 +115,8 @@ pub struct AccessConfig {
     pub users: Vec<UserConfig>,
     /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
     pub trusted_proxies: Vec<String>,
-    /// Destinations refused in gateway mode (CIDRs, or `self` for this host's own
-    /// addresses), checked on the address actually dialed.
+    /// Destinations refused in gateway mode (CIDRs, `self` for this host's own addresses,
+    /// `cloud-metadata` for [`CLOUD_METADATA`]), checked on the address actually dialed.
     pub deny_destinations: Vec<String>,
     /// Destinations let through in gateway mode although `deny_destinations` lists them.
     pub allow_destinations: Vec<String>,
@@ -130,14 +150,22 @@ impl AccessConfig {
         parse_nets("access.allow", &self.allow)
     }
 
-    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses).
-    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
-        let deny_own = self.deny_destinations.iter().any(|d| d.trim().eq_ignore_ascii_case("self"));
-        let deny: Vec<String> =
-            self.deny_destinations.iter().filter(|d| !d.trim().eq_ignore_ascii_case("self")).cloned().collect();
+    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses;
+    /// `cloud-metadata`: [`CLOUD_METADATA`]).
+    pub fn destinations(&self) -> Result<crate::conn::dial::Destinations, ConfigError> {
+        let named = |d: &String, name: &str| d.trim().eq_ignore_ascii_case(name);
+        let deny_own = self.deny_destinations.iter().any(|d| named(d, "self"));
+        let mut deny: Vec<String> = Vec::new();
+        for d in &self.deny_destinations {
+            match () {
+                () if named(d, "self") => {}
+                () if named(d, "cloud-metadata") => deny.extend(CLOUD_METADATA.iter().map(ToString::to_string)),
+                () => deny.push(d.clone()),
+            }
+        }
         let deny = parse_nets("access.deny_destinations", &deny)?;
         let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
-        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
+        Ok(crate::conn::dial::Destinations::new(deny, allow, deny_own))
     }
 
     /// `trusted_proxies`, parsed.
@@ -239,14 +267,14 @@ pub struct SystemProxyConfig {
     /// Whether enabling protection also makes GuardNest the system proxy.
     pub enabled: bool,
     /// `auto`, `gnome`, `kde`, `windows`, `macos` or `none`.
-    pub backend: String,
+    pub backend: crate::sysproxy::BackendKind,
     /// `fixed` or `pac`.
     pub mode: SystemProxyMode,
 }
 
 impl Default for SystemProxyConfig {
     fn default() -> Self {
-        Self { enabled: false, backend: "auto".into(), mode: SystemProxyMode::Fixed }
+        Self { enabled: false, backend: crate::sysproxy::BackendKind::Auto, mode: SystemProxyMode::Fixed }
     }
 }
 
@@ -281,12 +309,6 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
-    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
-    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
-    /// runs on both engines.
-    #[doc(hidden)]
-    #[serde(rename = "test_all_to_hyper")]
-    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -302,7 +324,6 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
-            all_to_hyper: false,
         }
     }
 }
@@ -559,12 +580,6 @@ impl Config {
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
         check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
-        if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
-                self.system_proxy.backend
-            )));
-        }
         if self.system_proxy.mode == SystemProxyMode::Pac && self.control.addr()?.is_none() {
             return Err(ConfigError::Invalid(
                 "system_proxy.mode = \"pac\" needs the control API (it serves the PAC file)".into(),

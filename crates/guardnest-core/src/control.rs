@@ -1,9 +1,18 @@
 //! The control API: JSON over HTTP on loopback, for the CLI and the desktop app.
 //!
 //! A web page can reach loopback too, so every request is checked before anything else:
-//! the Host header must name loopback (DNS rebinding), a browser's Origin header is refused
-//! (CSRF), and every `/v1` call needs the bearer token that `run` writes into the data dir
+//! the Host header must name loopback (DNS rebinding), a browser's Origin header and fetch
+//! metadata of a page (`Sec-Fetch-Site` other than `none`) are refused (CSRF, and pages
+//! including `/proxy.pac` as a script), every answer is `nosniff`, and every `/v1` call
+//! needs the bearer token that `run` writes into the data dir
 //! with owner-only permissions. A missing or wrong token gets 401 and nothing more.
+//!
+//! The CLI never sends the token itself: it could be talking to a program that took the
+//! port of a GuardNest that died. It proves it holds the token with a keyed hash of a fresh
+//! nonce and the request (`Authorization: GuardNest-Proof nonce=…, mac=…`, see [`proof`]),
+//! and the answer proves the same back (`GuardNest-Proof` header over the nonce, status and
+//! body), so an impostor neither learns the token nor gets its answers believed. Scripts may
+//! still send `Authorization: Bearer TOKEN`.
 //!
 //! `POST /v1/quit` stops the whole instance as Ctrl-C would (`guardnest stop`, upgrades and
 //! the uninstaller), answering first with the command line that started it.
@@ -22,7 +31,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::service::ProxyService;
@@ -47,9 +55,9 @@ impl RuntimeInfo {
         crate::sysproxy::fsutil::write_atomic(path, &json, true)
     }
 
-    /// Reads the runtime file.
+    /// Reads the runtime file (never through a link: see [`crate::sysproxy::fsutil::open_no_follow`]).
     pub fn load(path: &Path) -> std::io::Result<RuntimeInfo> {
-        let text = std::fs::read_to_string(path)?;
+        let text = crate::sysproxy::fsutil::read_to_string_no_follow(path)?;
         serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 
@@ -66,8 +74,10 @@ pub fn new_token() -> std::io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Connections the control API serves at once: its clients are the CLI and the app, a
-/// handful; more wait in the listen backlog, so idle sockets cannot pile up.
+/// Connections the control API holds at once: its clients are the CLI and the app, a
+/// handful. When all are held, a new connection takes the place of the one that has been
+/// waiting longest without a request (see `Held`), so silent connections cannot keep the
+/// CLI out.
 pub const MAX_CONNECTIONS: usize = 32;
 
 /// A bound control API.
@@ -83,6 +93,77 @@ struct ErrorBody<'a> {
     message: String,
 }
 
+/// The connections held, so that a new one can take the place of an idle one. A local
+/// process holding many silent connections (each may wait the head timeout before it is
+/// closed) would otherwise keep `guardnest status` waiting for a free place; here the
+/// silent ones are the first to go, and a connection in the middle of a request never is.
+#[derive(Default)]
+struct Held {
+    conns: std::sync::Mutex<Vec<Conn>>,
+    next: std::sync::atomic::AtomicU64,
+    /// Signalled when a connection goes.
+    freed: tokio::sync::Notify,
+}
+
+struct Conn {
+    id: u64,
+    close: CancellationToken,
+    /// Requests being answered on it now.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    /// When it last finished a request (or was accepted).
+    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+}
+
+/// One held connection: closes it when cancelled, and leaves [`Held`] when dropped.
+struct Place {
+    id: u64,
+    close: CancellationToken,
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+    held: Arc<Held>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.held.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|c| c.id != self.id);
+        self.held.freed.notify_one();
+    }
+}
+
+impl Held {
+    /// A place for a new connection: free, or taken from the connection idle longest;
+    /// `None` when every held connection is answering a request (then the new one waits,
+    /// bounded by the caller).
+    fn try_place(self: &Arc<Self>) -> Option<Place> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if conns.len() >= MAX_CONNECTIONS {
+            let idle_since = |c: &Conn| *c.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let oldest = conns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.busy.load(Relaxed) == 0)
+                .min_by_key(|(_, c)| idle_since(c))
+                .map(|(i, _)| i)?;
+            conns.swap_remove(oldest).close.cancel();
+        }
+        let place = Place {
+            id: self.next.fetch_add(1, Relaxed),
+            close: CancellationToken::new(),
+            busy: Arc::default(),
+            idle_since: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            held: self.clone(),
+        };
+        conns.push(Conn {
+            id: place.id,
+            close: place.close.clone(),
+            busy: place.busy.clone(),
+            idle_since: place.idle_since.clone(),
+        });
+        Some(place)
+    }
+}
+
 impl ControlServer {
     /// Binds the (loopback) address.
     pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
@@ -96,21 +177,15 @@ impl ControlServer {
         self.addr
     }
 
-    /// Serves until cancelled, at most [`MAX_CONNECTIONS`] connections at once (a permit is
-    /// taken before `accept`), each given the proxy's `request_timeout` for every request
-    /// head, as the proxy's own clients are.
+    /// Serves until cancelled, holding at most [`MAX_CONNECTIONS`] connections (a new one
+    /// takes the place of the one idle longest), each given the proxy's `request_timeout`
+    /// for every request head, as the proxy's own clients are.
     pub async fn run(self, service: Arc<ProxyService>, token: String, shutdown: CancellationToken) {
         let token: Arc<str> = token.into();
         let head_timeout = service.request_timeout();
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let held = Arc::new(Held::default());
+        let own = self.addr;
         loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                p = permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return, // never closed
-                },
-            };
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 a = self.listener.accept() => a,
@@ -119,16 +194,42 @@ impl ControlServer {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
-            let (service, token) = (service.clone(), token.clone());
+            let (service, token, held) = (service.clone(), token.clone(), held.clone());
             tokio::spawn(async move {
-                let _permit = permit;
+                // Every held connection is answering a request: wait for one to finish,
+                // as long as a head may take; then give up on this one.
+                let place = tokio::time::timeout(head_timeout, async {
+                    loop {
+                        let freed = held.freed.notified();
+                        if let Some(place) = held.try_place() {
+                            return place;
+                        }
+                        freed.await;
+                    }
+                })
+                .await;
+                let Ok(place) = place else { return };
+                let (busy, idle_since) = (place.busy.clone(), place.idle_since.clone());
                 let svc = service_fn(move |req| {
-                    let (service, token) = (service.clone(), token.clone());
-                    async move { Ok::<_, Infallible>(handle(req, &service, &token).await) }
+                    let (service, token, busy, idle_since) =
+                        (service.clone(), token.clone(), busy.clone(), idle_since.clone());
+                    async move {
+                        use std::sync::atomic::Ordering::Relaxed;
+                        busy.fetch_add(1, Relaxed);
+                        let response = handle(req, &service, &token, own).await;
+                        *idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                            std::time::Instant::now();
+                        busy.fetch_sub(1, Relaxed);
+                        Ok::<_, Infallible>(response)
+                    }
                 });
                 let mut builder = http1::Builder::new();
                 builder.timer(TokioTimer::new()).header_read_timeout(head_timeout);
-                let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                tokio::select! {
+                    _ = builder.serve_connection(TokioIo::new(stream), svc) => {}
+                    () = place.close.cancelled() => {}
+                }
+                drop(place);
             });
         }
     }
@@ -139,6 +240,9 @@ fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>)
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
     r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    // Never run as a script or read as another type by a page that includes it (the PAC
+    // file is JavaScript by its content, not by its type).
+    r.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     r
 }
 
@@ -151,6 +255,15 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response<Full<Bytes>> {
     json(status, &ErrorBody { kind, message: message.into() })
+}
+
+/// Whether a browser says the request comes from a web page of another site: its fetch
+/// metadata (`Sec-Fetch-Site`), which a page cannot forge or leave out and which comes with
+/// the `no-cors` requests that carry no `Origin` (a `<script src>` of the PAC file). Only a
+/// fetch nobody's page started (`none`: typed in, or the browser's own) is let through; the
+/// OS and the browsers' proxy resolvers send no fetch metadata at all.
+fn from_another_site(headers: &http::HeaderMap) -> bool {
+    headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() != b"none")
 }
 
 /// Whether a Host header names this machine's loopback (with any port).
@@ -168,12 +281,133 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> Response<Full<Bytes>> {
+/// Proving the token is held without sending it: keyed BLAKE2b (the token is the key) over
+/// a fresh nonce and what is said. The request's proof covers its method, path and query,
+/// and the address it was sent to (so a request proved for one address is refused at
+/// another); the answer's covers the nonce, its status and its body.
+pub mod proof {
+    use std::net::SocketAddr;
+
+    use blake2::digest::{KeyInit as _, Mac as _};
+    use bytes::Bytes;
+    use http::{HeaderValue, Response};
+    use http_body_util::{BodyExt as _, Full};
+
+    /// The response header carrying the answer's proof.
+    pub const HEADER: &str = "guardnest-proof";
+    /// The `Authorization` scheme of a proved request.
+    pub const SCHEME: &str = "GuardNest-Proof";
+
+    fn mac(token: &str, parts: &[&[u8]]) -> String {
+        // A key of up to 64 bytes: the token (64 hex digits) is one.
+        let Ok(mut m) = blake2::Blake2bMac512::new_from_slice(&token.as_bytes()[..token.len().min(64)]) else {
+            return String::new();
+        };
+        for part in parts {
+            m.update(&(part.len() as u64).to_le_bytes());
+            m.update(part);
+        }
+        m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A fresh nonce (16 random bytes, hex).
+    pub fn nonce() -> std::io::Result<String> {
+        let mut bytes = [0u8; 16];
+        getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The `Authorization` value proving `token` for this request to `addr`.
+    pub fn authorization(token: &str, nonce: &str, method: &str, target: &str, addr: SocketAddr) -> String {
+        format!("{SCHEME} nonce={nonce}, mac={}", authorization_mac(token, nonce, method, target, addr))
+    }
+
+    /// What the answer's [`HEADER`] must be.
+    pub fn expected(token: &str, nonce: &str, status: u16, body: &[u8]) -> String {
+        mac(token, &[b"response", nonce.as_bytes(), status.to_string().as_bytes(), body])
+    }
+
+    /// Checks an `Authorization` value: a bearer token, or a proof made for this server's
+    /// address (`own`; the Host header must name it too). The nonce when it was a proof.
+    pub(super) fn check(
+        authorization: &str,
+        token: &str,
+        method: &str,
+        target: &str,
+        host: &str,
+        own: SocketAddr,
+    ) -> Result<Option<String>, ()> {
+        if let Some(bearer) = authorization.strip_prefix("Bearer ") {
+            return match super::same(bearer.as_bytes(), token.as_bytes()) {
+                true => Ok(None),
+                false => Err(()),
+            };
+        }
+        let fields = authorization.strip_prefix(SCHEME).ok_or(())?.trim();
+        let field = |name: &str| {
+            fields.split(',').map(str::trim).find_map(|f| f.strip_prefix(name)?.strip_prefix('=')).map(str::to_string)
+        };
+        let (nonce, presented) = (field("nonce").ok_or(())?, field("mac").ok_or(())?);
+        if nonce.len() < 16 || host != own.to_string() {
+            return Err(());
+        }
+        let wanted = authorization_mac(token, &nonce, method, target, own);
+        match super::same(presented.as_bytes(), wanted.as_bytes()) {
+            true => Ok(Some(nonce)),
+            false => Err(()),
+        }
+    }
+
+    fn authorization_mac(token: &str, nonce: &str, method: &str, target: &str, addr: SocketAddr) -> String {
+        let addr = addr.to_string();
+        mac(token, &[b"request", nonce.as_bytes(), method.as_bytes(), target.as_bytes(), addr.as_bytes()])
+    }
+
+    /// Adds the answer's proof.
+    pub(super) async fn sign(response: Response<Full<Bytes>>, token: &str, nonce: &str) -> Response<Full<Bytes>> {
+        let (mut parts, body) = response.into_parts();
+        let body = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
+        let proof = expected(token, nonce, parts.status.as_u16(), &body);
+        if let Ok(v) = HeaderValue::from_str(&proof) {
+            parts.headers.insert(HEADER, v);
+        }
+        Response::from_parts(parts, Full::new(body))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn proofs_bind_the_nonce_request_and_address() {
+            let token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+            let own: SocketAddr = "127.0.0.1:3001".parse().unwrap();
+            let n = nonce().unwrap();
+            let a = authorization(token, &n, "POST", "/v1/disable", own);
+            assert_eq!(check(&a, token, "POST", "/v1/disable", "127.0.0.1:3001", own), Ok(Some(n.clone())));
+            // Another request, another address, another token, a bad Host: refused.
+            assert!(check(&a, token, "POST", "/v1/enable", "127.0.0.1:3001", own).is_err());
+            let other: SocketAddr = "127.0.0.1:3002".parse().unwrap();
+            assert!(check(&a, token, "POST", "/v1/disable", "127.0.0.1:3002", other).is_err());
+            assert!(check(&a, &token.replace('0', "1"), "POST", "/v1/disable", "127.0.0.1:3001", own).is_err());
+            assert!(check(&a, token, "POST", "/v1/disable", "localhost:3001", own).is_err());
+            assert_eq!(check(&format!("Bearer {token}"), token, "GET", "/v1/status", "x", own), Ok(None));
+            assert!(check("Bearer nope", token, "GET", "/v1/status", "x", own).is_err());
+            // The answer's proof covers its status and body.
+            let p = expected(token, &n, 200, b"{}");
+            assert_ne!(p, expected(token, &n, 200, b"{\"x\":1}"));
+            assert_ne!(p, expected(token, &n, 500, b"{}"));
+            assert_ne!(p, expected(token, &nonce().unwrap(), 200, b"{}"));
+        }
+    }
+}
+
+async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str, own: SocketAddr) -> Response<Full<Bytes>> {
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !loopback_host(host) {
         return error(StatusCode::FORBIDDEN, "forbidden", "the Host header must name loopback");
     }
-    if req.headers().contains_key(header::ORIGIN) {
+    if req.headers().contains_key(header::ORIGIN) || from_another_site(req.headers()) {
         return error(StatusCode::FORBIDDEN, "forbidden", "requests from web pages are refused");
     }
     let path = req.uri().path().to_string();
@@ -197,16 +431,16 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str) -> 
             ),
         },
         (_, p) if p.starts_with("/v1/") => {
-            let presented = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .unwrap_or("");
-            if !same(presented.as_bytes(), token.as_bytes()) {
+            let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let target = req.uri().path_and_query().map_or(p, |pq| pq.as_str()).to_string();
+            let Ok(nonce) = proof::check(authorization, token, method.as_str(), &target, host, own) else {
                 return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
+            };
+            let response = v1(&method, p, req.uri().query(), service).await;
+            match nonce {
+                Some(nonce) => proof::sign(response, token, &nonce).await,
+                None => response,
             }
-            v1(&method, p, req.uri().query(), service).await
         }
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }

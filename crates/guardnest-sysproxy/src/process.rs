@@ -124,8 +124,6 @@ pub fn kill(process: &ProcessId) -> bool {
 
 #[cfg(target_os = "linux")]
 mod os {
-    use std::path::PathBuf;
-
     use super::{Found, ProcessId};
 
     /// Field 22 of `/proc/PID/stat`: clock ticks from boot to the process's start.
@@ -177,7 +175,7 @@ mod os {
                         .collect()
                 })
                 .unwrap_or_default();
-            out.push(Found { id, exe: PathBuf::from(exe), command });
+            out.push(Found { id, exe, command });
         }
         out
     }
@@ -200,7 +198,7 @@ mod os {
     /// The start time (µs since the epoch) from `proc_pidinfo(PROC_PIDTBSDINFO)`.
     pub fn start_time(pid: u32) -> Option<u64> {
         let mut info: libc::proc_bsdinfo = unsafe_zeroed();
-        let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+        let size = size_of::<libc::proc_bsdinfo>() as libc::c_int;
         // SAFETY: `info` is a buffer of `size` bytes for the flavour asked for.
         let n = unsafe {
             libc::proc_pidinfo(

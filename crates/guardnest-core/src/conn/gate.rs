@@ -18,12 +18,12 @@ use tokio_util::task::TaskTracker;
 use crate::access::{Access, Denied};
 use crate::blocklist::{Policy, Verdict};
 use crate::config::ProxyConfig;
-use crate::dial::{DialError, Dialer};
+use crate::conn::dial::{DialError, Dialer};
+use crate::conn::respond::{BadRequest, Refusal};
+use crate::conn::upstream::{Owner, Pool, Slot};
 use crate::domain::{Host, Target};
 use crate::events::BlockLog;
-use crate::respond::{BadRequest, Refusal};
 use crate::stats::{ActiveGuard, Stats};
-use crate::upstream::{Owner, Pool, Slot};
 
 /// Everything a connection task needs, shared by all of them.
 pub(crate) struct Shared {
@@ -152,7 +152,7 @@ pub(crate) async fn decide(shared: &Shared, client: &Client, ask: Ask<'_>) -> Re
 }
 
 /// The access check: client address, then proxy credentials. In gateway mode, whose the
-/// request is: its user, or else its address.
+/// request is: its address and its user.
 async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> Result<Owner, Refusal> {
     let access = &shared.access;
     if !client.address_allowed {
@@ -163,8 +163,7 @@ async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> 
         return Ok(Owner::Anyone);
     }
     match access.check_credentials(credentials, client.peer.ip()).await {
-        Ok(Some(user)) => Ok(Owner::User(user)),
-        Ok(None) => Ok(Owner::Address(client.peer.ip())),
+        Ok(user) => Ok(Owner::Client { address: client.peer.ip(), user }),
         Err(denied) => {
             Stats::bump(&shared.stats.access_denied);
             let failed = client.failed_logins.fetch_add(1, Relaxed).saturating_add(1);

@@ -30,6 +30,9 @@ pub enum StartError {
     /// Another GuardNest uses this data dir.
     #[error(transparent)]
     AlreadyRunning(LockError),
+    /// The data dir holds a link (or a pipe) where the instance lock goes.
+    #[error(transparent)]
+    DataDir(LockError),
     /// A list the configuration names could not be loaded.
     #[error("cannot load lists")]
     Lists(#[source] ListError),
@@ -57,9 +60,9 @@ impl StartError {
             StartError::AlreadyRunning(_) => super::ErrorKind::AlreadyRunning,
             StartError::Lists(_) => super::ErrorKind::Lists,
             StartError::Control { .. } => super::ErrorKind::ControlApi,
-            StartError::Config(_) | StartError::Token(_) => super::ErrorKind::Start,
+            StartError::Config(_) | StartError::Token(_) | StartError::DataDir(_) => super::ErrorKind::Start,
         };
-        super::ErrorReport { kind, message: crate::respond::error_chain(self) }
+        super::ErrorReport { kind, message: crate::conn::respond::error_chain(self) }
     }
 }
 
@@ -155,16 +158,18 @@ impl Builder {
         let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } =
             self;
         config.validate()?;
-        if let Err(e) = std::fs::create_dir_all(&data_dir) {
-            tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
-        }
+        private_data_dir(&data_dir);
         let holder = Holder { frontend, pid: std::process::id(), listen: None };
         let lock = match InstanceLock::acquire(&data_dir, &holder) {
             Ok(lock) => Some(lock),
             Err(e @ LockError::Held { .. }) => return Err(StartError::AlreadyRunning(e)),
+            Err(e @ LockError::NotAFile(_)) => return Err(StartError::DataDir(e)),
             // A read-only or full data dir must not stop the proxy; it just cannot be locked.
             Err(e) => {
-                tracing::warn!("{}; a second GuardNest on it would not be stopped", crate::respond::error_chain(&e));
+                tracing::warn!(
+                    "{}; a second GuardNest on it would not be stopped",
+                    crate::conn::respond::error_chain(&e)
+                );
                 None
             }
         };
@@ -256,6 +261,36 @@ impl Builder {
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
         watch_the_end(&service);
         Ok(Started { service, enabled })
+    }
+}
+
+/// Creates the data dir private to the user (0700 on Unix, an owner-only DACL on Windows).
+/// One that exists is not widened or narrowed behind the user's back, with one exception:
+/// the default data dir, which is GuardNest's alone, is made private when this user owns it
+/// and others can use it (an older GuardNest created it 0755). Any other data dir others can
+/// use, or one owned by another user, is reported: its files are still never opened through
+/// a link, but others could remove or replace them.
+fn private_data_dir(data_dir: &std::path::Path) {
+    use crate::sysproxy::fsutil;
+    let dir = data_dir.display();
+    match fsutil::create_private_dir(data_dir) {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => return tracing::warn!(dir = %dir, error = %e, "cannot create the data directory"),
+    }
+    let open = match fsutil::exposure(data_dir) {
+        Ok(Some(open)) => open,
+        Ok(None) => return,
+        Err(e) => return tracing::warn!(dir = %dir, error = %e, "cannot check who may use the data directory"),
+    };
+    let ours = !open.foreign && data_dir == fsutil::data_dir();
+    match ours.then(|| fsutil::make_private(data_dir)) {
+        Some(Ok(())) => tracing::info!("made the data directory {dir} private to you (mode 700): {open}"),
+        Some(Err(e)) => tracing::warn!("the data directory {dir} is not private ({open}) and cannot be made so: {e}"),
+        None => tracing::warn!(
+            "the data directory {dir} is not private: {open}; GuardNest keeps your proxy settings and its control \
+             token there (chmod 700 it, or use another --data-dir)"
+        ),
     }
 }
 

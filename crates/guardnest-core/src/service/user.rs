@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Change, InputError, ProxyService, ServiceError};
 use crate::blocklist::{Blocklists, Role, Verdict};
 use crate::config::{DetailedSource, SourceSpec};
-use crate::sysproxy::fsutil::write_atomic;
+use crate::sysproxy::fsutil::{open_no_follow, read_to_string_no_follow, write_atomic, NotAFile};
 
 /// The user's allowlist file in the data dir.
 pub const USER_ALLOWLIST: &str = "allowlist.txt";
@@ -54,7 +54,7 @@ pub struct UserSettings {
 impl UserSettings {
     /// Reads the settings (defaults when there are none or they cannot be read).
     pub fn load(data_dir: &Path) -> UserSettings {
-        std::fs::read_to_string(data_dir.join(USER_SETTINGS))
+        read_to_string_no_follow(&data_dir.join(USER_SETTINGS))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
@@ -68,7 +68,7 @@ impl UserSettings {
 
 /// The user's lists, in order (none when there is no data dir or no file).
 pub fn user_lists(data_dir: &Path) -> Vec<UserList> {
-    std::fs::read_to_string(data_dir.join(USER_LISTS))
+    read_to_string_no_follow(&data_dir.join(USER_LISTS))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
@@ -83,7 +83,13 @@ pub async fn load_into(lists: &Blocklists, data_dir: &Path) -> Result<(), Servic
         let header = b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
         write_atomic(&allow, header, false).map_err(|source| save_error(&allow, source))?;
     }
-    lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
+    // The list loader reads the allowlist by its name: only when that is the file itself.
+    match open_no_follow(&allow, std::fs::OpenOptions::new().read(true)) {
+        Err(e) if NotAFile::of(&e).is_some() => tracing::warn!("your allowlist is not loaded: {e}"),
+        _ => {
+            lists.add_source(user_allowlist_spec(&allow), Role::Allow).await?;
+        }
+    }
     for l in user_lists(data_dir) {
         if let Err(e) = lists.add_source(SourceSpec::Location(l.location.clone()), l.role()).await {
             tracing::warn!(list = %l.location, error = %e, "cannot load a list you added");
@@ -130,7 +136,13 @@ impl ProxyService {
         let host = crate::domain::normalize_name(name.trim())
             .ok_or_else(|| ServiceError::Input(InputError::NotAHost(name.to_string())))?;
         let path = self.user_dir("the allowlist")?.join(USER_ALLOWLIST);
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        // Read before it is rewritten: an allowlist that cannot be read is not replaced by
+        // one holding this name alone.
+        let text = match read_to_string_no_follow(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(save_error(&path, e)),
+        };
         if text.lines().any(|l| l.trim() == host) {
             return Ok(Change { changed: false, message: format!("{host} is already allowed") });
         }

@@ -1,10 +1,14 @@
-//! Gateway access: client addresses (after a PROXY protocol header), proxy users, and the
-//! refusal to start as an open proxy.
+//! Gateway access: client addresses (after a PROXY protocol header), proxy users, the
+//! refusal to start as an open proxy, and `self` failing closed while this host's own
+//! addresses cannot be read.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use guardnest_core::access::{hash_password, Access};
 use guardnest_core::config::{AccessConfig, UserConfig};
+use guardnest_core::own_addresses::{Own, OwnAddresses};
+use guardnest_core::sysproxy::local::{LocalError, LocalNets};
 use guardnest_core::{Policy, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -127,6 +131,157 @@ async fn basic_users_with_argon2_hashes() {
     proxy.stop().await;
 }
 
+/// One address is every client behind a NAT or a load balancer: ten people logging in
+/// with their right passwords, one after another, all get in; only wrong passwords use up
+/// the address's budget (a few, then one every few seconds), and a correct login costs it
+/// nothing.
+#[tokio::test]
+async fn correct_logins_never_use_up_the_login_budget() {
+    let echo = echo_server().await;
+    let hash = hash_password("s3cret").unwrap();
+    let names: Vec<String> = (0..10).map(|i| format!("user{i}")).collect();
+    let config = AccessConfig {
+        users: names.iter().map(|n| UserConfig { name: n.clone(), password_hash: hash.clone() }).collect(),
+        allow_destinations: vec!["127.0.0.0/8".into()],
+        ..AccessConfig::default()
+    };
+    let proxy =
+        TestProxy::start_with_access(self::config(), Policy::allow_all(), Access::from_config(&config).unwrap()).await;
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    };
+    let connect = |creds: String| format!("CONNECT {echo} HTTP/1.1\r\nProxy-Authorization: Basic {creds}\r\n\r\n");
+    for name in &names {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(connect(basic(name, "s3cret")).as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 200, "{name}, logging in with the right password: {head}");
+    }
+    // Wrong passwords do cost: the burst, then 429 (the right one is refused too until the
+    // budget refills: the address is guessing).
+    let mut statuses = Vec::new();
+    for i in 0..7 {
+        let resp = raw(proxy.addr, connect(basic("user0", &format!("wrong{i}"))).as_bytes()).await;
+        statuses.push(status_of(&resp));
+    }
+    assert_eq!(statuses[..5], [407; 5], "{statuses:?}");
+    assert_eq!(statuses[5..], [429; 2], "{statuses:?}");
+    proxy.stop().await;
+}
+
+/// Two machines logged in with one name are still two clients: an upstream connection one
+/// of them used is kept for that machine only, so nothing an origin sends on it (a late
+/// response, bytes after its own framing) can reach the other. The same machine gets it
+/// back.
+#[tokio::test]
+async fn kept_upstream_connections_are_never_shared_between_machines() {
+    // An origin that answers every request with the number of the connection it came on.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0;
+        while let Ok((mut s, _)) = listener.accept().await {
+            n += 1;
+            let id = n;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let body = format!("conn={id}");
+                    let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                    if s.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let proxy =
+        TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[("alice", "s3cret")]))
+            .await;
+    let get = format!(
+        "GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nProxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n\r\n"
+    );
+    // One request from a machine (a loopback source address of its own), then it leaves.
+    let from = |machine: &'static str| {
+        let (get, addr) = (get.clone(), proxy.addr);
+        async move {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{machine}:0").parse().unwrap()).unwrap();
+            let mut s = within("connect", socket.connect(addr)).await.unwrap();
+            s.write_all(get.as_bytes()).await.unwrap();
+            let resp = read_response(&mut s).await;
+            resp.rsplit("\r\n\r\n").next().unwrap().to_string()
+        }
+    };
+    let idle_is = |n: u64| {
+        let stats = proxy.stats.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + STEP;
+            while stats.snapshot().upstream_idle != n {
+                assert!(tokio::time::Instant::now() < deadline, "the pool never held {n} connection(s)");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    assert_eq!(from("127.0.0.2").await, "conn=1");
+    idle_is(1).await;
+    assert_eq!(from("127.0.0.3").await, "conn=2", "machine B got machine A's upstream connection");
+    idle_is(2).await;
+    assert_eq!(from("127.0.0.2").await, "conn=1", "machine A gets its own kept connection back");
+    proxy.stop().await;
+}
+
+/// A gateway's clients never reach a cloud's instance metadata, also where a cloud puts it
+/// outside link-local (AWS, Google and Oracle over IPv6, Alibaba in carrier-grade NAT space,
+/// Azure's WireServer, Oracle Classic, Scaleway, Akamai): refused before any dial, on
+/// CONNECT and plain HTTP alike. The shared ranges around them stay usable.
+#[tokio::test]
+async fn cloud_metadata_endpoints_are_refused_by_default() {
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access(&["127.0.0.0/8"], &[])).await;
+    for target in [
+        "[fd00:ec2::254]:80",
+        "[fd00:ec2::23]:80",
+        "[fd20:ce::254]:80",
+        "168.63.129.16:80",
+        "100.100.100.200:80",
+        "192.0.0.192:80",
+        "[fd00:c1::a9fe:a9fe]:80",
+        "[fd00:42::42]:80",
+        "[fd00:a9fe:a9fe::1]:80",
+        "169.254.169.254:80",
+        "[::ffff:100.100.100.200]:80",
+    ] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_eq!(status_of(&head), 403, "CONNECT {target}: {head}");
+        let resp = raw(
+            proxy.addr,
+            format!("GET http://{target}/latest/meta-data/ HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(resp.starts_with("HTTP/1.1 403"), "GET {target}: {resp}");
+    }
+    // Next door is an ordinary address: dialed (and unreachable here), never refused.
+    for target in ["100.100.100.201:80", "[fd00:ec2::255]:80"] {
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes()).await.unwrap();
+        let head = read_head(&mut s).await;
+        assert_ne!(status_of(&head), 403, "CONNECT {target} was refused as metadata: {head}");
+    }
+    proxy.stop().await;
+}
+
 #[tokio::test]
 async fn never_an_open_proxy() {
     let open = guardnest_core::config::ProxyConfig { listen: "0.0.0.0:0".parse().unwrap(), ..config() };
@@ -139,5 +294,92 @@ async fn never_an_open_proxy() {
     let addr: SocketAddr = format!("127.0.0.1:{}", proxy.addr.port()).parse().unwrap();
     let resp = raw(addr, b"CONNECT 127.0.0.1:1 HTTP/1.1\r\n\r\n").await;
     assert!(resp.starts_with("HTTP/1.1 403") && resp.contains("127.0.0.1 is not allowed"), "{resp}");
+    proxy.stop().await;
+}
+
+/// This host's own addresses as the test tells them: each read takes the next answer sent
+/// (an error, or networks), and a `()` sent on `changed` says the table changed.
+struct Told {
+    reads: std::sync::mpsc::Receiver<Result<Vec<&'static str>, &'static str>>,
+    changed: std::sync::mpsc::Receiver<()>,
+}
+
+impl guardnest_core::own_addresses::Source for Told {
+    fn read(&mut self) -> Result<LocalNets, LocalError> {
+        match self.reads.recv_timeout(STEP) {
+            Ok(Ok(nets)) => Ok(LocalNets::new(nets.iter().map(|n| n.parse::<ipnet::IpNet>().unwrap()))),
+            Ok(Err(why)) => Err(LocalError::Malformed(why.to_string())),
+            Err(_) => Err(LocalError::Malformed("the test is over".into())),
+        }
+    }
+
+    fn wait(&mut self, timeout: Duration) -> Result<bool, LocalError> {
+        match self.changed.recv_timeout(timeout) {
+            Ok(()) => Ok(true),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(false),
+            Err(_) => Err(LocalError::Malformed("the test is over".into())),
+        }
+    }
+}
+
+/// Waits (bounded) until `own` says `want` of `ip`.
+async fn until_own(own: &OwnAddresses, ip: &str, want: fn(&Own) -> bool) {
+    let ip = ip.parse().unwrap();
+    within("own addresses", async {
+        while !want(&own.check(ip)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// While this host's own addresses cannot be read, a gateway refuses every destination
+/// ("self" might be any of them) with a 403 that says why, and reaches nothing; once they
+/// are read, destinations are told apart again, and a change of the table counts at once.
+#[tokio::test]
+async fn an_unreadable_own_address_table_refuses_every_destination() {
+    let origin = origin().await;
+    let echo = echo_server().await;
+    let (answer, reads) = std::sync::mpsc::channel();
+    let (change, changed) = std::sync::mpsc::channel();
+    answer.send(Err("netlink: out of descriptors (the test's)")).unwrap();
+    let own = OwnAddresses::from_source(Told { reads, changed });
+    // Only "self" is denied, so the loopback upstreams stand for any other host.
+    let gateway = AccessConfig {
+        allow: vec!["127.0.0.0/8".into()],
+        deny_destinations: vec!["self".into()],
+        ..AccessConfig::default()
+    };
+    let access = Access::from_config_with(&gateway, own.clone()).unwrap();
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), access).await;
+    let connect = format!("CONNECT {echo} HTTP/1.1\r\n\r\n");
+    let get = format!("GET http://{}/x HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr, origin.addr);
+
+    for sent in [&connect, &get] {
+        let got = raw(proxy.addr, sent.as_bytes()).await;
+        eprintln!("unreadable table: sent {:?}\n  got {:?}", sent.lines().next().unwrap_or(""), got.lines().last());
+        assert!(got.starts_with("HTTP/1.1 403"), "{got}");
+        assert!(got.contains("cannot tell its own addresses") && got.contains("out of descriptors"), "{got}");
+    }
+    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the origin was reached");
+
+    // Readable again: the upstreams are not this host, and are reached.
+    answer.send(Ok(vec!["192.0.2.9/32"])).unwrap();
+    until_own(&own, "127.0.0.1", |o| *o == Own::No).await;
+    let (mut s, status, _) = connect_via(proxy.addr, &echo.to_string()).await;
+    assert_eq!(status, 200);
+    s.write_all(b"ping").await.unwrap();
+    let mut buf = [0u8; 4];
+    within("echo", s.read_exact(&mut buf)).await.unwrap();
+    drop(s);
+    let got = raw(proxy.addr, get.as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+
+    // The table changes: loopback is this host now, and refused as such.
+    answer.send(Ok(vec!["127.0.0.0/8"])).unwrap();
+    change.send(()).unwrap();
+    until_own(&own, "127.0.0.1", |o| *o == Own::Yes).await;
+    let got = raw(proxy.addr, connect.as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 403") && got.contains("may not reach ([access] deny_destinations)"), "{got}");
     proxy.stop().await;
 }

@@ -43,11 +43,12 @@ async fn huge_heads_get_431() {
     assert_eq!(connect_via(proxy.addr, &echo.to_string()).await.1, 200);
 }
 
-/// Heads only hyper's engine reads (a POST, and a head after a POST on a kept connection):
-/// too large or unreadable, they get the answer the first-head stage gives, with its reason,
-/// not hyper's bare 431 or 400.
+/// A connection's first head, whatever its method, is checked before hyper: too large or
+/// unreadable, it gets 431 or 400 with its one-line reason. A later head on a connection
+/// hyper serves is hyper's to refuse: the same status, hyper's own answer (GuardNest no
+/// longer rewrites hyper's bytes).
 #[tokio::test]
-async fn heads_hyper_reads_are_refused_with_a_reason() {
+async fn bad_heads_get_431_or_400_first_with_a_reason_then_from_hyper() {
     let origin = origin().await;
     let mut config = config();
     config.max_header_bytes = 4096;
@@ -67,10 +68,10 @@ async fn heads_hyper_reads_are_refused_with_a_reason() {
     }
     let resp = raw(proxy.addr, format!("{post}Bad Field\r\n\r\nhi").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
-    assert!(resp.ends_with("\r\n\r\nbad request: malformed request head\n"), "{resp}");
+    assert!(resp.contains("\r\n\r\nbad request: malformed request head: "), "{resp}");
 
-    // After a POST hyper served on the same connection.
-    for (fields, why) in [(&big, too_large), (&many, too_many)] {
+    // After a POST hyper served on the same connection: hyper's 431.
+    for fields in [&big, &many] {
         let mut s = TcpStream::connect(proxy.addr).await.unwrap();
         s.write_all(format!("{post}\r\nhi").as_bytes()).await.unwrap();
         let first = read_response(&mut s).await;
@@ -78,7 +79,6 @@ async fn heads_hyper_reads_are_refused_with_a_reason() {
         let _ = s.write_all(format!("{post}{fields}\r\nhi").as_bytes()).await;
         let resp = read_response(&mut s).await;
         assert!(resp.starts_with("HTTP/1.1 431"), "{}", &resp[..resp.len().min(200)]);
-        assert!(resp.ends_with(&format!("\r\n\r\n{why}")), "{resp}");
     }
     proxy.stop().await;
 }

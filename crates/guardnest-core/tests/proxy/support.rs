@@ -24,12 +24,6 @@ pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(STEP, f).await.unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-/// Whether this build of the suites sends every request through hyper's engine (the
-/// `proxy_hyper` test target) rather than the first-head CONNECT answer and the relay.
-pub fn all_to_hyper() -> bool {
-    env!("CARGO_CRATE_NAME") == "proxy_hyper"
-}
-
 pub fn config() -> ProxyConfig {
     ProxyConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -37,7 +31,6 @@ pub fn config() -> ProxyConfig {
         connect_timeout: Duration::from_secs(3),
         idle_timeout: Duration::from_secs(20),
         shutdown_timeout: Duration::from_secs(2),
-        all_to_hyper: all_to_hyper(),
         ..ProxyConfig::default()
     }
 }

@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::idle::{Deadline, IdleBody};
 use crate::domain::Target;
-use crate::idle::{Deadline, IdleBody};
 use crate::stats::Stats;
 
 /// Idle upstream connections kept per host.
@@ -41,13 +41,18 @@ pub(crate) type UpBody = IdleBody<Incoming>;
 type Driver = Pin<Box<Connection<TokioIo<UpstreamIo>, UpBody>>>;
 
 /// Whose an upstream connection is. In gateway mode a kept connection is only handed to
-/// the same client (its user, or else its address), so bytes an origin sends after its own
-/// framing can never reach another client; a desktop proxy has one user, [`Owner::Anyone`].
+/// the same client, its address *and* its user: bytes an origin sends after its own
+/// framing can never reach another machine, even one logged in with the same name. A
+/// desktop proxy has one user, [`Owner::Anyone`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Owner {
     Anyone,
-    Address(IpAddr),
-    User(Arc<str>),
+    Client {
+        /// The real client address (after a PROXY protocol header).
+        address: IpAddr,
+        /// The proxy user it logged in as, if users are configured.
+        user: Option<Arc<str>>,
+    },
 }
 
 /// The upstream socket under hyper: a write that waits `idle_timeout` for an upstream that
@@ -121,14 +126,6 @@ impl Upstream {
         Ok(Self { target, owner, sender, driver: Box::pin(conn) })
     }
 
-    /// The socket back, for the relay stage ([`crate::conn::relay`]); `None` (the connection
-    /// closes) if hyper holds bytes it read from it.
-    fn into_stream(self) -> Option<TcpStream> {
-        drop(self.sender);
-        let parts = Pin::into_inner(self.driver).into_parts();
-        parts.read_buf.is_empty().then(|| parts.io.into_inner().io)
-    }
-
     /// Whether this connection may carry a request of `owner` to `target`.
     fn serves(&self, target: &Target, owner: &Owner) -> bool {
         self.target == *target && self.owner == *owner
@@ -139,7 +136,7 @@ impl Upstream {
         match self.driver.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
-                tracing::debug!(target = %self.target, error = %crate::respond::error_chain(&e), "upstream connection failed");
+                tracing::debug!(target = %self.target, error = %crate::conn::respond::error_chain(&e), "upstream connection failed");
                 true
             }
             Poll::Pending => false,
@@ -291,19 +288,6 @@ impl Pool {
         found
     }
 
-    /// A reusable connection to `target` of `owner` as a bare socket, for the relay stage.
-    pub(crate) fn take_stream(&self, target: &Target, owner: &Owner) -> Option<TcpStream> {
-        self.take(target, owner)?.into_stream()
-    }
-
-    /// Keeps a bare socket the relay stage is done with, as a hyper connection: from here
-    /// on hyper watches it, and closes it if the server closes or sends stray bytes.
-    pub(crate) async fn put_stream(&self, target: Target, owner: Owner, stream: TcpStream) {
-        if let Ok(up) = Upstream::over(target, owner, stream, self.io_idle).await {
-            self.put(up);
-        }
-    }
-
     /// Closes connections idle too long or closed by their server.
     pub(crate) fn sweep(&self) {
         let Ok(mut inner) = self.idle.lock() else { return };
@@ -418,7 +402,7 @@ mod tests {
         pool.put(live);
         pool.put(dead);
         assert!(pool.take(&other_target, &Owner::Anyone).is_none());
-        let someone = Owner::Address("127.0.0.9".parse().unwrap());
+        let someone = Owner::Client { address: "127.0.0.9".parse().unwrap(), user: Some("alice".into()) };
         assert!(pool.take(&target, &someone).is_none(), "another owner's connection handed out");
         // The server closes the most recent one; its FIN is in our socket right after.
         drop(server_dead);
