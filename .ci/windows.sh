@@ -161,11 +161,16 @@ step_time "$t"
 say "4. the setup program: built from debug builds, installed, run, upgraded, uninstalled (.ci/windows/installer.sh)"
 t=$(date +%s)
 setup_dir="$work/dist"
-if cargo xtask dist --windows-setup-only --profile dev --out "$setup_dir/new" \
-   && cargo xtask dist --windows-setup-only --profile dev --version 0.0.1 --out "$setup_dir/old"; then
+# Each setup with a copy of the files it packed, which the test compares the installed ones with.
+setup_program() {
+  cargo xtask dist --windows-setup-only --profile dev --out "$setup_dir/$1" "${@:2}" \
+    && mkdir -p "$setup_dir/$1/files" \
+    && cp "$root/target/$target/debug/"{guardnest.exe,guardnest-app.exe,WebView2Loader.dll} "$setup_dir/$1/files/"
+}
+if setup_program old --version 0.0.1 && setup_program new; then
   GUARDNEST_INSTALLER_LOG="$root/target/windows-installer.log" bash .ci/windows/installer.sh \
-    "$(ls "$setup_dir"/new/GuardNest-*-x64-setup.exe)" "$setup_dir/old/GuardNest-0.0.1-x64-setup.exe" \
-    "$root/target/$target/debug" "$work/installer" \
+    "$(ls "$setup_dir"/new/GuardNest-*-x64-setup.exe)" "$setup_dir/new/files" \
+    "$setup_dir/old/GuardNest-0.0.1-x64-setup.exe" "$setup_dir/old/files" "$work/installer" \
     || failures+=("the setup program under Wine (.ci/windows/installer.sh; target/windows-installer.log)")
 else
   failures+=("building the setup program (cargo xtask dist --windows-setup-only --profile dev)")

@@ -31,15 +31,17 @@
 # case, the upgrade's steps, the setup's own log) goes to $GUARDNEST_INSTALLER_LOG
 # (.ci/windows.sh: target/windows-installer.log).
 #
-# Usage: installer.sh SETUP OLDER_SETUP BINDIR WORKDIR, where BINDIR holds the guardnest.exe
-# and guardnest-app.exe the setup programs carry; with GUARDNEST_WINE, GUARDNEST_WINE_STUB
-# and GUARDNEST_WINE_TEMPLATE (the initialised prefix) set by .ci/windows.sh.
+# Usage: installer.sh SETUP SETUP_FILES OLDER_SETUP OLDER_FILES WORKDIR, where *_FILES hold
+# the guardnest.exe, guardnest-app.exe and WebView2Loader.dll each setup program carries;
+# with GUARDNEST_WINE, GUARDNEST_WINE_STUB and GUARDNEST_WINE_TEMPLATE (the initialised
+# prefix) set by .ci/windows.sh.
 set -euo pipefail
 export LC_ALL=C
 setup=$(realpath "$1")
-older=$(realpath "$2")
-bin_dir=$(realpath "$3")
-work=$4
+setup_files=$(realpath "$2")
+older=$(realpath "$3")
+older_files=$(realpath "$4")
+work=$5
 # The versions, from the names cargo xtask dist gives: GuardNest-<version>-x64-setup.exe.
 version_of() { local v; v=$(basename "$1"); v=${v#GuardNest-}; printf '%s' "${v%-x64-setup.exe}"; }
 new_version=$(version_of "$setup")
@@ -236,16 +238,16 @@ install() {
   say "  $(basename "$exe") /S $* took $(python3 -c "print(f'{$t1 - $t0:.1f}')") s; its log:"
   utf16 "$install_dir/install.log" | sed 's/^/    | /' | tee -a "$transcript"
 }
-# Checks the install of VERSION; WEBVIEW2 says what the setup must have found: "missing"
-# (Wine has none) or the version planted in the registry.
+# Checks the install of VERSION, whose files must be those in FILES; WEBVIEW2 says what the
+# setup must have found: "missing" (Wine has none) or the version planted in the registry.
 check_installed() {
-  local version=$1 webview2=${2:-missing}
+  local version=$1 files_dir=$2 webview2=${3:-missing}
   local files
   files=$(cd "$install_dir" && ls | tr '\n' ' ')
   [ "$files" = "WebView2Loader.dll guardnest-app.exe guardnest.exe install.log uninstall.exe " ] \
     || fail "installed files: $files"
   for f in guardnest.exe guardnest-app.exe WebView2Loader.dll; do
-    cmp -s "$install_dir/$f" "$bin_dir/$f" || fail "the installed $f is not the one built"
+    cmp -s "$install_dir/$f" "$files_dir/$f" || fail "the installed $f is not the one the setup carries"
   done
   ok "files in $install_dir_win: $files"
   local lnk="$start_menu/GuardNest.lnk"
@@ -395,7 +397,7 @@ case_manual() {
   ok "before: the Windows program (WinINet, preconfigured) went through the user's own proxy"
   seed_data
   install "$setup"
-  check_installed "$new_version"
+  check_installed "$new_version" "$setup_files"
   absent "$RUN" || fail "a start-at-login entry without /STARTATLOGIN=1"
   ok "start at login stays off without /STARTATLOGIN=1"
   start_guardnest
@@ -435,7 +437,7 @@ case_profile() {
     empty) plant_webview2 0.0.0.0 ;;
   esac
   install "$setup"
-  check_installed "$new_version" "$webview2"
+  check_installed "$new_version" "$setup_files" "$webview2"
   start_guardnest
   show_registry "while the installed GuardNest is the system proxy" "$case_dir/during.reg"
   curl_checks "$addr"
@@ -481,7 +483,7 @@ case_upgrade() {
   show_registry "before (the user's own: a manual proxy)" "$case_dir/before.reg"
   seed_data
   install "$older"
-  check_installed "$old_version"
+  check_installed "$old_version" "$older_files"
   start_guardnest
   first_addr=$addr
   show_registry "while the older install's GuardNest is the system proxy" "$case_dir/during.reg"
@@ -514,7 +516,7 @@ case_upgrade() {
   say "  -- the newer setup over the older install, while GuardNest runs (/S /STARTATLOGIN=1)"
   marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
   install "$setup" /STARTATLOGIN=1
-  check_installed "$new_version"
+  check_installed "$new_version" "$setup_files"
   log=$(utf16 "$install_dir/install.log")
   want="proxy settings with no GuardNest running: ProxyEnable=1 ProxyServer=127.0.0.1:$user_port AutoConfigURL="
   grep -qxF "$want" <<<"$log" || fail "while files were replaced the proxy was not the user's own (install.log)"
