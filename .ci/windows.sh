@@ -154,10 +154,10 @@ fi
 step_time "$t"
 
 # --- 4. The Windows setup program, under Wine ----------------------------------------------
-# Made from debug builds (as `cargo xtask dist --windows-setup-only --profile dev`): a
-# release build of the app alone takes longer than the rest of this script. `cargo xtask
-# dist` makes the release files with the same script. A second setup labelled 0.0.1 is the
-# "older build" the upgrade starts from.
+# Made from debug builds (`cargo xtask dist --windows-setup-only --profile dev`): the
+# Windows release builds take about 22 minutes on 2 cores, the app's debug build about 3
+# (BENCHMARKS.md). `cargo xtask dist` makes the release files with the same NSIS script. A
+# second setup labelled 0.0.1 is the "older build" the upgrade starts from.
 say "4. the setup program: built from debug builds, installed, run, upgraded, uninstalled (.ci/windows/installer.sh)"
 t=$(date +%s)
 setup_dir="$work/dist"

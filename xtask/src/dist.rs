@@ -10,8 +10,8 @@
 //! - `SHA256SUMS`: one `sha256sum` line per file above.
 //!
 //! `--windows-setup-only` makes only the setup program (and its sum). `--profile dev` packs
-//! debug builds instead of release ones: what CI installs under Wine, where a release build
-//! of the app alone takes longer than the rest of the Windows suite (README, "Install").
+//! debug builds instead of release ones: what CI installs under Wine, where the Windows
+//! release builds would add about 22 minutes on 2 cores (BENCHMARKS.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
