@@ -22,7 +22,8 @@ pub const USAGE: &str =
     "usage: cargo xtask dist [--windows-setup-only] [--profile release|dev] [--version V] [--out DIR]
 
   --windows-setup-only  make only the Windows setup program
-  --profile PROFILE     the cargo profile to pack (default release; dev packs debug builds, for CI)
+  --profile PROFILE     the cargo profile to pack (default release; dev, with --windows-setup-only,
+                        packs debug builds, for CI)
   --version V           the version the setup program shows (default: the workspace's)
   --out DIR             where the files go (default target/dist)";
 
@@ -121,6 +122,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
     if !matches!(o.profile.as_str(), "release" | "dev") {
         return Err(format!("--profile {}: release or dev", o.profile));
     }
+    // The .deb always carries the release CLI (tauri.conf.json builds it first): debug
+    // builds are for CI's setup program only.
+    if o.profile == "dev" && !o.windows_setup_only {
+        return Err("--profile dev goes with --windows-setup-only".into());
+    }
     Ok(o)
 }
 
@@ -152,7 +158,7 @@ fn dist(root: &Path, o: &Options) -> Result<Vec<PathBuf>> {
         strip_debug("strip", &root.join("target").join(profile_dir(&o.profile)).join("guardnest"), &linux)?;
         files.push(linux);
 
-        files.push(deb(root, &version, &o.profile, &out)?);
+        files.push(deb(root, &version, &out)?);
     }
     sha256sums(&out, &files)?;
     files.push(out.join("SHA256SUMS"));
@@ -303,7 +309,7 @@ fn setup_program(root: &Path, bin: &Path, version: &str, compressor: &str, out: 
 
 /// The desktop app's .deb, by the Tauri bundler (TAURI_CLI, else installed with npm into
 /// target/tauri-cli once); copied into `out`.
-fn deb(root: &Path, version: &str, profile: &str, out: &Path) -> Result<PathBuf> {
+fn deb(root: &Path, version: &str, out: &Path) -> Result<PathBuf> {
     step("the .deb (the Tauri bundler)");
     let tauri = match std::env::var_os("TAURI_CLI") {
         Some(t) => PathBuf::from(t),
@@ -326,14 +332,11 @@ fn deb(root: &Path, version: &str, profile: &str, out: &Path) -> Result<PathBuf>
     };
     let mut cmd = Command::new(&tauri);
     cmd.current_dir(root.join("app/src-tauri")).args(["build", "--bundles", "deb", "--ci"]);
-    if profile == "dev" {
-        cmd.arg("--debug");
-    }
     let status = cmd.status().with_context(|| format!("cannot run {}", tauri.display()))?;
     if !status.success() {
         bail!("tauri build --bundles deb failed ({status})");
     }
-    let dir = root.join("target").join(profile_dir(profile)).join("bundle/deb");
+    let dir = root.join("target/release/bundle/deb");
     let name = std::fs::read_dir(&dir)
         .with_context(|| format!("cannot read {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -401,6 +404,7 @@ mod tests {
         assert_eq!((o.profile.as_str(), o.version.as_deref()), ("dev", Some("0.0.9")));
         assert_eq!(o.out, Some(PathBuf::from("/tmp/x")));
         assert!(parse(&args("--profile fast")).is_err());
+        assert!(parse(&args("--profile dev")).is_err(), "debug builds only for the setup program");
         assert!(parse(&args("--version")).is_err());
         assert!(parse(&args("--bogus")).is_err());
     }
