@@ -24,7 +24,8 @@
 #           `start-again` (what the setup runs) checked byte for byte; then the newer setup
 #           /S /STARTATLOGIN=1 over it while it runs: the proxy was the user's own while files
 #           were replaced, GuardNest runs again from the same command line, the data dir is
-#           kept, start-at-login is the app's own Run entry; then uninstalled.
+#           kept, start-at-login is the app's own Run entry; the same setup again with
+#           /STARTATLOGIN=0 removes it; then uninstalled.
 #
 # The window itself is not run (there is no WebView2 under Wine). Every wait polls a
 # condition against a deadline. The transcript (the registry before, during and after each
@@ -537,6 +538,17 @@ case_upgrade() {
   python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["start_at_login"] is True else 1)' \
     "$data_dir/settings.json" || fail "the app's settings.json does not say start_at_login: true"
   ok "/STARTATLOGIN=1: the app's own start-at-login entry, and its settings.json says so"
+
+  say "  -- the same setup again, /S /STARTATLOGIN=0, while GuardNest runs"
+  marks=$(grep -cF "system proxy set (windows)" "$gn_log" || true)
+  install "$setup" /STARTATLOGIN=0
+  check_installed "$new_version" "$setup_files"
+  absent "$RUN" || fail "/STARTATLOGIN=0 left the start-at-login entry"
+  python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["start_at_login"] is False else 1)' \
+    "$data_dir/settings.json" || fail "the app's settings.json does not say start_at_login: false"
+  wait_until 60 "GuardNest did not run again after the reinstall" \
+    more_than "$gn_log" "system proxy set (windows)" "$marks"
+  ok "/STARTATLOGIN=0: the entry is gone and settings.json says so; GuardNest runs again"
   uninstall
   check_uninstalled "$case_dir/before.reg"
   data_kept
