@@ -7,9 +7,11 @@
 #      in Wine's registry and WinINet, the firewall and admin paths, control.json's DACL;
 #   2. guardnest.exe end to end, driven from Linux (.ci/windows/e2e.sh);
 #   3. clippy -D warnings for every crate, the desktop app included, for the Windows target;
-#   4. the desktop app's NSIS installer, when the Tauri bundler can make one offline.
+#   4. the Windows setup program (packaging/windows/guardnest.nsi, made by `cargo xtask dist`
+#      from debug builds), installed, run, upgraded and uninstalled under Wine
+#      (.ci/windows/installer.sh).
 #
-# Installs wine64, wine and gcc-mingw-w64-x86-64 with apt-get when missing. When they cannot
+# Installs wine64, wine, gcc-mingw-w64-x86-64 and nsis with apt-get when missing. When they cannot
 # be installed it says so loudly and prints "SKIPPED: ..." (exit 0), except with CI=true,
 # where that is a failure. Caches the initialised Wine prefix and the ProcessPrng stub in
 # ~/.cache/guardnest (GUARDNEST_CACHE). Exits non-zero on any failure.
@@ -48,6 +50,7 @@ need=()
 [ -n "$wine_bin" ] || need+=(wine)
 [ -x /usr/lib/wine/wine64 ] || command -v wine64 >/dev/null || need+=(wine64)
 command -v x86_64-w64-mingw32-gcc >/dev/null || need+=(gcc-mingw-w64-x86-64)
+command -v makensis >/dev/null || need+=(nsis)   # the setup program (step 4)
 command -v python3 >/dev/null || need+=(python3)   # the end-to-end step's loopback upstream
 command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
@@ -88,6 +91,7 @@ if [ ! -f "$template/.guardnest-ready" ]; then
   WINEPREFIX=$template "${wine_bin%/*}/wineserver" -w 2>/dev/null || WINEPREFIX=$template wineserver -w
   touch "$template/.guardnest-ready"
 fi
+export GUARDNEST_WINE_TEMPLATE=$template
 work=$(mktemp -d /tmp/guardnest-wine.XXXXXX)
 export WINEPREFIX="$work/prefix"
 cp -a "$template" "$WINEPREFIX"
@@ -149,24 +153,29 @@ if ! cargo clippy -q --target "$target" -p guardnest-core -p guardnest-cli -p gu
 fi
 step_time "$t"
 
-# --- 4. The NSIS installer -----------------------------------------------------------------
-# Tried only with GUARDNEST_WINDOWS_NSIS=1: it is a release build of the app for Windows
-# (several minutes), and offline it stops at the bundler's download (README, "Windows").
-if [ -n "${GUARDNEST_WINDOWS_NSIS:-}" ]; then
-  say "4. NSIS installer: tauri build --target $target --bundles nsis"
-  t=$(date +%s)
-  if [ ! -x /tmp/tauri/node_modules/.bin/tauri ]; then
-    npm install --prefix /tmp/tauri @tauri-apps/cli@2 >/dev/null 2>&1 || echo "cannot install the Tauri CLI with npm"
-  fi
-  if (cd app/src-tauri && /tmp/tauri/node_modules/.bin/tauri build --target "$target" --bundles nsis); then
-    ls -l "target/$target/release/bundle/nsis/"
-  else
-    failures+=("the NSIS installer (GUARDNEST_WINDOWS_NSIS=1)")
-  fi
-  step_time "$t"
+# --- 4. The Windows setup program, under Wine ----------------------------------------------
+# Made from debug builds (`cargo xtask dist --windows-setup-only --profile dev`): the
+# Windows release builds take about 22 minutes on 2 cores, the app's debug build about 3
+# (BENCHMARKS.md). `cargo xtask dist` makes the release files with the same NSIS script. A
+# second setup labelled 0.0.1 is the "older build" the upgrade starts from.
+say "4. the setup program: built from debug builds, installed, run, upgraded, uninstalled (.ci/windows/installer.sh)"
+t=$(date +%s)
+setup_dir="$work/dist"
+# Each setup with a copy of the files it packed, which the test compares the installed ones with.
+setup_program() {
+  cargo xtask dist --windows-setup-only --profile dev --out "$setup_dir/$1" "${@:2}" \
+    && mkdir -p "$setup_dir/$1/files" \
+    && cp "$root/target/$target/debug/"{guardnest.exe,guardnest-app.exe,WebView2Loader.dll} "$setup_dir/$1/files/"
+}
+if setup_program old --version 0.0.1 && setup_program new; then
+  GUARDNEST_INSTALLER_LOG="$root/target/windows-installer.log" bash .ci/windows/installer.sh \
+    "$(ls "$setup_dir"/new/GuardNest-*-x64-setup.exe)" "$setup_dir/new/files" \
+    "$setup_dir/old/GuardNest-0.0.1-x64-setup.exe" "$setup_dir/old/files" "$work/installer" \
+    || failures+=("the setup program under Wine (.ci/windows/installer.sh; target/windows-installer.log)")
 else
-  say "4. NSIS installer: not tried (GUARDNEST_WINDOWS_NSIS=1 tries it; see the README's Windows section)"
+  failures+=("building the setup program (cargo xtask dist --windows-setup-only --profile dev)")
 fi
+step_time "$t"
 
 # --- Summary ------------------------------------------------------------------------------
 passed=$(grep -Ec '^test .* \.\.\. ok$' "$log" || true)
@@ -175,7 +184,7 @@ failed=$(grep -Ec '^test .* \.\.\. FAILED' "$log" || true)
 say "summary: Windows tests under Wine: $passed passed, $ignored ignored, $failed failed; $(( $(date +%s) - started )) s in all"
 grep -E '^test .* \.\.\. ignored' "$log" | sed -E 's/^test ([^ ]+) +\.\.\. ignored[,]? ?/    ignored: \1: /' || true
 grep -E '^test .* \.\.\. FAILED' "$log" | sed 's/^test /    FAILED: /' || true
-echo "    registry values before/during/after: target/windows-registry.log"
+echo "    registry values before/during/after: target/windows-registry.log; the setup program: target/windows-installer.log"
 if [ ${#failures[@]} -gt 0 ]; then
   printf 'FAILED: %s\n' "${failures[@]}"
   exit 1

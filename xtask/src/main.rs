@@ -1,4 +1,5 @@
-//! `cargo xtask test`: the project's one test command.
+//! `cargo xtask test`: the project's one test command; `cargo xtask dist`: the release
+//! files (see [`dist`]).
 //!
 //! 1. Installs the system packages the tests need when they are missing (with `apt-get`, as
 //!    root or through passwordless sudo), saying what and why, and tauri-driver.
@@ -10,6 +11,7 @@
 //!    the Windows suite's named platform limits (what Wine cannot do).
 
 mod check;
+mod dist;
 mod packages;
 mod report;
 
@@ -27,7 +29,9 @@ const USAGE: &str = "usage: cargo xtask test [--no-install] [--linux-only] [-- A
   test           every suite (Linux, then Windows under Wine); installs what the tests need
   --no-install   do not install missing system packages or tauri-driver
   --linux-only   do not run the Windows suite under Wine
-  check          the quick loop: fmt, clippy -D warnings, the core's suites; installs nothing";
+  check          the quick loop: fmt, clippy -D warnings, the core's suites; installs nothing
+
+       cargo xtask dist [OPTIONS]   the release files into target/dist (cargo xtask dist --help)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,6 +47,13 @@ fn main() -> ExitCode {
         }
         find_list_data(&root);
         return check::check();
+    }
+    if ours.first().map(String::as_str) == Some("dist") {
+        if ours[1..].iter().any(|a| a == "--help" || a == "-h") {
+            println!("{}", dist::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        return dist::main(&workspace_root(), &ours[1..]);
     }
     if ours.first().map(String::as_str) != Some("test") {
         eprintln!("{USAGE}");

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use auto_launch::{AutoLaunch, AutoLaunchBuilder};
+use auto_launch::{AutoLaunch, AutoLaunchBuilder, WindowsEnableMode};
 use guardnest_core::service::user::UserSettings;
 use guardnest_core::service::{Change, ErrorKind};
 use tauri::{AppHandle, Manager, Runtime};
@@ -32,7 +32,17 @@ fn entry() -> Result<AutoLaunch, UiError> {
     // Windows runs the `Run` value as a command line: a path with spaces ("C:\Users\Jane
     // Doe\...") must be quoted, or another program could be run instead.
     let exe = if cfg!(windows) { format!("\"{}\"", exe.trim_start_matches(r"\\?\")) } else { exe };
-    AutoLaunchBuilder::new().set_app_name(NAME).set_app_path(&exe).set_args(&[HIDDEN]).build().map_err(failed)
+    AutoLaunchBuilder::new()
+        .set_app_name(NAME)
+        .set_app_path(&exe)
+        .set_args(&[HIDDEN])
+        // This user's `Run` key only. The crate's default tries the machine's (HKLM) first and
+        // succeeds wherever the app runs with administrator rights (an elevated start, Wine):
+        // every user of the machine would then start this user's per-user install, and its
+        // uninstaller, which removes HKCU's value, would leave that entry behind.
+        .set_windows_enable_mode(WindowsEnableMode::CurrentUser)
+        .build()
+        .map_err(failed)
 }
 
 /// Whether the entry is there.
