@@ -510,10 +510,12 @@ async fn plain_http_bytes_are_counted() {
     let resp = raw(proxy.addr, format!("GET http://{target}/x HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let after_get = proxy.stats.snapshot();
-    assert!(after_get.bytes_down > 0, "{after_get:?}");
+    // Both directions: the request head went up, the answer (head and body) came down.
+    assert!(after_get.bytes_down > 0 && after_get.bytes_up > 0, "{after_get:?}");
     let resp = raw(proxy.addr, post(target, 5, "hello").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let after_post = proxy.stats.snapshot();
-    assert!(after_post.bytes_up >= 5 && after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
+    assert!(after_post.bytes_up >= after_get.bytes_up + 5 + 20, "the POST's head and body: {after_post:?}");
+    assert!(after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
     proxy.stop().await;
 }

@@ -2,6 +2,7 @@
 //! in-memory system-proxy backend (the real GNOME and KDE ones are tested by the CLI tests).
 
 mod api;
+mod choices;
 mod lifecycle;
 #[path = "../common/loopback.rs"]
 mod loopback;

@@ -158,7 +158,7 @@ pub(super) struct Body<'a> {
     pub(super) upstream: &'a mut TcpStream,
     pub(super) client: &'a mut TcpStream,
     pub(super) idle: Duration,
-    /// Body bytes passed on are counted in `bytes_down`.
+    /// Bytes passed on (head and body) are counted in `bytes_down`.
     pub(super) stats: &'a Stats,
 }
 
@@ -167,10 +167,9 @@ impl Body<'_> {
     /// when the body ended exactly at its framing's end with nothing behind it, so the
     /// upstream connection can be reused.
     pub(super) async fn relay(mut self, head: Vec<u8>, first: &[u8], framing: Framing) -> Result<bool, Failed> {
-        let head_len = head.len() as u64;
         let mut sent = 0;
         let result = self.relay_counted(head, first, framing, &mut sent).await;
-        self.stats.bytes_down.fetch_add(sent.saturating_sub(head_len), std::sync::atomic::Ordering::Relaxed);
+        self.stats.bytes_down.fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
         result
     }
 

@@ -242,6 +242,8 @@ async fn exchange(
             }
         }
     };
+    // The request as sent upstream counts as bytes up (a GET or HEAD has no body).
+    shared.stats.bytes_up.fetch_add(request.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let (answer, buf) = response;
     let client_keeps = !meta.close && !matches!(answer.framing, Framing::Close);
     let mut out = answer.head;
