@@ -143,14 +143,18 @@ function renderStatus(st) {
     off: "Protection is off",
   }[p.state];
   const everywhere = st.system_proxy.applied ? " for this whole computer" : "";
-  $("state-detail").textContent = {
-    protected: partly
-      ? `Blocking ${plural(p.names, "malicious site", "malicious sites")} from the lists that loaded${everywhere}.`
-      : `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}.`,
-    unprotected: "GuardNest is running, but no block list is loaded, so nothing is blocked.",
-    paused: `Nothing is blocked until ${when(p.until, true)}; then protection comes back by itself.`,
-    off: "Turn protection on to block malicious sites.",
-  }[p.state];
+  let detail;
+  switch (p.state) {
+    case "protected":
+      detail = partly
+        ? `Blocking ${plural(p.names, "malicious site", "malicious sites")} from the lists that loaded${everywhere}.`
+        : `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}.`;
+      break;
+    case "unprotected": detail = "GuardNest is running, but no block list is loaded, so nothing is blocked."; break;
+    case "paused": detail = `Nothing is blocked until ${when(p.until, true)}; then protection comes back by itself.`; break;
+    default: detail = "Turn protection on to block malicious sites.";
+  }
+  $("state-detail").textContent = detail;
   renderWarning(st, p, missing, partly);
   $("pause-line").classList.toggle("hidden", p.state !== "paused");
   // The Pause button keeps its place whether shown or not, so the switch never moves.
@@ -500,11 +504,14 @@ function refused(r) {
 
 /** The whole view, asked for: at load, and after an action. */
 async function refresh() {
+  let view;
   try {
-    render(await invoke("get_view"));
+    view = await invoke("get_view");
   } catch (e) {
     showError(e);
+    return;
   }
+  render(view);
 }
 
 async function enable() {
