@@ -94,6 +94,7 @@ cp -a "$template" "$WINEPREFIX"
 export WINEDEBUG=-all
 wineserver_bin="${wine_bin%/*}/wineserver"
 [ -x "$wineserver_bin" ] || wineserver_bin=wineserver
+export GUARDNEST_WINESERVER=$wineserver_bin
 cleanup() {
   "$wineserver_bin" -k 2>/dev/null || true
   rm -rf "$work"

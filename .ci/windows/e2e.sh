@@ -95,4 +95,49 @@ grep -q "shutdown requested" "$work/guardnest.log" || fail "no 'shutdown request
 grep -q "proxy stopped" "$work/guardnest.log" || fail "did not drain ('proxy stopped') after Ctrl-C"
 [ ! -e "$work/data/control.json" ] || fail "control.json left behind after a clean stop"
 echo "ok: Ctrl-C (SIGINT -> CTRL_C_EVENT) drained, removed control.json and exited 0"
+
+# --- The whole Wine session killed (a power cut) while GuardNest holds the system proxy ----
+# Wine restarts its PID numbering with a new wineserver, so the next guardnest.exe may get
+# the very PID of the one that died: liveness must come from the start time and the lock.
+settings='HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings'
+reg_now() { "$GUARDNEST_WINE" reg query "$settings" 2>/dev/null | tr -d '\r' | grep -E 'Proxy|AutoConfigURL' | sort; }
+"$GUARDNEST_WINE" reg add "$settings" /v ProxyServer /t REG_SZ /d corp-proxy.example:8123 /f >/dev/null 2>&1
+"$GUARDNEST_WINE" reg add "$settings" /v ProxyEnable /t REG_DWORD /d 1 /f >/dev/null 2>&1
+"$GUARDNEST_WINE" reg add "$settings" /v ProxyOverride /t REG_SZ /d "corp.example;<local>" /f >/dev/null 2>&1
+before=$(reg_now)
+start_sp() { # data dir, log, extra args
+  "$GUARDNEST_WINE" "$exe" run --listen 127.0.0.1:0 --control 127.0.0.1:0 --no-default-lists \
+    --data-dir "$(winpath "$1")" --blocklist "$(winpath "$work/block.hosts")" "${@:3}" >"$2" 2>&1 &
+  guardnest=$!
+}
+start_sp "$work/data-crash" "$work/crash1.log" --system-proxy
+wait_for "$work/crash1.log" "system proxy set" >/dev/null
+during=$(reg_now)
+[ "$during" != "$before" ] || fail "the system proxy did not change"
+pid1=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$work/data-crash/control.json")
+"${GUARDNEST_WINESERVER:-wineserver}" -k 2>/dev/null || true
+wait "$guardnest" 2>/dev/null || true
+guardnest=
+[ "$(reg_now)" = "$during" ] || fail "the killed session's settings changed by themselves"
+start_sp "$work/data-crash" "$work/crash2.log"
+wait_for "$work/crash2.log" "repaired a crashed session" >/dev/null
+wait_for "$work/crash2.log" "control API on" >/dev/null
+pid2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$work/data-crash/control.json")
+after=$(reg_now)
+[ "$after" = "$before" ] || fail "after the next start the settings are not the user's: $after"
+echo "ok: Wine session killed holding the system proxy (Windows PID $pid1); the next guardnest.exe (Windows PID $pid2$([ "$pid1" = "$pid2" ] && echo ', the same PID')) repaired it: $(echo "$after" | tr '\n' ' ')"
+out=$(gn stop --data-dir "$(winpath "$work/data-crash")") || true
+wait "$guardnest" 2>/dev/null || true
+guardnest=
+
+# --- guardnest.exe stop --all: every GuardNest of the user, found by its session window ----
+start_sp "$work/data-other" "$work/other.log" --system-proxy
+wait_for "$work/other.log" "system proxy set" >/dev/null
+out=$("$GUARDNEST_WINE" "$exe" stop --all --data-dir "$(winpath "$work/data-none")" 2>&1) || fail "stop --all: $out"
+code=0
+wait "$guardnest" || code=$?
+guardnest=
+[ "$code" = 0 ] || fail "the GuardNest asked to stop by its session window exited $code: $out"
+[ "$(reg_now)" = "$before" ] || fail "stop --all did not put the settings back: $(reg_now)"
+echo "ok: guardnest.exe stop --all (WM_CLOSE to the other GuardNest's session window): it stopped cleanly, settings back: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
 echo "E2E OK"

@@ -65,6 +65,11 @@ const NEEDS: &[Need] = &[
     },
     Need { present: || on_path("haproxy"), packages: &["haproxy"], for_what: "the gateway test behind HAProxy" },
     Need {
+        present: || on_path("ip") && on_path("sysctl") && on_path("unshare") && on_path("mount"),
+        packages: &["iproute2", "procps", "util-linux", "mount"],
+        for_what: "the gateway's own-address tests (network namespaces)",
+    },
+    Need {
         present: || on_path("curl") && on_path("wget"),
         packages: &["curl", "wget"],
         for_what: "the real-clients test",

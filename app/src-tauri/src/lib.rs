@@ -117,7 +117,7 @@ fn repair_from_args() -> Option<i32> {
     let config = match guardnest_core::ProxyService::config_for(&data_dir, None) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+            eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
             return Some(1);
         }
     };
@@ -132,7 +132,7 @@ fn repair_from_args() -> Option<i32> {
             0
         }
         Err(e) => {
-            eprintln!("guardnest-app: {}", guardnest_core::respond::error_chain(&e));
+            eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
             1
         }
     })

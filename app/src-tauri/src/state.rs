@@ -76,7 +76,7 @@ impl AppState {
         let mut config = match &options.config {
             Some(c) => c.clone(),
             None => ProxyService::config_for(data_dir, None)
-                .map_err(|e| UiError::new(ErrorKind::Start, guardnest_core::respond::error_chain(&e)))?,
+                .map_err(|e| UiError::new(ErrorKind::Start, guardnest_core::error_chain(&e)))?,
         };
         // The app is the "one switch" for proxy and system proxy together.
         config.system_proxy.enabled = true;
@@ -90,7 +90,7 @@ impl AppState {
         match &started.enabled {
             Ok(change) => tracing::info!("{}", change.message),
             // The window shows it (a taken port comes with the offer of another).
-            Err(e) => tracing::error!("{}", guardnest_core::respond::error_chain(e)),
+            Err(e) => tracing::error!("{}", guardnest_core::error_chain(e)),
         }
         Ok(started.service)
     }
@@ -144,7 +144,7 @@ impl AppState {
         if let Ok(service) = self.service() {
             match service.shut_down(grace).await {
                 Ok(change) => tracing::info!("{}", change.message),
-                Err(e) => tracing::error!("{}", guardnest_core::respond::error_chain(&e)),
+                Err(e) => tracing::error!("{}", guardnest_core::error_chain(&e)),
             }
         }
     }

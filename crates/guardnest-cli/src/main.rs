@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use guardnest_core::respond::error_chain;
+use guardnest_core::error_chain;
 use guardnest_core::service::lifecycle::{StartError, Started};
 use guardnest_core::service::{Frontend, ServiceError};
 use guardnest_core::{ProxyService, ServeError};

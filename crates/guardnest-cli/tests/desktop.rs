@@ -339,7 +339,7 @@ fn the_login_repair_puts_settings_back_when_guardnest_never_returns() -> Outcome
     run.wait_for("system proxy set");
     let text = std::fs::read_to_string(&entry).expect("no login repair entry while the system proxy is set");
     let exec = text.lines().find_map(|l| l.strip_prefix("Exec=")).unwrap();
-    let argv = guardnest_core::sysproxy::login::parse_desktop_exec(exec);
+    let argv = guardnest_core::sysproxy::login::parse_desktop_exec(exec).expect("an Exec line GLib would refuse");
     let data = d.data.path().display().to_string();
     assert_eq!(argv[0], std::fs::canonicalize(BIN).unwrap().display().to_string(), "{exec}");
     assert_eq!(argv[1..], ["repair", "--data-dir", data.as_str(), "--at-login"], "{exec}");

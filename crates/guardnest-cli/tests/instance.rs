@@ -53,6 +53,45 @@ fn a_second_instance_on_one_data_dir_refuses_and_names_the_first() {
     next.wait_for("control API on");
 }
 
+/// A link someone planted where the instance lock goes: `guardnest run` refuses to start,
+/// naming it, and the file it points at is never created.
+#[cfg(unix)]
+#[test]
+fn a_link_planted_as_the_instance_lock_stops_guardnest_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let victim = dir.path().join("victim");
+    std::os::unix::fs::symlink(&victim, data.join("instance.lock")).unwrap();
+    let mut child = run(&data, &["--no-default-lists"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its whole stderr, which ends when it exits; bounded, since it used to start and serve.
+    let mut stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
+    });
+    let Ok(err) = rx.recv_timeout(support::WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "guardnest run started on a data dir whose instance.lock is a planted link (victim created: {})",
+            victim.exists()
+        );
+    };
+    let status = child.wait().unwrap();
+    assert_ne!(status.code(), Some(0), "{err}");
+    let link = data.join("instance.lock");
+    assert!(err.contains(&format!("{} is a symbolic link, not a regular file", link.display())), "{err}");
+    assert!(!victim.exists(), "the link's target was created");
+    assert!(!data.join("control.json").exists(), "it went on to serve the control API");
+}
+
 #[test]
 fn a_killed_instance_does_not_block_the_next() {
     let dir = tempfile::tempdir().unwrap();

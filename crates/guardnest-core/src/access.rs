@@ -32,7 +32,8 @@ use base64::Engine;
 use ipnet::IpNet;
 use tokio::sync::Semaphore;
 
-use crate::dial::Destinations;
+use crate::conn::dial::Destinations;
+use crate::own_addresses::OwnAddresses;
 
 pub use crate::config::check_listen;
 use crate::config::{AccessConfig, ConfigError};
@@ -101,13 +102,29 @@ impl Default for Access {
 }
 
 impl Access {
-    /// Builds the policy from validated configuration.
+    /// Builds the policy from validated configuration. In gateway mode with `self` denied,
+    /// this host's own addresses are read now and watched ([`OwnAddresses::of_this_host`]).
     pub fn from_config(config: &AccessConfig) -> Result<Self, ConfigError> {
+        Self::build(config, OwnAddresses::of_this_host)
+    }
+
+    /// [`Access::from_config`] with this host's own addresses told by `own` (a test's table,
+    /// or one shared between listeners).
+    pub fn from_config_with(config: &AccessConfig, own: OwnAddresses) -> Result<Self, ConfigError> {
+        Self::build(config, || own)
+    }
+
+    fn build(config: &AccessConfig, own: impl FnOnce() -> OwnAddresses) -> Result<Self, ConfigError> {
         let users = config.users()?;
         let allow = config.allow_nets()?;
         let trusted = config.trusted_proxy_nets()?;
         let mut access = Self::from_parts(allow, trusted, users);
-        access.destinations = config.destinations()?;
+        let destinations = config.destinations()?;
+        // Only a gateway refuses destinations: a desktop proxy starts no watcher.
+        access.destinations = match access.is_restricted() && destinations.denies_own() {
+            true => destinations.with_own(own()),
+            false => destinations,
+        };
         Ok(access)
     }
 

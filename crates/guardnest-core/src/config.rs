@@ -152,7 +152,7 @@ impl AccessConfig {
 
     /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses;
     /// `cloud-metadata`: [`CLOUD_METADATA`]).
-    pub fn destinations(&self) -> Result<crate::dial::Destinations, ConfigError> {
+    pub fn destinations(&self) -> Result<crate::conn::dial::Destinations, ConfigError> {
         let named = |d: &String, name: &str| d.trim().eq_ignore_ascii_case(name);
         let deny_own = self.deny_destinations.iter().any(|d| named(d, "self"));
         let mut deny: Vec<String> = Vec::new();
@@ -165,7 +165,7 @@ impl AccessConfig {
         }
         let deny = parse_nets("access.deny_destinations", &deny)?;
         let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
-        Ok(crate::dial::Destinations::new(deny, allow, deny_own))
+        Ok(crate::conn::dial::Destinations::new(deny, allow, deny_own))
     }
 
     /// `trusted_proxies`, parsed.
@@ -267,14 +267,14 @@ pub struct SystemProxyConfig {
     /// Whether enabling protection also makes GuardNest the system proxy.
     pub enabled: bool,
     /// `auto`, `gnome`, `kde`, `windows`, `macos` or `none`.
-    pub backend: String,
+    pub backend: crate::sysproxy::BackendKind,
     /// `fixed` or `pac`.
     pub mode: SystemProxyMode,
 }
 
 impl Default for SystemProxyConfig {
     fn default() -> Self {
-        Self { enabled: false, backend: "auto".into(), mode: SystemProxyMode::Fixed }
+        Self { enabled: false, backend: crate::sysproxy::BackendKind::Auto, mode: SystemProxyMode::Fixed }
     }
 }
 
@@ -309,12 +309,6 @@ pub struct ProxyConfig {
     /// Move bulk tunnel traffic with splice(2) on Linux, never copying it into the process;
     /// `false` uses the portable read-and-write path (as on other systems).
     pub splice: bool,
-    /// Tests only (`test_all_to_hyper` in a file): every request goes through hyper's
-    /// engine, none through the first-head CONNECT answer or the relay, so that every suite
-    /// runs on both engines.
-    #[doc(hidden)]
-    #[serde(rename = "test_all_to_hyper")]
-    pub all_to_hyper: bool,
 }
 
 impl Default for ProxyConfig {
@@ -330,7 +324,6 @@ impl Default for ProxyConfig {
             worker_threads: DEFAULT_WORKER_THREADS,
             proxy_protocol: false,
             splice: true,
-            all_to_hyper: false,
         }
     }
 }
@@ -587,12 +580,6 @@ impl Config {
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
         check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
-        if !["auto", "gnome", "kde", "windows", "macos", "none"].contains(&self.system_proxy.backend.as_str()) {
-            return Err(ConfigError::Invalid(format!(
-                "system_proxy.backend {:?} is not one of auto, gnome, kde, windows, macos, none",
-                self.system_proxy.backend
-            )));
-        }
         if self.system_proxy.mode == SystemProxyMode::Pac && self.control.addr()?.is_none() {
             return Err(ConfigError::Invalid(
                 "system_proxy.mode = \"pac\" needs the control API (it serves the PAC file)".into(),

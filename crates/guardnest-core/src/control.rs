@@ -55,9 +55,9 @@ impl RuntimeInfo {
         crate::sysproxy::fsutil::write_atomic(path, &json, true)
     }
 
-    /// Reads the runtime file.
+    /// Reads the runtime file (never through a link: see [`crate::sysproxy::fsutil::open_no_follow`]).
     pub fn load(path: &Path) -> std::io::Result<RuntimeInfo> {
-        let text = std::fs::read_to_string(path)?;
+        let text = crate::sysproxy::fsutil::read_to_string_no_follow(path)?;
         serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 
@@ -76,7 +76,7 @@ pub fn new_token() -> std::io::Result<String> {
 
 /// Connections the control API holds at once: its clients are the CLI and the app, a
 /// handful. When all are held, a new connection takes the place of the one that has been
-/// waiting longest without a request (see [`Held`]), so silent connections cannot keep the
+/// waiting longest without a request (see `Held`), so silent connections cannot keep the
 /// CLI out.
 pub const MAX_CONNECTIONS: usize = 32;
 
@@ -366,7 +366,7 @@ pub mod proof {
     /// Adds the answer's proof.
     pub(super) async fn sign(response: Response<Full<Bytes>>, token: &str, nonce: &str) -> Response<Full<Bytes>> {
         let (mut parts, body) = response.into_parts();
-        let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+        let body = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
         let proof = expected(token, nonce, parts.status.as_u16(), &body);
         if let Ok(v) = HeaderValue::from_str(&proof) {
             parts.headers.insert(HEADER, v);
@@ -433,9 +433,8 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str, own
         (_, p) if p.starts_with("/v1/") => {
             let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
             let target = req.uri().path_and_query().map_or(p, |pq| pq.as_str()).to_string();
-            let nonce = match proof::check(authorization, token, method.as_str(), &target, host, own) {
-                Ok(nonce) => nonce,
-                Err(()) => return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token"),
+            let Ok(nonce) = proof::check(authorization, token, method.as_str(), &target, host, own) else {
+                return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong token");
             };
             let response = v1(&method, p, req.uri().query(), service).await;
             match nonce {

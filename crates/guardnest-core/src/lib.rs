@@ -3,9 +3,10 @@
 //!
 //! A connection's life, one module per stage, in `conn/`: accept (`listener`) → the
 //! connection task (`serve`: PROXY protocol header, [`proxy_protocol`], opt-in) → read the
-//! head (`head`) → [`access`] → policy ([`blocklist`]) → [`dial`] (all three in `gate`) →
-//! CONNECT + [`tunnel`], or forwarding (`relay` for a simple GET or HEAD, with [`chunked`];
-//! `forward` through hyper's engine, `http`) → [`respond`] (the one place errors become
+//! head (`head`) → [`access`] → policy ([`blocklist`]) → `dial` (all three in `gate`; in
+//! gateway mode [`own_addresses`] tells the dial stage which addresses are this host's) →
+//! CONNECT + `tunnel`, or forwarding (`forward`, through hyper's engine, `http`, the one
+//! plain-HTTP engine) → `respond` (the one place errors become
 //! 400/403/407/429/431/502/504/508). [`server`] ties them together; [`health`] checks the
 //! listener; [`stats`] and [`events`] count. Around the proxy: [`service::ProxyService`]
 //! (the facade every front end uses), [`control`] (the local control API) and [`sysproxy`]
@@ -59,28 +60,24 @@
 
 pub mod access;
 pub mod blocklist;
-pub mod chunked;
 pub mod config;
 mod conn;
 pub mod control;
-pub mod dial;
 pub mod domain;
 pub mod events;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
-pub mod idle;
+pub mod own_addresses;
 pub mod proxy_protocol;
-pub mod respond;
 pub mod server;
 pub mod service;
 pub mod stats;
-pub mod tunnel;
-mod upstream;
 
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;
+pub use conn::respond::error_chain;
 /// The OS layer (its own crate): the system proxy as a transaction, the firewall hook,
 /// private files.
 pub use guardnest_sysproxy as sysproxy;

@@ -16,13 +16,13 @@ use tokio_util::task::TaskTracker;
 use crate::access::Access;
 use crate::blocklist::Policy;
 use crate::config::{HealthConfig, ProxyConfig};
+use crate::conn::dial::Dialer;
 use crate::conn::gate::Shared;
 use crate::conn::listener;
-use crate::dial::Dialer;
+use crate::conn::upstream::{self, Pool};
 use crate::events::BlockLog;
 use crate::health::{self, Health};
 use crate::stats::Stats;
-use crate::upstream::{self, Pool};
 
 /// Listen backlog: room for bursts of connects while the accept loop catches up.
 const BACKLOG: u32 = 1024;

@@ -355,3 +355,210 @@ fn strongly_connected(graph: &Graph) -> Vec<Vec<String>> {
     }
     s.out
 }
+
+/// The documentation names only what exists: every module path (`conn::serve`,
+/// `crate::service::repair`, `sysproxy::process::ProcessId`) written in README.md and docs/
+/// names a module of the core or of the OS layer, and an item it names is defined there;
+/// every repository file path written there exists. Paths of other crates (`tokio::…`,
+/// `hyper::…`) are not checked.
+#[test]
+fn docs_name_only_what_exists() {
+    let core = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = core.parent().and_then(Path::parent).unwrap();
+    let sources = [("", core.join("src")), ("sysproxy", root.join("crates/guardnest-sysproxy/src"))];
+    // Module path -> the text of its file.
+    let mut modules: BTreeMap<String, String> = BTreeMap::new();
+    for (prefix, src) in &sources {
+        let mut files = Vec::new();
+        walk(src, &mut files);
+        for file in files {
+            let rel = file.strip_prefix(src).unwrap().with_extension("");
+            let mut parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if parts.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+                parts.pop();
+            }
+            let path: Vec<String> = (!prefix.is_empty()).then(|| prefix.to_string()).into_iter().chain(parts).collect();
+            modules.insert(path.join("::"), std::fs::read_to_string(&file).unwrap());
+        }
+    }
+    let tops: BTreeSet<String> =
+        modules.keys().filter_map(|m| m.split("::").next().filter(|s| !s.is_empty())).map(String::from).collect();
+    let mut docs = vec![root.join("README.md")];
+    let mut more = Vec::new();
+    walk_md(&root.join("docs"), &mut more);
+    docs.extend(more);
+    let mut stale = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        let name = doc.strip_prefix(root).unwrap().display().to_string();
+        for token in code_spans(&text) {
+            for path in file_paths(&token) {
+                if !root.join(&path).exists() {
+                    stale.push(format!("{name}: the file {path} does not exist"));
+                }
+            }
+            let Some(path) = module_path(&token) else { continue };
+            let path: Vec<&str> = path.split("::").skip_while(|s| *s == "crate" || *s == "guardnest_core").collect();
+            if path.is_empty() || EXTERNAL.contains(&path[0]) || path[0].starts_with(char::is_uppercase) {
+                continue;
+            }
+            if !tops.contains(path[0]) {
+                stale.push(format!("{name}: `{token}` names no module of GuardNest"));
+                continue;
+            }
+            // The longest prefix that is a module; what follows is an item (and a method).
+            let Some(n) = (1..=path.len()).rev().find(|n| modules.contains_key(&path[..*n].join("::"))) else {
+                stale.push(format!("{name}: `{token}` names no module"));
+                continue;
+            };
+            let module = &modules[&path[..n].join("::")];
+            for item in path[n..].iter().take(2) {
+                if !defines(module, item) {
+                    stale.push(format!("{name}: `{token}`: {} defines no {item}", path[..n].join("::")));
+                }
+            }
+        }
+    }
+    assert!(stale.is_empty(), "{} stale name(s) in the docs:\n{}", stale.len(), stale.join("\n"));
+}
+
+/// First segments of paths into other crates, which the docs may name freely.
+const EXTERNAL: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "clippy",
+    "tokio",
+    "tokio_util",
+    "hyper",
+    "hyper_util",
+    "http",
+    "http_body_util",
+    "httparse",
+    "bytes",
+    "serde",
+    "serde_json",
+    "reqwest",
+    "rustls",
+    "tauri",
+    "tauri_build",
+    "tauri_plugin_autostart",
+    "windows_sys",
+    "windows",
+    "zbus",
+    "clap",
+    "tracing",
+    "tracing_subscriber",
+    "arc_swap",
+    "socket2",
+    "libc",
+    "argon2",
+    "blake2",
+    "ipnet",
+    "governor",
+    "ppp",
+    "idna",
+    "flate2",
+    "crc32fast",
+    "foldhash",
+    "humantime",
+    "anyhow",
+    "thiserror",
+    "auto_launch",
+    "guardnest_app",
+    "guardnest_cli",
+    "guardnest_bench",
+    "guardnest_testkit",
+    "guardnest_sysproxy",
+    "xtask",
+    "fantoccini",
+    "webview2_com",
+    "wry",
+    "gi",
+    "GLib",
+    "Gio",
+    "netlink_packet_route",
+    "netlink_sys",
+    "rtnetlink",
+    "procfs",
+    "parking_lot",
+    "boa_engine",
+    "rquickjs",
+    "sha2",
+    "hmac",
+    "getrandom",
+];
+
+fn walk_md(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk_md(&path, out);
+        } else if path.extension().is_some_and(|e| e == "md") {
+            out.push(path);
+        }
+    }
+}
+
+/// The text of every `code span` (and, so that links count too, every markdown link target).
+fn code_spans(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        let mut parts = line.split('`');
+        parts.next();
+        while let (Some(code), Some(_)) = (parts.next(), parts.next()) {
+            out.push(code.to_string());
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            if let Some(end) = rest.find(')') {
+                out.push(rest[..end].to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A Rust path such as `conn::serve` or `crate::service::ProxyService::enable`.
+fn module_path(token: &str) -> Option<String> {
+    let token = token.trim().trim_end_matches("()");
+    let ok = token.contains("::")
+        && token.split("::").all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    ok.then(|| token.to_string())
+}
+
+/// Repository file paths in a token (`crates/guardnest-core/src/control.rs`, `.ci/run`).
+fn file_paths(token: &str) -> Vec<String> {
+    let roots = ["crates/", "app/", "bench/", "xtask/", "docs/", "fuzz/", ".ci/", "packaging/", "examples/"];
+    token
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',')
+        .map(|w| w.trim_start_matches("../").trim_end_matches([':', '.', ';']))
+        .filter(|w| roots.iter().any(|r| w.starts_with(r)) && !w.contains(['*', '<', '{', '$']))
+        .map(|w| w.split('#').next().unwrap_or(w))
+        // `tests/cli.rs::a_test` names a test in a file.
+        .map(|w| w.split_once(".rs::").map_or(w.to_string(), |(file, _)| format!("{file}.rs")))
+        .collect()
+}
+
+/// Whether a module's text defines `item` (a function, type, constant, module, variant or
+/// field name as written in its declarations).
+fn defines(module: &str, item: &str) -> bool {
+    let kinds = ["fn ", "struct ", "enum ", "const ", "type ", "trait ", "mod ", "static ", "macro_rules! "];
+    kinds.iter().any(|k| module.contains(&format!("{k}{item}")))
+        || module.contains(&format!("    {item}(")) // an enum variant with data
+        || module.contains(&format!("    {item} {{"))
+        || module.contains(&format!("    {item},"))
+        || module.contains(&format!("pub use {item}"))
+        || module.contains(&format!("::{item};"))
+        || module.contains(&format!("::{item},"))
+        || module.contains(&format!(" {item}}}"))
+}

@@ -1,7 +1,17 @@
 //! Small file helpers shared by the cache, the system-proxy transaction and the control
 //! API's runtime file, and where they live.
+//!
+//! The data directory is the user's alone: a directory GuardNest creates is private (0700 on
+//! Unix, as the XDG Base Directory Specification asks of the directories it makes; a
+//! protected owner-only DACL on Windows), and its files are never opened through a link
+//! ([`open_no_follow`]), so a link planted by someone who could write there (a data dir
+//! shared by mistake, or made by an older GuardNest) never makes GuardNest create, lock or
+//! read another file. Files are written by [`write_atomic`]: a new temporary file
+//! (created exclusively, so never through a link) renamed over the old name (which replaces
+//! a link itself, never its target).
 
-use std::io::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 
 /// GuardNest's per-user data directory on this machine: `~/.local/share/guardnest` on Linux,
@@ -18,7 +28,9 @@ pub fn data_dir() -> PathBuf {
 /// alone (so it never exists with its directory's inherited entries; the rename keeps it).
 pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    if !dir.is_dir() {
+        create_private_dir(dir)?;
+    }
     let mut tmp = match private {
         true => private_temp(dir)?,
         false => tempfile::NamedTempFile::new_in(dir)?,
@@ -27,6 +39,212 @@ pub fn write_atomic(path: &Path, data: &[u8], private: bool) -> std::io::Result<
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A file GuardNest would not open: not a regular file of its own (a link, a named pipe, a
+/// directory, a device) where a file of the data directory goes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{} is {what}, not a regular file: GuardNest never opens a file of its data directory through a link \
+     (or a pipe or device); remove it if you did not put it there",
+    path.display()
+)]
+pub struct NotAFile {
+    /// The file.
+    pub path: PathBuf,
+    /// What it is instead, in words ("a symbolic link", "a named pipe", …).
+    pub what: &'static str,
+}
+
+impl NotAFile {
+    /// The [`NotAFile`] an error of [`open_no_follow`] carries, if that is why it failed.
+    pub fn of(e: &std::io::Error) -> Option<&NotAFile> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<NotAFile>())
+    }
+
+    fn error(path: &Path, what: &'static str) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, NotAFile { path: path.to_path_buf(), what })
+    }
+}
+
+/// Opens `path`, a file of the data directory, as `options` say, but only the file itself:
+/// never through a symbolic link (Unix: `O_NOFOLLOW`; Windows: `FILE_FLAG_OPEN_REPARSE_POINT`,
+/// and a reparse point opened is refused), and only a regular file (Unix: with `O_NONBLOCK`,
+/// so a named pipe planted there fails at once instead of blocking the open). Otherwise the
+/// error carries a [`NotAFile`] naming the file and what it is. A missing file is the
+/// usual `NotFound`. Only the last component is checked: the data directory itself may be a
+/// link the user made.
+pub fn open_no_follow(path: &Path, options: &mut OpenOptions) -> std::io::Result<File> {
+    let file = match no_follow(options).open(path) {
+        Ok(f) => f,
+        // O_NOFOLLOW fails with ELOOP on a link (EMLINK on some BSDs), a pipe opened for
+        // writing with ENXIO, a directory with EISDIR: say what is there instead.
+        Err(e) => {
+            return Err(match std::fs::symlink_metadata(path).ok().as_ref().and_then(kind_of) {
+                Some(what) => NotAFile::error(path, what),
+                None => e,
+            })
+        }
+    };
+    match kind_of(&file.metadata()?) {
+        None => Ok(file),
+        Some(what) => Err(NotAFile::error(path, what)),
+    }
+}
+
+/// Reads a file of the data directory whole, through [`open_no_follow`].
+pub fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_no_follow(path, OpenOptions::new().read(true))?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Reads a text file of the data directory whole, through [`open_no_follow`].
+pub fn read_to_string_no_follow(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    open_no_follow(path, OpenOptions::new().read(true))?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+#[cfg(unix)]
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+}
+
+#[cfg(windows)]
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::windows::fs::OpenOptionsExt as _;
+    options.custom_flags(windows_sys::Win32::Storage::FileSystem::FILE_FLAG_OPEN_REPARSE_POINT)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn no_follow(options: &mut OpenOptions) -> &mut OpenOptions {
+    options
+}
+
+/// What an opened file is when it is not a regular file of its own, in words.
+fn kind_of(m: &std::fs::Metadata) -> Option<&'static str> {
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::MetadataExt as _;
+        if m.file_attributes() & windows_sys::Win32::Storage::FileSystem::FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            return Some("a link (a reparse point: a symbolic link or a junction)");
+        }
+    }
+    let t = m.file_type();
+    if t.is_file() {
+        return None;
+    }
+    if t.is_symlink() {
+        return Some("a symbolic link");
+    }
+    if t.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt as _;
+        if t.is_fifo() {
+            return Some("a named pipe");
+        }
+        if t.is_socket() {
+            return Some("a socket");
+        }
+        if t.is_block_device() || t.is_char_device() {
+            return Some("a device");
+        }
+    }
+    Some("not a plain file")
+}
+
+/// Creates `dir` private to the current user, with any missing parents (Unix: mode 0700,
+/// which the XDG Base Directory Specification asks for the directories an application
+/// creates, set again after creation so the umask cannot loosen it; Windows: a protected
+/// DACL granting the current user alone full access, inherited by what is created inside).
+/// Returns whether it was created; an existing directory is left as it is (see
+/// [`exposure`] and [`make_private`]).
+pub fn create_private_dir(dir: &Path) -> std::io::Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty() && !p.is_dir()) {
+        create_private_dir(parent)?;
+    }
+    match create_private_dir_here(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        other => other.map(|()| true),
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir_here(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new().mode(0o700).create(dir)?;
+    make_private(dir)
+}
+
+#[cfg(windows)]
+fn create_private_dir_here(dir: &Path) -> std::io::Result<()> {
+    win::create_private_dir(dir)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn create_private_dir_here(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(dir)
+}
+
+/// Who besides its owner may use a directory, as [`exposure`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}")]
+pub struct Exposure {
+    /// It belongs to another user (so this one cannot make it private).
+    pub foreign: bool,
+    /// In words, with the mode.
+    pub what: String,
+}
+
+/// Who besides its owner may use an existing directory (`None`: it is private). Unix: an
+/// owner other than this user, or permission bits for its group or others. Elsewhere
+/// `None`: Windows' per-user profile folders are private already, and GuardNest leaves an
+/// existing folder's DACL as it is.
+pub fn exposure(dir: &Path) -> std::io::Result<Option<Exposure>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(dir)?;
+        let mode = m.mode() & 0o7777;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if m.uid() != unsafe { libc::geteuid() } {
+            let what = format!("it belongs to another user (uid {}, mode {mode:o})", m.uid());
+            return Ok(Some(Exposure { foreign: true, what }));
+        }
+        Ok((mode & 0o077 != 0).then(|| {
+            let who = if mode & 0o022 != 0 { "other users can write to it" } else { "other users can read it" };
+            Exposure { foreign: false, what: format!("{who} (mode {mode:o})") }
+        }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(None)
+    }
+}
+
+/// Makes a directory of this user private (Unix: mode 0700, set on the directory opened
+/// without following a link). Elsewhere nothing is changed.
+pub fn make_private(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        let handle = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY).open(dir)?;
+        handle.set_permissions(std::fs::Permissions::from_mode(0o700))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 #[cfg(unix)]
@@ -54,6 +272,8 @@ pub struct Dacl {
     pub protected: bool,
     /// (allowed, SID as `S-1-…`, access mask) per entry, in order.
     pub entries: Vec<(bool, String, u32)>,
+    /// Each entry's ACE flags (inheritance: 1 objects, 2 containers), in the same order.
+    pub flags: Vec<u8>,
 }
 
 /// Reads a file's DACL (Windows): how the tests check [`write_atomic`]'s private files.
@@ -75,6 +295,13 @@ pub fn private_file_dacl() -> std::io::Result<Dacl> {
     win::OwnerOnly::new()?.dacl()
 }
 
+/// The DACL [`create_private_dir`] creates a directory with (Windows), as
+/// [`private_file_dacl`] is for files.
+#[cfg(windows)]
+pub fn private_dir_dacl() -> std::io::Result<Dacl> {
+    win::OwnerOnly::inherited()?.dacl()
+}
+
 #[cfg(windows)]
 mod win {
     use std::os::windows::io::FromRawHandle as _;
@@ -85,15 +312,15 @@ mod win {
     };
     use windows_sys::Win32::Security::Authorization::{ConvertSidToStringSidW, GetNamedSecurityInfoW, SE_FILE_OBJECT};
     use windows_sys::Win32::Security::{
-        AddAccessAllowedAce, GetAce, GetLengthSid, GetSecurityDescriptorControl, GetSecurityDescriptorDacl,
+        AddAccessAllowedAceEx, GetAce, GetLengthSid, GetSecurityDescriptorControl, GetSecurityDescriptorDacl,
         GetTokenInformation, InitializeAcl, InitializeSecurityDescriptor, SetSecurityDescriptorControl,
-        SetSecurityDescriptorDacl, TokenUser, ACCESS_ALLOWED_ACE, ACE_HEADER, ACL, ACL_REVISION,
-        DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, SECURITY_DESCRIPTOR, SE_DACL_PROTECTED,
-        TOKEN_QUERY, TOKEN_USER,
+        SetSecurityDescriptorDacl, TokenUser, ACCESS_ALLOWED_ACE, ACE_FLAGS, ACE_HEADER, ACL, ACL_REVISION,
+        CONTAINER_INHERIT_ACE, DACL_SECURITY_INFORMATION, OBJECT_INHERIT_ACE, PSECURITY_DESCRIPTOR,
+        SECURITY_ATTRIBUTES, SECURITY_DESCRIPTOR, SE_DACL_PROTECTED, TOKEN_QUERY, TOKEN_USER,
     };
     use windows_sys::Win32::Storage::FileSystem::{
-        CreateFileW, CREATE_NEW, FILE_ALL_ACCESS, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_DELETE, FILE_SHARE_READ,
-        FILE_SHARE_WRITE,
+        CreateDirectoryW, CreateFileW, CREATE_NEW, FILE_ALL_ACCESS, FILE_ATTRIBUTE_NORMAL, FILE_SHARE_DELETE,
+        FILE_SHARE_READ, FILE_SHARE_WRITE,
     };
     use windows_sys::Win32::System::SystemServices::SECURITY_DESCRIPTOR_REVISION;
     use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
@@ -142,7 +369,17 @@ mod win {
     }
 
     impl OwnerOnly {
+        /// For a file.
         pub(super) fn new() -> std::io::Result<Self> {
+            Self::with_flags(0)
+        }
+
+        /// For a directory: the entry is inherited by the files and directories created in it.
+        pub(super) fn inherited() -> std::io::Result<Self> {
+            Self::with_flags(OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE)
+        }
+
+        fn with_flags(flags: ACE_FLAGS) -> std::io::Result<Self> {
             with_user_sid(|sid| {
                 // SAFETY: `sid` is valid in this closure; `acl` is 8-aligned, sized for one
                 // ACE, and lives (on the heap) as long as the descriptor that points at it.
@@ -153,7 +390,7 @@ mod win {
                     let mut sd = Box::new(SECURITY_DESCRIPTOR::default());
                     let sd_ptr = &mut *sd as *mut SECURITY_DESCRIPTOR as PSECURITY_DESCRIPTOR;
                     if InitializeAcl(acl_ptr, (acl.len() * 8) as u32, ACL_REVISION) == 0
-                        || AddAccessAllowedAce(acl_ptr, ACL_REVISION, FILE_ALL_ACCESS, sid) == 0
+                        || AddAccessAllowedAceEx(acl_ptr, ACL_REVISION, flags, FILE_ALL_ACCESS, sid) == 0
                         || InitializeSecurityDescriptor(sd_ptr, SECURITY_DESCRIPTOR_REVISION) == 0
                         || SetSecurityDescriptorDacl(sd_ptr, 1, acl_ptr, 0) == 0
                         || SetSecurityDescriptorControl(sd_ptr, SE_DACL_PROTECTED, SE_DACL_PROTECTED) == 0
@@ -211,6 +448,23 @@ mod win {
         }
     }
 
+    /// Creates the directory `path` (its parent exists) with the [`OwnerOnly::inherited`]
+    /// descriptor.
+    pub(super) fn create_private_dir(path: &Path) -> std::io::Result<()> {
+        let wide = path.as_os_str().encode_wide_nul();
+        let owner_only = OwnerOnly::inherited()?;
+        let sa = SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: owner_only.descriptor(),
+            bInheritHandle: 0,
+        };
+        // SAFETY: `wide` is NUL-terminated, `sa` and its descriptor outlive the call.
+        if unsafe { CreateDirectoryW(wide.as_ptr(), &sa) } == 0 {
+            return Err(last());
+        }
+        Ok(())
+    }
+
     /// `S-1-…`.
     pub(super) fn sid_string(sid: *mut core::ffi::c_void) -> std::io::Result<String> {
         let mut s: *mut u16 = std::ptr::null_mut();
@@ -262,7 +516,7 @@ mod win {
         if unsafe { GetSecurityDescriptorControl(sd, &mut control, &mut revision) } == 0 {
             return Err(last());
         }
-        let mut entries = Vec::new();
+        let (mut entries, mut flags) = (Vec::new(), Vec::new());
         if !acl.is_null() {
             // SAFETY: the caller's valid DACL.
             let count = unsafe { (*acl).AceCount };
@@ -274,15 +528,16 @@ mod win {
                 }
                 // SAFETY: GetAce returned an ACE of this DACL; ACCESS_ALLOWED_ACE and
                 // ACCESS_DENIED_ACE share this layout (header, mask, SID).
-                let (kind, mask, sid) = unsafe {
+                let (kind, ace_flags, mask, sid) = unsafe {
                     let header = &*(ace as *const ACE_HEADER);
                     let a = &*(ace as *const ACCESS_ALLOWED_ACE);
-                    (header.AceType, a.Mask, std::ptr::addr_of!(a.SidStart) as *mut core::ffi::c_void)
+                    (header.AceType, header.AceFlags, a.Mask, std::ptr::addr_of!(a.SidStart) as *mut core::ffi::c_void)
                 };
                 entries.push((kind == 0, sid_string(sid)?, mask));
+                flags.push(ace_flags);
             }
         }
-        Ok(Dacl { protected: control & SE_DACL_PROTECTED != 0, entries })
+        Ok(Dacl { protected: control & SE_DACL_PROTECTED != 0, entries, flags })
     }
 
     trait EncodeWideNul {
@@ -328,5 +583,81 @@ mod tests {
         eprintln!("private file DACL: {d:?}; current user {me}");
         assert!(d.protected);
         assert_eq!(d.entries, [(true, me, windows_sys::Win32::Storage::FileSystem::FILE_ALL_ACCESS)]);
+    }
+
+    /// The directory descriptor: the same single owner entry, inherited by files and
+    /// directories created inside.
+    #[cfg(windows)]
+    #[test]
+    fn the_private_dir_dacl_is_the_owner_alone_and_inherited() {
+        use windows_sys::Win32::Security::{CONTAINER_INHERIT_ACE, OBJECT_INHERIT_ACE};
+        let d = private_dir_dacl().unwrap();
+        let me = current_user_sid().unwrap();
+        eprintln!("private directory DACL: {d:?}; current user {me}");
+        assert!(d.protected);
+        assert_eq!(d.entries, [(true, me, windows_sys::Win32::Storage::FileSystem::FILE_ALL_ACCESS)]);
+        assert_eq!(d.flags, [(OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE) as u8]);
+    }
+
+    /// A directory GuardNest creates, and every missing parent, is private; an existing one
+    /// is left as it is and said to be open.
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_dir_is_private_to_its_user() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = root.path().join("share/guardnest");
+        assert!(create_private_dir(&dir).unwrap());
+        assert_eq!((mode(&dir), mode(&root.path().join("share"))), (0o700, 0o700));
+        assert_eq!(exposure(&dir).unwrap(), None);
+        assert!(!create_private_dir(&dir).unwrap(), "it exists");
+        // A file written into a missing directory makes it private too.
+        write_atomic(&root.path().join("other/x.json"), b"{}", false).unwrap();
+        assert_eq!(mode(&root.path().join("other")), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o757)).unwrap();
+        assert!(!create_private_dir(&dir).unwrap());
+        assert_eq!(mode(&dir), 0o757, "an existing directory is not changed by creating it");
+        let open = exposure(&dir).unwrap().unwrap();
+        assert_eq!((open.foreign, open.to_string().as_str()), (false, "other users can write to it (mode 757)"));
+        make_private(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    /// Links, pipes and directories where a file of the data dir goes are refused, naming
+    /// the file and what it is; the link's target is neither created nor read.
+    #[cfg(unix)]
+    #[test]
+    fn files_of_the_data_dir_are_never_opened_through_a_link() {
+        let root = tempfile::tempdir().unwrap();
+        let (target, link) = (root.path().join("target"), root.path().join("state.json"));
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = open_no_follow(&link, OpenOptions::new().write(true).create(true)).unwrap_err();
+        assert!(!target.exists(), "the link's target was created");
+        assert_eq!(NotAFile::of(&e), Some(&NotAFile { path: link.clone(), what: "a symbolic link" }));
+        assert!(e.to_string().contains("state.json is a symbolic link, not a regular file"), "{e}");
+        std::fs::write(&target, "secret").unwrap();
+        assert_eq!(
+            NotAFile::of(&read_to_string_no_follow(&link).unwrap_err()).map(|n| n.what),
+            Some("a symbolic link")
+        );
+
+        let fifo = root.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_no_follow(&fifo).unwrap_err();
+        assert_eq!(NotAFile::of(&e).map(|n| n.what), Some("a named pipe"));
+        let e = open_no_follow(&fifo, OpenOptions::new().write(true)).unwrap_err();
+        assert_eq!(NotAFile::of(&e).map(|n| n.what), Some("a named pipe"), "{e}");
+        let e = read_no_follow(root.path()).unwrap_err();
+        assert_eq!(NotAFile::of(&e).map(|n| n.what), Some("a directory"));
+
+        assert_eq!(read_no_follow(&root.path().join("missing")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(read_to_string_no_follow(&target).unwrap(), "secret");
+        // Writing replaces a link itself, never its target.
+        write_atomic(&link, b"new", false).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret");
+        assert_eq!(read_to_string_no_follow(&link).unwrap(), "new");
     }
 }

@@ -10,8 +10,9 @@
 //! wrote nothing).
 //!
 //! This crate is GuardNest's whole OS layer: besides the backends and their transaction, it
-//! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`])
-//! and the private-file helpers ([`fsutil`]). Only this crate calls the OS's own APIs.
+//! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`]),
+//! the private-file helpers ([`fsutil`]), and the addresses this host delivers to itself
+//! ([`local`], a gateway's `self`). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
 // No unwrap on locks, I/O or anything a peer controls; tests may.
@@ -22,6 +23,7 @@ mod cmd;
 pub mod fsutil;
 pub mod gnome;
 pub mod kde;
+pub mod local;
 pub mod login;
 pub mod macos;
 pub mod process;
@@ -87,6 +89,9 @@ pub enum SysProxyError {
     /// This backend cannot run on this OS.
     #[error("the {0} backend is not available on this system")]
     Unavailable(&'static str),
+    /// The repair at login cannot be written for this command (nothing was written).
+    #[error(transparent)]
+    LoginEntry(#[from] login::EntryError),
 }
 
 /// Fixed proxy address, or a PAC file that falls back to direct (fail-open).
@@ -255,14 +260,15 @@ impl SystemProxy {
         self.backend.is_some()
     }
 
-    /// Runs the backend's [`Backend::listening`] hook: what it did (to log), or a warning.
-    pub fn listening(&self, addr: SocketAddr) -> Result<Option<String>, String> {
-        self.backend.as_ref().map_or(Ok(None), |b| b.listening(addr).map_err(|e| e.to_string()))
+    /// Runs the backend's [`Backend::listening`] hook: what it did (to log), or why not (a
+    /// warning: the proxy serves either way).
+    pub fn listening(&self, addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.listening(addr))
     }
 
-    /// Runs the backend's [`Backend::stopped`] hook: what it did (to log), or a warning.
-    pub fn stopped(&self, addr: SocketAddr) -> Result<Option<String>, String> {
-        self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr).map_err(|e| e.to_string()))
+    /// Runs the backend's [`Backend::stopped`] hook: what it did (to log), or why not.
+    pub fn stopped(&self, addr: SocketAddr) -> Result<Option<String>, SysProxyError> {
+        self.backend.as_ref().map_or(Ok(None), |b| b.stopped(addr))
     }
 
     /// Whether a transaction of this very process is open (GuardNest is the system proxy).
@@ -408,7 +414,7 @@ impl SystemProxy {
     }
 
     fn load(&self) -> Result<Option<Transaction>, SysProxyError> {
-        match std::fs::read_to_string(&self.state_file) {
+        match fsutil::read_to_string_no_follow(&self.state_file) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| SysProxyError::State {
                 path: self.state_file.display().to_string(),
                 source: std::io::Error::other(e),
@@ -435,15 +441,50 @@ pub fn points_at(wanted: &Settings, current: &Settings) -> bool {
     wanted.iter().filter(|(k, _)| !bypass(k)).all(|(k, v)| current.get(k).map_or(UNSET, String::as_str) == v)
 }
 
+/// Which OS mechanism to use for the system proxy (`[system_proxy] backend`): one type for
+/// the configuration and for choosing the backend, so a name cannot be accepted by one and
+/// unknown to the other.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// From the OS, and on Linux `XDG_CURRENT_DESKTOP`.
+    #[default]
+    Auto,
+    /// GNOME's gsettings (Firefox and Chromium read them on every Linux desktop).
+    Gnome,
+    /// KDE Plasma's kioslaverc, and the GNOME keys.
+    Kde,
+    /// The registry values WinINet and WinHTTP read.
+    Windows,
+    /// `networksetup`.
+    Macos,
+    /// Change nothing.
+    None,
+}
+
+impl BackendKind {
+    /// The name, as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Auto => "auto",
+            BackendKind::Gnome => "gnome",
+            BackendKind::Kde => "kde",
+            BackendKind::Windows => "windows",
+            BackendKind::Macos => "macos",
+            BackendKind::None => "none",
+        }
+    }
+}
+
 /// Chooses a backend: `auto` looks at the desktop on Linux and the OS elsewhere.
-pub fn backend_for(name: &str) -> Result<Option<Box<dyn Backend>>, SysProxyError> {
-    Ok(match name {
-        "none" => None,
-        "gnome" => Some(Box::new(Gnome::new())),
-        "kde" => Some(Box::new(Kde::new())),
-        "windows" => Some(windows_backend()?),
-        "macos" => Some(Box::new(Macos::new())),
-        _ => auto_backend(),
+pub fn backend_for(kind: BackendKind) -> Result<Option<Box<dyn Backend>>, SysProxyError> {
+    Ok(match kind {
+        BackendKind::None => None,
+        BackendKind::Gnome => Some(Box::new(Gnome::new())),
+        BackendKind::Kde => Some(Box::new(Kde::new())),
+        BackendKind::Windows => Some(windows_backend()?),
+        BackendKind::Macos => Some(Box::new(Macos::new())),
+        BackendKind::Auto => auto_backend(),
     })
 }
 
@@ -520,5 +561,71 @@ mod tests {
         let plan = plan_restore(&saved, &target, &now);
         assert_eq!(plan.writes, s(&[("mode", "none")]));
         assert_eq!(plan.foreign, ["http.host", "http.port"]);
+    }
+
+    /// A snapshot planted as a link (to a file someone else controls) is never read: a
+    /// repair would "restore" whatever settings that file names. (A data dir others can
+    /// write to is reported at start; GuardNest creates its own private.)
+    #[cfg(unix)]
+    #[test]
+    fn a_snapshot_planted_as_a_link_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        let planted = Transaction {
+            backend: "gnome".into(),
+            owner: ProcessId { pid: 1, started: None, boot: None },
+            saved: s(&[("mode", "'manual'"), ("http.host", "'attacker.example'")]),
+            applied: s(&[("mode", "'none'")]),
+        };
+        let elsewhere = dir.path().join("planted.json");
+        std::fs::write(&elsewhere, serde_json::to_vec(&planted).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, data.join("system-proxy.json")).unwrap();
+        match SystemProxy::new(None, &data).transaction() {
+            Err(e) => assert!(e.to_string().contains("system-proxy.json") && e.to_string().contains("link"), "{e}"),
+            Ok(t) => panic!("read through the link: {t:?}"),
+        }
+    }
+
+    /// An in-memory OS for the transaction.
+    struct Memory(Mutex<Settings>);
+
+    impl Backend for Memory {
+        fn name(&self) -> &'static str {
+            "memory"
+        }
+        fn target_settings(&self, _: &Target) -> Settings {
+            s(&[("mode", "manual")])
+        }
+        fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
+            let now = self.0.lock().unwrap();
+            Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
+        }
+        fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
+            self.0.lock().unwrap().extend(values.clone());
+            Ok(())
+        }
+    }
+
+    /// A repair entry that cannot be written is reported with the system proxy's change
+    /// (which still happens: GuardNest restores it itself on exit and at its next start),
+    /// and nothing half-right is left to run at login.
+    #[test]
+    fn a_login_entry_that_cannot_be_written_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        let repair =
+            login::LoginRepair::xdg(&config, ["/usr/bin/guardnest", "repair", "--data-dir", "/a\nExec=/bin/x"]);
+        let system =
+            SystemProxy::new(Some(Box::new(Memory(Mutex::default()))), dir.path()).with_login_repair(Some(repair));
+        let out = system.apply(&Target::Fixed("127.0.0.1:3128".parse().unwrap())).unwrap();
+        assert!(
+            out.message.contains("system proxy set (memory); cannot register the repair at login")
+                && out.message.contains("holds the control character U+000A"),
+            "{}",
+            out.message
+        );
+        assert!(!config.join("autostart").exists(), "an entry was written");
+        assert!(system.restore().unwrap().message.contains("restored"));
     }
 }

@@ -9,9 +9,15 @@
 //! - macOS: a per-user LaunchAgent with `RunAtLoad`, which the repair removes.
 //!
 //! The entry is the command line of the program that registered it (`guardnest repair …`
-//! or the app's `repair …`), its path quoted for the OS, written atomically. What goes in an
-//! entry is pure and tested here; writing it is a thin shell.
+//! or the app's `repair …`), written atomically. Each format has its own escaping, and each
+//! is written so that the OS's own reader gives back exactly the registered arguments; a
+//! command a format cannot carry safely (a newline in one desktop-entry line, a character
+//! XML cannot hold, a Windows command line over its documented length) is refused with an
+//! [`EntryError`] that says why, and nothing is written. What goes in an entry is pure and
+//! tested here (and read back by GLib, desktop-file-validate and plistlib in
+//! tests/login_entries.rs); writing it is a thin shell.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::SysProxyError;
@@ -30,17 +36,77 @@ pub enum Place {
     LaunchAgent(PathBuf),
 }
 
+/// Why a command cannot be written as a login entry. Nothing is written then: an entry the
+/// OS would refuse, or run with other arguments, is worse than none, because it fails at
+/// the one moment no GuardNest is there to say so.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// An empty command.
+    #[error("a login entry needs a program to run")]
+    NoProgram,
+    /// A path that is not Unicode: every entry format here is text (UTF-8 or UTF-16).
+    #[error("{0:?} is not valid Unicode, which a login entry cannot hold")]
+    NotUnicode(String),
+    /// A control character, which the format cannot carry through its reader unchanged.
+    #[error("{arg:?} holds the control character U+{:04X}, which {format} cannot hold safely", u32::from(*.c))]
+    Control {
+        /// The argument.
+        arg: String,
+        /// The character.
+        c: char,
+        /// The entry's format, in words.
+        format: &'static str,
+    },
+    /// `%` in the program's path: GLib's GDesktopAppInfo and systemd's
+    /// xdg-autostart-generator look the program up before expanding `%%`, so no spelling of
+    /// that path runs.
+    #[error(
+        "the program's path {0:?} holds '%', which an XDG autostart entry cannot name: GLib and systemd look the \
+         program up before they turn %% into %, so the entry would never run (install GuardNest elsewhere)"
+    )]
+    PercentInProgram(String),
+    /// `=` in the program's path, which the Desktop Entry Specification forbids there.
+    #[error(
+        "the program's path {0:?} holds '=', which the Desktop Entry Specification forbids in an Exec program \
+         (install GuardNest elsewhere)"
+    )]
+    EqualsInProgram(String),
+    /// A character XML 1.0 cannot hold, not even as a character reference.
+    #[error("{arg:?} holds U+{:04X}, which XML 1.0 (a LaunchAgent property list) cannot hold", u32::from(*.c))]
+    NotXml {
+        /// The argument.
+        arg: String,
+        /// The character.
+        c: char,
+    },
+    /// A quote in the program's path (Windows file names cannot hold one; the command line
+    /// quotes the program without escapes).
+    #[error("the program's path {0:?} holds '\"', which a Windows command line cannot quote")]
+    QuoteInProgram(String),
+    /// A RunOnce command line over Windows' documented limit.
+    #[error(
+        "the RunOnce command line would be {len} characters; Windows runs at most {max} (a shorter --data-dir \
+         or install path fits)"
+    )]
+    TooLong {
+        /// Its length in UTF-16 code units.
+        len: usize,
+        /// [`RUN_ONCE_MAX_CHARS`].
+        max: usize,
+    },
+}
+
 /// The one-shot repair of one program: what to run, and where it is registered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginRepair {
-    argv: Vec<String>,
+    argv: Vec<OsString>,
     place: Place,
 }
 
 impl LoginRepair {
     /// The entry this OS runs at login for `argv` (the program first); `None` where there
     /// is no such mechanism (or no home directory to keep it in).
-    pub fn for_this_os(argv: Vec<String>) -> Option<LoginRepair> {
+    pub fn for_this_os(argv: Vec<OsString>) -> Option<LoginRepair> {
         if cfg!(windows) {
             return Some(LoginRepair { argv, place: Place::WindowsRunOnce });
         }
@@ -56,14 +122,17 @@ impl LoginRepair {
     }
 
     /// An XDG autostart entry under `config_home` (`$XDG_CONFIG_HOME`).
-    pub fn xdg(config_home: &Path, argv: Vec<String>) -> LoginRepair {
-        LoginRepair { argv, place: Place::XdgAutostart(config_home.join("autostart").join(format!("{ENTRY}.desktop"))) }
+    pub fn xdg(config_home: &Path, argv: impl IntoIterator<Item = impl Into<OsString>>) -> LoginRepair {
+        LoginRepair {
+            argv: argv.into_iter().map(Into::into).collect(),
+            place: Place::XdgAutostart(config_home.join("autostart").join(format!("{ENTRY}.desktop"))),
+        }
     }
 
     /// A LaunchAgent under `home`.
-    pub fn launch_agent(home: &Path, argv: Vec<String>) -> LoginRepair {
+    pub fn launch_agent(home: &Path, argv: impl IntoIterator<Item = impl Into<OsString>>) -> LoginRepair {
         LoginRepair {
-            argv,
+            argv: argv.into_iter().map(Into::into).collect(),
             place: Place::LaunchAgent(home.join("Library/LaunchAgents").join(format!("{ENTRY}.plist"))),
         }
     }
@@ -74,7 +143,7 @@ impl LoginRepair {
     }
 
     /// What runs at login.
-    pub fn argv(&self) -> &[String] {
+    pub fn argv(&self) -> &[OsString] {
         &self.argv
     }
 
@@ -86,12 +155,28 @@ impl LoginRepair {
         }
     }
 
-    /// Registers the entry (replacing an older one).
-    pub fn register(&self) -> Result<(), SysProxyError> {
+    /// The entry's text as [`LoginRepair::register`] writes it (the whole file, or the
+    /// RunOnce value), or why the command cannot be written in this format.
+    pub fn entry(&self) -> Result<String, EntryError> {
+        let argv = self
+            .argv
+            .iter()
+            .map(|a| a.to_str().map(str::to_string).ok_or_else(|| EntryError::NotUnicode(a.to_string_lossy().into())))
+            .collect::<Result<Vec<String>, EntryError>>()?;
         match &self.place {
-            Place::XdgAutostart(path) => write(path, desktop_entry(&self.argv).as_bytes()),
-            Place::LaunchAgent(path) => write(path, launch_agent_plist(ENTRY, &self.argv).as_bytes()),
-            Place::WindowsRunOnce => run_once::set(ENTRY, &windows_command_line(&self.argv)),
+            Place::XdgAutostart(_) => desktop_entry(&argv),
+            Place::LaunchAgent(_) => launch_agent_plist(ENTRY, &argv),
+            Place::WindowsRunOnce => windows_command_line(&argv),
+        }
+    }
+
+    /// Registers the entry (replacing an older one). A command this format cannot carry is
+    /// refused ([`SysProxyError::LoginEntry`]) and nothing is written.
+    pub fn register(&self) -> Result<(), SysProxyError> {
+        let text = self.entry()?;
+        match &self.place {
+            Place::XdgAutostart(path) | Place::LaunchAgent(path) => write(path, text.as_bytes()),
+            Place::WindowsRunOnce => run_once::set(ENTRY, &text),
         }
     }
 
@@ -122,115 +207,246 @@ fn write(path: &Path, text: &[u8]) -> Result<(), SysProxyError> {
         .map_err(|source| SysProxyError::State { path: path.display().to_string(), source })
 }
 
-/// The XDG autostart entry that runs `argv` once at login.
-pub fn desktop_entry(argv: &[String]) -> String {
-    format!(
+/// The XDG autostart entry that runs `argv` once at login (see [`desktop_exec`]).
+pub fn desktop_entry(argv: &[String]) -> Result<String, EntryError> {
+    Ok(format!(
         "[Desktop Entry]\nType=Application\nName=GuardNest repair\n\
          Comment=Puts your own proxy settings back if GuardNest could not (runs once, then removes itself)\n\
          Exec={}\nTerminal=false\nNoDisplay=true\nX-GNOME-Autostart-enabled=true\n",
-        desktop_exec(argv)
-    )
+        desktop_exec(argv)?
+    ))
 }
 
-/// `Exec=` of a desktop entry: each argument in double quotes with `"`, `` ` ``, `$` and
-/// `\` escaped, and `%` doubled (the Desktop Entry Specification's quoting).
-pub fn desktop_exec(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let mut q = String::with_capacity(a.len() + 2);
-            q.push('"');
-            for c in a.chars() {
-                match c {
-                    '"' | '`' | '$' | '\\' => {
-                        q.push('\\');
-                        q.push(c);
-                    }
-                    '%' => q.push_str("%%"),
-                    c => q.push(c),
+/// What `Exec=` of a desktop entry holds for `argv`, as written in the file.
+///
+/// The Desktop Entry Specification (1.5, "The Exec key") has two layers, undone in this
+/// order by a reader:
+/// 1. `Exec` is a value of type string, whose escapes `\s \n \t \r \\` are undone first
+///    ("Possible value types"; GLib's `g_key_file_get_string` refuses any other escape, so
+///    the whole entry is dropped). Only the backslash needs escaping here: "to unambiguously
+///    represent a literal backslash character in a quoted argument in a desktop entry file
+///    requires the use of four successive backslash characters".
+/// 2. Exec quoting: "Quoting must be done by enclosing the argument between double quotes
+///    and escaping the double quote character, backtick character ("`"), dollar sign ("$")
+///    and backslash character ("\") by preceding it with an additional backslash
+///    character" (GLib splits with `g_shell_parse_argv`, whose double quotes honour exactly
+///    those escapes), and "Literal percentage characters must be escaped as %%".
+///
+/// Every argument is quoted. Refused ([`EntryError`]): control characters, because "Values
+/// of type string may contain all ASCII characters except for control characters" and a
+/// newline would end the line and start new keys (`\n` is an escape only GLib-like readers
+/// undo, and a bare newline in quotes means something else to each shell-like splitter);
+/// and in the program's path `=` ("The name or path of the executable program may not
+/// contain the equal sign") and `%` (GLib's GDesktopAppInfo and systemd's
+/// xdg-autostart-generator look the program up before expanding `%%`: the entry would
+/// never run). Non-ASCII is written as UTF-8, as the specification's files are encoded.
+///
+/// One reader departs from the specification: systemd's xdg-autostart-generator (through
+/// which KDE Plasma's systemd startup runs autostart entries) unescapes a backslash once
+/// more (measured with systemd 252: `one\back` runs as `one<BS>ack`, and an argument ending
+/// in a backslash makes it skip the entry). No spelling serves both it and GLib; the entry
+/// follows the specification. Everything else reads the same there (tests/login_entries.rs).
+pub fn desktop_exec(argv: &[String]) -> Result<String, EntryError> {
+    let program = argv.first().ok_or(EntryError::NoProgram)?;
+    if program.contains('%') {
+        return Err(EntryError::PercentInProgram(program.clone()));
+    }
+    if program.contains('=') {
+        return Err(EntryError::EqualsInProgram(program.clone()));
+    }
+    let mut exec = String::new();
+    for (i, a) in argv.iter().enumerate() {
+        if let Some(c) = a.chars().find(|c| c.is_control()) {
+            return Err(EntryError::Control { arg: a.clone(), c, format: "an XDG autostart entry's Exec line" });
+        }
+        if i > 0 {
+            exec.push(' ');
+        }
+        exec.push('"');
+        for c in a.chars() {
+            match c {
+                // Exec quoting, then the string escape of the backslash that quoting wrote.
+                '\\' => exec.push_str(r"\\\\"),
+                '"' | '`' | '$' => {
+                    exec.push_str(r"\\");
+                    exec.push(c);
                 }
+                '%' => exec.push_str("%%"),
+                c => exec.push(c),
             }
-            q.push('"');
-            q
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        }
+        exec.push('"');
+    }
+    Ok(exec)
 }
 
-/// Reads an `Exec=` value back into arguments (what a session does before running it).
-pub fn parse_desktop_exec(exec: &str) -> Vec<String> {
-    let mut args = Vec::new();
-    let mut chars = exec.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c == ' ' {
-            chars.next();
+/// Reads an `Exec=` value, as written in the file, back into arguments the way a session
+/// does ([`desktop_exec`]'s two layers undone, then `%%` as `%`); `None` where GLib would
+/// refuse it (an unknown string escape, an unclosed quote) or where a field code other than
+/// `%%` would be expanded.
+pub fn parse_desktop_exec(value: &str) -> Option<Vec<String>> {
+    // 1. The string escapes.
+    let mut exec = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            exec.push(c);
             continue;
         }
+        exec.push(match chars.next()? {
+            's' => ' ',
+            'n' => '\n',
+            't' => '\t',
+            'r' => '\r',
+            '\\' => '\\',
+            _ => return None,
+        });
+    }
+    // 2. Shell-like splitting, as g_shell_parse_argv does.
+    let mut args = Vec::new();
+    let mut chars = exec.chars().peekable();
+    loop {
+        while chars.next_if(|&c| c == ' ' || c == '\t').is_some() {}
+        if chars.peek().is_none() {
+            break;
+        }
         let mut arg = String::new();
-        if c == '"' {
-            chars.next();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => arg.extend(chars.next()),
-                    '"' => break,
-                    c => arg.push(c),
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ' ' {
-                    break;
-                }
-                arg.push(c);
-                chars.next();
+        while let Some(c) = chars.next_if(|&c| c != ' ' && c != '\t') {
+            match c {
+                '"' => loop {
+                    match chars.next()? {
+                        '"' => break,
+                        '\\' => match chars.next()? {
+                            c @ ('"' | '`' | '$' | '\\') => arg.push(c),
+                            '\n' => {}
+                            c => {
+                                arg.push('\\');
+                                arg.push(c);
+                            }
+                        },
+                        c => arg.push(c),
+                    }
+                },
+                '\'' => loop {
+                    match chars.next()? {
+                        '\'' => break,
+                        c => arg.push(c),
+                    }
+                },
+                '\\' => arg.push(chars.next()?),
+                c => arg.push(c),
             }
         }
-        args.push(arg.replace("%%", "%"));
+        // 3. Field codes: only `%%` is ours.
+        let mut out = String::with_capacity(arg.len());
+        let mut chars = arg.chars();
+        while let Some(c) = chars.next() {
+            if c == '%' && chars.next()? != '%' {
+                return None;
+            }
+            out.push(c);
+        }
+        args.push(out);
     }
-    args
+    Some(args)
 }
 
-/// A Windows command line for `argv`, quoted as the C runtime splits it: each argument in
-/// double quotes, backslashes doubled before a quote, quotes escaped.
-pub fn windows_command_line(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            let mut q = String::from("\"");
-            let mut backslashes = 0;
-            for c in a.chars() {
-                match c {
-                    '\\' => backslashes += 1,
-                    '"' => {
-                        q.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
-                        q.push('"');
-                        backslashes = 0;
-                    }
-                    c => {
-                        q.extend(std::iter::repeat_n('\\', backslashes));
-                        q.push(c);
-                        backslashes = 0;
-                    }
+/// The longest RunOnce command line Windows runs: "The data value for a key is a command
+/// line no longer than 260 characters" (Run and RunOnce Registry Keys,
+/// <https://learn.microsoft.com/windows/win32/setupapi/run-and-runonce-registry-keys>).
+/// Characters are UTF-16 code units, as the registry stores them. (The value's name,
+/// [`ENTRY`], is far below the registry's 16,383-character limit on value names.)
+pub const RUN_ONCE_MAX_CHARS: usize = 260;
+
+/// A Windows command line for `argv`, as `CommandLineToArgvW` and the C runtime split it
+/// ("Parsing C command-line arguments",
+/// <https://learn.microsoft.com/cpp/c-language/parsing-c-command-line-arguments>): the
+/// program in double quotes with no escapes (a program name runs to the next quote, so it
+/// cannot hold one: Windows file names never do); each other argument as is when it has no
+/// blank or quote, otherwise in double quotes, where 2n backslashes before a quote stand for
+/// n and `\"` for a quote, so backslashes are doubled before a quote and at the end. Control
+/// characters (which Windows file names cannot hold) are refused, and so is a line over
+/// [`RUN_ONCE_MAX_CHARS`].
+pub fn windows_command_line(argv: &[String]) -> Result<String, EntryError> {
+    let program = argv.first().ok_or(EntryError::NoProgram)?;
+    if program.contains('"') {
+        return Err(EntryError::QuoteInProgram(program.clone()));
+    }
+    if let Some((a, c)) = argv.iter().find_map(|a| a.chars().find(|c| c.is_control()).map(|c| (a, c))) {
+        return Err(EntryError::Control { arg: a.clone(), c, format: "a RunOnce command line" });
+    }
+    let mut line = format!("\"{program}\"");
+    for a in &argv[1..] {
+        line.push(' ');
+        if !a.is_empty() && !a.contains([' ', '\t', '"']) {
+            line.push_str(a);
+            continue;
+        }
+        line.push('"');
+        let mut backslashes = 0;
+        for c in a.chars() {
+            match c {
+                '\\' => backslashes += 1,
+                '"' => {
+                    line.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
+                    line.push('"');
+                    backslashes = 0;
+                }
+                c => {
+                    line.extend(std::iter::repeat_n('\\', backslashes));
+                    line.push(c);
+                    backslashes = 0;
                 }
             }
-            q.extend(std::iter::repeat_n('\\', backslashes * 2));
-            q.push('"');
-            q
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+        }
+        line.extend(std::iter::repeat_n('\\', backslashes * 2));
+        line.push('"');
+    }
+    match line.encode_utf16().count() {
+        len if len > RUN_ONCE_MAX_CHARS => Err(EntryError::TooLong { len, max: RUN_ONCE_MAX_CHARS }),
+        _ => Ok(line),
+    }
 }
 
 /// A LaunchAgent that runs `argv` once when the user logs in.
-pub fn launch_agent_plist(label: &str, argv: &[String]) -> String {
-    let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
-    let args: String = argv.iter().map(|a| format!("\t\t<string>{}</string>\n", escape(a))).collect();
-    format!(
+pub fn launch_agent_plist(label: &str, argv: &[String]) -> Result<String, EntryError> {
+    let args =
+        argv.iter().map(|a| Ok(format!("\t\t<string>{}</string>\n", xml_text(a)?))).collect::<Result<String, _>>()?;
+    Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <!DOCTYPE plist PUBLIC \"-//Apple//DTD PLIST 1.0//EN\" \"http://www.apple.com/DTDs/PropertyList-1.0.dtd\">\n\
          <plist version=\"1.0\">\n<dict>\n\t<key>Label</key>\n\t<string>{}</string>\n\
          \t<key>ProgramArguments</key>\n\t<array>\n{args}\t</array>\n\
          \t<key>RunAtLoad</key>\n\t<true/>\n</dict>\n</plist>\n",
-        escape(label)
-    )
+        xml_text(label)?
+    ))
+}
+
+/// `s` as XML character data: the five markup characters as entities, and tab, newline and
+/// carriage return as character references, because XML 1.0 reads a bare CR (or CRLF) back
+/// as a newline ("End-of-Line Handling", §2.11) and whitespace must survive as written.
+/// Characters outside XML 1.0's `Char` production (§2.2: `#x9 | #xA | #xD | [#x20-#xD7FF] |
+/// [#xE000-#xFFFD] | [#x10000-#x10FFFF]`; surrogates cannot occur in a Rust string) are
+/// refused: not even a character reference may name them.
+fn xml_text(s: &str) -> Result<String, EntryError> {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if c < ' ' || c == '\u{FFFE}' || c == '\u{FFFF}' => {
+                return Err(EntryError::NotXml { arg: s.to_string(), c })
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 /// The RunOnce key, under HKEY_CURRENT_USER.
@@ -365,46 +581,221 @@ mod tests {
         a.iter().map(ToString::to_string).collect()
     }
 
+    /// Both layers: `\` is written `\\\\`, `"` `` ` `` `$` as `\\"` and so on, `%` as `%%`;
+    /// and the value reads back as written.
     #[test]
-    fn desktop_exec_quotes_paths_with_spaces_and_specials() {
-        let a = argv(&["/opt/My Apps/guardnest", "repair", "--data-dir", "/home/u/100% \"data\" $x\\y", "--at-login"]);
-        let exec = desktop_exec(&a);
+    fn desktop_exec_escapes_for_the_string_and_then_the_exec_layer() {
+        let a = argv(&["/opt/My Apps/guardnest", "repair", "--data-dir", "/home/u/100% \"data\" $x\\y `z` é", ""]);
+        let exec = desktop_exec(&a).unwrap();
         assert_eq!(
             exec,
-            r#""/opt/My Apps/guardnest" "repair" "--data-dir" "/home/u/100%% \"data\" \$x\\y" "--at-login""#
+            r#""/opt/My Apps/guardnest" "repair" "--data-dir" "/home/u/100%% \\"data\\" \\$x\\\\y \\`z\\` é" """#
         );
-        assert_eq!(parse_desktop_exec(&exec), a, "a session reads back what was written");
-        let entry = desktop_entry(&a);
+        assert_eq!(parse_desktop_exec(&exec), Some(a.clone()), "a session reads back what was written");
+        let entry = desktop_entry(&a).unwrap();
         assert!(
             entry.starts_with("[Desktop Entry]\nType=Application\n") && entry.contains(&format!("\nExec={exec}\n"))
         );
+        assert_eq!(entry.lines().count(), 8, "one line per key");
+    }
+
+    /// What GLib refuses, the reader refuses too: an unknown string escape (as the old
+    /// writer made of `$`), a backslash ending the value, an unclosed quote, a field code.
+    #[test]
+    fn parse_desktop_exec_refuses_what_glib_refuses() {
+        for bad in [r#""a\$b""#, r#""a\"#, r#""a\\"#, r#""a"#, r#""%f""#, r#""100%""#] {
+            assert_eq!(parse_desktop_exec(bad), None, "{bad}");
+        }
+        assert_eq!(parse_desktop_exec(r#"a 'b c' "d\\\\e""#), Some(argv(&["a", "b c", "d\\e"])));
     }
 
     #[test]
-    fn windows_command_lines_split_back_as_written() {
-        let a = argv(&[
-            r"C:\Program Files\GuardNest\guardnest.exe",
-            "repair",
-            "--data-dir",
-            r"C:\Users\A B\AppData\Local\guardnest\",
-            r#"say "hi""#,
-        ]);
+    fn desktop_entries_refuse_what_one_line_cannot_hold() {
+        let refused = |a: &[&str]| desktop_exec(&argv(a)).unwrap_err();
+        assert!(matches!(refused(&["/usr/bin/g", "/a\nExec=x"]), EntryError::Control { c: '\n', .. }));
+        assert!(matches!(refused(&["/usr/bin/g", "/a\r"]), EntryError::Control { c: '\r', .. }));
+        assert!(matches!(refused(&["/opt/10%/g"]), EntryError::PercentInProgram(_)));
+        assert!(matches!(refused(&["/opt/a=b/g"]), EntryError::EqualsInProgram(_)));
+        assert_eq!(refused(&[]), EntryError::NoProgram);
+        let e = refused(&["/usr/bin/g", "/a\nb"]).to_string();
         assert_eq!(
-            windows_command_line(&a),
-            r#""C:\Program Files\GuardNest\guardnest.exe" "repair" "--data-dir" "C:\Users\A B\AppData\Local\guardnest\\" "say \"hi\"""#
+            e,
+            r#""/a\nb" holds the control character U+000A, which an XDG autostart entry's Exec line cannot hold safely"#
         );
+    }
+
+    /// A path that is not Unicode is refused, not written with replacement characters (a
+    /// different path).
+    #[cfg(unix)]
+    #[test]
+    fn a_path_that_is_not_unicode_is_refused() {
+        use std::os::unix::ffi::OsStringExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let bad = OsString::from_vec(b"/home/u/\xff".to_vec());
+        let r = LoginRepair::xdg(dir.path(), [OsString::from("/usr/bin/guardnest"), bad]);
+        let e = r.register().unwrap_err().to_string();
+        assert!(e.contains("not valid Unicode"), "{e}");
+        assert!(!r.is_registered());
+    }
+
+    /// The rules CommandLineToArgvW splits a command line by (and the C runtime, for the
+    /// lines GuardNest writes: it never writes `""` inside quotes, where the two differ):
+    /// the program name runs to the next quote (or blank) with no escapes; then blanks
+    /// separate arguments outside quotes, 2n backslashes before a quote are n backslashes
+    /// and the quote toggles quoting, 2n+1 are n and a literal quote, and other backslashes
+    /// are literal.
+    fn command_line_to_argv(line: &str) -> Vec<String> {
+        let mut chars = line.chars().peekable();
+        let mut argv = Vec::new();
+        let mut program = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            program.extend(chars.by_ref().take_while(|&c| c != '"'));
+        } else {
+            while let Some(c) = chars.next_if(|&c| c != ' ' && c != '\t') {
+                program.push(c);
+            }
+        }
+        argv.push(program);
+        loop {
+            while chars.next_if(|&c| c == ' ' || c == '\t').is_some() {}
+            if chars.peek().is_none() {
+                return argv;
+            }
+            let (mut arg, mut quoted) = (String::new(), false);
+            while let Some(&c) = chars.peek() {
+                match c {
+                    ' ' | '\t' if !quoted => break,
+                    '\\' => {
+                        let mut n = 0;
+                        while chars.next_if_eq(&'\\').is_some() {
+                            n += 1;
+                        }
+                        if chars.peek() == Some(&'"') {
+                            arg.extend(std::iter::repeat_n('\\', n / 2));
+                            if n % 2 == 1 {
+                                arg.push('"');
+                                chars.next();
+                            }
+                        } else {
+                            arg.extend(std::iter::repeat_n('\\', n));
+                        }
+                    }
+                    '"' => {
+                        quoted = !quoted;
+                        chars.next();
+                    }
+                    c => {
+                        arg.push(c);
+                        chars.next();
+                    }
+                }
+            }
+            argv.push(arg);
+        }
+    }
+
+    /// Paths that stress the quoting: spaces, quotes, backslashes before quotes and at the
+    /// end, `%`, `$`, backticks, an empty argument, non-ASCII.
+    fn windows_cases() -> Vec<Vec<String>> {
+        let program = r"C:\Program Files\Guard Nest\guardnest.exe";
+        [
+            r"C:\Users\A B\AppData\Local\guardnest",
+            r"C:\Users\A B\AppData\Local\guardnest\",
+            r"C:\Users\A B\AppData\Local\guardnest\\",
+            r"C:\Users\AB\AppData\Local\guardnest\",
+            r#"say "hi""#,
+            r#"a\"b"#,
+            r#"a\\"b"#,
+            r#"\\server\share\"#,
+            "100% %PATH% $HOME `id` ^&|<>",
+            "",
+            r#"""#,
+            "C:\\Users\\Renée\\日本\\🦀",
+        ]
+        .iter()
+        .map(|d| argv(&[program, "repair", "--data-dir", d, "--at-login"]))
+        .collect()
+    }
+
+    #[test]
+    fn run_once_command_lines_split_back_as_written() {
+        assert_eq!(
+            windows_command_line(&windows_cases()[1]).unwrap(),
+            r#""C:\Program Files\Guard Nest\guardnest.exe" repair --data-dir "C:\Users\A B\AppData\Local\guardnest\\" --at-login"#
+        );
+        for a in windows_cases() {
+            let line = windows_command_line(&a).unwrap();
+            assert_eq!(command_line_to_argv(&line), a, "{line}");
+        }
+    }
+
+    /// The same lines split by Windows itself (under Wine in CI).
+    #[cfg(windows)]
+    #[test]
+    fn run_once_command_lines_split_back_by_command_line_to_argv_w() {
+        use windows_sys::Win32::UI::Shell::CommandLineToArgvW;
+        for a in windows_cases() {
+            let line = windows_command_line(&a).unwrap();
+            let wide: Vec<u16> = line.encode_utf16().chain([0]).collect();
+            let mut n = 0;
+            // SAFETY: a NUL-terminated line; the returned array is LocalAlloc'ed and freed below.
+            let got: Vec<String> = unsafe {
+                let argv = CommandLineToArgvW(wide.as_ptr(), &mut n);
+                assert!(!argv.is_null(), "cannot split {line:?}");
+                let out = (0..n as usize)
+                    .map(|i| {
+                        let p = *argv.add(i);
+                        let len = (0..).take_while(|&j| *p.add(j) != 0).count();
+                        String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
+                    })
+                    .collect();
+                windows_sys::Win32::Foundation::LocalFree(argv as _);
+                out
+            };
+            assert_eq!(got, a, "{line}");
+        }
+    }
+
+    /// "The data value for a key is a command line no longer than 260 characters" (Run and
+    /// RunOnce Registry Keys): a longer one is refused, not written for Windows to cut; 260
+    /// UTF-16 units exactly (non-ASCII counted as Windows counts it) are fine.
+    #[test]
+    fn run_once_command_lines_longer_than_260_characters_are_refused() {
+        let line = |data: &str| {
+            windows_command_line(&argv(&[r"C:\GuardNest\guardnest.exe", "repair", "--data-dir", data, "--at-login"]))
+        };
+        let fixed = line("").unwrap().encode_utf16().count() - 2; // less the empty argument's quotes
+        let fits = "d".repeat(RUN_ONCE_MAX_CHARS - fixed);
+        assert_eq!(line(&fits).unwrap().encode_utf16().count(), RUN_ONCE_MAX_CHARS);
+        assert_eq!(line(&format!("{fits}d")), Err(EntryError::TooLong { len: 261, max: 260 }));
+        let astral = "🦀".repeat((RUN_ONCE_MAX_CHARS - fixed) / 2 + 1);
+        assert!(matches!(line(&astral), Err(EntryError::TooLong { .. })), "a 🦀 is two UTF-16 units");
+        let long = format!(r"C:\Users\u\{}", "d".repeat(250));
+        let e = line(&long).unwrap_err().to_string();
+        assert!(e.contains("would be 319 characters; Windows runs at most 260"), "{e}");
+    }
+
+    #[test]
+    fn run_once_refuses_a_quote_in_the_program_and_control_characters() {
+        assert!(matches!(windows_command_line(&argv(&[r#"C:\a"b.exe"#])), Err(EntryError::QuoteInProgram(_))));
+        assert!(matches!(
+            windows_command_line(&argv(&[r"C:\a.exe", "x\ny"])),
+            Err(EntryError::Control { c: '\n', .. })
+        ));
     }
 
     #[test]
     fn launch_agent_runs_at_load() {
         let plist = launch_agent_plist(
             ENTRY,
-            &argv(&["/Applications/GuardNest.app/Contents/MacOS/guardnest-app", "repair", "a&b"]),
-        );
+            &argv(&["/Applications/GuardNest.app/Contents/MacOS/guardnest-app", "repair", "a&b<c>d\"e'f\r\n\tg"]),
+        )
+        .unwrap();
         assert!(plist.contains("<key>RunAtLoad</key>\n\t<true/>"));
         assert!(plist.contains("<string>org.guardnest.repair</string>"));
-        assert!(plist.contains("<string>a&amp;b</string>"));
-        let r = LoginRepair::launch_agent(Path::new("/Users/u"), argv(&["x"]));
+        assert!(plist.contains("<string>a&amp;b&lt;c&gt;d&quot;e&apos;f&#13;&#10;&#9;g</string>"), "{plist}");
+        let r = LoginRepair::launch_agent(Path::new("/Users/u"), ["x"]);
         assert_eq!(
             r.place(),
             &Place::LaunchAgent(PathBuf::from("/Users/u/Library/LaunchAgents/org.guardnest.repair.plist"))
@@ -412,9 +803,20 @@ mod tests {
     }
 
     #[test]
+    fn launch_agents_refuse_what_xml_cannot_hold() {
+        for c in ['\0', '\u{1}', '\u{1f}', '\u{fffe}', '\u{ffff}'] {
+            let a = argv(&["/x", &format!("a{c}b")]);
+            assert_eq!(launch_agent_plist(ENTRY, &a), Err(EntryError::NotXml { arg: a[1].clone(), c }));
+        }
+        for c in ['\u{7f}', '\u{85}', '\u{d7ff}', '\u{e000}', '\u{fffd}', '\u{10000}', '\u{10ffff}'] {
+            assert!(launch_agent_plist(ENTRY, &argv(&["/x", &format!("a{c}b")])).is_ok(), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
     fn an_xdg_entry_is_written_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let r = LoginRepair::xdg(dir.path(), argv(&["/usr/bin/guardnest", "repair"]));
+        let r = LoginRepair::xdg(dir.path(), ["/usr/bin/guardnest", "repair"]);
         assert!(!r.is_registered());
         r.register().unwrap();
         let path = dir.path().join("autostart/org.guardnest.repair.desktop");

@@ -124,8 +124,6 @@ pub fn kill(process: &ProcessId) -> bool {
 
 #[cfg(target_os = "linux")]
 mod os {
-    use std::path::PathBuf;
-
     use super::{Found, ProcessId};
 
     /// Field 22 of `/proc/PID/stat`: clock ticks from boot to the process's start.
@@ -177,7 +175,7 @@ mod os {
                         .collect()
                 })
                 .unwrap_or_default();
-            out.push(Found { id, exe: PathBuf::from(exe), command });
+            out.push(Found { id, exe, command });
         }
         out
     }

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::sysproxy::fsutil::{open_no_follow, read_to_string_no_follow};
+
 /// What is remembered about one cached download.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CacheMeta {
@@ -72,20 +74,20 @@ impl CacheEntry {
 
     /// Reads the metadata alone (for status), if present and readable.
     pub fn meta(&self) -> Option<CacheMeta> {
-        let text = std::fs::read_to_string(&self.meta).ok()?;
+        let text = read_to_string_no_follow(&self.meta).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// Opens the cached body with its metadata. The caller reads it in one pass and then
     /// checks [`CacheMeta::verify`] before trusting what it read.
     pub fn open(&self) -> Result<(CacheMeta, std::fs::File), CacheError> {
-        let text = match std::fs::read_to_string(&self.meta) {
+        let text = match read_to_string_no_follow(&self.meta) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CacheError::Missing),
             Err(e) => return Err(e.into()),
         };
         let meta: CacheMeta = serde_json::from_str(&text).map_err(|e| CacheError::Corrupt(format!("metadata: {e}")))?;
-        match std::fs::File::open(&self.body) {
+        match open_no_follow(&self.body, std::fs::OpenOptions::new().read(true)) {
             Ok(f) => Ok((meta, f)),
             // Metadata that only remembers failed checks: nothing was ever downloaded.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && meta.fetched_at == 0 => Err(CacheError::Missing),
@@ -97,7 +99,7 @@ impl CacheEntry {
     /// A temporary file beside the cache, to download into and then [`CacheEntry::store`].
     pub fn temp_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
         let dir = self.body.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
+        crate::sysproxy::fsutil::create_private_dir(dir)?;
         tempfile::NamedTempFile::new_in(dir)
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 
-use crate::respond::error_chain;
+use crate::conn::respond::error_chain;
 
 /// Redirects followed before a download fails.
 const MAX_REDIRECTS: usize = 5;

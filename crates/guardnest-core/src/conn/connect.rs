@@ -9,19 +9,19 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Decided, Pending, Shared};
-use crate::conn::head::{ConnectHead, Rewind};
+use crate::conn::head::ConnectHead;
+use crate::conn::respond::{BadRequest, ProxyBody, Refusal, UpstreamError};
+use crate::conn::tunnel::{self, TunnelEnd};
 use crate::domain::Target;
-use crate::respond::{error_chain, BadRequest, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
-use crate::tunnel::{self, TunnelEnd};
 
-/// Serves one CONNECT request: decides and dials, then leaves the tunnel to the connection
-/// task ([`start`]), which goes on to it as soon as the 200 is out.
+/// Serves one CONNECT request that hyper read: decides and dials, then leaves the tunnel to
+/// the connection task (`crate::conn::http`), which goes on to it as soon as the 200 is
+/// out.
 pub(crate) async fn handle(
     mut req: Request<Incoming>,
     decided: Decided,
@@ -42,7 +42,7 @@ pub(crate) async fn handle(
 }
 
 /// A plain request's upgrade the upstream accepted: the tunnel starts once hyper has
-/// written the 101 ([`start`]).
+/// written the 101 (`crate::conn::http`).
 pub(crate) fn upgraded(ctx: &ConnCtx, pending: Pending) -> Result<(), Refusal> {
     match ctx.local.tunnel.lock() {
         Ok(mut slot) => {
@@ -53,29 +53,33 @@ pub(crate) fn upgraded(ctx: &ConnCtx, pending: Pending) -> Result<(), Refusal> {
     }
 }
 
-/// What [`answer`] did with a CONNECT head.
-pub(crate) enum Answered {
-    /// 200 sent: the tunnel is to start.
-    Tunnel(Open),
+/// What [`serve`] did with a CONNECT head.
+pub(crate) enum Served {
     /// Refused, and the connection stays open for the client's next request, which may
-    /// already have begun in `rest`.
-    Refused { rest: Vec<u8> },
-    /// Refused and to be closed, or the client left.
-    Closed,
+    /// already have begun in `rest`: the socket and the connection's guard come back.
+    Refused { stream: TcpStream, guard: ConnGuard, rest: Vec<u8> },
+    /// The tunnel runs (a task of its own), or the connection is over.
+    Done,
 }
 
 /// A dialed upstream whose 200 (or 101) is out, what the client sent behind its request,
 /// and what the upstream sent behind its 101.
 pub(crate) struct Open {
-    upstream: TcpStream,
-    target: Target,
-    pipelined: Vec<u8>,
-    early: Vec<u8>,
+    pub(crate) upstream: TcpStream,
+    pub(crate) target: Target,
+    pub(crate) pipelined: Vec<u8>,
+    pub(crate) early: Vec<u8>,
 }
 
-/// Serves a CONNECT head read by [`crate::conn::head`], without hyper: the same checks, dial and
-/// answers as [`handle`], written to the socket directly.
-pub(crate) async fn answer(client: &mut TcpStream, head: ConnectHead, shared: &Shared, who: &Client) -> Answered {
+/// Serves a CONNECT head read by [`crate::conn::head`], without hyper: the same checks, dial
+/// and answers as [`handle`], written to the socket directly, then the tunnel.
+pub(crate) async fn serve(
+    mut client: TcpStream,
+    head: ConnectHead,
+    shared: &Shared,
+    who: &Client,
+    guard: ConnGuard,
+) -> Served {
     let peer = who.peer;
     let decided = async {
         let ask = Ask {
@@ -92,45 +96,24 @@ pub(crate) async fn answer(client: &mut TcpStream, head: ConnectHead, shared: &S
         Ok((target, upstream)) => {
             if let Err(e) = client.write_all(ESTABLISHED).await {
                 tracing::debug!(%peer, %target, error = %e, "client left before the tunnel started");
-                return Answered::Closed;
+                return Served::Done;
             }
-            Answered::Tunnel(Open { upstream, target, pipelined: head.into_rest(), early: Vec::new() })
+            let open = Open { upstream, target, pipelined: head.into_rest(), early: Vec::new() };
+            start_tunnel(client, open, shared, guard, peer).await;
+            Served::Done
         }
         Err(refusal) => {
             gate::refused(peer, &http::Method::CONNECT, &refusal);
             if client.write_all(&refusal.encode()).await.is_err() || refusal.closes_connection() {
-                return Answered::Closed;
+                return Served::Done;
             }
-            Answered::Refused { rest: head.into_rest() }
+            Served::Refused { stream: client, guard, rest: head.into_rest() }
         }
     }
 }
 
 /// The answer to a CONNECT that was dialed.
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
-
-/// Takes the client's socket back from hyper and starts the tunnel ([`start_tunnel`]). Runs
-/// in the connection task, whose HTTP stage has just ended.
-pub(crate) async fn start(pending: Pending, shared: &Shared, guard: ConnGuard, peer: SocketAddr) {
-    let Pending { on_upgrade, upstream, target, early } = pending;
-    let upgraded = match on_upgrade.await {
-        Ok(u) => u,
-        Err(e) => {
-            tracing::debug!(%peer, %target, error = %error_chain(&e), "client left before the tunnel started");
-            return;
-        }
-    };
-    let Ok(parts) = upgraded.downcast::<TokioIo<Rewind>>() else {
-        tracing::error!(%peer, %target, "upgraded connection is not a TCP stream");
-        return;
-    };
-    // What hyper read past the head, behind anything it never read of the first bytes.
-    let (mut pipelined, client) = parts.io.into_inner().into_parts();
-    pipelined.extend_from_slice(&parts.read_buf);
-    // Even empty, hyper's bytes may pin its whole read buffer: let it go first.
-    drop(parts.read_buf);
-    start_tunnel(client, Open { upstream, target, pipelined, early }, shared, guard, peer).await;
-}
 
 /// Forwards the bytes the client pipelined behind its CONNECT head, then spawns the tunnel
 /// as a task of its own holding only the copy state and what its end needs (run in the

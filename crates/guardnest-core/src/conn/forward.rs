@@ -1,5 +1,5 @@
 //! Forward stage: plain HTTP requests in absolute form, sent on in origin form over
-//! keep-alive upstream connections (see [`crate::upstream`]) with hop-by-hop headers removed
+//! keep-alive upstream connections (see [`crate::conn::upstream`]) with hop-by-hop headers removed
 //! and a `Via` added, bodies streamed.
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,12 +19,11 @@ use tokio::sync::Notify;
 use crate::conn::connect;
 use crate::conn::gate::{ConnCtx, Decided, Pending};
 use crate::conn::hop::{head_size, host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
-use crate::dial::DialError;
+use crate::conn::idle::IdleBody;
+use crate::conn::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
+use crate::conn::upstream::{Owner, UpBody, Upstream, UpstreamIo};
 use crate::domain::Target;
-use crate::idle::IdleBody;
-use crate::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
 use crate::stats::Stats;
-use crate::upstream::{Owner, UpBody, Upstream, UpstreamIo};
 
 /// Serves one plain-HTTP request that passed [`crate::conn::gate::decide`].
 pub(crate) async fn handle(
@@ -69,7 +68,7 @@ pub(crate) async fn handle(
     let response = tokio::select! {
         r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx)) => match r {
             Ok(r) => r?,
-            Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+            Err(_) => return Err(no_response(&target, idle)),
         },
         () = interim.exceeded() => {
             ctx.local.upstream.discard();
@@ -186,7 +185,7 @@ async fn upgrade_exchange(
     let mut response = tokio::select! {
         r = tokio::time::timeout(idle, sender.send_request(req)) => match r {
             Ok(r) => r.map_err(|e| upstream_error(e, &target))?,
-            Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+            Err(_) => return Err(no_response(&target, idle)),
         },
         () = interim.exceeded() => return Err(too_many_interim(&target)),
     };
@@ -196,7 +195,7 @@ async fn upgrade_exchange(
     let upgraded = match tokio::time::timeout(idle, hyper::upgrade::on(&mut response)).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => return Err(upstream_error(e, &target)),
-        Err(_) => return Err(Refusal::Dial(DialError::Timeout { target: target.to_string(), timeout: idle })),
+        Err(_) => return Err(no_response(&target, idle)),
     };
     let parts = upgraded.downcast::<TokioIo<UpstreamIo>>().map_err(|_| Refusal::Upstream(UpstreamError::State))?;
     let upstream = parts.io.into_inner().into_inner();
@@ -229,6 +228,11 @@ async fn exchange(
         .await
         .map_err(|e| upstream_error(e, target))?;
     ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(e.into_error(), target))
+}
+
+/// Connected, and no answer in time: the upstream's slowness (504), not a failed dial.
+fn no_response(target: &Target, timeout: std::time::Duration) -> Refusal {
+    Refusal::Upstream(UpstreamError::ResponseTimeout { target: target.to_string(), timeout })
 }
 
 fn upstream_error(source: hyper::Error, target: &Target) -> Refusal {

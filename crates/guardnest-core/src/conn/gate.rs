@@ -18,12 +18,12 @@ use tokio_util::task::TaskTracker;
 use crate::access::{Access, Denied};
 use crate::blocklist::{Policy, Verdict};
 use crate::config::ProxyConfig;
-use crate::dial::{DialError, Dialer};
+use crate::conn::dial::{DialError, Dialer};
+use crate::conn::respond::{BadRequest, Refusal};
+use crate::conn::upstream::{Owner, Pool, Slot};
 use crate::domain::{Host, Target};
 use crate::events::BlockLog;
-use crate::respond::{BadRequest, Refusal};
 use crate::stats::{ActiveGuard, Stats};
-use crate::upstream::{Owner, Pool, Slot};
 
 /// Everything a connection task needs, shared by all of them.
 pub(crate) struct Shared {

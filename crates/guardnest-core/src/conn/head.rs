@@ -1,33 +1,24 @@
-//! First-head stage: a connection's heads are read here, before hyper, and every request
-//! head the proxy parses itself is parsed here. A CONNECT head (how nearly every connection
-//! to a proxy starts) and a simple GET or HEAD are parsed with httparse, the parser hyper
-//! itself uses, under the same limits, so the CONNECT and relay stages can answer them
-//! without setting up hyper's per-connection state. Anything else goes to hyper together
-//! with the bytes already read ([`Rewind`]).
+//! First-head stage: a connection's first request head is read here, before hyper. A
+//! CONNECT head (how nearly every connection to a proxy starts) is parsed with httparse, the
+//! parser hyper itself uses, under the same limits, so the CONNECT stage answers it without
+//! setting up hyper's per-connection state (its memory per waiting client is in
+//! BENCHMARKS.md). Any other head is checked with the same parse and goes to hyper's engine
+//! ([`crate::conn::http`]) together with the bytes already read; one that cannot be read is
+//! refused here with its reason (400, 431), as a CONNECT's is. Later heads on a connection
+//! hyper serves are hyper's to read and refuse.
 
 use std::io;
 use std::mem::{take, MaybeUninit};
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-use std::sync::Arc;
-use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-use crate::conn::hop;
+use crate::conn::respond::{BadRequest, Refusal};
 use crate::domain::{BadTarget, Target};
-use crate::idle::Deadline;
-use crate::respond::{BadRequest, Refusal};
 
 /// How every CONNECT head starts.
 const CONNECT: &[u8] = b"CONNECT ";
-
-/// How the heads the relay stage may serve start ([`parse_plain`] decides).
-const PLAIN: [&[u8]; 2] = [b"GET ", b"HEAD "];
 
 /// Header fields accepted in one head: hyper's default, so both paths take the same heads.
 pub(crate) const MAX_FIELDS: usize = 100;
@@ -40,12 +31,11 @@ const READ_CHUNK: usize = 2048;
 pub(crate) enum Head {
     /// A complete CONNECT head, and what the client sent after it.
     Connect(ConnectHead),
-    /// A complete GET or HEAD head for the relay stage, and what the client sent after it.
-    Plain(PlainHead),
-    /// Neither: hyper serves the connection, starting with these bytes.
+    /// Another complete, readable head: hyper serves the connection, starting with these
+    /// bytes.
     Other(Vec<u8>),
-    /// A CONNECT head that cannot be served (400, or 431 when too large); the connection
-    /// closes after the answer.
+    /// A head that cannot be served (400, or 431 when too large); the connection closes
+    /// after the answer.
     Bad(Refusal),
     /// The client left, or sent nothing in time.
     Closed,
@@ -77,46 +67,27 @@ impl ConnectHead {
     }
 }
 
-/// Reads until `buf` (bytes already read, possibly none) holds a CONNECT head or a head for
-/// the relay stage, or is known to be hyper's; the returned head takes the bytes. The
-/// caller bounds the wait; if it stops waiting, what was read stays in `buf`. With
-/// `all_to_hyper` (tests: both engines run every suite) every head is hyper's.
-pub(crate) async fn read(stream: &TcpStream, buf: &mut Vec<u8>, max_head: usize, all_to_hyper: bool) -> Head {
+/// Reads until `buf` (bytes already read, possibly none) holds a complete head; the
+/// returned head takes the bytes. The caller bounds the wait; if it stops waiting, what was
+/// read stays in `buf`.
+pub(crate) async fn read(stream: &TcpStream, buf: &mut Vec<u8>, max_head: usize) -> Head {
     loop {
         if !buf.is_empty() {
-            if all_to_hyper {
-                return Head::Other(take(buf));
-            }
-            match classify(buf) {
-                Kind::Unknown => {}
-                Kind::Other => return Head::Other(take(buf)),
-                Kind::Connect => match parse(buf) {
-                    Ok(Some(parsed)) => {
-                        let Parsed { head_len, target, announces_body, proxy_authorization } = parsed;
-                        let buf = take(buf);
-                        return Head::Connect(ConnectHead {
-                            target,
-                            announces_body,
-                            buf,
-                            head_len,
-                            proxy_authorization,
-                        });
-                    }
-                    Ok(None) if buf.len() >= max_head => {
-                        return Head::Bad(Refusal::HeadTooLarge(format!("more than {max_head} bytes")))
-                    }
-                    Ok(None) => {}
-                    Err(refusal) => return Head::Bad(refusal),
-                },
-                Kind::Plain => match parse_plain(buf) {
-                    Parse::Plain(meta) if meta.head_len() <= max_head => {
-                        return Head::Plain(PlainHead::new(take(buf), meta))
-                    }
-                    // Too large, malformed, or not simple: hyper answers it as before.
-                    Parse::Plain(_) | Parse::NotMine => return Head::Other(take(buf)),
-                    Parse::Partial if buf.len() >= max_head => return Head::Other(take(buf)),
-                    Parse::Partial => {}
-                },
+            let parsed = match buf.starts_with(CONNECT) || CONNECT.starts_with(buf) {
+                true => parse(buf).map(|p| p.map(Some)),
+                false => check_other(buf).map(|done| done.then_some(None)),
+            };
+            match parsed {
+                Ok(Some(Some(Parsed { head_len, target, announces_body, proxy_authorization }))) => {
+                    let buf = take(buf);
+                    return Head::Connect(ConnectHead { target, announces_body, buf, head_len, proxy_authorization });
+                }
+                Ok(Some(None)) => return Head::Other(take(buf)),
+                Ok(None) if buf.len() >= max_head => {
+                    return Head::Bad(Refusal::HeadTooLarge(format!("more than {max_head} bytes")))
+                }
+                Ok(None) => {}
+                Err(refusal) => return Head::Bad(refusal),
             }
         }
         if stream.readable().await.is_err() {
@@ -135,9 +106,8 @@ pub(crate) async fn read(stream: &TcpStream, buf: &mut Vec<u8>, max_head: usize,
 
 /// `try_read`, except that a read shorter than `chunk` also clears tokio's readiness, as
 /// tokio's own `poll_read` does where the OS reports readiness by edge: the socket is
-/// drained, and new bytes raise a new event. Without this, the next wait for a head (the
-/// next request on a kept connection, or the tunnel's first read) starts with a read that
-/// only says "would block": one wasted system call per request.
+/// drained, and new bytes raise a new event. Without this, the next wait (the tunnel's
+/// first read) starts with a read that only says "would block": one wasted system call.
 fn read_draining(stream: &TcpStream, chunk: &mut [u8]) -> io::Result<usize> {
     let want = chunk.len();
     let mut got = 0;
@@ -154,41 +124,25 @@ fn read_draining(stream: &TcpStream, chunk: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// What a head is, from its first bytes.
-enum Kind {
-    Connect,
-    Plain,
-    Other,
-    /// Too few bytes to tell.
-    Unknown,
-}
-
-fn classify(buf: &[u8]) -> Kind {
-    let starts = |prefix: &[u8]| {
-        let n = buf.len().min(prefix.len());
-        (buf[..n] == prefix[..n]).then_some(n == prefix.len())
-    };
-    let mut unknown = false;
-    for (prefix, kind) in [(CONNECT, Kind::Connect), (PLAIN[0], Kind::Plain), (PLAIN[1], Kind::Plain)] {
-        match starts(prefix) {
-            Some(true) => return kind,
-            Some(false) => unknown = true,
-            None => {}
-        }
-    }
-    if unknown {
-        Kind::Unknown
-    } else {
-        Kind::Other
-    }
-}
-
 /// A CONNECT head's parts.
 pub(crate) struct Parsed {
     pub(crate) head_len: usize,
     pub(crate) target: Result<Target, BadTarget>,
     pub(crate) announces_body: bool,
     pub(crate) proxy_authorization: Option<Range<usize>>,
+}
+
+/// How httparse's verdict on a head becomes ours: complete (its length), incomplete, or
+/// refused with the reason a client is told.
+fn verdict(parsed: httparse::Result<usize>) -> Result<Option<usize>, Refusal> {
+    match parsed {
+        Ok(httparse::Status::Complete(n)) => Ok(Some(n)),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            Err(Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")))
+        }
+        Err(e) => Err(Refusal::BadRequest(BadRequest::Malformed(e))),
+    }
 }
 
 /// Parses a complete CONNECT head; `None` while it is incomplete. A head that cannot be
@@ -198,14 +152,7 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
     // Left uninitialised: filling 100 fields per head cost more than the parse.
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
     let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")))
-        }
-        Err(e) => return Err(Refusal::BadRequest(BadRequest::Malformed(e))),
-    };
+    let Some(head_len) = verdict(req.parse_with_uninit_headers(buf, &mut fields))? else { return Ok(None) };
     let mut proxy_authorization = None;
     let mut body = false;
     for field in req.headers.iter() {
@@ -219,322 +166,19 @@ pub(crate) fn parse(buf: &[u8]) -> Result<Option<Parsed>, Refusal> {
     Ok(Some(Parsed { head_len, target, announces_body: body, proxy_authorization }))
 }
 
+/// Whether a head that is not a CONNECT is complete (`Ok(false)`: not yet), by the same
+/// parse and limits; a head that cannot be read is refused with its reason.
+pub(crate) fn check_other(buf: &[u8]) -> Result<bool, Refusal> {
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    verdict(req.parse_with_uninit_headers(buf, &mut fields)).map(|done| done.is_some())
+}
+
 /// Whether a header field of a CONNECT announces a body ([`BadRequest::ConnectBody`]: its
 /// bytes would be read as tunnel bytes); both the first-head path and hyper's apply this
 /// one rule.
 pub(crate) fn announces_body(name: &str, value: &[u8]) -> bool {
     name.eq_ignore_ascii_case("transfer-encoding") || name.eq_ignore_ascii_case("content-length") && value != b"0"
-}
-
-/// Request fields that take a request off the relay stage (bodies, upgrades, 100-continue).
-const NOT_RELAYED: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
-
-/// A GET or HEAD head the relay stage serves, and what the client sent behind it.
-pub(crate) struct PlainHead {
-    buf: Vec<u8>,
-    pub(crate) meta: Meta,
-}
-
-/// Where the parts of a [`PlainHead`] are in its buffer.
-pub(crate) struct Meta {
-    pub(crate) head_len: usize,
-    pub(crate) is_head: bool,
-    pub(crate) target: Range<usize>,
-    /// The fields to pass on: not hop-by-hop, not named by `Connection`, not `Host`.
-    pub(crate) fields: Vec<(Range<usize>, Range<usize>)>,
-    pub(crate) proxy_authorization: Option<Range<usize>>,
-    /// The client asked to close the connection after this request.
-    pub(crate) close: bool,
-}
-
-/// What [`parse_plain`] made of a buffer that starts with `GET ` or `HEAD `.
-pub(crate) enum Parse {
-    /// The head is not complete yet.
-    Partial,
-    /// A complete head the relay stage serves.
-    Plain(Meta),
-    /// Anything else, malformed heads included: hyper serves (and refuses) it.
-    NotMine,
-}
-
-impl Meta {
-    /// The head's length in bytes.
-    pub(crate) fn head_len(&self) -> usize {
-        self.head_len
-    }
-}
-
-impl PlainHead {
-    pub(crate) fn new(buf: Vec<u8>, meta: Meta) -> Self {
-        Self { buf, meta }
-    }
-
-    /// The bytes at `r` (a range of [`Meta`]).
-    pub(crate) fn bytes(&self, r: &Range<usize>) -> &[u8] {
-        &self.buf[r.clone()]
-    }
-
-    /// What the client sent behind the head.
-    pub(crate) fn into_rest(mut self) -> Vec<u8> {
-        self.buf.drain(..self.meta.head_len);
-        self.buf
-    }
-}
-
-/// Parses a request head for the relay stage; the caller has seen that `buf` starts with
-/// `GET ` or `HEAD `.
-pub(crate) fn parse_plain(buf: &[u8]) -> Parse {
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
-    let mut req = httparse::Request::new(&mut []);
-    let head_len = match req.parse_with_uninit_headers(buf, &mut fields) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parse::Partial,
-        Err(_) => return Parse::NotMine,
-    };
-    let is_head = match req.method {
-        Some("GET") => false,
-        Some("HEAD") => true,
-        _ => return Parse::NotMine,
-    };
-    let (Some(1), Some(path)) = (req.version, req.path) else { return Parse::NotMine };
-    if !path.starts_with("http://") {
-        return Parse::NotMine;
-    }
-    let at = |s: &[u8]| {
-        let start = s.as_ptr() as usize - buf.as_ptr() as usize;
-        start..start + s.len()
-    };
-    let mut close = false;
-    let mut named: Vec<&[u8]> = Vec::new();
-    for field in req.headers.iter() {
-        if NOT_RELAYED.iter().any(|n| field.name.eq_ignore_ascii_case(n)) {
-            return Parse::NotMine;
-        }
-        if field.name.eq_ignore_ascii_case("connection") {
-            close |= hop::connection_tokens(field.value, &mut named);
-        }
-    }
-    let mut meta = Meta {
-        head_len,
-        is_head,
-        target: at(path.as_bytes()),
-        fields: Vec::with_capacity(req.headers.len()),
-        proxy_authorization: None,
-        close,
-    };
-    for field in req.headers.iter() {
-        let name = field.name.as_bytes();
-        if field.name.eq_ignore_ascii_case("proxy-authorization") {
-            meta.proxy_authorization = Some(at(field.value));
-        }
-        if !hop::passes(name, &named) || field.name.eq_ignore_ascii_case("host") {
-            continue;
-        }
-        meta.fields.push((at(name), at(field.value)));
-    }
-    Parse::Plain(meta)
-}
-
-/// Which request head hyper is reading on a connection, if any. hyper arms its
-/// `header_read_timeout` timer when it starts reading a head and drops it once the head is
-/// read; that timer is ours ([`crate::conn::http`]) and records both here. While hyper reads
-/// a head, no response is in flight (it reads the next head only once the last response is
-/// written), so whatever it writes then is its own bare answer to a head it could not read
-/// (400, 431): [`Rewind`] sends the refusal with its one-line reason instead.
-#[derive(Default)]
-pub(crate) struct Heads {
-    /// The number of the head being read; 0 between heads.
-    reading: AtomicU32,
-    started: AtomicU32,
-}
-
-impl Heads {
-    /// hyper starts reading a head; it reads it until the guard is dropped.
-    pub(crate) fn start(self: &Arc<Self>) -> HeadRead {
-        let n = self.started.fetch_add(1, Relaxed).wrapping_add(1).max(1);
-        self.reading.store(n, Relaxed);
-        HeadRead { heads: self.clone(), n }
-    }
-
-    fn reading(&self) -> u32 {
-        self.reading.load(Relaxed)
-    }
-}
-
-/// Held while hyper reads one request head ([`Heads::start`]).
-pub(crate) struct HeadRead {
-    heads: Arc<Heads>,
-    n: u32,
-}
-
-impl Drop for HeadRead {
-    fn drop(&mut self) {
-        // A later head may have started already (a timer replaced, not reset).
-        let _ = self.heads.reading.compare_exchange(self.n, 0, Relaxed, Relaxed);
-    }
-}
-
-/// The client's socket with bytes already read from it in front, for hyper; a write that
-/// waits `idle_timeout` for a client that stopped reading fails. hyper's own answer to a
-/// head it could not read ([`Heads`]) goes out as the refusal the first-head stage would
-/// have sent, with its reason: both engines answer such heads alike.
-pub(crate) struct Rewind {
-    pre: Vec<u8>,
-    at: usize,
-    io: TcpStream,
-    write: Deadline,
-    heads: Arc<Heads>,
-    /// The head being read ([`Heads`]) and how many bytes of it hyper has read.
-    counted: (u32, usize),
-    max_head: usize,
-    peer: SocketAddr,
-    /// Our answer in place of hyper's, and how much of it is written.
-    answer: Option<(Vec<u8>, usize)>,
-}
-
-impl Rewind {
-    /// `pre` in front of `io`; `max_head` and `peer` for the answer to a head hyper cannot read.
-    pub(crate) fn new(pre: Vec<u8>, io: TcpStream, idle: Duration, max_head: usize, peer: SocketAddr) -> Rewind {
-        Rewind {
-            pre,
-            at: 0,
-            io,
-            write: Deadline::new(idle),
-            heads: Arc::default(),
-            counted: (0, 0),
-            max_head,
-            peer,
-            answer: None,
-        }
-    }
-
-    /// What hyper's timer tells when it reads a head ([`Heads`]).
-    pub(crate) fn heads(&self) -> Arc<Heads> {
-        self.heads.clone()
-    }
-
-    /// The socket, and what of the bytes in front was never read (nothing, once hyper has
-    /// read a head).
-    pub(crate) fn into_parts(mut self) -> (Vec<u8>, TcpStream) {
-        self.pre.drain(..self.at);
-        (self.pre, self.io)
-    }
-
-    /// Counts bytes hyper read while it reads a head.
-    fn count(&mut self, n: usize) {
-        let reading = self.heads.reading();
-        if reading == 0 {
-            return;
-        }
-        if self.counted.0 != reading {
-            self.counted = (reading, 0);
-        }
-        self.counted.1 += n;
-    }
-
-    /// The refusal for what hyper is about to write, if that is hyper's own answer to a head
-    /// it could not read.
-    fn own_answer(&self, written: &[u8]) -> Option<Refusal> {
-        let reading = self.heads.reading();
-        if reading == 0 || !written.starts_with(b"HTTP/1.") {
-            return None;
-        }
-        let refusal = match written.get(9..13)? {
-            // hyper says 431 for too many bytes and for too many fields alike; too many
-            // bytes is what it read.
-            b"431 " if self.counted.0 == reading && self.counted.1 >= self.max_head => {
-                Refusal::HeadTooLarge(format!("more than {} bytes", self.max_head))
-            }
-            b"431 " => Refusal::HeadTooLarge(format!("more than {MAX_FIELDS} header fields")),
-            b"400 " => Refusal::BadRequest(BadRequest::Unreadable),
-            _ => return None,
-        };
-        tracing::debug!(client = %self.peer, status = %refusal.status(), reason = %refusal.reason(), "refused");
-        Some(refusal)
-    }
-
-    /// Writes our answer in place of hyper's `len` bytes, which count as written once ours are.
-    fn poll_answer(&mut self, cx: &mut Context<'_>, len: usize) -> Poll<io::Result<usize>> {
-        let Rewind { io, write, answer, .. } = self;
-        if let Some((bytes, at)) = answer {
-            while *at < bytes.len() {
-                let polled = Pin::new(&mut *io).poll_write(cx, &bytes[*at..]);
-                match ready!(write.check_io(cx, polled)) {
-                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => *at += n,
-                    Err(e) => return Poll::Ready(Err(e)),
-                }
-            }
-        }
-        Poll::Ready(Ok(len))
-    }
-
-    /// Whether this write (starting with `first`) is answered by us instead.
-    fn answers(&mut self, first: &[u8]) -> bool {
-        if self.answer.is_none() {
-            self.answer = self.own_answer(first).map(|refusal| (refusal.encode(), 0));
-        }
-        self.answer.is_some()
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if self.at < self.pre.len() {
-            let n = (self.pre.len() - self.at).min(out.remaining());
-            let at = self.at;
-            out.put_slice(&self.pre[at..at + n]);
-            self.at += n;
-            if self.at == self.pre.len() {
-                self.pre = Vec::new(); // read: let the buffer go
-                self.at = 0;
-            }
-            self.count(n);
-            return Poll::Ready(Ok(()));
-        }
-        let before = out.filled().len();
-        ready!(Pin::new(&mut self.io).poll_read(cx, out))?;
-        let n = out.filled().len() - before;
-        self.count(n);
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.answers(buf) {
-            return this.poll_answer(cx, buf.len());
-        }
-        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
-        this.write.check_io(cx, polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
-        if this.answers(first) {
-            return this.poll_answer(cx, bufs.iter().map(|b| b.len()).sum());
-        }
-        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        this.write.check_io(cx, polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
@@ -586,24 +230,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn rewind_reads_its_bytes_first_and_gives_back_the_rest() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        client.write_all(b" world").await.unwrap();
-        let peer = client.local_addr().unwrap();
-        let mut io = Rewind::new(b"hello".to_vec(), server, Duration::from_secs(5), 64, peer);
-        let mut two = [0u8; 2];
-        io.read_exact(&mut two).await.unwrap();
-        assert_eq!(&two, b"he");
-        let (left, server) = io.into_parts();
-        assert_eq!(left, b"llo");
-        let mut io = Rewind::new(left, server, Duration::from_secs(5), 64, peer);
-        let mut all = [0u8; 9];
-        io.read_exact(&mut all).await.unwrap();
-        assert_eq!(&all, b"llo world");
-        assert!(io.into_parts().0.is_empty());
+    #[test]
+    fn other_heads_are_checked_by_the_same_parse() {
+        assert_eq!(check_other(b"GET http://a.test/ HTTP/1.1\r\nHost: a").ok(), Some(false));
+        assert_eq!(check_other(b"GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\nbody").ok(), Some(true));
+        assert!(matches!(
+            check_other(b"GET http://a.test/ HTTP/1.1\r\nBad Field\r\n\r\n"),
+            Err(Refusal::BadRequest(_))
+        ));
+        let many: String = (0..=MAX_FIELDS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let head = format!("GET http://a.test/ HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(check_other(head.as_bytes()), Err(Refusal::HeadTooLarge(_))));
     }
 }

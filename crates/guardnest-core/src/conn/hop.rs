@@ -1,13 +1,13 @@
-//! Hop-by-hop rules both engines apply (RFC 9110 §7.6): which fields describe one hop only
-//! and are dropped on the way through, the `Via` this proxy adds, the `Host` field built
-//! from the URL, and the writer of one header field for the heads the relay writes itself.
+//! Hop-by-hop rules of the forward stage (RFC 9110 §7.6): which fields describe one hop only
+//! and are dropped on the way through, the `Via` this proxy adds, and the `Host` field built
+//! from the URL.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::domain::{Host, Target};
 
-/// Interim (1xx) answers taken before a final one, on both engines; past this the
-/// upstream is refused (502) and its connection closed.
+/// Interim (1xx) answers taken before a final one; past this the upstream is refused (502)
+/// and its connection closed.
 pub(crate) const MAX_INTERIM: usize = 16;
 
 /// The value this proxy adds to `Via`.
@@ -94,38 +94,6 @@ pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
 /// message would lose its end, and a client reading the next response as this one's body.
 pub(crate) fn is_framing(name: &[u8]) -> bool {
     name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding")
-}
-
-/// Adds the tokens of a `Connection` value to `named`; whether one of them is `close`.
-pub(crate) fn connection_tokens<'a>(value: &'a [u8], named: &mut Vec<&'a [u8]>) -> bool {
-    let mut close = false;
-    for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
-        close |= token.eq_ignore_ascii_case(b"close");
-        named.push(token);
-    }
-    close
-}
-
-/// Whether a field of a head the relay writes is passed on: not hop-by-hop ([`HOP_BY_HOP`])
-/// and not named by `Connection`, framing fields always ([`is_framing`]).
-/// `Transfer-Encoding` is passed on: a body is relayed in the encoding it came in, so its
-/// field goes with it.
-pub(crate) fn passes(name: &[u8], named: &[&[u8]]) -> bool {
-    let hop = |h: &HeaderName| *h != header::TRANSFER_ENCODING && name.eq_ignore_ascii_case(h.as_str().as_bytes());
-    !HOP_BY_HOP.iter().any(hop) && (is_framing(name) || !named.iter().any(|n| name.eq_ignore_ascii_case(n)))
-}
-
-/// Adds the `Via` this proxy adds on every path.
-pub(crate) fn via(out: &mut Vec<u8>) {
-    field(out, b"via", VIA.as_bytes());
-}
-
-/// Writes one `name: value` line.
-pub(crate) fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]

@@ -107,7 +107,7 @@ impl ServiceError {
     /// The kind, the whole cause chain on one line, and the fields a window needs to say
     /// it in plain words (the address taken, the input refused, the list's problem).
     pub fn report(&self) -> ErrorReport {
-        let mut report = ErrorReport::new(self.kind(), crate::respond::error_chain(self));
+        let mut report = ErrorReport::new(self.kind(), crate::error_chain(self));
         match self {
             ServiceError::Start(ServeError::Bind { addr, .. }) => report.addr = Some(*addr),
             ServiceError::Input(e) => {

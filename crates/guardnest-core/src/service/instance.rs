@@ -6,6 +6,11 @@
 //! holder exits in any way, so a crashed instance never blocks the next one, and a PID file
 //! is never trusted. Who holds it is written beside it (`instance.json`), for the message a
 //! second instance shows.
+//!
+//! The lock file is opened only as itself ([`open_no_follow`]): a link planted where it goes
+//! (in a data dir someone else could write to) is refused with an error naming it, and the
+//! file it points at is never created, opened or locked; a named pipe there fails at once
+//! instead of blocking the start.
 
 use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -13,6 +18,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::sysproxy::fsutil::{open_no_follow, read_to_string_no_follow, NotAFile};
 
 /// The lock file in a data dir.
 pub const LOCK_FILE: &str = "instance.lock";
@@ -65,6 +72,10 @@ pub enum LockError {
         /// Who, if it said.
         holder: Option<Holder>,
     },
+    /// The lock file is not a plain file of its own: a link (or a pipe) someone put where
+    /// it goes. GuardNest does not start on such a data dir.
+    #[error("refusing the data directory: {0}")]
+    NotAFile(NotAFile),
     /// The lock file could not be opened (a read-only or full data dir).
     #[error("cannot lock the data directory {dir}")]
     Io {
@@ -88,8 +99,12 @@ impl InstanceLock {
     pub fn acquire(data_dir: &Path, holder: &Holder) -> Result<InstanceLock, LockError> {
         let dir = data_dir.display().to_string();
         let io = |source| LockError::Io { dir: dir.clone(), source };
-        let file =
-            OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join(LOCK_FILE)).map_err(io)?;
+        let mut options = OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        let file = open_no_follow(&data_dir.join(LOCK_FILE), &mut options).map_err(|e| match NotAFile::of(&e) {
+            Some(n) => LockError::NotAFile(n.clone()),
+            None => io(e),
+        })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(LockError::Held { dir, holder: holder_of(data_dir) }),
@@ -120,13 +135,13 @@ impl Drop for InstanceLock {
 
 /// Who holds `data_dir`, as the holder last described itself.
 pub fn holder_of(data_dir: &Path) -> Option<Holder> {
-    let text = std::fs::read_to_string(data_dir.join(HOLDER_FILE)).ok()?;
+    let text = read_to_string_no_follow(&data_dir.join(HOLDER_FILE)).ok()?;
     serde_json::from_str(&text).ok()
 }
 
 /// Whether an instance holds `data_dir` now (the lock is taken).
 pub fn is_held(data_dir: &Path) -> bool {
-    let Ok(file) = OpenOptions::new().write(true).open(data_dir.join(LOCK_FILE)) else { return false };
+    let Ok(file) = open_no_follow(&data_dir.join(LOCK_FILE), OpenOptions::new().write(true)) else { return false };
     match file.try_lock() {
         Ok(()) => false, // released when `file` closes
         Err(TryLockError::WouldBlock) => true,
@@ -158,5 +173,45 @@ mod tests {
         let again = InstanceLock::acquire(dir.path(), &other).unwrap();
         assert_eq!(holder_of(dir.path()), Some(other));
         drop(again);
+    }
+
+    /// A named pipe planted where the lock goes would block opening it for writing until
+    /// someone reads it: the start must fail at once instead, naming the file.
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_planted_as_the_lock_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join(LOCK_FILE);
+        let c = std::ffi::CString::new(lock.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let data = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let me = Holder { frontend: Frontend::Cli, pid: 1, listen: None };
+            let _ = tx.send(InstanceLock::acquire(&data, &me).map(|_| ()).map_err(|e| e.to_string()));
+            is_held(&data);
+            let _ = tx.send(Ok(()));
+        });
+        let got = rx.recv_timeout(std::time::Duration::from_secs(10));
+        match got {
+            Ok(Err(e)) => assert!(e.contains("instance.lock") && e.contains("not a regular file"), "{e}"),
+            other => panic!("a FIFO as the lock file: {other:?} (blocked means the start hangs)"),
+        }
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(10)).is_ok(), "is_held blocked on the FIFO");
+    }
+
+    /// `is_held` never opens the lock through a link either (nor creates its target).
+    #[cfg(unix)]
+    #[test]
+    fn a_link_as_the_lock_file_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::os::unix::fs::symlink(&victim, dir.path().join(LOCK_FILE)).unwrap();
+        assert!(!is_held(dir.path()));
+        let me = Holder { frontend: Frontend::Cli, pid: 1, listen: None };
+        let e = InstanceLock::acquire(dir.path(), &me).map(|_| ()).unwrap_err().to_string();
+        assert!(!victim.exists(), "the link's target was created");
+        assert!(e.contains("instance.lock") && e.contains("link"), "{e}");
     }
 }

@@ -14,7 +14,7 @@ use super::error::{InputError, ServiceError};
 use crate::blocklist::{Blocklists, Role};
 use crate::config::{DetailedSource, SourceSpec};
 use crate::events::DayCount;
-use crate::sysproxy::fsutil::write_atomic;
+use crate::sysproxy::fsutil::{open_no_follow, read_to_string_no_follow, write_atomic, NotAFile};
 
 /// The user's allowlist file in the data dir.
 pub const USER_ALLOWLIST: &str = "allowlist.txt";
@@ -69,7 +69,7 @@ pub struct UserSettings {
 impl UserSettings {
     /// Reads the settings (defaults when there are none or they cannot be read).
     pub fn load(data_dir: &Path) -> UserSettings {
-        std::fs::read_to_string(data_dir.join(USER_SETTINGS))
+        read_to_string_no_follow(&data_dir.join(USER_SETTINGS))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default()
@@ -94,7 +94,7 @@ impl UserSettings {
 
 /// Today's block count as kept in `data_dir` (none when there is none, or it is unreadable).
 pub fn load_day_count(data_dir: &Path) -> Option<DayCount> {
-    serde_json::from_str(&std::fs::read_to_string(data_dir.join(BLOCKED_TODAY)).ok()?).ok()
+    serde_json::from_str(&read_to_string_no_follow(&data_dir.join(BLOCKED_TODAY)).ok()?).ok()
 }
 
 /// Keeps today's block count in `data_dir`.
@@ -122,13 +122,23 @@ impl Allowlist {
 
     /// Its names, in order.
     pub fn names(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let text = read_to_string_no_follow(&self.path).unwrap_or_default();
         text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect()
+    }
+
+    /// Its text, read before it is rewritten: an allowlist that cannot be read (or is a
+    /// link) is never replaced by one holding a single name.
+    fn text(&self) -> Result<String, ServiceError> {
+        match read_to_string_no_follow(&self.path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(save_error(&self.path, e)),
+        }
     }
 
     /// Creates the file, with a header, if it is missing.
     pub fn create(&self) -> Result<(), ServiceError> {
-        if self.path.exists() {
+        if self.path.symlink_metadata().is_ok() {
             return Ok(());
         }
         let header = b"# Names you allowed in GuardNest, one per line. They and their subdomains are never blocked.\n";
@@ -139,7 +149,7 @@ impl Allowlist {
     /// whether it was new.
     pub fn add(&self, input: &str) -> Result<(String, bool), ServiceError> {
         let host = host_of(input)?;
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let text = self.text()?;
         if text.lines().any(|l| l.trim() == host) {
             return Ok((host, false));
         }
@@ -156,7 +166,7 @@ impl Allowlist {
     /// Removes the host of `input`; the name in normal form, and whether it was there.
     pub fn remove(&self, input: &str) -> Result<(String, bool), ServiceError> {
         let host = host_of(input)?;
-        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let text = self.text()?;
         let kept: Vec<&str> = text.lines().filter(|l| l.trim() != host).collect();
         if kept.len() == text.lines().count() {
             return Ok((host, false));
@@ -180,7 +190,7 @@ fn host_of(input: &str) -> Result<String, ServiceError> {
 
 /// The user's lists, in order (none when there is no data dir or no file).
 pub fn user_lists(data_dir: &Path) -> Vec<UserList> {
-    std::fs::read_to_string(data_dir.join(USER_LISTS))
+    read_to_string_no_follow(&data_dir.join(USER_LISTS))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
@@ -192,7 +202,13 @@ pub fn user_lists(data_dir: &Path) -> Vec<UserList> {
 pub async fn load_into(lists: &Blocklists, data_dir: &Path) -> Result<(), ServiceError> {
     let allow = Allowlist::of(data_dir);
     allow.create()?;
-    lists.add_source(user_allowlist_spec(allow.path()), Role::Allow).await?;
+    // The list loader reads the allowlist by its name: only when that is the file itself.
+    match open_no_follow(allow.path(), std::fs::OpenOptions::new().read(true)) {
+        Err(e) if NotAFile::of(&e).is_some() => tracing::warn!("your allowlist is not loaded: {e}"),
+        _ => {
+            lists.add_source(user_allowlist_spec(allow.path()), Role::Allow).await?;
+        }
+    }
     for l in user_lists(data_dir) {
         if let Err(e) = lists.add_source(SourceSpec::Location(l.location.clone()), l.role()).await {
             tracing::warn!(list = %l.location, error = %e, "cannot load a list you added");

@@ -62,7 +62,7 @@ pub async fn load_lists(config: &Config, data_dir: &std::path::Path) -> Result<B
     let lists = Blocklists::load(&config.blocklist, Some(data_dir))?;
     if data_dir.is_dir() {
         if let Err(e) = user::load_into(&lists, data_dir).await {
-            tracing::warn!("cannot load your allowlist and added lists: {}", crate::respond::error_chain(&e));
+            tracing::warn!("cannot load your allowlist and added lists: {}", crate::error_chain(&e));
         }
     }
     Ok(lists)
@@ -74,6 +74,9 @@ pub enum StartError {
     /// Another GuardNest uses this data dir.
     #[error(transparent)]
     AlreadyRunning(LockError),
+    /// The data dir holds a link (or a pipe) where the instance lock goes.
+    #[error(transparent)]
+    DataDir(LockError),
     /// A list the configuration names could not be loaded.
     #[error("cannot load lists")]
     Lists(#[source] ListError),
@@ -101,9 +104,9 @@ impl StartError {
             StartError::AlreadyRunning(_) => super::ErrorKind::AlreadyRunning,
             StartError::Lists(_) => super::ErrorKind::Lists,
             StartError::Control { .. } => super::ErrorKind::ControlApi,
-            StartError::Config(_) | StartError::Token(_) => super::ErrorKind::Start,
+            StartError::Config(_) | StartError::Token(_) | StartError::DataDir(_) => super::ErrorKind::Start,
         };
-        let mut report = super::ErrorReport::new(kind, crate::respond::error_chain(self));
+        let mut report = super::ErrorReport::new(kind, crate::error_chain(self));
         match self {
             StartError::AlreadyRunning(LockError::Held { holder, .. }) => report.holder = holder.clone(),
             StartError::Control { addr, .. } => report.addr = Some(*addr),
@@ -125,6 +128,7 @@ pub struct Builder {
     control_any_port: bool,
     login: Option<Option<crate::sysproxy::login::LoginRepair>>,
     as_left: bool,
+    protect: bool,
 }
 
 /// A started instance: the service, and how turning protection on went (a taken port is
@@ -149,6 +153,7 @@ impl ProxyService {
             control_any_port: false,
             login: None,
             as_left: false,
+            protect: true,
         }
     }
 }
@@ -186,6 +191,13 @@ impl Builder {
         self
     }
 
+    /// Whether to turn protection on at start at all (default; tests that only need the
+    /// instance turn it off).
+    pub fn protect(mut self, on: bool) -> Self {
+        self.protect = on;
+        self
+    }
+
     /// Start as the user left it (the app): with protection off if they turned it off
     /// last, on the port they picked. Without this (`guardnest run`) protection comes on,
     /// where the configuration and flags say. A pause kept from an earlier run runs out
@@ -205,19 +217,31 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, as_left } =
-            self;
+        let Builder {
+            config,
+            data_dir,
+            frontend,
+            system,
+            listen,
+            builtin_lists,
+            control_any_port,
+            login,
+            as_left,
+            protect,
+        } = self;
         config.validate()?;
-        if let Err(e) = std::fs::create_dir_all(&data_dir) {
-            tracing::warn!(dir = %data_dir.display(), error = %e, "cannot create the data directory");
-        }
+        private_data_dir(&data_dir);
         let holder = Holder { frontend, pid: std::process::id(), listen: None };
         let lock = match InstanceLock::acquire(&data_dir, &holder) {
             Ok(lock) => Some(lock),
             Err(e @ LockError::Held { .. }) => return Err(StartError::AlreadyRunning(e)),
+            Err(e @ LockError::NotAFile(_)) => return Err(StartError::DataDir(e)),
             // A read-only or full data dir must not stop the proxy; it just cannot be locked.
             Err(e) => {
-                tracing::warn!("{}; a second GuardNest on it would not be stopped", crate::respond::error_chain(&e));
+                tracing::warn!(
+                    "{}; a second GuardNest on it would not be stopped",
+                    crate::conn::respond::error_chain(&e)
+                );
                 None
             }
         };
@@ -320,9 +344,10 @@ impl Builder {
         }
 
         // After the control API, which serves the PAC file in fail-open mode.
-        let enabled = match as_left && settings.protection_off {
-            false => service.start_protecting().await,
-            true => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+        let enabled = match (protect, as_left && settings.protection_off) {
+            (true, false) => service.start_protecting().await,
+            (true, true) => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+            (false, _) => Ok(Change { changed: false, message: "protection left off".into() }),
         };
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
         service.tasks.spawn(keep_day_count(service.clone()));
@@ -348,13 +373,43 @@ async fn keep_day_count(service: Arc<ProxyService>) {
             continue;
         }
         if let Err(e) = user::save_day_count(&dir, now) {
-            tracing::debug!("{}", crate::respond::error_chain(&e));
+            tracing::debug!("{}", crate::error_chain(&e));
         }
         kept = now;
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(KEEP_COUNT_EVERY) => {}
         }
+    }
+}
+
+/// Creates the data dir private to the user (0700 on Unix, an owner-only DACL on Windows).
+/// One that exists is not widened or narrowed behind the user's back, with one exception:
+/// the default data dir, which is GuardNest's alone, is made private when this user owns it
+/// and others can use it (an older GuardNest created it 0755). Any other data dir others can
+/// use, or one owned by another user, is reported: its files are still never opened through
+/// a link, but others could remove or replace them.
+fn private_data_dir(data_dir: &std::path::Path) {
+    use crate::sysproxy::fsutil;
+    let dir = data_dir.display();
+    match fsutil::create_private_dir(data_dir) {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => return tracing::warn!(dir = %dir, error = %e, "cannot create the data directory"),
+    }
+    let open = match fsutil::exposure(data_dir) {
+        Ok(Some(open)) => open,
+        Ok(None) => return,
+        Err(e) => return tracing::warn!(dir = %dir, error = %e, "cannot check who may use the data directory"),
+    };
+    let ours = !open.foreign && data_dir == fsutil::data_dir();
+    match ours.then(|| fsutil::make_private(data_dir)) {
+        Some(Ok(())) => tracing::info!("made the data directory {dir} private to you (mode 700): {open}"),
+        Some(Err(e)) => tracing::warn!("the data directory {dir} is not private ({open}) and cannot be made so: {e}"),
+        None => tracing::warn!(
+            "the data directory {dir} is not private: {open}; GuardNest keeps your proxy settings and its control \
+             token there (chmod 700 it, or use another --data-dir)"
+        ),
     }
 }
 
@@ -406,7 +461,7 @@ impl ProxyService {
             self.tasks.wait().await;
             if let Some(dir) = self.data_dir() {
                 if let Err(e) = user::save_day_count(dir, self.block_log().day_count()) {
-                    tracing::debug!("{}", crate::respond::error_chain(&e));
+                    tracing::debug!("{}", crate::error_chain(&e));
                 }
             }
             result

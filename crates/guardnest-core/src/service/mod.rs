@@ -213,7 +213,7 @@ impl ProxyService {
 
     /// The system-proxy step for a configuration: its backend, its file in `data_dir`.
     pub fn system_proxy_for(config: &Config, data_dir: &std::path::Path) -> Result<SystemProxy, SysProxyError> {
-        let backend = sysproxy::backend_for(&config.system_proxy.backend)?;
+        let backend = sysproxy::backend_for(config.system_proxy.backend)?;
         Ok(SystemProxy::new(backend, data_dir))
     }
 
@@ -328,7 +328,7 @@ impl ProxyService {
                     }
                 });
                 if let Err(e) = saved {
-                    tracing::warn!("{}", crate::respond::error_chain(&e));
+                    tracing::warn!("{}", crate::error_chain(&e));
                 }
             }
             state.saved = Some(kept);
@@ -770,10 +770,10 @@ pub fn runtime_file(data_dir: &std::path::Path) -> PathBuf {
 
 /// Logs what a listener hook of the OS layer did (the Windows firewall rule), or why it
 /// failed: a warning, never an error of the service.
-fn log_hook(outcome: Result<Option<String>, String>) {
+fn log_hook(outcome: Result<Option<String>, SysProxyError>) {
     match outcome {
         Ok(Some(done)) => tracing::info!("{done}"),
         Ok(None) => {}
-        Err(warning) => tracing::warn!("{warning}"),
+        Err(warning) => tracing::warn!("{}", crate::conn::respond::error_chain(&warning)),
     }
 }

@@ -10,6 +10,7 @@
 //! instance lock (an OS lock every instance holds while it lives), and the owner's PID
 //! together with its start time.
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -67,14 +68,18 @@ impl Repaired {
     }
 }
 
-/// The command the OS runs at login to repair: this program, `repair`, this data dir.
-pub fn login_command(data_dir: &Path) -> Option<Vec<String>> {
+/// The command the OS runs at login to repair: this program, `repair`, this data dir. The
+/// paths go as they are (not as displayed, which would replace what is not Unicode: another
+/// path), the data dir made absolute, since the login runs elsewhere; the entry refuses what
+/// its format cannot hold.
+pub fn login_command(data_dir: &Path) -> Option<Vec<OsString>> {
     let exe = std::env::current_exe().ok()?;
+    let data_dir = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
     Some(vec![
-        exe.display().to_string(),
+        exe.into_os_string(),
         "repair".into(),
         "--data-dir".into(),
-        data_dir.display().to_string(),
+        data_dir.into_os_string(),
         "--at-login".into(),
     ])
 }
@@ -157,7 +162,8 @@ fn finish(login: &Option<LoginRepair>, data_dir: &Path, at_login: bool, message:
 /// The repair a login left, taken (read and removed) so that it is told once.
 pub fn take_record(data_dir: &Path) -> Option<Repaired> {
     let path: PathBuf = data_dir.join(RECORD);
-    let record = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let record =
+        crate::sysproxy::fsutil::read_to_string_no_follow(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
     let _ = std::fs::remove_file(path);
     record
 }

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use guardnest_core::Policy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::support::*;
 
@@ -32,13 +33,13 @@ async fn tunnel_echoes_both_ways() {
 async fn bytes_pipelined_behind_connect_are_forwarded() {
     let echo = echo_server().await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     connect_and_echo(&mut s, &echo.to_string(), b"hello, pipelined").await;
 }
 
 /// Sends a CONNECT to an echo upstream with `early` behind its head in the same write, and
 /// expects the 200 and then `early` back through the tunnel.
-async fn connect_and_echo(s: &mut tokio::net::TcpStream, echo: &str, early: &[u8]) {
+async fn connect_and_echo(s: &mut TcpStream, echo: &str, early: &[u8]) {
     let mut req = format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\n").into_bytes();
     req.extend_from_slice(early);
     s.write_all(&req).await.unwrap();
@@ -76,7 +77,7 @@ async fn connect_timeout_is_504() {
     let (_, status, head) = connect_via(proxy.addr, &hole.addr.to_string()).await;
     assert_eq!(status, 504, "{head}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(380) && took < Duration::from_secs(5), "{took:?}");
+    assert!(took >= Duration::from_millis(380) && took < Duration::from_millis(400) + STEP, "{took:?}");
 }
 
 #[tokio::test]
@@ -168,7 +169,7 @@ async fn idle_tunnel_is_closed() {
     let mut rest = Vec::new();
     within("idle close", s.read_to_end(&mut rest)).await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(300) + STEP, "{took:?}");
     proxy.stop().await;
 }
 
@@ -299,7 +300,7 @@ async fn bulk_transfer(proxy: TestProxy) {
 // tests below hold that path to hyper's answers and limits.
 
 /// Writes `parts` with pauses between them, so the proxy reads each separately.
-async fn write_in_parts(s: &mut tokio::net::TcpStream, parts: &[&[u8]]) {
+async fn write_in_parts(s: &mut TcpStream, parts: &[&[u8]]) {
     for part in parts {
         s.write_all(part).await.unwrap();
         s.flush().await.unwrap();
@@ -315,7 +316,7 @@ async fn heads_split_across_reads_are_served() {
 
     // A CONNECT arriving in pieces, the first shorter than "CONNECT ", the head ending in the
     // same read as pipelined bytes.
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let rest = format!("NECT {echo} HTTP/1.1\r\nHo");
     write_in_parts(&mut s, &[b"CON", rest.as_bytes(), b"st: x\r\n\r\nping"]).await;
     let head = read_head(&mut s).await;
@@ -325,7 +326,7 @@ async fn heads_split_across_reads_are_served() {
     assert_eq!(&buf, b"ping");
 
     // First bytes that begin like CONNECT but are another method go to hyper whole.
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let rest = format!("PY http://{}/moved HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
     write_in_parts(&mut s, &[b"CO", rest.as_bytes()]).await;
     let resp = read_response(&mut s).await;
@@ -366,7 +367,7 @@ async fn connect_with_a_body_is_400() {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     // The same answer from hyper, for a CONNECT after a plain request on one connection.
     let origin = origin().await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(format!("GET http://{}/ HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr).as_bytes()).await.unwrap();
     assert!(read_response(&mut s).await.starts_with("HTTP/1.1 200"));
     s.write_all(format!("CONNECT {echo} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").as_bytes()).await.unwrap();
@@ -379,7 +380,7 @@ async fn connect_with_a_body_is_400() {
 async fn a_failed_connect_leaves_the_connection_open_for_the_next() {
     let echo = echo_server().await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     let dead = closed_port();
     s.write_all(format!("CONNECT {dead} HTTP/1.1\r\n\r\n").as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await;
@@ -396,7 +397,7 @@ async fn connect_after_a_plain_request_on_one_connection() {
     let echo = echo_server().await;
     let origin = origin().await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
-    let mut s = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
     s.write_all(format!("GET http://{}/first HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr).as_bytes()).await.unwrap();
     let resp = read_response(&mut s).await;
     assert!(resp.contains("GET /first\n"), "{resp}");
@@ -405,4 +406,51 @@ async fn connect_after_a_plain_request_on_one_connection() {
     let mut buf = [0u8; 9];
     within("echo after a GET", s.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b" and more");
+}
+
+/// A CONNECT after a plain request on the same connection is read by hyper's engine, not the
+/// first-head stage: the same decisions and answers (403 with the list, 502 naming the
+/// upstream, 400 for a body), and a tunnel that carries the bytes pipelined behind its head.
+#[tokio::test]
+async fn a_connect_after_a_plain_request_is_served_by_hyper_alike() {
+    let origin = origin().await;
+    let echo = echo_server().await;
+    let lists = lists(&[("block.txt", "evil.test\n")], &[]);
+    let proxy = TestProxy::plain(lists.blocklists.policy()).await;
+    let get = format!("GET http://{}/first HTTP/1.1\r\nHost: x\r\n\r\n", origin.addr);
+    // Opens a connection on hyper's engine (a plain request first), then sends `then`.
+    let on_hyper = |then: String| {
+        let get = get.clone();
+        async move {
+            let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+            s.write_all(get.as_bytes()).await.unwrap();
+            let first = read_response(&mut s).await;
+            assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+            s.write_all(then.as_bytes()).await.unwrap();
+            s
+        }
+    };
+    let mut s = on_hyper(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\n\r\nping behind the head")).await;
+    let head = read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200 Connection Established\r\n"), "{head}");
+    let mut back = [0u8; 20];
+    within("echo of the pipelined bytes", s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"ping behind the head");
+
+    let mut s = on_hyper("CONNECT www.evil.test:443 HTTP/1.1\r\nHost: www.evil.test:443\r\n\r\n".into()).await;
+    let resp = read_response(&mut s).await;
+    assert!(
+        resp.starts_with("HTTP/1.1 403") && resp.contains("www.evil.test is blocked by list \"block.txt\""),
+        "{resp}"
+    );
+
+    let closed = closed_port();
+    let mut s = on_hyper(format!("CONNECT {closed} HTTP/1.1\r\nHost: {closed}\r\n\r\n")).await;
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 502") && resp.contains(&closed.to_string()), "{resp}");
+
+    let mut s = on_hyper(format!("CONNECT {echo} HTTP/1.1\r\nHost: {echo}\r\nContent-Length: 3\r\n\r\nabc")).await;
+    let resp = read_response(&mut s).await;
+    assert!(resp.starts_with("HTTP/1.1 400") && resp.contains("a CONNECT request has no body"), "{resp}");
+    proxy.stop().await;
 }

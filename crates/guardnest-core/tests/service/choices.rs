@@ -24,7 +24,7 @@ fn config(dir: &std::path::Path) -> Config {
     config.proxy.listen = "127.0.0.1:0".parse().unwrap();
     config.proxy.shutdown_timeout = Duration::from_millis(300);
     config.control.listen = "127.0.0.1:0".into();
-    config.system_proxy.backend = "none".into();
+    config.system_proxy.backend = guardnest_core::sysproxy::BackendKind::None;
     config.blocklist = BlocklistConfig {
         sources: vec![SourceSpec::Location(list.display().to_string())],
         default_lists: false,

@@ -3,6 +3,10 @@
 
 mod api;
 mod choices;
+// Unix: the start refused on a planted symlink, and a new data dir's mode. (On Windows the
+// same fsutil calls are tested by guardnest-sysproxy's tests/private_files.rs.)
+#[cfg(unix)]
+mod data_dir;
 mod lifecycle;
 #[path = "../common/loopback.rs"]
 mod loopback;

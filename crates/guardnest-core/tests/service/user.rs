@@ -61,6 +61,23 @@ async fn allowed_names_survive_a_restart() {
     assert!(matches!(again.check_domain("a.www.evil.test").unwrap(), Verdict::Exempt(_)));
 }
 
+/// An allowlist planted as a link (to a file naming what a list blocks) is not read: the
+/// name stays blocked, and allowing a name does not write through the link either.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_allowlist_planted_as_a_link_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.txt");
+    std::fs::write(&elsewhere, "evil.test\n").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join("allowlist.txt")).unwrap();
+    let s = service_in(dir.path());
+    s.load_user_state().await.unwrap();
+    assert!(s.check_domain("www.evil.test").unwrap().is_blocked(), "the linked allowlist was read");
+    let e = s.allow_domain("ok.test").await.unwrap_err().to_string();
+    assert!(e.contains("allowlist.txt"), "{e}");
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "evil.test\n", "written through the link");
+}
+
 #[tokio::test]
 async fn added_lists_block_and_are_kept() {
     let dir = tempfile::tempdir().unwrap();

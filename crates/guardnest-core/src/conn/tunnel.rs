@@ -86,6 +86,7 @@ enum Mode {
 ///
 /// `splice` lets bulk directions move with splice(2) on Linux; without it (and elsewhere)
 /// every byte goes through the portable read-and-write path.
+#[cfg(test)]
 pub async fn run(
     client: TcpStream,
     upstream: TcpStream,
@@ -98,7 +99,7 @@ pub async fn run(
     out.unwrap_or_else(|| TunnelReport { up: 0, down: 0, end: Err(io::Error::other("tunnel ended without a result")) })
 }
 
-/// [`run`] as a whole task: `done` gets the result. The copy state lives in this one
+/// The tunnel as a whole task: `done` gets the result (`run`, in the tests, awaits it). The copy state lives in this one
 /// future, so an idle tunnel's task is no bigger than that state (a task awaiting [`run`]
 /// would hold its arguments a second time).
 ///

@@ -10,9 +10,9 @@ use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use crate::dial::DialError;
+use crate::conn::dial::DialError;
+use crate::conn::idle::IdleBody;
 use crate::domain::BadTarget;
-use crate::idle::IdleBody;
 
 /// Body of every response the proxy sends: a forwarded upstream body (whose frames must
 /// keep coming within `idle_timeout`) or one of ours.
@@ -54,7 +54,8 @@ pub enum Refusal {
     },
     /// Dialing failed (502, 504, or 508 for a loop).
     Dial(DialError),
-    /// The upstream failed after the connection was made (502).
+    /// The upstream failed after the connection was made (502), or did not answer in time
+    /// (504).
     Upstream(UpstreamError),
 }
 
@@ -64,9 +65,6 @@ pub enum BadRequest {
     /// The head is not HTTP/1.x (httparse's reason).
     #[error("malformed request head: {0}")]
     Malformed(httparse::Error),
-    /// hyper could not read the head (it does not say why).
-    #[error("malformed request head")]
-    Unreadable,
     /// The request target names no host the proxy can go to.
     #[error(transparent)]
     Target(#[from] BadTarget),
@@ -103,49 +101,26 @@ pub enum UpstreamError {
         /// What is wrong with it.
         source: BadResponse,
     },
-    /// The connection closed before any byte of a response.
-    #[error("{target}: connection closed before a response")]
-    Closed {
+    /// Connected, but no response head came within the idle timeout (504: the upstream
+    /// answers too slowly, which is not a failure to reach it).
+    #[error("{target}: no response within {}", humantime::format_duration(*timeout))]
+    ResponseTimeout {
         /// The upstream.
         target: String,
-    },
-    /// The connection closed inside the response head.
-    #[error("{target}: connection closed in the response head")]
-    ClosedInHead {
-        /// The upstream.
-        target: String,
-    },
-    /// Reading the response failed.
-    #[error("{target}: {source}")]
-    Io {
-        /// The upstream.
-        target: String,
-        /// The socket's error.
-        source: std::io::Error,
+        /// How long it had.
+        timeout: std::time::Duration,
     },
     /// The connection's own state could not be reached (a poisoned lock).
     #[error("connection state unavailable")]
     State,
 }
 
-/// Why an upstream's response head cannot be relayed.
+/// Why an upstream's response cannot be passed on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadResponse {
-    /// No end of the head within the limit.
-    #[error("response head larger than {0} bytes")]
-    TooLarge(usize),
-    /// Not an HTTP/1.x response head (httparse's reason).
-    #[error("malformed response head: {0}")]
-    Malformed(httparse::Error),
     /// A protocol switch nobody asked for.
     #[error("101 Switching Protocols to a request without Upgrade")]
     UnaskedSwitch,
-    /// A `Content-Length` that is not a number.
-    #[error("invalid Content-Length")]
-    InvalidLength,
-    /// Several `Content-Length` values that differ.
-    #[error("conflicting Content-Length values")]
-    ConflictingLengths,
     /// Interim (1xx) answers without end.
     #[error("more than {0} interim (1xx) responses")]
     TooManyInterim(usize),
@@ -160,8 +135,10 @@ impl Refusal {
             Refusal::Blocked { .. } | Refusal::ClientDenied(_) => StatusCode::FORBIDDEN,
             Refusal::AuthRequired(_) | Refusal::LoginsExhausted(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             Refusal::LoginsThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Refusal::Dial(DialError::Denied { .. }) => StatusCode::FORBIDDEN,
-            Refusal::Dial(DialError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+            Refusal::Dial(DialError::Denied { .. } | DialError::OwnUnknown { .. }) => StatusCode::FORBIDDEN,
+            Refusal::Dial(DialError::Timeout { .. }) | Refusal::Upstream(UpstreamError::ResponseTimeout { .. }) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             Refusal::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
             Refusal::Dial(_) | Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -343,8 +320,16 @@ mod tests {
                     retry_after: std::time::Duration::from_secs(6),
                 },
                 Refusal::Dial(DialError::Denied { target: "a:1".into(), addr: "127.0.0.1".parse().unwrap() }),
+                Refusal::Dial(DialError::OwnUnknown {
+                    target: "a:1".into(),
+                    addr: "192.0.2.1".parse().unwrap(),
+                    why: "this host's own addresses cannot be read: x".into(),
+                }),
                 Refusal::Dial(DialError::Timeout { target: "a:1".into(), timeout: std::time::Duration::from_secs(1) }),
-                Refusal::Upstream(UpstreamError::Closed { target: "a:1".into() }),
+                Refusal::Upstream(UpstreamError::ResponseTimeout {
+                    target: "a:1".into(),
+                    timeout: std::time::Duration::from_secs(30),
+                }),
             ]
         };
         for (refusal, same) in refusals().into_iter().zip(refusals()) {

@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::idle::{Deadline, IdleBody};
 use crate::domain::Target;
-use crate::idle::{Deadline, IdleBody};
 use crate::stats::Stats;
 
 /// Idle upstream connections kept per host.
@@ -126,14 +126,6 @@ impl Upstream {
         Ok(Self { target, owner, sender, driver: Box::pin(conn) })
     }
 
-    /// The socket back, for the relay stage ([`crate::conn::relay`]); `None` (the connection
-    /// closes) if hyper holds bytes it read from it.
-    fn into_stream(self) -> Option<TcpStream> {
-        drop(self.sender);
-        let parts = Pin::into_inner(self.driver).into_parts();
-        parts.read_buf.is_empty().then(|| parts.io.into_inner().io)
-    }
-
     /// Whether this connection may carry a request of `owner` to `target`.
     fn serves(&self, target: &Target, owner: &Owner) -> bool {
         self.target == *target && self.owner == *owner
@@ -144,7 +136,7 @@ impl Upstream {
         match self.driver.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
-                tracing::debug!(target = %self.target, error = %crate::respond::error_chain(&e), "upstream connection failed");
+                tracing::debug!(target = %self.target, error = %crate::conn::respond::error_chain(&e), "upstream connection failed");
                 true
             }
             Poll::Pending => false,
@@ -294,19 +286,6 @@ impl Pool {
         }
         self.counted(inner.count);
         found
-    }
-
-    /// A reusable connection to `target` of `owner` as a bare socket, for the relay stage.
-    pub(crate) fn take_stream(&self, target: &Target, owner: &Owner) -> Option<TcpStream> {
-        self.take(target, owner)?.into_stream()
-    }
-
-    /// Keeps a bare socket the relay stage is done with, as a hyper connection: from here
-    /// on hyper watches it, and closes it if the server closes or sends stray bytes.
-    pub(crate) async fn put_stream(&self, target: Target, owner: Owner, stream: TcpStream) {
-        if let Ok(up) = Upstream::over(target, owner, stream, self.io_idle).await {
-            self.put(up);
-        }
     }
 
     /// Closes connections idle too long or closed by their server.

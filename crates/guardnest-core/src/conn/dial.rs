@@ -4,7 +4,9 @@
 //! [`ATTEMPT_DELAY`] or as soon as one fails (Happy Eyeballs, RFC 8305 in spirit); the first
 //! connection wins. The whole stage is bounded by `connect_timeout`, so a timeout is a
 //! timeout (504) and a refusal is a refusal (502). An address that is this proxy's own
-//! listener is refused before any connect, so no request can loop through us.
+//! listener is refused before any connect, so no request can loop through us. In gateway
+//! mode each address is checked against [`Destinations`] first: `self` is what
+//! [`OwnAddresses`] knows this host delivers to itself.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
 use crate::domain::{Host, Target};
+use crate::own_addresses::{Own, OwnAddresses};
 
 /// Head start of one connection attempt before the next address is tried too.
 pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
@@ -62,6 +65,20 @@ pub enum DialError {
         /// The (first) address refused.
         addr: IpAddr,
     },
+    /// In gateway mode, this host's own addresses (`self`) could not be read, so no address
+    /// can be told apart from them: refused (fail closed).
+    #[error(
+        "{target} is {addr}, which clients of this gateway may not reach while it cannot tell its own addresses \
+         ([access] deny_destinations \"self\"): {why}"
+    )]
+    OwnUnknown {
+        /// The target.
+        target: String,
+        /// The (first) address refused.
+        addr: IpAddr,
+        /// Why this host's addresses are not known.
+        why: std::sync::Arc<str>,
+    },
 }
 
 /// Which addresses a gateway's clients may reach: checked on each resolved address before
@@ -71,34 +88,66 @@ pub enum DialError {
 pub struct Destinations {
     deny: Vec<IpNet>,
     allow: Vec<IpNet>,
-    /// This host's own addresses are refused too.
+    /// This host's own addresses (`self`) are refused too.
     deny_own: bool,
+    /// Where they come from; none yet is "unknown" (fails closed).
+    own: Option<OwnAddresses>,
+}
+
+/// Whether a destination may be dialed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It may.
+    Allowed,
+    /// `deny_destinations` refuses it (a network, or `self`).
+    Denied,
+    /// `self` is refused and this host's addresses are not known now (why): refused too.
+    OwnUnknown(std::sync::Arc<str>),
 }
 
 impl Destinations {
-    /// Refuses `deny` (and this host's own addresses with `deny_own`), except `allow`.
+    /// Refuses `deny` (and this host's own addresses with `deny_own`, once they are given
+    /// by [`Destinations::with_own`]), except `allow`.
     pub fn new(deny: Vec<IpNet>, allow: Vec<IpNet>, deny_own: bool) -> Self {
-        Self { deny, allow, deny_own }
+        Self { deny, allow, deny_own, own: None }
     }
 
-    /// Whether a client may reach `ip`.
-    pub fn allows(&self, ip: IpAddr) -> bool {
+    /// Whether this host's own addresses are refused (`self` in `deny_destinations`).
+    pub fn denies_own(&self) -> bool {
+        self.deny_own
+    }
+
+    /// The same, telling this host's own addresses by `own`.
+    pub fn with_own(mut self, own: OwnAddresses) -> Self {
+        self.own = Some(own);
+        self
+    }
+
+    /// Whether a client may reach `ip`: `allow_destinations` first, then the denied
+    /// networks, then `self`. A lookup in a snapshot: nothing is sent, nothing waits.
+    pub fn check(&self, ip: IpAddr) -> Verdict {
         let ip = unmap(ip);
         if self.allow.iter().any(|n| n.contains(&ip)) {
-            return true;
+            return Verdict::Allowed;
         }
-        !(self.deny.iter().any(|n| n.contains(&ip)) || self.deny_own && is_own_address(ip))
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return Verdict::Denied;
+        }
+        if !self.deny_own {
+            return Verdict::Allowed;
+        }
+        match self.own.as_ref().map(|own| own.check(ip)) {
+            Some(Own::No) => Verdict::Allowed,
+            Some(Own::Yes) => Verdict::Denied,
+            Some(Own::Unknown(why)) => Verdict::OwnUnknown(why),
+            None => Verdict::OwnUnknown("this host's own addresses are not being read".into()),
+        }
     }
-}
 
-/// Whether `ip` is one of this host's own addresses: a socket can be bound to it. A bind
-/// sends nothing; it asks the kernel, which knows the current addresses (they change). A
-/// TCP socket, not UDP: Wine lets a UDP socket bind to any address at all.
-fn is_own_address(ip: IpAddr) -> bool {
-    let addr = SocketAddr::new(ip, 0);
-    socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)
-        .and_then(|s| s.bind(&addr.into()))
-        .is_ok()
+    /// Whether a client may reach `ip` ([`Destinations::check`] says why not).
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.check(ip) == Verdict::Allowed
+    }
 }
 
 /// Connects to upstreams on behalf of clients.
@@ -149,10 +198,14 @@ impl Dialer {
         let addrs = match &self.destinations {
             None => addrs,
             Some(d) => {
-                let first = addrs[0].ip();
+                let first = (unmap(addrs[0].ip()), d.check(addrs[0].ip()));
                 let allowed: Vec<SocketAddr> = addrs.into_iter().filter(|a| d.allows(a.ip())).collect();
                 if allowed.is_empty() {
-                    return Err(DialError::Denied { target: target.to_string(), addr: unmap(first) });
+                    let (addr, target) = (first.0, target.to_string());
+                    return Err(match first.1 {
+                        Verdict::OwnUnknown(why) => DialError::OwnUnknown { target, addr, why },
+                        _ => DialError::Denied { target, addr },
+                    });
                 }
                 allowed
             }
@@ -240,6 +293,8 @@ async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
 
 #[cfg(test)]
 mod tests {
+    use crate::sysproxy::local::{LocalError, LocalNets};
+
     use super::*;
 
     #[test]
@@ -252,22 +307,67 @@ mod tests {
         assert_eq!(out, ["[::1]:1", "127.0.0.1:1", "[::2]:1", "127.0.0.2:1", "[::3]:1"]);
     }
 
+    /// A table of this host's own addresses, fixed by the test.
+    struct Fixed(Option<&'static [&'static str]>);
+
+    impl crate::own_addresses::Source for Fixed {
+        fn read(&mut self) -> Result<LocalNets, LocalError> {
+            match self.0 {
+                Some(nets) => Ok(LocalNets::new(nets.iter().map(|n| n.parse::<IpNet>().unwrap()))),
+                None => Err(LocalError::Malformed("the test's table is unreadable".into())),
+            }
+        }
+        fn wait(&mut self, timeout: Duration) -> Result<bool, LocalError> {
+            std::thread::sleep(timeout);
+            Ok(false)
+        }
+    }
+
     #[test]
     fn gateway_destinations() {
         let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        let own = OwnAddresses::from_source(Fixed(Some(&["2001:db8:77::/64", "198.51.100.0/24", "192.0.2.9/32"])));
         let d = Destinations::new(
             nets(&["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128"]),
-            nets(&["127.0.0.9/32"]),
+            nets(&["127.0.0.9/32", "192.0.2.9/32"]),
             true,
-        );
-        for refused in ["127.0.0.1", "::ffff:127.0.0.1", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::"] {
-            assert!(!d.allows(refused.parse().unwrap()), "{refused}");
+        )
+        .with_own(own);
+        for refused in [
+            "127.0.0.1",
+            "::ffff:127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::",
+            "2001:db8:77::5",
+            "198.51.100.200",
+            "::ffff:198.51.100.200",
+        ] {
+            assert_eq!(d.check(refused.parse().unwrap()), Verdict::Denied, "{refused}");
         }
         assert!(d.allows("127.0.0.9".parse().unwrap()), "allow_destinations wins");
-        // 192.0.2.1 (TEST-NET) is nobody's own address here; nothing is sent to find out.
-        assert!(d.allows("192.0.2.1".parse().unwrap()));
-        assert!(is_own_address("127.0.0.1".parse().unwrap()));
-        assert!(!is_own_address("192.0.2.1".parse().unwrap()));
+        assert!(d.allows("192.0.2.9".parse().unwrap()), "allow_destinations wins over self");
+        assert!(d.allows("192.0.2.1".parse().unwrap()), "not this host's");
+        assert!(d.allows("2001:db8:78::1".parse().unwrap()));
+    }
+
+    /// Unknown own addresses refuse every destination but the allowed ones; without `self`
+    /// in the list nothing is asked.
+    #[test]
+    fn unknown_own_addresses_fail_closed() {
+        let nets = |v: &[&str]| v.iter().map(|s| s.parse().unwrap()).collect::<Vec<IpNet>>();
+        let d = Destinations::new(nets(&["127.0.0.0/8"]), nets(&["203.0.113.0/24"]), true)
+            .with_own(OwnAddresses::from_source(Fixed(None)));
+        let Verdict::OwnUnknown(why) = d.check("192.0.2.1".parse().unwrap()) else { panic!("not fail-closed") };
+        assert!(why.contains("unreadable"), "{why}");
+        assert_eq!(d.check("127.0.0.1".parse().unwrap()), Verdict::Denied);
+        assert!(d.allows("203.0.113.5".parse().unwrap()), "allow_destinations still wins");
+        let never_given = Destinations::new(Vec::new(), Vec::new(), true);
+        assert!(matches!(never_given.check("192.0.2.1".parse().unwrap()), Verdict::OwnUnknown(_)));
+        let not_asked = Destinations::new(Vec::new(), Vec::new(), false);
+        assert!(not_asked.allows("192.0.2.1".parse().unwrap()));
     }
 
     #[test]
