@@ -193,7 +193,7 @@ fn watch_quit_requests<R: Runtime>(app: &AppHandle<R>) {
     let handle = app.clone();
     tauri::async_runtime::spawn(async move {
         let quit = loop {
-            if let Some(service) = engines.borrow_and_update().as_ref().ok() {
+            if let Ok(service) = engines.borrow_and_update().as_ref() {
                 break service.quit_requested();
             }
             tokio::select! {

@@ -43,7 +43,7 @@ fn app() -> App {
 }
 
 fn app_with(dir: tempfile::TempDir, config: Config) -> App {
-    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config) };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
         .manage(state)
@@ -284,7 +284,7 @@ fn recently_blocked_is_one_row_per_name() {
 fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
     let a = app();
     let config = config(a.dir.path());
-    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config) };
     let second = tauri::async_runtime::block_on(guardnest_app::AppState::start(a.dir.path(), options));
     let e = second.service().err().expect("a second engine on the same data dir");
     assert_eq!(e.kind, guardnest_core::service::ErrorKind::AlreadyRunning);
@@ -302,7 +302,7 @@ fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
 fn a_refused_app_notices_the_holder_leave_and_retry_starts_it() {
     let first = app();
     let dir = first.dir.path().to_path_buf();
-    let options = guardnest_app::Options { config: Some(config(&dir)), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config(&dir)) };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(&dir, options));
     let second = mock_builder()
         .manage(state)
@@ -373,7 +373,7 @@ fn the_start_at_login_switch_round_trips() {
     let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap());
     let entry = home.join(".config/autostart/GuardNest.desktop");
     let dir = tempfile::tempdir().unwrap();
-    let options = guardnest_app::Options { config: Some(config(dir.path())), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config(dir.path())) };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
         .manage(state)
@@ -447,7 +447,7 @@ fn protection_resumes_as_the_user_left_it() {
     let path = a.dir.path().to_path_buf();
     drop(a.webview);
     // The next start (at login, say) leaves protection off, as the user did.
-    let options = guardnest_app::Options { config: Some(c), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(c) };
     let state = tauri::async_runtime::block_on(async {
         let old = a._app.state::<guardnest_app::AppState>();
         old.quit(Duration::from_millis(100)).await;

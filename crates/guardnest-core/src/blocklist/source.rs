@@ -301,13 +301,14 @@ pub(crate) fn unreadable(path: &std::path::Path, e: &std::io::Error) -> Problem 
         &path.display().to_string(),
         format!("cannot read {}: {e}", path.display()),
     );
-    match e.kind() {
-        std::io::ErrorKind::NotFound => problem.summary = format!("there is no file {}", path.display()),
-        std::io::ErrorKind::PermissionDenied => problem.summary = format!("GuardNest may not read {}", path.display()),
-        std::io::ErrorKind::IsADirectory => {
-            problem.summary = format!("{} is a folder, not a list file", path.display())
-        }
-        _ => {}
+    let plain = match e.kind() {
+        std::io::ErrorKind::NotFound => Some(format!("there is no file {}", path.display())),
+        std::io::ErrorKind::PermissionDenied => Some(format!("GuardNest may not read {}", path.display())),
+        std::io::ErrorKind::IsADirectory => Some(format!("{} is a folder, not a list file", path.display())),
+        _ => None,
+    };
+    if let Some(summary) = plain {
+        problem.summary = summary;
     }
     problem
 }

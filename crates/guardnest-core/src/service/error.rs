@@ -114,7 +114,7 @@ impl ServiceError {
                 report.reason = Some(e.reason());
                 report.input = e.input();
             }
-            ServiceError::Lists(e) => report.problem = e.problem(),
+            ServiceError::Lists(e) => report.problem = e.problem().map(Box::new),
             _ => {}
         }
         report

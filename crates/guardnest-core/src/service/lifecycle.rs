@@ -108,9 +108,9 @@ impl StartError {
         };
         let mut report = super::ErrorReport::new(kind, crate::error_chain(self));
         match self {
-            StartError::AlreadyRunning(LockError::Held { holder, .. }) => report.holder = holder.clone(),
+            StartError::AlreadyRunning(LockError::Held { holder, .. }) => report.holder = holder.clone().map(Box::new),
             StartError::Control { addr, .. } => report.addr = Some(*addr),
-            StartError::Lists(e) => report.problem = e.problem(),
+            StartError::Lists(e) => report.problem = e.problem().map(Box::new),
             _ => {}
         }
         report

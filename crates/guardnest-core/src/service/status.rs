@@ -73,10 +73,10 @@ pub struct ErrorReport {
     pub addr: Option<SocketAddr>,
     /// For `already_running`: who holds the data directory, as it described itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub holder: Option<Holder>,
+    pub holder: Option<Box<Holder>>,
     /// For `lists`: what went wrong with the list, as a kind and one short sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<Problem>,
+    pub problem: Option<Box<Problem>>,
 }
 
 impl ErrorReport {
