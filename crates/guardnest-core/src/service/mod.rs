@@ -516,7 +516,7 @@ impl ProxyService {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
         let until = (now_secs() + minutes * 60 + 30) / 60 * 60;
-        Ok(self.pause_until(until).await)
+        Ok(self.pause_until(until, minutes * 60).await)
     }
 
     /// Stops blocking for exactly `length` (a second to a day): for scripts and tests that
@@ -525,16 +525,16 @@ impl ProxyService {
         if length < Duration::from_secs(1) || length > Duration::from_secs(PAUSE_MAX_MINUTES * 60) {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
-        Ok(self.pause_until(now_secs() + length.as_secs()).await)
+        Ok(self.pause_until(now_secs() + length.as_secs(), length.as_secs()).await)
     }
 
-    async fn pause_until(&self, until: u64) -> Change {
+    /// Pauses until `until`; the message says the length asked for (`asked` seconds).
+    async fn pause_until(&self, until: u64, asked: u64) -> Change {
         let t = self.transition().await;
         self.lists.pause_until(until);
         self.watch_pause_end(until);
         drop(t);
-        let left = until.saturating_sub(now_secs());
-        Change { changed: true, message: format!("protection paused for {}", minutes(left)) }
+        Change { changed: true, message: format!("protection paused for {}", minutes(asked)) }
     }
 
     /// Ends a pause now.
