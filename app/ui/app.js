@@ -135,7 +135,7 @@ function renderStatus(st) {
     paused: "Paused: click to resume protection",
     off: "Protection is off: click to turn it on",
   }[p.state];
-  $("switch-label").textContent = { protected: "On", unprotected: "On", paused: "Paused", off: "Off" }[p.state];
+  $("switch-label").textContent = { protected: "On", unprotected: "On, not blocking", paused: "Paused", off: "Off" }[p.state];
   $("state-title").textContent = partly ? "Partly protected" : {
     protected: "You are protected",
     unprotected: "Not protected yet",
@@ -147,7 +147,7 @@ function renderStatus(st) {
   switch (p.state) {
     case "protected":
       detail = partly
-        ? `Blocking ${plural(p.names, "malicious site", "malicious sites")} from the lists that loaded${everywhere}.`
+        ? `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}, from the lists that loaded.`
         : `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}.`;
       break;
     case "unprotected": detail = "GuardNest is running, but no block list is loaded, so nothing is blocked."; break;
@@ -188,6 +188,7 @@ function renderWarning(st, p, missing, partly) {
   let text = "";
   let action = "";
   let add = false;
+  let retryProxy = false;
   if (p.state === "unprotected") {
     const problems = (p.missing || []).filter((m) => m.problem);
     const offline = problems.length > 0 && problems.every((m) => ["offline", "timeout"].includes(m.problem.kind));
@@ -215,12 +216,13 @@ function renderWarning(st, p, missing, partly) {
   } else if (st.running && st.system_proxy.wanted && !st.system_proxy.applied && st.system_proxy.last_error) {
     text = "GuardNest could not change this computer's proxy settings, so your apps do not go through it.";
     action = "Try again";
+    retryProxy = true;
   }
   $("warn-line").classList.toggle("hidden", !text);
   $("warn-text").textContent = text;
   $("warn-action").textContent = action;
   $("warn-action").classList.toggle("hidden", !action);
-  $("warn-action").onclick = () => (text.startsWith("GuardNest could not change") ? enable() : updateLists());
+  $("warn-action").onclick = () => (retryProxy ? enable() : updateLists());
   $("warn-add").classList.toggle("hidden", !add);
 }
 
@@ -445,8 +447,11 @@ function drawChart(perMinute, force = false) {
   ctx.fillStyle = css.getPropertyValue("--muted");
   ctx.font = "12px system-ui, sans-serif";
   if (max === 0) {
+    // The per-minute counts start with GuardNest: say since when, if that is under an hour.
+    const up = lastStatus && lastStatus.uptime_secs;
+    const since = up != null && up < 3600 ? `since ${when(Math.floor(Date.now() / 1000) - up)}` : "in the last hour";
     ctx.textAlign = "center";
-    ctx.fillText("Nothing blocked in the last hour", w / 2, h / 2);
+    ctx.fillText(`Nothing blocked ${since}`, w / 2, h / 2);
     return;
   }
   const barW = w / perMinute.length;

@@ -9,7 +9,6 @@ the real `guardnest` command through the app's control API; and the tray's icons
 Defaults: target/debug/guardnest-app and target/debug/guardnest. Needs tauri-driver
 (~/.cargo/bin), WebKitWebDriver, xvfb-run, dbus-run-session, gsettings and ImageMagick.
 """
-import base64
 import json
 import os
 import shutil
@@ -62,7 +61,7 @@ class Home:
             "XDG_RUNTIME_DIR": os.path.join(self.path, "run"),
             "GSETTINGS_BACKEND": "dconf",
             "NO_AT_BRIDGE": "1",
-            "LANG": "en_GB.UTF-8",
+            "LANG": "C.UTF-8",
         }
 
     def cli(self, guardnest, *args):
@@ -83,7 +82,7 @@ class Window:
         self.driver = subprocess.Popen(
             ["dbus-run-session", "--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
              tauri_driver(), "--port", str(port), "--native-port", str(native)],
-            env=home.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            env=home.env, stdout=self.log(), stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{port}"
         caps = {"capabilities": {"alwaysMatch": {"browserName": "wry", "tauri:options": {"application": app}}}}
         deadline = time.monotonic() + 60
@@ -97,6 +96,11 @@ class Window:
                     raise SystemExit("no WebDriver session")
                 time.sleep(0.3)
         self.pid = self.app_pid()
+
+    def log(self):
+        """Where the driver and the app write (kept when something fails)."""
+        self.log_path = os.path.join(tempfile.gettempdir(), f"app-states-{os.getpid()}-{free_port()}.log")
+        return open(self.log_path, "w")
 
     def http(self, method, path, body=None):
         data = json.dumps(body).encode() if body is not None else None
@@ -119,6 +123,12 @@ class Window:
         self.cmd("POST", f"/element/{self.find(css)}/click", {})
 
     def type(self, css, text):
+        if not text.isascii():
+            # WebKitWebDriver's key events for non-ASCII text can crash it: set the value as
+            # a paste would.
+            self.script("const e = document.querySelector(arguments[0]); e.value = arguments[1]; "
+                        "e.dispatchEvent(new Event('input'));", css, text)
+            return
         el = self.find(css)
         self.cmd("POST", f"/element/{el}/clear", {})
         self.cmd("POST", f"/element/{el}/value", {"text": text})
@@ -149,10 +159,13 @@ class Window:
         self.wait(f"a {w}x{h} window", lambda: self.script("return [innerWidth, innerHeight]") == [w, h], 10)
 
     def shot(self, path):
+        """The window as the X server shows it (ImageMagick's import; the window is at the
+        top left, there is no window manager). WebKitWebDriver's own screenshot waits for a
+        frame that a page which does not change never gives."""
         time.sleep(0.4)  # the last redraw (the chart, a transition) settles
-        png = base64.b64decode(self.cmd("GET", "/screenshot"))
-        with open(path, "wb") as f:
-            f.write(png)
+        w, h = self.script("return [innerWidth, innerHeight]")
+        subprocess.run(["import", "-window", "root", "-crop", f"{w}x{h}+0+0", "+repage", path], env=self.xenv(),
+                       check=True)
         print(f"wrote {path}")
 
     def both(self, out, name, before=None):

@@ -195,14 +195,14 @@ fn protection_line(p: &Value) -> String {
                 .into_iter()
                 .flatten()
                 .map(|m| match m["problem"]["summary"].as_str() {
-                    Some(why) => format!("{} ({why})", m["name"].as_str().unwrap_or("?")),
-                    None => format!("{} (downloading)", m["name"].as_str().unwrap_or("?")),
+                    Some(why) => format!("{}: {why}", m["name"].as_str().unwrap_or("?")),
+                    None => format!("{}: downloading", m["name"].as_str().unwrap_or("?")),
                 })
                 .collect();
             match missing.is_empty() {
                 true => format!("protected: {n} {} blocked", noun(n, "name")),
                 false => {
-                    format!("partly protected: {n} {} blocked; not loaded: {}", noun(n, "name"), missing.join(", "))
+                    format!("partly protected: {n} {} blocked; not loaded: {}", noun(n, "name"), missing.join("; "))
                 }
             }
         }

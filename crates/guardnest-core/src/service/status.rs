@@ -219,7 +219,7 @@ impl Protection {
             Protection::Protected { names, missing } => format!(
                 "partly protected: {}; not loaded: {}",
                 plural(*names, "name blocked", "names blocked"),
-                missing.iter().map(MissingList::line).collect::<Vec<_>>().join(", ")
+                missing.iter().map(MissingList::line).collect::<Vec<_>>().join("; ")
             ),
             Protection::Unprotected { message, .. } => format!("NOT PROTECTED: {message}"),
             Protection::Paused { secs, .. } => format!("paused: blocking again in {}", minutes(*secs)),
@@ -230,11 +230,11 @@ impl Protection {
 }
 
 impl MissingList {
-    /// "name (why)".
+    /// "name: why".
     pub fn line(&self) -> String {
         match &self.problem {
-            Some(p) => format!("{} ({})", self.name, p.summary),
-            None => format!("{} (downloading)", self.name),
+            Some(p) => format!("{}: {}", self.name, p.summary),
+            None => format!("{}: downloading", self.name),
         }
     }
 }
@@ -543,7 +543,7 @@ mod tests {
             Protection::Protected { names: 7, missing } => {
                 assert_eq!(missing.len(), 1);
                 assert_eq!(missing[0].problem.as_ref().map(|p| p.kind), Some(ProblemKind::Offline));
-                assert!(partly.line().starts_with("partly protected: 7 names blocked; not loaded: l (cannot reach"));
+                assert!(partly.line().starts_with("partly protected: 7 names blocked; not loaded: l: cannot reach"));
             }
             other => panic!("{other:?}"),
         }
