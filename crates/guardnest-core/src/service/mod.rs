@@ -6,7 +6,7 @@
 //!
 //! It is the one brain behind every front end: protection on or off, the pause and its
 //! end, the port, the user's allowlist and lists are changed only through its calls, each
-//! a [`Transition`]: made under one lock, kept in the data dir when it ends, and announced
+//! a `Transition`: made under one lock, kept in the data dir when it ends, and announced
 //! to every watcher ([`ProxyService::changes`]) whoever made it — the window, the tray, the
 //! CLI through the control API, or a pause running out.
 //!
