@@ -126,9 +126,13 @@ pid2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' 
 after=$(reg_now)
 [ "$after" = "$before" ] || fail "after the next start the settings are not the user's: $after"
 echo "ok: Wine session killed holding the system proxy (Windows PID $pid1); the next guardnest.exe (Windows PID $pid2$([ "$pid1" = "$pid2" ] && echo ', the same PID')) repaired it: $(echo "$after" | tr '\n' ' ')"
-out=$(gn stop --data-dir "$(winpath "$work/data-crash")") || true
-wait "$guardnest" 2>/dev/null || true
+out=$("$GUARDNEST_WINE" "$exe" stop --data-dir "$(winpath "$work/data-crash")" 2>&1) || fail "stop: $out"
+code=0
+wait "$guardnest" || code=$?
 guardnest=
+[ "$code" = 0 ] || fail "the GuardNest asked to stop through its control API exited $code: $out"
+[ "$(reg_now)" = "$before" ] || fail "stop left the settings changed: $(reg_now)"
+echo "ok: guardnest.exe stop (the control API's quit): it stopped cleanly: $(echo "$out" | tr -d '\r' | tr '\n' ' ')"
 
 # --- guardnest.exe stop --all: every GuardNest of the user, found by its session window ----
 start_sp "$work/data-other" "$work/other.log" --system-proxy
