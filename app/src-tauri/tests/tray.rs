@@ -135,6 +135,18 @@ fn the_tray_is_titled_guardnest_and_draws_and_ticks_only_what_is_true() -> Outco
         tray.click("Resume protection");
         tray.wait("resumed from the tray", |m| m[0].label == "Protected");
         wait_hue(&tray, "green");
+        // A pause that runs out: the tray stops saying "paused" within a second of its end.
+        let (code, _) = support::control(&home.data_dir(), "POST", "/v1/pause?seconds=2");
+        assert_eq!(code, 200);
+        let (_, status) = support::control(&home.data_dir(), "GET", "/v1/status");
+        let until = std::time::UNIX_EPOCH + Duration::from_secs(status["paused_until"].as_u64().unwrap());
+        tray.wait("paused by the control API", |m| m[0].label.starts_with("Paused until "));
+        let left = until.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        let deadline = Instant::now() + left + Duration::from_secs(1);
+        while tray.menu()[0].label != "Protected" {
+            assert!(Instant::now() < deadline, "the tray still said paused a second after the pause ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }));
     support::kill_group(&mut child);
     if let Err(e) = result {
