@@ -206,6 +206,10 @@ def main():
     with open(os.path.join(data, "config.toml"), "w") as f:
         f.write(f'[proxy]\nlisten = "127.0.0.1:0"\n[control]\nlisten = "127.0.0.1:0"\n[system_proxy]\nbackend = "none"\n'
                 f'[blocklist]\nsources = ["{home}/block.hosts"]\ndefault_lists = false\n')
+    # The one-time notice of the first close (GuardNest stays in the tray) was seen: closing
+    # the window closes it, as it does for every later close.
+    with open(os.path.join(data, "settings.json"), "w") as f:
+        f.write('{"told_about_tray": true}\n')
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": home,

@@ -13,14 +13,18 @@ fn main() {
         "get_recent_blocks",
         "check_domain",
         "allow_domain",
+        "unallow_domain",
         "pause_protection",
         "resume_protection",
         "update_lists",
         "add_list",
         "remove_list",
         "use_port",
+        "retry_start",
         "get_start_at_login",
         "set_start_at_login",
+        "close_to_tray",
+        "quit_app",
     ];
     let attributes = tauri_build::Attributes::new().app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
     if let Err(e) = tauri_build::try_build(attributes) {

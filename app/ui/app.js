@@ -1,6 +1,7 @@
-// GuardNest window: draws what the engine says. The engine sends a "guardnest://view" event
-// only when something shown has changed; nothing here runs on a timer. Times are shown as
-// clock times ("since 14:05", "until 14:35"), so nothing needs redrawing every second.
+// GuardNest window: a view of what the engine says, in plain words. The engine sends a
+// "guardnest://view" event whenever something shown has changed (whoever changed it);
+// nothing here runs on a timer. Every time is shown one way (see `when`), and errors are
+// worded from their structured fields, never by matching the engine's English.
 "use strict";
 
 const tauri = window.__TAURI__;
@@ -12,6 +13,12 @@ function plural(n, one, many) {
   return `${n.toLocaleString()} ${n === 1 ? one : many}`;
 }
 
+/** "a", "a and b", "a, b and c". */
+function andList(items) {
+  if (items.length < 2) return items.join("");
+  return `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
+}
+
 function fmtBytes(n) {
   const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
@@ -19,29 +26,72 @@ function fmtBytes(n) {
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
-/** A clock time `secs` from now (negative: ago). */
-function clock(secsFromNow) {
-  return new Date(Date.now() + secsFromNow * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+/** The one way a moment is shown: "14:05" today, "6 Dec, 14:05" another day; with the
+ * seconds only when they matter (`seconds`: the moment is not on a whole minute). */
+function when(epochSecs, seconds = false) {
+  const d = new Date(epochSecs * 1000);
+  const opts = { hour: "2-digit", minute: "2-digit" };
+  if (seconds && epochSecs % 60 !== 0) opts.second = "2-digit";
+  const time = d.toLocaleTimeString([], opts);
+  const today = new Date();
+  if (d.toDateString() === today.toDateString()) return time;
+  return `${d.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
 }
 
-function fmtAgo(epochSecs) {
-  if (!epochSecs) return "never";
-  const s = Math.max(0, Math.floor(Date.now() / 1000) - epochSecs);
-  if (s < 60) return "just now";
-  if (s < 3600) return `${plural(Math.floor(s / 60), "minute", "minutes")} ago`;
-  if (s < 86400) return `${plural(Math.floor(s / 3600), "hour", "hours")} ago`;
-  return `${plural(Math.floor(s / 86400), "day", "days")} ago`;
+/** What a person typed, quoted, cut to a readable length. */
+function quoted(text) {
+  const t = String(text || "");
+  return `“${t.length > 60 ? `${t.slice(0, 57)}…` : t}”`;
+}
+
+/** A backend's name for people. */
+function settingsOf(backend) {
+  return { gnome: "GNOME", kde: "KDE", windows: "Windows", macos: "macOS" }[backend] || "";
+}
+
+/** An error in plain words (the technical line goes under "Details"). */
+function plain(e) {
+  if (!e || typeof e !== "object") return "Something went wrong.";
+  switch (e.kind) {
+    case "port_in_use":
+      return `Another program is already using port ${e.addr ? e.addr.split(":").pop() : ""}, so GuardNest cannot protect there. Choose another port:`;
+    case "system_proxy":
+      return "GuardNest could not change this computer's proxy settings, so your apps do not go through it.";
+    case "start":
+      return "GuardNest could not start protecting.";
+    case "stop_timeout":
+      return "GuardNest took too long to stop; try again.";
+    case "save":
+      return "GuardNest could not save your change.";
+    case "lists":
+      return e.problem ? `GuardNest could not use this list: ${e.problem.summary}.` : "GuardNest could not use this list.";
+    case "already_running":
+      return "Another GuardNest is already running.";
+    case "input":
+      switch (e.reason) {
+        case "not_a_host": return `${quoted(e.input)} is not a site name or a web address.`;
+        case "pause_range": return "A pause lasts from 1 minute to 24 hours.";
+        case "not_a_list_location": return `${quoted(e.input)} is not a web address (https://…) or a file (/home/… or ~/…).`;
+        case "not_a_user_list": return "That list is not one you added.";
+        case "port": return "Choose a port from 1 to 65535.";
+        default: return "GuardNest cannot use that.";
+      }
+    default:
+      return "Something went wrong.";
+  }
+}
+
+/** Fills a "Details" disclosure with the technical line, or hides it. */
+function details(el, code, text) {
+  code.textContent = text || "";
+  el.classList.toggle("hidden", !text);
+  el.open = false;
 }
 
 function showError(e) {
-  // A taken port is said plainly (the whole error stays in the tooltip).
-  const taken = e.kind === "port_in_use" && /listen on (\S+?):? /.exec(e.message || "");
-  $("error-text").textContent = taken
-    ? `Another program is already using ${taken[1]}, so GuardNest cannot listen there. Choose another port:`
-    : e.message || String(e);
-  $("error-text").title = e.message || "";
-  // Another program holds the port: offer another one.
-  $("port-offer").classList.toggle("hidden", e.kind !== "port_in_use");
+  $("error-text").textContent = plain(e);
+  details($("error-details"), $("error-detail"), e && e.message);
+  $("port-offer").classList.toggle("hidden", !e || e.kind !== "port_in_use");
   $("error").classList.remove("hidden");
 }
 
@@ -54,43 +104,65 @@ async function call(cmd, args) {
   }
 }
 
+/** Shows a confirmation in `el` (next to the control that caused it), in view. */
+function say(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle("error-text", isError);
+  el.classList.toggle("hidden", !text);
+  if (text) el.scrollIntoView({ block: "nearest" });
+}
+
 let busy = false;
 let shownStartError = null;
 let dismissedRepair = null;
+let lastStatus = null;
 
 function renderStatus(st) {
+  lastStatus = st;
   const p = st.protection;
+  const missing = (p.missing || []).map((m) => m.name);
+  const partly = p.state === "protected" && missing.length > 0;
+  const look = partly ? "warning" : { protected: "on", unprotected: "warning", paused: "paused", off: "off" }[p.state];
   const hero = document.querySelector(".hero");
   for (const c of ["on", "off", "warning", "paused"]) hero.classList.remove(c);
-  hero.classList.add({ protected: "on", unprotected: "warning", paused: "paused", off: "off" }[p.state]);
-  if (!busy) $("toggle").checked = st.running;
-  document.querySelector(".switch").classList.toggle("paused", p.state === "paused");
-  $("switch-label").textContent = { protected: "On", unprotected: "On", paused: "Paused", off: "Off" }[p.state];
-  $("state-title").textContent = {
+  hero.classList.add(look);
+  // On means blocking, or about to (paused: amber, and clicking it resumes).
+  if (!busy) $("toggle").checked = p.state !== "off";
+  $("switch").classList.toggle("paused", p.state === "paused");
+  $("switch").title = {
+    protected: "Protection is on: click to turn it off",
+    unprotected: "Protection is on: click to turn it off",
+    paused: "Paused: click to resume protection",
+    off: "Protection is off: click to turn it on",
+  }[p.state];
+  $("switch-label").textContent = { protected: "On", unprotected: "On, not blocking", paused: "Paused", off: "Off" }[p.state];
+  $("state-title").textContent = partly ? "Partly protected" : {
     protected: "You are protected",
     unprotected: "Not protected yet",
     paused: "Protection is paused",
     off: "Protection is off",
   }[p.state];
-  $("state-detail").textContent = p.state === "protected"
-    ? `Blocking ${plural(p.names, "malicious name", "malicious names")}${st.system_proxy.applied ? " for this whole computer" : ""}.`
-    : {
-      unprotected: "GuardNest is running, but no block list is loaded, so nothing is blocked.",
-      paused: "Nothing is blocked until the pause ends.",
-      off: "Turn protection on to block malicious sites.",
-    }[p.state];
-  $("warn-line").classList.toggle("hidden", p.state !== "unprotected");
-  if (p.state === "unprotected") {
-    $("warn-text").textContent = p.message;
-    const action = { no_lists: "Add a list", empty: "Add a list", loading: "", offline: "Try again", download_failed: "Try again" }[p.reason];
-    $("warn-action").textContent = action;
-    $("warn-action").classList.toggle("hidden", !action);
-    $("warn-action").onclick = () => (p.reason === "no_lists" || p.reason === "empty" ? $("add-url").focus() : updateLists());
+  const everywhere = st.system_proxy.applied ? " for this whole computer" : "";
+  let detail;
+  switch (p.state) {
+    case "protected":
+      detail = partly
+        ? `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}, from the lists that loaded.`
+        : `Blocking ${plural(p.names, "malicious site", "malicious sites")}${everywhere}.`;
+      break;
+    case "unprotected": detail = "GuardNest is running, but no block list is loaded, so nothing is blocked."; break;
+    case "paused": detail = `Nothing is blocked until ${when(p.until, true)}; then protection comes back by itself.`; break;
+    default: detail = "Turn protection on to block malicious sites.";
   }
+  $("state-detail").textContent = detail;
+  renderWarning(st, p, missing, partly);
   $("pause-line").classList.toggle("hidden", p.state !== "paused");
-  if (p.state === "paused") $("pause-until").textContent = clock(p.secs);
-  // Pause only while blocking; Resume is in the paused line.
-  $("pause").classList.toggle("hidden", p.state !== "protected");
+  // The Pause button keeps its place whether shown or not, so the switch never moves.
+  $("pause").textContent = `Pause ${st.pause_minutes} min`;
+  $("pause").title = `Stop blocking for ${st.pause_minutes} minutes; it comes back by itself`;
+  $("pause").classList.toggle("invisible", p.state !== "protected");
+  $("pause").disabled = p.state !== "protected";
+
   // Why the last start failed (a taken port) is said at once, with the offer of another.
   const se = st.start_error;
   const key = se ? se.kind + se.message : null;
@@ -98,19 +170,79 @@ function renderStatus(st) {
   if (!se && shownStartError) $("error").classList.add("hidden");
   shownStartError = key;
 
-  // What a repair did while GuardNest was away (a crash, or a login with GuardNest gone).
-  if (st.repaired && st.repaired !== dismissedRepair) {
-    $("repaired-text").textContent = `Your own proxy settings were put back: ${st.repaired}.`;
-    $("repaired-text").dataset.key = st.repaired;
-    $("repaired").classList.remove("hidden");
-  }
-  $("s-listen").textContent = st.listen || "not listening";
-  $("s-uptime").textContent = st.uptime_secs == null ? "–" : clock(-st.uptime_secs);
+  renderRepaired(st.repaired || []);
+  $("s-since").textContent = st.uptime_secs == null ? "–" : when(Math.floor(Date.now() / 1000) - st.uptime_secs);
   const sp = st.system_proxy;
-  $("s-system").textContent = sp.applied ? `set (${sp.backend})` : sp.last_error ? `not set: ${sp.last_error}` : "not set";
-  $("s-health").textContent = !st.running ? "–" : st.healthy ? "passing" : `failing (${plural(st.health_failures, "failure", "failures")})`;
+  $("s-system").textContent = sp.applied
+    ? "go through GuardNest"
+    : !st.running ? "use your own proxy settings"
+      : sp.last_error ? "do not go through GuardNest (see above)" : "do not go through GuardNest";
   $("s-names").textContent = st.names.toLocaleString();
-  renderLists(st.lists);
+  $("s-listen").textContent = st.listen || "none (off)";
+  $("s-health").textContent = !st.running ? "–" : st.healthy ? "working" : `not answering (${plural(st.health_failures, "failure", "failures")})`;
+  renderLists(st.lists, st.allowed || []);
+}
+
+/** The line under the headline when something is missing: which lists, why, what to do. */
+function renderWarning(st, p, missing, partly) {
+  let text = "";
+  let action = "";
+  let add = false;
+  let retryProxy = false;
+  if (p.state === "unprotected") {
+    const problems = (p.missing || []).filter((m) => m.problem);
+    const offline = problems.length > 0 && problems.every((m) => ["offline", "timeout"].includes(m.problem.kind));
+    switch (p.reason) {
+      case "no_lists": text = "No block list is set up."; add = true; break;
+      case "empty": text = "Your block lists hold no names."; add = true; break;
+      case "loading": text = `Downloading ${andList(missing)}…`; break;
+      case "offline":
+        text = `Not downloaded yet: ${andList(missing)}. GuardNest keeps trying; check your internet connection, or add a list file you have.`;
+        action = "Try again"; add = true; break;
+      default:
+        text = `Could not download ${andList(missing)}: ${(problems[0] && problems[0].problem.summary) || "the server refused"}.`;
+        action = "Try again"; add = true;
+    }
+    if (offline && p.reason !== "offline") action = "Try again";
+  } else if (partly) {
+    const problems = (p.missing || []).filter((m) => m.problem);
+    const offline = problems.every((m) => ["offline", "timeout"].includes(m.problem.kind));
+    text = problems.length === 0
+      ? `Still downloading: ${andList(missing)}.`
+      : offline
+        ? `Not downloaded yet: ${andList(missing)}, so their sites are not blocked. GuardNest keeps trying; check your internet connection.`
+        : `Could not download ${andList(missing)} (${problems[0].problem.summary}), so their sites are not blocked.`;
+    action = problems.length ? "Try again" : "";
+  } else if (st.running && st.system_proxy.wanted && !st.system_proxy.applied && st.system_proxy.last_error) {
+    text = "GuardNest could not change this computer's proxy settings, so your apps do not go through it.";
+    action = "Try again";
+    retryProxy = true;
+  }
+  $("warn-line").classList.toggle("hidden", !text);
+  $("warn-text").textContent = text;
+  $("warn-action").textContent = action;
+  $("warn-action").classList.toggle("hidden", !action);
+  $("warn-action").onclick = () => (retryProxy ? enable() : updateLists());
+  $("warn-add").classList.toggle("hidden", !add);
+}
+
+/** What a repair put back before this start, in a sentence per repair. */
+function renderRepaired(notes) {
+  const key = JSON.stringify(notes);
+  if (!notes.length || key === dismissedRepair) {
+    $("repaired").classList.add("hidden");
+    return;
+  }
+  const sentences = notes.map((n) => {
+    const whose = settingsOf(n.backend) ? `your own ${settingsOf(n.backend)} proxy settings` : "your own proxy settings";
+    return n.at_login
+      ? `When you logged in (${when(n.at)}), GuardNest was not running, so it put ${whose} back.`
+      : `The last time, GuardNest stopped without putting ${whose} back; it put them back when it started (${when(n.at)}).`;
+  });
+  $("repaired-text").textContent = sentences.join(" ");
+  $("repaired-text").dataset.key = key;
+  details($("repaired").querySelector("details"), $("repaired-detail"), notes.map((n) => n.message).join("\n"));
+  $("repaired").classList.remove("hidden");
 }
 
 function renderStats(s) {
@@ -124,11 +256,16 @@ function renderStats(s) {
   drawChart(s.blocked_per_minute);
 }
 
+/** Rows of "Recently blocked" shown before "Show all". */
+const RECENT_SHOWN = 6;
+let showAllRecent = false;
+let lastRecent = [];
 let lastRecentKey = "";
-function renderRecent(rows) {
-  const key = JSON.stringify(rows);
-  if (key === lastRecentKey) return;
+function renderRecent(rows, force = false) {
+  const key = JSON.stringify(rows) + showAllRecent;
+  if (key === lastRecentKey && !force) return;
   lastRecentKey = key;
+  lastRecent = rows;
   const ul = $("recent");
   ul.replaceChildren();
   if (!rows.length) {
@@ -136,150 +273,275 @@ function renderRecent(rows) {
     li.className = "muted";
     li.textContent = "Nothing blocked yet.";
     ul.append(li);
-    return;
   }
-  for (const r of rows) {
+  for (const r of showAllRecent ? rows : rows.slice(0, RECENT_SHOWN)) {
     const li = document.createElement("li");
+    li.dataset.host = r.host;
     const text = document.createElement("div");
+    text.className = "grow";
     const host = document.createElement("div");
     host.className = "host";
     host.textContent = r.host;
     const why = document.createElement("div");
     why.className = "why";
     const times = r.count === 1 ? "once" : `${r.count.toLocaleString()} times`;
-    why.textContent = `${r.list} · ${times}, last at ${new Date(r.last * 1000).toLocaleTimeString()}`;
+    why.textContent = r.allowed
+      ? `allowed by you · was blocked by ${r.list}`
+      : `${r.list} · ${times}, last at ${when(r.last)}`;
     text.append(host, why);
-    const allow = document.createElement("button");
-    allow.className = "small";
-    allow.textContent = "Allow";
-    allow.title = `Never block ${r.host}`;
-    allow.addEventListener("click", async () => {
-      const res = await call("allow_domain", { name: r.host });
-      allow.textContent = "Allowed";
-      allow.disabled = true;
-      $("check-result").textContent = res.message;
-    });
-    li.append(text, allow);
+    const act = document.createElement("div");
+    act.className = "act";
+    if (r.allowed) {
+      const done = document.createElement("span");
+      done.className = "allowed";
+      done.textContent = "Allowed";
+      const undo = document.createElement("button");
+      undo.className = "small undo";
+      undo.textContent = "Undo";
+      undo.title = `Block ${r.host} again`;
+      undo.addEventListener("click", () => unallow(r.host, undo));
+      act.append(done, undo);
+    } else {
+      const allow = document.createElement("button");
+      allow.className = "small allow";
+      allow.textContent = "Allow";
+      allow.title = `Never block ${r.host}`;
+      allow.addEventListener("click", async () => {
+        allow.disabled = true;
+        try {
+          await call("allow_domain", { name: r.host });
+          allow.textContent = "Allowed";
+        } catch (_) {
+          allow.disabled = false;
+        }
+      });
+      act.append(allow);
+    }
+    li.append(text, act);
     ul.append(li);
+  }
+  const more = rows.length - RECENT_SHOWN;
+  $("recent-more").classList.toggle("hidden", more <= 0);
+  $("recent-more").textContent = showAllRecent ? "Show fewer" : `Show ${plural(more, "more", "more")}`;
+}
+
+async function unallow(name, button) {
+  if (button) button.disabled = true;
+  try {
+    return await call("unallow_domain", { name });
+  } catch (_) {
+    if (button) button.disabled = false;
+    return null;
   }
 }
 
 let lastListsKey = "";
-function renderLists(lists) {
-  const key = JSON.stringify(lists.map((l) => [l.name, l.role, l.format, l.loaded, l.entries, l.last_success, l.problem]));
+function renderLists(lists, allowed) {
+  const key = JSON.stringify([lists.map((l) => [l.name, l.role, l.format, l.loaded, l.entries, l.last_success, l.problem, l.removable]), allowed]);
   if (key === lastListsKey) return;
   lastListsKey = key;
+  const openAllowlist = $("allowed-names") && $("allowed-names").open;
   const tbody = $("lists");
   tbody.replaceChildren();
   for (const l of lists) {
     const tr = document.createElement("tr");
     const name = document.createElement("td");
-    name.textContent = l.name;
-    name.title = l.location;
+    name.className = "wrap";
+    const title = document.createElement("div");
+    title.textContent = l.name;
+    title.title = l.location;
+    name.append(title);
     if (l.problem) {
-      // One short sentence; the whole error on demand.
-      const details = document.createElement("details");
+      const problem = document.createElement("div");
+      problem.className = "error-text small-text";
+      problem.textContent = l.problem.summary;
+      const more = document.createElement("details");
+      more.className = "details";
       const summary = document.createElement("summary");
-      summary.textContent = l.problem.summary;
-      const full = document.createElement("div");
-      full.textContent = l.problem.detail;
-      details.append(summary, full);
-      name.append(details);
+      summary.textContent = "Details";
+      const code = document.createElement("code");
+      code.textContent = l.problem.detail;
+      more.append(summary, code);
+      name.append(problem, more);
     }
+    if (l.own_allowlist) name.append(allowedNames(allowed, openAllowlist));
     const kind = document.createElement("td");
-    kind.textContent = l.role === "allow" ? "allow" : l.format || "block";
+    kind.textContent = l.role === "allow" ? "allow" : "block";
     const n = document.createElement("td");
     n.className = "num";
     n.textContent = l.loaded ? l.entries.toLocaleString() : "not loaded";
-    const when = document.createElement("td");
-    when.textContent = fmtAgo(l.last_success);
+    const updated = document.createElement("td");
+    updated.textContent = l.last_success ? when(l.last_success) : "never";
     const act = document.createElement("td");
-    if (!l.builtin && l.name !== "my allowlist" && (/^https?:\/\//.test(l.location) || l.location.startsWith("/"))) {
+    if (l.removable) {
       const rm = document.createElement("button");
       rm.className = "small";
       rm.textContent = "Remove";
+      rm.title = `Stop using ${l.location}`;
       rm.addEventListener("click", async () => {
+        rm.disabled = true;
         try {
-          $("lists-msg").textContent = (await invoke("remove_list", { location: l.location })).message;
+          await invoke("remove_list", { location: l.location });
+          say($("remove-msg"), `Removed ${l.name}.`);
         } catch (e) {
-          $("lists-msg").textContent = e.message || String(e);
+          rm.disabled = false;
+          say($("remove-msg"), plain(e), true);
         }
       });
       act.append(rm);
     }
-    tr.append(name, kind, n, when, act);
+    tr.append(name, kind, n, updated, act);
     tbody.append(tr);
   }
 }
 
+/** The user's own allowlist: every name, each with Remove (the undo of Allow). */
+function allowedNames(allowed, open) {
+  const box = document.createElement("details");
+  box.id = "allowed-names";
+  box.className = "details";
+  box.open = open;
+  const summary = document.createElement("summary");
+  summary.textContent = allowed.length ? `Sites you allowed (${allowed.length})` : "Sites you allowed: none yet";
+  box.append(summary);
+  const ul = document.createElement("ul");
+  ul.className = "allowed-list";
+  for (const name of allowed) {
+    const li = document.createElement("li");
+    li.dataset.host = name;
+    const span = document.createElement("span");
+    span.textContent = name;
+    const rm = document.createElement("button");
+    rm.className = "small";
+    rm.textContent = "Remove";
+    rm.title = `Block ${name} again if a list has it`;
+    rm.addEventListener("click", () => unallow(name, rm));
+    li.append(span, rm);
+    ul.append(li);
+  }
+  box.append(ul);
+  return box;
+}
+
+let lastChart = [];
 let lastChartKey = "";
-function drawChart(perMinute) {
-  // Redrawn only when a minute's count changed: a block arrived, or the hour moved on.
-  const key = perMinute.join(",");
-  if (key === lastChartKey) return;
-  lastChartKey = key;
+function drawChart(perMinute, force = false) {
+  // Redrawn when a minute's count changed (a block arrived, or the hour moved on), or the
+  // chart's size did.
   const canvas = $("chart");
-  const dpr = window.devicePixelRatio || 1;
   const w = canvas.clientWidth, h = canvas.clientHeight;
-  if (canvas.width !== w * dpr) { canvas.width = w * dpr; canvas.height = h * dpr; }
+  const key = `${perMinute.join(",")}/${w}x${h}`;
+  if (key === lastChartKey && !force) return;
+  lastChartKey = key;
+  lastChart = perMinute;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.max(1, Math.round(w * dpr));
+  canvas.height = Math.max(1, Math.round(h * dpr));
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, w, h);
   const css = getComputedStyle(document.documentElement);
-  const max = Math.max(1, ...perMinute);
-  const barW = w / perMinute.length;
+  const max = Math.max(0, ...perMinute);
   ctx.fillStyle = css.getPropertyValue("--line");
   ctx.fillRect(0, h - 1, w, 1);
+  ctx.fillStyle = css.getPropertyValue("--muted");
+  ctx.font = "12px system-ui, sans-serif";
+  if (max === 0) {
+    // The per-minute counts start with GuardNest: say since when, if that is under an hour.
+    const up = lastStatus && lastStatus.uptime_secs;
+    const since = up != null && up < 3600 ? `since ${when(Math.floor(Date.now() / 1000) - up)}` : "in the last hour";
+    ctx.textAlign = "center";
+    ctx.fillText(`Nothing blocked ${since}`, w / 2, h / 2);
+    return;
+  }
+  const barW = w / perMinute.length;
+  ctx.fillText(`most: ${max} in a minute`, 4, 12);
+  ctx.textAlign = "right";
+  ctx.fillText("now", w - 2, 12);
   ctx.fillStyle = css.getPropertyValue("--danger");
   perMinute.forEach((v, i) => {
     const bh = (v / max) * (h - 18);
     ctx.fillRect(i * barW + 1, h - 1 - bh, Math.max(1, barW - 2), bh);
   });
-  ctx.fillStyle = css.getPropertyValue("--muted");
-  ctx.font = "12px system-ui, sans-serif";
-  ctx.fillText(`max ${max}/min`, 4, 12);
-  ctx.fillText("now", w - 26, 12);
+}
+new ResizeObserver(() => drawChart(lastChart)).observe($("chart"));
+
+let lastRefusedKey = "";
+function render(view) {
+  const main = document.querySelector("main");
+  if (view.refused) {
+    refused(view.refused);
+    main.classList.add("hidden");
+  } else {
+    $("refused").classList.add("hidden");
+    main.classList.remove("hidden");
+    lastRefusedKey = "";
+    renderStatus(view.status);
+    renderStats(view.stats);
+  }
+  if (document.activeElement !== $("login")) $("login").checked = view.start_at_login;
 }
 
-function render(view) {
-  renderStatus(view.status);
-  renderStats(view.stats);
+/** The engine did not start: who holds the data directory (and whether they still do), or
+ * why; and Retry. */
+function refused(r) {
+  const key = JSON.stringify(r);
+  if (key === lastRefusedKey) return;
+  lastRefusedKey = key;
+  const e = r.error;
+  if (e.kind === "already_running") {
+    const h = e.holder;
+    const who = !h ? "Another GuardNest"
+      : h.frontend === "cli" ? `The guardnest command (process ${h.pid})` : `Another GuardNest app (process ${h.pid})`;
+    $("refused-title").textContent = r.holder_gone ? "The other GuardNest has stopped" : "GuardNest is already running";
+    $("refused-text").textContent = r.holder_gone
+      ? "You can start GuardNest here now."
+      : `${who} is protecting this computer; only one GuardNest can run at a time. Stop it (for the guardnest command, press Ctrl-C where it runs), or keep using it instead of this window.`;
+    $("retry").textContent = r.holder_gone ? "Start GuardNest" : "Retry";
+  } else {
+    $("refused-title").textContent = "GuardNest could not start";
+    $("refused-text").textContent = e.problem ? `A list could not be read: ${e.problem.summary}.` : plain(e);
+    $("retry").textContent = "Retry";
+  }
+  details($("refused-details"), $("refused-detail"), e.message);
+  $("refused").classList.remove("hidden");
 }
 
 /** The whole view, asked for: at load, and after an action. */
 async function refresh() {
+  let view;
   try {
-    render(await invoke("get_view"));
+    view = await invoke("get_view");
   } catch (e) {
-    refused(e);
+    showError(e);
     return;
   }
-  invoke("get_start_at_login").then((on) => { $("login").checked = on; }, () => {});
+  render(view);
 }
 
-/** The engine did not start (another GuardNest holds the data directory): say only that. */
-function refused(e) {
-  $("refused").textContent = e.kind === "already_running"
-    ? `GuardNest is already running: ${e.message.replace(/^another GuardNest uses the data directory [^:]*: /, "")}. Stop it, or use it instead of this window.`
-    : `GuardNest could not start: ${e.message}`;
-  $("refused").classList.remove("hidden");
-  document.querySelector("main").classList.add("hidden");
+async function enable() {
+  try { await call("enable_system_proxy"); } catch (_) { /* shown */ }
+  refresh();
 }
 
 $("toggle").addEventListener("change", async (ev) => {
+  // On means blocking: from off, and from a pause (the amber switch resumes). From on: off.
+  const state = lastStatus && lastStatus.protection.state;
+  const on = state === "off" || state === "paused";
+  ev.target.checked = on;
   busy = true;
   try {
-    await call(ev.target.checked ? "enable_system_proxy" : "disable_system_proxy");
+    await call(on ? "enable_system_proxy" : "disable_system_proxy");
   } catch (_) {
-    ev.target.checked = !ev.target.checked;
+    ev.target.checked = !on;
   } finally {
     busy = false;
     refresh();
   }
 });
 
-$("pause").addEventListener("click", async () => { await call("pause_protection", { minutes: 15 }); refresh(); });
-$("resume").addEventListener("click", async () => { await call("resume_protection"); refresh(); });
+$("pause").addEventListener("click", async () => { try { await call("pause_protection", {}); } catch (_) { /* shown */ } refresh(); });
+$("resume").addEventListener("click", async () => { try { await call("resume_protection"); } catch (_) { /* shown */ } refresh(); });
 $("error-close").addEventListener("click", () => $("error").classList.add("hidden"));
 $("repaired-close").addEventListener("click", () => {
   dismissedRepair = $("repaired-text").dataset.key;
@@ -293,45 +555,88 @@ $("login").addEventListener("change", async (ev) => {
   }
 });
 $("use-port").addEventListener("click", async () => {
-  await call("use_port", { port: Number($("port").value) });
-  $("error").classList.add("hidden");
+  try {
+    await call("use_port", { port: Number($("port").value) });
+    $("error").classList.add("hidden");
+  } catch (_) { /* shown */ }
   refresh();
 });
+$("retry").addEventListener("click", async () => {
+  $("retry").disabled = true;
+  try { await invoke("retry_start"); } catch (e) { lastRefusedKey = ""; refused({ error: e, holder_gone: false }); }
+  $("retry").disabled = false;
+  refresh();
+});
+$("recent-more").addEventListener("click", () => { showAllRecent = !showAllRecent; renderRecent(lastRecent, true); });
+$("warn-add").addEventListener("click", () => { $("add-url").scrollIntoView({ block: "center" }); $("add-url").focus(); });
 
-$("check-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
+let checked = "";
+async function check() {
   const name = $("check-name").value.trim();
+  const out = $("check-result");
+  checked = name;
+  out.replaceChildren();
+  out.classList.remove("error-text");
   if (!name) return;
   try {
     const r = await invoke("check_domain", { name });
-    $("check-result").textContent = r.blocked
-      ? `${r.name} is blocked by “${r.list}” (rule ${r.rule}).`
-      : r.exempt ? `${r.name} is allowed by “${r.list}”.` : `${r.name} is not on any list.`;
+    if (checked !== name) return;
+    const shown = r.unicode ? `${r.unicode} (${r.name})` : r.name;
+    const sentence = r.blocked
+      ? `${shown} is blocked by “${r.list}”.`
+      : r.by_you ? `${shown} is allowed: you allowed it.`
+        : r.exempt ? `${shown} is allowed by “${r.list}”.` : `${shown} is not on any list.`;
+    out.append(document.createTextNode(sentence));
+    if (r.by_you) {
+      const undo = document.createElement("button");
+      undo.className = "link";
+      undo.textContent = "Undo";
+      undo.addEventListener("click", async () => { if (await unallow(r.name, undo)) check(); });
+      out.append(" ", undo);
+    }
   } catch (e) {
-    $("check-result").textContent = e.message || String(e);
+    if (checked !== name) return;
+    out.textContent = plain(e);
+    out.classList.add("error-text");
   }
-});
+}
+$("check-form").addEventListener("submit", (ev) => { ev.preventDefault(); check(); });
+// An emptied box has no answer.
+$("check-name").addEventListener("input", () => { if (!$("check-name").value.trim()) check(); });
 
 $("add-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const location = $("add-url").value.trim();
   if (!location) return;
-  $("lists-msg").textContent = "Adding…";
+  say($("lists-msg"), "Adding…");
   try {
-    $("lists-msg").textContent = (await invoke("add_list", { location })).message;
+    const r = await invoke("add_list", { location });
+    say($("lists-msg"), r.changed ? `Added ${location}: its sites are blocked from now on.` : "That list is already there.");
     $("add-url").value = "";
   } catch (e) {
-    $("lists-msg").textContent = e.message || String(e);
+    say($("lists-msg"), plain(e), true);
   }
 });
 
 async function updateLists() {
-  $("lists-msg").textContent = "Updating…";
-  const r = await call("update_lists");
-  $("lists-msg").textContent = `${plural(r.updated.length, "list", "lists")} updated, ${r.unchanged.length} unchanged, ${r.failed.length} failed.`;
+  say($("update-msg"), "Checking every list…");
+  try {
+    const r = await call("update_lists");
+    const failed = r.failed.map((f) => f[0]);
+    say($("update-msg"), failed.length
+      ? `${andList(failed)} could not be downloaded; see the list below.`
+      : r.updated.length ? `Updated ${andList(r.updated)}.` : "Every list is up to date.", failed.length > 0);
+  } catch (_) {
+    say($("update-msg"), "");
+  }
 }
 $("update-lists").addEventListener("click", updateLists);
 
+// Closing the window the first time: say that GuardNest stays (the app held the close).
+$("closing-ok").addEventListener("click", () => invoke("close_to_tray"));
+$("closing-quit").addEventListener("click", () => invoke("quit_app"));
+
 tauri.event.listen("guardnest://view", (ev) => render(ev.payload));
 tauri.event.listen("guardnest://error", (ev) => showError(ev.payload));
+tauri.event.listen("guardnest://closing", () => { $("closing").classList.remove("hidden"); $("closing-ok").focus(); });
 refresh();

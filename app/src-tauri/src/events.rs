@@ -1,53 +1,85 @@
-//! What the window is told, and when: one event type ([`View`]), sent when something it
-//! shows has changed — the switch, a block, a list, a pause (the engine's change signal), or
-//! a counter (looked at once a second, only while the window is shown). Nothing is sent,
-//! and nothing wakes on a timer, while the window is hidden or closed to the tray.
+//! What the window and the tray are told, and when: one event type ([`View`]), sent when
+//! something shown has changed — anything the engine announces (the switch, the pause and
+//! its end, a block, a list, the allowlist: whoever changed it), the engine coming after a
+//! retry, start at login, or a counter (looked at once a second, only while the window is
+//! shown). The tray follows the same loop, so the two never disagree. Nothing wakes on a
+//! timer while the window is closed to the tray.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use guardnest_core::service::instance::is_held;
 use guardnest_core::service::{ServiceStats, Status};
 use guardnest_core::ProxyService;
 use serde::Serialize;
 use serde_json::Value;
 use tauri::{AppHandle, Emitter, Manager, Runtime};
 
-use crate::state::AppState;
+use crate::state::{AppState, UiError};
 
 /// The event the window listens to.
 pub const VIEW_EVENT: &str = "guardnest://view";
 
-/// While the window is shown, counters (bytes, connections) are looked at this often; an
-/// event goes out only if one changed.
+/// While the window is shown, counters (bytes, connections) are looked at this often (and,
+/// while another GuardNest holds the data dir, whether it still does); an event goes out
+/// only if something changed.
 const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything the window shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct View {
-    /// The engine's state.
-    pub status: Status,
-    /// Counters and blocks.
-    pub stats: ServiceStats,
+    /// The engine's state (none when it could not start).
+    pub status: Option<Status>,
+    /// Counters and blocks (none when the engine could not start).
+    pub stats: Option<ServiceStats>,
+    /// Why the engine could not start, when it could not.
+    pub refused: Option<Refused>,
+    /// Whether the app starts at login.
+    pub start_at_login: bool,
+}
+
+/// The engine could not start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Refused {
+    /// Why (for `already_running`, who holds the data dir).
+    pub error: UiError,
+    /// The GuardNest that held the data dir has stopped: a retry would start.
+    pub holder_gone: bool,
 }
 
 impl View {
     /// The view now.
-    pub async fn of(service: &ProxyService) -> View {
-        View { status: service.status().await, stats: service.stats() }
+    pub async fn of(state: &AppState) -> View {
+        let start_at_login = crate::login::is_on().unwrap_or(false);
+        match state.service() {
+            Ok(service) => View::running(&service, start_at_login).await,
+            Err(error) => {
+                let holder_gone =
+                    error.kind == guardnest_core::service::ErrorKind::AlreadyRunning && !is_held(&state.data_dir);
+                View { status: None, stats: None, refused: Some(Refused { error, holder_gone }), start_at_login }
+            }
+        }
+    }
+
+    async fn running(service: &ProxyService, start_at_login: bool) -> View {
+        View { status: Some(service.status().await), stats: Some(service.stats()), refused: None, start_at_login }
     }
 
     /// The view without what changes every second by itself (uptime and countdowns, which
     /// the page shows as clock times): comparing these tells whether anything changed.
     fn settled(&self) -> Value {
         let mut v = serde_json::to_value(self).unwrap_or(Value::Null);
-        v["status"]["uptime_secs"] = Value::Null;
-        v["status"]["paused_secs"] = Value::Null;
-        if let Value::Object(p) = &mut v["status"]["protection"] {
-            p.remove("secs");
-        }
-        if let Value::Array(lists) = &mut v["status"]["lists"] {
-            for l in lists {
-                l["next_check_secs"] = Value::Null;
+        if let Value::Object(st) = &mut v["status"] {
+            st.remove("uptime_secs");
+            st.remove("paused_secs");
+            st.remove("health_checks");
+            if let Value::Object(p) = &mut st["protection"] {
+                p.remove("secs");
+            }
+            if let Value::Array(lists) = &mut st["lists"] {
+                for l in lists {
+                    l["next_check_secs"] = Value::Null;
+                }
             }
         }
         v
@@ -57,55 +89,67 @@ impl View {
 /// Starts the loop that keeps the window and the tray current; it ends when the app quits.
 pub fn spawn_updates<R: Runtime>(app: &AppHandle<R>) {
     let state = app.state::<AppState>();
-    let Ok(service) = state.service().cloned() else { return };
-    let (stop, wake, open) = (state.stop.clone(), state.wake.clone(), state.window_open.clone());
     let handle = app.clone();
     // On Tauri's runtime (setup runs outside it), tracked so that quitting waits for it.
-    tauri::async_runtime::spawn(state.tasks.track_future(updates(handle, service, stop, wake, open)));
+    tauri::async_runtime::spawn(state.tasks.track_future(updates(handle)));
 }
 
-async fn updates<R: Runtime>(
-    app: AppHandle<R>,
-    service: Arc<ProxyService>,
-    stop: tokio_util::sync::CancellationToken,
-    wake: Arc<tokio::sync::Notify>,
-    open: Arc<std::sync::atomic::AtomicBool>,
-) {
+async fn updates<R: Runtime>(app: AppHandle<R>) {
+    let state = app.state::<AppState>();
+    let (stop, wake, open) = (state.stop.clone(), state.wake.clone(), state.window_open.clone());
     let shown = || open.load(std::sync::atomic::Ordering::Relaxed);
-    let mut changes = service.changes();
+    let mut engines = state.engine_changes();
     let mut sent: Option<Value> = None;
     let mut tray: Option<crate::tray::Shown> = None;
     let mut counters = None;
     loop {
-        let ticking = shown();
-        let ticked = tokio::select! {
-            biased;
-            () = stop.cancelled() => break,
-            changed = changes.changed() => if changed.is_err() { break } else { false },
-            () = wake.notified() => { sent = None; false }
-            () = tokio::time::sleep(COUNTERS_EVERY), if ticking => true,
-        };
-        // A tick with the same counters (no connection, no byte) costs a copy of a few
-        // atomics; the view is built only when something may have changed.
-        let now = service.counters();
-        if ticked && counters == Some(now) {
-            continue;
+        let service: Option<Arc<ProxyService>> = engines.borrow_and_update().as_ref().ok().cloned();
+        // Changes of this engine (none while there is none: a retry brings one).
+        let mut changes = service.as_ref().map(|s| s.changes());
+        // A new engine (or none): shown at once.
+        let mut first = true;
+        loop {
+            let ticking = shown();
+            let ticked = if std::mem::take(&mut first) {
+                false
+            } else {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => return,
+                    changed = engines.changed() => if changed.is_err() { return } else { break },
+                    changed = async { match changes.as_mut() {
+                        Some(c) => c.changed().await,
+                        None => std::future::pending().await,
+                    } } => if changed.is_err() { return } else { false },
+                    () = wake.notified() => { sent = None; tray = None; false }
+                    () = tokio::time::sleep(COUNTERS_EVERY), if ticking => true,
+                }
+            };
+            // A tick with the same counters (no connection, no byte) costs a copy of a few
+            // atomics; the view is built only when something may have changed.
+            let now = service.as_ref().map(|s| s.counters());
+            if ticked && service.is_some() && counters == now {
+                continue;
+            }
+            counters = now;
+            let view = View::of(&state).await;
+            let now = crate::tray::Shown::of(&view);
+            if tray.as_ref() != Some(&now) {
+                crate::tray::reflect(&app, &now);
+                tray = Some(now);
+            }
+            if !shown() {
+                sent = None; // a window opened later asks for the whole view when it loads
+                continue;
+            }
+            let settled = view.settled();
+            if sent.as_ref() != Some(&settled) {
+                let _ = app.emit(VIEW_EVENT, &view);
+                sent = Some(settled);
+            }
         }
-        counters = Some(now);
-        let view = View::of(&service).await;
-        let now = crate::tray::Shown::of(&view.status);
-        if tray.as_ref() != Some(&now) {
-            crate::tray::reflect(&app, &now);
-            tray = Some(now);
-        }
-        if !shown() {
-            sent = None; // a window opened later asks for the whole view when it loads
-            continue;
-        }
-        let settled = view.settled();
-        if sent.as_ref() != Some(&settled) {
-            let _ = app.emit(VIEW_EVENT, &view);
-            sent = Some(settled);
-        }
+        // The engine came (or went): everything is new.
+        sent = None;
+        tray = None;
     }
 }

@@ -1,14 +1,18 @@
 //! The GuardNest desktop app: the engine in a window and in the tray.
 //!
-//! - [`state`]: the engine, started by the core's one lifecycle, and the app's own tasks;
+//! - [`state`]: the engine, started by the core's one lifecycle (retried when another
+//!   GuardNest held the data dir), and the app's own tasks;
 //! - [`commands`]: what the window may call, each a one-line call into the engine;
-//! - [`events`]: what the window is told, only when something changed and only while shown;
-//! - `tray`: the menu that works with the window closed;
+//! - [`events`]: what the window and the tray are told, whenever the engine announces a
+//!   change (whoever made it), and counters only while the window is shown;
+//! - `tray`: a view like the window, drawn per state, whose menu works with the window closed;
 //! - `login`: starting at login (the OS's autostart entry), hidden in the tray;
-//! - `window`: the window, created on demand and destroyed when closed;
+//! - `window`: the window, created on demand and destroyed when closed (the first close
+//!   says that GuardNest keeps running in the tray);
 //! - `rest`: what the app gives back when only the tray is left.
 //!
-//! The app holds no logic of its own: every decision is the engine's.
+//! The app holds no logic of its own: every decision, and every piece of the user's state,
+//! is the engine's.
 
 #![warn(missing_docs)]
 // No unwrap on locks, I/O or anything a peer controls; tests may.
@@ -68,8 +72,13 @@ pub fn run() {
                 Ok(())
             })
             .on_window_event(|window, event| {
-                if matches!(event, tauri::WindowEvent::Destroyed) && window.label() == window::MAIN {
-                    window::closed(window.app_handle());
+                if window.label() != window::MAIN {
+                    return;
+                }
+                match event {
+                    tauri::WindowEvent::CloseRequested { api, .. } => window::close_requested(window, api),
+                    tauri::WindowEvent::Destroyed => window::closed(window.app_handle()),
+                    _ => {}
                 }
             })
             .invoke_handler(handlers())
@@ -105,16 +114,12 @@ fn repair_from_args() -> Option<i32> {
         .map(|w| std::path::PathBuf::from(&w[1]))
         .unwrap_or_else(state::default_data_dir);
     let at_login = args.iter().any(|a| a == "--at-login");
-    let file = data_dir.join("config.toml");
-    let config = match file.exists() {
-        true => match guardnest_core::Config::from_file(&file) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
-                return Some(1);
-            }
-        },
-        false => guardnest_core::Config::default(),
+    let config = match guardnest_core::ProxyService::config_for(&data_dir, None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("guardnest-app: {}", guardnest_core::error_chain(&e));
+            return Some(1);
+        }
     };
     use guardnest_core::service::repair::{repair, RepairError};
     Some(match repair(&config, &data_dir, None, at_login) {
@@ -180,14 +185,26 @@ fn quit<R: Runtime>(app: &AppHandle<R>) {
 }
 
 /// `guardnest stop` (an upgrade, the uninstaller) asks the engine to quit, through the
-/// control API or, on Windows, the session window's `WM_CLOSE`: stop as Quit does.
+/// control API or, on Windows, the session window's `WM_CLOSE`: stop as Quit does. (The
+/// engine may come later, after a retry.)
 fn watch_quit_requests<R: Runtime>(app: &AppHandle<R>) {
-    let Some(quit) = app.try_state::<AppState>().and_then(|s| s.service().ok().map(|s| s.quit_requested())) else {
-        return;
-    };
+    let Some(state) = app.try_state::<AppState>() else { return };
+    let (mut engines, stopped) = (state.engine_changes(), state.stop.clone());
     let handle = app.clone();
     tauri::async_runtime::spawn(async move {
-        quit.cancelled().await;
+        let quit = loop {
+            if let Ok(service) = engines.borrow_and_update().as_ref() {
+                break service.quit_requested();
+            }
+            tokio::select! {
+                () = stopped.cancelled() => return,
+                changed = engines.changed() => if changed.is_err() { return },
+            }
+        };
+        tokio::select! {
+            () = stopped.cancelled() => return,
+            () = quit.cancelled() => {}
+        }
         stop(&handle).await;
         handle.exit(0);
     });

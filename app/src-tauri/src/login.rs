@@ -22,7 +22,7 @@ pub const HIDDEN: &str = "--hidden";
 const NAME: &str = "GuardNest";
 
 fn failed(e: impl std::fmt::Display) -> UiError {
-    UiError { kind: ErrorKind::Save, message: format!("cannot change starting at login: {e}") }
+    UiError::new(ErrorKind::Save, format!("cannot change starting at login: {e}"))
 }
 
 /// The entry for this program: `guardnest-app --hidden`.
@@ -59,9 +59,7 @@ pub fn set_entry(data_dir: &Path, on: bool) -> Result<Change, UiError> {
         false => entry.disable(),
     }
     .map_err(failed)?;
-    let mut settings = UserSettings::load(data_dir);
-    settings.start_at_login = on;
-    settings.save(data_dir).map_err(|e| e.report())?;
+    UserSettings::update(data_dir, |s| s.start_at_login = on).map_err(|e| e.report())?;
     let message = match on {
         true => "GuardNest starts at login, in the tray",
         false => "GuardNest no longer starts at login",

@@ -1,7 +1,9 @@
-//! The app's state: the engine's service, started by the core's one lifecycle, and the
-//! background work the app adds to it (the window's updates), stopped together on quit.
+//! The app's state: the engine's service, started by the core's one lifecycle (or why it
+//! could not start, until a retry succeeds), and the background work the app adds to it
+//! (the window's updates), stopped together on quit. What the user switches is kept by the
+//! engine itself; the app keeps only its own two settings (start at login, the one-time
+//! tray notice).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,25 +11,33 @@ use std::time::Duration;
 use guardnest_core::config::Config;
 use guardnest_core::service::user::UserSettings;
 use guardnest_core::service::{ErrorKind, ErrorReport, Frontend};
-use guardnest_core::sysproxy::SystemProxy;
 use guardnest_core::ProxyService;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// An error as the window shows it: a kind from a closed set, and one line.
+/// An error as the window shows it: a kind from a closed set, one technical line, and the
+/// structured fields the page words plainly.
 pub type UiError = ErrorReport;
+
+/// The engine, or why there is none (another GuardNest holds the data dir, a list file
+/// cannot be read).
+pub type Engine = Result<Arc<ProxyService>, UiError>;
 
 /// The app's state.
 pub struct AppState {
-    /// The running engine, or why it could not start (another GuardNest holds the data
-    /// dir, a list file cannot be read): the window then says so and offers nothing else.
-    engine: Result<Arc<ProxyService>, UiError>,
+    /// The running engine, or why it could not start; a retry may replace an error.
+    engine: tokio::sync::watch::Sender<Engine>,
+    /// What the app was started with (a retry starts the same way).
+    options: Options,
+    /// One start (or retry) at a time.
+    starting: tokio::sync::Mutex<()>,
     /// Where GuardNest keeps its files.
     pub data_dir: PathBuf,
     /// The app's own background tasks, cancelled and awaited on quit.
     pub(crate) stop: CancellationToken,
     pub(crate) tasks: TaskTracker,
-    /// Wakes the window's update loop (the window was opened).
+    /// Wakes the window's update loop (the window was opened, or something the engine
+    /// does not announce changed: start at login).
     pub(crate) wake: Arc<tokio::sync::Notify>,
     /// Whether the window exists (it is destroyed when closed), kept by `window` so that
     /// the update loop need not ask the UI thread.
@@ -35,24 +45,25 @@ pub struct AppState {
 }
 
 /// What the app was started with besides the data dir (tests give their own).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Options {
-    /// The configuration (default: `DATA_DIR/config.toml`, or the built-in defaults).
+    /// The configuration (default: the one every front end finds for the data dir,
+    /// `DATA_DIR/config.toml` or the built-in defaults).
     pub config: Option<Config>,
-    /// The system-proxy step instead of the configured backend's.
-    pub system: Option<SystemProxy>,
 }
 
 impl AppState {
-    /// Starts the engine the app drives: the config file in the data dir if there is one,
-    /// the system proxy switched together with protection, on the port the user chose.
+    /// Starts the engine the app drives: as the user left it (protection on or off, the
+    /// port they chose), the system proxy switched together with protection.
     pub async fn start(data_dir: &Path, options: Options) -> AppState {
-        let engine = Self::engine(data_dir, options).await;
+        let engine = Self::engine(data_dir, &options).await;
         if let Err(e) = &engine {
             tracing::error!("{}", e.message);
         }
         AppState {
-            engine,
+            engine: tokio::sync::watch::Sender::new(engine),
+            options,
+            starting: tokio::sync::Mutex::new(()),
             data_dir: data_dir.to_path_buf(),
             stop: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -61,33 +72,21 @@ impl AppState {
         }
     }
 
-    async fn engine(data_dir: &Path, options: Options) -> Result<Arc<ProxyService>, UiError> {
-        let mut config = match options.config {
-            Some(c) => c,
-            None => {
-                let file = data_dir.join("config.toml");
-                match file.exists() {
-                    true => Config::from_file(&file)
-                        .map_err(|e| UiError { kind: ErrorKind::Start, message: guardnest_core::error_chain(&e) })?,
-                    false => Config::default(),
-                }
-            }
+    async fn engine(data_dir: &Path, options: &Options) -> Engine {
+        let mut config = match &options.config {
+            Some(c) => c.clone(),
+            None => ProxyService::config_for(data_dir, None)
+                .map_err(|e| UiError::new(ErrorKind::Start, guardnest_core::error_chain(&e)))?,
         };
         // The app is the "one switch" for proxy and system proxy together.
         config.system_proxy.enabled = true;
-        let settings = UserSettings::load(data_dir);
-        // Protection comes back as the user left it (on, unless they turned it off).
-        let mut builder = ProxyService::builder(config, data_dir)
+        let started = ProxyService::builder(config, data_dir)
             .frontend(Frontend::App)
             .control_any_port_if_taken(true)
-            .protect(!settings.protection_off);
-        if let Some(listen) = settings.listen {
-            builder = builder.listen(listen);
-        }
-        if let Some(system) = options.system {
-            builder = builder.system_proxy(system);
-        }
-        let started = builder.start_up().await.map_err(|e| e.report())?;
+            .as_left(true)
+            .start_up()
+            .await
+            .map_err(|e| e.report())?;
         match &started.enabled {
             Ok(change) => tracing::info!("{}", change.message),
             // The window shows it (a taken port comes with the offer of another).
@@ -97,18 +96,38 @@ impl AppState {
     }
 
     /// The engine, or why there is none.
-    pub fn service(&self) -> Result<&Arc<ProxyService>, UiError> {
-        self.engine.as_ref().map_err(Clone::clone)
+    pub fn service(&self) -> Result<Arc<ProxyService>, UiError> {
+        self.engine.borrow().clone()
     }
 
-    /// Listens on `port` from now on (kept for the next start) and turns protection on.
-    pub async fn use_port(&self, port: u16) -> Result<guardnest_core::service::Change, UiError> {
-        let service = self.service()?;
-        let change = service.listen_on_port(port).await.map_err(|e| e.report())?;
-        if let Some(listen) = service.status().await.listen {
-            remember_port(&self.data_dir, listen)?;
+    /// A receiver that sees the engine come (after a retry).
+    pub(crate) fn engine_changes(&self) -> tokio::sync::watch::Receiver<Engine> {
+        self.engine.subscribe()
+    }
+
+    /// Tries to start the engine again (the window's Retry, once another GuardNest holding
+    /// the data dir has stopped). A no-op when it runs.
+    pub async fn retry(&self) -> Result<(), UiError> {
+        let _one = self.starting.lock().await;
+        if self.service().is_ok() || self.stop.is_cancelled() {
+            return Ok(());
         }
-        Ok(change)
+        let engine = Self::engine(&self.data_dir, &self.options).await;
+        let result = engine.as_ref().map(|_| ()).map_err(Clone::clone);
+        drop(self.engine.send_replace(engine));
+        self.wake.notify_one();
+        result
+    }
+
+    /// Whether closing the window should first say that GuardNest keeps running in the
+    /// tray (once, ever).
+    pub fn should_tell_about_tray(&self) -> bool {
+        !UserSettings::load(&self.data_dir).told_about_tray
+    }
+
+    /// The user has read that GuardNest keeps running in the tray.
+    pub fn told_about_tray(&self) -> Result<(), UiError> {
+        UserSettings::update(&self.data_dir, |s| s.told_about_tray = true).map_err(|e| e.report())
     }
 
     /// Stops everything, bounded in time: the app's tasks, then the engine (the system
@@ -121,29 +140,14 @@ impl AppState {
         self.stop.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tasks.wait()).await;
-        if let Ok(service) = &self.engine {
+        let _one = self.starting.lock().await;
+        if let Ok(service) = self.service() {
             match service.shut_down(grace).await {
                 Ok(change) => tracing::info!("{}", change.message),
                 Err(e) => tracing::error!("{}", guardnest_core::error_chain(&e)),
             }
         }
     }
-}
-
-/// Keeps what the user switched: protection on or off (for the next start).
-pub fn remember_protection(data_dir: &Path, on: bool) -> Result<(), UiError> {
-    let mut settings = UserSettings::load(data_dir);
-    if settings.protection_off != on {
-        return Ok(());
-    }
-    settings.protection_off = !on;
-    settings.save(data_dir).map_err(|e| e.report())
-}
-
-fn remember_port(data_dir: &Path, listen: SocketAddr) -> Result<(), UiError> {
-    let mut settings = UserSettings::load(data_dir);
-    settings.listen = Some(listen);
-    settings.save(data_dir).map_err(|e| e.report())
 }
 
 /// The data dir the app uses, the CLI's too: `~/.local/share/guardnest` on Linux,

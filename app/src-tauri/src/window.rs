@@ -1,6 +1,8 @@
 //! The window: opened on demand and destroyed when closed, so that while GuardNest lives in
 //! the tray no page, timer or web process runs for nobody to see. Reopening builds it again
-//! from the configuration; the page then asks for the whole current view.
+//! from the configuration; the page then asks for the whole current view. The first close
+//! ever is held back: the page first says that GuardNest keeps running in the tray and
+//! holds the system proxy, and offers Quit.
 
 use tauri::{AppHandle, Manager, Runtime, WebviewWindowBuilder};
 
@@ -32,6 +34,19 @@ pub fn open<R: Runtime>(app: &AppHandle<R>) {
     }
     if let Some(state) = app.try_state::<AppState>() {
         state.wake.notify_one();
+    }
+}
+
+/// The event the page shows its one-time notice on (GuardNest stays in the tray).
+pub const CLOSING_EVENT: &str = "guardnest://closing";
+
+/// The window manager asks to close the window: the first time ever, the page says what
+/// closing means instead (its "Keep running in the tray" closes it, see `close_to_tray`).
+pub fn close_requested<R: Runtime>(window: &tauri::Window<R>, api: &tauri::CloseRequestApi) {
+    let Some(state) = window.app_handle().try_state::<AppState>() else { return };
+    if state.should_tell_about_tray() && state.service().is_ok() {
+        api.prevent_close();
+        let _ = tauri::Emitter::emit_to(window.app_handle(), MAIN, CLOSING_EVENT, ());
     }
 }
 

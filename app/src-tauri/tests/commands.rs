@@ -43,7 +43,7 @@ fn app() -> App {
 }
 
 fn app_with(dir: tempfile::TempDir, config: Config) -> App {
-    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config) };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
         .manage(state)
@@ -132,7 +132,11 @@ fn blocks_show_up_and_can_be_allowed() {
         (json!(true), json!("block.hosts"), json!("evil.test"))
     );
     let e = a.err("check_domain", json!({"name": "not a name"}));
-    assert_eq!(e["kind"], "input", "{e}");
+    assert_eq!(
+        (e["kind"].clone(), e["reason"].clone(), e["input"].clone()),
+        (json!("input"), json!("not_a_host"), json!("not a name")),
+        "{e}"
+    );
 
     a.ok("allow_domain", json!({"name": "www.evil.test"}));
     let c = a.ok("check_domain", json!({"name": "www.evil.test"}));
@@ -177,6 +181,7 @@ fn a_taken_port_is_reported_and_another_can_be_used() {
     let e = a.err("use_port", json!({"port": port}));
     assert_eq!(e["kind"], "port_in_use", "{e}");
     assert!(e["message"].as_str().unwrap().contains("in use"), "{e}");
+    assert_eq!(e["addr"], format!("127.0.0.1:{port}"), "the page words it from the address");
     assert_eq!(a.err("use_port", json!({"port": 0}))["kind"], "input");
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let ok = a.ok("use_port", json!({"port": free}));
@@ -279,14 +284,71 @@ fn recently_blocked_is_one_row_per_name() {
 fn a_second_engine_on_the_data_dir_is_refused_and_says_who_holds_it() {
     let a = app();
     let config = config(a.dir.path());
-    let options = guardnest_app::Options { config: Some(config), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config) };
     let second = tauri::async_runtime::block_on(guardnest_app::AppState::start(a.dir.path(), options));
     let e = second.service().err().expect("a second engine on the same data dir");
     assert_eq!(e.kind, guardnest_core::service::ErrorKind::AlreadyRunning);
     assert!(e.message.contains(&format!("the GuardNest app (PID {})", std::process::id())), "{e:?}");
+    // Said with fields, for the window to word: who holds it.
+    assert_eq!(e.holder.as_ref().map(|h| h.pid), Some(std::process::id()));
     // The first one is untouched.
     assert_eq!(a.ok("get_proxy_status", json!({}))["running"], true);
     assert!(a.dir.path().join("control.json").exists());
+}
+
+/// The window of a refused app is told who holds the data dir, notices when it has gone,
+/// and its Retry then starts the engine.
+#[test]
+fn a_refused_app_notices_the_holder_leave_and_retry_starts_it() {
+    let first = app();
+    let dir = first.dir.path().to_path_buf();
+    let options = guardnest_app::Options { config: Some(config(&dir)) };
+    let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(&dir, options));
+    let second = mock_builder()
+        .manage(state)
+        .invoke_handler(guardnest_app::handlers())
+        .build(mock_context(noop_assets()))
+        .unwrap();
+    let webview = tauri::WebviewWindowBuilder::new(&second, "main", Default::default()).build().unwrap();
+    let b = App { _app: second, webview, dir: tempfile::tempdir().unwrap() };
+    let view = b.ok("get_view", json!({}));
+    assert_eq!(view["status"], Value::Null);
+    assert_eq!(view["refused"]["error"]["kind"], "already_running");
+    assert_eq!(view["refused"]["error"]["holder"]["frontend"], "app");
+    assert_eq!(view["refused"]["holder_gone"], false);
+    assert_eq!(b.err("retry_start", json!({}))["kind"], "already_running");
+    // The holder quits: the view says so, and Retry starts the engine here.
+    tauri::async_runtime::block_on(first._app.state::<guardnest_app::AppState>().quit(Duration::from_millis(100)));
+    assert_eq!(b.ok("get_view", json!({}))["refused"]["holder_gone"], true);
+    b.ok("retry_start", json!({}));
+    let view = b.ok("get_view", json!({}));
+    assert_eq!((view["refused"].clone(), view["status"]["running"].clone()), (Value::Null, json!(true)));
+    tauri::async_runtime::block_on(b._app.state::<guardnest_app::AppState>().quit(Duration::from_millis(100)));
+}
+
+/// Allow, then undo, through the window's commands; the view lists the user's names.
+#[test]
+fn allow_then_undo_through_the_commands() {
+    let a = app();
+    let proxy = a.listen();
+    assert_eq!(connect_status(proxy, "www.evil.test:443"), 403);
+    a.ok("allow_domain", json!({"name": "www.evil.test"}));
+    let view = a.ok("get_view", json!({}));
+    assert_eq!(view["status"]["allowed"], json!(["www.evil.test"]));
+    assert_eq!(view["stats"]["recent_names"][0]["allowed"], true);
+    assert_ne!(connect_status(proxy, "www.evil.test:443"), 403);
+    let undone = a.ok("unallow_domain", json!({"name": "www.evil.test"}));
+    assert_eq!(undone["changed"], true, "{undone}");
+    let view = a.ok("get_view", json!({}));
+    assert_eq!(view["status"]["allowed"], json!([]));
+    assert_eq!(view["stats"]["recent_names"][0]["allowed"], false);
+    assert_eq!(connect_status(proxy, "www.evil.test:443"), 403);
+    // A switch On during a pause blocks.
+    a.ok("pause_protection", json!({}));
+    assert_eq!(a.ok("get_view", json!({}))["status"]["protection"]["state"], "paused");
+    a.ok("enable_system_proxy", json!({}));
+    assert_eq!(a.ok("get_view", json!({}))["status"]["protection"]["state"], "protected");
+    assert_eq!(connect_status(proxy, "www.evil.test:443"), 403);
 }
 
 /// The autostart entry is written under `$HOME`: the round trip runs in a child process of
@@ -311,7 +373,7 @@ fn the_start_at_login_switch_round_trips() {
     let home = std::path::PathBuf::from(std::env::var_os("HOME").unwrap());
     let entry = home.join(".config/autostart/GuardNest.desktop");
     let dir = tempfile::tempdir().unwrap();
-    let options = guardnest_app::Options { config: Some(config(dir.path())), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(config(dir.path())) };
     let state = tauri::async_runtime::block_on(guardnest_app::AppState::start(dir.path(), options));
     let app = mock_builder()
         .manage(state)
@@ -385,7 +447,7 @@ fn protection_resumes_as_the_user_left_it() {
     let path = a.dir.path().to_path_buf();
     drop(a.webview);
     // The next start (at login, say) leaves protection off, as the user did.
-    let options = guardnest_app::Options { config: Some(c), ..Default::default() };
+    let options = guardnest_app::Options { config: Some(c) };
     let state = tauri::async_runtime::block_on(async {
         let old = a._app.state::<guardnest_app::AppState>();
         old.quit(Duration::from_millis(100)).await;
@@ -393,4 +455,5 @@ fn protection_resumes_as_the_user_left_it() {
     });
     let status = tauri::async_runtime::block_on(state.service().unwrap().status());
     assert!(!status.running, "protection came back on against the user's choice");
+    tauri::async_runtime::block_on(state.quit(Duration::from_millis(100)));
 }

@@ -1,7 +1,10 @@
 //! End to end through the real window with WebDriver (tauri-driver + WebKitWebDriver): the
-//! switch turns protection off and on, a CONNECT through the app's proxy works, a blocked
-//! name gets 403 and then shows in the recent list. A tiny WebDriver client over HTTP (the
-//! protocol is JSON), so no browser-automation dependency.
+//! switch turns protection off and on (and On ends a pause), a CONNECT through the app's
+//! proxy works, a blocked name gets 403, shows in the recent list, is allowed and the Allow
+//! undone; odd input in "Check a site"; a pause's end and the tray's changes reach the
+//! window within a second; the layout at 800x600; another GuardNest holding the data dir;
+//! the first close. A tiny WebDriver client over HTTP (the protocol is JSON), so no
+//! browser-automation dependency.
 //!
 //! Needs tauri-driver (`cargo install tauri-driver --locked`), WebKitWebDriver (Debian's
 //! webkit2gtk-driver), xvfb-run and dbus-run-session; skipped without them unless
@@ -14,6 +17,14 @@ use guardnest_testkit::{passed, Outcome};
 guardnest_testkit::main!(
     the_switch_drives_the_proxy_end_to_end,
     closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_window,
+    paused_then_switched_on_blocks_again,
+    allow_then_undo_from_the_window,
+    a_long_check_input_wraps_and_never_widens_the_page,
+    an_emptied_check_box_clears_the_answer,
+    a_pause_that_runs_out_stops_showing_within_a_second,
+    start_at_login_switched_in_the_tray_shows_in_the_window_within_a_second,
+    at_800x600_every_recent_row_shows_the_chart_fits_and_the_switch_stays_put,
+    already_running_names_the_holder_notices_it_stop_and_retry_starts,
 );
 
 use std::net::SocketAddr;
@@ -96,6 +107,16 @@ impl WebDriver {
         v.as_object().and_then(|o| o.values().next()).and_then(Value::as_str).unwrap().to_string()
     }
 
+    /// The element's text, or None when it is not there (now).
+    fn try_text(&self, css: &str) -> Option<String> {
+        let url = format!("{}/session/{}/element", self.base, self.session);
+        let v = self.client.send("POST", &url, Some(json!({"using": "css selector", "value": css}))).ok()?;
+        let id = v["value"].as_object()?.values().next()?.as_str()?.to_string();
+        let url = format!("{}/session/{}/element/{id}/text", self.base, self.session);
+        let v = self.client.send("GET", &url, None).ok()?;
+        v["value"].as_str().map(str::to_string)
+    }
+
     fn text(&self, css: &str) -> String {
         let id = self.find(css);
         self.cmd("GET", &format!("/element/{id}/text"), None).as_str().unwrap_or("").to_string()
@@ -104,6 +125,57 @@ impl WebDriver {
     fn click(&self, css: &str) {
         let id = self.find(css);
         self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    /// Types `text` into `css` (after emptying it). Non-ASCII text is set as a paste would
+    /// set it: WebKitWebDriver's key events for it can bring the driver down.
+    fn type_into(&self, css: &str, text: &str) {
+        if !text.is_ascii() {
+            let script = "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+                          e.dispatchEvent(new Event('input'));";
+            self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": [css, text]})));
+            return;
+        }
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": text})));
+    }
+
+    /// Presses keys in `css` (WebDriver's key codes: "\u{E003}" is Backspace).
+    fn keys(&self, css: &str, keys: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/value"), Some(json!({"text": keys})));
+    }
+
+    /// Runs `script` in the page; its value.
+    fn script(&self, script: &str) -> Value {
+        self.cmd("POST", "/execute/sync", Some(json!({"script": script, "args": []})))
+    }
+
+    /// Waits until `ok` holds (polling the page every 50 ms), at most `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, ok: impl Fn() -> bool) {
+        let deadline = Instant::now() + limit;
+        while !ok() {
+            assert!(Instant::now() < deadline, "{what} did not happen within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Resizes the window so that the page is `w` x `h`.
+    fn resize(&self, w: u32, h: u32) {
+        self.cmd("POST", "/window/rect", Some(json!({"width": w, "height": h})));
+        self.wait_for(&format!("a {w}x{h} page"), Duration::from_secs(10), || {
+            self.script("return [innerWidth, innerHeight]") == json!([w, h])
+        });
+    }
+
+    /// The element's box in the page: [left, top, width, height].
+    fn rect(&self, css: &str) -> Vec<f64> {
+        let r = self.script(&format!(
+            "const r = document.querySelector({css:?}).getBoundingClientRect(); \
+             return [r.left + scrollX, r.top + scrollY, r.width, r.height];"
+        ));
+        r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
     }
 
     /// Calls an app command from the page, as a script in it would: `allowed`, or
@@ -121,7 +193,8 @@ impl WebDriver {
     fn wait_text(&self, css: &str, ok: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let t = self.text(css);
+            // An element the page is redrawing may be gone between finding and reading it.
+            let t = self.try_text(css).unwrap_or_default();
             if ok(&t) {
                 return t;
             }
@@ -201,7 +274,7 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
             let answer = wd.invoke_from_page(command);
             assert!(answer.starts_with("refused: ") && answer.contains("not allowed"), "{command}: {answer}");
         }
-        let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
+        let listen = listen_of(&wd);
         // A tunnel through the app's proxy works; a blocked name gets 403 and shows up.
         let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         assert_eq!(support::connect_status(listen, &upstream.local_addr().unwrap().to_string()), Some(200));
@@ -286,12 +359,16 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
             let answer = wd.invoke_from_page(command);
             assert!(answer.starts_with("refused: ") && answer.contains("not allowed"), "{command}: {answer}");
         }
-        let listen: SocketAddr = wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap();
+        let listen = listen_of(&wd);
         let app = support::AppProcess::of(&home);
         assert!(app.web_processes() > 0, "no WebKit web process while the window is shown");
 
-        // Closed as a window manager closes it: the app stays, in the tray.
+        // Closed as a window manager closes it, the first time: the page says GuardNest keeps
+        // running in the tray and holds the system proxy, and its button closes the window.
         app.xwindow(&["close", "GuardNest"]);
+        wd.wait_text("#closing", |t| t.contains("Closing this window leaves GuardNest in the tray"));
+        assert!(wd.text("#closing").contains("your apps keep going through it"));
+        wd.click("#closing-ok");
         let deadline = Instant::now() + Duration::from_secs(20);
         while app.web_processes() > 0 {
             assert!(Instant::now() < deadline, "WebKit web processes still run with the window closed");
@@ -320,6 +397,10 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
         wd.wait_text("#c-blocked-today", |t| t == "3");
         eprintln!("window back with the current counters {:?} after Open", opened.elapsed());
         assert!(app.web_processes() > 0);
+        // Told once: the next close closes at once.
+        assert_eq!(wd.script("return document.getElementById('closing').classList.contains('hidden')"), json!(true));
+        let settings = std::fs::read_to_string(home.data_dir().join("settings.json")).unwrap();
+        assert!(settings.contains("\"told_about_tray\": true"), "{settings}");
     }));
     let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
     support::kill_group(&mut driver);
@@ -327,4 +408,282 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
         std::panic::resume_unwind(e);
     }
     passed()
+}
+
+/// Runs `test` against the real window of an app in `home`, then ends everything started.
+fn with_window(home: &support::DesktopHome, test: impl FnOnce(&WebDriver)) -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    let (mut driver, wd) = session(home);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&wd)));
+    let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
+    support::kill_group(&mut driver);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    passed()
+}
+
+fn listen_of(wd: &WebDriver) -> SocketAddr {
+    wd.click(".status-more summary");
+    wd.wait_text("#s-listen", |t| t.contains(':')).parse().unwrap()
+}
+
+/// `guardnest ARGS --data-dir DATA`: exit code and output.
+fn cli(home: &support::DesktopHome, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(support::guardnest_cli())
+        .args(args)
+        .arg("--data-dir")
+        .arg(home.data_dir())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// Item 1: switching On always means blocking. Paused from the window, switched off (the
+/// CLI), switched on in the window: blocking, not paused; and clicking the amber "Paused"
+/// switch resumes rather than turning protection off.
+fn paused_then_switched_on_blocks_again() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen = listen_of(wd);
+        wd.click("#pause");
+        wd.wait_text("#state-title", |t| t == "Protection is paused");
+        assert_eq!(wd.text("#switch-label"), "Paused");
+        assert_ne!(support::connect_status(listen, "www.evil.test:443"), Some(403), "paused, yet blocked");
+        // The amber switch resumes.
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        // Paused, then off, then On: blocking.
+        wd.click("#pause");
+        wd.wait_text("#state-title", |t| t == "Protection is paused");
+        let (code, out) = cli(&home, &["disable"]);
+        assert_eq!(code, Some(0), "{out}");
+        wd.wait_text("#state-title", |t| t == "Protection is off");
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403), "a listed name passed");
+        let (_, out) = cli(&home, &["status"]);
+        assert!(out.contains("\nprotected"), "{out}");
+    })
+}
+
+/// Item 2: Allow can be undone, from the row and from the allowlist, and an allowed row
+/// stays "Allowed" when the next block redraws the list.
+fn allow_then_undo_from_the_window() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen = listen_of(wd);
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        let row = r#"#recent li[data-host="www.evil.test"]"#;
+        wd.wait_text(row, |t| t.contains("Allow"));
+        wd.click(&format!("{row} button.allow"));
+        wd.wait_text(row, |t| t.contains("Allowed") && t.contains("Undo"));
+        assert_ne!(support::connect_status(listen, "www.evil.test:443"), Some(403), "allowed, yet blocked");
+        // Another block redraws the list: the allowed row still says so.
+        assert_eq!(support::connect_status(listen, "evil.test:443"), Some(403));
+        wd.wait_text(r#"#recent li[data-host="evil.test"]"#, |t| t.contains("Allow"));
+        assert!(wd.text(row).contains("Undo"), "{}", wd.text(row));
+        // The allowlist shows the name.
+        wd.click("#allowed-names summary");
+        wd.wait_text("#allowed-names", |t| t.contains("www.evil.test"));
+        // Undo from the row: blocked again.
+        wd.click(&format!("{row} button.undo"));
+        wd.wait_text(row, |t| !t.contains("Undo") && t.contains("Allow"));
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        wd.wait_text("#allowed-names", |t| t.contains("none yet"));
+        // Allowed again, undone from the allowlist's Remove.
+        wd.click(&format!("{row} button.allow"));
+        wd.wait_text("#allowed-names", |t| t.contains("www.evil.test"));
+        if wd.script("return document.getElementById('allowed-names').open") != json!(true) {
+            wd.click("#allowed-names summary");
+        }
+        wd.click(r#"#allowed-names li[data-host="www.evil.test"] button"#);
+        wd.wait_text(row, |t| t.contains("Allow") && !t.contains("Undo"));
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        let (_, out) = cli(&home, &["allowed"]);
+        assert!(out.contains("your allowlist is empty"), "{out}");
+    })
+}
+
+/// Item 9: a long input (259 and 2,000 characters) makes no line wider than the window,
+/// and the chart keeps its width; a pasted URL and host:port are checked by their host; an
+/// IDN is shown in Unicode with its punycode.
+fn a_long_check_input_wraps_and_never_widens_the_page() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let chart = wd.rect("#chart");
+        for n in [259, 2000] {
+            wd.type_into("#check-name", &"x".repeat(n));
+            wd.click("#check-form button");
+            wd.wait_text("#check-result", |t| t.contains("is not a site name"));
+            let widths = wd.script("return [document.documentElement.scrollWidth, innerWidth]");
+            assert!(widths[0].as_f64() <= widths[1].as_f64(), "{n} characters widened the page: {widths}");
+            let result = wd.rect("#check-result");
+            assert!(result[0] + result[2] <= widths[1].as_f64().unwrap(), "the answer runs out of the window");
+            assert_eq!(wd.rect("#chart")[2], chart[2], "the chart was squashed by {n} characters");
+        }
+        for (input, answer) in [
+            ("https://www.evil.test/some/path?x=1", "www.evil.test is blocked by “block.hosts”."),
+            ("http://www.evil.test:8081", "www.evil.test is blocked by “block.hosts”."),
+            ("bücher.example", "bücher.example (xn--bcher-kva.example) is not on any list."),
+        ] {
+            wd.type_into("#check-name", input);
+            wd.click("#check-form button");
+            wd.wait_text("#check-result", |t| t == answer);
+        }
+    })
+}
+
+/// Item 9: an emptied box has no answer (deleted, or submitted empty).
+fn an_emptied_check_box_clears_the_answer() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        wd.type_into("#check-name", "evil.test");
+        wd.click("#check-form button");
+        wd.wait_text("#check-result", |t| t.contains("is blocked"));
+        wd.keys("#check-name", &"\u{E003}".repeat(9));
+        wd.wait_text("#check-result", str::is_empty);
+        wd.type_into("#check-name", "evil.test");
+        wd.click("#check-form button");
+        wd.wait_text("#check-result", |t| t.contains("is blocked"));
+        wd.script("document.getElementById('check-name').value = ''");
+        wd.click("#check-form button");
+        wd.wait_text("#check-result", str::is_empty);
+    })
+}
+
+/// Item 7: when a pause runs out, the window stops saying "paused" within a second of the
+/// engine (which ends it on the second it said).
+fn a_pause_that_runs_out_stops_showing_within_a_second() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let (code, answer) = support::control(&home.data_dir(), "POST", "/v1/pause?seconds=3");
+        assert_eq!(code, 200, "{answer}");
+        let (_, status) = support::control(&home.data_dir(), "GET", "/v1/status");
+        let until = status["paused_until"].as_u64().unwrap();
+        wd.wait_text("#state-title", |t| t == "Protection is paused");
+        // The page says when it ends, to the second (it is not on a whole minute).
+        assert!(wd.text("#state-detail").starts_with("Nothing is blocked until "));
+        let ended = std::time::UNIX_EPOCH + Duration::from_secs(until);
+        let wait = ended.duration_since(std::time::SystemTime::now()).unwrap_or_default();
+        wd.wait_for("the window to stop saying paused", wait + Duration::from_secs(1), || {
+            wd.text("#state-title") == "You are protected"
+        });
+    })
+}
+
+/// Item 7: "Start at login" switched in the tray shows in the window within a second (and
+/// the tray's menu read back over D-Bus says the same).
+fn start_at_login_switched_in_the_tray_shows_in_the_window_within_a_second() -> Outcome {
+    if guardnest_testkit::needs_tools(&["gdbus"], "apt-get install libglib2.0-bin").is_some() {
+        return guardnest_testkit::skip("needs gdbus");
+    }
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let app = support::AppProcess::of(&home);
+        let tray = app.tray();
+        assert_eq!(wd.script("return document.getElementById('login').checked"), json!(false));
+        tray.click("Start at login");
+        wd.wait_for("the window to show start at login on", Duration::from_secs(1), || {
+            wd.script("return document.getElementById('login').checked") == json!(true)
+        });
+        tray.wait("start at login ticked", |m| m.iter().any(|i| i.label == "Start at login" && i.ticked == Some(true)));
+        tray.click("Start at login");
+        wd.wait_for("the window to show start at login off", Duration::from_secs(1), || {
+            wd.script("return document.getElementById('login').checked") == json!(false)
+        });
+    })
+}
+
+/// Item 12: at 800x600 "Recently blocked" never scrolls inside the page and cuts no row;
+/// the chart is redrawn to its new size; the switch stays where it is whether "Pause" (and
+/// the paused line) show or not.
+fn at_800x600_every_recent_row_shows_the_chart_fits_and_the_switch_stays_put() -> Outcome {
+    let home = support::DesktopHome::new();
+    std::fs::write(
+        home.path().join("block.hosts"),
+        (1..=8).map(|i| format!("0.0.0.0 n{i}.evil.test\n")).collect::<String>() + "0.0.0.0 evil.test\n",
+    )
+    .unwrap();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen = listen_of(wd);
+        wd.resize(800, 600);
+        for i in 1..=8 {
+            assert_eq!(support::connect_status(listen, &format!("n{i}.evil.test:443")), Some(403));
+        }
+        wd.wait_text("#recent", |t| t.contains("n8.evil.test"));
+        wd.click("#recent-more");
+        wd.wait_text("#recent", |t| t.contains("n1.evil.test"));
+        let fits = wd.script(
+            "const ul = document.getElementById('recent'); const card = ul.closest('.card').getBoundingClientRect(); \
+             const rows = [...ul.children].map(li => li.getBoundingClientRect()); \
+             return [ul.scrollHeight <= ul.clientHeight + 1, rows.length, rows.every(r => r.bottom <= card.bottom)];",
+        );
+        assert_eq!(fits, json!([true, 8, true]), "the list scrolls inside the page or cuts a row");
+        let canvas = wd.script(
+            "const c = document.getElementById('chart'); return [c.width, Math.round(c.clientWidth * devicePixelRatio)];",
+        );
+        assert_eq!(canvas[0], canvas[1], "the chart was not redrawn at its new size");
+        // The switch's place, with and without Pause and the paused line.
+        wd.script("window.scrollTo(0, 0)");
+        let on = wd.rect(".switch");
+        wd.click("#pause");
+        wd.wait_text("#state-title", |t| t == "Protection is paused");
+        assert_eq!(wd.rect(".switch"), on, "the switch moved when paused");
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        wd.click(".switch .slider");
+        wd.wait_text("#state-title", |t| t == "Protection is off");
+        assert_eq!(wd.rect(".switch"), on, "the switch moved when Pause went");
+    })
+}
+
+/// Item 4: with `guardnest run` holding the data dir the window names it (no backticks),
+/// notices when it has stopped, and Retry then starts protecting here.
+fn already_running_names_the_holder_notices_it_stop_and_retry_starts() -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    let home = support::DesktopHome::new();
+    let mut run = home
+        .command(support::guardnest_cli().to_str().unwrap())
+        .args(["run", "--listen", "127.0.0.1:0", "--control", "127.0.0.1:0", "--no-default-lists"])
+        .arg("--data-dir")
+        .arg(home.data_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !home.data_dir().join("control.json").exists() {
+        assert!(Instant::now() < deadline, "guardnest run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = run.id();
+    let outcome = with_window(&home, |wd| {
+        wd.wait_text("#refused-title", |t| t == "GuardNest is already running");
+        let text = wd.text("#refused-text");
+        assert!(text.contains(&format!("The guardnest command (process {pid})")), "{text}");
+        assert!(!text.contains('`'), "{text}");
+        assert_eq!(wd.text("#retry"), "Retry");
+        support::kill_group(&mut run);
+        wd.wait_text("#refused-title", |t| t == "The other GuardNest has stopped");
+        wd.click("#retry");
+        wd.wait_text("#state-title", |t| t == "You are protected");
+    });
+    if run.try_wait().ok().flatten().is_none() {
+        support::kill_group(&mut run);
+    }
+    outcome
 }

@@ -109,7 +109,8 @@ fn closed_to_the_tray_no_webkit_process_is_left() -> Outcome {
     ) {
         return skipped;
     }
-    let home = support::DesktopHome::new();
+    // Told once already: the close closes at once (the notice is the WebDriver test's).
+    let home = support::DesktopHome::new().told_about_tray();
     let app = env!("CARGO_BIN_EXE_guardnest-app");
     let mut child = home
         .command("dbus-run-session")

@@ -35,6 +35,14 @@ pub enum Command {
     Pause(PauseArgs),
     /// End a pause now.
     Resume(ClientArgs),
+    /// Never block a name (and its subdomains) again: it goes on your allowlist, the one
+    /// the app's "Allow" button fills. A URL or host:port allows its host. Works with or
+    /// without a running GuardNest.
+    Allow(NameArgs),
+    /// Show the names on your allowlist.
+    Allowed(ClientArgs),
+    /// Undo `allow`: take a name off your allowlist (it is blocked again if a list has it).
+    Unallow(NameArgs),
     /// Put your own proxy settings back without a running GuardNest: restores the snapshot
     /// a crashed or killed GuardNest left, or turns off a system proxy that still points at
     /// a GuardNest that is not running. Use it when "my internet stopped working".
@@ -57,9 +65,17 @@ pub struct ClientArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct NameArgs {
+    /// The name (e.g. www.example.com; a URL or host:port means its host).
+    pub name: String,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct PauseArgs {
     /// Minutes, 1 to 1440.
-    #[arg(default_value_t = 15)]
+    #[arg(default_value_t = guardnest_core::service::PAUSE_DEFAULT_MINUTES)]
     pub minutes: u64,
     #[command(flatten)]
     pub common: CommonArgs,
@@ -68,7 +84,7 @@ pub struct PauseArgs {
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     /// Configuration file (TOML): its listen address, control address and system-proxy
-    /// backend say what a GuardNest setting looks like.
+    /// backend say what a GuardNest setting looks like. Default: DATA_DIR/config.toml.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Also treat a system proxy pointing at this address as GuardNest's.
@@ -144,7 +160,8 @@ pub enum ListsAction {
 /// Which lists to use: the config file's, replaced by flags when given.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Configuration file (TOML). Flags given here override its values.
+    /// Configuration file (TOML). Flags given here override its values. Default:
+    /// DATA_DIR/config.toml when it exists (the file the app reads too).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// A block list (file path or http(s) URL); repeatable. Replaces the config file's sources.
@@ -159,12 +176,10 @@ pub struct ListArgs {
 }
 
 impl ListArgs {
-    /// Built-in defaults, then the config file, then these flags.
-    pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+    /// Built-in defaults, then the config file (`--config`, else the data dir's
+    /// `config.toml`), then these flags.
+    pub fn config(&self, data_dir: &std::path::Path) -> anyhow::Result<Config> {
+        let mut config = guardnest_core::ProxyService::config_for(data_dir, self.config.as_deref())?;
         if !self.blocklists.is_empty() {
             config.blocklist.sources = self.blocklists.iter().cloned().map(SourceSpec::Location).collect();
         }
@@ -178,9 +193,9 @@ impl ListArgs {
         Ok(config)
     }
 
-    /// Whether flags name the lists themselves (then `check` and `lists` use exactly
-    /// these: not a running instance's, not the user's additions). `--config` alone does
-    /// not: it is the configuration an instance would run with.
+    /// Whether flags name the lists themselves (then `check` and `lists` answer as an
+    /// instance run with these flags would, not as the running instance does). `--config`
+    /// alone does not: it is the configuration an instance would run with.
     pub fn given(&self) -> bool {
         !self.blocklists.is_empty() || !self.allowlists.is_empty() || self.no_default_lists
     }
@@ -228,7 +243,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// Built-in defaults, then the config file, then flags.
     pub fn config(&self) -> anyhow::Result<Config> {
-        let mut config = self.lists.config()?;
+        let mut config = self.lists.config(&self.common.data_dir())?;
         if let Some(listen) = self.listen {
             config.proxy.listen = listen;
         }

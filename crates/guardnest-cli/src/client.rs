@@ -178,11 +178,11 @@ fn summary(v: &Value) -> String {
     } else {
         format!("not listening (GuardNest pid {pid} runs; `guardnest enable` turns protection on); {system}; {counts}")
     };
-    let protection = protection_line(&v["protection"]);
-    match v["repaired"].as_str() {
-        Some(r) => format!("{first}\n{protection}\nat start: {r}"),
-        None => format!("{first}\n{protection}"),
+    let mut out = format!("{first}\n{}", protection_line(&v["protection"]));
+    for note in v["repaired"].as_array().into_iter().flatten() {
+        out += &format!("\nat start: {}", note["message"].as_str().unwrap_or("?"));
     }
+    out
 }
 
 /// The `protection` object of a status, as one line.
@@ -190,7 +190,21 @@ fn protection_line(p: &Value) -> String {
     match p["state"].as_str() {
         Some("protected") => {
             let n = p["names"].as_u64().unwrap_or(0);
-            format!("protected: {n} {} blocked", noun(n, "name"))
+            let missing: Vec<String> = p["missing"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| match m["problem"]["summary"].as_str() {
+                    Some(why) => format!("{}: {why}", m["name"].as_str().unwrap_or("?")),
+                    None => format!("{}: downloading", m["name"].as_str().unwrap_or("?")),
+                })
+                .collect();
+            match missing.is_empty() {
+                true => format!("protected: {n} {} blocked", noun(n, "name")),
+                false => {
+                    format!("partly protected: {n} {} blocked; not loaded: {}", noun(n, "name"), missing.join("; "))
+                }
+            }
         }
         Some("unprotected") => format!("NOT PROTECTED: {}", p["message"].as_str().unwrap_or("?")),
         Some("paused") => {

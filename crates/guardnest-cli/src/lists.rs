@@ -1,7 +1,8 @@
 //! `guardnest check` and `guardnest lists`: the lists that actually block. With an instance
-//! running (the CLI's `run` or the app) they ask it; without one they load what it would:
-//! the configuration's lists (with their cached downloads), plus the lists and the
-//! allowlist the user added in the app. Lists named by flags are used as given instead.
+//! running (the CLI's `run` or the app) they ask it; without one, or with lists named by
+//! flags, they load what an instance with the same flags and data dir would serve: the
+//! configuration's lists (with their cached downloads), plus the lists and the allowlist
+//! the user added (`guardnest_core::service::lifecycle::load_lists`).
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -9,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use guardnest_core::blocklist::{Progress, Reporter};
-use guardnest_core::service::{plural, user, CheckAnswer, ListStatus};
+use guardnest_core::service::{lifecycle, plural, user, CheckAnswer, ListStatus};
 use guardnest_core::Blocklists;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::Value;
@@ -51,16 +52,18 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let config = args.lists.config()?;
-    let host = match guardnest_core::domain::Host::parse(name) {
+    let data_dir = args.common.data_dir();
+    let config = args.lists.config(&data_dir)?;
+    let host = match guardnest_core::domain::host_of_input(name) {
         Ok(host) => host,
         Err(e) => {
             eprintln!("guardnest: {name:?} is not a host name: {e}");
             return Ok(ExitCode::from(2));
         }
     };
-    let lists = load(&config, &args.common.data_dir(), !args.lists.given())?;
-    let answer = CheckAnswer::new(host.to_string(), lists.check(&host));
+    let lists = load(&config, &data_dir)?;
+    let mut answer = CheckAnswer::new(host.to_string(), lists.check(&host));
+    answer.by_you = answer.exempt && answer.list.as_deref() == Some(user::USER_ALLOWLIST_NAME);
     let code = answered(&answer, "the lists on disk (no GuardNest is running)");
     not_consulted(&lists.status().into_iter().filter(|s| !s.loaded).map(|s| s.name).collect::<Vec<_>>());
     Ok(code)
@@ -80,7 +83,7 @@ fn answered(answer: &CheckAnswer, source: &str) -> ExitCode {
 }
 
 /// Percent-encodes a name for a query string.
-fn encode(name: &str) -> String {
+pub fn encode(name: &str) -> String {
     name.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
@@ -89,15 +92,11 @@ fn encode(name: &str) -> String {
         .collect()
 }
 
-/// The lists an instance on this data dir would serve: the configuration's, and (unless
-/// the lists were named by flags) what the user added in the app.
-fn load(config: &guardnest_core::Config, data_dir: &std::path::Path, user_state: bool) -> anyhow::Result<Blocklists> {
-    let lists = Blocklists::load(&config.blocklist, Some(data_dir)).context("cannot load lists")?;
-    if user_state && data_dir.is_dir() {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        runtime.block_on(user::load_into(&lists, data_dir)).context("cannot load the lists you added")?;
-    }
-    Ok(lists)
+/// The lists an instance with this configuration on this data dir would serve: the
+/// configuration's, and what the user added (their allowlist applies whatever the flags).
+fn load(config: &guardnest_core::Config, data_dir: &std::path::Path) -> anyhow::Result<Blocklists> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(lifecycle::load_lists(config, data_dir)).context("cannot load lists")
 }
 
 pub fn lists(args: &ListsArgs) -> anyhow::Result<ExitCode> {
@@ -122,8 +121,9 @@ pub fn lists(args: &ListsArgs) -> anyhow::Result<ExitCode> {
             });
         }
     }
-    let config = args.lists.config()?;
-    let lists = load(&config, &args.common.data_dir(), !args.lists.given())?;
+    let data_dir = args.common.data_dir();
+    let config = args.lists.config(&data_dir)?;
+    let lists = load(&config, &data_dir)?;
     match args.action {
         None => {
             let rows: Vec<ListStatus> = lists.status().into_iter().map(ListStatus::from).collect();

@@ -5,6 +5,7 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod allow;
 mod cli;
 mod client;
 mod lists;
@@ -76,6 +77,9 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
         Command::Pause(args) => Ok(client::change(&args.common, &format!("/v1/pause?minutes={}", args.minutes))),
         Command::Resume(args) => Ok(client::change(&args.common, "/v1/resume")),
+        Command::Allow(args) => allow::allow(&args),
+        Command::Allowed(args) => allow::allowed(&args),
+        Command::Unallow(args) => allow::unallow(&args),
         Command::Repair(args) => repair::repair(&args),
         Command::Stop(args) => stop::stop(&args),
         Command::StartAgain(args) => stop::start_again(&args),

@@ -3,16 +3,13 @@
 
 use std::process::ExitCode;
 
-use guardnest_core::config::Config;
 use guardnest_core::service::repair::{repair as put_back, RepairError};
+use guardnest_core::ProxyService;
 
 use crate::cli::RepairArgs;
 
 pub fn repair(args: &RepairArgs) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let config = ProxyService::config_for(&args.common.data_dir(), args.config.as_deref())?;
     match put_back(&config, &args.common.data_dir(), args.listen, args.at_login) {
         Ok(message) => {
             println!("{message}");

@@ -13,7 +13,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use guardnest_core::config::Config;
 use guardnest_core::control::{runtime_path, Quitting, RuntimeInfo};
 use guardnest_core::service::instance::is_held;
 use guardnest_core::service::repair::{repair, RepairError};
@@ -92,10 +91,7 @@ pub fn stop(args: &StopArgs) -> anyhow::Result<ExitCode> {
     }
 
     // 4. Settings a killed or crashed GuardNest left, and the repair entry at login.
-    let config = match data_dir.join("config.toml") {
-        f if f.is_file() => Config::from_file(&f).unwrap_or_default(),
-        _ => Config::default(),
-    };
+    let config = guardnest_core::ProxyService::config_for(&data_dir, None).unwrap_or_default();
     match repair(&config, &data_dir, None, false) {
         Ok(message) => println!("{message}"),
         Err(e @ RepairError::Live { .. }) => left.push(e.to_string()),

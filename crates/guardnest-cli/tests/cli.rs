@@ -281,11 +281,12 @@ fn lists_update_bypasses_the_system_proxy_and_check_works_offline_from_the_cache
     proxied(&mut cmd);
     let (code, out) = stdout_of(&mut cmd);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("1 updated, 0 unchanged, 0 failed; 1 name loaded"), "{out}");
+    // The list, and the user's own allowlist (an instance with these flags serves it too).
+    assert!(out.contains("1 updated, 1 unchanged, 0 failed; 1 name loaded"), "{out}");
     // Again: a 304.
     let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]));
     assert_eq!(code, Some(0));
-    assert!(out.contains("0 updated, 1 unchanged"), "{out}");
+    assert!(out.contains("0 updated, 2 unchanged"), "{out}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 
     drop(stop); // the server goes away: offline from here on
@@ -304,7 +305,7 @@ fn lists_update_reports_failures() {
     let url = format!("http://{}/gone.txt", closed_port());
     let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "update", "--blocklist", &url]));
     assert_eq!(code, Some(1));
-    assert!(out.contains("failed: ") && out.contains("0 updated, 0 unchanged, 1 failed"), "{out}");
+    assert!(out.contains("failed: ") && out.contains("0 updated, 1 unchanged, 1 failed"), "{out}");
     let (_, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "--blocklist", &url]));
     assert!(out.contains("never") && out.contains("cannot reach 127.0.0.1 (no internet connection?)"), "{out}");
 }
@@ -375,4 +376,84 @@ fn a_wrong_token_is_refused() {
     let (code, out) = client(&data, &["disable"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("401"), "{out}");
+}
+
+/// `guardnest allow`, `allowed` and `unallow`: the user's own allowlist (the app's Allow
+/// button's), offline in the data dir and through a running instance alike.
+#[test]
+fn allow_allowed_and_unallow_work_offline_and_against_the_running_instance() {
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    // Offline: the file in the data dir.
+    let (code, out) = client(&data, &["allowed"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("your allowlist is empty"), "{out}");
+    let (code, out) = client(&data, &["allow", "https://WWW.Evil.Test/some/path"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("www.evil.test is allowed from now on (in "), "{out}");
+    let (_, out) = client(&data, &["allowed"]);
+    assert_eq!(out.trim(), "www.evil.test");
+    let (code, out) = client(&data, &["allow", "javascript:alert(1)"]);
+    assert_eq!(code, Some(2), "not a name is a usage error: {out}");
+    // A running instance: at once, whoever asks.
+    let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]).arg("--blocklist").arg(&block));
+    run.wait_for("control API on");
+    assert_ne!(connect_status(run.addr, "www.evil.test:443"), 403, "the allowlist of the data dir applies");
+    let (code, out) = client(&data, &["unallow", "www.evil.test"]);
+    assert_eq!((code, out.trim()), (Some(0), "www.evil.test is no longer allowed"));
+    assert_eq!(connect_status(run.addr, "www.evil.test:443"), 403);
+    let (_, out) = client(&data, &["allowed"]);
+    assert!(out.contains("your allowlist is empty"), "{out}");
+    let (code, out) = client(&data, &["allow", "www.evil.test"]);
+    assert_eq!((code, out.trim()), (Some(0), "www.evil.test is allowed from now on"));
+    assert_ne!(connect_status(run.addr, "www.evil.test:443"), 403);
+    let (_, out) = client(&data, &["allowed"]);
+    assert_eq!(out.trim(), "www.evil.test");
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit().code(), Some(0));
+}
+
+/// `guardnest check` with lists named by flags answers as `guardnest run` with the same
+/// flags and data dir would: the user's own allowlist applies (before: "blocked").
+#[test]
+fn check_by_flags_answers_as_an_instance_with_those_flags_would() {
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    client(&data, &["allow", "www.evil.test"]);
+    let (code, out) = stdout_of(guardnest_cmd(&data, &["check", "www.evil.test"]).arg("--blocklist").arg(&block));
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.trim(), "allowed: www.evil.test is exempt by list \"my allowlist\" (rule www.evil.test)");
+    // A pasted URL is checked by its host.
+    let (code, out) =
+        stdout_of(guardnest_cmd(&data, &["check", "https://a.evil.test/x?y=1"]).arg("--blocklist").arg(&block));
+    assert_eq!((code, out.trim()), (Some(5), "blocked: a.evil.test by list \"block.hosts\" (rule evil.test)"));
+}
+
+/// Without `--config`, the data dir's config.toml is the configuration (the file the app
+/// reads too).
+#[test]
+fn run_and_check_read_the_data_dirs_config_toml() {
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    std::fs::write(
+        data.path().join("config.toml"),
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[control]\nlisten = \"127.0.0.1:0\"\n[blocklist]\nsources = [{:?}]\n\
+             default_lists = false\n",
+            block.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (code, out) = client(&data, &["check", "evil.test"]);
+    assert_eq!((code, out.trim()), (Some(5), "blocked: evil.test by list \"block.hosts\" (rule evil.test)"));
+    let mut cmd = Command::new(BIN);
+    cmd.arg("run").arg("--data-dir").arg(data.path()).env_remove("RUST_LOG");
+    let mut run = Running::start(&mut cmd);
+    run.wait_for("control API on");
+    assert_eq!(connect_status(run.addr, "www.evil.test:443"), 403);
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit().code(), Some(0));
 }

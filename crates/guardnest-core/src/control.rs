@@ -470,13 +470,22 @@ async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxySer
         ("POST", "/v1/disable") => answer(service.disable().await),
         ("POST", "/v1/restart") => answer(service.restart().await),
         ("POST", "/v1/pause") => {
-            let minutes = query_value(query, "minutes").map_or(Ok(15), |m| m.parse::<u64>());
-            match minutes {
-                Ok(m) => answer(service.pause(m)),
-                Err(_) => error(StatusCode::BAD_REQUEST, "input", "minutes must be a number: /v1/pause?minutes=15"),
+            let seconds = query_value(query, "seconds").map(|s| s.parse::<u64>());
+            let minutes =
+                query_value(query, "minutes").map_or(Ok(crate::service::PAUSE_DEFAULT_MINUTES), |m| m.parse::<u64>());
+            match (seconds, minutes) {
+                (Some(Ok(s)), _) => answer(service.pause_for(std::time::Duration::from_secs(s)).await),
+                (None, Ok(m)) => answer(service.pause(m).await),
+                _ => error(StatusCode::BAD_REQUEST, "input", "minutes must be a number: /v1/pause?minutes=15"),
             }
         }
-        ("POST", "/v1/resume") => json(StatusCode::OK, &service.resume()),
+        ("POST", "/v1/resume") => json(StatusCode::OK, &service.resume().await),
+        ("GET", "/v1/allowlist") => json(StatusCode::OK, &Allowed { names: service.allowed() }),
+        ("POST", "/v1/allowlist/add" | "/v1/allowlist/remove") => match query_value(query, "name") {
+            Some(name) if path.ends_with("/add") => answer(service.allow_domain(&name).await),
+            Some(name) => answer(service.unallow_domain(&name).await),
+            None => error(StatusCode::BAD_REQUEST, "input", format!("give the name: {path}?name=NAME")),
+        },
         ("POST", "/v1/lists/update") => json(StatusCode::OK, &service.update_lists().await),
         ("POST", "/v1/quit") => {
             let answer = Quitting::of_this_process();
@@ -485,11 +494,29 @@ async fn v1(method: &Method, path: &str, query: Option<&str>, service: &ProxySer
         }
         (
             _,
-            "/v1/status" | "/v1/stats" | "/v1/check" | "/v1/enable" | "/v1/disable" | "/v1/restart" | "/v1/pause"
-            | "/v1/resume" | "/v1/lists/update" | "/v1/quit",
+            "/v1/status"
+            | "/v1/stats"
+            | "/v1/check"
+            | "/v1/enable"
+            | "/v1/disable"
+            | "/v1/restart"
+            | "/v1/pause"
+            | "/v1/resume"
+            | "/v1/lists/update"
+            | "/v1/quit"
+            | "/v1/allowlist"
+            | "/v1/allowlist/add"
+            | "/v1/allowlist/remove",
         ) => error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {path}")),
         _ => error(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}")),
     }
+}
+
+/// The answer to `GET /v1/allowlist`: the names on the user's own allowlist, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Allowed {
+    /// The names.
+    pub names: Vec<String>,
 }
 
 /// The answer to `POST /v1/quit`: how this instance was started, so that whoever stopped
@@ -566,7 +593,7 @@ async fn metrics(service: &ProxyService) -> String {
     metric("upstream_idle_connections", "gauge", "Idle upstream connections kept for plain HTTP.", c.upstream_idle);
     metric("list_names", "gauge", "Distinct names in the loaded lists.", status.names as u64);
     metric("health_check_failures_total", "counter", "Self-connect health checks that failed.", status.health_failures);
-    out += "# HELP guardnest_bytes_total Tunnel bytes by direction.\n# TYPE guardnest_bytes_total counter\n";
+    out += "# HELP guardnest_bytes_total Bytes through the proxy by direction (tunnels, and plain HTTP heads and bodies).\n# TYPE guardnest_bytes_total counter\n";
     out += &format!("guardnest_bytes_total{{direction=\"up\"}} {}\n", c.bytes_up);
     out += &format!("guardnest_bytes_total{{direction=\"down\"}} {}\n", c.bytes_down);
     out += "# HELP guardnest_blocked_by_list_total Blocks by list.\n# TYPE guardnest_blocked_by_list_total counter\n";

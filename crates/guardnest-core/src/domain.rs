@@ -241,6 +241,37 @@ impl Target {
     }
 }
 
+/// The host a person means by what they typed or pasted: a name (`evil.test`, `EVIL.TEST.`,
+/// `bücher.example`), an address, `host:port`, or a URL (`https://evil.test/some/path?x=1`,
+/// `http://vm:8081`): the scheme, user, port, path, query and fragment are dropped. Anything
+/// with no host in it (`javascript:alert(1)`, spaces, markup) is refused.
+pub fn host_of_input(raw: &str) -> Result<Host, TargetError> {
+    let raw = raw.trim();
+    let rest = match raw.split_once("://") {
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            rest
+        }
+        Some(_) => return Err(TargetError::InvalidHost),
+        None => raw,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport.is_empty() {
+        return Err(TargetError::EmptyHost);
+    }
+    // A bare IPv6 address (`::1`) is a host on its own; otherwise a port may follow.
+    if let Ok(ip) = hostport.parse::<IpAddr>() {
+        return Ok(Host::Ip(fold_mapped(ip)));
+    }
+    let (host, port) = split_host_port(hostport)?;
+    if let Some(p) = port {
+        parse_port(p)?;
+    }
+    Host::parse(host)
+}
+
 fn split_host_port(s: &str) -> Result<(&str, Option<&str>), TargetError> {
     if s.starts_with('[') {
         let end = s.find(']').ok_or(TargetError::InvalidHost)?;
@@ -313,6 +344,24 @@ fn valid_ascii_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_a_person_pastes_is_checked_by_its_host() {
+        let host = |raw: &str| host_of_input(raw).map(|h| h.to_string());
+        assert_eq!(host("https://evil.test/some/path?x=1").as_deref(), Ok("evil.test"));
+        assert_eq!(host("http://vm:8081").as_deref(), Ok("vm"));
+        assert_eq!(host("evil.test:443").as_deref(), Ok("evil.test"));
+        assert_eq!(host("  EVIL.TEST.  ").as_deref(), Ok("evil.test"));
+        assert_eq!(host("http://user@[::1]:80/x").as_deref(), Ok("[::1]"));
+        assert_eq!(host("::1").as_deref(), Ok("[::1]"));
+        assert_eq!(host("bücher.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(host("127.0.0.2").as_deref(), Ok("127.0.0.2"));
+        for bad in
+            ["", "   ", "javascript:alert(1)", "<img src=x onerror=alert(1)>", "a b", "http://", "evil.test:0", "://x"]
+        {
+            assert!(host_of_input(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

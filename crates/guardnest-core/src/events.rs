@@ -38,6 +38,20 @@ pub struct BlockedName {
     pub count: u64,
     /// The last block (seconds since the epoch).
     pub last: u64,
+    /// Allowed since (on the user's own allowlist now): set by the service, which knows the
+    /// lists, so that a window shows "Allowed" with an undo instead of "Allow" again.
+    #[serde(default)]
+    pub allowed: bool,
+}
+
+/// Blocks counted on one day (UTC), as kept in the data dir so that "blocked today"
+/// survives a restart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct DayCount {
+    /// Days since the epoch (UTC).
+    pub day: u64,
+    /// Blocks that day.
+    pub count: u64,
 }
 
 /// A counter bumped whenever something a window shows has changed (a block, the switch, a
@@ -144,6 +158,7 @@ impl BlockLog {
                 rule: e.rule.clone(),
                 count,
                 last: e.at,
+                allowed: false,
             });
         }
         rows
@@ -174,6 +189,26 @@ impl BlockLog {
                 inner.minutes.iter().find(|(m, _)| *m == minute).map_or(0, |(_, n)| *n)
             })
             .collect()
+    }
+
+    /// Today's count, to be kept (see [`BlockLog::restore_today`]).
+    pub fn day_count(&self) -> DayCount {
+        let inner = self.lock();
+        DayCount { day: inner.today.0, count: inner.today.1 }
+    }
+
+    /// Adds a count kept by an earlier run, if it is today's (a restart keeps "blocked
+    /// today"); another day's is ignored.
+    pub fn restore_today(&self, kept: DayCount) {
+        let day = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 86_400;
+        if kept.day != day {
+            return;
+        }
+        let mut inner = self.lock();
+        inner.today = match inner.today.0 == day {
+            true => (day, inner.today.1 + kept.count),
+            false => (day, kept.count),
+        };
     }
 
     /// Blocks since midnight (UTC).
@@ -225,6 +260,11 @@ mod tests {
         assert_eq!(minutes.len(), 60);
         assert_eq!(minutes[59], 304, "this minute's blocks are last");
         assert_eq!(log.today(), 304);
+        // A restart adds today's kept count; another day's is ignored.
+        let again = BlockLog::default();
+        again.restore_today(log.day_count());
+        again.restore_today(DayCount { day: 3, count: 99 });
+        assert_eq!(again.today(), 304);
     }
 
     #[test]

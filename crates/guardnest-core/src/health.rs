@@ -1,11 +1,15 @@
 //! Health stage: the design's periodic self-connect check, so a listener that stopped
 //! accepting shows up in logs and status instead of only in users' browsers.
+//!
+//! The check's connection is not a client's: it comes from an address chosen before it
+//! connects ([`Health::is_probe`]), which the accept stage closes uncounted, so the
+//! connection counters a window shows are the user's own.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio_util::sync::CancellationToken;
 
 /// Longest a single self-connect may take before it counts as a failure.
@@ -17,6 +21,8 @@ pub struct Health {
     checks: AtomicU64,
     failures: AtomicU64,
     last_ok: AtomicBool,
+    /// Where the current check connects from.
+    probe: std::sync::Mutex<Option<SocketAddr>>,
 }
 
 impl Health {
@@ -33,6 +39,12 @@ impl Health {
     /// Whether the most recent check passed (false before the first one).
     pub fn last_ok(&self) -> bool {
         self.last_ok.load(Relaxed)
+    }
+
+    /// Whether a connection from `peer` is this check's own (the accept stage closes it
+    /// without counting it).
+    pub fn is_probe(&self, peer: SocketAddr) -> bool {
+        *self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(peer)
     }
 
     fn record(&self, ok: bool) {
@@ -60,7 +72,7 @@ pub(crate) async fn run(
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        match tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect(addr)).await {
+        match tokio::time::timeout(CHECK_TIMEOUT, probe(addr, &health)).await {
             Ok(Ok(_)) => {
                 health.record(true);
                 tracing::debug!(%addr, "health check passed");
@@ -75,6 +87,15 @@ pub(crate) async fn run(
             }
         }
     }
+}
+
+/// Connects to `addr` from a port chosen first, recorded in `health` before the connection
+/// can be accepted.
+async fn probe(addr: SocketAddr, health: &Health) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(addr.ip(), 0))?;
+    *health.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(socket.local_addr()?);
+    socket.connect(addr).await
 }
 
 /// A wildcard listen address is checked through loopback.

@@ -127,9 +127,9 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) {
         let shared = self.shared;
         let tracker = shared.tracker.clone();
-        tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health, shutdown.clone()));
+        tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health.clone(), shutdown.clone()));
         tracker.spawn(upstream::sweep(shared.pool.clone(), shutdown.clone()));
-        listener::accept_loop(self.listener, shared.clone(), shutdown.clone()).await;
+        listener::accept_loop(self.listener, shared.clone(), self.health, shutdown.clone()).await;
         self.stopped_accepting.cancel();
 
         tracker.close();

@@ -42,6 +42,13 @@ impl DesktopHome {
         self.dir.path()
     }
 
+    /// The app has said once that closing its window leaves it in the tray (so a test's
+    /// close closes at once).
+    pub fn told_about_tray(self) -> Self {
+        std::fs::write(self.data_dir().join("settings.json"), r#"{"told_about_tray": true}"#).unwrap();
+        self
+    }
+
     /// GuardNest's data dir inside this HOME.
     pub fn data_dir(&self) -> PathBuf {
         self.path().join("data/guardnest")
@@ -97,6 +104,27 @@ pub fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// `METHOD PATH` on the control API of the GuardNest serving `data_dir` (with the token in
+/// its control.json): the status and the JSON answer.
+pub fn control(data_dir: &Path, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data_dir.join("control.json")).unwrap()).unwrap();
+    let addr: SocketAddr = info["addr"].as_str().unwrap().parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let token = info["token"].as_str().unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let code = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (code, serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
 /// The status code of a CONNECT through `proxy`, or `None` if nothing answers.
 pub fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
     let mut s = TcpStream::connect_timeout(&proxy, Duration::from_secs(2)).ok()?;
@@ -105,6 +133,144 @@ pub fn connect_status(proxy: SocketAddr, target: &str) -> Option<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     String::from_utf8_lossy(&head[9..12]).parse().ok()
+}
+
+/// The strings in single quotes in gdbus's output.
+fn quoted(text: &str) -> Vec<String> {
+    text.split('\'').skip(1).step_by(2).map(str::to_string).collect()
+}
+
+/// One item of the tray's menu, as com.canonical.dbusmenu lays it out.
+#[derive(Debug, Clone)]
+pub struct TrayItem {
+    pub id: u32,
+    pub label: String,
+    /// A check item's mark.
+    pub ticked: Option<bool>,
+    pub enabled: bool,
+}
+
+/// The app's tray item on its session bus.
+pub struct Tray<'a> {
+    app: &'a AppProcess,
+    dest: String,
+    path: String,
+}
+
+impl Tray<'_> {
+    /// A property of the StatusNotifierItem, as gdbus prints its value.
+    pub fn property(&self, name: &str) -> String {
+        let out = self
+            .app
+            .gdbus(&[
+                "call",
+                "--dest",
+                &self.dest,
+                "--object-path",
+                &self.path,
+                "--method",
+                "org.freedesktop.DBus.Properties.Get",
+                "org.kde.StatusNotifierItem",
+                name,
+            ])
+            .unwrap_or_else(|| panic!("cannot read the tray's {name}"));
+        quoted(&out).into_iter().next().unwrap_or_default()
+    }
+
+    /// The menu's items, top-level, in order.
+    pub fn menu(&self) -> Vec<TrayItem> {
+        let menu = self.property("Menu");
+        let layout = self
+            .app
+            .gdbus(&[
+                "call",
+                "--dest",
+                &self.dest,
+                "--object-path",
+                &menu,
+                "--method",
+                "com.canonical.dbusmenu.GetLayout",
+                "--",
+                "0",
+                "-1",
+                "[]",
+            ])
+            .expect("cannot read the tray's menu");
+        layout
+            .split("<(")
+            .skip(1)
+            .filter_map(|item| {
+                let (id, props) = item.split_once(", {")?;
+                let props = props.split("}, ").next()?;
+                let field = |name: &str| {
+                    props.split(&format!("'{name}': <")).nth(1).and_then(|r| r.split('>').next()).map(str::to_string)
+                };
+                Some(TrayItem {
+                    id: id.trim().parse().ok()?,
+                    label: field("label").map(|l| l.trim_matches('\'').to_string()).unwrap_or_default(),
+                    ticked: field("toggle-state").map(|t| t == "1"),
+                    enabled: field("enabled").is_none_or(|e| e == "true"),
+                })
+            })
+            .collect()
+    }
+
+    /// The item labelled `label`.
+    pub fn item(&self, label: &str) -> TrayItem {
+        let menu = self.menu();
+        menu.iter().find(|i| i.label == label).cloned().unwrap_or_else(|| panic!("no {label:?} in {menu:?}"))
+    }
+
+    /// Clicks the item labelled `label`, as a tray host does.
+    pub fn click(&self, label: &str) {
+        let id = self.item(label).id.to_string();
+        let menu = self.property("Menu");
+        self.app
+            .gdbus(&[
+                "call",
+                "--dest",
+                &self.dest,
+                "--object-path",
+                &menu,
+                "--method",
+                "com.canonical.dbusmenu.Event",
+                "--",
+                &id,
+                "clicked",
+                "<0>",
+                "0",
+            ])
+            .unwrap_or_else(|| panic!("cannot click {label:?}"));
+    }
+
+    /// The icon's file (libayatana-appindicator offers the icon as a PNG file, named by
+    /// IconName in IconThemePath, rather than as IconPixmap data).
+    pub fn icon_file(&self) -> PathBuf {
+        PathBuf::from(self.property("IconName"))
+    }
+
+    /// The colour at the icon's middle, top third (the shield's), as ImageMagick says it.
+    pub fn icon_colour(&self) -> String {
+        let out = Command::new("/usr/bin/convert")
+            .arg(self.icon_file())
+            .args(["-format", "%[pixel:p{32,20}]", "info:"])
+            .output()
+            .expect("convert");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Waits until `ok` holds for the menu (the tray follows the engine within a second).
+    pub fn wait(&self, what: &str, ok: impl Fn(&[TrayItem]) -> bool) -> Vec<TrayItem> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let menu = self.menu();
+            if ok(&menu) {
+                return menu;
+            }
+            assert!(std::time::Instant::now() < deadline, "the tray never showed {what}: {menu:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// The app process a test started in a [`DesktopHome`] (found through its control file),
@@ -126,6 +292,28 @@ impl AppProcess {
             assert!(std::time::Instant::now() < deadline, "no control.json");
             std::thread::sleep(Duration::from_millis(50));
         };
+        AppProcess::with_pid(pid)
+    }
+
+    /// The app process started (by a test) in the process group `group`, whatever it serves.
+    pub fn in_group(group: u32) -> AppProcess {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+                let Some((name, rest)) = stat.split_once('(').and_then(|(_, r)| r.rsplit_once(')')) else { continue };
+                let pgrp = rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok());
+                if name == "guardnest-app" && pgrp == Some(group) {
+                    return AppProcess::with_pid(pid);
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "no guardnest-app in process group {group}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn with_pid(pid: u32) -> AppProcess {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
         let env = environ
             .split(|&b| b == 0)
@@ -177,6 +365,85 @@ impl AppProcess {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/tools/xwindow.py");
         let out = Command::new("python3").arg(script).args(args).envs(self.env.iter().cloned()).output().unwrap();
         assert!(out.status.success(), "xwindow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// `program` in the app's session (its display and session bus, the throwaway HOME).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear().envs(self.env.iter().cloned());
+        c
+    }
+
+    /// The app's tray item, read over D-Bus (its StatusNotifierItem and the
+    /// com.canonical.dbusmenu menu it names), once it is there.
+    pub fn tray(&self) -> Tray<'_> {
+        // The app's start, under Xvfb on a busy machine, can take a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(tray) = self.find_tray() {
+                return tray;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no StatusNotifierItem of the app (PID {}) on its session bus: {:?}",
+                self.pid,
+                self.gdbus(&[
+                    "call",
+                    "--dest",
+                    "org.freedesktop.DBus",
+                    "--object-path",
+                    "/org/freedesktop/DBus",
+                    "--method",
+                    "org.freedesktop.DBus.ListNames"
+                ])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn find_tray(&self) -> Option<Tray<'_>> {
+        let names = self.gdbus(&[
+            "call",
+            "--dest",
+            "org.freedesktop.DBus",
+            "--object-path",
+            "/org/freedesktop/DBus",
+            "--method",
+            "org.freedesktop.DBus.ListNames",
+        ])?;
+        for name in quoted(&names).into_iter().filter(|n| n.starts_with(':')) {
+            let pid = self.gdbus(&[
+                "call",
+                "--dest",
+                "org.freedesktop.DBus",
+                "--object-path",
+                "/org/freedesktop/DBus",
+                "--method",
+                "org.freedesktop.DBus.GetConnectionUnixProcessID",
+                &name,
+            ]);
+            if pid.is_none_or(|p| !p.contains(&format!("uint32 {},", self.pid))) {
+                continue;
+            }
+            let tree = self.gdbus(&["introspect", "--dest", &name, "--object-path", "/", "--recurse"])?;
+            let mut node = None;
+            for line in tree.lines().map(str::trim) {
+                if let Some(n) = line.strip_prefix("node ") {
+                    node = n.split_whitespace().next().map(str::to_string);
+                }
+                if line.starts_with("interface org.kde.StatusNotifierItem") {
+                    return Some(Tray { app: self, dest: name, path: node? });
+                }
+            }
+        }
+        None
+    }
+
+    /// `gdbus ARGS` on the app's session bus; its output, if it succeeded.
+    pub fn gdbus(&self, args: &[&str]) -> Option<String> {
+        let (first, rest) = args.split_first()?;
+        let out = self.command("gdbus").arg(first).arg("--session").args(rest).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts the app binary again in the same session: the running app shows its window.

@@ -57,6 +57,25 @@ pub enum ListError {
     /// The HTTP client could not be built.
     #[error("cannot set up list downloads: {0}")]
     Client(#[from] FetchError),
+    /// A list being added could not be read or downloaded (it was not added).
+    #[error("cannot use {location}: {}", problem.detail)]
+    Unusable {
+        /// Its path or URL.
+        location: String,
+        /// What went wrong, as a kind and one short sentence.
+        problem: Problem,
+    },
+}
+
+impl ListError {
+    /// What went wrong with one list, when it is about one list.
+    pub fn problem(&self) -> Option<Problem> {
+        match self {
+            ListError::Unusable { problem, .. } => Some(problem.clone()),
+            ListError::Read { path, source } => Some(source::unreadable(Path::new(path), source)),
+            _ => None,
+        }
+    }
 }
 
 /// What status and `guardnest lists` show for one source.
@@ -233,17 +252,28 @@ impl Blocklists {
         Policy { matcher: self.inner.current.clone(), paused_until: self.inner.paused_until.clone() }
     }
 
-    /// Stops blocking for `duration`; it resumes by itself.
-    pub fn pause(&self, duration: std::time::Duration) {
-        self.inner.paused_until.store(cache::now_secs() + duration.as_secs().max(1), Ordering::Relaxed);
-        tracing::info!(minutes = duration.as_secs() / 60, "protection paused");
-        self.inner.changes.bump();
+    /// Stops blocking until `until` (seconds since the epoch); it resumes by itself then.
+    /// (The service announces the change: it owns the pause.)
+    pub fn pause_until(&self, until: u64) {
+        self.inner.paused_until.store(until, Ordering::Relaxed);
+        tracing::info!(until, "protection paused");
     }
 
     /// Blocks again now.
     pub fn resume(&self) {
         self.inner.paused_until.store(0, Ordering::Relaxed);
-        self.inner.changes.bump();
+    }
+
+    /// The end of the last pause set (seconds since the epoch; 0 after a resume), whether
+    /// or not it has passed: tells a pause that ran out from one ended or replaced.
+    pub fn pause_mark(&self) -> u64 {
+        self.inner.paused_until.load(Ordering::Relaxed)
+    }
+
+    /// When a pause ends (seconds since the epoch), while paused.
+    pub fn paused_until(&self) -> Option<u64> {
+        let until = self.inner.paused_until.load(Ordering::Relaxed);
+        (until > cache::now_secs()).then_some(until)
     }
 
     /// What front ends watch to redraw: bumped when a list, the pause or the published
@@ -298,6 +328,82 @@ impl Blocklists {
             self.inner.changes.bump();
         }
         removed
+    }
+
+    /// Adds a list at run time only if it can be used: a file is read now; a URL is
+    /// downloaded now (or its cached copy used). A list that cannot be read or downloaded
+    /// (a 404, an error page, no such file) is refused with why, and not kept. `Ok(false)`
+    /// when the location is already a list.
+    pub async fn add_checked(&self, spec: SourceSpec, role: Role) -> Result<bool, ListError> {
+        if self.sources().iter().any(|s| s.spec.location() == spec.location() && s.role == role) {
+            return Ok(false);
+        }
+        if self.sources().len() >= MAX_LISTS {
+            return Err(ListError::TooMany(TooManyLists));
+        }
+        let location = spec.location().to_string();
+        let inner = self.inner.clone();
+        let local = tokio::task::spawn_blocking(move || {
+            let mut source =
+                Source::new(&spec, role, false, inner.default_interval, inner.data_dir.as_deref(), &inner.hasher);
+            source.load_local(&inner.hasher).map(|()| source).map_err(|e| (spec.location().to_string(), e))
+        })
+        .await
+        .map_err(|e| ListError::Read { path: location.clone(), source: std::io::Error::other(e.to_string()) })?;
+        let mut source = local.map_err(|(path, source)| ListError::Read { path, source })?;
+        if matches!(source.origin, source::Origin::Url { .. }) {
+            let outcome = Source::probe(
+                source.origin.clone(),
+                source.version.clone(),
+                source.spec.format(),
+                &self.inner.fetcher,
+                &self.inner.hasher,
+                &(),
+            )
+            .await;
+            match outcome {
+                Outcome::Updated(v) => {
+                    source.install(v);
+                    source.next_check = Instant::now() + source.interval;
+                }
+                Outcome::Unchanged => source.checked(),
+                Outcome::Failed(problem) if !source.version.loaded => {
+                    return Err(ListError::Unusable { location, problem });
+                }
+                Outcome::Failed(problem) => source.failed(problem),
+            }
+        }
+        {
+            let mut sources = self.sources();
+            if sources.iter().any(|s| s.spec.location() == location && s.role == role) {
+                return Ok(false);
+            }
+            sources.push(source);
+        }
+        self.republish().await;
+        self.inner.changes.bump();
+        Ok(true)
+    }
+
+    /// Reads a file list again now, whatever its time stamp says (the user's allowlist after
+    /// a change, which may land within the file system's time resolution).
+    pub async fn reread(&self, location: &str) -> Result<(), ListError> {
+        let found =
+            self.sources().iter().find(|s| s.spec.location() == location).map(|s| (s.origin.clone(), s.spec.format()));
+        let Some((source::Origin::File(path), format)) = found else { return Ok(()) };
+        let hasher = self.inner.hasher.clone();
+        let read_path = path.clone();
+        let version = tokio::task::spawn_blocking(move || source::read_file(&read_path, format, &hasher))
+            .await
+            .map_err(|e| ListError::Read { path: location.to_string(), source: std::io::Error::other(e.to_string()) })?
+            .map_err(|source| ListError::Read { path: location.to_string(), source })?;
+        if let Some(s) = self.sources().iter_mut().find(|s| s.spec.location() == location) {
+            s.install(version);
+            s.next_check = Instant::now() + s.interval;
+        }
+        self.republish().await;
+        self.inner.changes.bump();
+        Ok(())
     }
 
     /// Checks a host against the current lists.

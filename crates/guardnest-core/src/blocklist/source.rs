@@ -293,8 +293,24 @@ impl Source {
     }
 }
 
-fn unreadable(path: &std::path::Path, e: &std::io::Error) -> Problem {
-    Problem::new(ProblemKind::Unreadable, &path.display().to_string(), format!("cannot read {}: {e}", path.display()))
+/// A file that cannot be read, said plainly ("there is no file …"), the OS's words kept for
+/// the details.
+pub(crate) fn unreadable(path: &std::path::Path, e: &std::io::Error) -> Problem {
+    let mut problem = Problem::new(
+        ProblemKind::Unreadable,
+        &path.display().to_string(),
+        format!("cannot read {}: {e}", path.display()),
+    );
+    let plain = match e.kind() {
+        std::io::ErrorKind::NotFound => Some(format!("there is no file {}", path.display())),
+        std::io::ErrorKind::PermissionDenied => Some(format!("GuardNest may not read {}", path.display())),
+        std::io::ErrorKind::IsADirectory => Some(format!("{} is a folder, not a list file", path.display())),
+        _ => None,
+    };
+    if let Some(summary) = plain {
+        problem.summary = summary;
+    }
+    problem
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -328,7 +344,11 @@ fn source_stamp(path: &std::path::Path) -> std::io::Result<(SystemTime, u64)> {
     Ok((meta.modified()?, meta.len()))
 }
 
-fn read_file(path: &std::path::Path, format: Option<Format>, hasher: &NameHasher) -> std::io::Result<Version> {
+pub(crate) fn read_file(
+    path: &std::path::Path,
+    format: Option<Format>,
+    hasher: &NameHasher,
+) -> std::io::Result<Version> {
     let stamp = source_stamp(path)?;
     let loaded = read_list(std::fs::File::open(path)?, format, hasher, u64::MAX)?;
     Ok(Version { stamp: Some(stamp), ..Version::from_loaded(loaded) })

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::conn::connect;
 use crate::conn::gate::{ConnCtx, Decided, Pending};
-use crate::conn::hop::{host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
+use crate::conn::hop::{head_size, host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
 use crate::conn::idle::IdleBody;
 use crate::conn::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
 use crate::conn::upstream::{Owner, UpBody, Upstream, UpstreamIo};
@@ -52,6 +52,9 @@ pub(crate) async fn handle(
 
     let shared = &ctx.shared;
     Stats::bump(&shared.stats.requests_total);
+    // "GET /path HTTP/1.1": the head as sent upstream counts with the body.
+    let start_line = req.method().as_str().len() + 1 + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) + 9;
+    shared.stats.bytes_up.fetch_add(head_size(start_line, req.headers()), Relaxed);
     let idle = shared.config.idle_timeout;
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -101,6 +104,9 @@ fn answer(response: Response<Incoming>, ctx: &ConnCtx) -> Response<ProxyBody> {
     parts.headers.append(header::VIA, VIA);
     // We speak HTTP/1.1 on this hop whatever the upstream spoke; hyper downgrades for 1.0 clients.
     parts.version = http::Version::HTTP_11;
+    // "HTTP/1.1 200 OK": the head as sent to the client counts with the body.
+    let start_line = 13 + parts.status.canonical_reason().map_or(0, str::len);
+    shared.stats.bytes_down.fetch_add(head_size(start_line, &parts.headers), Relaxed);
     let body = IdleBody::new(body, shared.config.idle_timeout, Some((shared.stats.clone(), down_bytes)));
     Response::from_parts(parts, Either::Left(body))
 }

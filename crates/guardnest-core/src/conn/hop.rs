@@ -27,6 +27,13 @@ pub(crate) const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes headers that describe one hop only (RFC 9110 §7.6.1), including those the
 /// `Connection` header names.
+/// The bytes a head takes on the wire: its start line and fields, and the blank line (for
+/// the counters of bytes through the proxy, which count heads as well as bodies).
+pub(crate) fn head_size(start_line: usize, headers: &HeaderMap) -> u64 {
+    let fields: usize = headers.iter().map(|(n, v)| n.as_str().len() + 2 + v.len() + 2).sum();
+    (start_line + 2 + fields + 2) as u64
+}
+
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages carry none: one pass over the names instead of a lookup for each.
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {

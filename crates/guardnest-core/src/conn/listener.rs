@@ -15,13 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::gate::Shared;
 use crate::conn::serve::serve;
+use crate::health::Health;
 use crate::stats::Stats;
 
 const BACKOFF_START: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Accepts until `shutdown` is cancelled.
-pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Accepts until `shutdown` is cancelled. The health check's own connections are closed at
+/// once, uncounted: they are not clients.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
     let permits = Arc::new(Semaphore::new(shared.config.max_connections));
     let mut backoff = BACKOFF_START;
     loop {
@@ -39,6 +46,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shut
             r = listener.accept() => r,
         };
         match accepted {
+            Ok((_, peer)) if health.is_probe(peer) => backoff = BACKOFF_START,
             Ok((stream, peer)) => {
                 backoff = BACKOFF_START;
                 #[cfg(not(target_os = "linux"))] // inherited from the listener on Linux

@@ -262,10 +262,15 @@ fn block_page(host: &str, list: &str, rule: &str) -> String {
          <style>body{{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}}\
          h1{{color:#b3261e;font-size:1.5em}}code{{background:#eee;padding:.1em .3em}}</style></head>\n\
          <body><h1>Blocked by GuardNest</h1>\n<p><code>{}</code> is on the list <b>{}</b> (rule <code>{}</code>), \
-         so GuardNest did not connect to it.</p>\n<p>If you trust this site, add it to your allowlist.</p></body></html>\n",
+         so GuardNest did not connect to it.</p>\n<p>If you trust this site: open GuardNest (its shield icon is in \
+         the tray, near the clock; or start the GuardNest app again), find <b>{}</b> under <i>Recently blocked</i> and \
+         click <b>Allow</b>. Then reload this page. (On the command line: <code>guardnest allow {}</code>.)</p>\
+         </body></html>\n",
         escape(host),
         escape(list),
-        escape(rule)
+        escape(rule),
+        escape(host),
+        escape(host)
     )
 }
 
@@ -291,6 +296,11 @@ mod tests {
         let blocked = Refusal::Blocked { host: "<x>".into(), list: "l".into(), rule: "x".into(), html: true };
         assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
         assert!(block_page("<x>", "l", "x").contains("&lt;x&gt;"));
+        // The page says where the Allow button is.
+        let page = block_page("evil.test", "l", "evil.test");
+        assert!(
+            page.contains("in the tray") && page.contains("<i>Recently blocked</i>") && page.contains("<b>Allow</b>")
+        );
     }
 
     /// The bytes written without hyper say what hyper would: status, fields, body.

@@ -3,9 +3,15 @@
 //! so they start and stop in the same order, hold the same lock, serve the same control
 //! API and leave the same files.
 //!
+//! Configuration: `--config FILE` when given, else `DATA_DIR/config.toml` when there is
+//! one, else the built-in defaults ([`ProxyService::config_for`]): the CLI's commands and
+//! the app find the same one.
+//!
 //! Start: lock the data dir → repair a system proxy left by a GuardNest that died → load
-//! the lists (config, cache, what the user added) → control API and `control.json` →
-//! protection on (proxy, then system proxy) → the list updater.
+//! the lists (config, cache, what the user added: [`load_lists`]) → what the user chose
+//! before (a pause still running; for the app, protection off and the port they picked) →
+//! control API and `control.json` → protection on (proxy, then system proxy) → the list
+//! updater, and the keeper of today's block count.
 //! Stop: protection off (system proxy restored first, open connections drained for the
 //! grace) → background tasks cancelled and awaited → `control.json` removed → lock released.
 
@@ -15,6 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::instance::{Frontend, Holder, InstanceLock, LockError};
+use super::status::RepairNote;
+use super::user::{self, UserSettings};
 use super::{Change, ProxyService, ServiceError};
 use crate::blocklist::{Blocklists, ListError};
 use crate::config::Config;
@@ -23,6 +31,42 @@ use crate::sysproxy::SystemProxy;
 
 /// Above the drain grace: time to restore the system proxy and stop the background tasks.
 pub const SHUTDOWN_MARGIN: Duration = Duration::from_secs(5);
+
+/// The configuration file every front end looks for in the data dir.
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// Today's block count is written at most this often (and at shut-down).
+const KEEP_COUNT_EVERY: Duration = Duration::from_secs(1);
+
+impl ProxyService {
+    /// The configuration an instance on `data_dir` runs with: `explicit` when given (the
+    /// CLI's `--config`), else `DATA_DIR/config.toml` when it exists, else the defaults.
+    pub fn config_for(
+        data_dir: &std::path::Path,
+        explicit: Option<&std::path::Path>,
+    ) -> Result<Config, crate::config::ConfigError> {
+        let found = data_dir.join(CONFIG_FILE);
+        match explicit {
+            Some(path) => Config::from_file(path),
+            None if found.is_file() => Config::from_file(&found),
+            None => Ok(Config::default()),
+        }
+    }
+}
+
+/// The lists an instance with `config` on `data_dir` serves: the configuration's (with
+/// their cached downloads) and what the user added (their allowlist, their lists), whatever
+/// flags named the configuration's. `guardnest check` and `guardnest lists` use this to
+/// answer as that instance would.
+pub async fn load_lists(config: &Config, data_dir: &std::path::Path) -> Result<Blocklists, ListError> {
+    let lists = Blocklists::load(&config.blocklist, Some(data_dir))?;
+    if data_dir.is_dir() {
+        if let Err(e) = user::load_into(&lists, data_dir).await {
+            tracing::warn!("cannot load your allowlist and added lists: {}", crate::error_chain(&e));
+        }
+    }
+    Ok(lists)
+}
 
 /// Why an instance could not start.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +106,14 @@ impl StartError {
             StartError::Control { .. } => super::ErrorKind::ControlApi,
             StartError::Config(_) | StartError::Token(_) | StartError::DataDir(_) => super::ErrorKind::Start,
         };
-        super::ErrorReport { kind, message: crate::conn::respond::error_chain(self) }
+        let mut report = super::ErrorReport::new(kind, crate::error_chain(self));
+        match self {
+            StartError::AlreadyRunning(LockError::Held { holder, .. }) => report.holder = holder.clone().map(Box::new),
+            StartError::Control { addr, .. } => report.addr = Some(*addr),
+            StartError::Lists(e) => report.problem = e.problem().map(Box::new),
+            _ => {}
+        }
+        report
     }
 }
 
@@ -76,6 +127,7 @@ pub struct Builder {
     builtin_lists: Option<Vec<(String, String)>>,
     control_any_port: bool,
     login: Option<Option<crate::sysproxy::login::LoginRepair>>,
+    as_left: bool,
     protect: bool,
 }
 
@@ -100,6 +152,7 @@ impl ProxyService {
             builtin_lists: None,
             control_any_port: false,
             login: None,
+            as_left: false,
             protect: true,
         }
     }
@@ -138,10 +191,19 @@ impl Builder {
         self
     }
 
-    /// Whether to turn protection on at start (default); the app starts with it off when
-    /// the user had turned it off.
+    /// Whether to turn protection on at start at all (default; tests that only need the
+    /// instance turn it off).
     pub fn protect(mut self, on: bool) -> Self {
         self.protect = on;
+        self
+    }
+
+    /// Start as the user left it (the app): with protection off if they turned it off
+    /// last, on the port they picked. Without this (`guardnest run`) protection comes on,
+    /// where the configuration and flags say. A pause kept from an earlier run runs out
+    /// either way.
+    pub fn as_left(mut self, yes: bool) -> Self {
+        self.as_left = yes;
         self
     }
 
@@ -155,8 +217,18 @@ impl Builder {
     /// Fails only when it cannot run at all; whether protection came on is in
     /// [`Started::enabled`].
     pub async fn start_up(self) -> Result<Started, StartError> {
-        let Builder { config, data_dir, frontend, system, listen, builtin_lists, control_any_port, login, protect } =
-            self;
+        let Builder {
+            config,
+            data_dir,
+            frontend,
+            system,
+            listen,
+            builtin_lists,
+            control_any_port,
+            login,
+            as_left,
+            protect,
+        } = self;
         config.validate()?;
         private_data_dir(&data_dir);
         let holder = Holder { frontend, pid: std::process::id(), listen: None };
@@ -191,30 +263,48 @@ impl Builder {
         }
         .map_err(StartError::Lists)?;
         let service = Arc::new(ProxyService::new(config.clone(), lists, system).with_data_dir(&data_dir));
-        if let Some(addr) = listen {
-            service.set_listen(addr);
+        let settings = UserSettings::load(&data_dir);
+        match (listen, settings.listen.filter(|_| as_left)) {
+            (Some(addr), _) | (None, Some(addr)) => service.set_listen(addr),
+            (None, None) => {}
         }
         *service.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lock.map(|l| (l, holder));
 
         // What a repair at login did while GuardNest was not running is told once, now.
-        let mut repaired: Vec<String> = super::repair::take_record(&data_dir).map(|r| r.line()).into_iter().collect();
+        let mut repaired: Vec<RepairNote> = super::repair::take_record(&data_dir)
+            .map(|r| RepairNote {
+                at: r.at,
+                at_login: r.at_login,
+                backend: r.backend.clone().unwrap_or_else(|| service.system.backend_name().to_string()),
+                message: r.line(),
+            })
+            .into_iter()
+            .collect();
         // A GuardNest that died with the system proxy set is repaired before anything else
         // touches the system proxy.
         match service.repair().await {
-            Ok(Some(message)) => repaired.push(message),
+            Ok(Some(message)) => repaired.push(RepairNote {
+                at: super::now_secs(),
+                at_login: false,
+                backend: service.system.backend_name().to_string(),
+                message,
+            }),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "cannot repair the system proxy settings of a crashed session"),
         }
-        for line in &repaired {
-            tracing::warn!("{line}");
+        for note in &repaired {
+            tracing::warn!("{}", note.message);
         }
-        if !repaired.is_empty() {
-            *service.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(repaired.join("; "));
-        }
+        *service.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = repaired;
         if let Err(e) = service.load_user_state().await {
             tracing::error!("cannot load your allowlist and added lists: {e}");
         }
         tracing::info!(names = service.lists.len(), lists = service.lists.status().len(), "lists loaded");
+        // What the user chose before: a pause still running; protection off (the app).
+        service.restore_choices(&settings).await;
+        if let Some(kept) = user::load_day_count(&data_dir) {
+            service.block_log().restore_today(kept);
+        }
 
         if let Some(addr) = config.control.addr()? {
             let bound = match ControlServer::bind(addr).await {
@@ -254,13 +344,42 @@ impl Builder {
         }
 
         // After the control API, which serves the PAC file in fail-open mode.
-        let enabled = match protect {
-            true => service.enable().await,
-            false => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+        let enabled = match (protect, as_left && settings.protection_off) {
+            (true, false) => service.start_protecting().await,
+            (true, true) => Ok(Change { changed: false, message: "protection left off, as you left it".into() }),
+            (false, _) => Ok(Change { changed: false, message: "protection left off".into() }),
         };
         service.tasks.spawn(service.lists.clone().run_updater(service.background.clone()));
+        service.tasks.spawn(keep_day_count(service.clone()));
         watch_the_end(&service);
         Ok(Started { service, enabled })
+    }
+}
+
+/// Keeps today's block count in the data dir as it changes (at most once per
+/// [`KEEP_COUNT_EVERY`]), so that "blocked today" survives a restart, a crash included.
+async fn keep_day_count(service: Arc<ProxyService>) {
+    let Some(dir) = service.data_dir().map(std::path::Path::to_path_buf) else { return };
+    let stop = service.background.clone();
+    let mut changes = service.changes();
+    let mut kept = service.block_log().day_count();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        let now = service.block_log().day_count();
+        if now == kept {
+            continue;
+        }
+        if let Err(e) = user::save_day_count(&dir, now) {
+            tracing::debug!("{}", crate::error_chain(&e));
+        }
+        kept = now;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(KEEP_COUNT_EVERY) => {}
+        }
     }
 }
 
@@ -302,7 +421,7 @@ fn watch_the_end(service: &Arc<ProxyService>) {
     let restore: crate::sysproxy::session::Restore = Arc::new(move || {
         if let Some(service) = weak.upgrade() {
             // Off a runtime thread (a blocking task, or the session window's thread).
-            let _ = runtime.block_on(service.disable_with_grace(END_GRACE));
+            let _ = runtime.block_on(service.stop_protecting(END_GRACE));
         }
     });
     #[cfg(target_os = "linux")]
@@ -336,10 +455,15 @@ impl ProxyService {
     pub async fn shut_down(&self, grace: Duration) -> Result<Change, ServiceError> {
         let bound = grace + SHUTDOWN_MARGIN;
         let work = async {
-            let result = self.disable_with_grace(grace).await;
+            let result = self.stop_protecting(grace).await;
             self.background.cancel();
             self.tasks.close();
             self.tasks.wait().await;
+            if let Some(dir) = self.data_dir() {
+                if let Err(e) = user::save_day_count(dir, self.block_log().day_count()) {
+                    tracing::debug!("{}", crate::error_chain(&e));
+                }
+            }
             result
         };
         let result = match tokio::time::timeout(bound, work).await {

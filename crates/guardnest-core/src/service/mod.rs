@@ -4,12 +4,20 @@
 //! [`ProxyService::status`] and [`ProxyService::restart`]; its global statics are this
 //! object's fields.
 //!
+//! It is the one brain behind every front end: protection on or off, the pause and its
+//! end, the port, the user's allowlist and lists are changed only through its calls, each
+//! a `Transition`: made under one lock, kept in the data dir when it ends, and announced
+//! to every watcher ([`ProxyService::changes`]) whoever made it — the window, the tray, the
+//! CLI through the control API, or a pause running out.
+//!
 //! An instance's life (lock, repair, lists, control API, protection, updater, and the way
 //! back) is in [`lifecycle`]; what the user added in [`user`]; what front ends show in
 //! [`status`]; the data dir's lock in [`instance`]. The children build on this module (and
 //! on `status` and `instance` below it), never the other way round: no import cycle.
 
+mod error;
 pub mod instance;
+pub mod kept;
 pub mod lifecycle;
 pub mod repair;
 pub mod status;
@@ -34,91 +42,22 @@ use crate::server::{Proxy, ServeError};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sysproxy::{self, SysProxyError, SystemProxy, Target};
 
+pub use error::{InputError, ServiceError};
 pub use instance::{Frontend, Holder};
 pub use status::{
-    minutes, plural, CheckAnswer, ErrorKind, ErrorReport, ListStatus, Protection, ServiceStats, Status,
-    SystemProxyStatus, Unprotected,
+    and_list, minutes, plural, CheckAnswer, ErrorKind, ErrorReport, InputReason, ListStatus, MissingList, Protection,
+    RepairNote, ServiceStats, Status, SystemProxyStatus, Unprotected,
 };
 
 /// How long a restart waits for the old listener to close (the design's 5 s).
 pub const RESTART_WAIT: Duration = Duration::from_secs(5);
 
-/// Errors of service calls, as the UI and CLI show them.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The proxy could not start.
-    #[error("cannot start the proxy")]
-    Start(#[from] ServeError),
-    /// The proxy runs, but the system-proxy step failed (nothing is left half-applied).
-    #[error("the proxy is running, but the system proxy was not changed")]
-    SystemProxy(#[source] SysProxyError),
-    /// The old listener did not close in time.
-    #[error("the old listener did not stop within {0:?}")]
-    StopTimeout(Duration),
-    /// The caller's input is not usable.
-    #[error(transparent)]
-    Input(#[from] InputError),
-    /// A list could not be added.
-    #[error(transparent)]
-    Lists(#[from] crate::blocklist::ListError),
-    /// The user's state could not be saved.
-    #[error("cannot save {path}")]
-    Save {
-        /// The file.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-}
+/// How long "Pause" pauses when no length is given: the window's button, the tray's item,
+/// `guardnest pause` and the control API's `/v1/pause` all use this one value.
+pub const PAUSE_DEFAULT_MINUTES: u64 = 15;
 
-/// Input a call cannot use.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum InputError {
-    /// Not a host name.
-    #[error("{0:?} is not a host name")]
-    NotAHost(String),
-    /// Not a host name, and why.
-    #[error("{0:?} is not a host name: {1}")]
-    NotAHostBecause(String, String),
-    /// A pause out of range.
-    #[error("pause for 1 to 1440 minutes")]
-    PauseRange,
-    /// Neither a URL nor an absolute path.
-    #[error("{0:?} is not an http(s) URL or an absolute path")]
-    NotAListLocation(String),
-    /// Not one of the user's lists.
-    #[error("{0} is not a list you added")]
-    NotAUserList(String),
-    /// Port 0 (or none) where a real port is needed.
-    #[error("choose a port from 1 to 65535")]
-    Port,
-    /// The service has no data dir to keep this in.
-    #[error("no data directory to keep {0} in")]
-    NoDataDir(&'static str),
-}
-
-impl ServiceError {
-    /// The kind, for front ends that act on it.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            ServiceError::Start(ServeError::Bind { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
-                ErrorKind::PortInUse
-            }
-            ServiceError::Start(_) => ErrorKind::Start,
-            ServiceError::SystemProxy(_) => ErrorKind::SystemProxy,
-            ServiceError::StopTimeout(_) => ErrorKind::StopTimeout,
-            ServiceError::Input(_) => ErrorKind::Input,
-            ServiceError::Lists(_) => ErrorKind::Lists,
-            ServiceError::Save { .. } => ErrorKind::Save,
-        }
-    }
-
-    /// The kind and the whole cause chain on one line.
-    pub fn report(&self) -> ErrorReport {
-        ErrorReport { kind: self.kind(), message: crate::conn::respond::error_chain(self) }
-    }
-}
+/// The longest pause, in minutes (a day).
+pub const PAUSE_MAX_MINUTES: u64 = 24 * 60;
 
 /// What a call changed.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -144,6 +83,58 @@ struct State {
     system_error: Option<String>,
     /// Why the last enable could not start the proxy (cleared by the next that does).
     start_error: Option<ErrorReport>,
+    /// The user turned protection off (with `disable`, from any front end), and has not
+    /// turned it on since.
+    protection_off: bool,
+    /// The port the user chose (`listen_on_port`), if they did.
+    chosen_listen: Option<SocketAddr>,
+    /// What was last kept in the data dir (none: nothing yet).
+    saved: Option<Kept>,
+}
+
+/// What a transition keeps in the data dir (`settings.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Kept {
+    protection_off: bool,
+    paused_until: Option<u64>,
+    listen: Option<SocketAddr>,
+}
+
+/// One change of what the service does, made under its one lock. However it ends — done,
+/// failed or returned early — dropping it keeps what the user chose in the data dir (if it
+/// changed) and announces the change to every watcher: the one place where both happen.
+struct Transition<'a> {
+    service: &'a ProxyService,
+    state: tokio::sync::MutexGuard<'a, State>,
+}
+
+impl std::ops::Deref for Transition<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Transition<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Transition<'_> {
+    fn drop(&mut self) {
+        self.service.settle(&mut self.state);
+    }
+}
+
+/// Tells every watcher that something they show has changed.
+fn announce(changes: &crate::events::Changes) {
+    changes.bump();
+}
+
+/// Seconds since the epoch.
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The proxy as a service: start, stop, restart, and the system proxy with it.
@@ -169,8 +160,8 @@ pub struct ProxyService {
     instance: std::sync::Mutex<Option<(instance::InstanceLock, Holder)>>,
     /// The `control.json` a started instance wrote (removed at shut-down).
     runtime_file: std::sync::Mutex<Option<PathBuf>>,
-    /// What the start repaired, if anything.
-    repaired: std::sync::Mutex<Option<String>>,
+    /// What was repaired before this start, if anything.
+    repaired: std::sync::Mutex<Vec<RepairNote>>,
     /// Cancelled when someone asks the whole instance to quit (`guardnest stop`, the
     /// uninstaller): the front end then stops as on Ctrl-C.
     quit: CancellationToken,
@@ -196,7 +187,7 @@ impl ProxyService {
             tasks: TaskTracker::new(),
             instance: std::sync::Mutex::new(None),
             runtime_file: std::sync::Mutex::new(None),
-            repaired: std::sync::Mutex::new(None),
+            repaired: std::sync::Mutex::new(Vec::new()),
             quit: CancellationToken::new(),
         }
     }
@@ -252,53 +243,44 @@ impl ProxyService {
         let ip = self.config.proxy.listen.ip();
         let ip = if ip.is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { ip };
         let wanted = SocketAddr::new(ip, port);
-        {
-            let mut state = self.state.lock().await;
-            match state.running.as_ref().filter(|r| !r.task.is_finished()).map(|r| r.addr) {
-                Some(addr) if addr == wanted => {}
-                Some(_) => {
-                    let new = match self.start(wanted).await {
-                        Ok(new) => new,
-                        Err(e) => {
-                            self.lists.changes().bump();
-                            return Err(e);
-                        }
-                    };
-                    if let Some(old) = state.running.replace(new) {
-                        old.shutdown.cancel(); // its open connections drain by themselves
-                        log_hook(self.system.stopped(old.addr));
-                    }
-                    state.start_error = None;
-                    self.set_listen(wanted);
-                    drop(state);
-                    return self.enable_system_after_move(wanted).await;
+        let mut t = self.transition().await;
+        match t.running.as_ref().filter(|r| !r.task.is_finished()).map(|r| r.addr) {
+            Some(addr) if addr == wanted => {}
+            Some(_) => {
+                let new = self.start(wanted).await?;
+                if let Some(old) = t.running.replace(new) {
+                    old.shutdown.cancel(); // its open connections drain by themselves
+                    log_hook(self.system.stopped(old.addr));
                 }
-                None => {}
+                t.start_error = None;
+                t.chosen_listen = Some(wanted);
+                self.set_listen(wanted);
+                return self.system_after_move(&mut t, wanted).await;
             }
+            None => {}
         }
         self.set_listen(wanted);
-        self.enable().await
+        let change = self.switch_on(&mut t).await?;
+        t.chosen_listen = Some(wanted);
+        t.protection_off = false;
+        Ok(change)
     }
 
     /// After the listener moved: the system proxy points at the new address.
-    async fn enable_system_after_move(&self, addr: SocketAddr) -> Result<Change, ServiceError> {
+    async fn system_after_move(&self, t: &mut Transition<'_>, addr: SocketAddr) -> Result<Change, ServiceError> {
         let mut message = format!("moved: listening on {addr}");
         if self.config.system_proxy.enabled && self.system.has_backend() {
-            let applied = self.apply_system(addr).await;
-            let mut state = self.state.lock().await;
-            match applied {
+            match self.apply_system(addr).await {
                 Ok(m) => {
-                    state.system_error = None;
+                    t.system_error = None;
                     message += &format!("; {m}");
                 }
                 Err(e) => {
-                    state.system_error = Some(e.to_string());
-                    self.lists.changes().bump();
+                    t.system_error = Some(e.to_string());
                     return Err(ServiceError::SystemProxy(e));
                 }
             }
         }
-        self.lists.changes().bump();
         Ok(Change { changed: true, message })
     }
 
@@ -318,9 +300,57 @@ impl ProxyService {
     }
 
     /// A receiver that sees every change a window shows: the switch, a block, a list, a
-    /// pause. Counters (bytes, connections) change without it.
+    /// pause and its end, the port, the allowlist. Counters (bytes, connections) change
+    /// without it.
     pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.lists.changes().subscribe()
+    }
+
+    /// Starts a transition: the one lock, and on its end the data dir and the watchers.
+    async fn transition(&self) -> Transition<'_> {
+        Transition { service: self, state: self.state.lock().await }
+    }
+
+    /// The end of a transition: keeps what the user chose, if it changed, then announces.
+    fn settle(&self, state: &mut State) {
+        let kept = Kept {
+            protection_off: state.protection_off,
+            paused_until: self.lists.paused_until(),
+            listen: state.chosen_listen,
+        };
+        if state.saved.as_ref() != Some(&kept) {
+            if let Some(dir) = &self.data_dir {
+                let saved = kept::UserSettings::update(dir, |s| {
+                    s.protection_off = kept.protection_off;
+                    s.paused_until = kept.paused_until;
+                    if kept.listen.is_some() {
+                        s.listen = kept.listen;
+                    }
+                });
+                if let Err(e) = saved {
+                    tracing::warn!("{}", crate::error_chain(&e));
+                }
+            }
+            state.saved = Some(kept);
+        }
+        announce(self.lists.changes());
+    }
+
+    /// What was kept by an earlier run: where the transitions start from (nothing is
+    /// written until something changes).
+    pub(crate) async fn restore_choices(&self, settings: &user::UserSettings) {
+        let mut state = self.state.lock().await;
+        state.protection_off = settings.protection_off;
+        state.chosen_listen = settings.listen;
+        if let Some(until) = settings.paused_until.filter(|u| *u > now_secs()) {
+            self.lists.pause_until(until);
+            self.watch_pause_end(until);
+        }
+        state.saved = Some(Kept {
+            protection_off: settings.protection_off,
+            paused_until: self.lists.paused_until(),
+            listen: settings.listen,
+        });
     }
 
     /// Restores settings left by a crashed GuardNest; [`lifecycle::Builder::start_up`] calls it
@@ -339,24 +369,48 @@ impl ProxyService {
         Ok(outcome.map(|o| o.message))
     }
 
-    /// Starts the proxy (and sets the system proxy if configured). A no-op when running.
+    /// Turns protection on: starts the proxy (and sets the system proxy if configured) and
+    /// ends a pause, so that "on" always means blocking. Kept as the user's choice. A no-op
+    /// when already blocking.
     pub async fn enable(&self) -> Result<Change, ServiceError> {
-        let mut state = self.state.lock().await;
-        let was_running = state.running.as_ref().is_some_and(|r| !r.task.is_finished());
+        let mut t = self.transition().await;
+        t.protection_off = false;
+        let resumed = self.lists.paused_until().is_some();
+        self.lists.resume();
+        let mut change = self.switch_on(&mut t).await?;
+        if resumed {
+            change.changed = true;
+            change.message = match change.message.strip_prefix("already enabled on ") {
+                Some(addr) => format!("resumed: blocking again on {addr}"),
+                None => format!("{}; the pause ended", change.message),
+            };
+        }
+        Ok(change)
+    }
+
+    /// Protection on as an instance starts: not recorded as the user's choice, and a pause
+    /// kept from an earlier run is left to run out.
+    pub(crate) async fn start_protecting(&self) -> Result<Change, ServiceError> {
+        let mut t = self.transition().await;
+        self.switch_on(&mut t).await
+    }
+
+    /// Starts the proxy if it is not running, and sets the system proxy if configured.
+    async fn switch_on(&self, t: &mut Transition<'_>) -> Result<Change, ServiceError> {
+        let was_running = t.running.as_ref().is_some_and(|r| !r.task.is_finished());
         if !was_running {
             match self.start(self.listen_addr()).await {
                 Ok(running) => {
-                    state.running = Some(running);
-                    state.start_error = None;
+                    t.running = Some(running);
+                    t.start_error = None;
                 }
                 Err(e) => {
-                    state.start_error = Some(e.report());
-                    self.lists.changes().bump();
+                    t.start_error = Some(e.report());
                     return Err(e);
                 }
             }
         }
-        let addr = state.running.as_ref().map(|r| r.addr).expect("started above");
+        let addr = t.running.as_ref().map(|r| r.addr).expect("started above");
         let mut message = match was_running {
             true => format!("already enabled on {addr}"),
             false => format!("enabled: listening on {addr}"),
@@ -365,40 +419,48 @@ impl ProxyService {
         if self.config.system_proxy.enabled && self.system.has_backend() && !self.system.is_applied() {
             match self.apply_system(addr).await {
                 Ok(m) => {
-                    state.system_error = None;
+                    t.system_error = None;
                     message += &format!("; {m}");
                     changed = true;
                 }
                 Err(e) => {
-                    state.system_error = Some(e.to_string());
-                    self.lists.changes().bump();
+                    t.system_error = Some(e.to_string());
                     return Err(ServiceError::SystemProxy(e));
                 }
             }
         }
-        self.lists.changes().bump();
         Ok(Change { changed, message })
     }
 
-    /// Restores the system proxy and stops the proxy (open connections get the configured
-    /// grace). A no-op when stopped.
+    /// Turns protection off: restores the system proxy and stops the proxy (open
+    /// connections get the configured grace); a pause ends with it. Kept as the user's
+    /// choice (the app then starts with protection off). A no-op when stopped.
     pub async fn disable(&self) -> Result<Change, ServiceError> {
-        self.disable_with_grace(self.config.proxy.shutdown_timeout).await
+        let mut t = self.transition().await;
+        t.protection_off = true;
+        self.lists.resume();
+        self.switch_off(&mut t, self.config.proxy.shutdown_timeout).await
     }
 
-    pub(crate) async fn disable_with_grace(&self, grace: Duration) -> Result<Change, ServiceError> {
-        let mut state = self.state.lock().await;
+    /// Protection off as an instance stops or the session ends: not recorded as the user's
+    /// choice, and a pause is kept (a start before its end stays paused).
+    pub(crate) async fn stop_protecting(&self, grace: Duration) -> Result<Change, ServiceError> {
+        let mut t = self.transition().await;
+        self.switch_off(&mut t, grace).await
+    }
+
+    async fn switch_off(&self, t: &mut Transition<'_>, grace: Duration) -> Result<Change, ServiceError> {
         let mut notes = Vec::new();
         if self.system.is_applied() {
             match self.restore_system().await {
                 Ok(m) => notes.push(m),
                 Err(e) => {
-                    state.system_error = Some(e.to_string());
+                    t.system_error = Some(e.to_string());
                     notes.push(format!("could not restore the system proxy: {e}"));
                 }
             }
         }
-        let Some(running) = state.running.take() else {
+        let Some(running) = t.running.take() else {
             let message = std::iter::once("already disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
             return Ok(Change { changed: false, message });
         };
@@ -409,7 +471,6 @@ impl ProxyService {
             tokio::time::timeout(grace.min(self.config.proxy.shutdown_timeout) + Duration::from_secs(1), running.task)
                 .await;
         self.describe_instance(None);
-        self.lists.changes().bump();
         let message = std::iter::once("disabled".to_string()).chain(notes).collect::<Vec<_>>().join("; ");
         Ok(Change { changed: true, message })
     }
@@ -418,8 +479,8 @@ impl ProxyService {
     /// address and re-applies the system proxy. Open tunnels of the old one drain in the
     /// background; there is never a moment with two listeners.
     pub async fn restart(&self) -> Result<Change, ServiceError> {
-        let mut state = self.state.lock().await;
-        let listen = match state.running.take() {
+        let mut t = self.transition().await;
+        let listen = match t.running.take() {
             Some(old) => {
                 old.shutdown.cancel();
                 if tokio::time::timeout(RESTART_WAIT, old.stopped_accepting.cancelled()).await.is_err() {
@@ -432,22 +493,79 @@ impl ProxyService {
         let running = match self.start(listen).await {
             Ok(r) => r,
             Err(e) => {
-                state.start_error = Some(e.report());
-                self.lists.changes().bump();
+                t.start_error = Some(e.report());
                 return Err(e);
             }
         };
         let addr = running.addr;
-        state.running = Some(running);
-        state.start_error = None;
-        self.lists.changes().bump();
+        t.running = Some(running);
+        t.start_error = None;
         if self.config.system_proxy.enabled && self.system.has_backend() {
             if let Err(e) = self.apply_system(addr).await {
-                state.system_error = Some(e.to_string());
+                t.system_error = Some(e.to_string());
                 return Err(ServiceError::SystemProxy(e));
             }
         }
         Ok(Change { changed: true, message: format!("restarted: listening on {addr}") })
+    }
+
+    /// Stops blocking for `minutes` (1 to [`PAUSE_MAX_MINUTES`]); it comes back by itself.
+    /// The end is rounded to a whole minute, so "until 12:35" is 12:35:00.
+    pub async fn pause(&self, minutes: u64) -> Result<Change, ServiceError> {
+        if minutes == 0 || minutes > PAUSE_MAX_MINUTES {
+            return Err(ServiceError::Input(InputError::PauseRange));
+        }
+        let until = (now_secs() + minutes * 60 + 30) / 60 * 60;
+        Ok(self.pause_until(until, minutes * 60).await)
+    }
+
+    /// Stops blocking for exactly `length` (a second to a day): for scripts and tests that
+    /// cannot wait for a whole minute.
+    pub async fn pause_for(&self, length: Duration) -> Result<Change, ServiceError> {
+        if length < Duration::from_secs(1) || length > Duration::from_secs(PAUSE_MAX_MINUTES * 60) {
+            return Err(ServiceError::Input(InputError::PauseRange));
+        }
+        Ok(self.pause_until(now_secs() + length.as_secs(), length.as_secs()).await)
+    }
+
+    /// Pauses until `until`; the message says the length asked for (`asked` seconds).
+    async fn pause_until(&self, until: u64, asked: u64) -> Change {
+        let t = self.transition().await;
+        self.lists.pause_until(until);
+        self.watch_pause_end(until);
+        drop(t);
+        Change { changed: true, message: format!("protection paused for {}", minutes(asked)) }
+    }
+
+    /// Ends a pause now.
+    pub async fn resume(&self) -> Change {
+        let _t = self.transition().await;
+        let changed = self.lists.paused_until().is_some();
+        self.lists.resume();
+        Change {
+            changed,
+            message: if changed { "protection resumed".into() } else { "protection was not paused".into() },
+        }
+    }
+
+    /// Announces the end of the pause that ends at `until` when it comes (unless it was
+    /// ended or replaced before), so that every front end stops saying "paused" then.
+    fn watch_pause_end(&self, until: u64) {
+        let (lists, stop) = (self.lists.clone(), self.background.clone());
+        self.tasks.spawn(async move {
+            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+            // Just past the second the policy lets names through again.
+            let left = Duration::from_secs(until).saturating_sub(now) + Duration::from_millis(20);
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(left) => {
+                    if lists.pause_mark() == until {
+                        tracing::info!("the pause ended; blocking again");
+                        announce(lists.changes());
+                    }
+                }
+            }
+        });
     }
 
     /// What is true now: the serving task alive, its accept loop running, and the last
@@ -463,13 +581,14 @@ impl ProxyService {
             }
             _ => (false, None, None, None),
         };
-        let lists: Vec<ListStatus> = self.lists.status().into_iter().map(ListStatus::from).collect();
+        let lists = self.list_status();
         let names = self.lists.len();
-        let paused_secs = self.lists.paused_for().map(|d| d.as_secs());
+        let paused_until = self.lists.paused_until();
+        let paused = paused_until.map(|until| (until.saturating_sub(now_secs()), until));
         Status {
             running,
             healthy: running && health.as_ref().is_some_and(|h| h.checks() == 0 || h.last_ok()),
-            protection: Protection::of(running, paused_secs, &lists, names, state.start_error.clone()),
+            protection: Protection::of(running, paused, &lists, names, state.start_error.clone()),
             listen,
             uptime_secs: uptime,
             health_checks: health.as_ref().map_or(0, |h| h.checks()),
@@ -482,11 +601,31 @@ impl ProxyService {
             },
             lists,
             names,
-            paused_secs,
+            paused_secs: paused.map(|(secs, _)| secs),
+            paused_until,
+            pause_minutes: PAUSE_DEFAULT_MINUTES,
+            allowed: self.allowed(),
             start_error: state.start_error.clone(),
             repaired: self.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
             pid: std::process::id(),
         }
+    }
+
+    /// Every list, with what the user may do with it: remove a list they added, see and
+    /// undo the names of their own allowlist.
+    fn list_status(&self) -> Vec<ListStatus> {
+        let mine: Vec<String> = self.user_lists().into_iter().map(|l| l.location).collect();
+        let allowlist = self.data_dir.as_deref().map(|d| kept::Allowlist::of(d).path().display().to_string());
+        self.lists
+            .status()
+            .into_iter()
+            .map(|s| {
+                let mut l = ListStatus::from(s);
+                l.own_allowlist = l.role == crate::blocklist::Role::Allow && Some(&l.location) == allowlist.as_ref();
+                l.removable = !l.builtin && mine.contains(&l.location);
+                l
+            })
+            .collect()
     }
 
     /// Checks every list now.
@@ -519,7 +658,17 @@ impl ProxyService {
             blocked_by_list: self.blocks.by_list(),
             top_blocked: self.blocks.top(10),
             recent_blocked: self.blocks.recent(50),
-            recent_names: self.blocks.recent_names(30),
+            recent_names: self
+                .blocks
+                .recent_names(30)
+                .into_iter()
+                .map(|mut r| {
+                    r.allowed = crate::domain::Host::parse(&r.host).is_ok_and(|h| {
+                        matches!(self.lists.check(&h), crate::blocklist::Verdict::Exempt(m) if &*m.list == kept::USER_ALLOWLIST_NAME)
+                    });
+                    r
+                })
+                .collect(),
             blocked_per_minute: self.blocks.per_minute(),
             blocked_today: self.blocks.today(),
         }
@@ -528,6 +677,11 @@ impl ProxyService {
     /// Raw counters (for metrics).
     pub fn counters(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// The block log (lifecycle keeps today's count in the data dir).
+    pub(crate) fn block_log(&self) -> &Arc<BlockLog> {
+        &self.blocks
     }
 
     /// The PAC file for fail-open mode.

@@ -52,6 +52,9 @@ pub struct Repaired {
     pub message: String,
     /// Whether it ran at login, by itself (not at GuardNest's own start).
     pub at_login: bool,
+    /// The system-proxy backend whose settings were put back.
+    #[serde(default)]
+    pub backend: Option<String>,
 }
 
 impl Repaired {
@@ -112,7 +115,7 @@ pub fn repair(
         }
         let message = system.repair_if(&|_| true)?.map_or_else(|| "nothing to repair".to_string(), |o| o.message);
         forget_stale_runtime(data_dir);
-        finish(&login, data_dir, at_login, &message, true);
+        finish(&login, data_dir, at_login, &message, Some(system.backend_name()));
         return Ok(message);
     }
     if is_held(data_dir) {
@@ -123,13 +126,13 @@ pub fn repair(
     let outcome = system.switch_off_dead(&candidates(config, data_dir, extra_listen), &alive)?;
     forget_stale_runtime(data_dir);
     let (message, repaired) = match outcome {
-        Some(o) => (o.message, true),
+        Some(o) => (o.message, Some(system.backend_name())),
         None => (
             format!(
                 "nothing to repair: the {} system proxy does not point at a stopped GuardNest",
                 system.backend_name()
             ),
-            false,
+            None,
         ),
     };
     finish(&login, data_dir, at_login, &message, repaired);
@@ -137,14 +140,19 @@ pub fn repair(
 }
 
 /// The entry has done its work; a repair at login is recorded for the next start to tell.
-fn finish(login: &Option<LoginRepair>, data_dir: &Path, at_login: bool, message: &str, repaired: bool) {
+/// `repaired`: the backend whose settings were put back, if any were.
+fn finish(login: &Option<LoginRepair>, data_dir: &Path, at_login: bool, message: &str, repaired: Option<&str>) {
     if let Some(l) = login {
         let _ = l.unregister();
     }
-    if at_login && repaired {
+    if let (true, Some(backend)) = (at_login, repaired) {
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let record =
-            Repaired { at, message: message.trim_start_matches("repaired a crashed session: ").to_string(), at_login };
+        let record = Repaired {
+            at,
+            message: message.trim_start_matches("repaired a crashed session: ").to_string(),
+            at_login,
+            backend: Some(backend.to_string()),
+        };
         if let Ok(json) = serde_json::to_vec_pretty(&record) {
             let _ = crate::sysproxy::fsutil::write_atomic(&data_dir.join(RECORD), &json, false);
         }

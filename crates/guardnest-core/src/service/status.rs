@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::instance::Holder;
 use crate::blocklist::{Problem, Role, SourceStatus};
 use crate::events::{BlockEvent, BlockedName};
 
@@ -34,23 +35,76 @@ pub enum ErrorKind {
     ControlApi,
 }
 
-/// An error as front ends show it: its kind and one line.
+/// Why the caller's input was refused: front ends say it in their own words from this,
+/// never by matching the English of `message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputReason {
+    /// Not a host name, URL or `host:port`.
+    NotAHost,
+    /// A pause out of range.
+    PauseRange,
+    /// Neither an http(s) URL nor a file path.
+    NotAListLocation,
+    /// Not one of the lists the user added.
+    NotAUserList,
+    /// Port 0 (or none) where a real port is needed.
+    Port,
+    /// The service keeps no data directory.
+    NoDataDir,
+}
+
+/// An error as front ends show it: its kind, the whole cause chain in one line (what the
+/// CLI prints), and the structured fields a window needs to say it in plain words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorReport {
     /// What kind of error.
     pub kind: ErrorKind,
-    /// One line for the user (the whole cause chain).
+    /// One line, the whole cause chain (technical: the CLI prints it).
     pub message: String,
+    /// For `input`: why the input was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<InputReason>,
+    /// For `input`: what was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// For `port_in_use` and `start`: the address that could not be bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addr: Option<SocketAddr>,
+    /// For `already_running`: who holds the data directory, as it described itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<Box<Holder>>,
+    /// For `lists`: what went wrong with the list, as a kind and one short sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<Box<Problem>>,
+}
+
+impl ErrorReport {
+    /// A report with no structured fields.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ErrorReport {
+        ErrorReport {
+            kind,
+            message: message.into(),
+            reason: None,
+            input: None,
+            addr: None,
+            holder: None,
+            problem: None,
+        }
+    }
 }
 
 /// Whether GuardNest protects the user right now, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Protection {
-    /// Blocking, with at least one block list that holds names.
+    /// Blocking, with at least one block list that holds names. Some block lists may not
+    /// be loaded yet (`missing`): then the user is only partly protected, and is told which.
     Protected {
         /// Distinct names the lists hold.
         names: usize,
+        /// Block lists that are not loaded (not downloaded yet, or failing), each with why.
+        missing: Vec<MissingList>,
     },
     /// Running, but no block list with names is loaded: nothing is blocked.
     Unprotected {
@@ -58,17 +112,30 @@ pub enum Protection {
         reason: Unprotected,
         /// One sentence: why, and what to do.
         message: String,
+        /// Block lists that are not loaded, each with why.
+        missing: Vec<MissingList>,
     },
     /// Blocking is paused; it comes back by itself.
     Paused {
         /// Seconds left.
         secs: u64,
+        /// When blocking comes back (seconds since the epoch).
+        until: u64,
     },
     /// The proxy is not running.
     Off {
         /// Why it could not start, when it tried and failed.
         error: Option<ErrorReport>,
     },
+}
+
+/// A block list that is not loaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingList {
+    /// Its display name.
+    pub name: String,
+    /// Why, when an attempt failed (none while the first download is under way).
+    pub problem: Option<Problem>,
 }
 
 /// Why a running GuardNest blocks nothing.
@@ -88,10 +155,11 @@ pub enum Unprotected {
 }
 
 impl Protection {
-    /// Decides from the running state, the pause, the lists and the distinct names loaded.
+    /// Decides from the running state, the pause (seconds left, and its end), the lists and
+    /// the distinct names loaded.
     pub fn of(
         running: bool,
-        paused_secs: Option<u64>,
+        paused: Option<(u64, u64)>,
         lists: &[ListStatus],
         distinct: usize,
         error: Option<ErrorReport>,
@@ -99,14 +167,20 @@ impl Protection {
         if !running {
             return Protection::Off { error };
         }
-        if let Some(secs) = paused_secs {
-            return Protection::Paused { secs };
+        if let Some((secs, until)) = paused {
+            return Protection::Paused { secs, until };
         }
         let block: Vec<&ListStatus> = lists.iter().filter(|l| l.role == Role::Block).collect();
+        let missing: Vec<MissingList> = block
+            .iter()
+            .filter(|l| !l.loaded)
+            .map(|l| MissingList { name: l.name.clone(), problem: l.problem.clone() })
+            .collect();
         if block.iter().any(|l| l.loaded && l.entries > 0) {
-            return Protection::Protected { names: distinct };
+            return Protection::Protected { names: distinct, missing };
         }
         let problems: Vec<&Problem> = block.iter().filter_map(|l| l.problem.as_ref()).collect();
+        let names = missing.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
         let (reason, message) = if block.is_empty() {
             (Unprotected::NoLists, "No block list is set up, so nothing is blocked: add a list.".to_string())
         } else if block.iter().all(|l| l.loaded) {
@@ -115,31 +189,77 @@ impl Protection {
             (
                 Unprotected::Offline,
                 format!(
-                    "The block lists are not downloaded yet: {}. GuardNest keeps trying; check your internet connection.",
+                    "The block lists are not downloaded yet ({}): {}. GuardNest keeps trying; check your internet \
+                     connection, or add a list file you have.",
+                    and_list(&names),
                     problems[0].summary
                 ),
             )
         } else if let Some(p) = problems.iter().find(|p| !p.is_offline()) {
             (
                 Unprotected::DownloadFailed,
-                format!("The block lists could not be downloaded: {}. Try Update now, or add another list.", p.summary),
+                format!(
+                    "The block lists could not be downloaded ({}): {}. Try Update now, or add another list.",
+                    and_list(&names),
+                    p.summary
+                ),
             )
         } else {
             (Unprotected::Loading, "Downloading the block lists…".to_string())
         };
-        Protection::Unprotected { reason, message }
+        Protection::Unprotected { reason, message, missing }
     }
 
     /// One line for `guardnest status`.
     pub fn line(&self) -> String {
         match self {
-            Protection::Protected { names } => format!("protected: {names} names blocked"),
+            Protection::Protected { names, missing } if missing.is_empty() => {
+                format!("protected: {}", plural(*names, "name blocked", "names blocked"))
+            }
+            Protection::Protected { names, missing } => format!(
+                "partly protected: {}; not loaded: {}",
+                plural(*names, "name blocked", "names blocked"),
+                missing.iter().map(MissingList::line).collect::<Vec<_>>().join("; ")
+            ),
             Protection::Unprotected { message, .. } => format!("NOT PROTECTED: {message}"),
-            Protection::Paused { secs } => format!("paused: blocking again in {}", minutes(*secs)),
+            Protection::Paused { secs, .. } => format!("paused: blocking again in {}", minutes(*secs)),
             Protection::Off { error: Some(e) } => format!("off: {}", e.message),
             Protection::Off { error: None } => "off".to_string(),
         }
     }
+}
+
+impl MissingList {
+    /// "name: why".
+    pub fn line(&self) -> String {
+        match &self.problem {
+            Some(p) => format!("{}: {}", self.name, p.summary),
+            None => format!("{}: downloading", self.name),
+        }
+    }
+}
+
+/// "a", "a and b", "a, b and c".
+pub fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// What a repair put back before this start, for the window to say in plain words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairNote {
+    /// When (seconds since the epoch).
+    pub at: u64,
+    /// Done at login by the one-shot repair (GuardNest was not running), rather than by
+    /// this start.
+    pub at_login: bool,
+    /// The system-proxy backend whose settings were put back (`gnome`, `kde`, `windows`…).
+    pub backend: String,
+    /// One technical line (what the CLI prints).
+    pub message: String,
 }
 
 /// Measured state.
@@ -167,10 +287,17 @@ pub struct Status {
     pub names: usize,
     /// Seconds left while protection is paused.
     pub paused_secs: Option<u64>,
+    /// When a pause ends (seconds since the epoch), while paused.
+    pub paused_until: Option<u64>,
+    /// How long "Pause" pauses, in minutes ([`super::PAUSE_DEFAULT_MINUTES`]).
+    pub pause_minutes: u64,
+    /// The names on the user's own allowlist, in order.
+    pub allowed: Vec<String>,
     /// Why the last enable failed, if it did (a taken port, at start).
     pub start_error: Option<ErrorReport>,
-    /// What the start repaired (the system proxy of a GuardNest that died), if anything.
-    pub repaired: Option<String>,
+    /// What was repaired before this start (the system proxy of a GuardNest that died, at
+    /// this start or at login), oldest first.
+    pub repaired: Vec<RepairNote>,
     /// The process serving, for `guardnest status`.
     pub pid: u32,
 }
@@ -215,6 +342,12 @@ pub struct ListStatus {
     pub last_error: Option<String>,
     /// Last error as a kind and one short sentence.
     pub problem: Option<Problem>,
+    /// A list the user added, which they may remove.
+    #[serde(default)]
+    pub removable: bool,
+    /// The user's own allowlist: its names are in [`Status::allowed`], each removable.
+    #[serde(default)]
+    pub own_allowlist: bool,
 }
 
 impl From<SourceStatus> for ListStatus {
@@ -233,6 +366,8 @@ impl From<SourceStatus> for ListStatus {
             next_check_secs: s.next_check.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs()),
             last_error: s.last_error,
             problem: s.problem,
+            removable: false,
+            own_allowlist: false,
         }
     }
 }
@@ -253,8 +388,14 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 /// What the lists say about one name, as every front end shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckAnswer {
-    /// The name as checked (normalised).
+    /// The name as checked (normalised: lower case, IDNs in their ASCII `xn--` form).
     pub name: String,
+    /// The name in Unicode, when it differs from `name` (an IDN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unicode: Option<String>,
+    /// Exempt by the user's own allowlist (they allowed it, and may undo that).
+    #[serde(default)]
+    pub by_you: bool,
     /// Blocked now.
     pub blocked: bool,
     /// Exempt by an allow rule.
@@ -274,8 +415,11 @@ impl CheckAnswer {
             Verdict::Exempt(m) => (false, true, Some(m)),
             Verdict::Allowed => (false, false, None),
         };
+        let unicode = unicode_of(&name);
         CheckAnswer {
             name,
+            unicode,
+            by_you: false,
             blocked,
             exempt,
             list: m.as_ref().map(|m| m.list.to_string()),
@@ -285,14 +429,27 @@ impl CheckAnswer {
 
     /// One line, as `guardnest check` prints it.
     pub fn line(&self) -> String {
+        let name = match &self.unicode {
+            Some(u) => format!("{} ({u})", self.name),
+            None => self.name.clone(),
+        };
         match (self.blocked, self.exempt, &self.list, &self.rule) {
-            (true, _, Some(list), Some(rule)) => format!("blocked: {} by list \"{list}\" (rule {rule})", self.name),
+            (true, _, Some(list), Some(rule)) => format!("blocked: {name} by list \"{list}\" (rule {rule})"),
             (_, true, Some(list), Some(rule)) => {
-                format!("allowed: {} is exempt by list \"{list}\" (rule {rule})", self.name)
+                format!("allowed: {name} is exempt by list \"{list}\" (rule {rule})")
             }
-            _ => format!("allowed: {} (no rule matched)", self.name),
+            _ => format!("allowed: {name} (no rule matched)"),
         }
     }
+}
+
+/// The Unicode form of an ASCII name with `xn--` labels, when it has any.
+pub fn unicode_of(name: &str) -> Option<String> {
+    if !name.split('.').any(|l| l.starts_with("xn--")) {
+        return None;
+    }
+    let (unicode, result) = idna::domain_to_unicode(name);
+    (result.is_ok() && unicode != name).then_some(unicode)
 }
 
 /// Counters and block events.
@@ -347,6 +504,8 @@ mod tests {
             next_check_secs: 0,
             last_error: problem.as_ref().map(|p| p.detail.clone()),
             problem,
+            removable: false,
+            own_allowlist: false,
         }
     }
 
@@ -355,6 +514,9 @@ mod tests {
         let offline = || Some(Problem::new(ProblemKind::Offline, "lists.test", "dns error"));
         let refused = || Some(Problem::new(ProblemKind::Refused, "lists.test", "server answered 404 Not Found"));
         let of = |lists: &[ListStatus]| Protection::of(true, None, lists, 7, None);
+        assert_eq!(and_list(&["a".into(), "b".into(), "c".into()]), "a, b and c");
+        assert_eq!(unicode_of("xn--bcher-kva.example").as_deref(), Some("bücher.example"));
+        assert_eq!(unicode_of("example.org"), None);
         assert!(matches!(of(&[]), Protection::Unprotected { reason: Unprotected::NoLists, .. }));
         assert!(matches!(
             of(&[list("block", false, 0, offline()), list("allow", true, 5, None)]),
@@ -362,7 +524,7 @@ mod tests {
         ));
         let failed = of(&[list("block", false, 0, offline()), list("block", false, 0, refused())]);
         match &failed {
-            Protection::Unprotected { reason: Unprotected::DownloadFailed, message } => {
+            Protection::Unprotected { reason: Unprotected::DownloadFailed, message, .. } => {
                 assert!(message.contains("lists.test answered 404 Not Found"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -375,11 +537,17 @@ mod tests {
             of(&[list("block", true, 0, None)]),
             Protection::Unprotected { reason: Unprotected::Empty, .. }
         ));
-        assert_eq!(
-            of(&[list("block", true, 7, None), list("block", false, 0, offline())]),
-            Protection::Protected { names: 7 }
-        );
-        assert_eq!(Protection::of(true, Some(60), &[], 0, None), Protection::Paused { secs: 60 });
-        assert_eq!(Protection::of(false, Some(60), &[], 0, None), Protection::Off { error: None });
+        // One list loaded, another not: protected, and told which is missing and why.
+        let partly = of(&[list("block", true, 7, None), list("block", false, 0, offline())]);
+        match &partly {
+            Protection::Protected { names: 7, missing } => {
+                assert_eq!(missing.len(), 1);
+                assert_eq!(missing[0].problem.as_ref().map(|p| p.kind), Some(ProblemKind::Offline));
+                assert!(partly.line().starts_with("partly protected: 7 names blocked; not loaded: l: cannot reach"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(Protection::of(true, Some((60, 1000)), &[], 0, None), Protection::Paused { secs: 60, until: 1000 });
+        assert_eq!(Protection::of(false, Some((60, 1000)), &[], 0, None), Protection::Off { error: None });
     }
 }

@@ -312,20 +312,22 @@ async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
     proxy.stop().await;
 }
 
-/// Plain HTTP counts its bytes, as tunnels do (the app shows bytes through the proxy).
+/// Plain HTTP counts its bytes both ways, as tunnels do (the app shows bytes through the
+/// proxy): the request's head and body up, the answer's head and body down.
 #[tokio::test]
-async fn plain_http_bytes_are_counted() {
+async fn plain_http_bytes_are_counted_both_ways() {
     let up = origin().await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let target = up.addr;
-    // A GET (the relay), then a POST with a body (hyper).
+    // A GET (no body: its head is what goes up), then a POST with a body.
     let resp = raw(proxy.addr, format!("GET http://{target}/x HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let after_get = proxy.stats.snapshot();
-    assert!(after_get.bytes_down > 0, "{after_get:?}");
+    assert!(after_get.bytes_down > 0 && after_get.bytes_up > 0, "{after_get:?}");
     let resp = raw(proxy.addr, post(target, 5, "hello").as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let after_post = proxy.stats.snapshot();
-    assert!(after_post.bytes_up >= 5 && after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
+    assert!(after_post.bytes_up >= after_get.bytes_up + 5 + 20, "the POST's head and body: {after_post:?}");
+    assert!(after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
     proxy.stop().await;
 }

@@ -2,6 +2,7 @@
 //! in-memory system-proxy backend (the real GNOME and KDE ones are tested by the CLI tests).
 
 mod api;
+mod choices;
 // Unix: the start refused on a planted symlink, and a new data dir's mode. (On Windows the
 // same fsutil calls are tested by guardnest-sysproxy's tests/private_files.rs.)
 #[cfg(unix)]
