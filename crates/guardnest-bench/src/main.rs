@@ -6,10 +6,12 @@
 //! `guardnest-bench lists` — list scale: build time, bytes per name, rebuild peak, lookup
 //! latency, and the proxy's responsiveness during a rebuild, beside a `HashSet<String>`.
 //! `guardnest-bench login-flood` — valid gateway logins while wrong passwords flood it.
+//! `guardnest-bench pac` — a PAC lookup, cold, uncached and cached.
 
 mod alloc;
 mod lists;
 mod login;
+mod pac;
 mod procfs;
 mod proxy;
 mod through;
@@ -70,6 +72,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// PAC evaluation: µs per lookup, cold (new script), uncached host, cached host.
+    Pac,
     /// (internal) one row of `lists`, in a fresh process.
     #[command(hide = true)]
     ListsRow { structure: String, path: PathBuf },
@@ -89,6 +93,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));
             login::run(&login::Options { guardnest, secs })
         }
+        Command::Pac => pac::run(),
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),
     }

@@ -1,8 +1,11 @@
 //! Health stage: the design's periodic self-connect check, so a listener that stopped
-//! accepting shows up in logs and status instead of only in users' browsers.
+//! accepting shows up in logs and status instead of only in users' browsers; and, when
+//! GuardNest chains through a parent proxy named outright, the upstream check: a connect to
+//! each parent, so "parent proxy unreachable" is told apart from "site unreachable".
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -17,6 +20,9 @@ pub struct Health {
     checks: AtomicU64,
     failures: AtomicU64,
     last_ok: AtomicBool,
+    /// The last upstream check: `None` before one ran (or with no parent to check), else
+    /// each parent's failure (`None`: reachable).
+    parents: Mutex<Option<Vec<(String, Option<String>)>>>,
 }
 
 impl Health {
@@ -35,6 +41,18 @@ impl Health {
         self.last_ok.load(Relaxed)
     }
 
+    /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
+    /// answered); `None` before the first check, or with no parent named outright.
+    pub fn parents(&self) -> Option<Vec<(String, Option<String>)>> {
+        self.parents.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn record_parents(&self, results: Vec<(String, Option<String>)>) {
+        if let Ok(mut p) = self.parents.lock() {
+            *p = Some(results);
+        }
+    }
+
     fn record(&self, ok: bool) {
         self.checks.fetch_add(1, Relaxed);
         if !ok {
@@ -47,6 +65,7 @@ impl Health {
 /// Connects to the listener every `interval` (first check at once) until cancelled.
 pub(crate) async fn run(
     listen: SocketAddr,
+    parents: Vec<crate::sysproxy::ProxyServer>,
     interval: Duration,
     health: std::sync::Arc<Health>,
     shutdown: CancellationToken,
@@ -73,6 +92,23 @@ pub(crate) async fn run(
                 health.record(false);
                 tracing::warn!(%addr, failures = health.failures(), "health check timed out");
             }
+        }
+        if !parents.is_empty() {
+            let mut results = Vec::with_capacity(parents.len());
+            for parent in &parents {
+                let checked =
+                    tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect((parent.host.as_str(), parent.port)));
+                let failure = match checked.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no connection within {}", humantime::format_duration(CHECK_TIMEOUT))),
+                };
+                if let Some(why) = &failure {
+                    tracing::warn!(%parent, error = %why, "parent proxy unreachable");
+                }
+                results.push((parent.to_string(), failure));
+            }
+            health.record_parents(results);
         }
     }
 }
