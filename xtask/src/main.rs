@@ -9,6 +9,7 @@
 //!    nothing may be skipped (`CI=true` or `GUARDNEST_NO_SKIP=1`) a skip fails the run, except
 //!    the Windows suite's named platform limits (what Wine cannot do).
 
+mod check;
 mod packages;
 mod report;
 
@@ -21,9 +22,12 @@ use std::time::Instant;
 use report::Suite;
 
 const USAGE: &str = "usage: cargo xtask test [--no-install] [--linux-only] [-- ARGS FOR cargo test]
+       cargo xtask check
 
+  test           every suite (Linux, then Windows under Wine); installs what the tests need
   --no-install   do not install missing system packages or tauri-driver
-  --linux-only   do not run the Windows suite under Wine";
+  --linux-only   do not run the Windows suite under Wine
+  check          the quick loop: fmt, clippy -D warnings, the core's suites; installs nothing";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +35,15 @@ fn main() -> ExitCode {
         Some(i) => (&args[..i], &args[i + 1..]),
         None => (&args[..], &[][..]),
     };
+    if ours.first().map(String::as_str) == Some("check") && ours.len() == 1 {
+        let root = workspace_root();
+        if let Err(e) = std::env::set_current_dir(&root) {
+            eprintln!("cannot enter {}: {e}", root.display());
+            return ExitCode::FAILURE;
+        }
+        find_list_data(&root);
+        return check::check();
+    }
     if ours.first().map(String::as_str) != Some("test") {
         eprintln!("{USAGE}");
         return ExitCode::from(2);

@@ -7,6 +7,8 @@
 //! latency, and the proxy's responsiveness during a rebuild, beside a `HashSet<String>`.
 //! `guardnest-bench login-flood` — valid gateway logins while wrong passwords flood it.
 //! `guardnest-bench pac` — a PAC lookup, cold, uncached and cached.
+//! `guardnest-bench check` — the quick engine check CI runs: GuardNest against the direct
+//! path in one run, as ratios with floors (exit 1 below a floor).
 
 mod alloc;
 mod lists;
@@ -74,6 +76,14 @@ enum Command {
     },
     /// PAC evaluation: µs per lookup, cold (new script), uncached host, cached host.
     Pac,
+    /// The quick engine check: tunnel throughput, tunnel setups and plain-HTTP requests
+    /// through the release `guardnest`, each as a ratio to the direct path in the same run;
+    /// exits 1 when a ratio is below its floor.
+    Check {
+        /// The guardnest binary; default: target/release/guardnest of this workspace.
+        #[arg(long)]
+        guardnest: Option<PathBuf>,
+    },
     /// (internal) one row of `lists`, in a fresh process.
     #[command(hide = true)]
     ListsRow { structure: String, path: PathBuf },
@@ -94,7 +104,56 @@ fn main() -> anyhow::Result<()> {
             login::run(&login::Options { guardnest, secs })
         }
         Command::Pac => pac::run(),
+        Command::Check { guardnest } => {
+            let guardnest = guardnest
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));
+            if !check(&guardnest)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::ListsRow { structure, path } => lists::row(&structure, &path),
         Command::ListsRebuild { path } => lists::rebuild_under_load(&path),
     }
+}
+
+/// Starts `guardnest run` on a free loopback port and runs [`proxy::check`] against it.
+fn check(binary: &std::path::Path) -> anyhow::Result<bool> {
+    use anyhow::Context as _;
+    let dir = std::env::temp_dir().join(format!("guardnest-bench-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let list = dir.join("block.txt");
+    std::fs::write(&list, "blocked.test\n")?;
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let mut child = std::process::Command::new(binary)
+        .arg("run")
+        .arg("--listen")
+        .arg(addr.to_string())
+        .args(["--control", "none", "--no-default-lists", "--log-level", "warn", "--blocklist"])
+        .arg(&list)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {} (cargo build --release -p guardnest-cli)", binary.display()))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            anyhow::bail!("guardnest did not listen on {addr}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    println!("# guardnest-bench check: {} on {addr}", binary.display());
+    let target = proxy::Target { name: "guardnest".into(), proxy: Some(addr), pid: Some(child.id()) };
+    let result = proxy::check(&target, &proxy::FLOORS);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let ok = result?;
+    println!(
+        "{}",
+        if ok { "check: every ratio at or above its floor" } else { "check: FAILED: a ratio is below its floor" }
+    );
+    Ok(ok)
 }

@@ -663,3 +663,56 @@ fn raise_fd_limit() {
         }
     }
 }
+
+/// The quick engine check CI runs (`guardnest-bench check`): tunnel throughput, tunnel
+/// setups and plain-HTTP requests through GuardNest, each as a ratio to the same operation
+/// done directly in the same run, against a floor. Ratios, not absolute figures: a busy or
+/// slow machine slows both sides alike, and a regression that makes GuardNest several times
+/// slower than it was still falls through the floor.
+pub struct Floors {
+    pub throughput: f64,
+    pub setups: f64,
+    pub http: f64,
+}
+
+/// The floors CI holds (BENCHMARKS.md, "The quick engine check" has what they were set from).
+pub const FLOORS: Floors = Floors { throughput: 0.15, setups: 0.1, http: 0.1 };
+
+/// Runs the check against the GuardNest at `target`; whether every ratio holds its floor.
+pub fn check(target: &Target, floors: &Floors) -> anyhow::Result<bool> {
+    raise_fd_limit();
+    let (ups, _reports) = upstream::start()?;
+    let direct = Target { name: "direct".into(), proxy: None, pid: None };
+    let dur = Duration::from_millis(1500);
+    let warm = Duration::from_millis(300);
+    let bytes = 256u64 << 20;
+    let mut ok = true;
+    let mut row = |what: &str, unit: &str, direct: f64, guardnest: f64, floor: f64| {
+        let ratio = guardnest / direct;
+        let verdict = if ratio >= floor { "ok" } else { "BELOW THE FLOOR" };
+        ok &= ratio >= floor;
+        println!(
+            "| {what} | {} {unit} | {} {unit} | {} | {floor} | {verdict} |",
+            fmt(direct, 2),
+            fmt(guardnest, 2),
+            fmt(ratio, 3)
+        );
+    };
+    println!("| operation | direct | through GuardNest | ratio | floor | |");
+    println!("|---|---:|---:|---:|---:|---|");
+    let (d, _) = throughput(&direct, &ups, 1, false, bytes);
+    let (g, _) = throughput(target, &ups, 1, false, bytes);
+    row("tunnel throughput, 1 stream down", "GB/s", d, g, floors.throughput);
+    let echo = ups.echo;
+    rate(&direct, 16, warm, move |t| tunnel_op(t, echo));
+    let d = rate(&direct, 16, dur, move |t| tunnel_op(t, echo)).per_sec;
+    rate(target, 16, warm, move |t| tunnel_op(t, echo));
+    let g = rate(target, 16, dur, move |t| tunnel_op(t, echo)).per_sec;
+    row("tunnel setup (connect, CONNECT, echo, close)", "/s", d, g, floors.setups);
+    http_rate(&direct, ups.http, 8, warm);
+    let d = http_rate(&direct, ups.http, 8, dur).per_sec;
+    http_rate(target, ups.http, 8, warm);
+    let g = http_rate(target, ups.http, 8, dur).per_sec;
+    row("plain-HTTP keep-alive requests", "/s", d, g, floors.http);
+    Ok(ok)
+}

@@ -146,10 +146,8 @@ mod linux {
         let config = dir.join("guardnest.toml");
         std::fs::write(
             &config,
-            format!(
-                "[proxy]\nlisten = \"[::]:0\"\nconnect_timeout = \"3s\"\n\
-                 [access]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n"
-            ),
+            "[proxy]\nlisten = \"[::]:0\"\nconnect_timeout = \"3s\"\n\
+             [access]\nallow = [\"127.0.0.0/8\", \"::1/128\"]\n",
         )
         .unwrap();
         let data = dir.join("data");

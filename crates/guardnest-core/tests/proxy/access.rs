@@ -3,9 +3,10 @@
 //! addresses cannot be read.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use guardnest_core::access::{hash_password, Access};
+use guardnest_core::access::{hash_password, Access, ATTEMPT_BURST, ATTEMPT_EVERY};
 use guardnest_core::config::{AccessConfig, UserConfig};
 use guardnest_core::own_addresses::{Own, OwnAddresses};
 use guardnest_core::sysproxy::local::{LocalError, LocalNets};
@@ -361,7 +362,7 @@ async fn an_unreadable_own_address_table_refuses_every_destination() {
         assert!(got.starts_with("HTTP/1.1 403"), "{got}");
         assert!(got.contains("cannot tell its own addresses") && got.contains("out of descriptors"), "{got}");
     }
-    assert_eq!(origin.connections.load(std::sync::atomic::Ordering::SeqCst), 0, "the origin was reached");
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 0, "the origin was reached");
 
     // Readable again: the upstreams are not this host, and are reached.
     answer.send(Ok(vec!["192.0.2.9/32"])).unwrap();
@@ -381,5 +382,180 @@ async fn an_unreadable_own_address_table_refuses_every_destination() {
     until_own(&own, "127.0.0.1", |o| *o == Own::Yes).await;
     let got = raw(proxy.addr, connect.as_bytes()).await;
     assert!(got.starts_with("HTTP/1.1 403") && got.contains("may not reach ([access] deny_destinations)"), "{got}");
+    proxy.stop().await;
+}
+
+fn gateway(users: &[(&str, &str)], allow_destinations: &[&str]) -> Access {
+    let mut config = AccessConfig {
+        allow: vec!["127.0.0.0/8".into()],
+        users: users
+            .iter()
+            .map(|(n, p)| UserConfig { name: n.to_string(), password_hash: hash_password(p).unwrap() })
+            .collect(),
+        ..AccessConfig::default()
+    };
+    config.allow_destinations = allow_destinations.iter().map(ToString::to_string).collect();
+    Access::from_config(&config).unwrap()
+}
+
+/// A connection from a chosen loopback source address.
+async fn connect_from(source: &str, proxy: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    within("connect", socket.connect(proxy)).await.unwrap()
+}
+
+fn b64(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n = c.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= c.len() { T[(n >> (18 - 6 * i)) as usize & 63] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// in gateway mode a client may not reach the gateway's own services: targets that
+/// resolve to loopback (a name or a literal, CONNECT or plain HTTP) get 403 with a reason,
+/// and nothing is dialed; `allow_destinations` opens a range again.
+#[tokio::test]
+async fn gateway_clients_cannot_reach_the_gateways_own_services() {
+    let service = origin().await; // stands for the control API on loopback
+    let port = service.addr.port();
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), gateway(&[], &[])).await;
+    for sent in [
+        format!("GET http://127.0.0.1:{port}/metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"),
+        format!(
+            "POST http://127.0.0.1:{port}/v1/disable HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\n\r\n"
+        ),
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n\r\n"),
+        format!("CONNECT localhost:{port} HTTP/1.1\r\n\r\n"),
+        format!("GET http://localhost:{port}/healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        format!("CONNECT [::ffff:127.0.0.2]:{port} HTTP/1.1\r\n\r\n"),
+    ] {
+        let got = raw(proxy.addr, sent.as_bytes()).await;
+        eprintln!("hole 3: sent {sent:?}\n  got {:?}", got.lines().next().unwrap_or(""));
+        assert!(got.starts_with("HTTP/1.1 403"), "{sent:?} got {got}");
+        assert!(got.contains("gateway"), "no reason: {got}");
+    }
+    assert_eq!(service.connections.load(Ordering::SeqCst), 0, "the service was reached");
+    proxy.stop().await;
+
+    // An administrator may open loopback again.
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), gateway(&[], &["127.0.0.0/8"])).await;
+    let got =
+        raw(proxy.addr, format!("GET http://127.0.0.1:{port}/metrics HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    proxy.stop().await;
+    // Desktop mode (no [access]) is as before: loopback is reachable.
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let got =
+        raw(proxy.addr, format!("GET http://127.0.0.1:{port}/metrics HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    proxy.stop().await;
+}
+
+/// wrong passwords are limited per client address (beyond a few, refused without a
+/// check), a connection is closed after a few 407s, and a valid login from another address
+/// is still let in.
+#[tokio::test]
+async fn wrong_passwords_are_limited_per_address_and_per_connection() {
+    let echo = echo_server().await;
+    let proxy =
+        TestProxy::start_with_access(config(), Policy::allow_all(), gateway(&[("alice", "s3cret")], &["127.0.0.0/8"]))
+            .await;
+    let good = "Proxy-Authorization: Basic YWxpY2U6czNjcmV0\r\n"; // alice:s3cret
+
+    // One keep-alive connection guessing: closed after a few 407s.
+    let guessing = Instant::now();
+    let mut s = connect_from("127.0.0.2", proxy.addr).await;
+    let mut answers = Vec::new();
+    let mut closed = false;
+    for i in 0..6 {
+        let wrong = format!("Proxy-Authorization: Basic {}\r\n", b64(&format!("alice:guess{i}")));
+        if s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{wrong}\r\n").as_bytes()).await.is_err() {
+            closed = true;
+            break;
+        }
+        let resp = read_response(&mut s).await;
+        if resp.is_empty() {
+            closed = true;
+            break;
+        }
+        answers.push(resp.lines().next().unwrap_or("").to_string());
+    }
+    eprintln!("hole 4 (one connection, wrong passwords): answers {answers:?}, closed: {closed}");
+    assert!(closed && answers.len() <= 4, "a connection kept guessing: {answers:?}");
+
+    // New connections from the same address: after a few failures, refused without a check.
+    let mut statuses = Vec::new();
+    let mut held = Duration::ZERO;
+    for i in 0..12 {
+        let mut s = connect_from("127.0.0.2", proxy.addr).await;
+        let wrong = format!("Proxy-Authorization: Basic {}\r\n", b64(&format!("alice:again{i}")));
+        let asked = Instant::now();
+        s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{wrong}\r\n").as_bytes()).await.unwrap();
+        let status = status_of(&read_response(&mut s).await);
+        if status == 429 {
+            held = held.max(asked.elapsed());
+        }
+        statuses.push(status);
+    }
+    eprintln!("hole 4 (new connections, wrong passwords): statuses {statuses:?}, a 429 held up to {held:?}");
+    // Checked: the burst, then one per ATTEMPT_EVERY of the time spent guessing (which is
+    // seconds here, more on a slow machine or under Wine); the rest refused unchecked.
+    let checked =
+        answers.iter().filter(|a| a.contains(" 407")).count() + statuses.iter().filter(|&&s| s == 407).count();
+    let earned =
+        ATTEMPT_BURST as usize + (guessing.elapsed().as_secs_f64() / ATTEMPT_EVERY.as_secs_f64()).ceil() as usize;
+    assert!(checked <= earned, "{checked} guesses checked, {earned} allowed: {answers:?} {statuses:?}");
+    assert!(
+        statuses.iter().filter(|&&s| s == 429).count() >= 6,
+        "guesses from one address never limited: {statuses:?}"
+    );
+    // A 429 is held back (half a second), so a script that reconnects at once after each
+    // refusal cannot make the proxy answer thousands a second.
+    assert!(held >= Duration::from_millis(400), "a 429 came after {held:?}");
+    // Another address logs in at once.
+    let mut s = connect_from("127.0.0.3", proxy.addr).await;
+    s.write_all(format!("CONNECT {echo} HTTP/1.1\r\n{good}\r\n").as_bytes()).await.unwrap();
+    assert_eq!(status_of(&read_head(&mut s).await), 200);
+    proxy.stop().await;
+}
+
+/// In gateway mode an upstream connection kept from one client's request is never handed
+/// to another client: each client address gets connections of its own.
+#[tokio::test]
+async fn gateway_upstream_connections_are_kept_per_client() {
+    let up = origin().await;
+    let proxy = TestProxy::start_with_access(config(), Policy::allow_all(), gateway(&[], &["127.0.0.0/8"])).await;
+    let get = |from: &'static str| {
+        let addr = proxy.addr;
+        let target = up.addr;
+        async move {
+            let mut s = connect_from(from, addr).await;
+            let head = format!("GET http://{target}/x HTTP/1.1\r\nHost: {target}\r\n\r\n");
+            s.write_all(head.as_bytes()).await.unwrap();
+            let resp = read_response(&mut s).await;
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+        }
+    };
+    let pooled = |n: u64| {
+        let stats = proxy.stats.clone();
+        within("the connection goes to the pool", async move {
+            while stats.snapshot().upstream_idle != n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    get("127.0.0.2").await;
+    pooled(1).await;
+    get("127.0.0.3").await;
+    pooled(2).await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "a second client reused the first one's connection");
+    get("127.0.0.2").await;
+    assert_eq!(up.connections.load(Ordering::SeqCst), 2, "a client's own kept connection is reused");
     proxy.stop().await;
 }

@@ -77,7 +77,7 @@ async fn connect_timeout_is_504() {
     let (_, status, head) = connect_via(proxy.addr, &hole.addr.to_string()).await;
     assert_eq!(status, 504, "{head}");
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(380) && took < Duration::from_secs(5), "{took:?}");
+    assert!(took >= Duration::from_millis(380) && took < Duration::from_millis(400) + STEP, "{took:?}");
 }
 
 #[tokio::test]
@@ -169,7 +169,7 @@ async fn idle_tunnel_is_closed() {
     let mut rest = Vec::new();
     within("idle close", s.read_to_end(&mut rest)).await.unwrap();
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "{took:?}");
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_millis(300) + STEP, "{took:?}");
     proxy.stop().await;
 }
 

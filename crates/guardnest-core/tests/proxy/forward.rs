@@ -1,11 +1,12 @@
 //! Plain HTTP forwarding: keep-alive, bodies, header hygiene, errors.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use guardnest_core::Policy;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::*;
 
@@ -62,7 +63,7 @@ async fn chunked_response_streams_back() {
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
     let mut rest = vec![0u8; b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n".len()];
-    within("chunked body", tokio::io::AsyncReadExt::read_exact(&mut s, &mut rest)).await.unwrap();
+    within("chunked body", AsyncReadExt::read_exact(&mut s, &mut rest)).await.unwrap();
     assert_eq!(rest, b"5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n");
 }
 
@@ -177,23 +178,33 @@ async fn a_client_alternating_hosts_reuses_both_connections() {
 #[tokio::test]
 async fn an_upstream_that_closed_its_connection_is_replaced_not_reported() {
     // Answers as if keeping the connection, then closes it.
-    let upstream = raw_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+    let (upstream, closed) = raw_origin_counting(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
     let proxy = TestProxy::plain(Policy::allow_all()).await;
     let req = format!("GET http://{upstream}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The next request goes out once the proxy has seen the upstream's close (it closed its
+    // own end): the connection it kept is closed, not one it still believes in.
+    let seen_close = |n: usize| {
+        let closed = closed.clone();
+        within("the proxy sees the upstream's close", async move {
+            while closed.load(Ordering::SeqCst) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
     // Held by the client's own connection...
     let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    for _ in 0..3 {
+    for i in 1..=3 {
         s.write_all(req.as_bytes()).await.unwrap();
         let resp = read_response(&mut s).await;
         assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        seen_close(i).await;
     }
     drop(s);
     // ...and between client connections.
-    for _ in 0..3 {
+    for i in 4..=6 {
         let resp = raw(proxy.addr, req.as_bytes()).await;
         assert!(resp.starts_with("HTTP/1.1 200") && resp.ends_with("ok"), "{resp}");
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        seen_close(i).await;
     }
     idle_upstreams(&proxy, 0).await;
     proxy.stop().await;
@@ -213,7 +224,7 @@ async fn an_idle_client_connection_gives_its_upstream_back() {
     // A keep-alive client that sends nothing more is closed after request_timeout, and the
     // upstream connection it held goes to the pool for the next client.
     let mut rest = Vec::new();
-    within("idle client closed", tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest)).await.unwrap();
+    within("idle client closed", AsyncReadExt::read_to_end(&mut s, &mut rest)).await.unwrap();
     idle_upstreams(&proxy, 1).await;
     let resp = raw(proxy.addr, req.as_bytes()).await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -243,5 +254,78 @@ async fn head_and_bodies_keep_the_upstream_connection_in_step() {
     let resp = read_response(&mut s).await;
     assert!(resp.contains("GET /after-body\n") && resp.contains("body-bytes: 0\n"), "{resp}");
     assert_eq!(origin.connections.load(Ordering::SeqCst), 1, "one upstream connection throughout");
+    proxy.stop().await;
+}
+
+/// A plain-HTTP WebSocket: the `Upgrade` reaches the upstream, its 101 reaches the client,
+/// then bytes flow both ways until `idle_timeout` passes without any.
+#[tokio::test]
+async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
+    let asked = Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = asked.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match tokio::time::timeout(STEP, s.read(&mut byte)).await {
+                Ok(Ok(1)) => head.push(byte[0]),
+                _ => return,
+            }
+        }
+        *seen.lock().unwrap() = text(&head);
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi")
+            .await;
+        let (mut r, mut w) = s.split();
+        let _ = tokio::time::timeout(STEP, tokio::io::copy(&mut r, &mut w)).await;
+    });
+    let idle = Duration::from_secs(1);
+    let proxy =
+        TestProxy::start(guardnest_core::config::ProxyConfig { idle_timeout: idle, ..config() }, Policy::allow_all())
+            .await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    let sent = format!(
+        "GET http://{up}/ws HTTP/1.1\r\nHost: {up}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    s.write_all(sent.as_bytes()).await.unwrap();
+    let head = read_head(&mut s).await;
+    let asked = asked.lock().unwrap().to_ascii_lowercase();
+    eprintln!("websocket: upstream got {asked:?}\n  client got {head:?}");
+    assert!(asked.contains("upgrade: websocket") && asked.contains("connection: upgrade"), "{asked}");
+    assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    let mut early = [0u8; 2];
+    within("early bytes", s.read_exact(&mut early)).await.unwrap();
+    assert_eq!(&early, b"hi", "what the upstream sent behind its 101");
+    s.write_all(b"ping").await.unwrap();
+    let mut back = [0u8; 4];
+    within("echo", s.read_exact(&mut back)).await.unwrap();
+    assert_eq!(&back, b"ping");
+    // Then nothing either way: closed at the idle timeout.
+    let started = Instant::now();
+    let (_, closed) = read_for(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "an idle upgraded connection was held past 5 s (idle_timeout 1 s)");
+    eprintln!("websocket: idle tunnel closed after {:?}", started.elapsed());
+    proxy.stop().await;
+}
+
+/// Plain HTTP counts its bytes, as tunnels do (the app shows bytes through the proxy).
+#[tokio::test]
+async fn plain_http_bytes_are_counted() {
+    let up = origin().await;
+    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let target = up.addr;
+    // A GET (the relay), then a POST with a body (hyper).
+    let resp = raw(proxy.addr, format!("GET http://{target}/x HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let after_get = proxy.stats.snapshot();
+    assert!(after_get.bytes_down > 0, "{after_get:?}");
+    let resp = raw(proxy.addr, post(target, 5, "hello").as_bytes()).await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let after_post = proxy.stats.snapshot();
+    assert!(after_post.bytes_up >= 5 && after_post.bytes_down > after_get.bytes_down, "{after_post:?}");
     proxy.stop().await;
 }

@@ -8,6 +8,5 @@ mod connect;
 mod forward;
 #[path = "../common/loopback.rs"]
 mod loopback;
-mod probed;
 mod robustness;
 mod support;

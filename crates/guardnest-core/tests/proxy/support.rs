@@ -253,10 +253,19 @@ pub async fn origin() -> Origin {
 
 /// A raw origin that answers every request with a fixed byte string and closes.
 pub async fn raw_origin(answer: &'static [u8]) -> SocketAddr {
+    raw_origin_counting(answer).await.0
+}
+
+/// [`raw_origin`], also counting the connections the proxy has closed its end of after the
+/// origin closed its own (so a test can wait until the proxy has seen the close).
+pub async fn raw_origin_counting(answer: &'static [u8]) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let closed = Arc::new(AtomicUsize::new(0));
+    let counter = closed.clone();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
                 let mut seen = Vec::new();
@@ -268,8 +277,89 @@ pub async fn raw_origin(answer: &'static [u8]) -> SocketAddr {
                 }
                 let _ = s.write_all(answer).await;
                 let _ = s.shutdown().await;
+                // The proxy's end closes once it has seen ours.
+                if let Ok(Ok(0)) = tokio::time::timeout(STEP, s.read(&mut buf)).await {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+/// An upstream that reads each request head and answers it with the next of `answers`,
+/// keeping the connection open (until the proxy closes it or `STEP` passes).
+pub async fn answering(answers: Vec<&'static [u8]>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 8192];
+                for answer in answers {
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tokio::time::timeout(STEP, s.read(&mut buf)).await {
+                            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let end = seen.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    seen.drain(..end);
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tokio::time::timeout(STEP, s.read(&mut buf)).await;
             });
         }
     });
     addr
+}
+
+/// Reads what arrives within `wait` (or until the proxy closes).
+pub async fn read_for(s: &mut TcpStream, wait: Duration) -> (Vec<u8>, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (got, true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (got, false),
+        }
+    }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An upstream for one connection: reads the request head (and what came with it), then
+/// plays `then`.
+pub async fn one_upstream<F, Fut>(then: F) -> SocketAddr
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((mut s, _)) = listener.accept().await else { return };
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::time::timeout(STEP, s.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                _ => return,
+            }
+        }
+        then(s).await;
+    });
+    addr
+}
+
+pub fn post(upstream: SocketAddr, length: usize, body: &str) -> String {
+    format!("POST http://{upstream}/up HTTP/1.1\r\nHost: {upstream}\r\nContent-Length: {length}\r\n\r\n{body}")
 }

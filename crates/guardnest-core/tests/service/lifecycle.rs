@@ -66,8 +66,12 @@ async fn concurrent_calls_leave_a_consistent_state() {
     assert_eq!(code, 200);
     assert_eq!(echo_once(&mut c, b"ok").await.unwrap(), b"ok");
     s.disable().await.unwrap();
-    // Exactly one listener was ever left: after disable the port is free to bind.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Exactly one listener was ever left: after disable the port is free to bind (the
+    // listener's socket closes as its task ends: waited for, bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpListener::bind(addr).is_err() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(std::net::TcpListener::bind(addr).is_ok(), "a second listener survived");
 }
 
