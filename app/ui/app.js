@@ -108,6 +108,10 @@ function renderStatus(st) {
   $("s-uptime").textContent = st.uptime_secs == null ? "–" : clock(-st.uptime_secs);
   const sp = st.system_proxy;
   $("s-system").textContent = sp.applied ? `set (${sp.backend})` : sp.last_error ? `not set: ${sp.last_error}` : "not set";
+  // Issue 26: the user's own proxy stays in use, GuardNest chaining through it.
+  const up = st.upstream;
+  const upText = up.chained && sp.applied ? `stays in use through GuardNest: ${up.summary}` : up.summary;
+  $("s-upstream").textContent = up.unreachable.length ? `${upText}; ${up.unreachable.map((u) => `parent proxy ${u}`).join("; ")}` : upText;
   $("s-health").textContent = !st.running ? "–" : st.healthy ? "passing" : `failing (${plural(st.health_failures, "failure", "failures")})`;
   $("s-names").textContent = st.names.toLocaleString();
   renderLists(st.lists);

@@ -155,7 +155,8 @@ pub fn status(common: &CommonArgs, as_json: bool) -> ExitCode {
     }))
 }
 
-/// Two lines: state, address, health, system proxy, lists; then whether it protects.
+/// Three lines: state, address, health, system proxy, lists; whether it protects; where
+/// allowed traffic goes (the upstream).
 fn summary(v: &Value) -> String {
     let running = v["running"].as_bool().unwrap_or(false);
     let sp = &v["system_proxy"];
@@ -179,10 +180,21 @@ fn summary(v: &Value) -> String {
         format!("not listening (GuardNest pid {pid} runs; `guardnest enable` turns protection on); {system}; {counts}")
     };
     let protection = protection_line(&v["protection"]);
+    let upstream = upstream_line(&v["upstream"]);
     match v["repaired"].as_str() {
-        Some(r) => format!("{first}\n{protection}\nat start: {r}"),
-        None => format!("{first}\n{protection}"),
+        Some(r) => format!("{first}\n{protection}\n{upstream}\nat start: {r}"),
+        None => format!("{first}\n{protection}\n{upstream}"),
     }
+}
+
+/// The `upstream` object of a status, as one line: where allowed traffic goes (the user's
+/// own proxy, GuardNest chaining through it), and a parent the last check could not reach.
+fn upstream_line(u: &Value) -> String {
+    let mut line = format!("upstream: {}", u["summary"].as_str().unwrap_or("unknown"));
+    for p in u["unreachable"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        line += &format!("; parent proxy {p}");
+    }
+    line
 }
 
 /// The `protection` object of a status, as one line.

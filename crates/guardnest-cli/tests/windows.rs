@@ -76,7 +76,7 @@ mod windows {
                  GUARDNEST_WINDOWS_SETTINGS_TESTS=1 in a throwaway account",
             );
         }
-        let _one = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         test()
     }
 
@@ -124,7 +124,7 @@ mod windows {
     }
 
     /// Sets (`Some`) or removes (`None`) one value, as the user's own tools would.
-    pub fn put(name: &str, value: Option<RegValue>) {
+    pub fn put(name: &str, value: Option<&RegValue>) {
         let (h, v) = key_of(name);
         // SAFETY: valid key and NUL-terminated name; data outlives the call.
         let rc = unsafe {
@@ -182,7 +182,7 @@ mod windows {
     /// Sets the user's configuration: every value of `VALUES` as given (absent when `None`).
     pub fn set_user(values: &[(&'static str, Option<RegValue>)]) -> Snapshot {
         for name in VALUES {
-            let v = values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone());
+            let v = values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_ref());
             put(name, v);
         }
         snapshot()
@@ -523,7 +523,7 @@ fn another_programs_change_is_left_alone() -> Outcome {
         let mut run = run(data.path(), &["--system-proxy"]);
         run.wait_for("system proxy set (windows)");
         let vpn = RegValue::sz("10.8.0.1:3128");
-        put(PROXY_SERVER, Some(vpn.clone()));
+        put(PROXY_SERVER, Some(&vpn));
         let (code, out) = client(data.path(), &["disable"]);
         note(&format!("  guardnest disable said: {}", out.trim()));
         assert_eq!(code, Some(0), "{out}");

@@ -22,8 +22,12 @@ pub struct Health {
     last_ok: AtomicBool,
     /// The last upstream check: `None` before one ran (or with no parent to check), else
     /// each parent's failure (`None`: reachable).
-    parents: Mutex<Option<Vec<(String, Option<String>)>>>,
+    parents: Mutex<Option<Vec<ParentCheck>>>,
 }
+
+/// One parent proxy in the upstream check: `host:port`, and why it is unreachable (`None`:
+/// it accepted the connection).
+pub type ParentCheck = (String, Option<String>);
 
 impl Health {
     /// Checks run.
@@ -43,11 +47,11 @@ impl Health {
 
     /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
     /// answered); `None` before the first check, or with no parent named outright.
-    pub fn parents(&self) -> Option<Vec<(String, Option<String>)>> {
+    pub fn parents(&self) -> Option<Vec<ParentCheck>> {
         self.parents.lock().ok().and_then(|p| p.clone())
     }
 
-    fn record_parents(&self, results: Vec<(String, Option<String>)>) {
+    fn record_parents(&self, results: Vec<ParentCheck>) {
         if let Ok(mut p) = self.parents.lock() {
             *p = Some(results);
         }

@@ -160,7 +160,7 @@ fn run_engine(script: &str, loaded: &mpsc::Sender<Result<(), PacError>>, jobs: &
             deadline.store(start.as_nanos() as u64, Relaxed);
             let evaluated = ctx.eval::<(), _>(PAC_UTILS).and_then(|()| ctx.eval::<(), _>(script));
             deadline.store(0, Relaxed);
-            evaluated.map_err(|e| PacError::Load(exception(&ctx, e)))?;
+            evaluated.map_err(|e| PacError::Load(exception(&ctx, &e)))?;
             match globals.get::<_, Function>("FindProxyForURL") {
                 Ok(_) => Ok(()),
                 Err(_) => Err(PacError::Load("it defines no function FindProxyForURL".into())),
@@ -186,7 +186,7 @@ fn run_engine(script: &str, loaded: &mpsc::Sender<Result<(), PacError>>, jobs: &
             deadline.store(stop.as_nanos() as u64, Relaxed);
             let answer = find.call::<_, rquickjs::Value>((job.url.as_str(), job.host.as_str()));
             deadline.store(0, Relaxed);
-            let answer = answer.map_err(|e| PacError::Eval(exception(&ctx, e)))?;
+            let answer = answer.map_err(|e| PacError::Eval(exception(&ctx, &e)))?;
             answer
                 .as_string()
                 .and_then(|s| s.to_string().ok())
@@ -198,7 +198,7 @@ fn run_engine(script: &str, loaded: &mpsc::Sender<Result<(), PacError>>, jobs: &
 }
 
 /// The text of a script's exception (or of the engine's error).
-fn exception(ctx: &rquickjs::Ctx<'_>, e: rquickjs::Error) -> String {
+fn exception(ctx: &rquickjs::Ctx<'_>, e: &rquickjs::Error) -> String {
     if !e.is_exception() {
         return e.to_string();
     }

@@ -322,7 +322,7 @@ impl super::Backend for Windows {
         upstream_keys()
     }
 
-    fn user_proxy(&self, settings: &Settings) -> super::upstream::UserProxy {
+    fn user_proxy(&self, settings: &Settings) -> UserProxy {
         user_proxy(settings)
     }
 
