@@ -1,6 +1,6 @@
-//! Route stage, beside [`crate::conn::gate::dial`]: where an allowed request goes (direct, or
-//! through a parent proxy, the user's own), and the one place a target is reached through a
-//! parent. Both CONNECT paths call [`connect`]; the forward stage asks [`Router::hops`] and
+//! Route stage, below the gate and beside the dial stage ([`crate::conn::dial`]): where an
+//! allowed request goes (direct, or through a parent proxy, the user's own), and the one
+//! place a target is reached, directly ([`Reach::dial`]) or through a parent. Both CONNECT paths call [`connect`]; the forward stage asks [`Router::hops`] and
 //! sends absolute-form requests to a parent over its own pooled connections.
 //!
 //! A CONNECT through a parent costs one round trip more than a direct one: our CONNECT to the
@@ -347,7 +347,7 @@ pub(crate) struct Reach<'a> {
 }
 
 impl Reach<'_> {
-    /// Dials `target` itself, counting failures (as `conn::gate::dial`).
+    /// Dials `target` itself, counting failures.
     pub(crate) async fn dial(&self, target: &Target) -> Result<TcpStream, Refusal> {
         self.dialer.dial(target).await.map_err(|e| {
             if !matches!(e, DialError::Loop { .. }) {
