@@ -100,6 +100,25 @@ mod linux {
         }
     }
 
+    /// `program` with only the throwaway desktop's environment (never the real user's HOME).
+    fn desktop_command(h: &Path, bus: Option<&str>, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", h)
+            .env("XDG_CONFIG_HOME", h.join("config"))
+            .env("XDG_DATA_HOME", h.join("data"))
+            .env("XDG_CACHE_HOME", h.join("cache"))
+            .env("XDG_RUNTIME_DIR", h.join("run"))
+            .env("XDG_CURRENT_DESKTOP", "GNOME")
+            .env("GSETTINGS_BACKEND", "dconf")
+            .env("NO_AT_BRIDGE", "1");
+        if let Some(bus) = bus {
+            c.env("DBUS_SESSION_BUS_ADDRESS", bus);
+        }
+        c
+    }
+
     /// The throwaway desktop: HOME, XDG dirs, one session bus for everything started here.
     struct Desktop {
         home: tempfile::TempDir,
@@ -114,7 +133,9 @@ mod linux {
             std::fs::create_dir_all(&run_dir).unwrap();
             use std::os::unix::fs::PermissionsExt as _;
             std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-            let mut daemon = Command::new("dbus-daemon");
+            // The bus starts dconf-service for gsettings' writes: it must get the throwaway
+            // HOME too, or it would write the real user's settings.
+            let mut daemon = desktop_command(home.path(), None, "dbus-daemon");
             daemon.args(["--session", "--nofork", "--print-address"]).stdout(Stdio::piped()).stderr(Stdio::null());
             std::os::unix::process::CommandExt::process_group(&mut daemon, 0);
             let mut daemon = daemon.spawn().unwrap();
@@ -130,20 +151,7 @@ mod linux {
         }
 
         fn command(&self, program: &str) -> Command {
-            let h = self.home.path();
-            let mut c = Command::new(program);
-            c.env_clear()
-                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                .env("HOME", h)
-                .env("XDG_CONFIG_HOME", h.join("config"))
-                .env("XDG_DATA_HOME", h.join("data"))
-                .env("XDG_CACHE_HOME", h.join("cache"))
-                .env("XDG_RUNTIME_DIR", h.join("run"))
-                .env("XDG_CURRENT_DESKTOP", "GNOME")
-                .env("GSETTINGS_BACKEND", "dconf")
-                .env("DBUS_SESSION_BUS_ADDRESS", &self.bus)
-                .env("NO_AT_BRIDGE", "1");
-            c
+            desktop_command(self.home.path(), Some(&self.bus), program)
         }
 
         fn gsettings(&self, args: &[&str]) -> String {
@@ -265,7 +273,8 @@ mod linux {
                     req = req.header("content-type", "application/json").body(body.to_string());
                 }
                 let resp = req.send().await.map_err(|e| e.to_string())?;
-                let v: Value = resp.json().await.map_err(|e| e.to_string())?;
+                let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+                let v: Value = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
                 Ok::<Value, String>(v["value"].clone())
             }
         };
@@ -350,11 +359,11 @@ mod linux {
         .unwrap();
         let state = data.path().join("state");
         let mut gn = guardnest(&desktop, &state, &config);
+        gn.wait_for("system proxy set (gnome)");
         let kept = gn.wait_for("your own proxy stays in use through GuardNest");
         eprintln!("guardnest said: {kept}");
         assert!(kept.contains(&format!("proxy {} for HTTP and HTTPS", squid.addr)), "{kept}");
         assert!(kept.contains("from your GNOME proxy settings"), "{kept}");
-        gn.wait_for("system proxy set (gnome)");
         let applied = desktop.snapshot();
         assert_eq!(applied["org.gnome.system.proxy.http port"], gn.addr.port().to_string());
 
