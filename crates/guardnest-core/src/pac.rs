@@ -34,6 +34,9 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Hosts whose answers are kept; past this the cache starts again.
 const CACHE_HOSTS: usize = 4096;
+/// After a script failed to load (its server down, say), how long until it is fetched again;
+/// until then every request goes direct at once.
+pub const RELOAD_AFTER: Duration = Duration::from_secs(30);
 
 /// One entry of a `FindProxyForURL` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +259,8 @@ struct Cached {
 /// A PAC script: fetched on first use, then asked for each host not in the cache.
 pub struct Pac {
     url: String,
-    engine: tokio::sync::OnceCell<Result<Engine, PacError>>,
+    /// The loaded script, or the last failure to load it and when.
+    engine: tokio::sync::Mutex<Option<Result<Arc<Engine>, (PacError, Instant)>>>,
     cache: Mutex<HashMap<(bool, String, u16), Cached>>,
     /// Script given directly (tests, benchmarks): not fetched.
     script: Option<String>,
@@ -272,7 +276,7 @@ impl Pac {
     /// The script at `url` (`http://`, `https://` or `file://`), fetched on first use, never
     /// through any proxy.
     pub fn new(url: &str) -> Pac {
-        Pac { url: url.to_string(), engine: tokio::sync::OnceCell::new(), cache: Mutex::default(), script: None }
+        Pac { url: url.to_string(), engine: tokio::sync::Mutex::new(None), cache: Mutex::default(), script: None }
     }
 
     /// A script given as text (named `origin` in messages).
@@ -306,7 +310,7 @@ impl Pac {
 
     /// Asks the script without the cache (the benchmark's cold path).
     pub async fn ask(&self, https: bool, host: &str, port: u16) -> Result<String, PacError> {
-        let engine = self.engine.get_or_init(|| self.load()).await.as_ref().map_err(Clone::clone)?;
+        let engine = self.engine().await?;
         let scheme = if https { "https" } else { "http" };
         let default = if https { 443 } else { 80 };
         let authority = match (host.contains(':'), port == default) {
@@ -316,6 +320,23 @@ impl Pac {
             (false, false) => format!("{host}:{port}"),
         };
         engine.find(format!("{scheme}://{authority}/"), host.to_string()).await
+    }
+
+    /// The loaded script: loaded now if it never was, or if it failed more than
+    /// [`RELOAD_AFTER`] ago (requests meanwhile wait for the one load under way).
+    async fn engine(&self) -> Result<Arc<Engine>, PacError> {
+        let mut state = self.engine.lock().await;
+        match &*state {
+            Some(Ok(engine)) => return Ok(engine.clone()),
+            Some(Err((e, at))) if at.elapsed() < RELOAD_AFTER => return Err(e.clone()),
+            _ => {}
+        }
+        let loaded = self.load().await.map(Arc::new);
+        if let Err(e) = &loaded {
+            tracing::warn!(url = %self.url, error = %e, "PAC script not loaded; going direct, trying again in {}s", RELOAD_AFTER.as_secs());
+        }
+        *state = Some(loaded.clone().map_err(|e| (e, Instant::now())));
+        loaded
     }
 
     async fn load(&self) -> Result<Engine, PacError> {
@@ -446,5 +467,18 @@ mod tests {
         assert!(!why.is_empty());
         let Err(PacError::Load(why)) = Pac::from_script("t", "var a = 1;").ask(true, "a", 1).await else { panic!() };
         assert!(why.contains("FindProxyForURL"), "{why}");
+    }
+
+    /// A script that cannot be fetched is an error (the caller goes direct), remembered for
+    /// [`RELOAD_AFTER`] so requests meanwhile do not wait on the dead server again.
+    #[tokio::test]
+    async fn a_script_that_cannot_be_fetched_is_tried_again_later() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let pac = Pac::new(&format!("http://{dead}/proxy.pac"));
+        let Err(PacError::Fetch { url, .. }) = pac.find(true, "a.example", 443).await else { panic!("fetched") };
+        assert!(url.contains(&dead.to_string()));
+        let started = Instant::now();
+        assert!(matches!(pac.find(true, "b.example", 443).await, Err(PacError::Fetch { .. })));
+        assert!(started.elapsed() < Duration::from_millis(50), "the dead server was asked again at once");
     }
 }

@@ -39,13 +39,21 @@ pub(crate) async fn handle(
     let mut origin_form = uri::Parts::default();
     origin_form.path_and_query = Some(path.clone());
     let origin_form = Uri::from_parts(origin_form).map_err(|e| Refusal::BadRequest(e.into()))?;
-    // A parent proxy gets the absolute form, from the same normalised parts.
-    let mut absolute_form = uri::Parts::default();
-    absolute_form.scheme = Some(uri::Scheme::HTTP);
-    absolute_form.authority =
-        Some(uri::Authority::try_from(host_header.as_bytes()).map_err(|_| Refusal::BadRequest(BadRequest::HostField))?);
-    absolute_form.path_and_query = Some(path);
-    let absolute_form = Uri::from_parts(absolute_form).map_err(|e| Refusal::BadRequest(e.into()))?;
+    // A parent proxy gets the absolute form, from the same normalised parts (built only when
+    // a parent may be used: a direct request pays nothing for it).
+    let absolute_form = match ctx.shared.router.is_chained() {
+        false => None,
+        true => {
+            let mut parts = uri::Parts::default();
+            parts.scheme = Some(uri::Scheme::HTTP);
+            parts.authority = Some(
+                uri::Authority::try_from(host_header.as_bytes())
+                    .map_err(|_| Refusal::BadRequest(BadRequest::HostField))?,
+            );
+            parts.path_and_query = Some(path);
+            Some(Uri::from_parts(parts).map_err(|e| Refusal::BadRequest(e.into()))?)
+        }
+    };
     let forms = Forms { origin: origin_form, absolute: absolute_form };
     *req.uri_mut() = forms.origin.clone();
     // The client's proxy credentials are for a parent when GuardNest asks for none itself.
@@ -250,7 +258,8 @@ struct Via {
 
 struct Forms {
     origin: Uri,
-    absolute: Uri,
+    /// `None` when the router names no parent.
+    absolute: Option<Uri>,
 }
 
 impl Via {
@@ -265,11 +274,15 @@ impl Via {
                     Some(auth) => headers.insert(header::PROXY_AUTHORIZATION, auth.clone()),
                     None => headers.remove(header::PROXY_AUTHORIZATION),
                 };
-                *req.uri_mut() = self.forms.absolute.clone();
+                if let Some(absolute) = &self.forms.absolute {
+                    *req.uri_mut() = absolute.clone();
+                }
             }
             None => {
                 headers.remove(header::PROXY_AUTHORIZATION);
-                *req.uri_mut() = self.forms.origin.clone();
+                if self.forms.absolute.is_some() {
+                    *req.uri_mut() = self.forms.origin.clone();
+                }
             }
         }
     }

@@ -21,7 +21,7 @@ use guardnest_core::config::{
     AccessConfig, BlocklistConfig, HealthConfig, ProxyConfig, Secret, SourceSpec, UpstreamConfig, UpstreamMode,
 };
 use guardnest_core::{Blocklists, Proxy, Router};
-use guardnest_testkit::{passed, skip, Outcome};
+use guardnest_testkit::{passed, platform_limit, skip, Outcome};
 use http_body_util::Full;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,6 +37,9 @@ guardnest_testkit::main!(
     a_connect_through_a_parent_costs_one_round_trip,
     gateway_deny_rules_apply_to_the_parent,
 );
+
+/// Why Squid's tests do not run in the Windows suite.
+const SQUID_IS_LINUXS: &str = "Squid is the Linux host's program; the Linux run covers Squid as the parent";
 
 /// Upper bound for any single step.
 const STEP: Duration = Duration::from_secs(15);
@@ -213,6 +216,9 @@ async fn get_via(proxy: SocketAddr, url: &str, extra: &str) -> (u16, String, Str
 /// (its hosts file), its access log shows both, a blocked name never reaches it, and a list
 /// download goes through it too.
 fn squid_is_the_parent_for_https_plain_http_and_list_downloads() -> Outcome {
+    if cfg!(windows) {
+        return platform_limit(SQUID_IS_LINUXS);
+    }
     if let Some(why) = squid::missing() {
         return skip(why);
     }
@@ -268,6 +274,9 @@ fn squid_is_the_parent_for_https_plain_http_and_list_downloads() -> Outcome {
 /// credentials then reach Squid), and `[upstream] user` and `password` answer it for every
 /// client.
 fn squid_with_basic_auth_from_the_config_or_from_the_client() -> Outcome {
+    if cfg!(windows) {
+        return platform_limit(SQUID_IS_LINUXS);
+    }
     if let Some(why) = squid::missing() {
         return skip(why);
     }
