@@ -250,6 +250,9 @@ fn my_ip_address() -> String {
     outward().ok().filter(|ip| !ip.is_unspecified()).map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string())
 }
 
+/// A script loaded, or the last failure to load it and when.
+type Loaded = Result<Arc<Engine>, (PacError, Instant)>;
+
 /// What the cache holds for a host.
 struct Cached {
     hops: Arc<[PacHop]>,
@@ -260,7 +263,7 @@ struct Cached {
 pub struct Pac {
     url: String,
     /// The loaded script, or the last failure to load it and when.
-    engine: tokio::sync::Mutex<Option<Result<Arc<Engine>, (PacError, Instant)>>>,
+    engine: tokio::sync::Mutex<Option<Loaded>>,
     cache: Mutex<HashMap<(bool, String, u16), Cached>>,
     /// Script given directly (tests, benchmarks): not fetched.
     script: Option<String>,
