@@ -85,10 +85,15 @@ pub(crate) async fn handle(
     }
     // Bound the wait for the response head; a silent upstream, or one that sends interim
     // answers without end, must not hold the client.
+    // Who the request went to, so that a silence is blamed on the parent when it was one.
+    let sent_to = std::sync::Mutex::new(None::<Peer>);
     let (response, parent) = tokio::select! {
-        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx, &via)) => match r {
+        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx, &via, &sent_to)) => match r {
             Ok(r) => r?,
-            Err(_) => return Err(no_response(&target, idle)),
+            Err(_) => {
+                let peer = sent_to.lock().ok().and_then(|p| p.clone()).unwrap_or(Peer::Origin(target));
+                return Err(no_response(&peer, idle));
+            }
         },
         () = interim.exceeded() => {
             ctx.local.upstream.discard();
@@ -231,7 +236,7 @@ async fn upgrade_exchange(
     let mut response = tokio::select! {
         r = tokio::time::timeout(idle, sender.send_request(req)) => match r {
             Ok(r) => r.map_err(|e| upstream_error(e, &peer))?,
-            Err(_) => return Err(no_response(&target, idle)),
+            Err(_) => return Err(no_response(&peer, idle)),
         },
         () = interim.exceeded() => return Err(too_many_interim(&target)),
     };
@@ -241,7 +246,7 @@ async fn upgrade_exchange(
     let upgraded = match tokio::time::timeout(idle, hyper::upgrade::on(&mut response)).await {
         Ok(Ok(u)) => u,
         Ok(Err(e)) => return Err(upstream_error(e, &peer)),
-        Err(_) => return Err(no_response(&target, idle)),
+        Err(_) => return Err(no_response(&peer, idle)),
     };
     let parts = upgraded.downcast::<TokioIo<UpstreamIo>>().map_err(|_| Refusal::Upstream(UpstreamError::State))?;
     let upstream = parts.io.into_inner().into_inner();
@@ -298,6 +303,7 @@ async fn exchange(
     owner: &Owner,
     ctx: &ConnCtx,
     via: &Via,
+    sent_to: &std::sync::Mutex<Option<Peer>>,
 ) -> Result<(Response<Incoming>, Option<Arc<Parent>>), Refusal> {
     let mut req = req;
     let shared = &ctx.shared;
@@ -311,6 +317,9 @@ async fn exchange(
             Hop::Parent(p) => (Peer::Parent(p.target.clone()), Some(p)),
         };
         via.prepare(&mut req, parent.map(|p| &**p));
+        if let Ok(mut sent) = sent_to.lock() {
+            *sent = Some(peer.clone());
+        }
         if let Some(kept) = ctx.local.upstream.take(&peer, owner, pool) {
             match ctx.local.upstream.send(kept, req).await {
                 Ok(response) => return Ok((response, parent.cloned())),
@@ -341,8 +350,8 @@ async fn exchange(
 }
 
 /// Connected, and no answer in time: the upstream's slowness (504), not a failed dial.
-fn no_response(target: &Target, timeout: std::time::Duration) -> Refusal {
-    Refusal::Upstream(UpstreamError::ResponseTimeout { target: target.to_string(), timeout })
+fn no_response(peer: &Peer, timeout: std::time::Duration) -> Refusal {
+    Refusal::Upstream(UpstreamError::ResponseTimeout { target: peer.to_string(), timeout })
 }
 
 fn upstream_error(source: hyper::Error, peer: &Peer) -> Refusal {

@@ -416,10 +416,12 @@ fn a_parent_that_is_down_is_named_in_the_502_and_in_the_health_check() -> Outcom
 }
 
 /// A parent that never answers, one that answers garbage, one that closes mid-answer: each
-/// is answered in bounded time with a reason that names the parent.
+/// is answered in bounded time with a reason that names the parent, for a CONNECT and for a
+/// plain request.
 fn hostile_parents_are_answered_in_time() -> Outcome {
     runtime().block_on(async {
         let echo = echo().await;
+        let web = origin(None).await;
         let cases = [
             (fake::Mode::Silent, 504, "did not answer within 1s"),
             (fake::Mode::Garbage, 502, "answered something that is not an HTTP response"),
@@ -437,6 +439,25 @@ fn hostile_parents_are_answered_in_time() -> Outcome {
                 "{mode:?}: {body}"
             );
             assert!(started.elapsed() < Duration::from_secs(5), "{mode:?} took {:?}", started.elapsed());
+            gn.stop().await;
+        }
+        let plain = [
+            (fake::Mode::Silent, 504, "no response within 1s"),
+            (fake::Mode::Garbage, 502, "invalid HTTP"),
+            (fake::Mode::CloseMidHandshake, 502, "upstream error"),
+        ];
+        for (mode, want, reason) in plain {
+            let parent = fake::start(mode).await;
+            let proxy = ProxyConfig { idle_timeout: Duration::from_secs(1), ..config() };
+            let gn = guardnest(fixed(parent.addr), None, proxy).await;
+            let started = Instant::now();
+            let (status, _, body) = get_via(gn.addr, &format!("http://{web}/"), "").await;
+            assert_eq!(status, want, "plain {mode:?}: {body}");
+            assert!(
+                body.contains(&format!("parent proxy {}", parent.addr)) && body.contains(reason),
+                "plain {mode:?}: {body}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(5), "plain {mode:?} took {:?}", started.elapsed());
             gn.stop().await;
         }
     });
