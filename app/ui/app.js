@@ -177,6 +177,10 @@ function renderStatus(st) {
     ? "go through GuardNest"
     : !st.running ? "use your own proxy settings"
       : sp.last_error ? "do not go through GuardNest (see above)" : "do not go through GuardNest";
+  // Issue 26: the user's own proxy stays in use, GuardNest chaining through it.
+  const up = st.upstream;
+  const upText = up.chained && sp.applied ? `stays in use through GuardNest: ${up.summary}` : up.summary;
+  $("s-upstream").textContent = up.unreachable.length ? `${upText}; ${up.unreachable.map((u) => `parent proxy ${u}`).join("; ")}` : upText;
   $("s-names").textContent = st.names.toLocaleString();
   $("s-listen").textContent = st.listen || "none (off)";
   $("s-health").textContent = !st.running ? "–" : st.healthy ? "working" : `not answering (${plural(st.health_failures, "failure", "failures")})`;

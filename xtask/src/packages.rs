@@ -65,6 +65,11 @@ const NEEDS: &[Need] = &[
     },
     Need { present: || on_path("haproxy"), packages: &["haproxy"], for_what: "the gateway test behind HAProxy" },
     Need {
+        present: || Path::new("/usr/sbin/squid").is_file() && Path::new("/usr/lib/squid/basic_ncsa_auth").is_file(),
+        packages: &["squid", "openssl"],
+        for_what: "the parent-proxy tests (Squid as GuardNest's upstream)",
+    },
+    Need {
         present: || on_path("ip") && on_path("sysctl") && on_path("unshare") && on_path("mount"),
         packages: &["iproute2", "procps", "util-linux", "mount"],
         for_what: "the gateway's own-address tests (network namespaces)",

@@ -6,12 +6,14 @@
 //! `guardnest-bench lists` — list scale: build time, bytes per name, rebuild peak, lookup
 //! latency, and the proxy's responsiveness during a rebuild, beside a `HashSet<String>`.
 //! `guardnest-bench login-flood` — valid gateway logins while wrong passwords flood it.
+//! `guardnest-bench pac` — a PAC lookup, cold, uncached and cached.
 //! `guardnest-bench check` — the quick engine check CI runs: GuardNest against the direct
 //! path in one run, as ratios with floors (exit 1 below a floor).
 
 mod alloc;
 mod lists;
 mod login;
+mod pac;
 mod procfs;
 mod proxy;
 mod through;
@@ -72,6 +74,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
+    /// PAC evaluation: µs per lookup, cold (new script), uncached host, cached host.
+    Pac,
     /// The quick engine check: tunnel throughput, tunnel setups and plain-HTTP requests
     /// through the release `guardnest`, each as a ratio to the direct path in the same run;
     /// exits 1 when a ratio is below its floor.
@@ -99,6 +103,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));
             login::run(&login::Options { guardnest, secs })
         }
+        Command::Pac => pac::run(),
         Command::Check { guardnest } => {
             let guardnest = guardnest
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));

@@ -155,7 +155,8 @@ pub fn status(common: &CommonArgs, as_json: bool) -> ExitCode {
     }))
 }
 
-/// Two lines: state, address, health, system proxy, lists; then whether it protects.
+/// Three lines: state, address, health, system proxy, lists; whether it protects; where
+/// allowed traffic goes (the upstream).
 fn summary(v: &Value) -> String {
     let running = v["running"].as_bool().unwrap_or(false);
     let sp = &v["system_proxy"];
@@ -178,11 +179,21 @@ fn summary(v: &Value) -> String {
     } else {
         format!("not listening (GuardNest pid {pid} runs; `guardnest enable` turns protection on); {system}; {counts}")
     };
-    let mut out = format!("{first}\n{}", protection_line(&v["protection"]));
+    let mut out = format!("{first}\n{}\n{}", protection_line(&v["protection"]), upstream_line(&v["upstream"]));
     for note in v["repaired"].as_array().into_iter().flatten() {
         out += &format!("\nat start: {}", note["message"].as_str().unwrap_or("?"));
     }
     out
+}
+
+/// The `upstream` object of a status, as one line: where allowed traffic goes (the user's
+/// own proxy, GuardNest chaining through it), and a parent the last check could not reach.
+fn upstream_line(u: &Value) -> String {
+    let mut line = format!("upstream: {}", u["summary"].as_str().unwrap_or("unknown"));
+    for p in u["unreachable"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        line += &format!("; parent proxy {p}");
+    }
+    line
 }
 
 /// The `protection` object of a status, as one line.

@@ -31,6 +31,7 @@ guardnest_testkit::main!(
     repair_without_a_snapshot_turns_a_dead_guardnest_off,
     a_failed_apply_leaves_nothing_behind,
     firewall_rule_only_beyond_loopback_as_administrator,
+    the_users_proxy_is_read_from_the_registry_as_the_upstream,
 );
 
 #[cfg(windows)]
@@ -75,7 +76,7 @@ mod windows {
                  GUARDNEST_WINDOWS_SETTINGS_TESTS=1 in a throwaway account",
             );
         }
-        let _one = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
+        let _one = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         test()
     }
 
@@ -123,7 +124,7 @@ mod windows {
     }
 
     /// Sets (`Some`) or removes (`None`) one value, as the user's own tools would.
-    pub fn put(name: &str, value: Option<RegValue>) {
+    pub fn put(name: &str, value: Option<&RegValue>) {
         let (h, v) = key_of(name);
         // SAFETY: valid key and NUL-terminated name; data outlives the call.
         let rc = unsafe {
@@ -181,7 +182,7 @@ mod windows {
     /// Sets the user's configuration: every value of `VALUES` as given (absent when `None`).
     pub fn set_user(values: &[(&'static str, Option<RegValue>)]) -> Snapshot {
         for name in VALUES {
-            let v = values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.clone());
+            let v = values.iter().find(|(n, _)| *n == name).and_then(|(_, v)| v.as_ref());
             put(name, v);
         }
         snapshot()
@@ -522,7 +523,7 @@ fn another_programs_change_is_left_alone() -> Outcome {
         let mut run = run(data.path(), &["--system-proxy"]);
         run.wait_for("system proxy set (windows)");
         let vpn = RegValue::sz("10.8.0.1:3128");
-        put(PROXY_SERVER, Some(vpn.clone()));
+        put(PROXY_SERVER, Some(&vpn));
         let (code, out) = client(data.path(), &["disable"]);
         note(&format!("  guardnest disable said: {}", out.trim()));
         assert_eq!(code, Some(0), "{out}");
@@ -680,4 +681,66 @@ fn stop_checking_log(mut run: Running, check: impl FnOnce(&[String])) {
     let log = run.seen().to_vec();
     assert_eq!(run.wait_exit().code(), Some(0));
     check(&log);
+}
+
+/// Issue 26: the user's own proxy, read from the registry (manual, then PAC), is GuardNest's
+/// upstream before, while (from the transaction's snapshot, the registry then holding
+/// GuardNest's values) and after GuardNest is the system proxy; the registry comes back byte
+/// for byte.
+#[cfg(windows)]
+fn the_users_proxy_is_read_from_the_registry_as_the_upstream() -> Outcome {
+    use guardnest_core::sysproxy::{SystemProxy, UserProxy};
+    exclusive(|| {
+        let manual = [
+            (PROXY_ENABLE, Some(RegValue::dword(1))),
+            (PROXY_SERVER, Some(RegValue::sz("http=web.corp.example:8080;https=tls.corp.example:8443"))),
+            (PROXY_OVERRIDE, Some(RegValue::sz("*.corp.example;<local>"))),
+            (
+                VALUES[4],
+                Some(record(
+                    41,
+                    3,
+                    "http=web.corp.example:8080;https=tls.corp.example:8443",
+                    "*.corp.example;<local>",
+                    "",
+                )),
+            ),
+        ];
+        let url = "http://wpad.corp.example/proxy.pac";
+        let pac = [
+            (PROXY_ENABLE, Some(RegValue::dword(0))),
+            (AUTO_CONFIG_URL, Some(RegValue::sz(url))),
+            (VALUES[4], Some(record(12, 5, "", "", url))),
+        ];
+        let check_manual = |p: &UserProxy| match p {
+            UserProxy::Manual { http: Some(h), https: Some(s), bypass, .. } => {
+                h.to_string() == "web.corp.example:8080"
+                    && s.to_string() == "tls.corp.example:8443"
+                    && bypass.matches("wiki.corp.example", 443)
+                    && bypass.matches("printer", 80)
+                    && !bypass.matches("example.org", 443)
+            }
+            _ => false,
+        };
+        let check_pac = |p: &UserProxy| *p == UserProxy::Pac { url: url.into() };
+        for (name, values, check) in
+            [("manual", &manual[..], &check_manual as &dyn Fn(&UserProxy) -> bool), ("pac", &pac[..], &check_pac)]
+        {
+            note(&format!("== the user's {name} proxy as the upstream"));
+            let before = set_user(values);
+            let data = tempfile::tempdir().unwrap();
+            let system = SystemProxy::new(Some(Box::new(Windows::new().unwrap())), data.path());
+            let read = system.user_proxy().unwrap().unwrap();
+            note(&format!("  before: {}", read.proxy.describe()));
+            assert!(check(&read.proxy) && !read.from_snapshot, "{read:?}");
+            system.apply(&Target::Fixed("127.0.0.1:3999".parse().unwrap())).unwrap();
+            let during = system.user_proxy().unwrap().unwrap();
+            note(&format!("  while GuardNest is the system proxy: {}", during.proxy.describe()));
+            assert!(check(&during.proxy) && during.from_snapshot, "{during:?}");
+            system.restore().unwrap();
+            assert_eq!(snapshot(), before, "the registry did not come back byte for byte");
+        }
+        set_user(&[]);
+        passed()
+    })
 }

@@ -77,6 +77,117 @@ pub struct Config {
     pub system_proxy: SystemProxyConfig,
     /// Who may use the proxy (gateway mode).
     pub access: AccessConfig,
+    /// Where allowed traffic goes: direct, or through the user's own proxy (the parent).
+    pub upstream: UpstreamConfig,
+}
+
+/// Which parent proxy GuardNest chains through (`[upstream] mode`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamMode {
+    /// The user's own proxy, from the OS's settings (the snapshot of them while GuardNest
+    /// is the system proxy).
+    #[default]
+    System,
+    /// Always direct.
+    None,
+    /// `proxy` or `pac` from this section.
+    Fixed,
+}
+
+impl UpstreamMode {
+    /// The name, as written in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamMode::System => "system",
+            UpstreamMode::None => "none",
+            UpstreamMode::Fixed => "fixed",
+        }
+    }
+}
+
+/// A secret from the configuration: never printed (its `Debug` says `<hidden>`).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// Where allowed traffic goes after the checks: direct, or through a parent proxy.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// `system` (the default), `none` or `fixed`.
+    pub mode: UpstreamMode,
+    /// With `fixed`: the parent, `http://host:port`.
+    pub proxy: Option<String>,
+    /// With `fixed`: a PAC script's URL (`http://`, `https://` or `file://`) asked for each host.
+    pub pac: Option<String>,
+    /// Hosts that never go through the parent, besides the OS's own bypass list: a name (and
+    /// its subdomains), `*` wildcards, an address or a CIDR, `<local>` for names without a dot.
+    pub bypass: Vec<String>,
+    /// Basic credentials for the parent: the user name.
+    pub user: Option<String>,
+    /// Basic credentials for the parent: the password (never logged or shown).
+    pub password: Option<Secret>,
+}
+
+impl UpstreamConfig {
+    /// `proxy`, parsed (`None` when not set).
+    pub fn proxy_server(&self) -> Result<Option<crate::sysproxy::ProxyServer>, ConfigError> {
+        let Some(text) = &self.proxy else { return Ok(None) };
+        crate::sysproxy::ProxyServer::parse(text, 0).map(Some).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "upstream.proxy {text:?} is not http://HOST:PORT (only HTTP parents are supported)"
+            ))
+        })
+    }
+
+    /// Checks the section: `fixed` needs one of `proxy` and `pac`; credentials come in pairs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.proxy_server()?;
+        if let Some(pac) = &self.pac {
+            let ok = ["http://", "https://", "file://"]
+                .iter()
+                .any(|s| pac.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s)));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream.pac {pac:?} is not an http://, https:// or file:// URL"
+                )));
+            }
+        }
+        match (self.mode, &self.proxy, &self.pac) {
+            (UpstreamMode::Fixed, None, None) => {
+                return Err(ConfigError::Invalid(
+                    "upstream.mode = \"fixed\" needs upstream.proxy or upstream.pac".into(),
+                ))
+            }
+            (UpstreamMode::Fixed, Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid("upstream: set proxy or pac, not both".into()))
+            }
+            (UpstreamMode::System | UpstreamMode::None, Some(_), _)
+            | (UpstreamMode::System | UpstreamMode::None, _, Some(_)) => {
+                return Err(ConfigError::Invalid(format!(
+                    "upstream.proxy and upstream.pac are used with mode = \"fixed\" (mode is \"{}\")",
+                    self.mode.name()
+                )))
+            }
+            _ => {}
+        }
+        match (&self.user, &self.password) {
+            (Some(u), Some(_)) if u.is_empty() || u.contains(':') => {
+                Err(ConfigError::Invalid(format!("upstream.user {u:?} is empty or has a ':'")))
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                Err(ConfigError::Invalid("upstream: set both user and password, or neither".into()))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Destinations a gateway's clients may not reach by default: loopback, link-local (most
@@ -579,6 +690,7 @@ impl Config {
         let allow = self.access.allow_nets()?;
         let users = self.access.users()?;
         self.access.trusted_proxy_nets()?;
+        self.upstream.validate()?;
         check_listen(p.listen, p.proxy_protocol, !allow.is_empty() || !users.is_empty())?;
         if self.system_proxy.mode == SystemProxyMode::Pac && self.control.addr()?.is_none() {
             return Err(ConfigError::Invalid(
@@ -690,6 +802,25 @@ mod tests {
         assert!(Config::from_toml("[proxy]\nidle_timeout = \"0s\"\n", "t").is_err());
         assert!(Config::from_toml("[proxy]\nmax_connections = 0\n", "t").is_err());
         assert!(Config::from_toml("[proxy]\nlisten = \"nowhere\"\n", "t").is_err());
+    }
+
+    #[test]
+    fn upstream_section() {
+        assert_eq!(Config::default().upstream.mode, UpstreamMode::System);
+        let c = Config::from_toml(
+            "[upstream]\nmode = \"fixed\"\nproxy = \"http://corp.example:8123\"\nbypass = [\"*.corp.example\"]\nuser = \"me\"\npassword = \"s3cret\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.upstream.proxy_server().unwrap().unwrap().to_string(), "corp.example:8123");
+        assert!(!format!("{c:?}").contains("s3cret"), "the password is never printed");
+        let bad = |t: &str| Config::from_toml(t, "t").unwrap_err().to_string();
+        assert!(bad("[upstream]\nmode = \"fixed\"\n").contains("needs upstream.proxy"));
+        assert!(bad("[upstream]\nproxy = \"http://a:1\"\n").contains("mode = \"fixed\""));
+        assert!(bad("[upstream]\nmode = \"fixed\"\nproxy = \"socks5://a:1\"\n").contains("only HTTP parents"));
+        assert!(bad("[upstream]\nmode = \"fixed\"\npac = \"wpad\"\n").contains("upstream.pac"));
+        assert!(bad("[upstream]\nuser = \"me\"\n").contains("both user and password"));
+        assert!(bad("[upstream]\nmode = \"proxied\"\n").contains("proxied"));
     }
 
     #[test]

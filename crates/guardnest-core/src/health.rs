@@ -4,9 +4,13 @@
 //! The check's connection is not a client's: it comes from an address chosen before it
 //! connects ([`Health::is_probe`]), which the accept stage closes uncounted, so the
 //! connection counters a window shows are the user's own.
+//!
+//! When GuardNest chains through a parent proxy named outright, the upstream check connects
+//! to each parent, so "parent proxy unreachable" is told apart from "site unreachable".
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpSocket;
@@ -23,7 +27,14 @@ pub struct Health {
     last_ok: AtomicBool,
     /// Where the current check connects from.
     probe: std::sync::Mutex<Option<SocketAddr>>,
+    /// The last upstream check: `None` before one ran (or with no parent to check), else
+    /// each parent's failure (`None`: reachable).
+    parents: Mutex<Option<Vec<ParentCheck>>>,
 }
+
+/// One parent proxy in the upstream check: `host:port`, and why it is unreachable (`None`:
+/// it accepted the connection).
+pub type ParentCheck = (String, Option<String>);
 
 impl Health {
     /// Checks run.
@@ -45,6 +56,16 @@ impl Health {
     /// without counting it).
     pub fn is_probe(&self, peer: SocketAddr) -> bool {
         *self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(peer)
+    /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
+    /// answered); `None` before the first check, or with no parent named outright.
+    pub fn parents(&self) -> Option<Vec<ParentCheck>> {
+        self.parents.lock().ok().and_then(|p| p.clone())
+    }
+
+    fn record_parents(&self, results: Vec<ParentCheck>) {
+        if let Ok(mut p) = self.parents.lock() {
+            *p = Some(results);
+        }
     }
 
     fn record(&self, ok: bool) {
@@ -59,6 +80,7 @@ impl Health {
 /// Connects to the listener every `interval` (first check at once) until cancelled.
 pub(crate) async fn run(
     listen: SocketAddr,
+    parents: Vec<crate::sysproxy::ProxyServer>,
     interval: Duration,
     health: std::sync::Arc<Health>,
     shutdown: CancellationToken,
@@ -85,6 +107,23 @@ pub(crate) async fn run(
                 health.record(false);
                 tracing::warn!(%addr, failures = health.failures(), "health check timed out");
             }
+        }
+        if !parents.is_empty() {
+            let mut results = Vec::with_capacity(parents.len());
+            for parent in &parents {
+                let checked =
+                    tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect((parent.host.as_str(), parent.port)));
+                let failure = match checked.await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(_) => Some(format!("no connection within {}", humantime::format_duration(CHECK_TIMEOUT))),
+                };
+                if let Some(why) = &failure {
+                    tracing::warn!(%parent, error = %why, "parent proxy unreachable");
+                }
+                results.push((parent.to_string(), failure));
+            }
+            health.record_parents(results);
         }
     }
 }

@@ -70,6 +70,7 @@ pub mod events;
 pub mod fuzzing;
 pub mod health;
 pub mod own_addresses;
+pub mod pac;
 pub mod proxy_protocol;
 pub mod server;
 pub mod service;
@@ -78,6 +79,7 @@ pub mod stats;
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;
 pub use conn::respond::error_chain;
+pub use conn::route::Router;
 /// The OS layer (its own crate): the system proxy as a transaction, the firewall hook,
 /// private files.
 pub use guardnest_sysproxy as sysproxy;

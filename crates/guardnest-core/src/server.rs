@@ -19,6 +19,7 @@ use crate::config::{HealthConfig, ProxyConfig};
 use crate::conn::dial::Dialer;
 use crate::conn::gate::Shared;
 use crate::conn::listener;
+use crate::conn::route::Router;
 use crate::conn::upstream::{self, Pool};
 use crate::events::BlockLog;
 use crate::health::{self, Health};
@@ -73,6 +74,21 @@ impl Proxy {
         blocks: Arc<BlockLog>,
         access: Arc<Access>,
     ) -> Result<Self, ServeError> {
+        Self::bind_routed(config, health_config, policy, stats, blocks, access, |_| Router::default()).await
+    }
+
+    /// [`Proxy::bind_with`], sending allowed requests where `router` says (direct, or
+    /// through a parent proxy); `router` is given the bound address, which must never be a
+    /// parent.
+    pub async fn bind_routed(
+        config: ProxyConfig,
+        health_config: HealthConfig,
+        policy: Policy,
+        stats: Arc<Stats>,
+        blocks: Arc<BlockLog>,
+        access: Arc<Access>,
+        router: impl FnOnce(SocketAddr) -> Router,
+    ) -> Result<Self, ServeError> {
         access.check_listen(config.listen, config.proxy_protocol)?;
         let listener = bind(config.listen).map_err(|source| ServeError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: config.listen, source })?;
@@ -80,7 +96,10 @@ impl Proxy {
         if let Some(destinations) = access.destinations() {
             dialer = dialer.with_destinations(destinations);
         }
+        let router = Arc::new(router(local_addr));
+        tracing::info!(upstream = %router.describe(), "where allowed traffic goes");
         let shared = Arc::new(Shared {
+            router,
             pool: Arc::new(Pool::new(UPSTREAM_IDLE_TIMEOUT, config.idle_timeout, stats.clone())),
             dialer,
             policy,
@@ -111,6 +130,11 @@ impl Proxy {
         self.shared.stats.clone()
     }
 
+    /// Where allowed traffic goes.
+    pub fn router(&self) -> Arc<Router> {
+        self.shared.router.clone()
+    }
+
     /// Health check results.
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
@@ -127,7 +151,14 @@ impl Proxy {
     pub async fn run(self, shutdown: CancellationToken) {
         let shared = self.shared;
         let tracker = shared.tracker.clone();
-        tracker.spawn(health::run(self.local_addr, self.health_config.interval, self.health.clone(), shutdown.clone()));
+        let parents = shared.router.fixed_parents();
+        tracker.spawn(health::run(
+            self.local_addr,
+            parents,
+            self.health_config.interval,
+            self.health.clone(),
+            shutdown.clone(),
+        ));
         tracker.spawn(upstream::sweep(shared.pool.clone(), shutdown.clone()));
         listener::accept_loop(self.listener, shared.clone(), self.health, shutdown.clone()).await;
         self.stopped_accepting.cancel();

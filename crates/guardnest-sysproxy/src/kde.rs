@@ -5,6 +5,7 @@
 use super::cmd;
 use super::gnome;
 use super::host_of;
+use super::upstream::{Bypass, BypassStyle, ProxyServer, UserProxy};
 use super::{Backend, Settings, SysProxyError, Target, BYPASS, UNSET};
 
 const GROUP: &str = "Proxy Settings";
@@ -56,6 +57,49 @@ pub(super) fn target(t: &Target) -> Settings {
     s
 }
 
+/// The keys [`user_proxy`] reads (kioslaverc's `Proxy Settings` group).
+pub(super) fn upstream_keys() -> Vec<String> {
+    ["ProxyType", "httpProxy", "httpsProxy", "NoProxyFor", "Proxy Config Script", "ReversedException"]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// A kioslaverc proxy: `http://host port` (KDE's own spelling) or `http://host:port`.
+fn kde_server(value: &str) -> Option<ProxyServer> {
+    let mut parts = value.split_whitespace();
+    let (url, port) = (parts.next()?, parts.next());
+    match port.and_then(|p| p.parse::<u16>().ok()) {
+        Some(port) => ProxyServer::parse(url.trim_end_matches('/'), port),
+        None => ProxyServer::parse(url, 8080),
+    }
+}
+
+/// The user's own proxy from kioslaverc (pure), as KIO reads it: `ProxyType` 1 is manual
+/// (per scheme, `NoProxyFor` as KIO matches it, reversed by `ReversedException`), 2 a PAC
+/// script; 3 (automatic discovery) and 4 (environment variables) are not followed.
+pub fn user_proxy(settings: &Settings) -> UserProxy {
+    let get = |k: &str| settings.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    match get("ProxyType") {
+        Some("1") => UserProxy::Manual {
+            http: get("httpProxy").and_then(kde_server),
+            https: get("httpsProxy").and_then(kde_server),
+            bypass: Bypass::new(
+                BypassStyle::Kde,
+                get("NoProxyFor").map(|v| v.split(',').map(String::from).collect::<Vec<_>>()).unwrap_or_default(),
+            ),
+            only_listed: get("ReversedException").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        },
+        Some("2") => match get("Proxy Config Script") {
+            Some(url) => UserProxy::Pac { url: url.to_string() },
+            None => UserProxy::Unsupported("KDE's proxy script setting has no URL".into()),
+        },
+        Some("3") => UserProxy::Unsupported("KDE's automatic proxy discovery (WPAD) is not followed".into()),
+        Some("4") => UserProxy::Unsupported("KDE's proxy from environment variables is not followed".into()),
+        _ => UserProxy::Direct,
+    }
+}
+
 impl Backend for Kde {
     fn name(&self) -> &'static str {
         "kde"
@@ -67,6 +111,14 @@ impl Backend for Kde {
             s.extend(gnome::target(t).into_iter().map(|(k, v)| (format!("{GNOME_PREFIX}{k}"), v)));
         }
         s
+    }
+
+    fn upstream_keys(&self) -> Vec<String> {
+        upstream_keys()
+    }
+
+    fn user_proxy(&self, settings: &Settings) -> UserProxy {
+        user_proxy(settings)
     }
 
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
@@ -146,5 +198,39 @@ mod tests {
         let t = target(&Target::Pac("http://127.0.0.1:3001/proxy.pac".into()));
         assert_eq!(t["ProxyType"], "2");
         assert_eq!(t["Proxy Config Script"], "http://127.0.0.1:3001/proxy.pac");
+    }
+
+    fn s(pairs: &[(&str, &str)]) -> Settings {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn kioslaverc_to_upstream() {
+        let manual = s(&[
+            ("ProxyType", "1"),
+            ("httpProxy", "http://corp.example 8123"),
+            ("httpsProxy", "http://corp.example:8124"),
+            ("NoProxyFor", ".corp.example,192.168.0.0/16,<local>"),
+        ]);
+        let UserProxy::Manual { http, https, bypass, only_listed } = user_proxy(&manual) else { panic!() };
+        assert_eq!(http.unwrap().to_string(), "corp.example:8123");
+        assert_eq!(https.unwrap().to_string(), "corp.example:8124");
+        assert!(!only_listed);
+        assert!(
+            bypass.matches("www.corp.example", 443) && bypass.matches("192.168.1.1", 80) && bypass.matches("nas", 80)
+        );
+        assert!(!bypass.matches("example.org", 443));
+        let mut reversed = manual.clone();
+        reversed.insert("ReversedException".into(), "true".into());
+        assert!(matches!(user_proxy(&reversed), UserProxy::Manual { only_listed: true, .. }));
+        let pac = s(&[("ProxyType", "2"), ("Proxy Config Script", "http://wpad.corp/p.pac")]);
+        assert_eq!(user_proxy(&pac), UserProxy::Pac { url: "http://wpad.corp/p.pac".into() });
+        assert!(matches!(user_proxy(&s(&[("ProxyType", "3")])), UserProxy::Unsupported(_)));
+        assert_eq!(user_proxy(&s(&[("ProxyType", "0")])), UserProxy::Direct);
+        assert_eq!(user_proxy(&Settings::new()), UserProxy::Direct);
+        // GuardNest's own settings read back as itself.
+        let ours = target(&Target::Fixed("127.0.0.1:3000".parse().unwrap()));
+        let UserProxy::Manual { https: Some(h), .. } = user_proxy(&ours) else { panic!() };
+        assert_eq!(h.to_string(), "127.0.0.1:3000");
     }
 }

@@ -28,6 +28,7 @@ pub mod login;
 pub mod macos;
 pub mod process;
 pub mod session;
+pub mod upstream;
 pub mod windows;
 
 use std::collections::BTreeMap;
@@ -41,6 +42,7 @@ pub use gnome::Gnome;
 pub use kde::Kde;
 pub use macos::Macos;
 pub use process::ProcessId;
+pub use upstream::{Bypass, BypassStyle, ProxyServer, UserProxy};
 pub use windows::Windows;
 
 /// A backend's settings: key → value (an absent key means "unset").
@@ -127,6 +129,14 @@ pub trait Backend: Send + Sync {
     /// Whether `current` routes traffic as `wanted` does (see [`points_at`]).
     fn points_at(&self, wanted: &Settings, current: &Settings) -> bool {
         points_at(wanted, current)
+    }
+    /// The keys [`Backend::user_proxy`] reads.
+    fn upstream_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The user's own proxy from those keys' values (pure; see [`upstream`]).
+    fn user_proxy(&self, _settings: &Settings) -> UserProxy {
+        UserProxy::Direct
     }
     /// The proxy now listens on `addr`: open what the OS needs (Windows: a firewall rule
     /// when listening beyond loopback as an administrator); says what it did, if anything.
@@ -339,6 +349,20 @@ impl SystemProxy {
         }
     }
 
+    /// The user's own proxy: the OS's current settings, with the values GuardNest replaced
+    /// taken from the open transaction's snapshot (so while GuardNest is the system proxy,
+    /// what the user had; otherwise what the OS has now). `None` without a backend.
+    pub fn user_proxy(&self) -> Result<Option<UserSettings>, SysProxyError> {
+        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(backend) = &self.backend else { return Ok(None) };
+        let keys = backend.upstream_keys();
+        let mut settings = backend.read(&keys)?;
+        let saved = self.load()?.filter(|t| t.backend == backend.name()).map(|t| t.saved);
+        let from_snapshot = saved.is_some();
+        overlay(&mut settings, saved.as_ref());
+        Ok(Some(UserSettings { backend: backend.name(), proxy: backend.user_proxy(&settings), from_snapshot }))
+    }
+
     /// The open transaction, if any (GuardNest set the system proxy and has not restored it).
     pub fn transaction(&self) -> Result<Option<Transaction>, SysProxyError> {
         self.load()
@@ -428,6 +452,27 @@ impl SystemProxy {
         let err = |source| SysProxyError::State { path: self.state_file.display().to_string(), source };
         let json = serde_json::to_vec_pretty(t).map_err(|e| err(std::io::Error::other(e)))?;
         fsutil::write_atomic(&self.state_file, &json, false).map_err(err)
+    }
+}
+
+/// The user's own proxy as [`SystemProxy::user_proxy`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSettings {
+    /// The backend that read it.
+    pub backend: &'static str,
+    /// What the settings say.
+    pub proxy: UserProxy,
+    /// Read (partly) from the snapshot of a transaction: GuardNest is the system proxy.
+    pub from_snapshot: bool,
+}
+
+/// Lays a snapshot over current values (pure): its keys win, an [`UNSET`] one is absent.
+pub fn overlay(current: &mut Settings, saved: Option<&Settings>) {
+    for (k, v) in saved.into_iter().flatten() {
+        match v.as_str() {
+            UNSET => current.remove(k),
+            _ => current.insert(k.clone(), v.clone()),
+        };
     }
 }
 
@@ -605,6 +650,69 @@ mod tests {
             self.0.lock().unwrap().extend(values.clone());
             Ok(())
         }
+    }
+
+    /// An in-memory OS whose settings are GNOME's keys.
+    struct MemoryGnome(Mutex<Settings>);
+
+    impl Backend for MemoryGnome {
+        fn name(&self) -> &'static str {
+            "gnome"
+        }
+        fn target_settings(&self, t: &Target) -> Settings {
+            gnome::target(t)
+        }
+        fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
+            let now = self.0.lock().unwrap();
+            Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
+        }
+        fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
+            let mut now = self.0.lock().unwrap();
+            for (k, v) in values {
+                match v.as_str() {
+                    UNSET => now.remove(k),
+                    _ => now.insert(k.clone(), v.clone()),
+                };
+            }
+            Ok(())
+        }
+        fn upstream_keys(&self) -> Vec<String> {
+            gnome::upstream_keys()
+        }
+        fn user_proxy(&self, settings: &Settings) -> UserProxy {
+            gnome::user_proxy(settings)
+        }
+    }
+
+    /// Before, while and after GuardNest is the system proxy, the user's proxy is theirs:
+    /// the OS's settings, then the snapshot laid over GuardNest's own, then the OS's again.
+    #[test]
+    fn the_users_proxy_is_read_through_the_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let users = s(&[
+            ("org.gnome.system.proxy mode", "'manual'"),
+            ("org.gnome.system.proxy.http host", "'corp.example'"),
+            ("org.gnome.system.proxy.http port", "8123"),
+            ("org.gnome.system.proxy.https host", "'corp.example'"),
+            ("org.gnome.system.proxy.https port", "8123"),
+            ("org.gnome.system.proxy ignore-hosts", "['*.corp.example']"),
+        ]);
+        let system = SystemProxy::new(Some(Box::new(MemoryGnome(Mutex::new(users.clone())))), dir.path());
+        let corp = |u: &UserSettings| match &u.proxy {
+            UserProxy::Manual { https: Some(h), bypass, .. } => {
+                h.to_string() == "corp.example:8123" && bypass.matches("wiki.corp.example", 443)
+            }
+            _ => false,
+        };
+        let before = system.user_proxy().unwrap().unwrap();
+        assert!(corp(&before) && !before.from_snapshot, "{before:?}");
+        system.apply(&Target::Fixed("127.0.0.1:3000".parse().unwrap())).unwrap();
+        let during = system.user_proxy().unwrap().unwrap();
+        assert!(corp(&during) && during.from_snapshot, "{during:?}");
+        system.restore().unwrap();
+        let after = system.user_proxy().unwrap().unwrap();
+        assert!(corp(&after) && !after.from_snapshot);
+        assert_eq!(SystemProxy::new(None, dir.path()).user_proxy().unwrap(), None);
     }
 
     /// A repair entry that cannot be written is reported with the system proxy's change

@@ -3,6 +3,7 @@
 
 use super::cmd;
 use super::host_of;
+use super::upstream::{Bypass, BypassStyle, ProxyServer, UserProxy};
 use super::{Backend, Settings, SysProxyError, Target, BYPASS, UNSET};
 
 const TOOL: &str = "networksetup";
@@ -102,6 +103,38 @@ pub fn commands(key: &str, value: &str) -> Vec<Vec<String>> {
     }
 }
 
+/// The user's own proxy from `networksetup`'s values (pure): the first service (in the
+/// order given) with a web, secure web or auto-config proxy on; an auto-config URL wins, as
+/// in macOS; the exceptions list with macOS's own matching.
+pub fn user_proxy(services: &[String], settings: &Settings) -> UserProxy {
+    let get = |service: &str, kind: &str| settings.get(&format!("{service}\t{kind}")).map(String::as_str);
+    let on = |v: &str| v.split('|').next().is_some_and(|e| e.eq_ignore_ascii_case("yes"));
+    for service in services {
+        if let Some(url) = get(service, "auto").filter(|v| on(v)).and_then(|v| v.split_once('|')).map(|(_, u)| u) {
+            if !url.is_empty() {
+                return UserProxy::Pac { url: url.to_string() };
+            }
+        }
+        let server = |kind: &str| {
+            let v = get(service, kind).filter(|v| on(v))?;
+            let mut parts = v.split('|').skip(1);
+            let (host, port) = (parts.next()?, parts.next()?.parse::<u16>().ok()?);
+            ProxyServer::parse(host, port).filter(|_| port != 0)
+        };
+        let (http, https) = (server("web"), server("secureweb"));
+        if http.is_some() || https.is_some() {
+            let bypass = get(service, "bypass").map(|v| v.split(' ').map(String::from).collect::<Vec<_>>());
+            return UserProxy::Manual {
+                http,
+                https,
+                bypass: Bypass::new(BypassStyle::Macos, bypass.unwrap_or_default()),
+                only_listed: false,
+            };
+        }
+    }
+    UserProxy::Direct
+}
+
 impl Macos {
     fn targets(&self, t: &Target) -> Settings {
         let mut s = Settings::new();
@@ -129,6 +162,15 @@ impl Backend for Macos {
 
     fn target_settings(&self, t: &Target) -> Settings {
         self.targets(t)
+    }
+
+    fn upstream_keys(&self) -> Vec<String> {
+        let kinds = ["web", "secureweb", "bypass", "auto"];
+        self.services.iter().flat_map(|s| kinds.iter().map(move |k| format!("{s}\t{k}"))).collect()
+    }
+
+    fn user_proxy(&self, settings: &Settings) -> UserProxy {
+        user_proxy(&self.services, settings)
     }
 
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
@@ -223,6 +265,37 @@ mod tests {
         assert_eq!(
             commands("Wi-Fi\tweb", &plan.writes["Wi-Fi\tweb"])[0],
             ["-setwebproxy", "Wi-Fi", "proxy.corp", "8080"]
+        );
+    }
+
+    #[test]
+    fn networksetup_values_to_upstream() {
+        let services = vec!["Wi-Fi".to_string(), "Ethernet".to_string()];
+        let v = |pairs: &[(&str, &str)]| -> Settings {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let manual = v(&[
+            ("Wi-Fi\tweb", "No||0"),
+            ("Ethernet\tweb", "Yes|proxy.corp|8080"),
+            ("Ethernet\tsecureweb", "Yes|proxy.corp|8443"),
+            ("Ethernet\tbypass", "*.local 169.254/16 corp.example"),
+        ]);
+        let UserProxy::Manual { http, https, bypass, .. } = user_proxy(&services, &manual) else { panic!() };
+        assert_eq!(
+            (http.unwrap().to_string(), https.unwrap().to_string()),
+            ("proxy.corp:8080".into(), "proxy.corp:8443".into())
+        );
+        assert!(
+            bypass.matches("nas.local", 80) && bypass.matches("169.254.1.1", 80) && bypass.matches("corp.example", 443)
+        );
+        assert!(!bypass.matches("www.corp.example", 443));
+        let pac = v(&[("Wi-Fi\tauto", "Yes|http://wpad.corp/p.pac"), ("Wi-Fi\tweb", "Yes|proxy.corp|8080")]);
+        assert_eq!(user_proxy(&services, &pac), UserProxy::Pac { url: "http://wpad.corp/p.pac".into() });
+        assert_eq!(user_proxy(&services, &v(&[("Wi-Fi\tauto", "No|http://x/p.pac")])), UserProxy::Direct);
+        assert_eq!(
+            Macos::with_services(services.clone()).upstream_keys().len(),
+            8,
+            "web, secureweb, bypass and auto of each service"
         );
     }
 }

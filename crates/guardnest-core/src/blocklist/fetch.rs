@@ -1,9 +1,16 @@
-//! Downloads of URL sources: conditional, bounded, and never through the system proxy.
+//! Downloads of URL sources: conditional, bounded, and never through GuardNest itself.
 //!
 //! Once GuardNest is the system proxy, a client that honours the proxy settings would send
-//! GuardNest's own list downloads through GuardNest; the client is built with no proxy.
+//! GuardNest's own list downloads through GuardNest; the client is built with no proxy of
+//! its own. Each download goes where the proxy's router (`[upstream]`, by default the
+//! user's own proxy settings) sends it: through the user's proxy, or direct. A parent that
+//! cannot be reached gives way to the next hop the settings name.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
 
 use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
@@ -87,6 +94,10 @@ pub struct Fetcher {
     client: reqwest::Client,
     max_bytes: u64,
     timeout: Duration,
+    /// Where downloads go (none yet: direct).
+    upstream: Arc<ArcSwapOption<crate::Router>>,
+    /// A client per parent proxy, made on first use.
+    through: Arc<Mutex<HashMap<String, reqwest::Client>>>,
 }
 
 impl Fetcher {
@@ -99,7 +110,80 @@ impl Fetcher {
             .user_agent(concat!("guardnest/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Transport(error_chain(&e)))?;
-        Ok(Self { client, max_bytes, timeout })
+        Ok(Self { client, max_bytes, timeout, upstream: Arc::default(), through: Arc::default() })
+    }
+
+    /// Sends downloads where `router` says.
+    pub fn set_upstream(&self, router: Arc<crate::Router>) {
+        self.upstream.store(Some(router));
+        if let Ok(mut clients) = self.through.lock() {
+            clients.clear();
+        }
+    }
+
+    /// The clients to try for `url`, in order: one through each parent the router names
+    /// for it, or the direct one.
+    async fn clients_for(&self, url: &str) -> Vec<(reqwest::Client, Option<String>)> {
+        use crate::conn::route::Hop;
+        let direct = || vec![(self.client.clone(), None)];
+        let Some(router) = self.upstream.load_full() else { return direct() };
+        let Ok(uri) = url.parse::<http::Uri>() else { return direct() };
+        let https = uri.scheme_str() == Some("https");
+        let default_port = if https { 443 } else { 80 };
+        let Some(authority) = uri.authority() else { return direct() };
+        let Ok(target) = crate::domain::Target::parse_with_default(authority.as_str(), Some(default_port)) else {
+            return direct();
+        };
+        let mut out = Vec::new();
+        for hop in router.hops(https, &target).await.iter() {
+            match hop {
+                Hop::Direct => out.push((self.client.clone(), None)),
+                Hop::Parent(p) => {
+                    let key = p.server.to_string();
+                    let made = self.through.lock().ok().and_then(|c| c.get(&key).cloned());
+                    let client = match made {
+                        Some(c) => c,
+                        None => match self.client_through(&key, p.auth.clone()) {
+                            Ok(c) => {
+                                if let Ok(mut clients) = self.through.lock() {
+                                    clients.insert(key.clone(), c.clone());
+                                }
+                                c
+                            }
+                            Err(e) => {
+                                tracing::warn!(parent = %key, error = %e, "cannot use the parent proxy for list downloads");
+                                continue;
+                            }
+                        },
+                    };
+                    out.push((client, Some(key)));
+                }
+            }
+        }
+        if out.is_empty() {
+            return direct();
+        }
+        out
+    }
+
+    /// A client whose every request goes through the parent proxy at `server`.
+    fn client_through(
+        &self,
+        server: &str,
+        auth: Option<reqwest::header::HeaderValue>,
+    ) -> Result<reqwest::Client, FetchError> {
+        let mut proxy =
+            reqwest::Proxy::all(format!("http://{server}")).map_err(|e| FetchError::Transport(error_chain(&e)))?;
+        if let Some(auth) = auth {
+            proxy = proxy.custom_http_auth(auth);
+        }
+        reqwest::Client::builder()
+            .proxy(proxy)
+            .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+            .connect_timeout(CONNECT_TIMEOUT.min(self.timeout))
+            .user_agent(concat!("guardnest/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FetchError::Transport(error_chain(&e)))
     }
 
     /// The size limit, also applied to a list once decompressed.
@@ -132,17 +216,28 @@ impl Fetcher {
         mut file: tempfile::NamedTempFile,
     ) -> Result<Fetched, FetchError> {
         let transport = |e: reqwest::Error| FetchError::Transport(error_chain(&e));
-        let mut request = self.client.get(url);
-        if let Some(v) = etag {
-            request = request.header(IF_NONE_MATCH, v);
+        let mut sent = None;
+        for (client, parent) in self.clients_for(url).await {
+            let mut request = client.get(url);
+            if let Some(v) = etag {
+                request = request.header(IF_NONE_MATCH, v);
+            }
+            if let Some(v) = last_modified {
+                request = request.header(IF_MODIFIED_SINCE, v);
+            }
+            let result = request.send().await.map_err(|e| match (e.is_connect(), &parent) {
+                (true, Some(p)) => FetchError::Connect(format!("parent proxy {p} unreachable: {}", error_chain(&e))),
+                (true, None) => FetchError::Connect(error_chain(&e)),
+                (false, _) => transport(e),
+            });
+            let next = matches!(result, Err(FetchError::Connect(_)));
+            sent = Some(result);
+            if !next {
+                break;
+            }
         }
-        if let Some(v) = last_modified {
-            request = request.header(IF_MODIFIED_SINCE, v);
-        }
-        let mut response = request.send().await.map_err(|e| match e.is_connect() {
-            true => FetchError::Connect(error_chain(&e)),
-            false => transport(e),
-        })?;
+        let mut response =
+            sent.unwrap_or_else(|| Err(FetchError::Connect("no way to reach the list server".into())))?;
         match response.status() {
             StatusCode::NOT_MODIFIED => return Ok(Fetched::NotModified),
             StatusCode::OK => {}

@@ -276,6 +276,13 @@ impl Blocklists {
         (until > cache::now_secs()).then_some(until)
     }
 
+    /// Downloads go where `router` sends them: through the user's own proxy when the system
+    /// settings name one (never through GuardNest itself), else direct. Set by the service
+    /// each time the proxy starts.
+    pub fn set_upstream(&self, router: Arc<crate::Router>) {
+        self.inner.fetcher.set_upstream(router);
+    }
+
     /// What front ends watch to redraw: bumped when a list, the pause or the published
     /// matcher changes (and by whoever shares it, such as the block log).
     pub fn changes(&self) -> &crate::events::Changes {

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Decided, Pending, Shared};
 use crate::conn::head::ConnectHead;
 use crate::conn::respond::{BadRequest, ProxyBody, Refusal, UpstreamError};
+use crate::conn::route::{self, Pinned, Reached};
 use crate::conn::tunnel::{self, TunnelEnd};
 use crate::domain::Target;
 use crate::stats::Stats;
@@ -28,8 +29,18 @@ pub(crate) async fn handle(
     ctx: &ConnCtx,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let target = decided.target;
-    let upstream = ctx.dial(&target).await?;
-    let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target, early: Vec::new() };
+    let credentials = req.headers().get(http::header::PROXY_AUTHORIZATION).map(http::HeaderValue::as_bytes);
+    let pinned = ctx.local.pinned.lock().ok().and_then(|mut p| p.take());
+    let (upstream, early) = match route::connect(&ctx.shared.reach(), &target, credentials, pinned).await? {
+        Reached::Open { upstream, early } => (upstream, early),
+        Reached::Answered(mut answer) => {
+            if let (Some(pin), Ok(mut slot)) = (answer.pinned.take(), ctx.local.pinned.lock()) {
+                *slot = Some(pin);
+            }
+            return Ok(answer.into_response());
+        }
+    };
+    let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target, early };
     match ctx.local.tunnel.lock() {
         Ok(mut slot) => *slot = Some(pending),
         Err(_) => return Err(Refusal::Upstream(UpstreamError::State)),
@@ -57,7 +68,7 @@ pub(crate) fn upgraded(ctx: &ConnCtx, pending: Pending) -> Result<(), Refusal> {
 pub(crate) enum Served {
     /// Refused, and the connection stays open for the client's next request, which may
     /// already have begun in `rest`: the socket and the connection's guard come back.
-    Refused { stream: TcpStream, guard: ConnGuard, rest: Vec<u8> },
+    Refused { stream: TcpStream, guard: ConnGuard, rest: Vec<u8>, pinned: Option<Pinned> },
     /// The tunnel runs (a task of its own), or the connection is over.
     Done,
 }
@@ -79,6 +90,7 @@ pub(crate) async fn serve(
     shared: &Shared,
     who: &Client,
     guard: ConnGuard,
+    pinned: Option<Pinned>,
 ) -> Served {
     let peer = who.peer;
     let decided = async {
@@ -89,25 +101,35 @@ pub(crate) async fn serve(
             credentials: head.proxy_authorization(),
         };
         let target = gate::decide(shared, who, ask).await?.target;
-        let upstream = gate::dial(shared, &target).await?;
-        Ok::<_, Refusal>((target, upstream))
+        let reached = route::connect(&shared.reach(), &target, head.proxy_authorization(), pinned).await?;
+        Ok::<_, Refusal>((target, reached))
     };
     match decided.await {
-        Ok((target, upstream)) => {
+        Ok((target, Reached::Open { upstream, early })) => {
             if let Err(e) = client.write_all(ESTABLISHED).await {
                 tracing::debug!(%peer, %target, error = %e, "client left before the tunnel started");
                 return Served::Done;
             }
-            let open = Open { upstream, target, pipelined: head.into_rest(), early: Vec::new() };
+            let open = Open { upstream, target, pipelined: head.into_rest(), early };
             start_tunnel(client, open, shared, guard, peer).await;
             Served::Done
+        }
+        Ok((target, Reached::Answered(mut answer))) => {
+            // The parent's own answer (a challenge to authenticate, its refusal): the client
+            // may go on on this connection, and a challenged parent connection with it.
+            tracing::debug!(%peer, %target, status = %answer.status, "the parent answered the CONNECT");
+            let pinned = answer.pinned.take();
+            if client.write_all(&answer.encode()).await.is_err() {
+                return Served::Done;
+            }
+            Served::Refused { stream: client, guard, rest: head.into_rest(), pinned }
         }
         Err(refusal) => {
             gate::refused(peer, &http::Method::CONNECT, &refusal);
             if client.write_all(&refusal.encode()).await.is_err() || refusal.closes_connection() {
                 return Served::Done;
             }
-            Served::Refused { stream: client, guard, rest: head.into_rest() }
+            Served::Refused { stream: client, guard, rest: head.into_rest(), pinned: None }
         }
     }
 }

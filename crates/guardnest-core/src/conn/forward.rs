@@ -20,8 +20,9 @@ use crate::conn::connect;
 use crate::conn::gate::{ConnCtx, Decided, Pending};
 use crate::conn::hop::{head_size, host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
 use crate::conn::idle::IdleBody;
-use crate::conn::respond::{BadRequest, BadResponse, ProxyBody, Refusal, UpstreamError};
-use crate::conn::upstream::{Owner, UpBody, Upstream, UpstreamIo};
+use crate::conn::respond::{BadRequest, BadResponse, ParentError, ParentFailure, ProxyBody, Refusal, UpstreamError};
+use crate::conn::route::{self, Hop, Parent};
+use crate::conn::upstream::{Owner, Peer, UpBody, Upstream, UpstreamIo};
 use crate::domain::Target;
 use crate::stats::Stats;
 
@@ -34,9 +35,30 @@ pub(crate) async fn handle(
     let Decided { target, owner } = decided;
     // The URL decides where the request goes; a disagreeing Host header is replaced.
     let host_header = host_header(&target).ok_or(Refusal::BadRequest(BadRequest::HostField))?;
+    let path = req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/"));
     let mut origin_form = uri::Parts::default();
-    origin_form.path_and_query = Some(req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/")));
-    *req.uri_mut() = Uri::from_parts(origin_form).map_err(|e| Refusal::BadRequest(e.into()))?;
+    origin_form.path_and_query = Some(path.clone());
+    let origin_form = Uri::from_parts(origin_form).map_err(|e| Refusal::BadRequest(e.into()))?;
+    // A parent proxy gets the absolute form, from the same normalised parts (built only when
+    // a parent may be used: a direct request pays nothing for it).
+    let absolute_form = match ctx.shared.router.is_chained() {
+        false => None,
+        true => {
+            let mut parts = uri::Parts::default();
+            parts.scheme = Some(uri::Scheme::HTTP);
+            parts.authority = Some(
+                uri::Authority::try_from(host_header.as_bytes())
+                    .map_err(|_| Refusal::BadRequest(BadRequest::HostField))?,
+            );
+            parts.path_and_query = Some(path);
+            Some(Uri::from_parts(parts).map_err(|e| Refusal::BadRequest(e.into()))?)
+        }
+    };
+    let forms = Forms { origin: origin_form, absolute: absolute_form };
+    *req.uri_mut() = forms.origin.clone();
+    // The client's proxy credentials are for a parent when GuardNest asks for none itself.
+    let passthrough = !ctx.shared.access.needs_credentials();
+    let client_auth = req.headers().get(header::PROXY_AUTHORIZATION).filter(|_| passthrough).cloned();
     // A protocol upgrade (a WebSocket over plain HTTP) keeps its `Upgrade`: the upstream's
     // 101 turns the connection into a tunnel.
     let upgrade = upgrade_asked(req.headers());
@@ -60,21 +82,35 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let mut req = Request::from_parts(parts, IdleBody::new(body, idle, Some((shared.stats.clone(), up_bytes))));
     let interim = Interim::watch(&mut req);
+    let via = Via { forms, client_auth };
     if let Some(on_client) = on_client_upgrade {
-        return upgrade_exchange(req, target, on_client, interim, ctx).await;
+        return upgrade_exchange(req, target, on_client, interim, ctx, &via).await;
     }
     // Bound the wait for the response head; a silent upstream, or one that sends interim
     // answers without end, must not hold the client.
-    let response = tokio::select! {
-        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx)) => match r {
+    // Who the request went to, so that a silence is blamed on the parent when it was one.
+    let sent_to = std::sync::Mutex::new(None::<Peer>);
+    let (response, parent) = tokio::select! {
+        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx, &via, &sent_to)) => match r {
             Ok(r) => r?,
-            Err(_) => return Err(no_response(&target, idle)),
+            Err(_) => {
+                let peer = sent_to.lock().ok().and_then(|p| p.clone()).unwrap_or(Peer::Origin(target));
+                return Err(no_response(&peer, idle));
+            }
         },
         () = interim.exceeded() => {
             ctx.local.upstream.discard();
             return Err(too_many_interim(&target));
         }
     };
+    if let Some(parent) =
+        parent.filter(|_| !passthrough && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+    {
+        // GuardNest's clients answer GuardNest's own challenge: the parent's is not theirs.
+        let failure =
+            if parent.auth.is_some() { ParentFailure::CredentialsRefused } else { ParentFailure::NeedsCredentials };
+        return Err(Refusal::Parent(ParentError { parent: parent.server.to_string(), failure }));
+    }
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // A switch nobody asked for: the connection speaks something else now.
         ctx.local.upstream.discard();
@@ -168,24 +204,45 @@ fn too_many_interim(target: &Target) -> Refusal {
 /// to a pool): a 101 from the upstream becomes a tunnel between the two sockets, started
 /// by the connection task once hyper has written the 101; any other answer is passed on.
 async fn upgrade_exchange(
-    req: Request<UpBody>,
+    mut req: Request<UpBody>,
     target: Target,
     on_client: OnUpgrade,
     interim: Arc<Interim>,
     ctx: &ConnCtx,
+    via: &Via,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let shared = &ctx.shared;
     let idle = shared.config.idle_timeout;
-    let stream = ctx.dial(&target).await?;
+    let reach = shared.reach();
+    let hops = shared.router.hops(false, &target).await;
+    let mut reached = None;
+    let mut failed = None;
+    for hop in hops.iter() {
+        let dialed = match hop {
+            Hop::Direct => reach.dial(&target).await.map(|s| (s, Peer::Origin(target.clone()), None)),
+            Hop::Parent(p) => route::dial_parent(&reach, p).await.map(|s| (s, Peer::Parent(p.target.clone()), Some(p))),
+        };
+        match dialed {
+            Ok(d) => {
+                reached = Some(d);
+                break;
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    let Some((stream, peer, parent)) = reached else {
+        return Err(failed.unwrap_or(Refusal::Upstream(UpstreamError::State)));
+    };
+    via.prepare(&mut req, parent.map(|p| &**p));
     let io = TokioIo::new(UpstreamIo::new(stream, idle));
-    let (mut sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| upstream_error(e, &target))?;
+    let (mut sender, conn) = http1::Builder::new().handshake(io).await.map_err(|e| upstream_error(e, &peer))?;
     // The connection is driven by a task of its own: it serves this one exchange, and the
     // body of a non-101 answer, then ends (or hands its socket over for the tunnel).
     shared.tracker.spawn(conn.with_upgrades());
     let mut response = tokio::select! {
         r = tokio::time::timeout(idle, sender.send_request(req)) => match r {
-            Ok(r) => r.map_err(|e| upstream_error(e, &target))?,
-            Err(_) => return Err(no_response(&target, idle)),
+            Ok(r) => r.map_err(|e| upstream_error(e, &peer))?,
+            Err(_) => return Err(no_response(&peer, idle)),
         },
         () = interim.exceeded() => return Err(too_many_interim(&target)),
     };
@@ -194,8 +251,8 @@ async fn upgrade_exchange(
     }
     let upgraded = match tokio::time::timeout(idle, hyper::upgrade::on(&mut response)).await {
         Ok(Ok(u)) => u,
-        Ok(Err(e)) => return Err(upstream_error(e, &target)),
-        Err(_) => return Err(no_response(&target, idle)),
+        Ok(Err(e)) => return Err(upstream_error(e, &peer)),
+        Err(_) => return Err(no_response(&peer, idle)),
     };
     let parts = upgraded.downcast::<TokioIo<UpstreamIo>>().map_err(|_| Refusal::Upstream(UpstreamError::State))?;
     let upstream = parts.io.into_inner().into_inner();
@@ -204,37 +261,105 @@ async fn upgrade_exchange(
     Ok(answer(response, ctx))
 }
 
-/// Sends the request over a kept connection to the target, or a new one if there is none or
-/// the kept one turns out closed before the request left.
+/// The request's two URL forms, and the client's credentials for a parent.
+struct Via {
+    forms: Forms,
+    client_auth: Option<HeaderValue>,
+}
+
+struct Forms {
+    origin: Uri,
+    /// `None` when the router names no parent.
+    absolute: Option<Uri>,
+}
+
+impl Via {
+    /// Makes `req` what `parent` (or, without one, the origin) is sent: the absolute form
+    /// and the parent's credentials (`[upstream]`'s, else the client's), or the origin form
+    /// and no proxy credentials.
+    fn prepare<B>(&self, req: &mut Request<B>, parent: Option<&Parent>) {
+        let headers = req.headers_mut();
+        match parent {
+            Some(p) => {
+                match p.auth.as_ref().or(self.client_auth.as_ref()) {
+                    Some(auth) => headers.insert(header::PROXY_AUTHORIZATION, auth.clone()),
+                    None => headers.remove(header::PROXY_AUTHORIZATION),
+                };
+                if let Some(absolute) = &self.forms.absolute {
+                    *req.uri_mut() = absolute.clone();
+                }
+            }
+            None => {
+                headers.remove(header::PROXY_AUTHORIZATION);
+                if self.forms.absolute.is_some() {
+                    *req.uri_mut() = self.forms.origin.clone();
+                }
+            }
+        }
+    }
+}
+
+/// Sends the request over a kept connection to the first hop the router names (the origin,
+/// or a parent proxy), or a new one if there is none or the kept one turns out closed before
+/// the request left; a hop that cannot be dialed gives way to the next. Says which parent
+/// answered, if one did.
 async fn exchange(
     req: Request<UpBody>,
     target: &Target,
     owner: &Owner,
     ctx: &ConnCtx,
-) -> Result<Response<Incoming>, Refusal> {
+    via: &Via,
+    sent_to: &std::sync::Mutex<Option<Peer>>,
+) -> Result<(Response<Incoming>, Option<Arc<Parent>>), Refusal> {
     let mut req = req;
-    let pool = &ctx.shared.pool;
-    if let Some(kept) = ctx.local.upstream.take(target, owner, pool) {
-        match ctx.local.upstream.send(kept, req).await {
-            Ok(response) => return Ok(response),
-            Err(mut e) => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => return Err(upstream_error(e.into_error(), target)),
-            },
+    let shared = &ctx.shared;
+    let pool = &shared.pool;
+    let reach = shared.reach();
+    let hops = shared.router.hops(false, target).await;
+    let mut failed = None;
+    for hop in hops.iter() {
+        let (peer, parent) = match hop {
+            Hop::Direct => (Peer::Origin(target.clone()), None),
+            Hop::Parent(p) => (Peer::Parent(p.target.clone()), Some(p)),
+        };
+        via.prepare(&mut req, parent.map(|p| &**p));
+        if let Ok(mut sent) = sent_to.lock() {
+            *sent = Some(peer.clone());
         }
+        if let Some(kept) = ctx.local.upstream.take(&peer, owner, pool) {
+            match ctx.local.upstream.send(kept, req).await {
+                Ok(response) => return Ok((response, parent.cloned())),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(upstream_error(e.into_error(), &peer)),
+                },
+            }
+        }
+        let dialed = match parent {
+            None => reach.dial(target).await,
+            Some(p) => route::dial_parent(&reach, p).await,
+        };
+        let stream = match dialed {
+            Ok(s) => s,
+            Err(e) => {
+                failed = Some(e);
+                continue;
+            }
+        };
+        let fresh = Upstream::over(peer.clone(), owner.clone(), stream, pool.io_idle())
+            .await
+            .map_err(|e| upstream_error(e, &peer))?;
+        let response = ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(e.into_error(), &peer))?;
+        return Ok((response, parent.cloned()));
     }
-    let stream = ctx.dial(target).await?;
-    let fresh = Upstream::over(target.clone(), owner.clone(), stream, pool.io_idle())
-        .await
-        .map_err(|e| upstream_error(e, target))?;
-    ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(e.into_error(), target))
+    Err(failed.unwrap_or(Refusal::Upstream(UpstreamError::State)))
 }
 
 /// Connected, and no answer in time: the upstream's slowness (504), not a failed dial.
-fn no_response(target: &Target, timeout: std::time::Duration) -> Refusal {
-    Refusal::Upstream(UpstreamError::ResponseTimeout { target: target.to_string(), timeout })
+fn no_response(peer: &Peer, timeout: std::time::Duration) -> Refusal {
+    Refusal::Upstream(UpstreamError::ResponseTimeout { target: peer.to_string(), timeout })
 }
 
-fn upstream_error(source: hyper::Error, target: &Target) -> Refusal {
-    Refusal::Upstream(UpstreamError::Http { target: target.to_string(), source })
+fn upstream_error(source: hyper::Error, peer: &Peer) -> Refusal {
+    Refusal::Upstream(UpstreamError::Http { target: peer.to_string(), source })
 }

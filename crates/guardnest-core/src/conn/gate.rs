@@ -18,8 +18,9 @@ use tokio_util::task::TaskTracker;
 use crate::access::{Access, Denied};
 use crate::blocklist::{Policy, Verdict};
 use crate::config::ProxyConfig;
-use crate::conn::dial::{DialError, Dialer};
+use crate::conn::dial::Dialer;
 use crate::conn::respond::{BadRequest, Refusal};
+use crate::conn::route::{Pinned, Reach, Router};
 use crate::conn::upstream::{Owner, Pool, Slot};
 use crate::domain::{Host, Target};
 use crate::events::BlockLog;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
     pub(crate) access: Arc<Access>,
     pub(crate) dialer: Dialer,
+    /// Where allowed requests go: direct, or through the user's own proxy.
+    pub(crate) router: Arc<Router>,
     /// Idle upstream connections of the forward stage, between client connections.
     pub(crate) pool: Arc<Pool>,
     pub(crate) stats: Arc<Stats>,
@@ -38,6 +41,20 @@ pub(crate) struct Shared {
     pub(crate) tracker: TaskTracker,
     /// Cancelled when the shutdown grace is over: tunnels and connections stop at once.
     pub(crate) abort: CancellationToken,
+}
+
+impl Shared {
+    /// What the route stage needs: where requests go, and how to get there.
+    pub(crate) fn reach(&self) -> Reach<'_> {
+        Reach {
+            router: &self.router,
+            dialer: &self.dialer,
+            stats: &self.stats,
+            connect_timeout: self.config.connect_timeout,
+            idle_timeout: self.config.idle_timeout,
+            passthrough: !self.access.needs_credentials(),
+        }
+    }
 }
 
 /// Held for as long as any part of a connection (its HTTP stage or its tunnel) lives.
@@ -88,11 +105,14 @@ pub(crate) struct Local {
     pub(crate) client: Client,
     pub(crate) upstream: Slot,
     pub(crate) tunnel: Mutex<Option<Pending>>,
+    /// A parent's connection that challenged this client's CONNECT (`407`): its answer goes
+    /// out there.
+    pub(crate) pinned: Mutex<Option<Pinned>>,
 }
 
 impl Local {
     pub(crate) fn new(client: Client) -> Self {
-        Self { client, upstream: Slot::default(), tunnel: Mutex::new(None) }
+        Self { client, upstream: Slot::default(), tunnel: Mutex::new(None), pinned: Mutex::new(None) }
     }
 }
 
@@ -100,11 +120,6 @@ impl ConnCtx {
     /// The client's address.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.local.client.peer
-    }
-
-    /// Dials an upstream, counting failures.
-    pub(crate) async fn dial(&self, target: &Target) -> Result<TcpStream, Refusal> {
-        dial(&self.shared, target).await
     }
 }
 
@@ -192,16 +207,6 @@ pub(crate) fn check_policy(shared: &Shared, peer: SocketAddr, host: &Host, html:
         }
         Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
     }
-}
-
-/// Dials an upstream, counting failures.
-pub(crate) async fn dial(shared: &Shared, target: &Target) -> Result<TcpStream, Refusal> {
-    shared.dialer.dial(target).await.map_err(|e| {
-        if !matches!(e, DialError::Loop { .. }) {
-            Stats::bump(&shared.stats.dial_failures);
-        }
-        Refusal::Dial(e)
-    })
 }
 
 /// A CONNECT answered 200, or a plain request answered 101: what the connection task needs

@@ -9,7 +9,7 @@
 //!    which routes each request to [`connect`] or [`forward`].
 //!
 //! Below them all: [`gate`] (the shared state and the checks every request passes, in one
-//! order) and [`hop`] (the hop-by-hop rules of the forward stage). Refusals become answers
+//! order), [`route`] (direct, or through a parent proxy: the user's own) and [`hop`] (the hop-by-hop rules of the forward stage). Refusals become answers
 //! in [`crate::conn::respond`].
 
 pub(crate) mod connect;
@@ -22,6 +22,7 @@ pub(crate) mod http;
 pub(crate) mod idle;
 pub(crate) mod listener;
 pub(crate) mod respond;
+pub(crate) mod route;
 pub(crate) mod serve;
 pub(crate) mod tunnel;
 pub(crate) mod upstream;

@@ -57,6 +57,45 @@ pub enum Refusal {
     /// The upstream failed after the connection was made (502), or did not answer in time
     /// (504).
     Upstream(UpstreamError),
+    /// The parent proxy (the user's own) could not be reached or did not answer as a proxy
+    /// (502, 504 for a timeout): the reason names the parent, not the site.
+    Parent(ParentError),
+}
+
+/// A parent proxy that failed, and how.
+#[derive(Debug, thiserror::Error)]
+#[error("parent proxy {parent} {failure}")]
+pub struct ParentError {
+    /// `host:port` of the parent.
+    pub parent: String,
+    /// What went wrong.
+    pub failure: ParentFailure,
+}
+
+/// How a parent proxy failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParentFailure {
+    /// It could not be dialed.
+    #[error("unreachable: {}", error_chain(.0))]
+    Dial(DialError),
+    /// Connected, but no answer to our CONNECT in time.
+    #[error("did not answer within {}", humantime::format_duration(*.0))]
+    Timeout(std::time::Duration),
+    /// It closed the connection before answering.
+    #[error("closed the connection without answering")]
+    Closed,
+    /// It answered something that is not HTTP.
+    #[error("answered something that is not an HTTP response ({0})")]
+    Garbage(String),
+    /// Reading or writing failed.
+    #[error("failed: {0}")]
+    Io(String),
+    /// It asks for credentials, and GuardNest has none to give (or its clients' are its own).
+    #[error("asks for credentials: set [upstream] user and password")]
+    NeedsCredentials,
+    /// It refused the credentials of `[upstream]`.
+    #[error("refused the credentials of [upstream] user")]
+    CredentialsRefused,
 }
 
 /// Why a request cannot be served as written (400).
@@ -141,6 +180,14 @@ impl Refusal {
             }
             Refusal::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
             Refusal::Dial(_) | Refusal::Upstream(_) => StatusCode::BAD_GATEWAY,
+            Refusal::Parent(ParentError { failure, .. }) => match failure {
+                ParentFailure::Dial(DialError::Denied { .. } | DialError::OwnUnknown { .. }) => StatusCode::FORBIDDEN,
+                ParentFailure::Dial(DialError::Timeout { .. }) | ParentFailure::Timeout(_) => {
+                    StatusCode::GATEWAY_TIMEOUT
+                }
+                ParentFailure::Dial(DialError::Loop { .. }) => StatusCode::LOOP_DETECTED,
+                _ => StatusCode::BAD_GATEWAY,
+            },
         }
     }
 
@@ -165,6 +212,7 @@ impl Refusal {
             }
             Refusal::Dial(e) => error_chain(e),
             Refusal::Upstream(why) => format!("upstream error: {why}"),
+            Refusal::Parent(why) => why.to_string(),
         }
     }
 
@@ -301,6 +349,21 @@ mod tests {
         assert!(
             page.contains("in the tray") && page.contains("<i>Recently blocked</i>") && page.contains("<b>Allow</b>")
         );
+
+        let down = Refusal::Parent(ParentError {
+            parent: "corp.example:8123".into(),
+            failure: ParentFailure::Dial(DialError::Connect {
+                target: "corp.example:8123".into(),
+                source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            }),
+        });
+        assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            down.reason().starts_with("parent proxy corp.example:8123 unreachable: cannot connect"),
+            "{}",
+            down.reason()
+        );
+        assert!(!down.reason().contains('\n'));
     }
 
     /// The bytes written without hyper say what hyper would: status, fields, body.
@@ -330,6 +393,7 @@ mod tests {
                     target: "a:1".into(),
                     timeout: std::time::Duration::from_secs(30),
                 }),
+                Refusal::Parent(ParentError { parent: "corp:8123".into(), failure: ParentFailure::Closed }),
             ]
         };
         for (refusal, same) in refusals().into_iter().zip(refusals()) {

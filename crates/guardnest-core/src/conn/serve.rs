@@ -42,6 +42,8 @@ pub(crate) async fn serve(
     // A client costs no buffer until its first bytes arrive (head::read reads them into one
     // sized to fit), however many connections wait silently.
     let mut buf = Vec::new();
+    // A parent's connection whose 407 the client is answering (see `conn::route`).
+    let mut pinned = None;
     loop {
         // Biased, the read first: when the head is already there (the usual case) the
         // cancellation future is never polled, so never registered.
@@ -72,14 +74,14 @@ pub(crate) async fn serve(
         };
         // Boxed like the HTTP stage: the dial's state is allocated only while it runs. A dial
         // still running when the shutdown grace ends is dropped with the connection.
-        let served = Box::pin(connect::serve(stream, head, &shared, &client, guard));
+        let served = Box::pin(connect::serve(stream, head, &shared, &client, guard, pinned.take()));
         let served = tokio::select! {
             biased;
             s = served => s,
             _ = shared.abort.cancelled() => return,
         };
         match served {
-            Served::Refused { stream: s, guard: g, rest } => (stream, guard, buf) = (s, g, rest),
+            Served::Refused { stream: s, guard: g, rest, pinned: p } => (stream, guard, buf, pinned) = (s, g, rest, p),
             Served::Done => return,
         }
     }

@@ -55,6 +55,26 @@ pub(crate) enum Owner {
     },
 }
 
+/// Who is on the other end of an upstream connection: the origin itself (requests in origin
+/// form), or a parent proxy (requests in absolute form, for any origin). Connections are
+/// pooled per peer, so a parent's are shared by every origin behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Peer {
+    /// The origin server.
+    Origin(Target),
+    /// A parent proxy.
+    Parent(Target),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Origin(t) => write!(f, "{t}"),
+            Peer::Parent(t) => write!(f, "parent proxy {t}"),
+        }
+    }
+}
+
 /// The upstream socket under hyper: a write that waits `idle_timeout` for an upstream that
 /// stopped reading fails.
 pub(crate) struct UpstreamIo {
@@ -111,7 +131,7 @@ impl AsyncWrite for UpstreamIo {
 /// One upstream HTTP/1.1 connection: the handle requests are sent through, and the future
 /// that does its I/O (someone must poll it for anything to happen).
 pub(crate) struct Upstream {
-    target: Target,
+    peer: Peer,
     owner: Owner,
     sender: SendRequest<UpBody>,
     driver: Driver,
@@ -120,15 +140,15 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// Completes the HTTP/1 handshake (nothing is sent) over a connected socket whose writes
     /// may wait at most `idle`.
-    pub(crate) async fn over(target: Target, owner: Owner, stream: TcpStream, idle: Duration) -> hyper::Result<Self> {
+    pub(crate) async fn over(peer: Peer, owner: Owner, stream: TcpStream, idle: Duration) -> hyper::Result<Self> {
         let io = UpstreamIo { io: stream, write: Deadline::new(idle) };
         let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(io)).await?;
-        Ok(Self { target, owner, sender, driver: Box::pin(conn) })
+        Ok(Self { peer, owner, sender, driver: Box::pin(conn) })
     }
 
-    /// Whether this connection may carry a request of `owner` to `target`.
-    fn serves(&self, target: &Target, owner: &Owner) -> bool {
-        self.target == *target && self.owner == *owner
+    /// Whether this connection may carry a request of `owner` to `peer`.
+    fn serves(&self, peer: &Peer, owner: &Owner) -> bool {
+        self.peer == *peer && self.owner == *owner
     }
 
     /// Polls the connection's I/O; `true` once it is over (closed by either side or failed).
@@ -136,7 +156,7 @@ impl Upstream {
         match self.driver.as_mut().poll(cx) {
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(e)) => {
-                tracing::debug!(target = %self.target, error = %crate::conn::respond::error_chain(&e), "upstream connection failed");
+                tracing::debug!(peer = %self.peer, error = %crate::conn::respond::error_chain(&e), "upstream connection failed");
                 true
             }
             Poll::Pending => false,
@@ -169,18 +189,18 @@ impl Slot {
         }
     }
 
-    /// Takes a reusable connection to `target` for `owner` from this slot or, failing that,
-    /// from the pool; a connection to another host (or of another owner) in the slot goes to
+    /// Takes a reusable connection to `peer` for `owner` from this slot or, failing that,
+    /// from the pool; a connection to another peer (or of another owner) in the slot goes to
     /// the pool.
-    pub(crate) fn take(&self, target: &Target, owner: &Owner, pool: &Pool) -> Option<Upstream> {
+    pub(crate) fn take(&self, peer: &Peer, owner: &Owner, pool: &Pool) -> Option<Upstream> {
         let held = self.current.lock().ok()?.take();
         if let Some(mut up) = held {
-            if up.serves(target, owner) && up.is_reusable() {
+            if up.serves(peer, owner) && up.is_reusable() {
                 return Some(up);
             }
             pool.put(up);
         }
-        pool.take(target, owner)
+        pool.take(peer, owner)
     }
 
     /// Closes the current connection (it misbehaved: it must not serve another request).
@@ -230,7 +250,7 @@ pub(crate) struct Pool {
 
 #[derive(Default)]
 struct PoolInner {
-    by_target: HashMap<(Target, Owner), VecDeque<(Upstream, Instant)>>,
+    by_target: HashMap<(Peer, Owner), VecDeque<(Upstream, Instant)>>,
     count: usize,
 }
 
@@ -255,7 +275,7 @@ impl Pool {
         if inner.count >= MAX_IDLE {
             return;
         }
-        let queue = inner.by_target.entry((up.target.clone(), up.owner.clone())).or_default();
+        let queue = inner.by_target.entry((up.peer.clone(), up.owner.clone())).or_default();
         if queue.len() >= MAX_IDLE_PER_HOST {
             return;
         }
@@ -267,11 +287,11 @@ impl Pool {
         }
     }
 
-    /// The most recently used reusable connection to `target` of `owner`, if any.
-    fn take(&self, target: &Target, owner: &Owner) -> Option<Upstream> {
+    /// The most recently used reusable connection to `peer` of `owner`, if any.
+    fn take(&self, peer: &Peer, owner: &Owner) -> Option<Upstream> {
         let mut inner = self.idle.lock().ok()?;
         let inner = &mut *inner;
-        let key = (target.clone(), owner.clone());
+        let key = (peer.clone(), owner.clone());
         let queue = inner.by_target.get_mut(&key)?;
         let mut found = None;
         while let Some((mut up, since)) = queue.pop_back() {
@@ -344,7 +364,7 @@ mod tests {
 
     use super::*;
 
-    async fn connected(listener: &TcpListener, target: &Target) -> (Upstream, TcpStream) {
+    async fn connected(listener: &TcpListener, target: &Peer) -> (Upstream, TcpStream) {
         let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         let up = Upstream::over(target.clone(), Owner::Anyone, stream, Duration::from_secs(5)).await.unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
@@ -366,7 +386,7 @@ mod tests {
     #[tokio::test]
     async fn pool_drops_what_the_server_closed_and_what_expired() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
+        let target = Peer::Origin(Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap());
         let stats = Arc::new(Stats::default());
         let pool = Pool::new(Duration::from_millis(300), Duration::from_secs(5), stats.clone());
         let (a, mut server_a) = connected(&listener, &target).await;
@@ -394,14 +414,19 @@ mod tests {
     async fn pool_hands_out_live_connections_for_the_right_host_only() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let other = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let target = Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap();
-        let other_target = Target::parse_authority(&other.local_addr().unwrap().to_string()).unwrap();
+        let target = Peer::Origin(Target::parse_authority(&listener.local_addr().unwrap().to_string()).unwrap());
+        let other_target = Peer::Origin(Target::parse_authority(&other.local_addr().unwrap().to_string()).unwrap());
+        let as_parent = match &target {
+            Peer::Origin(t) => Peer::Parent(t.clone()),
+            Peer::Parent(_) => unreachable!(),
+        };
         let pool = Pool::new(Duration::from_secs(60), Duration::from_secs(5), Arc::default());
         let (dead, server_dead) = connected(&listener, &target).await;
         let (live, _server_live) = connected(&listener, &target).await;
         pool.put(live);
         pool.put(dead);
         assert!(pool.take(&other_target, &Owner::Anyone).is_none());
+        assert!(pool.take(&as_parent, &Owner::Anyone).is_none(), "an origin's connection handed out as a parent's");
         let someone = Owner::Client { address: "127.0.0.9".parse().unwrap(), user: Some("alice".into()) };
         assert!(pool.take(&target, &someone).is_none(), "another owner's connection handed out");
         // The server closes the most recent one; its FIN is in our socket right after.
@@ -409,7 +434,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let taken = pool.take(&target, &Owner::Anyone).expect("the live connection is handed out");
         assert_eq!(pool.idle_count(), 0, "the closed one was dropped on the way");
-        assert_eq!(taken.target, target);
+        assert_eq!(taken.peer, target);
         assert!(pool.take(&target, &Owner::Anyone).is_none());
     }
 }

@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::blocklist::{Blocklists, UpdateReport};
-use crate::config::{Config, SystemProxyMode};
+use crate::config::{Config, SystemProxyMode, UpstreamMode};
+use crate::conn::route::Router;
 use crate::events::BlockLog;
 use crate::health::Health;
 use crate::server::{Proxy, ServeError};
@@ -46,7 +47,7 @@ pub use error::{InputError, ServiceError};
 pub use instance::{Frontend, Holder};
 pub use status::{
     and_list, minutes, plural, CheckAnswer, ErrorKind, ErrorReport, InputReason, ListStatus, MissingList, Protection,
-    RepairNote, ServiceStats, Status, SystemProxyStatus, Unprotected,
+    RepairNote, ServiceStats, Status, SystemProxyStatus, Unprotected, UpstreamStatus,
 };
 
 /// How long a restart waits for the old listener to close (the design's 5 s).
@@ -75,6 +76,8 @@ struct Running {
     task: JoinHandle<()>,
     health: Arc<Health>,
     started: SystemTime,
+    /// Where its allowed traffic goes.
+    router: Arc<Router>,
 }
 
 #[derive(Default)]
@@ -422,6 +425,10 @@ impl ProxyService {
                     t.system_error = None;
                     message += &format!("; {m}");
                     changed = true;
+                    if let Some(kept) = state.running.as_ref().and_then(|r| kept_in_use(&self.config, &r.router)) {
+                        tracing::info!("{kept}");
+                        message += &format!("; {kept}");
+                    }
                 }
                 Err(e) => {
                     t.system_error = Some(e.to_string());
@@ -599,6 +606,7 @@ impl ProxyService {
                 backend: self.system.backend_name().into(),
                 last_error: state.system_error.clone(),
             },
+            upstream: self.upstream_status(state.running.as_ref().filter(|_| running), health.as_deref()),
             lists,
             names,
             paused_secs: paused.map(|(secs, _)| secs),
@@ -704,19 +712,66 @@ impl ProxyService {
         self.data_dir.as_deref()
     }
 
+    /// The upstream part of the status: the running proxy's router and its last check.
+    fn upstream_status(&self, running: Option<&Running>, health: Option<&Health>) -> UpstreamStatus {
+        let mode = self.config.upstream.mode.name().to_string();
+        let Some(r) = running else {
+            return UpstreamStatus {
+                mode,
+                summary: "none while GuardNest is off".into(),
+                chained: false,
+                unreachable: Vec::new(),
+            };
+        };
+        let unreachable = health
+            .and_then(Health::parents)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(parent, failure)| failure.map(|why| format!("{parent} unreachable: {why}")))
+            .collect();
+        UpstreamStatus { mode, summary: r.router.describe().to_string(), chained: r.router.is_chained(), unreachable }
+    }
+
+    /// The user's own proxy settings, for `[upstream] mode = "system"`: read on a blocking
+    /// thread (through the snapshot while GuardNest is the system proxy). `Err` says why
+    /// there are none.
+    async fn user_settings(&self) -> Result<sysproxy::UserSettings, String> {
+        if self.config.upstream.mode != UpstreamMode::System {
+            return Err(String::new());
+        }
+        let system = self.system.clone();
+        match tokio::task::spawn_blocking(move || system.user_proxy()).await {
+            Ok(Ok(Some(user))) => Ok(user),
+            Ok(Ok(None)) => Err("no system proxy backend to read them from".into()),
+            Ok(Err(e)) => Err(crate::conn::respond::error_chain(&e)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     async fn start(&self, listen: SocketAddr) -> Result<Running, ServiceError> {
         let mut proxy_config = self.config.proxy.clone();
         proxy_config.listen = listen;
         let access = crate::access::Access::from_config(&self.config.access).map_err(ServeError::Access)?;
-        let proxy = Proxy::bind_with(
+        let user = self.user_settings().await;
+        let upstream = self.config.upstream.clone();
+        let proxy = Proxy::bind_routed(
             proxy_config,
             self.config.health.clone(),
             self.lists.policy(),
             self.stats.clone(),
             self.blocks.clone(),
             Arc::new(access),
+            move |own| match &user {
+                Err(why) if upstream.mode == UpstreamMode::System => {
+                    tracing::warn!("cannot read your system proxy settings ({why}): allowed traffic goes direct");
+                    Router::direct(&format!("your system proxy settings could not be read: {why}"))
+                }
+                _ => Router::new(&upstream, user.as_ref().ok(), Some(own)),
+            },
         )
         .await?;
+        let router = proxy.router();
+        self.lists.set_upstream(router.clone());
         let addr = proxy.local_addr();
         if listen.port() == 0 {
             // Port 0 picked a free port: keep it for the life of the process, so disable and
@@ -731,7 +786,7 @@ impl ProxyService {
         let health = proxy.health();
         let task = tokio::spawn(proxy.run(shutdown.clone()));
         log_hook(self.system.listening(addr));
-        Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now() })
+        Ok(Running { addr, shutdown, stopped_accepting, task, health, started: SystemTime::now(), router })
     }
 
     async fn apply_system(&self, addr: SocketAddr) -> Result<String, SysProxyError> {
@@ -766,6 +821,13 @@ impl ProxyService {
 /// The file through which the CLI finds a running instance: control address and token.
 pub fn runtime_file(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("control.json")
+}
+
+/// The one line that tells the user their own proxy stays in use (GuardNest chains through
+/// it), when it came from their system settings.
+fn kept_in_use(config: &Config, router: &Router) -> Option<String> {
+    (config.upstream.mode == UpstreamMode::System && router.is_chained())
+        .then(|| format!("your own proxy stays in use through GuardNest: {}", router.describe()))
 }
 
 /// Logs what a listener hook of the OS layer did (the Windows firewall rule), or why it

@@ -281,6 +281,8 @@ pub struct Status {
     pub health_failures: u64,
     /// The system-proxy step.
     pub system_proxy: SystemProxyStatus,
+    /// Where allowed traffic goes: direct, or through the user's own proxy.
+    pub upstream: UpstreamStatus,
     /// Lists.
     pub lists: Vec<ListStatus>,
     /// Distinct names loaded.
@@ -313,6 +315,31 @@ pub struct SystemProxyStatus {
     pub backend: String,
     /// The last error, if the last attempt failed.
     pub last_error: Option<String>,
+}
+
+/// The upstream part of [`Status`]: which parent proxy (the user's own) is in use.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamStatus {
+    /// `system`, `none` or `fixed` (`[upstream] mode`).
+    pub mode: String,
+    /// In plain words: "proxy corp.example:8123 for HTTP and HTTPS, except 1 bypassed host
+    /// (from your GNOME proxy settings)", "direct (no parent proxy)". Never a secret.
+    pub summary: String,
+    /// Whether any traffic may go through a parent proxy.
+    pub chained: bool,
+    /// Parent proxies the last upstream check could not reach, each with why.
+    pub unreachable: Vec<String>,
+}
+
+impl UpstreamStatus {
+    /// One line for `guardnest status`.
+    pub fn line(&self) -> String {
+        let mut line = format!("upstream: {}", self.summary);
+        for p in &self.unreachable {
+            line += &format!("; parent proxy {p}");
+        }
+        line
+    }
 }
 
 /// One list in [`Status`].

@@ -25,6 +25,7 @@
 //!
 //! The value formats and every plan are pure functions with tests; only `os::*` calls Windows.
 
+use super::upstream::{Bypass, BypassStyle, ProxyServer, UserProxy};
 use super::{host_of, Settings, SysProxyError, Target, UNSET};
 
 /// WinINet PROXY_TYPE_* flags.
@@ -156,6 +157,55 @@ impl Windows {
     }
 }
 
+/// The values [`user_proxy`] reads: the legacy ones and the LAN connection's record.
+pub fn upstream_keys() -> Vec<String> {
+    [PROXY_ENABLE, PROXY_SERVER, PROXY_OVERRIDE, AUTO_CONFIG_URL]
+        .iter()
+        .map(ToString::to_string)
+        .chain([record_key(LAN)])
+        .collect()
+}
+
+/// The user's own proxy from the Internet Settings values (pure), as WinINet reads them:
+/// the LAN connection's record when there is one (an auto-config URL first, as Windows tries
+/// the script before the manual proxy), else the legacy values; the manual proxy per scheme
+/// (`http=h:p;https=h:p`, or one `h:p` for all); `ProxyOverride` with `<local>`.
+pub fn user_proxy(settings: &Settings) -> UserProxy {
+    let value = |k: &str| settings.get(k).and_then(|v| RegValue::decode(v));
+    let text = |k: &str| value(k).filter(|v| v.kind == REG_SZ).map(|v| v.text());
+    let record = value(&record_key(LAN)).filter(|v| v.kind == REG_BINARY).and_then(|v| Record::parse(&v.data));
+    let (flags, proxy, bypass, autoconfig) = match record {
+        Some(r) => {
+            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            (r.flags, s(&r.proxy), s(&r.bypass), s(&r.autoconfig))
+        }
+        None => {
+            let enabled = value(PROXY_ENABLE).is_some_and(|v| v.data.iter().any(|b| *b != 0));
+            let autoconfig = text(AUTO_CONFIG_URL).unwrap_or_default();
+            let flags =
+                DIRECT | if enabled { PROXY } else { 0 } | if autoconfig.is_empty() { 0 } else { AUTO_PROXY_URL };
+            (flags, text(PROXY_SERVER).unwrap_or_default(), text(PROXY_OVERRIDE).unwrap_or_default(), autoconfig)
+        }
+    };
+    if flags & AUTO_PROXY_URL != 0 && !autoconfig.trim().is_empty() {
+        return UserProxy::Pac { url: autoconfig.trim().to_string() };
+    }
+    if flags & PROXY == 0 || proxy.trim().is_empty() {
+        return UserProxy::Direct;
+    }
+    let server = |scheme: &str| proxy_for(&proxy, scheme).and_then(|a| ProxyServer::parse(a, 80));
+    let (http, https) = (server("http"), server("https"));
+    if http.is_none() && https.is_none() {
+        return UserProxy::Unsupported(format!("the Windows proxy {proxy:?} names no HTTP or HTTPS proxy"));
+    }
+    UserProxy::Manual {
+        http,
+        https,
+        bypass: Bypass::new(BypassStyle::Windows, bypass.split(';').map(String::from)),
+        only_listed: false,
+    }
+}
+
 /// `Connections\NAME`.
 fn record_key(name: &str) -> String {
     format!("{CONNECTIONS}\\{name}")
@@ -266,6 +316,14 @@ impl super::Backend for Windows {
 
     fn points_at(&self, wanted: &Settings, current: &Settings) -> bool {
         Self::routes_as(wanted, current)
+    }
+
+    fn upstream_keys(&self) -> Vec<String> {
+        upstream_keys()
+    }
+
+    fn user_proxy(&self, settings: &Settings) -> UserProxy {
+        user_proxy(settings)
     }
 
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
@@ -496,6 +554,52 @@ mod tests {
         assert_eq!(proxy_for("ftp=f:1 http=http://h:2/", "http"), Some("h:2"));
         assert_eq!(proxy_for("h:2", "https"), Some("h:2"));
         assert_eq!(proxy_for("http=h:2", "https"), None);
+    }
+
+    /// The snapshot of the kind of user, as the transaction keeps it, becomes the
+    /// upstream: the record first, the legacy values without one.
+    #[test]
+    fn internet_settings_to_upstream() {
+        let record: Settings = [(record_key(LAN), RegValue::binary(users_record()).encode())].into_iter().collect();
+        let UserProxy::Manual { http, https, bypass, .. } = user_proxy(&record) else { panic!() };
+        assert_eq!(http.unwrap().to_string(), "corp-proxy.example:8123");
+        assert_eq!(https.unwrap().to_string(), "corp-proxy.example:8123");
+        assert!(bypass.matches("corp.example", 443) && bypass.matches("printer", 80));
+        assert!(!bypass.matches("www.corp.example", 443), "WinINet matches the whole host");
+        let legacy: Settings = [
+            (PROXY_ENABLE.to_string(), RegValue::dword(1).encode()),
+            (PROXY_SERVER.to_string(), RegValue::sz("http=web.corp:8080;https=tls.corp:8443;socks=s:1080").encode()),
+            (PROXY_OVERRIDE.to_string(), RegValue::sz("*.corp.example;<local>").encode()),
+        ]
+        .into_iter()
+        .collect();
+        let UserProxy::Manual { http, https, bypass, .. } = user_proxy(&legacy) else { panic!() };
+        assert_eq!(
+            (http.unwrap().to_string(), https.unwrap().to_string()),
+            ("web.corp:8080".into(), "tls.corp:8443".into())
+        );
+        assert!(bypass.matches("a.corp.example", 443));
+        let mut off = legacy.clone();
+        off.insert(PROXY_ENABLE.into(), RegValue::dword(0).encode());
+        assert_eq!(user_proxy(&off), UserProxy::Direct);
+        let pac: Settings =
+            [(AUTO_CONFIG_URL.to_string(), RegValue::sz("http://wpad.corp/p.pac").encode())].into_iter().collect();
+        assert_eq!(user_proxy(&pac), UserProxy::Pac { url: "http://wpad.corp/p.pac".into() });
+        let socks: Settings = [
+            (PROXY_ENABLE.to_string(), RegValue::dword(1).encode()),
+            (PROXY_SERVER.to_string(), RegValue::sz("socks=s:1080").encode()),
+        ]
+        .into_iter()
+        .collect();
+        assert!(matches!(user_proxy(&socks), UserProxy::Unsupported(_)));
+        // What GuardNest writes reads back as itself (the caller refuses the loop).
+        let w = Windows::with(Vec::new(), false, "netsh");
+        let UserProxy::Manual { http: Some(h), .. } = user_proxy(&w.targets(&Target::Fixed(addr()), &record)) else {
+            panic!()
+        };
+        assert_eq!(h.to_string(), "127.0.0.1:3000");
+        let pac_ours = w.targets(&Target::Pac("http://127.0.0.1:3001/proxy.pac".into()), &record);
+        assert_eq!(user_proxy(&pac_ours), UserProxy::Pac { url: "http://127.0.0.1:3001/proxy.pac".into() });
     }
 
     #[test]
