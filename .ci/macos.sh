@@ -3,9 +3,10 @@
 # runs on macOS (the OS layer with its tests, the core, the CLI, the desktop app). Nothing is
 # linked or run: there is no macOS here (README, "What runs where").
 #
-# The one C dependency, aws-lc-sys (rustls' crypto, through reqwest), needs a C compiler with
+# The C dependencies, aws-lc-sys (rustls' crypto, through reqwest) and rquickjs-sys (QuickJS,
+# the core's PAC engine; it ships its bindings for this target), need a C compiler with
 # macOS's libc headers; Apple's SDK cannot be had here, so zig's clang, which ships those
-# headers, compiles it (`ziglang` from PyPI, installed with pip when missing). Every other
+# headers, compiles them (`ziglang` from PyPI, installed with pip when missing). Every other
 # dependency of these crates is Rust.
 #
 # Exits non-zero on any failure; with CI=true a missing tool is a failure too.

@@ -416,7 +416,13 @@ async fn handle(req: Request<Incoming>, service: &ProxyService, token: &str, own
         ("GET", "/healthz") => {
             let status = service.status().await;
             match status.running {
-                true => reply(StatusCode::OK, "text/plain", "ok\n"),
+                // The proxy itself is fine; a parent proxy it cannot reach is said apart (the
+                // sites behind it are unreachable, which is not GuardNest's own failure).
+                true => {
+                    let parents: String =
+                        status.upstream.unreachable.iter().map(|p| format!("parent proxy {p}\n")).collect();
+                    reply(StatusCode::OK, "text/plain", format!("ok\n{parents}"))
+                }
                 false => reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "proxy not running\n"),
             }
         }

@@ -26,7 +26,7 @@ pub struct Health {
     failures: AtomicU64,
     last_ok: AtomicBool,
     /// Where the current check connects from.
-    probe: std::sync::Mutex<Option<SocketAddr>>,
+    probe: Mutex<Option<SocketAddr>>,
     /// The last upstream check: `None` before one ran (or with no parent to check), else
     /// each parent's failure (`None`: reachable).
     parents: Mutex<Option<Vec<ParentCheck>>>,
@@ -56,16 +56,16 @@ impl Health {
     /// without counting it).
     pub fn is_probe(&self, peer: SocketAddr) -> bool {
         *self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(peer)
+    }
+
     /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
     /// answered); `None` before the first check, or with no parent named outright.
     pub fn parents(&self) -> Option<Vec<ParentCheck>> {
-        self.parents.lock().ok().and_then(|p| p.clone())
+        self.parents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     fn record_parents(&self, results: Vec<ParentCheck>) {
-        if let Ok(mut p) = self.parents.lock() {
-            *p = Some(results);
-        }
+        *self.parents.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(results);
     }
 
     fn record(&self, ok: bool) {
@@ -112,7 +112,7 @@ pub(crate) async fn run(
             let mut results = Vec::with_capacity(parents.len());
             for parent in &parents {
                 let checked =
-                    tokio::time::timeout(CHECK_TIMEOUT, TcpStream::connect((parent.host.as_str(), parent.port)));
+                    tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect((parent.host.as_str(), parent.port)));
                 let failure = match checked.await {
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => Some(e.to_string()),

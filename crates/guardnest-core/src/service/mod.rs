@@ -425,7 +425,7 @@ impl ProxyService {
                     t.system_error = None;
                     message += &format!("; {m}");
                     changed = true;
-                    if let Some(kept) = state.running.as_ref().and_then(|r| kept_in_use(&self.config, &r.router)) {
+                    if let Some(kept) = t.running.as_ref().and_then(|r| kept_in_use(&self.config, &r.router)) {
                         tracing::info!("{kept}");
                         message += &format!("; {kept}");
                     }

@@ -12,4 +12,5 @@ mod lifecycle;
 mod loopback;
 mod support;
 mod sysproxy;
+mod upstream;
 mod user;
