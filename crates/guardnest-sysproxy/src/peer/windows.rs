@@ -3,8 +3,9 @@
 //! `GetExtendedTcpTable` with `TCP_TABLE_OWNER_PID_CONNECTIONS` lists every connection
 //! with the PID of the process that owns it, one table per family; one read of each
 //! answers a whole batch. The row whose local end is the client and remote end the server
-//! is the client's socket. A row in `TIME_WAIT`, or owned by PID 0, belongs to no program
-//! any more: not found. The program is `QueryFullProcessImageNameW`; the user is the
+//! is the client's socket. A row in `TIME_WAIT` belongs to no program any more: not found.
+//! A live row owned by PID 0 names no owner (Windows gives 0 only to `TIME_WAIT` rows;
+//! Wine 8 gives it to every row): the OS does not say whose it is, and neither do we. The program is `QueryFullProcessImageNameW`; the user is the
 //! process token's (`OpenProcessToken`, `GetTokenInformation(TokenUser)`,
 //! `LookupAccountSidW`, as `DOMAIN\name`). A process GuardNest may not open (another
 //! user's, elevated, or the system's) is named by its PID only.
@@ -45,8 +46,12 @@ impl Resolver {
         Ok(ends
             .iter()
             .map(|e| match rows.iter().find(|(local, remote, _, _)| *local == e.client && *remote == e.server) {
-                Some(&(_, _, state, pid)) if state != TIME_WAIT && pid != 0 => owner(pid),
-                _ => Owner::NotFound,
+                Some(&(_, _, state, _)) if state == TIME_WAIT => Owner::NotFound,
+                // A live connection without an owner: the OS does not say whose (Wine 8
+                // lists every connection with PID 0).
+                Some(&(_, _, _, 0)) => Owner::Restricted { pid: None, user: None },
+                Some(&(_, _, _, pid)) => owner(pid),
+                None => Owner::NotFound,
             })
             .collect())
     }
@@ -192,5 +197,25 @@ mod tests {
         assert_eq!((r[0].dwOwningPid, port(r[0].dwLocalPort), port(r[0].dwRemotePort)), (42, 40000, 3000));
         buf[0] = 2;
         assert!(rows::<MIB_TCPROW_OWNER_PID>(&buf).is_err(), "a count beyond the buffer");
+    }
+
+    /// Given a PID (which Wine's TCP table does not give), the program and the user are
+    /// read from the process itself: this process.
+    #[test]
+    fn a_pid_is_named_with_its_program_and_user() {
+        let me = std::process::id();
+        match owner(me) {
+            Owner::Program(p) => {
+                let exe = std::env::current_exe().unwrap();
+                assert_eq!(p.pid, me);
+                assert_eq!(program_name(p.path.as_deref().unwrap()), program_name(&exe));
+                let user = p.user.expect("our own token's user");
+                eprintln!("this process: {} as {user}", p.path.unwrap().display());
+                assert!(!user.is_empty());
+            }
+            other => panic!("expected this process, got {other:?}"),
+        }
+        // PID 4 is the system's: not ours to open (or, under Wine, no such process).
+        assert!(!matches!(owner(4), Owner::Program(Program { user: Some(_), .. })));
     }
 }
