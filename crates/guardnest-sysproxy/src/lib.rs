@@ -12,7 +12,8 @@
 //! This crate is GuardNest's whole OS layer: besides the backends and their transaction, it
 //! holds the firewall hook a backend may need while the proxy listens ([`Backend::listening`]),
 //! the private-file helpers ([`fsutil`]), and the addresses this host delivers to itself
-//! ([`local`], a gateway's `self`). Only this crate calls the OS's own APIs.
+//! ([`local`], a gateway's `self`), and the program on the other end of a client's
+//! connection ([`peer`]). Only this crate calls the OS's own APIs.
 
 #![warn(missing_docs)]
 // No unwrap on locks, I/O or anything a peer controls; tests may.
@@ -26,6 +27,9 @@ pub mod kde;
 pub mod local;
 pub mod login;
 pub mod macos;
+#[cfg(target_os = "linux")]
+mod netlink;
+pub mod peer;
 pub mod process;
 pub mod session;
 pub mod upstream;

@@ -21,12 +21,9 @@ use netlink_sys::protocols::NETLINK_ROUTE;
 use netlink_sys::{Socket, SocketAddr};
 
 use super::LocalError;
+use crate::netlink::{align4, error_code, u16_at, Message, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN};
 
 // From <linux/netlink.h> and <linux/rtnetlink.h>: stable kernel ABI.
-const NLMSG_HDRLEN: usize = 16;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
-const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_DUMP_INTR: u16 = 0x10;
 const RTM_NEWADDR: u16 = 20;
@@ -125,33 +122,7 @@ fn dump(socket: &Socket, kind: u16, header_len: usize, seq: u32, nets: &mut Vec<
 }
 
 fn request(kind: u16, header_len: usize, seq: u32) -> Vec<u8> {
-    let len = NLMSG_HDRLEN + header_len;
-    let mut request = vec![0u8; len];
-    request[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-    request[4..6].copy_from_slice(&kind.to_ne_bytes());
-    request[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
-    request[8..12].copy_from_slice(&seq.to_ne_bytes());
-    request
-}
-
-/// One netlink message of a datagram.
-struct Message<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn align4(n: usize) -> usize {
-    (n + 3) & !3
+    crate::netlink::request(kind, NLM_F_DUMP, NLMSG_HDRLEN + header_len, seq)
 }
 
 fn malformed(what: &str) -> LocalError {
@@ -159,26 +130,8 @@ fn malformed(what: &str) -> LocalError {
 }
 
 /// The messages of a datagram; a length that runs past it is an error.
-fn messages(mut buf: &[u8]) -> Result<Vec<Message<'_>>, LocalError> {
-    let mut out = Vec::new();
-    while buf.len() >= NLMSG_HDRLEN {
-        let len = u32_at(buf, 0).ok_or_else(|| malformed("short header"))? as usize;
-        if len < NLMSG_HDRLEN || len > buf.len() {
-            return Err(malformed("a message length outside its datagram"));
-        }
-        out.push(Message {
-            kind: u16_at(buf, 4).unwrap_or_default(),
-            flags: u16_at(buf, 6).unwrap_or_default(),
-            seq: u32_at(buf, 8).unwrap_or_default(),
-            payload: &buf[NLMSG_HDRLEN..len],
-        });
-        buf = buf.get(align4(len)..).unwrap_or_default();
-    }
-    Ok(out)
-}
-
-fn error_code(payload: &[u8]) -> Option<i32> {
-    u32_at(payload, 0).map(|v| v as i32)
+fn messages(buf: &[u8]) -> Result<Vec<Message<'_>>, LocalError> {
+    crate::netlink::messages(buf).map_err(malformed)
 }
 
 /// The attributes after a fixed header; one that runs past the message is an error.

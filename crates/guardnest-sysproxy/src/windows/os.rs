@@ -281,11 +281,11 @@ pub fn announce() {
     }
 }
 
-/// An open process handle, closed when dropped.
-struct Process(windows_sys::Win32::Foundation::HANDLE);
+/// An open process (or token) handle, closed when dropped.
+pub(crate) struct Process(pub(crate) windows_sys::Win32::Foundation::HANDLE);
 
 impl Process {
-    fn open(pid: u32, access: u32) -> Option<Process> {
+    pub(crate) fn open(pid: u32, access: u32) -> Option<Process> {
         // SAFETY: the handle is checked here and closed by Drop.
         let h = unsafe { OpenProcess(access, 0, pid) };
         (!h.is_null()).then_some(Process(h))

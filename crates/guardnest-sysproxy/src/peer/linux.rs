@@ -1,0 +1,345 @@
+//! Linux: a connection's owner from sock_diag and `/proc`.
+//!
+//! 1. sock_diag (`NETLINK_SOCK_DIAG`, `SOCK_DIAG_BY_FAMILY`): one `inet_diag_req_v2` per
+//!    connection naming its exact address pair, without `NLM_F_DUMP`. The kernel looks the
+//!    socket up in its hash of established connections (as `ss` does with a filter, but
+//!    without walking every socket) and answers one `inet_diag_msg`: the owner's uid and
+//!    the socket's inode. No such socket is `ENOENT`; a socket no file refers to any more
+//!    (closed, `TIME_WAIT`, its program gone) has inode 0.
+//! 2. The process: the one whose `/proc/PID/fd` holds a link to `socket:[INODE]`. The
+//!    owners of the latest connections are read first (most recent first), then every
+//!    process of the socket's uid; one batch reads each process at most once and stops as
+//!    soon as every inode is found.
+//! 3. A socket of another uid, when this process is not root, is not looked for: its
+//!    owner's descriptors cannot be read (`ptrace` access), so it is named by its user
+//!    only. A socket found by sock_diag but in no process we can read is looked up again:
+//!    gone by then means its program exited meanwhile; still there means the OS hides its
+//!    owner (another PID namespace, `hidepid`), and it is named by its user.
+//!
+//! The messages are read here as in `local/linux.rs`: fixed offsets of a stable ABI.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::net::IpAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use netlink_sys::protocols::NETLINK_SOCK_DIAG;
+use netlink_sys::{Socket, SocketAddr as NetlinkAddr};
+
+use super::{program_name, user_name, Ends, Owner, PeerError, Program};
+use crate::netlink::{error_code, messages, u32_at, NLMSG_ERROR, NLMSG_HDRLEN};
+
+// From <linux/sock_diag.h> and <linux/inet_diag.h>: stable kernel ABI.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `struct inet_diag_req_v2`: family, protocol, ext, pad, states, then `inet_diag_sockid`.
+const REQ_LEN: usize = 56;
+/// In `inet_diag_msg`: `idiag_uid` and `idiag_inode`, after family, state, timer, retrans,
+/// the 48-byte `inet_diag_sockid`, expires, rqueue and wqueue.
+const MSG_UID: usize = 64;
+const MSG_INODE: usize = 68;
+/// `INET_DIAG_NOCOOKIE`: match any socket of the pair, whatever its cookie.
+const NO_COOKIE: [u8; 8] = [0xff; 8];
+
+/// A lookup the kernel has not answered after this long is an error.
+const RECV_TIMEOUT: Duration = Duration::from_secs(1);
+/// Processes remembered as recent owners, read first.
+const RECENT_OWNERS: usize = 16;
+/// User names remembered (uid → name).
+const USERS: usize = 256;
+/// Larger than any answer to one exact request.
+const RECV_BUFFER: usize = 8 * 1024;
+
+pub(super) struct Resolver {
+    /// An open sock_diag socket, taken by one lookup at a time (another opens its own).
+    socket: Mutex<Option<Socket>>,
+    /// The owners of the latest connections, most recent first.
+    recent: Mutex<Vec<u32>>,
+    users: Mutex<HashMap<u32, String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A cache: usable whatever a panicking holder left in it.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What sock_diag said about one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Diag {
+    /// No such socket.
+    Absent,
+    /// A socket with an owner uid and an inode (0: no file refers to it any more).
+    Socket { uid: u32, inode: u64 },
+}
+
+impl Resolver {
+    pub(super) fn new() -> Self {
+        Resolver { socket: Mutex::new(None), recent: Mutex::new(Vec::new()), users: Mutex::new(HashMap::new()) }
+    }
+
+    pub(super) fn owners(&self, ends: &[Ends]) -> Result<Vec<Owner>, PeerError> {
+        let diags = self.diagnose(ends)?;
+        // SAFETY: no arguments; cannot fail.
+        let me = unsafe { libc::geteuid() };
+        // The inodes to find in /proc, and the uids whose processes may hold them.
+        let mut wanted: HashMap<u64, Option<u32>> = HashMap::new();
+        let mut uids: HashSet<u32> = HashSet::new();
+        for d in &diags {
+            if let Diag::Socket { uid, inode } = *d {
+                if inode != 0 && (me == 0 || uid == me) {
+                    wanted.insert(inode, None);
+                    uids.insert(uid);
+                }
+            }
+        }
+        if !wanted.is_empty() {
+            self.find_holders(&mut wanted, &uids);
+        }
+        let mut owners = Vec::with_capacity(ends.len());
+        let mut holders = Vec::new();
+        for (i, d) in diags.iter().enumerate() {
+            let owner = match *d {
+                Diag::Absent | Diag::Socket { inode: 0, .. } => Owner::NotFound,
+                Diag::Socket { uid, inode } => match wanted.get(&inode).copied().flatten() {
+                    Some(pid) => {
+                        holders.push(pid);
+                        Owner::Program(self.program(pid, uid))
+                    }
+                    None if me != 0 && uid != me => Owner::Restricted { pid: None, user: Some(self.user(uid)) },
+                    // In no process we could read: gone meanwhile, or hidden from us.
+                    None => match self.diagnose(&ends[i..=i])?.first() {
+                        Some(Diag::Socket { inode: again, .. }) if *again == inode => {
+                            Owner::Restricted { pid: None, user: Some(self.user(uid)) }
+                        }
+                        _ => Owner::NotFound,
+                    },
+                },
+            };
+            owners.push(owner);
+        }
+        self.remember(&holders);
+        Ok(owners)
+    }
+
+    /// One exact sock_diag request per connection, on one socket.
+    fn diagnose(&self, ends: &[Ends]) -> Result<Vec<Diag>, PeerError> {
+        let call = "sock_diag";
+        let taken = lock(&self.socket).take();
+        let socket = match taken {
+            Some(s) => s,
+            None => open().map_err(|e| PeerError::os(call, e))?,
+        };
+        let mut buf = vec![0u8; RECV_BUFFER];
+        let mut out = Vec::with_capacity(ends.len());
+        for (seq, e) in ends.iter().enumerate() {
+            let seq = seq as u32 + 1;
+            socket.send(&request(*e, seq), 0).map_err(|e| PeerError::os(call, e))?;
+            out.push(answer(&socket, &mut buf, seq)?);
+        }
+        // Kept for the next lookup only when every answer was read (nothing left queued).
+        *lock(&self.socket) = Some(socket);
+        Ok(out)
+    }
+
+    /// Finds the process holding each wanted inode: recent owners first, then the
+    /// processes of `uids`.
+    fn find_holders(&self, wanted: &mut HashMap<u64, Option<u32>>, uids: &HashSet<u32>) {
+        let recent = lock(&self.recent).clone();
+        let mut left = wanted.len();
+        for &pid in &recent {
+            left -= holds(pid, wanted);
+            if left == 0 {
+                return;
+            }
+        }
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            if recent.contains(&pid) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else { continue };
+            if !uids.contains(&std::os::unix::fs::MetadataExt::uid(&meta)) {
+                continue;
+            }
+            left -= holds(pid, wanted);
+            if left == 0 {
+                return;
+            }
+        }
+    }
+
+    fn remember(&self, holders: &[u32]) {
+        if holders.is_empty() {
+            return;
+        }
+        let mut recent = lock(&self.recent);
+        for &pid in holders {
+            recent.retain(|p| *p != pid);
+            recent.insert(0, pid);
+        }
+        recent.truncate(RECENT_OWNERS);
+    }
+
+    fn program(&self, pid: u32, uid: u32) -> Program {
+        let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        let name = path.as_deref().and_then(program_name).unwrap_or_else(|| comm(pid));
+        Program { pid, path, name, user: Some(self.user(uid)) }
+    }
+
+    fn user(&self, uid: u32) -> String {
+        if let Some(name) = lock(&self.users).get(&uid) {
+            return name.clone();
+        }
+        let name = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
+        let mut users = lock(&self.users);
+        if users.len() >= USERS {
+            users.clear();
+        }
+        users.insert(uid, name.clone());
+        name
+    }
+}
+
+fn open() -> io::Result<Socket> {
+    let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
+    socket.bind_auto()?;
+    socket.connect(&NetlinkAddr::new(0, 0))?;
+    socket2::SockRef::from(&socket).set_read_timeout(Some(RECV_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// The exact request for the socket whose local end is the client and remote end the server.
+fn request(ends: Ends, seq: u32) -> Vec<u8> {
+    let mut r = crate::netlink::request(SOCK_DIAG_BY_FAMILY, 0, NLMSG_HDRLEN + REQ_LEN, seq);
+    let p = &mut r[NLMSG_HDRLEN..];
+    p[0] = if ends.client.is_ipv4() { libc::AF_INET as u8 } else { libc::AF_INET6 as u8 };
+    p[1] = libc::IPPROTO_TCP as u8;
+    p[4..8].copy_from_slice(&u32::MAX.to_ne_bytes()); // every state
+                                                      // inet_diag_sockid: sport, dport (big-endian), src[16], dst[16], if, cookie[2].
+    p[8..10].copy_from_slice(&ends.client.port().to_be_bytes());
+    p[10..12].copy_from_slice(&ends.server.port().to_be_bytes());
+    put_ip(&mut p[12..28], ends.client.ip());
+    put_ip(&mut p[28..44], ends.server.ip());
+    p[48..56].copy_from_slice(&NO_COOKIE);
+    r
+}
+
+fn put_ip(to: &mut [u8], ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => to[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => to.copy_from_slice(&v6.octets()),
+    }
+}
+
+/// Reads the answer to request `seq`.
+fn answer(socket: &Socket, buf: &mut [u8], seq: u32) -> Result<Diag, PeerError> {
+    let call = "sock_diag";
+    // Bounded: each receive by the socket's timeout, and answers to other requests are
+    // never more than the one being read.
+    for _ in 0..4 {
+        let n = socket.recv(&mut &mut buf[..], libc::MSG_TRUNC).map_err(|e| PeerError::os(call, e))?;
+        if n > buf.len() {
+            return Err(PeerError::Malformed(format!("{call}: a {n}-byte answer did not fit")));
+        }
+        let msgs = messages(&buf[..n]).map_err(|e| PeerError::Malformed(format!("{call}: {e}")))?;
+        for m in msgs {
+            if m.seq != seq {
+                continue;
+            }
+            return parse(m.kind, m.payload);
+        }
+    }
+    Err(PeerError::Malformed(format!("{call}: no answer to request {seq}")))
+}
+
+/// One answer: an `inet_diag_msg`, or an error (`ENOENT`: no such socket).
+fn parse(kind: u16, payload: &[u8]) -> Result<Diag, PeerError> {
+    match kind {
+        NLMSG_ERROR => match error_code(payload) {
+            Some(errno) if -errno == libc::ENOENT => Ok(Diag::Absent),
+            Some(errno) => Err(PeerError::os("sock_diag", io::Error::from_raw_os_error(errno.abs()))),
+            None => Err(PeerError::Malformed("sock_diag: a short error message".into())),
+        },
+        SOCK_DIAG_BY_FAMILY => match (u32_at(payload, MSG_UID), u32_at(payload, MSG_INODE)) {
+            (Some(uid), Some(inode)) => Ok(Diag::Socket { uid, inode: u64::from(inode) }),
+            _ => Err(PeerError::Malformed("sock_diag: a short inet_diag_msg".into())),
+        },
+        other => Err(PeerError::Malformed(format!("sock_diag: an answer of type {other}"))),
+    }
+}
+
+/// Marks the wanted inodes `pid` holds; how many it newly found. A process that has gone,
+/// or whose descriptors may not be read, holds none.
+fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    let mut found = 0;
+    for entry in dir.flatten() {
+        let Ok(link) = std::fs::read_link(entry.path()) else { continue };
+        let Some(inode) = socket_inode(link.as_os_str()) else { continue };
+        if let Some(slot @ None) = wanted.get_mut(&inode) {
+            *slot = Some(pid);
+            found += 1;
+        }
+    }
+    found
+}
+
+/// The inode of a `socket:[INODE]` link.
+fn socket_inode(link: &OsStr) -> Option<u64> {
+    let text = link.as_bytes().strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(text).ok()?.parse().ok()
+}
+
+/// The kernel's name for a process (when its executable cannot be read).
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| format!("PID {pid}"), |s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_name_the_exact_pair() {
+        let ends = Ends::new("127.0.0.1:40000".parse().unwrap(), "127.0.0.2:3000".parse().unwrap());
+        let r = request(ends, 7);
+        assert_eq!(r.len(), NLMSG_HDRLEN + REQ_LEN);
+        assert_eq!(u32_at(&r, 0), Some((NLMSG_HDRLEN + REQ_LEN) as u32));
+        let p = &r[NLMSG_HDRLEN..];
+        assert_eq!(p[0], libc::AF_INET as u8);
+        assert_eq!(&p[8..12], &[0x9c, 0x40, 0x0b, 0xb8], "ports big-endian: 40000, 3000");
+        assert_eq!(&p[12..16], &[127, 0, 0, 1]);
+        assert_eq!(&p[28..32], &[127, 0, 0, 2]);
+        assert_eq!(&p[48..56], &NO_COOKIE);
+        let v6 = request(Ends::new("[::1]:1".parse().unwrap(), "[::1]:2".parse().unwrap()), 1);
+        assert_eq!(v6[NLMSG_HDRLEN], libc::AF_INET6 as u8);
+        assert_eq!(v6[NLMSG_HDRLEN + 12 + 15], 1);
+    }
+
+    #[test]
+    fn answers_are_read_and_what_cannot_be_read_is_an_error() {
+        let mut msg = vec![0u8; 72];
+        msg[MSG_UID..MSG_UID + 4].copy_from_slice(&1000u32.to_ne_bytes());
+        msg[MSG_INODE..MSG_INODE + 4].copy_from_slice(&123456u32.to_ne_bytes());
+        assert_eq!(parse(SOCK_DIAG_BY_FAMILY, &msg).unwrap(), Diag::Socket { uid: 1000, inode: 123456 });
+        assert!(parse(SOCK_DIAG_BY_FAMILY, &msg[..60]).is_err());
+        let enoent = (-libc::ENOENT).to_ne_bytes();
+        assert_eq!(parse(NLMSG_ERROR, &enoent).unwrap(), Diag::Absent);
+        assert!(parse(NLMSG_ERROR, &(-libc::EPERM).to_ne_bytes()).is_err());
+        assert!(parse(99, &msg).is_err());
+        assert_eq!(socket_inode(OsStr::new("socket:[98765]")), Some(98765));
+        assert_eq!(socket_inode(OsStr::new("pipe:[98765]")), None);
+        assert_eq!(socket_inode(OsStr::new("socket:[x]")), None);
+    }
+
+    #[test]
+    fn users_are_named() {
+        assert_eq!(user_name(0).as_deref(), Some("root"));
+        let r = Resolver::new();
+        assert_eq!(r.user(0), "root");
+        assert_eq!(r.user(3_999_999_999), "uid 3999999999", "a uid without a name is its number");
+    }
+}
