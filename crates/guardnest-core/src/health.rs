@@ -111,8 +111,10 @@ pub(crate) async fn run(
         if !parents.is_empty() {
             let mut results = Vec::with_capacity(parents.len());
             for parent in &parents {
-                let checked =
-                    tokio::time::timeout(CHECK_TIMEOUT, tokio::net::TcpStream::connect((parent.host.as_str(), parent.port)));
+                let checked = tokio::time::timeout(
+                    CHECK_TIMEOUT,
+                    tokio::net::TcpStream::connect((parent.host.as_str(), parent.port)),
+                );
                 let failure = match checked.await {
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => Some(e.to_string()),
