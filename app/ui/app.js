@@ -257,7 +257,53 @@ function renderStats(s) {
   $("c-total-label").textContent = s.connections_total === 1 ? "connection" : "connections";
   $("c-bytes").textContent = fmtBytes(s.bytes_up + s.bytes_down);
   renderRecent(s.recent_names);
+  renderPrograms(s.programs || []);
   drawChart(s.blocked_per_minute);
+}
+
+/** Who asked, in a few words: the program's name (its path in the tooltip). */
+function askerName(a) {
+  if (!a) return "";
+  switch (a.kind) {
+    case "program": return a.name;
+    case "restricted": return a.user ? `a program of ${a.user}` : "a program GuardNest may not look at";
+    case "closed": return "a program that closed its connection";
+    case "remote": return `the computer at ${a.address}`;
+    default: return "an unknown program";
+  }
+}
+
+/** Rows of "Protected programs" shown. */
+const PROGRAMS_SHOWN = 12;
+let lastProgramsKey = "";
+function renderPrograms(rows) {
+  const key = JSON.stringify(rows.map((r) => [r.label, r.connections, r.blocks]));
+  if (key === lastProgramsKey) return;
+  lastProgramsKey = key;
+  const ul = $("programs");
+  ul.replaceChildren();
+  if (!rows.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "None yet.";
+    ul.append(li);
+  }
+  for (const r of rows.slice(0, PROGRAMS_SHOWN)) {
+    const li = document.createElement("li");
+    const text = document.createElement("div");
+    text.className = "grow";
+    const name = document.createElement("div");
+    name.className = "host";
+    name.textContent = askerName(r.asker);
+    name.title = r.label;
+    const what = document.createElement("div");
+    what.className = "why";
+    what.textContent = plural(r.connections, "connection", "connections")
+      + (r.blocks ? ` · ${plural(r.blocks, "block", "blocks")}` : "");
+    text.append(name, what);
+    li.append(text);
+    ul.append(li);
+  }
 }
 
 /** Rows of "Recently blocked" shown before "Show all". */
@@ -289,9 +335,11 @@ function renderRecent(rows, force = false) {
     const why = document.createElement("div");
     why.className = "why";
     const times = r.count === 1 ? "once" : `${r.count.toLocaleString()} times`;
+    const asked = askerName(r.asked_by);
     why.textContent = r.allowed
       ? `allowed by you · was blocked by ${r.list}`
-      : `${r.list} · ${times}, last at ${when(r.last)}`;
+      : `${r.list} · ${times}, last at ${when(r.last)}` + (asked ? ` · asked by ${asked}` : "");
+    if (r.asked_by && r.asked_by.kind === "program") why.title = r.asked_by.path || r.asked_by.name;
     text.append(host, why);
     const act = document.createElement("div");
     act.className = "act";

@@ -288,6 +288,10 @@ fn the_switch_drives_the_proxy_end_to_end() -> Outcome {
             );
         }
         wd.wait_text("#recent", |t| t.contains("www.evil.test"));
+        // Who asked: this test's own program, in the row and among the protected programs.
+        let me = std::env::current_exe().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+        wd.wait_text("#recent", |t| t.contains(&format!("asked by {me}")));
+        wd.wait_text("#programs", |t| t.contains(&me));
         // The switch off: the proxy stops.
         wd.click(".switch .slider");
         wd.wait_text("#state-title", |t| t == "Protection is off");

@@ -25,6 +25,10 @@ pub enum Command {
     Lists(ListsArgs),
     /// Show the running instance's status (via its control API).
     Status(StatusArgs),
+    /// Show the programs seen through the running instance in the last hour, with their
+    /// connections and blocks. Programs that ignore the system proxy are not listed: they
+    /// are not protected.
+    Programs(StatusArgs),
     /// Turn protection on in the running instance (and the system proxy, if configured).
     Enable(ClientArgs),
     /// Turn protection off in the running instance, restoring the system proxy settings.

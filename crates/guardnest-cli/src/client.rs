@@ -155,6 +155,36 @@ pub fn status(common: &CommonArgs, as_json: bool) -> ExitCode {
     }))
 }
 
+/// `guardnest programs`: who used GuardNest in the last hour.
+pub fn programs(common: &CommonArgs, as_json: bool) -> ExitCode {
+    let answer = Instance::find(common).and_then(|i| i.call(reqwest::Method::GET, "/v1/stats"));
+    finish(answer.map(|v| match as_json {
+        true => serde_json::to_string_pretty(&v["programs"]).unwrap_or_default(),
+        false => programs_table(&v["programs"]),
+    }))
+}
+
+/// One line per program: connections, blocks, the program; then what the list cannot show.
+fn programs_table(rows: &Value) -> String {
+    let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut out = String::from("programs seen through GuardNest in the last hour:\n");
+    if rows.is_empty() {
+        out += "  none yet\n";
+    } else {
+        out += &format!("  {:>11}  {:>6}  program\n", "connections", "blocks");
+        for r in rows {
+            out += &format!(
+                "  {:>11}  {:>6}  {}\n",
+                r["connections"].as_u64().unwrap_or(0),
+                r["blocks"].as_u64().unwrap_or(0),
+                r["label"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    out += "programs that ignore the system proxy are not listed, and not protected";
+    out
+}
+
 /// Three lines: state, address, health, system proxy, lists; whether it protects; where
 /// allowed traffic goes (the upstream).
 fn summary(v: &Value) -> String {

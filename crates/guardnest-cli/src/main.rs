@@ -72,6 +72,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => lists::check(&args),
         Command::Lists(args) => lists::lists(&args),
         Command::Status(args) => Ok(client::status(&args.common, args.json)),
+        Command::Programs(args) => Ok(client::programs(&args.common, args.json)),
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),

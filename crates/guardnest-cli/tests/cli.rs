@@ -414,6 +414,36 @@ fn allow_allowed_and_unallow_work_offline_and_against_the_running_instance() {
     assert_eq!(run.wait_exit().code(), Some(0));
 }
 
+/// Who asked: the block's log line names the program behind the client's connection (this
+/// test), and `guardnest programs` lists it with its connections and blocks.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_log_and_guardnest_programs_name_the_program_that_asked() {
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    let (code, out) = client(&data, &["programs"]);
+    assert_eq!(code, Some(2), "no instance: exit 2: {out}");
+    let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]).arg("--blocklist").arg(&block));
+    run.wait_for("control API on");
+    assert_eq!(connect_status(run.addr, "evil.test:443"), 403);
+    let exe = std::env::current_exe().unwrap();
+    let me = format!("{} (pid {}", exe.display(), std::process::id());
+    let line = run.wait_for("asked_by=");
+    assert!(line.contains(&format!("asked_by={me}")), "{line}");
+    let (code, out) = client(&data, &["programs"]);
+    assert_eq!(code, Some(0), "{out}");
+    let row = out.lines().find(|l| l.contains(&me)).unwrap_or_else(|| panic!("{out}"));
+    let counts: Vec<u64> = row.split_whitespace().take(2).map(|n| n.parse().unwrap()).collect();
+    assert_eq!(counts[1], 1, "one block: {out}");
+    assert!(out.ends_with("programs that ignore the system proxy are not listed, and not protected\n"), "{out}");
+    let (_, json) = client(&data, &["programs", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(rows.as_array().unwrap().iter().any(|r| r["asker"]["pid"] == std::process::id()), "{json}");
+    run.signal("-TERM");
+    assert_eq!(run.wait_exit().code(), Some(0));
+}
+
 /// `guardnest check` with lists named by flags answers as `guardnest run` with the same
 /// flags and data dir would: the user's own allowlist applies (before: "blocked").
 #[test]

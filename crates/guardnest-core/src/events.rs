@@ -1,11 +1,14 @@
-//! What was blocked: totals by list, the most blocked names, and the latest events, for
-//! status, the control API and the desktop app. Touched only on the blocked path.
+//! What was blocked and who asked: totals by list, the most blocked names, the latest
+//! events with the program behind each, for status, the control API and the desktop app.
+//! Touched only on the blocked path (and by [`Who`]'s sweep).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use serde::Serialize;
+
+use crate::who::{Asker, Who};
 
 /// Recent events kept.
 const RECENT: usize = 200;
@@ -23,6 +26,8 @@ pub struct BlockEvent {
     pub list: String,
     /// The rule.
     pub rule: String,
+    /// The program that asked (issue "Who asked").
+    pub asked_by: Asker,
 }
 
 /// One blocked name among the latest blocks: how often and when last.
@@ -34,6 +39,8 @@ pub struct BlockedName {
     pub list: String,
     /// The rule that matched last.
     pub rule: String,
+    /// Who asked last.
+    pub asked_by: Asker,
     /// Blocks of this name since the start (while it is among the most blocked).
     pub count: u64,
     /// The last block (seconds since the epoch).
@@ -82,6 +89,7 @@ impl Changes {
 pub struct BlockLog {
     inner: Mutex<Inner>,
     changes: Changes,
+    who: Arc<Who>,
 }
 
 #[derive(Debug, Default)]
@@ -101,11 +109,17 @@ const MINUTES: u64 = 60;
 impl BlockLog {
     /// A log whose blocks bump `changes`.
     pub fn with_changes(changes: Changes) -> Self {
-        Self { inner: Mutex::default(), changes }
+        Self { inner: Mutex::default(), changes, who: Arc::default() }
     }
 
-    /// Records a block.
-    pub fn record(&self, host: &str, list: &Arc<str>, rule: &str) {
+    /// The programs behind client connections.
+    pub fn who(&self) -> &Arc<Who> {
+        &self.who
+    }
+
+    /// Records a block of a request `asked_by` a program.
+    pub fn record(&self, host: &str, list: &Arc<str>, rule: &str, asked_by: Asker) {
+        self.who.note_block(&asked_by);
         let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let mut inner = self.lock();
         *inner.by_list.entry(list.clone()).or_default() += 1;
@@ -135,7 +149,13 @@ impl BlockLog {
         }
         let day = at / 86_400;
         inner.today = if inner.today.0 == day { (day, inner.today.1 + 1) } else { (day, 1) };
-        inner.recent.push_back(BlockEvent { at, host: host.into(), list: list.to_string(), rule: rule.into() });
+        inner.recent.push_back(BlockEvent {
+            at,
+            host: host.into(),
+            list: list.to_string(),
+            rule: rule.into(),
+            asked_by,
+        });
         drop(inner);
         self.changes.bump();
     }
@@ -156,6 +176,7 @@ impl BlockLog {
                 host: e.host.clone(),
                 list: e.list.clone(),
                 rule: e.rule.clone(),
+                asked_by: e.asked_by.clone(),
                 count,
                 last: e.at,
                 allowed: false,
@@ -244,16 +265,16 @@ mod tests {
         let a: Arc<str> = "a".into();
         let b: Arc<str> = "b".into();
         for _ in 0..3 {
-            log.record("x.test", &a, "x.test");
+            log.record("x.test", &a, "x.test", Asker::Closed);
         }
-        log.record("y.test", &b, "y.test");
+        log.record("y.test", &b, "y.test", Asker::Closed);
         assert_eq!(log.by_list(), [("a".to_string(), 3), ("b".to_string(), 1)]);
         assert_eq!(log.top(1), [("x.test".to_string(), 3)]);
         let recent = log.recent(2);
         assert_eq!(recent.len(), 2);
         assert_eq!(recent[1].host, "y.test");
         for i in 0..300 {
-            log.record(&format!("n{i}.test"), &a, "r");
+            log.record(&format!("n{i}.test"), &a, "r", Asker::Closed);
         }
         assert_eq!(log.recent(1000).len(), RECENT);
         let minutes = log.per_minute();
@@ -274,7 +295,7 @@ mod tests {
         let log = BlockLog::with_changes(changes);
         let a: Arc<str> = "a".into();
         for host in ["x.test", "y.test", "x.test", "x.test"] {
-            log.record(host, &a, host);
+            log.record(host, &a, host, Asker::Closed);
         }
         assert!(seen.has_changed().unwrap(), "a block is a change");
         let rows = log.recent_names(10);

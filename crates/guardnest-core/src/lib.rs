@@ -75,6 +75,7 @@ pub mod proxy_protocol;
 pub mod server;
 pub mod service;
 pub mod stats;
+pub mod who;
 
 pub use blocklist::{Blocklists, Policy, Verdict};
 pub use config::Config;

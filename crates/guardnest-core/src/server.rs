@@ -130,6 +130,11 @@ impl Proxy {
         self.shared.stats.clone()
     }
 
+    /// What was blocked, and the programs behind client connections.
+    pub fn blocks(&self) -> Arc<BlockLog> {
+        self.shared.blocks.clone()
+    }
+
     /// Where allowed traffic goes.
     pub fn router(&self) -> Arc<Router> {
         self.shared.router.clone()
@@ -160,6 +165,7 @@ impl Proxy {
             shutdown.clone(),
         ));
         tracker.spawn(upstream::sweep(shared.pool.clone(), shutdown.clone()));
+        tracker.spawn(crate::who::run(shared.blocks.who().clone(), shutdown.clone()));
         listener::accept_loop(self.listener, shared.clone(), self.health, shutdown.clone()).await;
         self.stopped_accepting.cancel();
 

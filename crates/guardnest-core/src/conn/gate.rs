@@ -25,6 +25,7 @@ use crate::conn::upstream::{Owner, Pool, Slot};
 use crate::domain::{Host, Target};
 use crate::events::BlockLog;
 use crate::stats::{ActiveGuard, Stats};
+use crate::who::Asker;
 
 /// Everything a connection task needs, shared by all of them.
 pub(crate) struct Shared {
@@ -79,15 +80,20 @@ impl ConnGuard {
 pub(crate) struct Client {
     /// The TCP peer, or the address a PROXY protocol header named.
     pub(crate) peer: SocketAddr,
+    /// Our end of the connection (the listener's address it came in on); `None` when the
+    /// client was named by a PROXY protocol header (it is on another machine).
+    pub(crate) local: Option<SocketAddr>,
     /// Whether the address passed `[access] allow`.
     pub(crate) address_allowed: bool,
     /// Requests on this connection refused for their credentials.
     failed_logins: AtomicU8,
+    /// The program behind the connection, once a block needed it.
+    asker: tokio::sync::OnceCell<Asker>,
 }
 
 impl Client {
-    pub(crate) fn new(peer: SocketAddr, address_allowed: bool) -> Self {
-        Self { peer, address_allowed, failed_logins: AtomicU8::new(0) }
+    pub(crate) fn new(peer: SocketAddr, local: Option<SocketAddr>, address_allowed: bool) -> Self {
+        Self { peer, local, address_allowed, failed_logins: AtomicU8::new(0), asker: tokio::sync::OnceCell::new() }
     }
 }
 
@@ -162,7 +168,16 @@ pub(crate) async fn decide(shared: &Shared, client: &Client, ask: Ask<'_>) -> Re
     if ask.connect_body {
         return Err(Refusal::BadRequest(BadRequest::ConnectBody));
     }
-    check_policy(shared, client.peer, &target.host, ask.plain)?;
+    if let Err(refusal) = check_policy(shared, &target.host, ask.plain) {
+        if let Refusal::Blocked { host, list, rule, .. } = &refusal {
+            // Looked up before the 403 is written: the client's socket surely still exists.
+            let who = shared.blocks.who();
+            let asker = client.asker.get_or_init(|| who.asker(client.peer, client.local)).await.clone();
+            tracing::info!(client = %client.peer, %host, %list, %rule, asked_by = %asker, "blocked");
+            shared.blocks.record(host, list, rule, asker);
+        }
+        return Err(refusal);
+    }
     Ok(Decided { target, owner })
 }
 
@@ -195,15 +210,12 @@ async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> 
     }
 }
 
-/// Refuses a blocked host, logging it once at info.
-pub(crate) fn check_policy(shared: &Shared, peer: SocketAddr, host: &Host, html: bool) -> Result<(), Refusal> {
+/// Refuses a blocked host (the caller logs and records it, with who asked).
+fn check_policy(shared: &Shared, host: &Host, html: bool) -> Result<(), Refusal> {
     match shared.policy.check(host) {
         Verdict::Blocked(m) => {
             Stats::bump(&shared.stats.blocked_total);
-            let host_text = host.to_string();
-            shared.blocks.record(&host_text, &m.list, &m.rule);
-            tracing::info!(client = %peer, %host, list = %m.list, rule = %m.rule, "blocked");
-            Err(Refusal::Blocked { host: host_text, list: m.list, rule: m.rule, html })
+            Err(Refusal::Blocked { host: host.to_string(), list: m.list, rule: m.rule, html })
         }
         Verdict::Exempt(_) | Verdict::Allowed => Ok(()),
     }

@@ -37,7 +37,14 @@ pub(crate) async fn serve(
     } else {
         tcp_peer
     };
-    let client = Client::new(peer, shared.access.check_address(peer.ip()).is_ok());
+    // Our end: the listener's address this client came in on (a wildcard listener has many).
+    // A client named by a PROXY header is not this socket's peer: it is on another machine.
+    let local = match shared.config.proxy_protocol {
+        true => None,
+        false => Some(stream.local_addr().unwrap_or(shared.config.listen)),
+    };
+    shared.blocks.who().note_connection(peer, local);
+    let client = Client::new(peer, local, shared.access.check_address(peer.ip()).is_ok());
     let config = &shared.config;
     // A client costs no buffer until its first bytes arrive (head::read reads them into one
     // sized to fit), however many connections wait silently.

@@ -679,6 +679,7 @@ impl ProxyService {
                 .collect(),
             blocked_per_minute: self.blocks.per_minute(),
             blocked_today: self.blocks.today(),
+            programs: self.blocks.who().programs(),
         }
     }
 

@@ -510,6 +510,9 @@ pub struct ServiceStats {
     pub blocked_per_minute: Vec<u64>,
     /// Blocks since midnight (UTC).
     pub blocked_today: u64,
+    /// The programs seen through GuardNest in the last hour, most connections first
+    /// (programs that ignore the system proxy are not among them, and not protected).
+    pub programs: Vec<crate::who::ProgramSeen>,
 }
 
 #[cfg(test)]

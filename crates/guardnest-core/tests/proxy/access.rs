@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::support::*;
 
-fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
+pub(crate) fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
     let config = AccessConfig {
         allow: allow.iter().map(ToString::to_string).collect(),
         users: users
@@ -31,7 +31,7 @@ fn access(allow: &[&str], users: &[(&str, &str)]) -> Access {
     Access::from_config(&config).unwrap()
 }
 
-fn v1(client: &str) -> String {
+pub(crate) fn v1(client: &str) -> String {
     format!("PROXY TCP4 {client} 127.0.0.1 40000 3128\r\n")
 }
 

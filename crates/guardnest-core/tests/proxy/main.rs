@@ -10,3 +10,4 @@ mod forward;
 mod loopback;
 mod robustness;
 mod support;
+mod who;

@@ -39,6 +39,7 @@ pub struct TestProxy {
     pub addr: SocketAddr,
     pub stats: Arc<Stats>,
     pub health: Arc<guardnest_core::health::Health>,
+    pub blocks: Arc<guardnest_core::events::BlockLog>,
     shutdown: CancellationToken,
     handle: JoinHandle<()>,
 }
@@ -70,9 +71,10 @@ impl TestProxy {
         let addr = proxy.local_addr();
         let stats = proxy.stats();
         let health = proxy.health();
+        let blocks = proxy.blocks();
         let shutdown = CancellationToken::new();
         let handle = tokio::spawn(proxy.run(shutdown.clone()));
-        Self { addr, stats, health, shutdown, handle }
+        Self { addr, stats, health, blocks, shutdown, handle }
     }
 
     pub async fn plain(policy: Policy) -> Self {

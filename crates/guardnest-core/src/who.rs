@@ -1,0 +1,380 @@
+//! Who asked: the program behind a client connection, named for every block and counted
+//! for the list of programs that use GuardNest (the OS lookup is
+//! [`guardnest_sysproxy::peer`]).
+//!
+//! Never on the tunnel's path. A block waits for one lookup before its 403 is written,
+//! while the client's socket surely still exists; the answer is kept for the rest of that
+//! connection. Every other local connection costs one push of its two addresses onto a
+//! bounded queue, which a task names in batches every [`SWEEP`] (a connection that closed
+//! by then is counted as such, never guessed). A client that is not on this host (gateway
+//! mode) is an address: no OS can name a program on another machine.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use guardnest_sysproxy::peer::{Ends, Owner, Owners};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How often queued connections are named.
+pub const SWEEP: Duration = Duration::from_secs(2);
+/// Connections queued between sweeps; beyond this, connections are counted as not named.
+const QUEUED: usize = 4096;
+/// Lookups for blocks at once: a program hammering a blocked name waits its turn.
+const LOOKUPS: usize = 4;
+/// The longest a block's answer waits for its lookup.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Programs are counted over this window (the "last hour").
+const WINDOW_MINUTES: u64 = 60;
+/// Distinct programs remembered; the one seen least recently goes first.
+const PROGRAMS: usize = 256;
+
+/// Who is on the other end of a client connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Asker {
+    /// A program on this host.
+    Program {
+        /// Its process.
+        pid: u32,
+        /// Its executable, when the OS tells.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// Its short name (the executable's file name).
+        name: String,
+        /// The user it runs as.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// A program on this host that GuardNest may not inspect (another user's, GuardNest
+    /// not being privileged); what the OS does say.
+    Restricted {
+        /// Its PID, where the OS gives it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pid: Option<u32>,
+        /// Its user, where the OS gives it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
+    /// The connection was gone before it could be named.
+    Closed,
+    /// A client on another machine (gateway mode): its address is all there is.
+    Remote {
+        /// The client's address.
+        address: IpAddr,
+    },
+    /// The lookup failed; why.
+    Unknown {
+        /// The OS error, or "not implemented on this OS".
+        reason: String,
+    },
+}
+
+impl fmt::Display for Asker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Asker::Program { pid, path, name, user } => {
+                write!(f, "{}", path.as_deref().unwrap_or(name))?;
+                match user {
+                    Some(u) => write!(f, " (pid {pid}, user {u})"),
+                    None => write!(f, " (pid {pid})"),
+                }
+            }
+            Asker::Restricted { pid, user } => {
+                f.write_str("a program GuardNest may not inspect")?;
+                match (pid, user) {
+                    (Some(p), Some(u)) => write!(f, " (pid {p}, user {u})"),
+                    (Some(p), None) => write!(f, " (pid {p})"),
+                    (None, Some(u)) => write!(f, " (user {u})"),
+                    (None, None) => Ok(()),
+                }
+            }
+            Asker::Closed => f.write_str("a program that closed its connection before it was named"),
+            Asker::Remote { address } => write!(f, "remote client {address}"),
+            Asker::Unknown { reason } => write!(f, "unknown ({reason})"),
+        }
+    }
+}
+
+impl Asker {
+    fn from_owner(owner: Owner) -> Asker {
+        match owner {
+            Owner::Program(p) => Asker::Program {
+                pid: p.pid,
+                path: p.path.map(|p| p.to_string_lossy().into_owned()),
+                name: p.name,
+                user: p.user,
+            },
+            Owner::Restricted { pid, user } => Asker::Restricted { pid, user },
+            Owner::NotFound => Asker::Closed,
+        }
+    }
+
+    /// The same program whatever its process: a row of the programs list.
+    fn key(&self) -> Asker {
+        match self {
+            Asker::Program { path, name, user, .. } => {
+                Asker::Program { pid: 0, path: path.clone(), name: name.clone(), user: user.clone() }
+            }
+            Asker::Restricted { user, .. } => Asker::Restricted { pid: None, user: user.clone() },
+            Asker::Unknown { .. } => Asker::Unknown { reason: String::new() },
+            other => other.clone(),
+        }
+    }
+}
+
+/// One program seen through GuardNest in the last hour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramSeen {
+    /// The program (its latest process).
+    pub asker: Asker,
+    /// In plain words, as the log says it.
+    pub label: String,
+    /// Connections it opened through GuardNest in the last hour (named ones).
+    pub connections: u64,
+    /// Its requests blocked in the last hour.
+    pub blocks: u64,
+    /// Last seen (seconds since the epoch).
+    pub last: u64,
+}
+
+/// Names client connections' programs and counts them.
+pub struct Who {
+    owners: Arc<Owners>,
+    lookups: Semaphore,
+    queue: Mutex<Vec<Ends>>,
+    book: Mutex<HashMap<Asker, Row>>,
+    /// Connections not queued (the queue was full) since the start.
+    unqueued: AtomicU64,
+}
+
+impl fmt::Debug for Who {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Who")
+    }
+}
+
+impl Default for Who {
+    fn default() -> Self {
+        Who {
+            owners: Arc::new(Owners::new()),
+            lookups: Semaphore::new(LOOKUPS),
+            queue: Mutex::new(Vec::new()),
+            book: Mutex::new(HashMap::new()),
+            unqueued: AtomicU64::new(0),
+        }
+    }
+}
+
+struct Row {
+    asker: Asker,
+    /// (minute since the epoch, connections, blocks), oldest first, the last hour.
+    minutes: VecDeque<(u64, u64, u64)>,
+    last: u64,
+}
+
+/// Our end of `client`'s connection if the client is on this host: loopback, or the host's
+/// own address (a connection to the listener's own address comes from that address).
+/// `server` is `None` for a client named by a PROXY protocol header.
+fn local_end(client: SocketAddr, server: Option<SocketAddr>) -> Option<SocketAddr> {
+    let server = server?;
+    let ip = unmapped(client.ip());
+    (ip.is_loopback() || ip == unmapped(server.ip())).then_some(server)
+}
+
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Who {
+    /// A connection accepted from `client` on our `server` address: queued to be named by
+    /// the next sweep (a remote client is counted at once, by its address).
+    pub(crate) fn note_connection(&self, client: SocketAddr, server: Option<SocketAddr>) {
+        let Some(server) = local_end(client, server) else {
+            self.count(&Asker::Remote { address: unmapped(client.ip()) }, 1, 0);
+            return;
+        };
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.len() < QUEUED {
+            queue.push(Ends::new(client, server));
+        } else {
+            self.unqueued.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Who holds the client end of a connection, looked up now (at most [`LOOKUPS`] at once,
+    /// at most [`LOOKUP_TIMEOUT`]).
+    pub(crate) async fn asker(&self, client: SocketAddr, server: Option<SocketAddr>) -> Asker {
+        let Some(server) = local_end(client, server) else {
+            return Asker::Remote { address: unmapped(client.ip()) };
+        };
+        let look = async {
+            let _turn = self.lookups.acquire().await;
+            let owners = self.owners.clone();
+            let ends = Ends::new(client, server);
+            match tokio::task::spawn_blocking(move || owners.owner(ends)).await {
+                Ok(Ok(owner)) => Asker::from_owner(owner),
+                Ok(Err(e)) => Asker::Unknown { reason: e.to_string() },
+                Err(e) => Asker::Unknown { reason: format!("lookup failed: {e}") },
+            }
+        };
+        tokio::time::timeout(LOOKUP_TIMEOUT, look).await.unwrap_or_else(|_| Asker::Unknown {
+            reason: format!("no answer within {}", humantime::format_duration(LOOKUP_TIMEOUT)),
+        })
+    }
+
+    /// A block of a request by `asker`, counted for its program.
+    pub(crate) fn note_block(&self, asker: &Asker) {
+        self.count(asker, 0, 1);
+    }
+
+    /// Names the queued connections (one batch lookup, on a blocking thread) and counts them.
+    pub async fn sweep(&self) {
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if batch.is_empty() {
+            return;
+        }
+        let owners = self.owners.clone();
+        let named = tokio::task::spawn_blocking(move || owners.owners(&batch)).await;
+        match named {
+            Ok(Ok(all)) => {
+                for owner in all {
+                    self.count(&Asker::from_owner(owner), 1, 0);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot name the programs of connections");
+                self.count(&Asker::Unknown { reason: e.to_string() }, 1, 0);
+            }
+            Err(e) => tracing::warn!(error = %e, "naming the programs of connections failed"),
+        }
+    }
+
+    /// The programs seen in the last hour, most connections first.
+    pub fn programs(&self) -> Vec<ProgramSeen> {
+        let since = now_secs() / 60 + 1 - WINDOW_MINUTES;
+        let book = self.book();
+        let mut rows: Vec<ProgramSeen> = book
+            .values()
+            .filter_map(|row| {
+                let (connections, blocks) = row
+                    .minutes
+                    .iter()
+                    .filter(|(m, _, _)| *m >= since)
+                    .fold((0, 0), |(c, b), (_, mc, mb)| (c + mc, b + mb));
+                (connections + blocks > 0).then(|| ProgramSeen {
+                    asker: row.asker.clone(),
+                    label: row.asker.to_string(),
+                    connections,
+                    blocks,
+                    last: row.last,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.connections.cmp(&a.connections).then(b.blocks.cmp(&a.blocks)).then(a.label.cmp(&b.label))
+        });
+        rows
+    }
+
+    fn count(&self, asker: &Asker, connections: u64, blocks: u64) {
+        let now = now_secs();
+        let minute = now / 60;
+        let mut book = self.book();
+        let key = asker.key();
+        if book.len() >= PROGRAMS && !book.contains_key(&key) {
+            if let Some(oldest) = book.iter().min_by_key(|(_, r)| r.last).map(|(k, _)| k.clone()) {
+                book.remove(&oldest);
+            }
+        }
+        let row = book.entry(key).or_insert_with(|| Row { asker: asker.clone(), minutes: VecDeque::new(), last: now });
+        row.asker = asker.clone();
+        row.last = now;
+        match row.minutes.back_mut() {
+            Some((m, c, b)) if *m == minute => {
+                *c += connections;
+                *b += blocks;
+            }
+            _ => row.minutes.push_back((minute, connections, blocks)),
+        }
+        while row.minutes.front().is_some_and(|(m, _, _)| *m + WINDOW_MINUTES <= minute) {
+            row.minutes.pop_front();
+        }
+    }
+
+    fn book(&self) -> MutexGuard<'_, HashMap<Asker, Row>> {
+        // Statistics: usable after a panic elsewhere.
+        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Names queued connections every [`SWEEP`] until cancelled.
+pub(crate) async fn run(who: Arc<Who>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(SWEEP);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => who.sweep().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_clients_are_addresses_and_local_ones_are_asked() {
+        let server: Option<SocketAddr> = Some("192.0.2.1:3128".parse().unwrap());
+        let is_local = |c: &str, s| local_end(c.parse().unwrap(), s).is_some();
+        assert!(is_local("127.0.0.5:4000", server));
+        assert!(is_local("[::1]:4000", server));
+        assert!(is_local("192.0.2.1:4000", server), "the host's own address");
+        assert!(is_local("[::ffff:192.0.2.1]:4000", server));
+        assert!(!is_local("192.0.2.7:4000", server));
+        assert!(!is_local("127.0.0.1:4000", None), "named by a PROXY header: another machine");
+        let who = Who::default();
+        who.note_connection("192.0.2.7:4000".parse().unwrap(), server);
+        let rows = who.programs();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].label, "remote client 192.0.2.7");
+        assert_eq!(rows[0].connections, 1);
+    }
+
+    #[test]
+    fn one_row_per_program_whatever_its_process() {
+        let who = Who::default();
+        let p = |pid| Asker::Program {
+            pid,
+            path: Some("/usr/bin/foo".into()),
+            name: "foo".into(),
+            user: Some("ann".into()),
+        };
+        who.count(&p(10), 1, 0);
+        who.count(&p(11), 2, 1);
+        who.count(&Asker::Closed, 1, 0);
+        let rows = who.programs();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].connections, rows[0].blocks), (3, 1));
+        assert_eq!(rows[0].label, "/usr/bin/foo (pid 11, user ann)", "the latest process is shown");
+        assert_eq!(p(3).to_string(), "/usr/bin/foo (pid 3, user ann)");
+        assert_eq!(
+            Asker::Restricted { pid: None, user: Some("root".into()) }.to_string(),
+            "a program GuardNest may not inspect (user root)"
+        );
+    }
+}
