@@ -18,6 +18,8 @@ mod procfs;
 mod proxy;
 mod through;
 mod upstream;
+#[cfg(target_os = "linux")]
+mod who;
 
 use std::path::PathBuf;
 
@@ -76,6 +78,9 @@ enum Command {
     },
     /// PAC evaluation: µs per lookup, cold (new script), uncached host, cached host.
     Pac,
+    /// Who asked: µs to name the program behind one connection, with 500 other processes
+    /// running (Linux).
+    Who,
     /// The quick engine check: tunnel throughput, tunnel setups and plain-HTTP requests
     /// through the release `guardnest`, each as a ratio to the direct path in the same run;
     /// exits 1 when a ratio is below its floor.
@@ -104,6 +109,10 @@ fn main() -> anyhow::Result<()> {
             login::run(&login::Options { guardnest, secs })
         }
         Command::Pac => pac::run(),
+        #[cfg(target_os = "linux")]
+        Command::Who => who::run(),
+        #[cfg(not(target_os = "linux"))]
+        Command::Who => anyhow::bail!("guardnest-bench who measures the Linux lookup"),
         Command::Check { guardnest } => {
             let guardnest = guardnest
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/guardnest"));
