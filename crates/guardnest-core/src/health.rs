@@ -53,9 +53,16 @@ impl Health {
     }
 
     /// Whether a connection from `peer` is this check's own (the accept stage closes it
-    /// without counting it).
+    /// without counting it). Once only: the check's port is free again after its
+    /// connection, and a client's connection from that port must be served (loopback reuses
+    /// ports whose TIME_WAIT is ours).
     pub fn is_probe(&self, peer: SocketAddr) -> bool {
-        *self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(peer)
+        let mut probe = self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ours = *probe == Some(peer);
+        if ours {
+            *probe = None;
+        }
+        ours
     }
 
     /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
@@ -145,5 +152,19 @@ pub(crate) fn reachable(listen: SocketAddr) -> SocketAddr {
         IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port()),
         IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port()),
         _ => listen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_on_the_checks_old_port_is_served() {
+        let health = Health::default();
+        let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        *health.probe.lock().unwrap() = Some(port);
+        assert!(health.is_probe(port), "the check's own connection");
+        assert!(!health.is_probe(port), "the next connection from that port is a client's");
     }
 }

@@ -247,7 +247,7 @@ pub fn list_location(input: &str) -> Result<String, InputError> {
             Some(home) => home.join(rest),
             None => return Err(InputError::NotAListLocation(input.to_string())),
         },
-        None => PathBuf::from(input.strip_prefix("file://").unwrap_or(input)),
+        None => PathBuf::from(file_url_path(input)),
     };
     if input.is_empty() || !path.is_absolute() {
         return Err(InputError::NotAListLocation(input.to_string()));
@@ -255,10 +255,22 @@ pub fn list_location(input: &str) -> Result<String, InputError> {
     Ok(path.display().to_string())
 }
 
+/// The path of a `file://` URL (`file:///C:/lists/a.txt` is `C:/lists/a.txt` on Windows),
+/// or the input itself.
+fn file_url_path(input: &str) -> &str {
+    let Some(rest) = input.strip_prefix("file://") else { return input };
+    let drive = rest.strip_prefix('/').filter(|r| {
+        let b = r.as_bytes();
+        cfg!(windows) && b.len() >= 2 && b[0].is_ascii_alphabetic() && b[1] == b':'
+    });
+    drive.unwrap_or(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn list_locations_are_urls_or_absolute_paths() {
         assert_eq!(list_location(" https://lists.test/a.txt ").as_deref(), Ok("https://lists.test/a.txt"));
@@ -268,6 +280,17 @@ mod tests {
             assert_eq!(list_location("~/blocks.txt"), Ok(home.join("blocks.txt").display().to_string()));
         }
         for bad in ["", "blocks.txt", "./blocks.txt"] {
+            assert!(list_location(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn list_locations_are_urls_or_absolute_paths() {
+        assert_eq!(list_location(" https://lists.test/a.txt ").as_deref(), Ok("https://lists.test/a.txt"));
+        assert_eq!(list_location(r"C:\lists\hosts").as_deref(), Ok(r"C:\lists\hosts"));
+        assert_eq!(list_location("file:///C:/lists/hosts").as_deref(), Ok("C:/lists/hosts"));
+        for bad in ["", "blocks.txt", r".\blocks.txt", "/etc/hosts", "file:///etc/hosts"] {
             assert!(list_location(bad).is_err(), "{bad:?}");
         }
     }

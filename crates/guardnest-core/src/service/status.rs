@@ -400,10 +400,12 @@ impl From<SourceStatus> for ListStatus {
 }
 
 /// "15 minutes", "1 minute", "45 seconds": a duration for a sentence.
+/// Whole minutes are the nearest ones: a pause ends on a whole minute (up to 30 s either
+/// side of the length asked for), and "5 minutes" must still say 5 at 5:20 left.
 pub fn minutes(secs: u64) -> String {
     match secs {
         0..60 => plural(secs as usize, "second", "seconds"),
-        _ => plural(secs.div_ceil(60) as usize, "minute", "minutes"),
+        _ => plural(((secs + 30) / 60) as usize, "minute", "minutes"),
     }
 }
 
@@ -518,6 +520,16 @@ pub struct ServiceStats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn minutes_are_the_nearest_whole_ones() {
+        assert_eq!(minutes(59), "59 seconds");
+        assert_eq!(minutes(60), "1 minute");
+        assert_eq!(minutes(300), "5 minutes");
+        assert_eq!(minutes(329), "5 minutes", "a 5-minute pause ending on the next whole minute");
+        assert_eq!(minutes(271), "5 minutes");
+        assert_eq!(minutes(330), "6 minutes");
+    }
     use crate::blocklist::{Problem, ProblemKind};
 
     fn list(role: &str, loaded: bool, entries: usize, problem: Option<Problem>) -> ListStatus {
