@@ -2,33 +2,36 @@
 //! for the list of programs that use GuardNest (the OS lookup is
 //! [`guardnest_sysproxy::peer`]).
 //!
-//! Never on the tunnel's path. A block waits for one lookup before its 403 is written,
-//! while the client's socket surely still exists; the answer is kept for the rest of that
-//! connection. Every other local connection costs one push of its two addresses onto a
-//! bounded queue, which a task names in batches every [`SWEEP`] (a connection that closed
-//! by then is counted as such, never guessed). A client that is not on this host (gateway
-//! mode) is an address: no OS can name a program on another machine.
+//! Never on the tunnel's path. A block is named before its 403 is written, while the
+//! client's socket surely still exists (after the answer, a client may close it at once,
+//! and its program could no longer be told); the blocks waiting at the same moment are named
+//! in one batch, one read of each process's descriptors however many blocks, so a flood of
+//! blocks costs little more than one. The answer is kept for the rest of that connection.
+//! Every other local connection costs one push of its two addresses onto a bounded queue,
+//! named in batches every [`SWEEP`]; a connection that closed by then is counted as such,
+//! never guessed. A client that is not on this host (gateway mode) is an address: no OS can
+//! name a program on another machine.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use guardnest_sysproxy::peer::{Ends, Owner, Owners};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
 /// How often queued connections are named.
 pub const SWEEP: Duration = Duration::from_secs(2);
 /// Connections queued between sweeps; beyond this, connections are counted as not named.
 const QUEUED: usize = 4096;
-/// Lookups for blocks at once: a program hammering a blocked name waits its turn.
-const LOOKUPS: usize = 4;
-/// The longest a block's answer waits for its lookup.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(1);
+/// Blocks waiting to be named; beyond this, a block is recorded as not named.
+const BLOCKS_QUEUED: usize = 4096;
+/// The longest a block's answer waits for its name.
+const NAME_TIMEOUT: Duration = Duration::from_secs(1);
 /// Programs are counted over this window (the "last hour").
 const WINDOW_MINUTES: u64 = 60;
 /// Distinct programs remembered; the one seen least recently goes first.
@@ -143,10 +146,17 @@ pub struct ProgramSeen {
     pub last: u64,
 }
 
+/// A block waiting for its program's name.
+struct Pending {
+    ends: Ends,
+    answer: oneshot::Sender<Asker>,
+}
+
 /// Names client connections' programs and counts them.
 pub struct Who {
     owners: Arc<Owners>,
-    lookups: Semaphore,
+    blocks: Mutex<Vec<Pending>>,
+    blocks_queued: Notify,
     queue: Mutex<Vec<Ends>>,
     book: Mutex<HashMap<Asker, Row>>,
     /// Connections not queued (the queue was full) since the start.
@@ -163,7 +173,8 @@ impl Default for Who {
     fn default() -> Self {
         Who {
             owners: Arc::new(Owners::new()),
-            lookups: Semaphore::new(LOOKUPS),
+            blocks: Mutex::new(Vec::new()),
+            blocks_queued: Notify::new(),
             queue: Mutex::new(Vec::new()),
             book: Mutex::new(HashMap::new()),
             unqueued: AtomicU64::new(0),
@@ -214,30 +225,60 @@ impl Who {
         }
     }
 
-    /// Who holds the client end of a connection, looked up now (at most [`LOOKUPS`] at once,
-    /// at most [`LOOKUP_TIMEOUT`]).
-    pub(crate) async fn asker(&self, client: SocketAddr, server: Option<SocketAddr>) -> Asker {
+    /// Who asked for a blocked request on a connection from `client` to our `server` (`None`:
+    /// the client was named by a PROXY header): a remote client's address, the connection's
+    /// earlier answer, or a name looked up now in a batch with the blocks around it (at most
+    /// [`NAME_TIMEOUT`]).
+    pub(crate) async fn name(&self, client: SocketAddr, server: Option<SocketAddr>, known: &OnceLock<Asker>) -> Asker {
         let Some(server) = local_end(client, server) else {
             return Asker::Remote { address: unmapped(client.ip()) };
         };
-        let look = async {
-            let _turn = self.lookups.acquire().await;
-            let owners = self.owners.clone();
-            let ends = Ends::new(client, server);
-            match tokio::task::spawn_blocking(move || owners.owner(ends)).await {
-                Ok(Ok(owner)) => Asker::from_owner(owner),
-                Ok(Err(e)) => Asker::Unknown { reason: e.to_string() },
-                Err(e) => Asker::Unknown { reason: format!("lookup failed: {e}") },
+        if let Some(asker) = known.get() {
+            return asker.clone();
+        }
+        let (answer, named) = oneshot::channel();
+        {
+            let mut queue = self.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if queue.len() >= BLOCKS_QUEUED {
+                return Asker::Unknown { reason: "too many blocks at once to name them".into() };
+            }
+            queue.push(Pending { ends: Ends::new(client, server), answer });
+        }
+        self.blocks_queued.notify_one();
+        let asker = match tokio::time::timeout(NAME_TIMEOUT, named).await {
+            Ok(Ok(asker)) => asker,
+            Ok(Err(_)) => Asker::Unknown { reason: "GuardNest is stopping".into() },
+            Err(_) => {
+                Asker::Unknown { reason: format!("no answer within {}", humantime::format_duration(NAME_TIMEOUT)) }
             }
         };
-        tokio::time::timeout(LOOKUP_TIMEOUT, look).await.unwrap_or_else(|_| Asker::Unknown {
-            reason: format!("no answer within {}", humantime::format_duration(LOOKUP_TIMEOUT)),
-        })
+        if matches!(asker, Asker::Program { .. } | Asker::Restricted { .. }) {
+            let _ = known.set(asker.clone());
+        }
+        asker
     }
 
-    /// A block of a request by `asker`, counted for its program.
+    /// A block by `asker`, counted for its program.
     pub(crate) fn note_block(&self, asker: &Asker) {
         self.count(asker, 0, 1);
+    }
+
+    /// Names the queued blocks in one batch, on a blocking thread.
+    async fn name_blocks(&self) {
+        let batch = std::mem::take(&mut *self.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if batch.is_empty() {
+            return;
+        }
+        let owners = self.owners.clone();
+        let ends: Vec<Ends> = batch.iter().map(|p| p.ends).collect();
+        let named = match tokio::task::spawn_blocking(move || owners.owners(&ends)).await {
+            Ok(Ok(all)) => all.into_iter().map(Asker::from_owner).collect(),
+            Ok(Err(e)) => vec![Asker::Unknown { reason: e.to_string() }; batch.len()],
+            Err(e) => vec![Asker::Unknown { reason: format!("lookup failed: {e}") }; batch.len()],
+        };
+        for (pending, asker) in batch.into_iter().zip(named) {
+            let _ = pending.answer.send(asker);
+        }
     }
 
     /// Names the queued connections (one batch lookup, on a blocking thread) and counts them.
@@ -320,7 +361,8 @@ impl Who {
     }
 }
 
-/// Names queued connections every [`SWEEP`] until cancelled.
+/// Names queued blocks as they come, and queued connections every [`SWEEP`], until
+/// cancelled.
 pub(crate) async fn run(who: Arc<Who>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SWEEP);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -328,6 +370,7 @@ pub(crate) async fn run(who: Arc<Who>, shutdown: CancellationToken) {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => return,
+            _ = who.blocks_queued.notified() => who.name_blocks().await,
             _ = ticker.tick() => who.sweep().await,
         }
     }

@@ -88,12 +88,12 @@ pub(crate) struct Client {
     /// Requests on this connection refused for their credentials.
     failed_logins: AtomicU8,
     /// The program behind the connection, once a block needed it.
-    asker: tokio::sync::OnceCell<Asker>,
+    asker: std::sync::OnceLock<Asker>,
 }
 
 impl Client {
     pub(crate) fn new(peer: SocketAddr, local: Option<SocketAddr>, address_allowed: bool) -> Self {
-        Self { peer, local, address_allowed, failed_logins: AtomicU8::new(0), asker: tokio::sync::OnceCell::new() }
+        Self { peer, local, address_allowed, failed_logins: AtomicU8::new(0), asker: std::sync::OnceLock::new() }
     }
 }
 
@@ -170,11 +170,12 @@ pub(crate) async fn decide(shared: &Shared, client: &Client, ask: Ask<'_>) -> Re
     }
     if let Err(refusal) = check_policy(shared, &target.host, ask.plain) {
         if let Refusal::Blocked { host, list, rule, .. } = &refusal {
-            // Looked up before the 403 is written: the client's socket surely still exists.
-            let who = shared.blocks.who();
-            let asker = client.asker.get_or_init(|| who.asker(client.peer, client.local)).await.clone();
-            tracing::info!(client = %client.peer, %host, %list, %rule, asked_by = %asker, "blocked");
+            // Named before the 403 is written, in a batch with the blocks around it (see `who`).
+            let asker = shared.blocks.who().name(client.peer, client.local, &client.asker).await;
+            // Recorded before the line is logged: whoever reads the log finds it counted.
+            let asked_by = asker.to_string();
             shared.blocks.record(host, list, rule, asker);
+            tracing::info!(client = %client.peer, %host, %list, %rule, %asked_by, "blocked");
         }
         return Err(refusal);
     }
