@@ -229,12 +229,17 @@ impl Who {
     /// the client was named by a PROXY header): a remote client's address, the connection's
     /// earlier answer, or a name looked up now in a batch with the blocks around it (at most
     /// [`NAME_TIMEOUT`]).
-    pub(crate) async fn name(&self, client: SocketAddr, server: Option<SocketAddr>, known: &OnceLock<Asker>) -> Asker {
+    pub(crate) async fn name(
+        &self,
+        client: SocketAddr,
+        server: Option<SocketAddr>,
+        known: &OnceLock<Box<Asker>>,
+    ) -> Asker {
         let Some(server) = local_end(client, server) else {
             return Asker::Remote { address: unmapped(client.ip()) };
         };
         if let Some(asker) = known.get() {
-            return asker.clone();
+            return Asker::clone(asker);
         }
         let (answer, named) = oneshot::channel();
         {
@@ -253,7 +258,7 @@ impl Who {
             }
         };
         if matches!(asker, Asker::Program { .. } | Asker::Restricted { .. }) {
-            let _ = known.set(asker.clone());
+            let _ = known.set(Box::new(asker.clone()));
         }
         asker
     }

@@ -88,7 +88,7 @@ pub(crate) struct Client {
     /// Requests on this connection refused for their credentials.
     failed_logins: AtomicU8,
     /// The program behind the connection, once a block needed it.
-    asker: std::sync::OnceLock<Asker>,
+    asker: std::sync::OnceLock<Box<Asker>>,
 }
 
 impl Client {

@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -274,11 +274,21 @@ fn parse(kind: u16, payload: &[u8]) -> Result<Diag, PeerError> {
 /// Marks the wanted inodes `pid` holds; how many it newly found. A process that has gone,
 /// or whose descriptors may not be read, holds none.
 fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>) -> usize {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    let path = format!("/proc/{pid}/fd");
+    // Each link is read relative to the open directory (readlinkat): no path walk per
+    // descriptor, which is most of a lookup's cost in a program with many of them.
+    let (Ok(dir), Ok(fds)) = (std::fs::read_dir(&path), std::fs::File::open(&path)) else { return 0 };
     let mut found = 0;
+    let mut buf = [0u8; 64];
     for entry in dir.flatten() {
-        let Ok(link) = std::fs::read_link(entry.path()) else { continue };
-        let Some(inode) = socket_inode(link.as_os_str()) else { continue };
+        let Ok(name) = std::ffi::CString::new(entry.file_name().into_vec()) else { continue };
+        // SAFETY: `fds` is an open directory, `name` a NUL-terminated string, `buf` is
+        // writable for its length; readlinkat writes at most that and returns the count.
+        let n = unsafe {
+            libc::readlinkat(std::os::fd::AsRawFd::as_raw_fd(&fds), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        };
+        let Ok(n) = usize::try_from(n) else { continue };
+        let Some(inode) = socket_inode(OsStr::from_bytes(&buf[..n])) else { continue };
         if let Some(slot @ None) = wanted.get_mut(&inode) {
             *slot = Some(pid);
             found += 1;
