@@ -7,9 +7,9 @@
 //! and its program could no longer be told); the blocks waiting at the same moment are named
 //! in one batch, one read of each process's descriptors however many blocks, so a flood of
 //! blocks costs little more than one. The answer is kept for the rest of that connection.
-//! Every other local connection costs one push of its two addresses onto a bounded queue,
-//! named in batches every [`SWEEP`]; a connection that closed by then is counted as such,
-//! never guessed. A client that is not on this host (gateway mode) is an address: no OS can
+//! Every other local connection costs one counter add; the first [`SAMPLE`] of every
+//! [`SWEEP`] are also queued and named in one batch, each standing for its share of the
+//! period's connections. A connection that closed by then is counted as such, never guessed. A client that is not on this host (gateway mode) is an address: no OS can
 //! name a program on another machine.
 
 use std::collections::{HashMap, VecDeque};
@@ -26,8 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How often queued connections are named.
 pub const SWEEP: Duration = Duration::from_secs(2);
-/// Connections queued between sweeps; beyond this, connections are counted as not named.
-const QUEUED: usize = 4096;
+/// Connections named per sweep: the first ones of each period are the sample, and each
+/// named one stands for its share of the period's local connections (a flood of short
+/// connections costs one bounded batch every [`SWEEP`], however large).
+const SAMPLE: usize = 64;
 /// Blocks waiting to be named; beyond this, a block is recorded as not named.
 const BLOCKS_QUEUED: usize = 4096;
 /// The longest a block's answer waits for its name.
@@ -159,8 +161,8 @@ pub struct Who {
     blocks_queued: Notify,
     queue: Mutex<Vec<Ends>>,
     book: Mutex<HashMap<Asker, Row>>,
-    /// Connections not queued (the queue was full) since the start.
-    unqueued: AtomicU64,
+    /// Local connections accepted since the last sweep, sampled or not.
+    local_connections: AtomicU64,
 }
 
 impl fmt::Debug for Who {
@@ -177,7 +179,7 @@ impl Default for Who {
             blocks_queued: Notify::new(),
             queue: Mutex::new(Vec::new()),
             book: Mutex::new(HashMap::new()),
-            unqueued: AtomicU64::new(0),
+            local_connections: AtomicU64::new(0),
         }
     }
 }
@@ -217,11 +219,12 @@ impl Who {
             self.count(&Asker::Remote { address: unmapped(client.ip()) }, 1, 0);
             return;
         };
+        if self.local_connections.fetch_add(1, Relaxed) as usize >= SAMPLE {
+            return;
+        }
         let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queue.len() < QUEUED {
+        if queue.len() < SAMPLE {
             queue.push(Ends::new(client, server));
-        } else {
-            self.unqueued.fetch_add(1, Relaxed);
         }
     }
 
@@ -286,23 +289,29 @@ impl Who {
         }
     }
 
-    /// Names the queued connections (one batch lookup, on a blocking thread) and counts them.
+    /// Names the sampled connections (one batch lookup, on a blocking thread) and counts the
+    /// period's local connections by them.
     pub async fn sweep(&self) {
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let all = self.local_connections.swap(0, Relaxed);
         if batch.is_empty() {
             return;
         }
+        // Each named connection stands for an equal share of the period's (the first ones
+        // take the remainder), so the counts add up to the connections accepted.
+        let sampled = batch.len() as u64;
+        let share = |i: usize| all / sampled + u64::from((i as u64) < all % sampled);
         let owners = self.owners.clone();
         let named = tokio::task::spawn_blocking(move || owners.owners(&batch)).await;
         match named {
-            Ok(Ok(all)) => {
-                for owner in all {
-                    self.count(&Asker::from_owner(owner), 1, 0);
+            Ok(Ok(owners)) => {
+                for (i, owner) in owners.into_iter().enumerate() {
+                    self.count(&Asker::from_owner(owner), share(i), 0);
                 }
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot name the programs of connections");
-                self.count(&Asker::Unknown { reason: e.to_string() }, 1, 0);
+                self.count(&Asker::Unknown { reason: e.to_string() }, all, 0);
             }
             Err(e) => tracing::warn!(error = %e, "naming the programs of connections failed"),
         }
@@ -401,6 +410,23 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].label, "remote client 192.0.2.7");
         assert_eq!(rows[0].connections, 1);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_sample_is_named_and_the_counts_add_up_to_every_connection() {
+        let who = Who::default();
+        let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for port in 0..200u16 {
+            who.note_connection(SocketAddr::new(server.ip(), 20000 + port), Some(server));
+        }
+        assert_eq!(who.queue.lock().unwrap().len(), SAMPLE, "only the sample is queued");
+        who.sweep().await;
+        // No such connections exist: all are named "closed", never guessed, and all counted.
+        let rows = who.programs();
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!((&rows[0].asker, rows[0].connections), (&Asker::Closed, 200));
+        assert!(who.queue.lock().unwrap().is_empty());
     }
 
     #[test]
