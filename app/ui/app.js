@@ -293,8 +293,9 @@ function renderPrograms(rows) {
     const text = document.createElement("div");
     text.className = "grow";
     const name = document.createElement("div");
+    if (r.asker.kind === "closed") li.className = "muted";
     name.className = "host";
-    name.textContent = askerName(r.asker);
+    name.textContent = r.asker.kind === "closed" ? "Connections closed before they could be named" : askerName(r.asker);
     name.title = r.label;
     const what = document.createElement("div");
     what.className = "why";

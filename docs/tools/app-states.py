@@ -255,6 +255,9 @@ def protected_and_the_window(out, app, guardnest):
         w.wait_text('#recent li[data-host="phishing.test"]', lambda t: "Undo" in t)
         w.both(out, "protected")
         w.both(out, "recently-blocked", lambda: w.scroll_to("#recent"))
+        # Who asked: the programs that went through GuardNest (here, this script's Python).
+        w.wait_text("#programs", lambda t: "python" in t)
+        w.both(out, "protected-programs", lambda: w.scroll_to("#programs-card"))
         # Check a site: a pasted URL, an IDN, a long input.
         w.type("#check-name", "https://www.evil.test/some/path?x=1")
         w.click("#check-form button")

@@ -262,6 +262,9 @@ impl Who {
         };
         if matches!(asker, Asker::Program { .. } | Asker::Restricted { .. }) {
             let _ = known.set(Box::new(asker.clone()));
+            // The connection is this program's: counted now, while it is known (a sweep
+            // would likely find it closed after its 403).
+            self.count(&asker, 1, 0);
         }
         asker
     }
