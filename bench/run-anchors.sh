@@ -70,7 +70,7 @@ echo "blocked.test" > "$work/blocked.txt"
 
 # GuardNest
 ./target/release/guardnest run --listen 127.0.0.1:13131 --blocklist "$work/blocked.txt" \
-  --no-default-lists --data-dir "$work/gn" --log-level warn &
+  --no-default-lists --data-dir "$work/gn" --log-level warn --control none &
 pids+=($!); gn=$!
 
 # tinyproxy: no ConnectPort lines = CONNECT to any port; filter blocks the test name.
