@@ -377,8 +377,10 @@ impl AppProcess {
     /// The app's tray item, read over D-Bus (its StatusNotifierItem and the
     /// com.canonical.dbusmenu menu it names), once it is there.
     pub fn tray(&self) -> Tray<'_> {
-        // The app's start, under Xvfb on a busy machine, can take a while.
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // The app's start, under Xvfb on a busy machine, can take a while: once, with both
+        // cores saturated by a benchmark beside CI, a minute was not enough (each gdbus
+        // introspection of a starting app waits for it).
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
         loop {
             if let Some(tray) = self.find_tray() {
                 return tray;
