@@ -176,7 +176,7 @@ function renderStatus(st) {
   $("s-system").textContent = sp.applied
     ? "go through GuardNest"
     : !st.running ? "use your own proxy settings"
-      : sp.last_error ? "do not go through GuardNest (see above)" : "do not go through GuardNest";
+      : sp.last_error ? `do not go through GuardNest: the system proxy could not be set (${sp.last_error})` : "do not go through GuardNest";
   // Issue 26: the user's own proxy stays in use, GuardNest chaining through it.
   const up = st.upstream;
   const upText = up.chained && sp.applied ? `stays in use through GuardNest: ${up.summary}` : up.summary;

@@ -90,7 +90,12 @@ impl Shown {
         };
         let (look, line) = match &status.protection {
             Protection::Protected { missing, .. } if missing.is_empty() => (Look::On, "Protected".to_string()),
-            Protection::Protected { .. } => (Look::Unprotected, "Partly protected: a list is missing".to_string()),
+            Protection::Protected { missing, .. } if missing.len() == 1 => {
+                (Look::Unprotected, "Partly protected: a list is missing".to_string())
+            }
+            Protection::Protected { missing, .. } => {
+                (Look::Unprotected, format!("Partly protected: {} lists are missing", missing.len()))
+            }
             Protection::Unprotected { .. } => (Look::Unprotected, "Not protected: no list loaded".to_string()),
             Protection::Paused { until, .. } => (Look::Paused, paused_line(*until)),
             Protection::Off { .. } => (Look::Off, "Protection is off".to_string()),

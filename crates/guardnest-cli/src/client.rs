@@ -44,7 +44,8 @@ impl Instance {
         // not it. Its process (PID and start time) and the data dir's lock tell.
         if !info.owner.is_alive() && !is_held(&data_dir) {
             return Err(Failure::NotRunning(format!(
-                "GuardNest is not running: the instance recorded in {} (PID {}) has exited",
+                "GuardNest is not running: the instance recorded in {} (PID {}) has exited; if your \
+                 internet stopped working, `guardnest repair` puts your own proxy settings back",
                 file.display(),
                 info.pid()
             )));

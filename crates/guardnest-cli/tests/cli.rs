@@ -433,7 +433,8 @@ fn the_log_and_guardnest_programs_name_the_program_that_asked() {
     assert!(line.contains(&format!("asked_by={me}")), "{line}");
     let (code, out) = client(&data, &["programs"]);
     assert_eq!(code, Some(0), "{out}");
-    let row = out.lines().find(|l| l.contains(&me)).unwrap_or_else(|| panic!("{out}"));
+    // A row names the program (its path and user), whatever its process.
+    let row = out.lines().find(|l| l.contains(&format!("{} (user ", exe.display()))).unwrap_or_else(|| panic!("{out}"));
     let counts: Vec<u64> = row.split_whitespace().take(2).map(|n| n.parse().unwrap()).collect();
     assert_eq!(counts[1], 1, "one block: {out}");
     assert!(out.ends_with("programs that ignore the system proxy are not listed, and not protected\n"), "{out}");

@@ -120,6 +120,21 @@ impl Asker {
         }
     }
 
+    /// As the programs list names it: a program without its process (a row stands for
+    /// every process of that program).
+    pub fn program_label(&self) -> String {
+        match self {
+            Asker::Program { path, name, user, .. } => {
+                let program = path.as_deref().unwrap_or(name);
+                match user {
+                    Some(u) => format!("{program} (user {u})"),
+                    None => program.to_string(),
+                }
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The same program whatever its process: a row of the programs list.
     fn key(&self) -> Asker {
         match self {
@@ -159,7 +174,8 @@ pub struct Who {
     owners: Arc<Owners>,
     blocks: Mutex<Vec<Pending>>,
     blocks_queued: Notify,
-    queue: Mutex<Vec<Ends>>,
+    /// This period's sample: a connection's ends, and its program once a block named it.
+    queue: Mutex<Vec<(Ends, Option<Asker>)>>,
     book: Mutex<HashMap<Asker, Row>>,
     /// Local connections accepted since the last sweep, sampled or not.
     local_connections: AtomicU64,
@@ -224,7 +240,7 @@ impl Who {
         }
         let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if queue.len() < SAMPLE {
-            queue.push(Ends::new(client, server));
+            queue.push((Ends::new(client, server), None));
         }
     }
 
@@ -262,9 +278,13 @@ impl Who {
         };
         if matches!(asker, Asker::Program { .. } | Asker::Restricted { .. }) {
             let _ = known.set(Box::new(asker.clone()));
-            // The connection is this program's: counted now, while it is known (a sweep
-            // would likely find it closed after its 403).
-            self.count(&asker, 1, 0);
+            // In the sample, the connection counts for this program (a sweep would likely
+            // find it closed after its 403).
+            let ends = Ends::new(client, server);
+            let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(slot) = queue.iter_mut().find(|(e, _)| *e == ends) {
+                slot.1 = Some(asker.clone());
+            }
         }
         asker
     }
@@ -292,8 +312,8 @@ impl Who {
         }
     }
 
-    /// Names the sampled connections (one batch lookup, on a blocking thread) and counts the
-    /// period's local connections by them.
+    /// Names the sampled connections (one batch lookup, on a blocking thread; those a block
+    /// named already are not asked again) and counts the period's local connections by them.
     pub async fn sweep(&self) {
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let all = self.local_connections.swap(0, Relaxed);
@@ -304,19 +324,24 @@ impl Who {
         // take the remainder), so the counts add up to the connections accepted.
         let sampled = batch.len() as u64;
         let share = |i: usize| all / sampled + u64::from((i as u64) < all % sampled);
+        let ask: Vec<Ends> = batch.iter().filter(|(_, known)| known.is_none()).map(|(e, _)| *e).collect();
         let owners = self.owners.clone();
-        let named = tokio::task::spawn_blocking(move || owners.owners(&batch)).await;
-        match named {
-            Ok(Ok(owners)) => {
-                for (i, owner) in owners.into_iter().enumerate() {
-                    self.count(&Asker::from_owner(owner), share(i), 0);
-                }
-            }
+        let named = match tokio::task::spawn_blocking(move || owners.owners(&ask)).await {
+            Ok(Ok(owners)) => owners.into_iter().map(Asker::from_owner).collect(),
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "cannot name the programs of connections");
-                self.count(&Asker::Unknown { reason: e.to_string() }, all, 0);
+                vec![Asker::Unknown { reason: e.to_string() }; batch.iter().filter(|(_, k)| k.is_none()).count()]
             }
-            Err(e) => tracing::warn!(error = %e, "naming the programs of connections failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "naming the programs of connections failed");
+                return;
+            }
+        };
+        let mut named = named.into_iter();
+        for (i, (_, known)) in batch.into_iter().enumerate() {
+            if let Some(asker) = known.or_else(|| named.next()) {
+                self.count(&asker, share(i), 0);
+            }
         }
     }
 
@@ -334,7 +359,7 @@ impl Who {
                     .fold((0, 0), |(c, b), (_, mc, mb)| (c + mc, b + mb));
                 (connections + blocks > 0).then(|| ProgramSeen {
                     asker: row.asker.clone(),
-                    label: row.asker.to_string(),
+                    label: row.asker.program_label(),
                     connections,
                     blocks,
                     last: row.last,
@@ -424,11 +449,16 @@ mod tests {
             who.note_connection(SocketAddr::new(server.ip(), 20000 + port), Some(server));
         }
         assert_eq!(who.queue.lock().unwrap().len(), SAMPLE, "only the sample is queued");
+        // A block named one of them: it counts for its program, not as closed.
+        let foo = Asker::Program { pid: 7, path: Some("/usr/bin/foo".into()), name: "foo".into(), user: None };
+        who.queue.lock().unwrap()[0].1 = Some(foo.clone());
         who.sweep().await;
-        // No such connections exist: all are named "closed", never guessed, and all counted.
+        // No other such connections exist: named "closed", never guessed; all counted.
         let rows = who.programs();
-        assert_eq!(rows.len(), 1, "{rows:?}");
-        assert_eq!((&rows[0].asker, rows[0].connections), (&Asker::Closed, 200));
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        let closed = rows.iter().find(|r| r.asker == Asker::Closed).unwrap().connections;
+        let named = rows.iter().find(|r| r.asker == foo).unwrap().connections;
+        assert_eq!((closed + named, named), (200, 200 / SAMPLE as u64 + 1), "{rows:?}");
         assert!(who.queue.lock().unwrap().is_empty());
     }
 
@@ -447,7 +477,7 @@ mod tests {
         let rows = who.programs();
         assert_eq!(rows.len(), 2);
         assert_eq!((rows[0].connections, rows[0].blocks), (3, 1));
-        assert_eq!(rows[0].label, "/usr/bin/foo (pid 11, user ann)", "the latest process is shown");
+        assert_eq!(rows[0].label, "/usr/bin/foo (user ann)", "a row is the program, whatever its process");
         assert_eq!(p(3).to_string(), "/usr/bin/foo (pid 3, user ann)");
         assert_eq!(
             Asker::Restricted { pid: None, user: Some("root".into()) }.to_string(),
