@@ -377,10 +377,8 @@ impl AppProcess {
     /// The app's tray item, read over D-Bus (its StatusNotifierItem and the
     /// com.canonical.dbusmenu menu it names), once it is there.
     pub fn tray(&self) -> Tray<'_> {
-        // The app's start, under Xvfb on a busy machine, can take a while: once, with both
-        // cores saturated by a benchmark beside CI, a minute was not enough (each gdbus
-        // introspection of a starting app waits for it).
-        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        // The app's start, under Xvfb on a busy machine, can take a while.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(tray) = self.find_tray() {
                 return tray;
@@ -427,7 +425,11 @@ impl AppProcess {
             if pid.is_none_or(|p| !p.contains(&format!("uint32 {},", self.pid))) {
                 continue;
             }
-            let tree = self.gdbus(&["introspect", "--dest", &name, "--object-path", "/", "--recurse"])?;
+            // One of the app's connections may export nothing at "/" (introspection fails):
+            // look at the next one, whatever order the bus lists them in.
+            let Some(tree) = self.gdbus(&["introspect", "--dest", &name, "--object-path", "/", "--recurse"]) else {
+                continue;
+            };
             let mut node = None;
             for line in tree.lines().map(str::trim) {
                 if let Some(n) = line.strip_prefix("node ") {

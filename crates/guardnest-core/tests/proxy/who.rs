@@ -1,22 +1,33 @@
 //! Who asked: every block names the program behind the client's connection, and the
 //! programs seen through GuardNest are counted; a client on another machine is an address.
 
-use guardnest_core::who::{Asker, ProgramSeen};
-use guardnest_core::Policy;
+use guardnest_core::who::Asker;
+#[cfg(any(target_os = "linux", windows))]
 use tokio::io::AsyncWriteExt;
+#[cfg(any(target_os = "linux", windows))]
 use tokio::net::TcpStream;
 
 use crate::access::{access, v1};
 use crate::support::*;
 
 /// This test process, as GuardNest should name it.
+#[cfg(any(target_os = "linux", windows))]
 fn is_this_process(asker: &Asker) -> bool {
     let exe = std::env::current_exe().unwrap();
     match asker {
         Asker::Program { pid, path, name, .. } => {
+            // Windows (and Wine) may spell the same file differently (`\\?\` prefix, case):
+            // there the file name is compared, and the `.exe` is not part of the name.
+            let same_path = match cfg!(windows) {
+                true => path.as_deref().is_some_and(|p| {
+                    let file = p.rsplit(['\\', '/']).next().unwrap_or(p);
+                    exe.file_name().is_some_and(|f| f.to_string_lossy().eq_ignore_ascii_case(file))
+                }),
+                false => path.as_deref().map(std::path::Path::new) == Some(exe.as_path()),
+            };
             *pid == std::process::id()
-                && path.as_deref().map(std::path::Path::new) == Some(exe.as_path())
-                && exe.file_name().is_some_and(|f| f.to_string_lossy() == *name)
+                && same_path
+                && exe.file_stem().is_some_and(|f| f.to_string_lossy().eq_ignore_ascii_case(name))
         }
         _ => false,
     }
@@ -64,7 +75,7 @@ async fn a_block_names_the_program_that_asked() {
 #[tokio::test]
 async fn programs_seen_count_open_connections_and_closed_ones_are_not_guessed() {
     let echo = raw_origin(b"").await;
-    let proxy = TestProxy::plain(Policy::allow_all()).await;
+    let proxy = TestProxy::plain(guardnest_core::Policy::allow_all()).await;
     // Three tunnels held open while they are named.
     let mut open = Vec::new();
     for _ in 0..3 {
@@ -73,7 +84,9 @@ async fn programs_seen_count_open_connections_and_closed_ones_are_not_guessed() 
         open.push(s);
     }
     let who = proxy.blocks.who().clone();
-    let mine = |rows: &[ProgramSeen]| rows.iter().find(|r| is_this_process(&r.asker)).map_or(0, |r| r.connections);
+    let mine = |rows: &[guardnest_core::who::ProgramSeen]| {
+        rows.iter().find(|r| is_this_process(&r.asker)).map_or(0, |r| r.connections)
+    };
     within("three connections named", async {
         while mine(&who.programs()) < 3 {
             who.sweep().await;
