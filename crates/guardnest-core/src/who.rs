@@ -7,7 +7,7 @@
 //! and its program could no longer be told); the blocks waiting at the same moment are named
 //! in one batch, one read of each process's descriptors however many blocks, so a flood of
 //! blocks costs little more than one. The answer is kept for the rest of that connection.
-//! Every other local connection costs one counter add; the first [`SAMPLE`] of every
+//! Every other local connection costs one counter add; the first `SAMPLE` (64) of every
 //! [`SWEEP`] are also queued and named in one batch, each standing for its share of the
 //! period's connections. A connection that closed by then is counted as such, never guessed. A client that is not on this host (gateway mode) is an address: no OS can
 //! name a program on another machine.
