@@ -4,7 +4,7 @@
 //! actually blocks, and its items work without the window. The update loop reflects every
 //! change into it ([`reflect`]), whoever made the change.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use guardnest_core::service::{Protection, PAUSE_DEFAULT_MINUTES};
@@ -192,9 +192,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             }
         }
         "toggle" | "pause" => {
-            let shown = app
-                .try_state::<Items<Wry>>()
-                .and_then(|i| i.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone());
+            let shown = app.try_state::<Items<Wry>>().and_then(|i| i.shown.lock().clone());
             // Running but blocking nothing: switching cannot fix that; the window says why.
             if id == "toggle" && shown.as_ref().is_some_and(|s| s.unprotected) {
                 crate::window::open(app);
@@ -229,7 +227,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
 /// Shows the state now, whatever the menu shows (after a click).
 pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
     if let Some(items) = app.try_state::<Items<Wry>>() {
-        *items.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *items.shown.lock() = None;
     }
     if let Some(state) = app.try_state::<AppState>() {
         state.wake.notify_one();
@@ -255,7 +253,7 @@ pub fn reflect<R: Runtime>(app: &AppHandle<R>, shown: &Shown) {
         }
         let _ = tray.set_tooltip(Some(format!("{TITLE}: {}", shown.line)));
     }
-    *items.shown.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shown.clone());
+    *items.shown.lock() = Some(shown.clone());
 }
 
 /// Shows whether the app starts at login (and tells the window).

@@ -1,10 +1,10 @@
 //! The design's ProxyLogger, as a tracing subscriber: level from the flag or $RUST_LOG,
 //! output to standard error or appended to a file.
 
+use parking_lot::Mutex;
 use std::fs::OpenOptions;
 use std::io::IsTerminal as _;
 use std::path::Path;
-use std::sync::Mutex;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;

@@ -4,11 +4,12 @@
 
 mod support;
 
+use parking_lot::Mutex;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{echo_server, read_head, rss_kib, Running, BIN, WAIT};
@@ -66,7 +67,7 @@ fn sink_server(flood: bool) -> (SocketAddr, Arc<AtomicU64>, Arc<Mutex<Vec<TcpStr
                     }
                 });
             }
-            h.lock().unwrap().push(s);
+            h.lock().push(s);
         }
     });
     (addr, written, held)
@@ -315,7 +316,7 @@ fn ten_thousand_idle_connections_and_normal_traffic() {
     let mut t = idle.pop().unwrap();
     t.write_all(b"late").unwrap();
     drop(idle);
-    held.lock().unwrap().clear();
+    held.lock().clear();
     let deadline = Instant::now() + WAIT;
     while fds(pid) > fd0 + 10 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));

@@ -108,14 +108,14 @@ fn a_killed_instance_does_not_block_the_next() {
 /// A program listening where a GuardNest that was killed recorded its control API, answering
 /// every request with `{"changed":true,"message":"disabled"}`; what it was sent is kept.
 struct Impostor {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    seen: std::sync::Arc<parking_lot::Mutex<Vec<u8>>>,
     connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Impostor {
     fn on(addr: &str) -> Impostor {
         let listener = std::net::TcpListener::bind(addr).unwrap();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
         let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (s, c) = (seen.clone(), connections.clone());
         std::thread::spawn(move || {
@@ -131,7 +131,7 @@ impl Impostor {
                         _ => break,
                     }
                 }
-                s.lock().unwrap().extend_from_slice(&head);
+                s.lock().extend_from_slice(&head);
                 let body = r#"{"changed":true,"message":"disabled"}"#;
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -188,7 +188,7 @@ fn the_cli_never_hands_its_token_to_a_program_on_a_dead_instances_port() {
     }
     let _ = live.kill();
     let _ = live.wait();
-    let seen = String::from_utf8_lossy(&impostor.seen.lock().unwrap()).into_owned();
+    let seen = String::from_utf8_lossy(&impostor.seen.lock()).into_owned();
     assert!(seen.contains("GuardNest-Proof nonce="), "{seen}");
     assert!(!seen.contains(&token), "the impostor was sent the token: {seen}");
 }

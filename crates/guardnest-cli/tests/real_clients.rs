@@ -18,13 +18,14 @@
 
 mod support;
 
+use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -125,7 +126,7 @@ struct Site {
 
 impl Site {
     fn saw(&self, what: &str) -> bool {
-        self.seen.lock().unwrap().iter().any(|s| s == what)
+        self.seen.lock().iter().any(|s| s == what)
     }
 }
 
@@ -200,10 +201,10 @@ fn full(content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
 }
 
 async fn handle(req: Request<Incoming>, site: &Site, scheme: &str) -> Response<Body> {
-    site.seen.lock().unwrap().push(format!("{scheme} {}", req.uri().path()));
+    site.seen.lock().push(format!("{scheme} {}", req.uri().path()));
     match req.uri().path() {
         "/" => full("text/html; charset=utf-8", page(site)),
-        "/probe" => full("text/html; charset=utf-8", site.probe.lock().unwrap().clone().unwrap_or_default()),
+        "/probe" => full("text/html; charset=utf-8", site.probe.lock().clone().unwrap_or_default()),
         "/app.js" => full("text/javascript", "results.https_js = location.protocol;\n"),
         "/plain.js" => full("text/javascript", "results.http_js = 'loaded';\n"),
         "/img.svg" => full(
@@ -621,7 +622,7 @@ fn chromium_loads_a_page_through_guardnest() -> Outcome {
     assert_eq!(results["wss"], "wss ping", "the wss WebSocket echo: {results}");
     assert_eq!(results["ws"], "ws ping", "the ws WebSocket echo: {results}");
     for part in ["https /", "https /app.js", "http /plain.js", "http /img.svg", "https /ws", "http /ws"] {
-        assert!(site.saw(part), "the origins never saw {part}: {:?}", site.seen.lock().unwrap());
+        assert!(site.saw(part), "the origins never saw {part}: {:?}", site.seen.lock());
     }
     // The block was GuardNest's: counted, and the page, its parts and both WebSockets went
     // through it (tunnels for HTTPS and the WebSockets, requests for plain HTTP).
@@ -647,7 +648,7 @@ fn a_web_page_cannot_read_the_pac_file() -> Outcome {
     let guardnest = Guardnest::start();
     let control = guardnest.control;
     let site = rt.block_on(origins(Bytes::new()));
-    *site.probe.lock().unwrap() = Some(format!(
+    *site.probe.lock() = Some(format!(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>another site</title>
 <script>window.results = {{}};</script>
 <script src="http://{control}/proxy.pac" onload="results.pac = typeof FindProxyForURL" onerror="results.pac = 'refused'"></script>

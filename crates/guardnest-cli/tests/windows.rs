@@ -39,12 +39,12 @@ use windows::*;
 
 #[cfg(windows)]
 mod windows {
+    use parking_lot::Mutex;
     use std::collections::BTreeMap;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::path::Path;
     pub use std::process::Command;
-    use std::sync::Mutex;
 
     pub use guardnest_core::sysproxy::windows::{
         bypass_list, os, reports, server_list, Record, RegValue, Windows, AUTO_CONFIG_URL, INTERNET_SETTINGS,
@@ -76,7 +76,7 @@ mod windows {
                  GUARDNEST_WINDOWS_SETTINGS_TESTS=1 in a throwaway account",
             );
         }
-        let _one = REGISTRY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = REGISTRY.lock();
         test()
     }
 

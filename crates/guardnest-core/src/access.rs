@@ -21,9 +21,10 @@
 //! In gateway mode (anything restricts who may connect) clients may also not reach the
 //! gateway's own services: [`Access::destinations`] lists what they may not dial.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::PasswordVerifier;
@@ -208,7 +209,7 @@ impl Access {
     }
 
     fn remembered(&self, header: &[u8]) -> Option<Arc<str>> {
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(header).cloned()
+        self.verified.lock().get(header).cloned()
     }
 
     /// One argon2 check, paid for by `client`'s attempts.
@@ -252,7 +253,7 @@ impl Access {
             return Err(Denied::Credentials("unknown user or wrong password"));
         }
         let user: Arc<str> = user.into();
-        let mut cache = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut cache = self.verified.lock();
         if cache.len() >= VERIFIED_CACHE {
             cache.clear();
         }
@@ -264,14 +265,14 @@ impl Access {
 impl Access {
     /// Whether `key` failed a check within [`GUESSING_FOR`].
     fn failed_lately(&self, key: IpAddr) -> bool {
-        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let failed = self.failed.lock();
         failed.get(&key).is_some_and(|at| at.elapsed() < GUESSING_FOR)
     }
 
     /// A failure marks the address as guessing; a success clears it. Bounded like the
     /// attempt counts: past [`ATTEMPT_KEYS`] addresses the old marks are dropped.
     fn remember_outcome(&self, key: IpAddr, ok: bool) {
-        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut failed = self.failed.lock();
         if ok {
             failed.remove(&key);
             return;
@@ -299,12 +300,12 @@ impl<K> Default for Turns<K> {
 impl<K: std::hash::Hash + Eq + Clone> Turns<K> {
     /// Runs `work` when no other work for `key` runs.
     async fn take<T>(&self, key: K, work: impl std::future::Future<Output = T>) -> T {
-        let turn = self.0.lock().unwrap_or_else(PoisonError::into_inner).entry(key.clone()).or_default().clone();
+        let turn = self.0.lock().entry(key.clone()).or_default().clone();
         let out = {
             let _held = turn.lock().await;
             work.await
         };
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.0.lock();
         // Ours and the map's: nobody else waits.
         if Arc::strong_count(&turn) <= 2 {
             map.remove(&key);
@@ -333,7 +334,7 @@ impl FailureBudget {
 
     /// Whether `key` may have one more check; else how long until it may.
     fn available(&self, key: IpAddr) -> Result<(), Duration> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.0.lock();
         let Some(entry) = map.get(&key) else { return Ok(()) };
         let tokens = Self::tokens(*entry, Instant::now());
         match tokens >= 1.0 {
@@ -345,7 +346,7 @@ impl FailureBudget {
     /// A check from `key` failed: it costs one.
     fn spend(&self, key: IpAddr) {
         let now = Instant::now();
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.0.lock();
         if map.len() >= ATTEMPT_KEYS && !map.contains_key(&key) {
             let full = f64::from(ATTEMPT_BURST);
             map.retain(|_, e| Self::tokens(*e, now) < full);
@@ -489,7 +490,7 @@ mod tests {
         for i in 0..(ATTEMPT_KEYS as u32 + 10) {
             access.remember_outcome(IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)), false);
         }
-        assert!(access.failed.lock().unwrap().len() <= ATTEMPT_KEYS);
+        assert!(access.failed.lock().len() <= ATTEMPT_KEYS);
     }
 
     #[test]

@@ -99,7 +99,7 @@ struct ErrorBody<'a> {
 /// silent ones are the first to go, and a connection in the middle of a request never is.
 #[derive(Default)]
 struct Held {
-    conns: std::sync::Mutex<Vec<Conn>>,
+    conns: parking_lot::Mutex<Vec<Conn>>,
     next: std::sync::atomic::AtomicU64,
     /// Signalled when a connection goes.
     freed: tokio::sync::Notify,
@@ -111,7 +111,7 @@ struct Conn {
     /// Requests being answered on it now.
     busy: Arc<std::sync::atomic::AtomicUsize>,
     /// When it last finished a request (or was accepted).
-    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+    idle_since: Arc<parking_lot::Mutex<std::time::Instant>>,
 }
 
 /// One held connection: closes it when cancelled, and leaves [`Held`] when dropped.
@@ -119,13 +119,13 @@ struct Place {
     id: u64,
     close: CancellationToken,
     busy: Arc<std::sync::atomic::AtomicUsize>,
-    idle_since: Arc<std::sync::Mutex<std::time::Instant>>,
+    idle_since: Arc<parking_lot::Mutex<std::time::Instant>>,
     held: Arc<Held>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.held.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|c| c.id != self.id);
+        self.held.conns.lock().retain(|c| c.id != self.id);
         self.held.freed.notify_one();
     }
 }
@@ -136,9 +136,9 @@ impl Held {
     /// bounded by the caller).
     fn try_place(self: &Arc<Self>) -> Option<Place> {
         use std::sync::atomic::Ordering::Relaxed;
-        let mut conns = self.conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut conns = self.conns.lock();
         if conns.len() >= MAX_CONNECTIONS {
-            let idle_since = |c: &Conn| *c.idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let idle_since = |c: &Conn| *c.idle_since.lock();
             let oldest = conns
                 .iter()
                 .enumerate()
@@ -151,7 +151,7 @@ impl Held {
             id: self.next.fetch_add(1, Relaxed),
             close: CancellationToken::new(),
             busy: Arc::default(),
-            idle_since: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+            idle_since: Arc::new(parking_lot::Mutex::new(std::time::Instant::now())),
             held: self.clone(),
         };
         conns.push(Conn {
@@ -217,8 +217,7 @@ impl ControlServer {
                         use std::sync::atomic::Ordering::Relaxed;
                         busy.fetch_add(1, Relaxed);
                         let response = handle(req, &service, &token, own).await;
-                        *idle_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-                            std::time::Instant::now();
+                        *idle_since.lock() = std::time::Instant::now();
                         busy.fetch_sub(1, Relaxed);
                         Ok::<_, Infallible>(response)
                     }

@@ -2,8 +2,9 @@
 //! events with the program behind each, for status, the control API and the desktop app.
 //! Touched only on the blocked path (and by [`Who`]'s sweep).
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -251,7 +252,7 @@ impl BlockLog {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Counters stay usable after a panic elsewhere; they are statistics.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.lock()
     }
 }
 

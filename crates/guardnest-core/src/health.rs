@@ -8,9 +8,9 @@
 //! When GuardNest chains through a parent proxy named outright, the upstream check connects
 //! to each parent, so "parent proxy unreachable" is told apart from "site unreachable".
 
+use parking_lot::Mutex;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpSocket;
@@ -57,7 +57,7 @@ impl Health {
     /// connection, and a client's connection from that port must be served (loopback reuses
     /// ports whose TIME_WAIT is ours).
     pub fn is_probe(&self, peer: SocketAddr) -> bool {
-        let mut probe = self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut probe = self.probe.lock();
         let ours = *probe == Some(peer);
         if ours {
             *probe = None;
@@ -68,11 +68,11 @@ impl Health {
     /// The last upstream check: for each parent proxy, why it is unreachable (`None` when it
     /// answered); `None` before the first check, or with no parent named outright.
     pub fn parents(&self) -> Option<Vec<ParentCheck>> {
-        self.parents.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        self.parents.lock().clone()
     }
 
     fn record_parents(&self, results: Vec<ParentCheck>) {
-        *self.parents.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(results);
+        *self.parents.lock() = Some(results);
     }
 
     fn record(&self, ok: bool) {
@@ -142,7 +142,7 @@ pub(crate) async fn run(
 async fn probe(addr: SocketAddr, health: &Health) -> std::io::Result<tokio::net::TcpStream> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.bind(SocketAddr::new(addr.ip(), 0))?;
-    *health.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(socket.local_addr()?);
+    *health.probe.lock() = Some(socket.local_addr()?);
     socket.connect(addr).await
 }
 
@@ -163,7 +163,7 @@ mod tests {
     fn a_client_on_the_checks_old_port_is_served() {
         let health = Health::default();
         let port: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        *health.probe.lock().unwrap() = Some(port);
+        *health.probe.lock() = Some(port);
         assert!(health.is_probe(port), "the check's own connection");
         assert!(!health.is_probe(port), "the next connection from that port is a client's");
     }

@@ -317,7 +317,7 @@ mod tests {
                 Ok(false)
             }
         }
-        let lines = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let lines = Arc::new(parking_lot::Mutex::new(Vec::<u8>::new()));
         let writer = {
             let lines = lines.clone();
             move || Capture(lines.clone())
@@ -332,17 +332,17 @@ mod tests {
             }
             assert!(matches!(table, Table::Known(_)));
         });
-        let text = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        let text = String::from_utf8(lines.lock().clone()).unwrap();
         assert_eq!(text.matches("ERROR").count(), 1, "{text}");
         assert!(text.contains("failure 1") && !text.contains("failure 2"), "{text}");
         assert_eq!(text.matches("read again").count(), 1, "{text}");
     }
 
-    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    struct Capture(Arc<parking_lot::Mutex<Vec<u8>>>);
 
     impl std::io::Write for Capture {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
+            self.0.lock().extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {

@@ -10,10 +10,11 @@
 //! A script asked about `https://host:port/` gets the URL without its path (as browsers give
 //! it), and so does a plain `http://` one: that is what makes the answer per host.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use crate::sysproxy::ProxyServer;
@@ -119,11 +120,7 @@ impl Engine {
 
     async fn find(&self, url: String, host: String) -> Result<String, PacError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.lock().map_err(|_| PacError::Eval("PAC state unavailable".into()))?.send(Job {
-            url,
-            host,
-            reply,
-        });
+        let sent = self.jobs.lock().send(Job { url, host, reply });
         sent.map_err(|_| PacError::Eval("the PAC thread is gone".into()))?;
         // The script is interrupted at EVAL_TIMEOUT, its lookups at DNS_TIMEOUT each: this
         // bound only guards against a bug.
@@ -296,18 +293,17 @@ impl Pac {
     /// host for [`CACHE_TTL`]; an error is not cached.
     pub async fn find(&self, https: bool, host: &str, port: u16) -> Result<Arc<[PacHop]>, PacError> {
         let key = (https, host.to_string(), port);
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(c) = cache.get(&key).filter(|c| c.at.elapsed() < CACHE_TTL) {
-                return Ok(c.hops.clone());
-            }
+        let hit = self.cache.lock().get(&key).filter(|c| c.at.elapsed() < CACHE_TTL).map(|c| c.hops.clone());
+        if let Some(hops) = hit {
+            return Ok(hops);
         }
         let hops: Arc<[PacHop]> = parse_answer(&self.ask(https, host, port).await?).into();
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_HOSTS {
-                cache.clear();
-            }
-            cache.insert(key, Cached { hops: hops.clone(), at: Instant::now() });
+        let mut cache = self.cache.lock();
+        if cache.len() >= CACHE_HOSTS {
+            cache.clear();
         }
+        cache.insert(key, Cached { hops: hops.clone(), at: Instant::now() });
+        drop(cache);
         Ok(hops)
     }
 

@@ -12,11 +12,12 @@
 //! period's connections. A connection that closed by then is counted as such, never guessed. A client that is not on this host (gateway mode) is an address: no OS can
 //! name a program on another machine.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use guardnest_sysproxy::peer::{Ends, Owner, Owners};
@@ -238,7 +239,7 @@ impl Who {
         if self.local_connections.fetch_add(1, Relaxed) as usize >= SAMPLE {
             return;
         }
-        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut queue = self.queue.lock();
         if queue.len() < SAMPLE {
             queue.push((Ends::new(client, server), None));
         }
@@ -262,7 +263,7 @@ impl Who {
         }
         let (answer, named) = oneshot::channel();
         {
-            let mut queue = self.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queue = self.blocks.lock();
             if queue.len() >= BLOCKS_QUEUED {
                 return Asker::Unknown { reason: "too many blocks at once to name them".into() };
             }
@@ -281,7 +282,7 @@ impl Who {
             // In the sample, the connection counts for this program (a sweep would likely
             // find it closed after its 403).
             let ends = Ends::new(client, server);
-            let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut queue = self.queue.lock();
             if let Some(slot) = queue.iter_mut().find(|(e, _)| *e == ends) {
                 slot.1 = Some(asker.clone());
             }
@@ -296,7 +297,7 @@ impl Who {
 
     /// Names the queued blocks in one batch, on a blocking thread.
     async fn name_blocks(&self) {
-        let batch = std::mem::take(&mut *self.blocks.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let batch = std::mem::take(&mut *self.blocks.lock());
         if batch.is_empty() {
             return;
         }
@@ -315,7 +316,7 @@ impl Who {
     /// Names the sampled connections (one batch lookup, on a blocking thread; those a block
     /// named already are not asked again) and counts the period's local connections by them.
     pub async fn sweep(&self) {
-        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let batch = std::mem::take(&mut *self.queue.lock());
         let all = self.local_connections.swap(0, Relaxed);
         if batch.is_empty() {
             return;
@@ -399,7 +400,7 @@ impl Who {
 
     fn book(&self) -> MutexGuard<'_, HashMap<Asker, Row>> {
         // Statistics: usable after a panic elsewhere.
-        self.book.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.book.lock()
     }
 }
 
@@ -448,10 +449,10 @@ mod tests {
         for port in 0..200u16 {
             who.note_connection(SocketAddr::new(server.ip(), 20000 + port), Some(server));
         }
-        assert_eq!(who.queue.lock().unwrap().len(), SAMPLE, "only the sample is queued");
+        assert_eq!(who.queue.lock().len(), SAMPLE, "only the sample is queued");
         // A block named one of them: it counts for its program, not as closed.
         let foo = Asker::Program { pid: 7, path: Some("/usr/bin/foo".into()), name: "foo".into(), user: None };
-        who.queue.lock().unwrap()[0].1 = Some(foo.clone());
+        who.queue.lock()[0].1 = Some(foo.clone());
         who.sweep().await;
         // No other such connections exist: named "closed", never guessed; all counted.
         let rows = who.programs();
@@ -459,7 +460,7 @@ mod tests {
         let closed = rows.iter().find(|r| r.asker == Asker::Closed).unwrap().connections;
         let named = rows.iter().find(|r| r.asker == foo).unwrap().connections;
         assert_eq!((closed + named, named), (200, 200 / SAMPLE as u64 + 1), "{rows:?}");
-        assert!(who.queue.lock().unwrap().is_empty());
+        assert!(who.queue.lock().is_empty());
     }
 
     #[test]

@@ -35,10 +35,10 @@ pub mod session;
 pub mod upstream;
 pub mod windows;
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -293,7 +293,7 @@ impl SystemProxy {
 
     /// Snapshots, persists, then applies. Applying twice keeps the first snapshot.
     pub fn apply(&self, target: &Target) -> Result<Outcome, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.lock.lock();
         let Some(backend) = &self.backend else {
             return Ok(Outcome {
                 backend: "none".into(),
@@ -332,7 +332,7 @@ impl SystemProxy {
 
     /// Restores the snapshot where our settings are still in place; says what it left alone.
     pub fn restore(&self) -> Result<Outcome, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.lock.lock();
         self.restore_locked(false)
     }
 
@@ -346,7 +346,7 @@ impl SystemProxy {
     /// caller that holds the data dir's instance lock knows every other owner is gone:
     /// the owner held that lock while it lived.
     pub fn repair_if(&self, gone: &dyn Fn(&ProcessId) -> bool) -> Result<Option<Outcome>, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.lock.lock();
         match self.load()? {
             Some(t) if t.owner != self.me && gone(&t.owner) => self.restore_locked(true).map(Some),
             _ => Ok(None),
@@ -357,7 +357,7 @@ impl SystemProxy {
     /// taken from the open transaction's snapshot (so while GuardNest is the system proxy,
     /// what the user had; otherwise what the OS has now). `None` without a backend.
     pub fn user_proxy(&self) -> Result<Option<UserSettings>, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.lock.lock();
         let Some(backend) = &self.backend else { return Ok(None) };
         let keys = backend.upstream_keys();
         let mut settings = backend.read(&keys)?;
@@ -381,7 +381,7 @@ impl SystemProxy {
         candidates: &[Target],
         alive: &dyn Fn(&Target) -> bool,
     ) -> Result<Option<Outcome>, SysProxyError> {
-        let _one = self.lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = self.lock.lock();
         let Some(backend) = &self.backend else { return Ok(None) };
         for candidate in candidates {
             let wanted = backend.target_settings(candidate);
@@ -647,11 +647,11 @@ mod tests {
             s(&[("mode", "manual")])
         }
         fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
-            let now = self.0.lock().unwrap();
+            let now = self.0.lock();
             Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
         }
         fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-            self.0.lock().unwrap().extend(values.clone());
+            self.0.lock().extend(values.clone());
             Ok(())
         }
     }
@@ -667,11 +667,11 @@ mod tests {
             gnome::target(t)
         }
         fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
-            let now = self.0.lock().unwrap();
+            let now = self.0.lock();
             Ok(keys.iter().filter_map(|k| now.get(k).map(|v| (k.clone(), v.clone()))).collect())
         }
         fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-            let mut now = self.0.lock().unwrap();
+            let mut now = self.0.lock();
             for (k, v) in values {
                 match v.as_str() {
                     UNSET => now.remove(k),

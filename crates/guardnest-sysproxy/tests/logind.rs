@@ -19,10 +19,11 @@ fn logind_is_linux_only() -> Outcome {
 
 #[cfg(target_os = "linux")]
 fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
+    use parking_lot::Mutex;
     use std::io::{BufRead, BufReader, Read};
     use std::process::{Command, Stdio};
     use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     use guardnest_sysproxy::session::{before_shutdown, Restore};
@@ -54,9 +55,9 @@ fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
     #[zbus::interface(name = "org.freedesktop.login1.Manager")]
     impl Logind {
         fn inhibit(&self, what: String, who: String, why: String, mode: String) -> zbus::zvariant::OwnedFd {
-            self.asked.lock().unwrap().push((what, who, why, mode));
+            self.asked.lock().push((what, who, why, mode));
             let (reader, writer) = std::io::pipe().unwrap();
-            *self.held.lock().unwrap() = Some(reader);
+            *self.held.lock() = Some(reader);
             zbus::zvariant::OwnedFd::from(std::os::fd::OwnedFd::from(writer))
         }
 
@@ -91,14 +92,14 @@ fn the_restore_runs_before_the_inhibitor_is_released() -> Outcome {
         }));
         // The inhibitor is taken at once, as a delay lock for shutdown.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while logind.held.lock().unwrap().is_none() {
+        while logind.held.lock().is_none() {
             assert!(Instant::now() < deadline, "no inhibitor was asked for");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let (what, who, _, mode) = logind.asked.lock().unwrap()[0].clone();
+        let (what, who, _, mode) = logind.asked.lock()[0].clone();
         assert_eq!((what.as_str(), who.as_str(), mode.as_str()), ("shutdown", "GuardNest", "delay"));
         // Shutting down: the descriptor closes only after the restore finished.
-        let reader = logind.held.lock().unwrap().take().unwrap();
+        let reader = logind.held.lock().take().unwrap();
         let released = {
             let restored = restored.clone();
             tokio::task::spawn_blocking(move || {

@@ -197,7 +197,7 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
 /// The Windows side of the helpers above.
 #[cfg(windows)]
 pub mod win {
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, TRUE};
     use windows_sys::Win32::System::Console::{
@@ -224,7 +224,7 @@ pub mod win {
     /// standard handles are put back after, since attaching points them at that console
     /// (Wine does), where libtest's output would be lost.
     pub fn ctrl_c(pid: u32) {
-        let _one = CONSOLE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _one = CONSOLE.lock();
         let std_handles = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE];
         // SAFETY: console and handle calls with no pointers but a static handler function;
         // the saved handles stay open (they are this process's own).

@@ -6,8 +6,9 @@
 //! user's own proxy settings) sends it: through the user's proxy, or direct. A parent that
 //! cannot be reached gives way to the next hop the settings name.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -116,9 +117,7 @@ impl Fetcher {
     /// Sends downloads where `router` says.
     pub fn set_upstream(&self, router: Arc<crate::Router>) {
         self.upstream.store(Some(router));
-        if let Ok(mut clients) = self.through.lock() {
-            clients.clear();
-        }
+        self.through.lock().clear();
     }
 
     /// The clients to try for `url`, in order: one through each parent the router names
@@ -140,14 +139,12 @@ impl Fetcher {
                 Hop::Direct => out.push((self.client.clone(), None)),
                 Hop::Parent(p) => {
                     let key = p.server.to_string();
-                    let made = self.through.lock().ok().and_then(|c| c.get(&key).cloned());
+                    let made = self.through.lock().get(&key).cloned();
                     let client = match made {
                         Some(c) => c,
                         None => match self.client_through(&key, p.auth.clone()) {
                             Ok(c) => {
-                                if let Ok(mut clients) = self.through.lock() {
-                                    clients.insert(key.clone(), c.clone());
-                                }
+                                self.through.lock().insert(key.clone(), c.clone());
                                 c
                             }
                             Err(e) => {

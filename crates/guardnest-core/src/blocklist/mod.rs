@@ -13,9 +13,10 @@ mod problem;
 mod read;
 mod source;
 
+use parking_lot::{Mutex, MutexGuard};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
@@ -563,7 +564,7 @@ impl Blocklists {
     fn sources(&self) -> MutexGuard<'_, Vec<Source>> {
         // Each source is replaced whole under the lock, so the data is consistent even if
         // a holder panicked.
-        self.inner.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.sources.lock()
     }
 }
 

@@ -30,21 +30,18 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let target = decided.target;
     let credentials = req.headers().get(http::header::PROXY_AUTHORIZATION).map(http::HeaderValue::as_bytes);
-    let pinned = ctx.local.pinned.lock().ok().and_then(|mut p| p.take());
+    let pinned = ctx.local.pinned.lock().take();
     let (upstream, early) = match route::connect(&ctx.shared.reach(), &target, credentials, pinned).await? {
         Reached::Open { upstream, early } => (upstream, early),
         Reached::Answered(mut answer) => {
-            if let (Some(pin), Ok(mut slot)) = (answer.pinned.take(), ctx.local.pinned.lock()) {
-                *slot = Some(pin);
+            if let Some(pin) = answer.pinned.take() {
+                *ctx.local.pinned.lock() = Some(pin);
             }
             return Ok(answer.into_response());
         }
     };
     let pending = Pending { on_upgrade: hyper::upgrade::on(&mut req), upstream, target, early };
-    match ctx.local.tunnel.lock() {
-        Ok(mut slot) => *slot = Some(pending),
-        Err(_) => return Err(Refusal::Upstream(UpstreamError::State)),
-    }
+    *ctx.local.tunnel.lock() = Some(pending);
 
     let mut response = Response::new(Either::Right(Full::new(Bytes::new())));
     *response.status_mut() = StatusCode::OK;
@@ -55,13 +52,8 @@ pub(crate) async fn handle(
 /// A plain request's upgrade the upstream accepted: the tunnel starts once hyper has
 /// written the 101 (`crate::conn::http`).
 pub(crate) fn upgraded(ctx: &ConnCtx, pending: Pending) -> Result<(), Refusal> {
-    match ctx.local.tunnel.lock() {
-        Ok(mut slot) => {
-            *slot = Some(pending);
-            Ok(())
-        }
-        Err(_) => Err(Refusal::Upstream(UpstreamError::State)),
-    }
+    *ctx.local.tunnel.lock() = Some(pending);
+    Ok(())
 }
 
 /// What [`serve`] did with a CONNECT head.

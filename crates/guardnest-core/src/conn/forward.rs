@@ -89,12 +89,12 @@ pub(crate) async fn handle(
     // Bound the wait for the response head; a silent upstream, or one that sends interim
     // answers without end, must not hold the client.
     // Who the request went to, so that a silence is blamed on the parent when it was one.
-    let sent_to = std::sync::Mutex::new(None::<Peer>);
+    let sent_to = parking_lot::Mutex::new(None::<Peer>);
     let (response, parent) = tokio::select! {
         r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx, &via, &sent_to)) => match r {
             Ok(r) => r?,
             Err(_) => {
-                let peer = sent_to.lock().ok().and_then(|p| p.clone()).unwrap_or(Peer::Origin(target));
+                let peer = sent_to.lock().clone().unwrap_or(Peer::Origin(target));
                 return Err(no_response(&peer, idle));
             }
         },
@@ -309,7 +309,7 @@ async fn exchange(
     owner: &Owner,
     ctx: &ConnCtx,
     via: &Via,
-    sent_to: &std::sync::Mutex<Option<Peer>>,
+    sent_to: &parking_lot::Mutex<Option<Peer>>,
 ) -> Result<(Response<Incoming>, Option<Arc<Parent>>), Refusal> {
     let mut req = req;
     let shared = &ctx.shared;
@@ -323,9 +323,7 @@ async fn exchange(
             Hop::Parent(p) => (Peer::Parent(p.target.clone()), Some(p)),
         };
         via.prepare(&mut req, parent.map(|p| &**p));
-        if let Ok(mut sent) = sent_to.lock() {
-            *sent = Some(peer.clone());
-        }
+        *sent_to.lock() = Some(peer.clone());
         if let Some(kept) = ctx.local.upstream.take(&peer, owner, pool) {
             match ctx.local.upstream.send(kept, req).await {
                 Ok(response) => return Ok((response, parent.cloned())),

@@ -2,10 +2,11 @@
 //! connection's guard and context, the one order of decisions every request passes
 //! ([`decide`]: access, target, body, policy; then [`dial`]), and the log line of a refusal.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU8;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;

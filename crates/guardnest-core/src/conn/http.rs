@@ -89,7 +89,7 @@ pub(crate) async fn serve_http(
     }
     // A CONNECT answered 200 (or a plain request answered 101) ended the HTTP stage: the
     // tunnel starts here, in this task, with hyper's state already gone.
-    let pending = local.tunnel.lock().ok().and_then(|mut t| t.take());
+    let pending = local.tunnel.lock().take();
     if let Some(pending) = pending {
         if !shared.abort.is_cancelled() {
             start_after_upgrade(pending, &shared, guard, peer).await;

@@ -8,13 +8,14 @@
 //! up and from then on drives it itself. Pooled connections are not polled; [`Pool::sweep`]
 //! closes the expired and the ones the server closed, so no socket is left in CLOSE_WAIT.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -183,7 +184,7 @@ impl Slot {
     /// Drives the current upstream connection's I/O (a connection that ends is dropped).
     /// The owning task calls this next to polling its client connection.
     pub(crate) fn drive(&self, cx: &mut Context<'_>) {
-        let Ok(mut current) = self.current.lock() else { return };
+        let mut current = self.current.lock();
         if current.as_mut().is_some_and(|u| u.poll_done(cx)) {
             *current = None;
         }
@@ -193,7 +194,7 @@ impl Slot {
     /// from the pool; a connection to another peer (or of another owner) in the slot goes to
     /// the pool.
     pub(crate) fn take(&self, peer: &Peer, owner: &Owner, pool: &Pool) -> Option<Upstream> {
-        let held = self.current.lock().ok()?.take();
+        let held = self.current.lock().take();
         if let Some(mut up) = held {
             if up.serves(peer, owner) && up.is_reusable() {
                 return Some(up);
@@ -205,9 +206,7 @@ impl Slot {
 
     /// Closes the current connection (it misbehaved: it must not serve another request).
     pub(crate) fn discard(&self) {
-        if let Ok(mut current) = self.current.lock() {
-            *current = None;
-        }
+        *self.current.lock() = None;
     }
 
     /// Sends `req` over `up`, which this slot then holds and drives until the next request.
@@ -219,15 +218,13 @@ impl Slot {
     ) -> impl Future<Output = Result<http::Response<Incoming>, hyper::client::conn::TrySendError<http::Request<UpBody>>>>
     {
         let response = up.sender.try_send_request(req);
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(up);
-        }
+        *self.current.lock() = Some(up);
         response
     }
 
     /// Gives the connection, if idle and reusable, to the pool (the client connection ends).
     pub(crate) fn release(&self, pool: &Pool) {
-        let held = self.current.lock().ok().and_then(|mut c| c.take());
+        let held = self.current.lock().take();
         if let Some(up) = held {
             pool.put(up);
         }
@@ -271,7 +268,7 @@ impl Pool {
         if !up.is_reusable() {
             return;
         }
-        let Ok(mut inner) = self.idle.lock() else { return };
+        let mut inner = self.idle.lock();
         if inner.count >= MAX_IDLE {
             return;
         }
@@ -289,7 +286,7 @@ impl Pool {
 
     /// The most recently used reusable connection to `peer` of `owner`, if any.
     fn take(&self, peer: &Peer, owner: &Owner) -> Option<Upstream> {
-        let mut inner = self.idle.lock().ok()?;
+        let mut inner = self.idle.lock();
         let inner = &mut *inner;
         let key = (peer.clone(), owner.clone());
         let queue = inner.by_target.get_mut(&key)?;
@@ -310,7 +307,7 @@ impl Pool {
 
     /// Closes connections idle too long or closed by their server.
     pub(crate) fn sweep(&self) {
-        let Ok(mut inner) = self.idle.lock() else { return };
+        let mut inner = self.idle.lock();
         let inner = &mut *inner;
         let timeout = self.idle_timeout;
         inner.by_target.retain(|_, queue| {
@@ -327,14 +324,12 @@ impl Pool {
 
     /// Idle connections held (for tests and metrics).
     pub(crate) fn idle_count(&self) -> usize {
-        self.idle.lock().map_or(0, |inner| inner.count)
+        self.idle.lock().count
     }
 
     /// Closes every idle connection.
     pub(crate) fn clear(&self) {
-        if let Ok(mut inner) = self.idle.lock() {
-            *inner = PoolInner::default();
-        }
+        *self.idle.lock() = PoolInner::default();
         self.counted(0);
     }
 }

@@ -268,7 +268,7 @@ impl Builder {
             (Some(addr), _) | (None, Some(addr)) => service.set_listen(addr),
             (None, None) => {}
         }
-        *service.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lock.map(|l| (l, holder));
+        *service.instance.lock() = lock.map(|l| (l, holder));
 
         // What a repair at login did while GuardNest was not running is told once, now.
         let mut repaired: Vec<RepairNote> = super::repair::take_record(&data_dir)
@@ -295,7 +295,7 @@ impl Builder {
         for note in &repaired {
             tracing::warn!("{}", note.message);
         }
-        *service.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = repaired;
+        *service.repaired.lock() = repaired;
         if let Err(e) = service.load_user_state().await {
             tracing::error!("cannot load your allowlist and added lists: {e}");
         }
@@ -331,7 +331,7 @@ impl Builder {
             let runtime = runtime_path(&data_dir);
             match info.store(&runtime) {
                 Ok(()) => {
-                    *service.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(runtime);
+                    *service.runtime_file.lock() = Some(runtime);
                 }
                 Err(e) => tracing::warn!(
                     "cannot write {}: {e}; `guardnest status` and the other commands will not find this instance",
@@ -470,7 +470,7 @@ impl ProxyService {
             Ok(r) => r,
             Err(_) => Err(ServiceError::StopTimeout(bound)),
         };
-        if let Some(file) = self.runtime_file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        if let Some(file) = self.runtime_file.lock().take() {
             let _ = std::fs::remove_file(file);
         }
         self.release_instance();
@@ -479,12 +479,12 @@ impl ProxyService {
 
     /// Releases the data dir's lock (and the file naming the holder).
     fn release_instance(&self) {
-        self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        self.instance.lock().take();
     }
 
     /// Tells a second instance where this one listens now.
     pub(super) fn describe_instance(&self, listen: Option<SocketAddr>) {
-        if let Some((lock, holder)) = self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_mut() {
+        if let Some((lock, holder)) = self.instance.lock().as_mut() {
             holder.listen = listen;
             lock.describe(holder);
         }

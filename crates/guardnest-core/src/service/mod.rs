@@ -147,9 +147,9 @@ pub struct ProxyService {
     data_dir: Option<PathBuf>,
     /// Where to listen: a port chosen at run time (the app's "use another port"), or the
     /// port a `:0` listen address got at the first enable, kept for the process's life.
-    listen: std::sync::Mutex<Option<SocketAddr>>,
+    listen: parking_lot::Mutex<Option<SocketAddr>>,
     /// Where the control API actually listens (for the PAC URL), once it is bound.
-    control_addr: std::sync::Mutex<Option<SocketAddr>>,
+    control_addr: parking_lot::Mutex<Option<SocketAddr>>,
     lists: Blocklists,
     system: Arc<SystemProxy>,
     stats: Arc<Stats>,
@@ -160,11 +160,11 @@ pub struct ProxyService {
     background: CancellationToken,
     tasks: TaskTracker,
     /// A started instance's lock on its data dir, and how it describes itself.
-    instance: std::sync::Mutex<Option<(instance::InstanceLock, Holder)>>,
+    instance: parking_lot::Mutex<Option<(instance::InstanceLock, Holder)>>,
     /// The `control.json` a started instance wrote (removed at shut-down).
-    runtime_file: std::sync::Mutex<Option<PathBuf>>,
+    runtime_file: parking_lot::Mutex<Option<PathBuf>>,
     /// What was repaired before this start, if anything.
-    repaired: std::sync::Mutex<Vec<RepairNote>>,
+    repaired: parking_lot::Mutex<Vec<RepairNote>>,
     /// Cancelled when someone asks the whole instance to quit (`guardnest stop`, the
     /// uninstaller): the front end then stops as on Ctrl-C.
     quit: CancellationToken,
@@ -179,8 +179,8 @@ impl ProxyService {
         Self {
             config,
             data_dir: None,
-            listen: std::sync::Mutex::new(None),
-            control_addr: std::sync::Mutex::new(None),
+            listen: parking_lot::Mutex::new(None),
+            control_addr: parking_lot::Mutex::new(None),
             lists,
             system: Arc::new(system),
             stats: Arc::default(),
@@ -188,9 +188,9 @@ impl ProxyService {
             state: Mutex::new(State::default()),
             background: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            instance: std::sync::Mutex::new(None),
-            runtime_file: std::sync::Mutex::new(None),
-            repaired: std::sync::Mutex::new(Vec::new()),
+            instance: parking_lot::Mutex::new(None),
+            runtime_file: parking_lot::Mutex::new(None),
+            repaired: parking_lot::Mutex::new(Vec::new()),
             quit: CancellationToken::new(),
         }
     }
@@ -229,11 +229,11 @@ impl ProxyService {
     /// Listens on `addr` from the next enable or restart on (when the configured port is
     /// taken by another program).
     pub fn set_listen(&self, addr: SocketAddr) {
-        *self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+        *self.listen.lock() = Some(addr);
     }
 
     fn listen_addr(&self) -> SocketAddr {
-        self.listen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).unwrap_or(self.config.proxy.listen)
+        self.listen.lock().unwrap_or(self.config.proxy.listen)
     }
 
     /// Listens on port `port` (on the configured address's IP, loopback for a wildcard)
@@ -289,12 +289,12 @@ impl ProxyService {
 
     /// Records where the control API listens, so PAC mode can point at it.
     pub fn set_control_addr(&self, addr: SocketAddr) {
-        *self.control_addr.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
+        *self.control_addr.lock() = Some(addr);
     }
 
     /// Where the control API listens, if it does.
     pub fn control_addr(&self) -> Option<SocketAddr> {
-        *self.control_addr.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        *self.control_addr.lock()
     }
 
     /// The lists this service serves.
@@ -362,7 +362,7 @@ impl ProxyService {
     /// start time decide.
     pub async fn repair(&self) -> Result<Option<String>, SysProxyError> {
         let system = self.system.clone();
-        let locked = self.instance.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+        let locked = self.instance.lock().is_some();
         let outcome = tokio::task::spawn_blocking(move || match locked {
             true => system.repair_if(&|_| true),
             false => system.repair(),
@@ -614,7 +614,7 @@ impl ProxyService {
             pause_minutes: PAUSE_DEFAULT_MINUTES,
             allowed: self.allowed(),
             start_error: state.start_error.clone(),
-            repaired: self.repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone(),
+            repaired: self.repaired.lock().clone(),
             pid: std::process::id(),
         }
     }

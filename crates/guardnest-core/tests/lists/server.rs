@@ -1,9 +1,10 @@
 //! A real HTTP list server on loopback whose answers each test scripts.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,7 +66,7 @@ impl ListServer {
     }
 
     pub fn set(&self, path: &str, reply: Reply) {
-        self.state.lock().unwrap().routes.insert(path.to_string(), reply);
+        self.state.lock().routes.insert(path.to_string(), reply);
     }
 
     pub fn list(&self, path: &str, body: &str, etag: &str) {
@@ -74,7 +75,7 @@ impl ListServer {
 
     /// Requests seen for `path`, with their If-None-Match.
     pub fn requests(&self, path: &str) -> Vec<Option<String>> {
-        self.state.lock().unwrap().log.iter().filter(|(p, _)| p == path).map(|(_, v)| v.clone()).collect()
+        self.state.lock().log.iter().filter(|(p, _)| p == path).map(|(_, v)| v.clone()).collect()
     }
 
     /// Stops accepting: from now on connections are refused.
@@ -98,7 +99,7 @@ async fn serve(mut s: TcpStream, state: Arc<Mutex<State>>) {
         l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("if-none-match")).map(|(_, v)| v.trim().to_string())
     });
     let reply = {
-        let mut st = state.lock().unwrap();
+        let mut st = state.lock();
         st.log.push((path.clone(), inm.clone()));
         st.routes.get(&path).cloned().unwrap_or(Reply::Status(404))
     };

@@ -226,14 +226,15 @@ async fn updater_follows_the_schedule_and_stops() {
 /// (not one per retry), and one line when they arrive.
 #[tokio::test]
 async fn missing_default_lists_are_announced_once() {
+    use parking_lot::Mutex;
     use std::io::Write;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     #[derive(Clone, Default)]
     struct Log(Arc<Mutex<Vec<u8>>>);
     impl Write for Log {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            self.0.lock().extend_from_slice(b);
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -257,7 +258,7 @@ async fn missing_default_lists_are_announced_once() {
     server.list("/default.txt", "builtin.test\n", "\"d\"");
     lists.update(&()).await;
     assert!(blocked(&lists, "builtin.test"));
-    let text = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+    let text = String::from_utf8(log.0.lock().clone()).unwrap();
     assert_eq!(text.matches("built-in default lists are not loaded yet").count(), 1, "{text}");
     assert_eq!(text.matches("built-in default lists are loaded now").count(), 1, "{text}");
     assert!(lists.status()[0].builtin);

@@ -2,9 +2,10 @@
 //! (silent, garbage, closing mid-handshake), and one whose authentication is a two-step
 //! handshake bound to its TCP connection, as NTLM's is.
 
+use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -43,7 +44,7 @@ pub struct Seen {
 impl Seen {
     /// Connections that carried at least one request.
     pub fn used_connections(&self) -> usize {
-        let mut conns: Vec<usize> = self.heads.lock().unwrap().iter().map(|(c, _, _)| *c).collect();
+        let mut conns: Vec<usize> = self.heads.lock().iter().map(|(c, _, _)| *c).collect();
         conns.dedup();
         conns.len()
     }
@@ -97,9 +98,9 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 async fn serve(mut s: TcpStream, conn: usize, mode: Mode, seen: Arc<Seen>) {
     loop {
         let Some((head, reads, rest)) = read_head(&mut s).await else { return };
-        seen.heads.lock().unwrap().push((conn, reads, head.clone().into_bytes()));
+        seen.heads.lock().push((conn, reads, head.clone().into_bytes()));
         if let Some(auth) = header(&head, "proxy-authorization") {
-            seen.auth.lock().unwrap().push((conn, auth.to_string()));
+            seen.auth.lock().push((conn, auth.to_string()));
         }
         let target = head.split_whitespace().nth(1).unwrap_or("").to_string();
         match mode {

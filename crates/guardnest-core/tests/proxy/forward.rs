@@ -261,7 +261,7 @@ async fn head_and_bodies_keep_the_upstream_connection_in_step() {
 /// then bytes flow both ways until `idle_timeout` passes without any.
 #[tokio::test]
 async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
-    let asked = Arc::new(std::sync::Mutex::new(String::new()));
+    let asked = Arc::new(parking_lot::Mutex::new(String::new()));
     let seen = asked.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = listener.local_addr().unwrap();
@@ -275,7 +275,7 @@ async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
                 _ => return,
             }
         }
-        *seen.lock().unwrap() = text(&head);
+        *seen.lock() = text(&head);
         let _ = s
             .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nhi")
             .await;
@@ -293,7 +293,7 @@ async fn a_plain_http_websocket_is_upgraded_then_tunnelled() {
     );
     s.write_all(sent.as_bytes()).await.unwrap();
     let head = read_head(&mut s).await;
-    let asked = asked.lock().unwrap().to_ascii_lowercase();
+    let asked = asked.lock().to_ascii_lowercase();
     eprintln!("websocket: upstream got {asked:?}\n  client got {head:?}");
     assert!(asked.contains("upgrade: websocket") && asked.contains("connection: upgrade"), "{asked}");
     assert!(head.starts_with("HTTP/1.1 101") && head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");

@@ -1,6 +1,7 @@
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use guardnest_core::config::{BlocklistConfig, Config, SourceSpec};
@@ -21,10 +22,10 @@ pub struct FakeOs(pub Arc<Mutex<Settings>>);
 
 impl FakeOs {
     pub fn get(&self, k: &str) -> Option<String> {
-        self.0.lock().unwrap().get(k).cloned()
+        self.0.lock().get(k).cloned()
     }
     pub fn set(&self, k: &str, v: &str) {
-        self.0.lock().unwrap().insert(k.into(), v.into());
+        self.0.lock().insert(k.into(), v.into());
     }
 }
 
@@ -49,11 +50,11 @@ impl Backend for FakeBackend {
         s
     }
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
-        let os = self.0 .0.lock().unwrap();
+        let os = self.0 .0.lock();
         Ok(keys.iter().filter_map(|k| os.get(k).map(|v| (k.clone(), v.clone()))).collect())
     }
     fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-        let mut os = self.0 .0.lock().unwrap();
+        let mut os = self.0 .0.lock();
         for (k, v) in values {
             if v == UNSET {
                 os.remove(k);

@@ -3,7 +3,8 @@
 //! parent; the enable says so in one line; the status shows the upstream in plain words and a
 //! parent the health check cannot reach; disable restores the user's settings exactly.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use guardnest_core::config::{Config, UpstreamConfig, UpstreamMode};
@@ -45,11 +46,11 @@ impl Backend for GnomeLike {
         s
     }
     fn read(&self, keys: &[String]) -> Result<Settings, SysProxyError> {
-        let os = self.0 .0.lock().unwrap();
+        let os = self.0 .0.lock();
         Ok(keys.iter().filter_map(|k| os.get(k).map(|v| (k.clone(), v.clone()))).collect())
     }
     fn write(&self, values: &Settings) -> Result<(), SysProxyError> {
-        let mut os = self.0 .0.lock().unwrap();
+        let mut os = self.0 .0.lock();
         for (k, v) in values {
             match v.as_str() {
                 UNSET => os.remove(k),
@@ -84,7 +85,7 @@ async fn echoing_parent() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
                     }
                     head.push(byte[0]);
                 }
-                seen.lock().unwrap().push(String::from_utf8_lossy(&head).into_owned());
+                seen.lock().push(String::from_utf8_lossy(&head).into_owned());
                 let _ = s.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n").await;
                 let (mut r, mut w) = s.split();
                 let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -117,7 +118,7 @@ async fn the_users_own_proxy_is_the_parent_and_enable_says_so() {
     for k in [KEYS[4], KEYS[6]] {
         os.set(k, &parent.port().to_string());
     }
-    let before = os.0.lock().unwrap().clone();
+    let before = os.0.lock().clone();
     let dir = tempfile::tempdir().unwrap();
     let config = config(UpstreamConfig::default(), true);
     let lists = Blocklists::load(&config.blocklist, None).unwrap();
@@ -144,10 +145,10 @@ async fn the_users_own_proxy_is_the_parent_and_enable_says_so() {
     let (mut s, code) = connect(addr, "www.example.test:443").await.unwrap();
     assert_eq!(code, 200);
     assert_eq!(echo_once(&mut s, b"through the parent").await.unwrap(), b"through the parent");
-    assert!(heads.lock().unwrap().iter().any(|h| h.starts_with("CONNECT www.example.test:443 HTTP/1.1\r\n")));
+    assert!(heads.lock().iter().any(|h| h.starts_with("CONNECT www.example.test:443 HTTP/1.1\r\n")));
 
     within("disable", service.disable()).await.unwrap();
-    assert_eq!(*os.0.lock().unwrap(), before, "the user's settings came back changed");
+    assert_eq!(*os.0.lock(), before, "the user's settings came back changed");
     assert_eq!(service.status().await.upstream.summary, "none while GuardNest is off");
 }
 

@@ -11,9 +11,10 @@
 //! either cannot be registered (Wine 8 answers ERROR_NOT_SUPPORTED), the table is read
 //! again every [`POLL_EVERY`] instead.
 
+use parking_lot::{Condvar, Mutex};
 use std::ffi::c_void;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -152,7 +153,7 @@ unsafe extern "system" fn route_changed(
 unsafe fn notify(context: *const c_void) {
     // SAFETY: the caller's promise.
     let signal = unsafe { &*context.cast::<Signal>() };
-    *signal.changed.lock().unwrap_or_else(PoisonError::into_inner) = true;
+    *signal.changed.lock() = true;
     signal.wake.notify_all();
 }
 
@@ -197,13 +198,13 @@ impl Changes {
     pub(super) fn wait(&mut self, timeout: Duration) -> Result<bool, LocalError> {
         let deadline = Instant::now() + timeout;
         let until = self.next_poll.map_or(deadline, |poll| poll.min(deadline));
-        let mut changed = self.signal.changed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed = self.signal.changed.lock();
         while !*changed {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            changed = self.signal.wake.wait_timeout(changed, left).unwrap_or_else(PoisonError::into_inner).0;
+            self.signal.wake.wait_for(&mut changed, left);
         }
         let notified = std::mem::take(&mut *changed);
         drop(changed);

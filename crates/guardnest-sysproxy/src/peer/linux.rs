@@ -18,12 +18,12 @@
 //!
 //! The messages are read here as in `local/linux.rs`: fixed offsets of a stable ABI.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
@@ -58,11 +58,6 @@ pub(super) struct Resolver {
     /// The owners of the latest connections, most recent first.
     recent: Mutex<Vec<u32>>,
     users: Mutex<HashMap<u32, String>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A cache: usable whatever a panicking holder left in it.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What sock_diag said about one connection.
@@ -126,7 +121,7 @@ impl Resolver {
     /// One exact sock_diag request per connection, on one socket.
     fn diagnose(&self, ends: &[Ends]) -> Result<Vec<Diag>, PeerError> {
         let call = "sock_diag";
-        let taken = lock(&self.socket).take();
+        let taken = self.socket.lock().take();
         let socket = match taken {
             Some(s) => s,
             None => open().map_err(|e| PeerError::os(call, e))?,
@@ -139,14 +134,14 @@ impl Resolver {
             out.push(answer(&socket, &mut buf, seq)?);
         }
         // Kept for the next lookup only when every answer was read (nothing left queued).
-        *lock(&self.socket) = Some(socket);
+        *self.socket.lock() = Some(socket);
         Ok(out)
     }
 
     /// Finds the process holding each wanted inode: recent owners first, then the
     /// processes of `uids`.
     fn find_holders(&self, wanted: &mut HashMap<u64, Option<u32>>, uids: &HashSet<u32>) {
-        let recent = lock(&self.recent).clone();
+        let recent = self.recent.lock().clone();
         let mut left = wanted.len();
         for &pid in &recent {
             left -= holds(pid, wanted);
@@ -175,7 +170,7 @@ impl Resolver {
         if holders.is_empty() {
             return;
         }
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent.lock();
         for &pid in holders {
             recent.retain(|p| *p != pid);
             recent.insert(0, pid);
@@ -190,11 +185,11 @@ impl Resolver {
     }
 
     fn user(&self, uid: u32) -> String {
-        if let Some(name) = lock(&self.users).get(&uid) {
+        if let Some(name) = self.users.lock().get(&uid) {
             return name.clone();
         }
         let name = user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
-        let mut users = lock(&self.users);
+        let mut users = self.users.lock();
         if users.len() >= USERS {
             users.clear();
         }

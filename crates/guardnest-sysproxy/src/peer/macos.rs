@@ -14,10 +14,10 @@
 //! found nowhere while every process could be read, it is [`Owner::NotFound`].
 //! Compiled here, never run: there is no macOS in CI.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use super::xnu::{self, SOCKET_FDINFO_SIZE};
 use super::{program_name, user_name, Ends, Owner, PeerError, Program};
@@ -33,10 +33,6 @@ pub(super) struct Resolver {
     recent: Mutex<Vec<u32>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Resolver {
     pub(super) fn new() -> Self {
         Resolver { recent: Mutex::new(Vec::new()) }
@@ -45,7 +41,7 @@ impl Resolver {
     pub(super) fn owners(&self, ends: &[Ends]) -> Result<Vec<Owner>, PeerError> {
         let mut found: HashMap<Ends, u32> = HashMap::new();
         let mut unreadable = false;
-        let recent = lock(&self.recent).clone();
+        let recent = self.recent.lock().clone();
         for &pid in &recent {
             let _ = sockets_of(pid, ends, &mut found);
             if found.len() == ends.len() {
@@ -75,7 +71,7 @@ impl Resolver {
                 None => Owner::NotFound,
             })
             .collect();
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent.lock();
         for pid in holders {
             recent.retain(|p| *p != pid);
             recent.insert(0, pid);
