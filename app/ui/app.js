@@ -71,6 +71,7 @@ function plain(e) {
       switch (e.reason) {
         case "not_a_host": return `${quoted(e.input)} is not a site name or a web address.`;
         case "pause_range": return "A pause lasts from 1 minute to 24 hours.";
+        case "nothing_to_pause": return "Protection is off, so there is nothing to pause. Turn it on first.";
         case "not_a_list_location": return `${quoted(e.input)} is not a web address (https://…) or a file (/home/… or ~/…).`;
         case "not_a_user_list": return "That list is not one you added.";
         case "port": return "Choose a port from 1 to 65535.";
@@ -256,7 +257,7 @@ function renderStats(s) {
   $("c-total").textContent = s.connections_total.toLocaleString();
   $("c-total-label").textContent = s.connections_total === 1 ? "connection" : "connections";
   $("c-bytes").textContent = fmtBytes(s.bytes_up + s.bytes_down);
-  renderRecent(s.recent_names);
+  renderRecent(s.recent_names, false, s.blocked_today);
   renderPrograms(s.programs || []);
   drawChart(s.blocked_per_minute);
 }
@@ -311,18 +312,24 @@ function renderPrograms(rows) {
 const RECENT_SHOWN = 6;
 let showAllRecent = false;
 let lastRecent = [];
+let lastToday = 0;
 let lastRecentKey = "";
-function renderRecent(rows, force = false) {
-  const key = JSON.stringify(rows) + showAllRecent;
+/** The names blocked since GuardNest started (kept in memory only), newest first. The day's
+ *  count survives a restart; the names do not, and the empty list says so. */
+function renderRecent(rows, force = false, today = lastToday) {
+  const key = JSON.stringify(rows) + showAllRecent + today;
   if (key === lastRecentKey && !force) return;
   lastRecentKey = key;
   lastRecent = rows;
+  lastToday = today;
   const ul = $("recent");
   ul.replaceChildren();
   if (!rows.length) {
     const li = document.createElement("li");
     li.className = "muted";
-    li.textContent = "Nothing blocked yet.";
+    li.textContent = today > 0
+      ? `Nothing blocked since GuardNest started. The ${today.toLocaleString()} blocked earlier today are counted, but their names are not kept.`
+      : "Nothing blocked yet.";
     ul.append(li);
   }
   for (const r of showAllRecent ? rows : rows.slice(0, RECENT_SHOWN)) {
@@ -337,8 +344,9 @@ function renderRecent(rows, force = false) {
     why.className = "why";
     const times = r.count === 1 ? "once" : `${r.count.toLocaleString()} times`;
     const asked = askerName(r.asked_by);
+    const by = r.allowed_by || r.host;
     why.textContent = r.allowed
-      ? `allowed by you · was blocked by ${r.list}`
+      ? (by === r.host ? "allowed by you" : `allowed by you, as part of ${by}`) + ` · was blocked by ${r.list}`
       : `${r.list} · ${times}, last at ${when(r.last)}` + (asked ? ` · asked by ${asked}` : "");
     if (r.asked_by && r.asked_by.kind === "program") why.title = r.asked_by.path || r.asked_by.name;
     text.append(host, why);
@@ -351,8 +359,8 @@ function renderRecent(rows, force = false) {
       const undo = document.createElement("button");
       undo.className = "small undo";
       undo.textContent = "Undo";
-      undo.title = `Block ${r.host} again`;
-      undo.addEventListener("click", () => unallow(r.host, undo));
+      undo.title = by === r.host ? `Block ${r.host} again` : `Block ${by} and its subdomains again`;
+      undo.addEventListener("click", () => unallow(by, undo));
       act.append(done, undo);
     } else {
       const allow = document.createElement("button");
@@ -637,14 +645,14 @@ async function check() {
     const shown = r.unicode ? `${r.unicode} (${r.name})` : r.name;
     const sentence = r.blocked
       ? `${shown} is blocked by “${r.list}”.`
-      : r.by_you ? `${shown} is allowed: you allowed it.`
+      : r.by_you ? (r.rule && r.rule !== r.name ? `${shown} is allowed: you allowed ${r.rule}.` : `${shown} is allowed: you allowed it.`)
         : r.exempt ? `${shown} is allowed by “${r.list}”.` : `${shown} is not on any list.`;
     out.append(document.createTextNode(sentence));
     if (r.by_you) {
       const undo = document.createElement("button");
       undo.className = "link";
       undo.textContent = "Undo";
-      undo.addEventListener("click", async () => { if (await unallow(r.name, undo)) check(); });
+      undo.addEventListener("click", async () => { if (await unallow(r.rule || r.name, undo)) check(); });
       out.append(" ", undo);
     }
   } catch (e) {

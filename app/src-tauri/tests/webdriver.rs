@@ -25,6 +25,7 @@ guardnest_testkit::main!(
     start_at_login_switched_in_the_tray_shows_in_the_window_within_a_second,
     at_800x600_every_recent_row_shows_the_chart_fits_and_the_switch_stays_put,
     already_running_names_the_holder_notices_it_stop_and_retry_starts,
+    after_a_restart_the_days_count_stands_and_the_empty_recent_list_says_why,
 );
 
 use std::net::SocketAddr;
@@ -512,6 +513,36 @@ fn allow_then_undo_from_the_window() -> Outcome {
         assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
         let (_, out) = cli(&home, &["allowed"]);
         assert!(out.contains("your allowlist is empty"), "{out}");
+        // Allowed through its parent (`guardnest allow evil.test`): the row says so, and
+        // its Undo takes the parent off, so the name is blocked again.
+        let (code, out) = cli(&home, &["allow", "evil.test"]);
+        assert_eq!(code, Some(0), "{out}");
+        let text = wd.wait_text(row, |t| t.contains("Undo"));
+        assert!(text.contains("as part of evil.test"), "{text}");
+        wd.click(&format!("{row} button.undo"));
+        wd.wait_text(row, |t| t.contains("Allow") && !t.contains("Undo"));
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        let (_, out) = cli(&home, &["allowed"]);
+        assert!(out.contains("your allowlist is empty"), "{out}");
+    })
+}
+
+/// The day's count survives a restart but the blocked names are kept in memory only: an
+/// empty "Recently blocked" beside "9 blocked today" says so instead of contradicting it.
+fn after_a_restart_the_days_count_stands_and_the_empty_recent_list_says_why() -> Outcome {
+    let home = support::DesktopHome::new();
+    let day = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    std::fs::write(home.data_dir().join("blocked-today.json"), format!(r#"{{"day":{day},"count":9}}"#)).unwrap();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        wd.wait_text("#c-blocked-today", |t| t == "9");
+        let recent = wd.wait_text("#recent", |t| t.contains("Nothing blocked since GuardNest started"));
+        assert!(recent.contains("The 9 blocked earlier today are counted"), "{recent}");
+        // The first block since the start replaces the note.
+        let listen = listen_of(wd);
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        wd.wait_text("#recent", |t| t.contains("www.evil.test") && !t.contains("Nothing blocked"));
+        wd.wait_text("#c-blocked-today", |t| t == "10");
     })
 }
 

@@ -196,10 +196,16 @@ fn summary(v: &Value) -> String {
         (_, Some(e)) => format!("system proxy not set: {e}"),
         _ => "system proxy not set".to_string(),
     };
-    let lists = v["lists"].as_array().map_or(0, Vec::len);
+    // Block lists are "lists"; the allowlists (the user's own among them) are said apart.
+    let all = v["lists"].as_array().map_or(&[][..], Vec::as_slice);
+    let lists = all.iter().filter(|l| l["role"] != "allow").count() as u64;
+    let allowed: u64 = all.iter().filter(|l| l["role"] == "allow").map(|l| l["entries"].as_u64().unwrap_or(0)).sum();
     let names = v["names"].as_u64().unwrap_or(0);
     let pid = v["pid"].as_u64().unwrap_or(0);
-    let counts = format!("{lists} {}, {names} {}", noun(lists as u64, "list"), noun(names, "name"));
+    let mut counts = format!("{lists} {}, {names} {}", noun(lists, "list"), noun(names, "name"));
+    if all.iter().any(|l| l["role"] == "allow") {
+        counts += &format!(" ({allowed} allowed)");
+    }
     let first = if running {
         let health = if v["healthy"].as_bool().unwrap_or(false) { "healthy" } else { "health check failing" };
         format!(

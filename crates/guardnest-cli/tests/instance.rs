@@ -284,6 +284,18 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     let (code, out) = guardnest(&data, &["resume"]);
     assert_eq!((code, out.trim()), (Some(0), "protection resumed"));
     assert_eq!(connect_status(instance.addr, "www.evil.test:443"), 403);
+    // Off, a pause is refused in plain words (it would silently end blocking at the next on).
+    let (code, out) = guardnest(&data, &["disable"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = guardnest(&data, &["pause", "5"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(2), "guardnest: protection is off: there is nothing to pause (turn it on with guardnest enable)")
+    );
+    let (code, out) = guardnest(&data, &["enable"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (_, out) = guardnest(&data, &["status"]);
+    assert!(!out.contains("paused"), "{out}");
 }
 
 #[test]

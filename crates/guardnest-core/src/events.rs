@@ -50,6 +50,10 @@ pub struct BlockedName {
     /// lists, so that a window shows "Allowed" with an undo instead of "Allow" again.
     #[serde(default)]
     pub allowed: bool,
+    /// The name on the user's allowlist that allows it: the host itself or a parent
+    /// (allowing `evil.test` allows `www.evil.test`). What an undo must take off the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<String>,
 }
 
 /// Blocks counted on one day (UTC), as kept in the data dir so that "blocked today"
@@ -181,6 +185,7 @@ impl BlockLog {
                 count,
                 last: e.at,
                 allowed: false,
+                allowed_by: None,
             });
         }
         rows

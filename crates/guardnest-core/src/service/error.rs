@@ -49,6 +49,9 @@ pub enum InputError {
     /// A pause out of range.
     #[error("pause for 1 to 1440 minutes")]
     PauseRange,
+    /// A pause asked for while protection is off: there is no blocking to pause.
+    #[error("protection is off: there is nothing to pause (turn it on with guardnest enable)")]
+    NothingToPause,
     /// Neither a URL nor an absolute path.
     #[error("{0:?} is not an http(s) URL or an absolute path")]
     NotAListLocation(String),
@@ -69,6 +72,7 @@ impl InputError {
         match self {
             InputError::NotAHost(_) | InputError::NotAHostBecause(..) => InputReason::NotAHost,
             InputError::PauseRange => InputReason::PauseRange,
+            InputError::NothingToPause => InputReason::NothingToPause,
             InputError::NotAListLocation(_) => InputReason::NotAListLocation,
             InputError::NotAUserList(_) => InputReason::NotAUserList,
             InputError::Port => InputReason::Port,

@@ -523,7 +523,7 @@ impl ProxyService {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
         let until = (now_secs() + minutes * 60 + 30) / 60 * 60;
-        Ok(self.pause_until(until, minutes * 60).await)
+        self.pause_until(until, minutes * 60).await
     }
 
     /// Stops blocking for exactly `length` (a second to a day): for scripts and tests that
@@ -532,16 +532,21 @@ impl ProxyService {
         if length < Duration::from_secs(1) || length > Duration::from_secs(PAUSE_MAX_MINUTES * 60) {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
-        Ok(self.pause_until(now_secs() + length.as_secs(), length.as_secs()).await)
+        self.pause_until(now_secs() + length.as_secs(), length.as_secs()).await
     }
 
     /// Pauses until `until`; the message says the length asked for (`asked` seconds).
-    async fn pause_until(&self, until: u64, asked: u64) -> Change {
+    /// Refused while protection is off: a pause would outlive the off and silently end
+    /// blocking after the next switch on.
+    async fn pause_until(&self, until: u64, asked: u64) -> Result<Change, ServiceError> {
         let t = self.transition().await;
+        if t.protection_off {
+            return Err(ServiceError::Input(InputError::NothingToPause));
+        }
         self.lists.pause_until(until);
         self.watch_pause_end(until);
         drop(t);
-        Change { changed: true, message: format!("protection paused for {}", minutes(asked)) }
+        Ok(Change { changed: true, message: format!("protection paused for {}", minutes(asked)) })
     }
 
     /// Ends a pause now.
@@ -671,9 +676,13 @@ impl ProxyService {
                 .recent_names(30)
                 .into_iter()
                 .map(|mut r| {
-                    r.allowed = crate::domain::Host::parse(&r.host).is_ok_and(|h| {
-                        matches!(self.lists.check(&h), crate::blocklist::Verdict::Exempt(m) if &*m.list == kept::USER_ALLOWLIST_NAME)
+                    r.allowed_by = crate::domain::Host::parse(&r.host).ok().and_then(|h| match self.lists.check(&h) {
+                        crate::blocklist::Verdict::Exempt(m) if &*m.list == kept::USER_ALLOWLIST_NAME => {
+                            Some(m.rule.to_string())
+                        }
+                        _ => None,
                     });
+                    r.allowed = r.allowed_by.is_some();
                     r
                 })
                 .collect(),

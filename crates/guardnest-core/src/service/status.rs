@@ -44,6 +44,8 @@ pub enum InputReason {
     NotAHost,
     /// A pause out of range.
     PauseRange,
+    /// A pause while protection is off.
+    NothingToPause,
     /// Neither an http(s) URL nor a file path.
     NotAListLocation,
     /// Not one of the lists the user added.

@@ -42,7 +42,16 @@ impl ProxyService {
         let allowlist = Allowlist::of(self.user_dir("the allowlist")?);
         let (host, removed) = allowlist.remove(name)?;
         if !removed {
-            return Ok(Change { changed: false, message: format!("{host} was not on your allowlist") });
+            // Allowed through a parent the user allowed: say which name to take off.
+            let by = match self.check_domain(&host.to_string()) {
+                Ok(crate::blocklist::Verdict::Exempt(m)) if &*m.list == USER_ALLOWLIST_NAME => Some(m.rule),
+                _ => None,
+            };
+            let message = match by {
+                Some(parent) => format!("{host} is allowed because you allowed {parent}; take {parent} off to block it again"),
+                None => format!("{host} was not on your allowlist"),
+            };
+            return Ok(Change { changed: false, message });
         }
         self.reload_allowlist(&allowlist).await?;
         Ok(Change { changed: true, message: format!("{host} is no longer allowed") })

@@ -122,6 +122,34 @@ async fn allowing_a_name_can_be_undone() {
     stop(s).await;
 }
 
+/// A blocked row allowed through a parent the user allowed names that parent, so that
+/// its Undo (and `guardnest disallow`'s advice) takes the right name off the allowlist.
+#[tokio::test]
+async fn a_name_allowed_through_its_parent_is_undone_by_the_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), config(dir.path()), true).await;
+    let proxy = s.status().await.listen.unwrap();
+    assert_eq!(connect(proxy, "www.evil.test:443").await.unwrap().1, 403);
+    s.allow_domain("evil.test").await.unwrap();
+    let rows = s.stats().recent_names;
+    let row = rows.iter().find(|r| r.host == "www.evil.test").unwrap();
+    assert!(row.allowed, "{rows:?}");
+    assert_eq!(row.allowed_by.as_deref(), Some("evil.test"), "{rows:?}");
+    let answer = s.check("www.evil.test").unwrap();
+    assert!(answer.by_you && answer.rule.as_deref() == Some("evil.test"), "{answer:?}");
+    // Undoing the subdomain itself changes nothing, and says which name to take off.
+    let not = s.unallow_domain("www.evil.test").await.unwrap();
+    assert!(!not.changed, "{not:?}");
+    assert!(not.message.contains("because you allowed evil.test"), "{not:?}");
+    // The row's Undo: the parent comes off, and the subdomain is blocked again.
+    assert!(s.unallow_domain(row.allowed_by.as_deref().unwrap()).await.unwrap().changed);
+    assert_eq!(connect(proxy, "www.evil.test:443").await.unwrap().1, 403);
+    let rows = s.stats().recent_names;
+    let row = rows.iter().find(|r| r.host == "www.evil.test").unwrap();
+    assert!(!row.allowed && row.allowed_by.is_none(), "{rows:?}");
+    stop(s).await;
+}
+
 /// `guardnest disable` sent to the app's instance is its user's choice: the app's next
 /// start leaves protection off; `guardnest run` (not "as left") still protects.
 #[tokio::test]

@@ -40,6 +40,14 @@ async fn pause_allows_everything_then_blocking_returns() {
     assert!(env.service.resume().await.changed);
     assert_eq!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
     assert_eq!(env.service.status().await.paused_secs, None);
+    // Off, there is nothing to pause: refused, and nothing is left to outlive the off.
+    env.service.disable().await.unwrap();
+    let refused = env.service.pause(15).await.unwrap_err();
+    assert_eq!(refused.report().reason, Some(guardnest_core::service::InputReason::NothingToPause), "{refused}");
+    env.service.enable().await.unwrap();
+    assert_eq!(env.service.status().await.paused_secs, None);
+    let proxy = env.service.status().await.listen.unwrap();
+    assert_eq!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
 }
 
 #[tokio::test]
