@@ -1,10 +1,10 @@
 //! The design's ProxyLogger, as a tracing subscriber: level from the flag or $RUST_LOG,
 //! output to standard error or appended to a file.
 
-use parking_lot::Mutex;
 use std::fs::OpenOptions;
 use std::io::IsTerminal as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
@@ -23,7 +23,8 @@ pub fn init(level: Option<&str>, file: Option<&Path>) -> anyhow::Result<()> {
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            builder.with_ansi(false).with_writer(Mutex::new(f)).init();
+            // Opened for appending and shared: each event is one write of a whole line.
+            builder.with_ansi(false).with_writer(Arc::new(f)).init();
         }
         None => builder.with_ansi(std::io::stderr().is_terminal()).with_writer(std::io::stderr).init(),
     }

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 
 use crate::conn::gate::{self, Ask, Client, ConnCtx, ConnGuard, Decided, Pending, Shared};
 use crate::conn::head::ConnectHead;
-use crate::conn::respond::{BadRequest, ProxyBody, Refusal, UpstreamError};
+use crate::conn::respond::{BadRequest, ProxyBody, Refusal};
 use crate::conn::route::{self, Pinned, Reached};
 use crate::conn::tunnel::{self, TunnelEnd};
 use crate::domain::Target;

@@ -44,11 +44,13 @@ impl ProxyService {
         if !removed {
             // Allowed through a parent the user allowed: say which name to take off.
             let by = match self.check_domain(&host.to_string()) {
-                Ok(crate::blocklist::Verdict::Exempt(m)) if &*m.list == USER_ALLOWLIST_NAME => Some(m.rule),
+                Ok(Verdict::Exempt(m)) if &*m.list == USER_ALLOWLIST_NAME => Some(m.rule),
                 _ => None,
             };
             let message = match by {
-                Some(parent) => format!("{host} is allowed because you allowed {parent}; take {parent} off to block it again"),
+                Some(parent) => {
+                    format!("{host} is allowed because you allowed {parent}; take {parent} off to block it again")
+                }
                 None => format!("{host} was not on your allowlist"),
             };
             return Ok(Change { changed: false, message });

@@ -144,7 +144,7 @@ impl Resolver {
         let recent = self.recent.lock().clone();
         let mut left = wanted.len();
         for &pid in &recent {
-            left -= holds(pid, wanted);
+            left -= holds(pid, wanted, left);
             if left == 0 {
                 return;
             }
@@ -159,7 +159,7 @@ impl Resolver {
             if !uids.contains(&std::os::unix::fs::MetadataExt::uid(&meta)) {
                 continue;
             }
-            left -= holds(pid, wanted);
+            left -= holds(pid, wanted, left);
             if left == 0 {
                 return;
             }
@@ -267,8 +267,10 @@ fn parse(kind: u16, payload: &[u8]) -> Result<Diag, PeerError> {
 }
 
 /// Marks the wanted inodes `pid` holds; how many it newly found. A process that has gone,
-/// or whose descriptors may not be read, holds none.
-fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>) -> usize {
+/// or whose descriptors may not be read, holds none. Stops once the `left` still unfound
+/// are found: a lookup's cost is the links it reads, and a program with hundreds of
+/// descriptors is read only up to its socket.
+fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>, left: usize) -> usize {
     let path = format!("/proc/{pid}/fd");
     // Each link is read relative to the open directory (readlinkat): no path walk per
     // descriptor, which is most of a lookup's cost in a program with many of them.
@@ -287,6 +289,9 @@ fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>) -> usize {
         if let Some(slot @ None) = wanted.get_mut(&inode) {
             *slot = Some(pid);
             found += 1;
+            if found == left {
+                break;
+            }
         }
     }
     found
