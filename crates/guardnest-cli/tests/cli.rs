@@ -191,14 +191,18 @@ fn descriptor_exhaustion_is_survived() {
 
 /// A tiny list server on loopback: answers every request with `body` (ETag "v1"), or 304
 /// when the client already has it; counts requests. Stops when the returned sender is dropped.
-fn list_server(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, mpsc::Sender<()>) {
+/// A list server: its URL, the requests it answered, and what closes it (dropping the
+/// sender, then joining the thread: the listener is closed when the join returns).
+type Closer = (mpsc::Sender<()>, std::thread::JoinHandle<()>);
+
+fn list_server(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>, Closer) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let url = format!("http://{}/list.txt", listener.local_addr().unwrap());
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (stop, stopped) = mpsc::channel::<()>();
     let counter = hits.clone();
-    std::thread::spawn(move || loop {
+    let thread = std::thread::spawn(move || loop {
         if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
             return;
         }
@@ -225,7 +229,7 @@ fn list_server(body: &'static str) -> (String, std::sync::Arc<std::sync::atomic:
         };
         let _ = s.write_all(reply.as_bytes());
     });
-    (url, hits, stop)
+    (url, hits, (stop, thread))
 }
 
 fn guardnest_cmd(data: &tempfile::TempDir, args: &[&str]) -> Command {
@@ -289,8 +293,9 @@ fn lists_update_bypasses_the_system_proxy_and_check_works_offline_from_the_cache
     assert!(out.contains("0 updated, 2 unchanged"), "{out}");
     assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2);
 
-    drop(stop); // the server goes away: offline from here on
-    std::thread::sleep(Duration::from_millis(50));
+    // The server goes away: offline from here on.
+    drop(stop.0);
+    stop.1.join().unwrap();
     let (_, out) = stdout_of(&mut guardnest_cmd(&data, &["check", "x.downloaded.test", "--blocklist", &url]));
     assert!(out.starts_with("blocked: x.downloaded.test by list"), "{out}");
     let (code, out) = stdout_of(&mut guardnest_cmd(&data, &["lists", "--blocklist", &url]));

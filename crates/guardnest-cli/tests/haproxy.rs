@@ -35,6 +35,31 @@ fn instance(dir: &std::path::Path, name: &str) -> Running {
     Running::start(&mut cmd)
 }
 
+/// Waits until HAProxy's own health checks mark `server` DOWN (read from its stats socket:
+/// a condition, not a guess at how long checks take on a busy machine).
+#[cfg(unix)]
+fn server_down(socket: &std::path::Path, server: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut stats = String::new();
+        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(socket) {
+            s.set_read_timeout(Some(WAIT)).unwrap();
+            if s.write_all(b"show stat\n").is_ok() {
+                let _ = s.read_to_string(&mut stats);
+            }
+        }
+        let row = format!("guardnest,{server},");
+        if stats.lines().any(|l| l.starts_with(&row) && l.split(',').nth(17).is_some_and(|st| st.starts_with("DOWN"))) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "HAProxy never marked {server} down: {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(not(unix))]
+fn server_down(_: &std::path::Path, _: &str) {}
+
 struct HaProxy(Child);
 
 impl Drop for HaProxy {
@@ -88,13 +113,15 @@ fn two_instances_behind_haproxy() -> Outcome {
     std::fs::write(
         &cfg,
         format!(
-            "global\n  maxconn 1000\n\
+            "global\n  maxconn 1000\n  stats socket {} level user\n\
              defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 20s\n  timeout server 20s\n  retries 3\n  option redispatch\n\
              frontend proxy\n  bind {front}\n  default_backend guardnest\n\
              backend guardnest\n  balance roundrobin\n\
              \x20 server a {} send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 1\n\
              \x20 server b {} send-proxy-v2 check check-send-proxy inter 200ms fall 1 rise 1\n",
-            a.addr, b.addr
+            dir.path().join("haproxy.sock").display(),
+            a.addr,
+            b.addr
         ),
     )
     .unwrap();
@@ -130,7 +157,7 @@ fn two_instances_behind_haproxy() -> Outcome {
     // One instance dies: HAProxy's checks take it out; every new client still gets through.
     a.child.kill().unwrap();
     a.child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(600));
+    server_down(&dir.path().join("haproxy.sock"), "a");
     for i in 0..20 {
         assert_eq!(connect_from("127.0.0.2", front, &echo), (200, true), "connection {i} after the switch");
     }
