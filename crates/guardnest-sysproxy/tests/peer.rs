@@ -35,6 +35,10 @@ fn main() {
         guardnest_testkit::trial("this_process_and_a_child_are_named_by_pid_and_program", named),
         guardnest_testkit::trial("a_connection_whose_program_exited_is_not_found", exited),
         guardnest_testkit::trial("a_pair_nobody_holds_is_not_found", nobody_holds),
+        guardnest_testkit::trial(
+            "one_resolver_names_each_new_connection_after_its_own_program_as_owners_come_and_go",
+            owners_come_and_go,
+        ),
         guardnest_testkit::trial("another_users_program_is_named_by_its_user_only", other_user),
     ]);
 }
@@ -171,6 +175,53 @@ fn exited() -> Outcome {
             _ => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+    passed()
+}
+
+/// The resolver keeps what it learnt of recent owners (their open descriptor directories,
+/// where their sockets were, their programs): none of it may name a connection after the
+/// wrong process. Connections reopened one after another by this process (each usually at a
+/// number the last one freed), a child that exits, then another child: each named by its
+/// own PID, by the same resolver.
+fn owners_come_and_go() -> Outcome {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let owners = Owners::new();
+    let me = std::process::id();
+    for i in 0..50 {
+        let _mine = TcpStream::connect(server).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        match owners.owner(Ends::new(peer, server)).unwrap() {
+            Owner::Program(p) => assert_eq!(p.pid, me, "connection {i}"),
+            other => {
+                if let Some(limit) = wine_limit(&other) {
+                    return limit;
+                }
+                panic!("connection {i}: expected this process, got {other:?}")
+            }
+        }
+    }
+    let mut pids = Vec::new();
+    for round in 0..3 {
+        let (mut child, addr) = client(server, None);
+        let (_accepted, peer) = listener.accept().unwrap();
+        assert_eq!(peer, addr);
+        match owners.owner(Ends::new(peer, server)).unwrap() {
+            Owner::Program(p) => assert_eq!(p.pid, child.id(), "child {round}"),
+            other => panic!("child {round}: expected its PID {}, got {other:?}", child.id()),
+        }
+        pids.push(child.id());
+        drop(child.stdin.take());
+        child.wait().unwrap();
+        // And this process again, after a kept owner has gone.
+        let _mine = TcpStream::connect(server).unwrap();
+        let (_accepted, peer) = listener.accept().unwrap();
+        match owners.owner(Ends::new(peer, server)).unwrap() {
+            Owner::Program(p) => assert_eq!(p.pid, me, "this process after child {round} exited"),
+            other => panic!("expected this process, got {other:?}"),
+        }
+    }
+    eprintln!("children named in turn: {pids:?}");
     passed()
 }
 

@@ -9,7 +9,13 @@
 //! 2. The process: the one whose `/proc/PID/fd` holds a link to `socket:[INODE]`. The
 //!    owners of the latest connections are read first (most recent first), then every
 //!    process of the socket's uid; one batch reads each process at most once and stops as
-//!    soon as every inode is found.
+//!    soon as every inode is found. A recent owner's `/proc/PID/fd` stays open: the handle
+//!    is that process's, not the PID's (once it exits, reads through it fail; a new process
+//!    given the same PID is not reached through it), so its program is read once a second
+//!    at most. In it, the descriptor numbers where its earlier sockets were found are read
+//!    first, by number, before it is listed: the kernel gives a new socket the lowest free
+//!    number, most often one its program's last connection freed, so a lookup usually
+//!    reads one link, not hundreds.
 //! 3. A socket of another uid, when this process is not root, is not looked for: its
 //!    owner's descriptors cannot be read (`ptrace` access), so it is named by its user
 //!    only. A socket found by sock_diag but in no process we can read is looked up again:
@@ -23,7 +29,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use netlink_sys::protocols::NETLINK_SOCK_DIAG;
@@ -51,6 +57,11 @@ const RECENT_OWNERS: usize = 16;
 const USERS: usize = 256;
 /// Larger than any answer to one exact request.
 const RECV_BUFFER: usize = 8 * 1024;
+/// Descriptor numbers remembered per recent owner (where its sockets were found).
+const HOT_FDS: usize = 32;
+/// How long a recent owner's program (its executable) is taken as read: a process that
+/// `exec`s another program keeps its PID and descriptors.
+const PROGRAM_FRESH: Duration = Duration::from_secs(1);
 
 pub(super) struct Resolver {
     /// An open sock_diag socket, taken by one lookup at a time (another opens its own).
@@ -58,6 +69,18 @@ pub(super) struct Resolver {
     /// The owners of the latest connections, most recent first.
     recent: Mutex<Vec<u32>>,
     users: Mutex<HashMap<u32, String>>,
+    /// The recent owners' open descriptor directories, with what was learnt of each.
+    known: Mutex<HashMap<u32, Known>>,
+}
+
+/// A recent owner, held by its open `/proc/PID/fd`.
+struct Known {
+    dir: std::fs::File,
+    /// The descriptor numbers where its looked-for sockets were found, most recent first:
+    /// read first, by number (only an order: every match is read).
+    hot: Vec<u32>,
+    /// Its program, and when it was read.
+    program: Option<(Program, std::time::Instant)>,
 }
 
 /// What sock_diag said about one connection.
@@ -71,7 +94,12 @@ enum Diag {
 
 impl Resolver {
     pub(super) fn new() -> Self {
-        Resolver { socket: Mutex::new(None), recent: Mutex::new(Vec::new()), users: Mutex::new(HashMap::new()) }
+        Resolver {
+            socket: Mutex::new(None),
+            recent: Mutex::new(Vec::new()),
+            users: Mutex::new(HashMap::new()),
+            known: Mutex::new(HashMap::new()),
+        }
     }
 
     pub(super) fn owners(&self, ends: &[Ends]) -> Result<Vec<Owner>, PeerError> {
@@ -138,13 +166,21 @@ impl Resolver {
         Ok(out)
     }
 
-    /// Finds the process holding each wanted inode: recent owners first, then the
-    /// processes of `uids`.
+    /// Finds the process holding each wanted inode: recent owners first (through their
+    /// open directories), then the processes of `uids`.
     fn find_holders(&self, wanted: &mut HashMap<u64, Option<u32>>, uids: &HashSet<u32>) {
         let recent = self.recent.lock().clone();
         let mut left = wanted.len();
         for &pid in &recent {
-            left -= holds(pid, wanted, left);
+            let Some(mut known) = self.known.lock().remove(&pid) else { continue };
+            let mut at = Vec::new();
+            let (found, listed) = holds(pid, &known.dir, wanted, left, &known.hot, &mut at);
+            left -= found;
+            // A directory that lists nothing is a process that has gone: forgotten.
+            if listed || found > 0 {
+                heat(&mut known.hot, &at);
+                self.keep(pid, known);
+            }
             if left == 0 {
                 return;
             }
@@ -152,18 +188,36 @@ impl Resolver {
         let Ok(dir) = std::fs::read_dir("/proc") else { return };
         for entry in dir.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if recent.contains(&pid) {
+            if recent.contains(&pid) && self.known.lock().contains_key(&pid) {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
             if !uids.contains(&std::os::unix::fs::MetadataExt::uid(&meta)) {
                 continue;
             }
-            left -= holds(pid, wanted, left);
+            let Ok(fds) = std::fs::File::open(format!("/proc/{pid}/fd")) else { continue };
+            let mut at = Vec::new();
+            let (found, _) = holds(pid, &fds, wanted, left, &[], &mut at);
+            if found > 0 {
+                let mut hot = Vec::new();
+                heat(&mut hot, &at);
+                self.keep(pid, Known { dir: fds, hot, program: None });
+                left -= found;
+            }
             if left == 0 {
                 return;
             }
         }
+    }
+
+    /// Keeps `known` for `pid`; owners no longer recent are let go first when many are kept.
+    fn keep(&self, pid: u32, known: Known) {
+        let mut all = self.known.lock();
+        if !all.contains_key(&pid) && all.len() >= RECENT_OWNERS * 2 {
+            let recent = self.recent.lock().clone();
+            all.retain(|p, _| recent.contains(p));
+        }
+        all.insert(pid, known);
     }
 
     fn remember(&self, holders: &[u32]) {
@@ -178,10 +232,21 @@ impl Resolver {
         recent.truncate(RECENT_OWNERS);
     }
 
+    /// `pid`'s program (read at most once a second while it is a recent owner).
     fn program(&self, pid: u32, uid: u32) -> Program {
+        let user = self.user(uid);
+        if let Some((program, at)) = self.known.lock().get(&pid).and_then(|k| k.program.as_ref()) {
+            if at.elapsed() < PROGRAM_FRESH && program.user.as_deref() == Some(user.as_str()) {
+                return program.clone();
+            }
+        }
         let path = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
         let name = path.as_deref().and_then(program_name).unwrap_or_else(|| comm(pid));
-        Program { pid, path, name, user: Some(self.user(uid)) }
+        let program = Program { pid, path, name, user: Some(user) };
+        if let Some(known) = self.known.lock().get_mut(&pid) {
+            known.program = Some((program.clone(), std::time::Instant::now()));
+        }
+        program
     }
 
     fn user(&self, uid: u32) -> String {
@@ -266,35 +331,111 @@ fn parse(kind: u16, payload: &[u8]) -> Result<Diag, PeerError> {
     }
 }
 
-/// Marks the wanted inodes `pid` holds; how many it newly found. A process that has gone,
-/// or whose descriptors may not be read, holds none. Stops once the `left` still unfound
-/// are found: a lookup's cost is the links it reads, and a program with hundreds of
-/// descriptors is read only up to its socket.
-fn holds(pid: u32, wanted: &mut HashMap<u64, Option<u32>>, left: usize) -> usize {
-    let path = format!("/proc/{pid}/fd");
-    // Each link is read relative to the open directory (readlinkat): no path walk per
-    // descriptor, which is most of a lookup's cost in a program with many of them.
-    let (Ok(dir), Ok(fds)) = (std::fs::read_dir(&path), std::fs::File::open(&path)) else { return 0 };
+/// Marks the wanted inodes held by the process whose descriptor directory is `dir` (`pid`'s);
+/// how many it newly found, and whether its directory listed anything (a process that has
+/// gone lists nothing). The descriptors numbered in `hot` are read first; the numbers where
+/// sockets were found are added to `at`. Stops once the `left` still unfound are found: a
+/// lookup's cost is the links it reads.
+fn holds(
+    pid: u32,
+    dir: &std::fs::File,
+    wanted: &mut HashMap<u64, Option<u32>>,
+    left: usize,
+    hot: &[u32],
+    at: &mut Vec<u32>,
+) -> (usize, bool) {
+    use std::os::fd::AsRawFd as _;
     let mut found = 0;
     let mut buf = [0u8; 64];
-    for entry in dir.flatten() {
-        let Ok(name) = std::ffi::CString::new(entry.file_name().into_vec()) else { continue };
-        // SAFETY: `fds` is an open directory, `name` a NUL-terminated string, `buf` is
+    // Each link is read relative to the open directory (readlinkat): no path walk per
+    // descriptor.
+    let mut read = |name: &std::ffi::CStr| -> bool {
+        // SAFETY: `dir` is an open directory, `name` a NUL-terminated string, `buf` is
         // writable for its length; readlinkat writes at most that and returns the count.
-        let n = unsafe {
-            libc::readlinkat(std::os::fd::AsRawFd::as_raw_fd(&fds), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
-        };
-        let Ok(n) = usize::try_from(n) else { continue };
-        let Some(inode) = socket_inode(OsStr::from_bytes(&buf[..n])) else { continue };
-        if let Some(slot @ None) = wanted.get_mut(&inode) {
-            *slot = Some(pid);
+        let n = unsafe { libc::readlinkat(dir.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else { return false };
+        let Some(inode) = socket_inode(OsStr::from_bytes(&buf[..n])) else { return false };
+        match wanted.get_mut(&inode) {
+            Some(slot @ None) => {
+                *slot = Some(pid);
+                true
+            }
+            _ => false,
+        }
+    };
+    for &fd in hot {
+        let Ok(name) = std::ffi::CString::new(fd.to_string()) else { continue };
+        if read(&name) {
+            at.push(fd);
+            found += 1;
+            if found == left {
+                return (found, true);
+            }
+        }
+    }
+    let mut listed = false;
+    for name in list(dir) {
+        listed = true;
+        let number = name.to_str().ok().and_then(|n| n.parse::<u32>().ok());
+        if number.is_some_and(|n| hot.contains(&n)) {
+            continue;
+        }
+        if read(&name) {
+            at.extend(number);
             found += 1;
             if found == left {
                 break;
             }
         }
     }
-    found
+    (found, listed)
+}
+
+/// The names in the open directory `dir`, from its start (read through a duplicate of the
+/// handle, so it is the same process's directory however its PID is reused).
+fn list(dir: &std::fs::File) -> Vec<std::ffi::CString> {
+    use std::os::fd::AsRawFd as _;
+    let mut names = Vec::new();
+    // SAFETY: dup of an open descriptor; the duplicate is then owned by the DIR stream
+    // below, which closedir closes (or closed here if fdopendir fails).
+    let copy = unsafe { libc::dup(dir.as_raw_fd()) };
+    if copy < 0 {
+        return names;
+    }
+    // SAFETY: `copy` is an open directory descriptor we own.
+    let stream = unsafe { libc::fdopendir(copy) };
+    if stream.is_null() {
+        // SAFETY: `copy` is ours and no stream took it.
+        unsafe { libc::close(copy) };
+        return names;
+    }
+    // SAFETY: `stream` is a valid DIR stream until closedir; each entry readdir returns is
+    // valid until the next call, and its name is NUL-terminated. The duplicate shares the
+    // original's offset, hence the rewind.
+    unsafe {
+        libc::rewinddir(stream);
+        loop {
+            let entry = libc::readdir(stream);
+            if entry.is_null() {
+                break;
+            }
+            let name = std::ffi::CStr::from_ptr((*entry).d_name.as_ptr());
+            if name.to_bytes().first() != Some(&b'.') {
+                names.push(name.to_owned());
+            }
+        }
+        libc::closedir(stream);
+    }
+    names
+}
+
+/// Puts the descriptor numbers `at` (where sockets were just found) first in `hot`.
+fn heat(hot: &mut Vec<u32>, at: &[u32]) {
+    for &fd in at {
+        hot.retain(|f| *f != fd);
+        hot.insert(0, fd);
+    }
+    hot.truncate(HOT_FDS);
 }
 
 /// The inode of a `socket:[INODE]` link.
