@@ -143,7 +143,8 @@ function renderStatus(st) {
     paused: "Protection is paused",
     off: "Protection is off",
   }[p.state];
-  const everywhere = st.system_proxy.applied ? " for this whole computer" : "";
+  // Only programs that use the system proxy come through GuardNest ("Protected programs").
+  const everywhere = st.system_proxy.applied ? " for the programs that use the system proxy" : "";
   let detail;
   switch (p.state) {
     case "protected":
@@ -182,7 +183,7 @@ function renderStatus(st) {
   const up = st.upstream;
   const upText = up.chained && sp.applied ? `stays in use through GuardNest: ${up.summary}` : up.summary;
   $("s-upstream").textContent = up.unreachable.length ? `${upText}; ${up.unreachable.map((u) => `parent proxy ${u}`).join("; ")}` : upText;
-  $("s-names").textContent = st.names.toLocaleString();
+  $("s-names").textContent = (st.names_blocked ?? st.names).toLocaleString();
   $("s-listen").textContent = st.listen || "none (off)";
   $("s-health").textContent = !st.running ? "–" : st.healthy ? "working" : `not answering (${plural(st.health_failures, "failure", "failures")})`;
   renderLists(st.lists, st.allowed || []);
@@ -557,7 +558,10 @@ function refused(r) {
     $("refused-title").textContent = r.holder_gone ? "The other GuardNest has stopped" : "GuardNest is already running";
     $("refused-text").textContent = r.holder_gone
       ? "You can start GuardNest here now."
-      : `${who} is protecting this computer; only one GuardNest can run at a time. Stop it (for the guardnest command, press Ctrl-C where it runs), or keep using it instead of this window.`;
+      : `${who} is already running with GuardNest's settings and lists; only one GuardNest can use them at a time. `
+        + (h && h.frontend === "cli"
+          ? "Stop it (press Ctrl-C where it runs), or keep using it instead of this window."
+          : "Quit it from its tray menu, or use its window instead of this one.");
     $("retry").textContent = r.holder_gone ? "Start GuardNest" : "Retry";
   } else {
     $("refused-title").textContent = "GuardNest could not start";
@@ -648,6 +652,14 @@ async function check() {
       : r.by_you ? (r.rule && r.rule !== r.name ? `${shown} is allowed: you allowed ${r.rule}.` : `${shown} is allowed: you allowed it.`)
         : r.exempt ? `${shown} is allowed by “${r.list}”.` : `${shown} is not on any list.`;
     out.append(document.createTextNode(sentence));
+    // A name not blocked was checked against the lists that loaded only: say which did not.
+    const unloaded = r.blocked || !lastStatus ? [] : lastStatus.lists.filter((l) => l.role === "block" && !l.loaded);
+    if (unloaded.length) {
+      const note = document.createElement("div");
+      note.className = "muted not-checked";
+      note.textContent = `Not checked against ${unloaded.length === 1 ? "a list" : `${unloaded.length} lists`} that ${unloaded.length === 1 ? "has" : "have"} not loaded yet: ${unloaded.map((l) => l.name).join(", ")}.`;
+      out.append(note);
+    }
     if (r.by_you) {
       const undo = document.createElement("button");
       undo.className = "link";

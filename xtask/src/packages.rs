@@ -85,6 +85,20 @@ const NEEDS: &[Need] = &[
         for_what: "the real-clients test",
     },
     Need {
+        present: || on_path("desktop-file-validate"),
+        packages: &["desktop-file-utils"],
+        for_what: "the login-entry tests (desktop-file-validate reads the entries)",
+    },
+    Need {
+        present: || {
+            ["python3", "/usr/bin/python3"]
+                .iter()
+                .any(|p| run_ok(p, &["-c", "import gi; gi.require_version('Gio', '2.0')"]))
+        },
+        packages: &["python3-gi", "gir1.2-glib-2.0"],
+        for_what: "the login-entry tests (GLib reads the entries)",
+    },
+    Need {
         present: || on_path("chromium") && on_path("chromedriver"),
         packages: &["chromium", "chromium-driver"],
         for_what: "the real-browser test",

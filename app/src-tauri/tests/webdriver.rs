@@ -26,6 +26,7 @@ guardnest_testkit::main!(
     at_800x600_every_recent_row_shows_the_chart_fits_and_the_switch_stays_put,
     already_running_names_the_holder_notices_it_stop_and_retry_starts,
     after_a_restart_the_days_count_stands_and_the_empty_recent_list_says_why,
+    a_name_not_blocked_says_which_lists_could_not_be_checked,
 );
 
 use std::net::SocketAddr;
@@ -595,6 +596,38 @@ fn an_emptied_check_box_clears_the_answer() -> Outcome {
     })
 }
 
+/// "Not on any list" is said of the lists that loaded: a list not downloaded yet (offline)
+/// is named under the answer, as `guardnest check` names it.
+fn a_name_not_blocked_says_which_lists_could_not_be_checked() -> Outcome {
+    let home = support::DesktopHome::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = home.data_dir().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let unreachable = format!("http://{closed}/never.txt");
+    std::fs::write(&config, text.replacen("sources = [", &format!("sources = [{unreachable:?}, "), 1)).unwrap();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "Partly protected" || t == "You are protected");
+        wd.type_into("#check-name", "good.example");
+        wd.click("#check-form button");
+        let answer = wd.wait_text("#check-result", |t| t.contains("is not on any list"));
+        let answer = if answer.contains("Not checked") {
+            answer
+        } else {
+            wd.wait_text("#check-result", |t| t.contains("Not checked"))
+        };
+        assert!(
+            answer.contains(&format!("Not checked against a list that has not loaded yet: {closed}/never.txt.")),
+            "{answer}"
+        );
+        // A blocked name needs no such note.
+        wd.script("document.getElementById('check-name').value = ''");
+        wd.type_into("#check-name", "evil.test");
+        wd.click("#check-form button");
+        let answer = wd.wait_text("#check-result", |t| t.contains("is blocked"));
+        assert!(!answer.contains("Not checked"), "{answer}");
+    })
+}
+
 /// Item 7: when a pause runs out, the window stops saying "paused" within a second of the
 /// engine (which ends it on the second it said).
 fn a_pause_that_runs_out_stops_showing_within_a_second() -> Outcome {
@@ -709,7 +742,9 @@ fn already_running_names_the_holder_notices_it_stop_and_retry_starts() -> Outcom
     let outcome = with_window(&home, |wd| {
         wd.wait_text("#refused-title", |t| t == "GuardNest is already running");
         let text = wd.text("#refused-text");
-        assert!(text.contains(&format!("The guardnest command (process {pid})")), "{text}");
+        assert!(text.contains(&format!("The guardnest command (process {pid}) is already running")), "{text}");
+        // It may not be the system proxy: the window does not say it protects this computer.
+        assert!(!text.contains("protecting") && text.contains("press Ctrl-C where it runs"), "{text}");
         assert!(!text.contains('`'), "{text}");
         assert_eq!(wd.text("#retry"), "Retry");
         support::kill_group(&mut run);

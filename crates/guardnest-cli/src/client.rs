@@ -200,9 +200,9 @@ fn summary(v: &Value) -> String {
     let all = v["lists"].as_array().map_or(&[][..], Vec::as_slice);
     let lists = all.iter().filter(|l| l["role"] != "allow").count() as u64;
     let allowed: u64 = all.iter().filter(|l| l["role"] == "allow").map(|l| l["entries"].as_u64().unwrap_or(0)).sum();
-    let names = v["names"].as_u64().unwrap_or(0);
+    let names = v["names_blocked"].as_u64().unwrap_or(0);
     let pid = v["pid"].as_u64().unwrap_or(0);
-    let mut counts = format!("{lists} {}, {names} {}", noun(lists, "list"), noun(names, "name"));
+    let mut counts = format!("{lists} {}, {names} {} blocked", noun(lists, "list"), noun(names, "name"));
     if all.iter().any(|l| l["role"] == "allow") {
         counts += &format!(" ({allowed} allowed)");
     }

@@ -417,7 +417,7 @@ fn allow_allowed_and_unallow_work_offline_and_against_the_running_instance() {
     assert_eq!(out.trim(), "www.evil.test");
     // The status counts block lists; the allowlist is said apart, not as a second list.
     let (_, out) = client(&data, &["status"]);
-    assert!(out.contains("; 1 list, 2 names (1 allowed)\n"), "{out}");
+    assert!(out.contains("; 1 list, 1 name blocked (1 allowed)\n"), "{out}");
     run.signal("-TERM");
     assert_eq!(run.wait_exit().code(), Some(0));
 }

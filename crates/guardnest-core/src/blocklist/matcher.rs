@@ -193,6 +193,7 @@ impl MatcherBuilder {
             filter: zeroed_table(filter_bits / 64),
             filter_mask: filter_bits as u64 - 1,
             len: 0,
+            blocking: 0,
             lists: self.lists.iter().map(|l| l.name.clone()).collect(),
             hasher: self.hasher,
         };
@@ -205,6 +206,14 @@ impl MatcherBuilder {
             list.names.block.iter().for_each(|&fp| m.insert(fp, id, block_shift));
             list.names.allow.iter().for_each(|&fp| m.insert(fp, id, allow_shift));
         }
+        m.blocking = m
+            .slots
+            .iter()
+            .filter(|&&slot| {
+                let ids = slot as u16;
+                slot != 0 && (ids >> BLOCK_SHIFT) & 0xff != NONE && (ids >> ALLOW_SHIFT) & 0xff == NONE
+            })
+            .count();
         m
     }
 }
@@ -281,6 +290,8 @@ pub struct Matcher {
     filter: Box<[u64]>,
     filter_mask: u64,
     len: usize,
+    /// Names with a block rule and no allow rule of their own.
+    blocking: usize,
     lists: Vec<Arc<str>>,
     hasher: NameHasher,
 }
@@ -295,6 +306,12 @@ impl Matcher {
     /// Distinct names held (block and allow).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Distinct names a block rule holds that no allow rule names itself: what "N names
+    /// blocked" counts (an allowed name is not one, nor are the allowlists' names).
+    pub fn blocking(&self) -> usize {
+        self.blocking
     }
 
     /// Whether no names are held.
@@ -464,6 +481,9 @@ mod tests {
     fn suffixes_block_and_lookalikes_do_not() {
         let m = matcher();
         assert_eq!(m.len(), 7);
+        // Blocked: all but ok.evil.test (an allowlist names it) and ex.ads.example.com (an
+        // exception rule), each counted once however many lists have it.
+        assert_eq!(m.blocking(), 5);
         let v = m.check_name("a.b.evil.test");
         assert_eq!(v, Verdict::Blocked(Match { list: "bad".into(), rule: "evil.test".into() }));
         assert!(m.check_name("evil.test").is_blocked());

@@ -359,6 +359,14 @@ impl Blocklists {
         .await
         .map_err(|e| ListError::Read { path: location.clone(), source: std::io::Error::other(e.to_string()) })?;
         let mut source = local.map_err(|(path, source)| ListError::Read { path, source })?;
+        if let source::Origin::File(path) = &source.origin {
+            // A file with no names is not a list (a page saved by mistake): refused, as a
+            // download that is not one is.
+            if let Some(why) = source::not_a_list(&source.version.names) {
+                let problem = Problem::new(ProblemKind::NoNames, &path.display().to_string(), why);
+                return Err(ListError::Unusable { location, problem });
+            }
+        }
         if matches!(source.origin, source::Origin::Url { .. }) {
             let outcome = Source::probe(
                 source.origin.clone(),
@@ -554,6 +562,11 @@ impl Blocklists {
     /// Distinct names in the published matcher.
     pub fn len(&self) -> usize {
         self.inner.current.load().len()
+    }
+
+    /// Names the published matcher blocks ([`Matcher::blocking`]).
+    pub fn blocking(&self) -> usize {
+        self.inner.current.load().blocking()
     }
 
     /// Whether the published matcher holds no names.

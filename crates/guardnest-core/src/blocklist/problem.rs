@@ -19,6 +19,9 @@ pub enum ProblemKind {
     NotAList,
     /// A list file could not be read.
     Unreadable,
+    /// A file offered as a list holds no names, or more lines that are not names than names
+    /// (a web page saved by mistake, say).
+    NoNames,
     /// The download could not be stored.
     Disk,
     /// Recorded by an earlier run; only its text is known.
@@ -47,6 +50,7 @@ impl Problem {
             ProblemKind::TooLarge => "the download is larger than the size limit".to_string(),
             ProblemKind::NotAList => "the download is not a list (an error page?)".to_string(),
             ProblemKind::Unreadable => format!("cannot read {subject}"),
+            ProblemKind::NoNames => format!("{subject} is not a list: {detail}"),
             ProblemKind::Disk => "cannot store the download".to_string(),
             ProblemKind::Earlier => "the last update failed".to_string(),
         };

@@ -385,6 +385,15 @@ fn accept_download(
     Ok(loaded)
 }
 
+/// Why a list file's names are not a list's: none, or more invalid lines than names.
+pub(crate) fn not_a_list(names: &ListNames) -> Option<String> {
+    if names.entries() == 0 {
+        return Some(format!("no names in it ({} lines that are not names)", names.invalid));
+    }
+    (names.invalid > names.entries())
+        .then(|| format!("{} lines that are not names and only {} names", names.invalid, names.entries()))
+}
+
 /// An HTML error page or a captive portal parses to no names, or to more invalid lines
 /// than names; neither may replace a good list.
 fn check_plausible(loaded: &Loaded) -> Result<(), String> {

@@ -595,12 +595,13 @@ impl ProxyService {
         };
         let lists = self.list_status();
         let names = self.lists.len();
+        let blocking = self.lists.blocking();
         let paused_until = self.lists.paused_until();
         let paused = paused_until.map(|until| (until.saturating_sub(now_secs()), until));
         Status {
             running,
             healthy: running && health.as_ref().is_some_and(|h| h.checks() == 0 || h.last_ok()),
-            protection: Protection::of(running, paused, &lists, names, state.start_error.clone()),
+            protection: Protection::of(running, paused, &lists, blocking, state.start_error.clone()),
             listen,
             uptime_secs: uptime,
             health_checks: health.as_ref().map_or(0, |h| h.checks()),
@@ -614,6 +615,7 @@ impl ProxyService {
             upstream: self.upstream_status(state.running.as_ref().filter(|_| running), health.as_deref()),
             lists,
             names,
+            names_blocked: blocking,
             paused_secs: paused.map(|(secs, _)| secs),
             paused_until,
             pause_minutes: PAUSE_DEFAULT_MINUTES,

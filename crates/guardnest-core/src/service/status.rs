@@ -103,7 +103,7 @@ pub enum Protection {
     /// Blocking, with at least one block list that holds names. Some block lists may not
     /// be loaded yet (`missing`): then the user is only partly protected, and is told which.
     Protected {
-        /// Distinct names the lists hold.
+        /// Distinct names the block lists hold that are not allowed.
         names: usize,
         /// Block lists that are not loaded (not downloaded yet, or failing), each with why.
         missing: Vec<MissingList>,
@@ -158,7 +158,7 @@ pub enum Unprotected {
 
 impl Protection {
     /// Decides from the running state, the pause (seconds left, and its end), the lists and
-    /// the distinct names loaded.
+    /// the distinct names blocked (allowed names are not counted).
     pub fn of(
         running: bool,
         paused: Option<(u64, u64)>,
@@ -287,8 +287,11 @@ pub struct Status {
     pub upstream: UpstreamStatus,
     /// Lists.
     pub lists: Vec<ListStatus>,
-    /// Distinct names loaded.
+    /// Distinct names loaded (block and allow rules).
     pub names: usize,
+    /// Of them, the names blocked: a block rule, and no allow rule of their own.
+    #[serde(default)]
+    pub names_blocked: usize,
     /// Seconds left while protection is paused.
     pub paused_secs: Option<u64>,
     /// When a pause ends (seconds since the epoch), while paused.

@@ -130,7 +130,14 @@ async fn a_name_allowed_through_its_parent_is_undone_by_the_parent() {
     let s = start(dir.path(), config(dir.path()), true).await;
     let proxy = s.status().await.listen.unwrap();
     assert_eq!(connect(proxy, "www.evil.test:443").await.unwrap().1, 403);
+    let blocked = |st: &guardnest_core::service::Status| match &st.protection {
+        Protection::Protected { names, .. } => (*names, st.names_blocked),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(blocked(&s.status().await), (1, 1));
     s.allow_domain("evil.test").await.unwrap();
+    // The allowed name is no longer counted as blocked (nor is the allowlist's entry).
+    assert_eq!(blocked(&s.status().await), (0, 0));
     let rows = s.stats().recent_names;
     let row = rows.iter().find(|r| r.host == "www.evil.test").unwrap();
     assert!(row.allowed, "{rows:?}");
@@ -317,6 +324,15 @@ async fn a_list_that_cannot_be_read_or_downloaded_is_refused_and_not_kept() {
         (e.kind, e.reason, e.input.as_deref()),
         (ErrorKind::Input, Some(InputReason::NotAListLocation), Some("blocks.txt"))
     );
+    // A web page saved by mistake: no names in it, so not a list (as a download is not).
+    let page = dir.path().join("page.html");
+    std::fs::write(&page, "<!doctype html>\n<html><head><title>Lists</title></head>\n<body>hello</body></html>\n")
+        .unwrap();
+    let e = s.add_list(&page.display().to_string()).await.unwrap_err().report();
+    let problem = e.problem.expect("the page's problem");
+    assert_eq!(problem.kind, guardnest_core::blocklist::ProblemKind::NoNames, "{problem:?}");
+    assert!(problem.summary.starts_with(&format!("{} is not a list: no names in it", page.display())), "{problem:?}");
+    assert!(s.user_lists().is_empty(), "a page was kept as a list");
     let mine = dir.path().join("mine.txt");
     std::fs::write(&mine, "tracker.test\n").unwrap();
     let added = s.add_list(&mine.display().to_string()).await.unwrap();
