@@ -77,9 +77,16 @@ impl Shown {
     pub fn of(view: &View) -> Shown {
         let login = view.start_at_login;
         let Some(status) = &view.status else {
+            // As the window says: once the other GuardNest has stopped, this one can start.
+            let gone = view.refused.as_ref().is_some_and(|r| r.holder_gone);
             return Shown {
                 look: Look::Off,
-                line: "Another GuardNest is running".into(),
+                line: if gone {
+                    "The other GuardNest has stopped: open GuardNest to start"
+                } else {
+                    "Another GuardNest is running"
+                }
+                .into(),
                 blocking: false,
                 engine: false,
                 paused: false,

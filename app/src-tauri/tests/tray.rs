@@ -189,6 +189,9 @@ fn the_tray_of_an_app_refused_by_another_guardnest_has_no_tick() -> Outcome {
         tray.click("Protection on");
         tray.wait("no tick after a click", |m| ticked(m, "Protection on") == Some(false));
         assert!(app.alive());
+        // The other GuardNest stops: the tray says so, as the window does.
+        support::kill_group(&mut run);
+        tray.wait("the holder gone", |m| m[0].label == "The other GuardNest has stopped: open GuardNest to start");
     }));
     support::kill_group(&mut child);
     support::kill_group(&mut run);
