@@ -706,10 +706,24 @@ async function updateLists() {
 $("update-lists").addEventListener("click", updateLists);
 
 // Closing the window the first time: say that GuardNest stays (the app held the close).
-$("closing-ok").addEventListener("click", () => invoke("close_to_tray"));
+// (Where there is no tray the window stays, minimised: the notice goes first.)
+$("closing-ok").addEventListener("click", () => { $("closing").classList.add("hidden"); invoke("close_to_tray"); });
 $("closing-quit").addEventListener("click", () => invoke("quit_app"));
 
 tauri.event.listen("guardnest://view", (ev) => render(ev.payload));
 tauri.event.listen("guardnest://error", (ev) => showError(ev.payload));
-tauri.event.listen("guardnest://closing", () => { $("closing").classList.remove("hidden"); $("closing-ok").focus(); });
+// The payload says whether this desktop shows tray icons: where it does not (GNOME without
+// its AppIndicator extension), GuardNest stays as a minimised window instead.
+tauri.event.listen("guardnest://closing", (ev) => {
+  const tray = !ev.payload || ev.payload.tray !== false;
+  $("closing-where").textContent = tray
+    ? "Closing this window leaves GuardNest in the tray (the shield icon near the clock), still protecting this computer: your apps keep going through it."
+    : "This desktop shows no tray icons, so GuardNest cannot hide in the tray: closing this window minimises it instead (find it in the taskbar or the Activities overview). It keeps protecting this computer: your apps keep going through it.";
+  $("closing-stop").innerHTML = tray
+    ? "To stop it, choose <b>Quit</b> in the tray menu, or here."
+    : "To stop it, choose <b>Quit GuardNest</b> here.";
+  $("closing-ok").textContent = tray ? "Keep running in the tray" : "Keep running, minimised";
+  $("closing").classList.remove("hidden");
+  $("closing-ok").focus();
+});
 refresh();

@@ -96,7 +96,12 @@ const NEEDS: &[Need] = &[
                 .any(|p| run_ok(p, &["-c", "import gi; gi.require_version('Gio', '2.0')"]))
         },
         packages: &["python3-gi", "gir1.2-glib-2.0"],
-        for_what: "the login-entry tests (GLib reads the entries)",
+        for_what: "the login-entry tests (GLib reads the entries) and the desktop tests' tray host",
+    },
+    Need {
+        present: || on_path("openbox"),
+        packages: &["openbox"],
+        for_what: "the no-tray window test (a window manager to minimise to)",
     },
     Need {
         present: || on_path("chromium") && on_path("chromedriver"),

@@ -11,7 +11,7 @@
 use guardnest_core::blocklist::UpdateReport;
 use guardnest_core::events::BlockEvent;
 use guardnest_core::service::{Change, CheckAnswer, ServiceStats, Status, PAUSE_DEFAULT_MINUTES};
-use tauri::{Manager, Runtime, State};
+use tauri::{Runtime, State};
 
 use crate::events::View;
 use crate::state::{AppState, UiError};
@@ -144,9 +144,7 @@ fn set_start_at_login<R: Runtime>(app: tauri::AppHandle<R>, on: bool) -> Reply<C
 #[tauri::command]
 fn close_to_tray<R: Runtime>(app: tauri::AppHandle<R>, state: State<'_, AppState>) -> Reply<()> {
     state.told_about_tray()?;
-    if let Some(w) = app.get_webview_window(crate::window::MAIN) {
-        let _ = w.destroy();
-    }
+    crate::window::keep_running(&app);
     Ok(())
 }
 

@@ -65,8 +65,11 @@ pub fn run() {
                 watch_session_end(app.handle());
                 watch_quit_requests(app.handle());
                 events::spawn_updates(app.handle());
-                // Started at login: the tray only; otherwise the window too.
-                if !std::env::args().any(|a| a == login::HIDDEN) {
+                // Started at login: the tray only (a minimised window where there is no
+                // tray); otherwise the window too.
+                if std::env::args().any(|a| a == login::HIDDEN) {
+                    window::started_hidden(app.handle());
+                } else {
                     window::open(app.handle());
                 }
                 Ok(())

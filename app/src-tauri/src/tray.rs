@@ -1,7 +1,8 @@
 //! The tray: the app's only presence while its window is closed, and a view of the engine
 //! like the window. Its icon is drawn per state (blocking, paused, off, not protected), its
 //! first line says the state in words, "Protection on" is ticked only while GuardNest
-//! actually blocks, and its items work without the window. The update loop reflects every
+//! actually blocks (running with no list loaded it reads "On, but blocking nothing yet" and
+//! opens the window), and its items work without the window. The update loop reflects every
 //! change into it ([`reflect`]), whoever made the change.
 
 use parking_lot::Mutex;
@@ -70,6 +71,21 @@ pub struct Shown {
     login: bool,
     /// Running with no list loaded: the switch opens the window, which says why.
     unprotected: bool,
+}
+
+/// The switch's words: "Protection on", ticked only while blocking. Running with no list
+/// loaded it is neither on nor off as a person means it: it says so, and opens the window.
+const TOGGLE: &str = "Protection on";
+const TOGGLE_NOT_BLOCKING: &str = "On, but blocking nothing yet: see why";
+
+impl Shown {
+    fn toggle_text(&self) -> &'static str {
+        if self.unprotected {
+            TOGGLE_NOT_BLOCKING
+        } else {
+            TOGGLE
+        }
+    }
 }
 
 impl Shown {
@@ -164,7 +180,7 @@ pub fn build(app: &tauri::App<Wry>) -> tauri::Result<()> {
     #[cfg(target_os = "linux")]
     glib::set_application_name(TITLE);
     let status = MenuItem::with_id(app, "status", "GuardNest", false, None::<&str>)?;
-    let toggle = CheckMenuItem::with_id(app, "toggle", "Protection on", false, false, None::<&str>)?;
+    let toggle = CheckMenuItem::with_id(app, "toggle", TOGGLE, false, false, None::<&str>)?;
     let pause = MenuItem::with_id(app, "pause", pause_text(), false, None::<&str>)?;
     let login_on = crate::login::is_on().unwrap_or(false);
     let login = CheckMenuItem::with_id(app, "login", "Start at login", true, login_on, None::<&str>)?;
@@ -246,6 +262,7 @@ pub fn refresh<R: Runtime>(app: &AppHandle<R>) {
 pub fn reflect<R: Runtime>(app: &AppHandle<R>, shown: &Shown) {
     let Some(items) = app.try_state::<Items<Wry>>() else { return };
     let _ = items.status.set_text(&shown.line);
+    let _ = items.toggle.set_text(shown.toggle_text());
     let _ = items.toggle.set_checked(shown.blocking);
     let _ = items.toggle.set_enabled(shown.engine);
     let _ = items.pause.set_enabled(shown.pausable);
@@ -271,6 +288,62 @@ pub fn reflect_login<R: Runtime>(app: &AppHandle<R>, on: bool) {
     if let Some(state) = app.try_state::<AppState>() {
         state.wake.notify_one();
     }
+}
+
+/// Whether the desktop shows tray icons at all. Stock GNOME does not (without the
+/// AppIndicator extension): there the icon is never seen, so closing the window must not
+/// leave GuardNest running unseen (see `window::close_requested`). A tray host is a
+/// StatusNotifierWatcher on the session bus with a host registered (KDE, GNOME's extension,
+/// XFCE, Cinnamon, MATE and LXQt all run one). Windows and macOS always have one.
+#[cfg(target_os = "linux")]
+pub fn desktop_shows_it() -> bool {
+    use glib::ToVariant;
+    const WATCHER: &str = "org.kde.StatusNotifierWatcher";
+    let Ok(bus) = gio::bus_get_sync(gio::BusType::Session, gio::Cancellable::NONE) else { return false };
+    let call = |service: &str, path: &str, interface: &str, method: &str, args: glib::Variant| {
+        bus.call_sync(
+            Some(service),
+            path,
+            interface,
+            method,
+            Some(&args),
+            None,
+            gio::DBusCallFlags::NONE,
+            1000,
+            gio::Cancellable::NONE,
+        )
+    };
+    let owned = call(
+        "org.freedesktop.DBus",
+        "/org/freedesktop/DBus",
+        "org.freedesktop.DBus",
+        "NameHasOwner",
+        (WATCHER,).to_variant(),
+    )
+    .ok()
+    .and_then(|reply| reply.get::<(bool,)>())
+    .is_some_and(|(owned,)| owned);
+    if !owned {
+        return false;
+    }
+    // A watcher with no host (a panel that is not running) shows nothing either; a watcher
+    // that does not say is taken at its word.
+    call(
+        WATCHER,
+        "/StatusNotifierWatcher",
+        "org.freedesktop.DBus.Properties",
+        "Get",
+        (WATCHER, "IsStatusNotifierHostRegistered").to_variant(),
+    )
+    .ok()
+    .and_then(|reply| reply.child_value(0).as_variant())
+    .and_then(|v| v.get::<bool>())
+    .unwrap_or(true)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn desktop_shows_it() -> bool {
+    true
 }
 
 /// How long Quit, log-off and shutdown give open connections before the app exits.

@@ -2,7 +2,8 @@
 //! the tray no page, timer or web process runs for nobody to see. Reopening builds it again
 //! from the configuration; the page then asks for the whole current view. The first close
 //! ever is held back: the page first says that GuardNest keeps running in the tray and
-//! holds the system proxy, and offers Quit.
+//! holds the system proxy, and offers Quit. A desktop that shows no tray gets a minimised
+//! window instead of a closed one.
 
 use tauri::{AppHandle, Manager, Runtime, WebviewWindowBuilder};
 
@@ -37,16 +38,63 @@ pub fn open<R: Runtime>(app: &AppHandle<R>) {
     }
 }
 
-/// The event the page shows its one-time notice on (GuardNest stays in the tray).
+/// Started at login, hidden in the tray: where the desktop shows no tray (after giving its
+/// panel time to come up), the window is opened minimised instead, so that GuardNest is never
+/// running unseen.
+pub fn started_hidden<R: Runtime>(app: &AppHandle<R>) {
+    let app = app.clone();
+    let spawned = std::thread::Builder::new().name("tray-host".into()).spawn(move || {
+        for _ in 0..30 {
+            if crate::tray::desktop_shows_it() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        open(&app);
+        if let Some(w) = app.get_webview_window(MAIN) {
+            let _ = w.minimize();
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::error!("cannot watch for a tray: {e}");
+    }
+}
+
+/// The event the page shows its one-time notice on (GuardNest keeps running); its payload
+/// says whether the desktop shows a tray (else closing minimises, see `keep_running`).
 pub const CLOSING_EVENT: &str = "guardnest://closing";
 
-/// The window manager asks to close the window: the first time ever, the page says what
-/// closing means instead (its "Keep running in the tray" closes it, see `close_to_tray`).
+/// The window manager asks to close the window. The first time ever, the page says what
+/// closing means instead (its "Keep running" button goes on, see `keep_running`). Where the
+/// desktop shows no tray icons (stock GNOME), a closed window would leave GuardNest holding
+/// the system proxy with nothing on screen: the window is minimised instead, and an app
+/// that holds nothing (another GuardNest runs) quits.
 pub fn close_requested<R: Runtime>(window: &tauri::Window<R>, api: &tauri::CloseRequestApi) {
-    let Some(state) = window.app_handle().try_state::<AppState>() else { return };
-    if state.should_tell_about_tray() && state.service().is_ok() {
+    let app = window.app_handle();
+    let Some(state) = app.try_state::<AppState>() else { return };
+    let tray = crate::tray::desktop_shows_it();
+    if state.service().is_err() {
+        if !tray {
+            crate::quit(app);
+        }
+        return;
+    }
+    if state.should_tell_about_tray() {
         api.prevent_close();
-        let _ = tauri::Emitter::emit_to(window.app_handle(), MAIN, CLOSING_EVENT, ());
+        let _ = tauri::Emitter::emit_to(app, MAIN, CLOSING_EVENT, serde_json::json!({ "tray": tray }));
+    } else if !tray {
+        api.prevent_close();
+        let _ = window.minimize();
+    }
+}
+
+/// Closes the window to the tray, or minimises it where the desktop shows no tray.
+pub fn keep_running<R: Runtime>(app: &AppHandle<R>) {
+    let Some(w) = app.get_webview_window(MAIN) else { return };
+    if crate::tray::desktop_shows_it() {
+        let _ = w.destroy();
+    } else {
+        let _ = w.minimize();
     }
 }
 

@@ -12,6 +12,7 @@ use guardnest_testkit::{passed, Outcome};
 guardnest_testkit::main!(
     the_tray_is_titled_guardnest_and_draws_and_ticks_only_what_is_true,
     the_tray_of_an_app_refused_by_another_guardnest_has_no_tick,
+    running_with_no_list_loaded_the_tray_says_on_but_blocking_nothing_and_opens_the_window,
 );
 
 use std::process::Stdio;
@@ -28,8 +29,8 @@ fn missing_tools() -> Option<Outcome> {
 
 /// The app in a session of its own (Xvfb and a private session bus), in `home`.
 fn start(home: &DesktopHome) -> std::process::Child {
-    home.command("dbus-run-session")
-        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", env!("CARGO_BIN_EXE_guardnest-app")])
+    home.desktop(true)
+        .arg(env!("CARGO_BIN_EXE_guardnest-app"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -65,7 +66,12 @@ fn hue(tray: &Tray) -> Option<&'static str> {
 fn wait_hue(tray: &Tray, want: &str) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while hue(tray) != Some(want) {
-        assert!(Instant::now() < deadline, "the tray's icon never turned {want}");
+        assert!(
+            Instant::now() < deadline,
+            "the tray's icon never turned {want}: {:?} {:?}",
+            tray.icon_file(),
+            hue(tray)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -195,6 +201,55 @@ fn the_tray_of_an_app_refused_by_another_guardnest_has_no_tick() -> Outcome {
     }));
     support::kill_group(&mut child);
     support::kill_group(&mut run);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    passed()
+}
+
+/// Running with no list loaded (the only list cannot be downloaded: first start offline),
+/// GuardNest is neither on nor off as a person means it. The tray says "Not protected", its
+/// switch reads "On, but blocking nothing yet: see why" with no tick, and a click opens the
+/// window (closed to the tray before), which says why; nothing is switched.
+fn running_with_no_list_loaded_the_tray_says_on_but_blocking_nothing_and_opens_the_window() -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    let home = DesktopHome::new().told_about_tray();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config = home.data_dir().join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let start_of_sources = text.find("sources = [").unwrap();
+    let end_of_sources = start_of_sources + text[start_of_sources..].find(']').unwrap() + 1;
+    let only_unreachable = format!("sources = [\"http://{closed}/never.txt\"]");
+    std::fs::write(&config, format!("{}{only_unreachable}{}", &text[..start_of_sources], &text[end_of_sources..]))
+        .unwrap();
+    let mut child = start(&home);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let app = AppProcess::of(&home);
+        let tray = app.tray();
+        let switch = "On, but blocking nothing yet: see why";
+        let menu = tray.wait("not protected", |m| m[0].label == "Not protected: no list loaded");
+        let toggle = menu.iter().find(|i| i.label == switch).unwrap_or_else(|| panic!("no {switch:?}: {menu:?}"));
+        assert_eq!((toggle.ticked, toggle.enabled), (Some(false), true), "{menu:?}");
+        assert!(!menu.iter().any(|i| i.label == "Protection on"), "{menu:?}");
+        wait_hue(&tray, "red");
+        // Closed to the tray (told once already: at once), then the switch: the window comes
+        // back, the state unchanged and still no tick.
+        app.xwindow(&["wait", "GuardNest", "60"]);
+        app.xwindow(&["close", "GuardNest"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.web_processes() > 0 {
+            assert!(Instant::now() < deadline, "the window did not close");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tray.click(switch);
+        app.xwindow(&["wait", "GuardNest", "20"]);
+        let menu = tray.wait("no tick after the click", |m| ticked(m, switch) == Some(false));
+        assert_eq!(menu[0].label, "Not protected: no list loaded");
+        assert!(app.alive());
+    }));
+    support::kill_group(&mut child);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

@@ -17,6 +17,7 @@ use guardnest_testkit::{passed, Outcome};
 guardnest_testkit::main!(
     the_switch_drives_the_proxy_end_to_end,
     closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_window,
+    where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest,
     paused_then_switched_on_blocks_again,
     allow_then_undo_from_the_window,
     a_long_check_input_wraps_and_never_widens_the_page,
@@ -225,13 +226,17 @@ fn missing_tools() -> Option<Outcome> {
 /// tauri-driver in a session of its own (Xvfb, a session bus, the throwaway HOME), and a
 /// WebDriver session on the app it starts.
 fn session(home: &support::DesktopHome) -> (std::process::Child, WebDriver) {
+    session_on(home, true)
+}
+
+/// As [`session`], on a desktop that shows a tray, or not (stock GNOME).
+fn session_on(home: &support::DesktopHome, tray: bool) -> (std::process::Child, WebDriver) {
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (port, native_port) = (free_port(), free_port());
     // Its own native port: a WebKitWebDriver left from another run must never be reused
     // (it would launch the app with that run's environment).
     let mut driver = home
-        .command("dbus-run-session")
-        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24"])
+        .desktop(tray)
         .arg(tauri_driver())
         .args(["--port", &port.to_string(), "--native-port", &native_port.to_string()])
         .stdout(Stdio::null())
@@ -414,6 +419,85 @@ fn closed_to_the_tray_the_page_and_its_processes_go_and_open_brings_the_current_
         std::panic::resume_unwind(e);
     }
     passed()
+}
+
+/// Stock GNOME shows no tray icons (no StatusNotifierWatcher on the session bus): a closed
+/// window would leave GuardNest holding the system proxy with nothing on screen. The first
+/// close says so and offers Quit or a minimised window; the window is then minimised (by a
+/// real window manager, openbox), never destroyed, and starting the app again brings it back.
+fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest() -> Outcome {
+    if let Some(skipped) = missing_tools() {
+        return skipped;
+    }
+    if let Some(skipped) = guardnest_testkit::needs_tools(&["python3", "openbox"], "apt-get install python3 openbox") {
+        return skipped;
+    }
+    let home = support::DesktopHome::new();
+    let (mut driver, wd) = session_on(&home, false);
+    let mut wm: Option<std::process::Child> = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        assert_eq!(home.proxy_mode(), "'manual'", "the app did not set the system proxy");
+        let listen = listen_of(&wd);
+        let app = support::AppProcess::of(&home);
+        app.xwindow(&["wait", "GuardNest", "60"]);
+        wm = Some(app.command("openbox").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+
+        app.xwindow(&["close", "GuardNest"]);
+        let notice = wd.wait_text("#closing", |t| t.contains("This desktop shows no tray icons"));
+        assert!(notice.contains("closing this window minimises it instead"), "{notice}");
+        assert!(!notice.contains("near the clock"), "{notice}");
+        assert_eq!(wd.text("#closing-ok"), "Keep running, minimised");
+        wd.click("#closing-ok");
+        let minimised = |what: &str| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while app.command("python3").arg(xwindow_py()).args(["shown", "GuardNest"]).status().unwrap().success() {
+                assert!(Instant::now() < deadline, "{what}: the window is still shown");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        minimised("after Keep running");
+        let settings = home.data_dir().join("settings.json");
+        let told = std::fs::read_to_string(&settings).unwrap_or_default();
+        assert!(told.contains("\"told_about_tray\": true"), "{told}");
+
+        // Told once: the next close minimises at once. The page lives on (its web process
+        // runs and it shows a block made after the close): nothing was destroyed.
+        app.start_again();
+        app.xwindow(&["wait", "GuardNest", "20"]);
+        assert_eq!(wd.script("return document.getElementById('closing').classList.contains('hidden')"), json!(true));
+        app.xwindow(&["close", "GuardNest"]);
+        minimised("after the second close");
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        wd.wait_text("#c-blocked-today", |t| t == "1");
+        assert!(app.web_processes() > 0, "the window's page is gone");
+        assert!(app.alive());
+        assert_eq!(wd.script("return document.getElementById('closing').classList.contains('hidden')"), json!(true));
+
+        // Quit from the notice is the other way out, and it gives the system proxy back: the
+        // page's Quit (the same command) ends the app.
+        wd.script("window.__TAURI__.core.invoke('quit_app'); return true");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.alive() {
+            assert!(Instant::now() < deadline, "Quit did not end the app");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(home.proxy_mode(), "'none'", "Quit did not give the system proxy back");
+    }));
+    if let Some(mut wm) = wm {
+        let _ = wm.kill();
+        let _ = wm.wait();
+    }
+    let _ = wd.client.send("DELETE", &format!("{}/session/{}", wd.base, wd.session), None);
+    support::kill_group(&mut driver);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    passed()
+}
+
+fn xwindow_py() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/tools/xwindow.py")
 }
 
 /// Runs `test` against the real window of an app in `home`, then ends everything started.

@@ -46,8 +46,8 @@ fn the_window_renders_and_protects() -> Outcome {
         done = done.display()
     );
     let mut child = home
-        .command("dbus-run-session")
-        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", "sh", "-c", &script])
+        .desktop(true)
+        .args(["sh", "-c", &script])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -112,13 +112,7 @@ fn closed_to_the_tray_no_webkit_process_is_left() -> Outcome {
     // Told once already: the close closes at once (the notice is the WebDriver test's).
     let home = support::DesktopHome::new().told_about_tray();
     let app = env!("CARGO_BIN_EXE_guardnest-app");
-    let mut child = home
-        .command("dbus-run-session")
-        .args(["--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24", app])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = home.desktop(true).arg(app).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let app = support::AppProcess::of(&home);
         app.xwindow(&["wait", "GuardNest", "60"]);

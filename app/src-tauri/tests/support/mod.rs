@@ -72,6 +72,22 @@ impl DesktopHome {
         c
     }
 
+    /// A desktop session of its own in this HOME: a private session bus and Xvfb
+    /// (`dbus-run-session -- … xvfb-run -a …`), the program to run given as arguments after.
+    /// With `tray`, a tray host is on the bus (`tray_host.py`, as KDE's, XFCE's or GNOME's
+    /// AppIndicator extension provide); without, the desktop shows no tray icons (stock GNOME).
+    pub fn desktop(&self, tray: bool) -> Command {
+        let mut c = self.command("dbus-run-session");
+        c.arg("--");
+        if tray {
+            let python = python_with_gi()
+                .expect("the tray host needs Python's GObject bindings: apt-get install python3-gi gir1.2-glib-2.0");
+            c.arg(python).arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/tray_host.py"));
+        }
+        c.args(["xvfb-run", "-a", "-s", "-screen 0 1024x768x24"]);
+        c
+    }
+
     /// GNOME's proxy mode in this HOME (read through a session bus of its own).
     pub fn proxy_mode(&self) -> String {
         let out = self
@@ -81,6 +97,16 @@ impl DesktopHome {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
+}
+
+/// A Python 3 that can load Gio through GObject introspection (the test tray host's).
+pub fn python_with_gi() -> Option<&'static str> {
+    ["python3", "/usr/bin/python3"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import gi; gi.require_version('Gio', '2.0'); from gi.repository import Gio"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// The `guardnest` command of the same build (the CLI drives the running app through its
@@ -249,11 +275,12 @@ impl Tray<'_> {
         PathBuf::from(self.property("IconName"))
     }
 
-    /// The colour at the icon's middle, top third (the shield's), as ImageMagick says it.
+    /// The shield's colour, left of its mark (the middle is the mark's: white in "not
+    /// protected"), as ImageMagick says it.
     pub fn icon_colour(&self) -> String {
         let out = Command::new("/usr/bin/convert")
             .arg(self.icon_file())
-            .args(["-format", "%[pixel:p{32,20}]", "info:"])
+            .args(["-format", "%[pixel:p{20,20}]", "info:"])
             .output()
             .expect("convert");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
