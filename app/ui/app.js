@@ -301,8 +301,12 @@ function renderPrograms(rows) {
     name.title = r.label;
     const what = document.createElement("div");
     what.className = "why";
-    what.textContent = plural(r.connections, "connection", "connections")
-      + (r.blocks ? ` · ${plural(r.blocks, "block", "blocks")}` : "");
+    // A blocked connection is counted as one a moment later (named in a batch): until then
+    // the row says only its blocks, never "0 connections".
+    what.textContent = [
+      r.connections ? plural(r.connections, "connection", "connections") : "",
+      r.blocks ? plural(r.blocks, "block", "blocks") : "",
+    ].filter(Boolean).join(" · ");
     text.append(name, what);
     li.append(text);
     ul.append(li);

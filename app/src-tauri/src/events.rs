@@ -125,9 +125,10 @@ async fn updates<R: Runtime>(app: AppHandle<R>) {
                     () = tokio::time::sleep(COUNTERS_EVERY), if ticking => true,
                 }
             };
-            // A tick with the same counters (no connection, no byte) costs a copy of a few
-            // atomics; the view is built only when something may have changed.
-            let now = service.as_ref().map(|s| s.counters());
+            // A tick with the same counters (no connection, no byte, no program counted: a
+            // connection is named seconds after it was made) costs a copy of a few atomics;
+            // the view is built only when something may have changed.
+            let now = service.as_ref().map(|s| (s.counters(), s.programs_counted()));
             if ticked && service.is_some() && counters == now {
                 continue;
             }

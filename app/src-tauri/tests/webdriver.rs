@@ -28,6 +28,7 @@ guardnest_testkit::main!(
     already_running_names_the_holder_notices_it_stop_and_retry_starts,
     after_a_restart_the_days_count_stands_and_the_empty_recent_list_says_why,
     a_name_not_blocked_says_which_lists_could_not_be_checked,
+    protected_programs_follow_the_engine_with_nothing_else_changing,
 );
 
 use std::net::SocketAddr;
@@ -840,4 +841,38 @@ fn already_running_names_the_holder_notices_it_stop_and_retry_starts() -> Outcom
         support::kill_group(&mut run);
     }
     outcome
+}
+
+/// "Protected programs" follows the engine. A connection is named by a sweep seconds after it
+/// was made, when no other counter moves: the window shows the engine's count within seconds
+/// of the engine (before, it waited for some other change, and showed "0 connections · 1
+/// block" for a blocked connection until then).
+fn protected_programs_follow_the_engine_with_nothing_else_changing() -> Outcome {
+    let home = support::DesktopHome::new();
+    with_window(&home, |wd| {
+        wd.wait_text("#state-title", |t| t == "You are protected");
+        let listen = listen_of(wd);
+        assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, stats) = support::control(&home.data_dir(), "GET", "/v1/stats");
+            let rows = stats["programs"].as_array().cloned().unwrap_or_default();
+            if rows.iter().any(|p| p["connections"] == 1 && p["blocks"] == 1) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the engine never counted the connection: {rows:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let counted = Instant::now();
+        let deadline = counted + Duration::from_secs(10);
+        loop {
+            let shown = wd.try_text("#programs").unwrap_or_default();
+            if shown.contains("1 connection · 1 block") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the window still shows {shown:?} 10 s after the engine counted");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("Protected programs shown {:?} after the engine counted", counted.elapsed());
+    })
 }

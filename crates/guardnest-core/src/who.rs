@@ -180,6 +180,9 @@ pub struct Who {
     book: Mutex<HashMap<Asker, Row>>,
     /// Local connections accepted since the last sweep, sampled or not.
     local_connections: AtomicU64,
+    /// Bumped at every count: a view of [`Who::programs`] redraws when it moves (a sweep
+    /// counts connections seconds after they were made, when nothing else changes).
+    counted: AtomicU64,
 }
 
 impl fmt::Debug for Who {
@@ -197,6 +200,7 @@ impl Default for Who {
             queue: Mutex::new(Vec::new()),
             book: Mutex::new(HashMap::new()),
             local_connections: AtomicU64::new(0),
+            counted: AtomicU64::new(0),
         }
     }
 }
@@ -373,7 +377,13 @@ impl Who {
         rows
     }
 
+    /// Moves whenever a count changes [`Who::programs`] (compare, never subtract).
+    pub fn counted(&self) -> u64 {
+        self.counted.load(Relaxed)
+    }
+
     fn count(&self, asker: &Asker, connections: u64, blocks: u64) {
+        self.counted.fetch_add(1, Relaxed);
         let now = now_secs();
         let minute = now / 60;
         let mut book = self.book();

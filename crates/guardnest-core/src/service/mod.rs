@@ -699,6 +699,12 @@ impl ProxyService {
         self.stats.snapshot()
     }
 
+    /// Moves whenever the programs in [`ServiceStats::programs`] were counted again (their
+    /// connections are named in batches, seconds after the counters moved).
+    pub fn programs_counted(&self) -> u64 {
+        self.blocks.who().counted()
+    }
+
     /// The block log (lifecycle keeps today's count in the data dir).
     pub(crate) fn block_log(&self) -> &Arc<BlockLog> {
         &self.blocks
