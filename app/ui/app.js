@@ -26,11 +26,14 @@ function fmtBytes(n) {
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
-/** The one way a moment is shown: "14:05" today, "6 Dec, 14:05" another day; with the
+/** The one way a moment is shown (the system's clock, as the tray): "14:05" today, "6 Dec, 14:05" another day; with the
  * seconds only when they matter (`seconds`: the moment is not on a whole minute). */
+let clock12h = null;
 function when(epochSecs, seconds = false) {
   const d = new Date(epochSecs * 1000);
-  const opts = { hour: "2-digit", minute: "2-digit" };
+  // As the tray and the system write it: "15:09", or "3:09 PM" on a 12-hour clock.
+  const opts = clock12h === true ? { hour: "numeric", minute: "2-digit", hour12: true }
+    : clock12h === false ? { hour: "2-digit", minute: "2-digit", hour12: false } : { hour: "2-digit", minute: "2-digit" };
   if (seconds && epochSecs % 60 !== 0) opts.second = "2-digit";
   const time = d.toLocaleTimeString([], opts);
   const today = new Date();
@@ -74,6 +77,7 @@ function plain(e) {
         case "nothing_to_pause": return "Protection is off, so there is nothing to pause. Turn it on first.";
         case "not_a_list_location": return `${quoted(e.input)} is not a web address (https://…) or a file (/home/… or ~/…).`;
         case "not_a_user_list": return "That list is not one you added.";
+        case "allowed_by_parent": return `${quoted(e.input)} is allowed because you allowed a name it belongs to: undo that one to block it again.`;
         case "port": return "Choose a port from 1 to 65535.";
         default: return "GuardNest cannot use that.";
       }
@@ -182,7 +186,9 @@ function renderStatus(st) {
   // Issue 26: the user's own proxy stays in use, GuardNest chaining through it.
   const up = st.upstream;
   const upText = up.chained && sp.applied ? `stays in use through GuardNest: ${up.summary}` : up.summary;
-  $("s-upstream").textContent = up.unreachable.length ? `${upText}; ${up.unreachable.map((u) => `parent proxy ${u}`).join("; ")}` : upText;
+  // Off, GuardNest forwards nothing: "Your apps" already says they use their own settings.
+  $("s-upstream").textContent = !st.running ? "–"
+    : up.unreachable.length ? `${upText}; ${up.unreachable.map((u) => `parent proxy ${u}`).join("; ")}` : upText;
   $("s-names").textContent = (st.names_blocked ?? st.names).toLocaleString();
   $("s-listen").textContent = st.listen || "none (off)";
   $("s-health").textContent = !st.running ? "–" : st.healthy ? "working" : `not answering (${plural(st.health_failures, "failure", "failures")})`;
@@ -332,9 +338,11 @@ function renderRecent(rows, force = false, today = lastToday) {
   if (!rows.length) {
     const li = document.createElement("li");
     li.className = "muted";
-    li.textContent = today > 0
-      ? `Nothing blocked since GuardNest started. The ${today.toLocaleString()} blocked earlier today are counted, but their names are not kept.`
-      : "Nothing blocked yet.";
+    li.textContent = today === 1
+      ? "Nothing blocked since GuardNest started. The 1 block earlier today is counted, but its name is not kept."
+      : today > 1
+        ? `Nothing blocked since GuardNest started. The ${today.toLocaleString()} blocks earlier today are counted, but their names are not kept.`
+        : "Nothing blocked yet.";
     ul.append(li);
   }
   for (const r of showAllRecent ? rows : rows.slice(0, RECENT_SHOWN)) {
@@ -534,6 +542,7 @@ new ResizeObserver(() => drawChart(lastChart)).observe($("chart"));
 
 let lastRefusedKey = "";
 function render(view) {
+  clock12h = typeof view.clock_12h === "boolean" ? view.clock_12h : null;
   const main = document.querySelector("main");
   if (view.refused) {
     refused(view.refused);
@@ -630,10 +639,22 @@ $("use-port").addEventListener("click", async () => {
   } catch (_) { /* shown */ }
   refresh();
 });
+// Retry says what it did: "Starting…", then the window either runs or says it tried again.
 $("retry").addEventListener("click", async () => {
+  const label = $("retry").textContent;
   $("retry").disabled = true;
-  try { await invoke("retry_start"); } catch (e) { lastRefusedKey = ""; refused({ error: e, holder_gone: false }); }
+  $("retry").textContent = "Starting…";
+  $("refused-tried").classList.add("hidden");
+  try {
+    await invoke("retry_start");
+  } catch (e) {
+    lastRefusedKey = "";
+    refused({ error: e, holder_gone: false });
+    $("refused-tried").textContent = `Tried again at ${when(Math.floor(Date.now() / 1000), true)}: it did not start.`;
+    $("refused-tried").classList.remove("hidden");
+  }
   $("retry").disabled = false;
+  if ($("retry").textContent === "Starting…") $("retry").textContent = label;
   refresh();
 });
 $("recent-more").addEventListener("click", () => { showAllRecent = !showAllRecent; renderRecent(lastRecent, true); });
@@ -651,13 +672,14 @@ async function check() {
     const r = await invoke("check_domain", { name });
     if (checked !== name) return;
     const shown = r.unicode ? `${r.unicode} (${r.name})` : r.name;
+    // A name not blocked was checked against the lists that loaded only: say which did not.
+    const unloaded = r.blocked || !lastStatus ? [] : lastStatus.lists.filter((l) => l.role === "block" && !l.loaded);
     const sentence = r.blocked
       ? `${shown} is blocked by “${r.list}”.`
       : r.by_you ? (r.rule && r.rule !== r.name ? `${shown} is allowed: you allowed ${r.rule}.` : `${shown} is allowed: you allowed it.`)
-        : r.exempt ? `${shown} is allowed by “${r.list}”.` : `${shown} is not on any list.`;
+        : r.exempt ? `${shown} is allowed by “${r.list}”.`
+          : `${shown} is not on any list${unloaded.length ? " that has loaded" : ""}.`;
     out.append(document.createTextNode(sentence));
-    // A name not blocked was checked against the lists that loaded only: say which did not.
-    const unloaded = r.blocked || !lastStatus ? [] : lastStatus.lists.filter((l) => l.role === "block" && !l.loaded);
     if (unloaded.length) {
       const note = document.createElement("div");
       note.className = "muted not-checked";
@@ -720,9 +742,16 @@ tauri.event.listen("guardnest://error", (ev) => showError(ev.payload));
 // its AppIndicator extension), GuardNest stays as a minimised window instead.
 tauri.event.listen("guardnest://closing", (ev) => {
   const tray = !ev.payload || ev.payload.tray !== false;
+  // What it goes on doing, as the headline says it (paused or off, it is not protecting).
+  const p = lastStatus ? lastStatus.protection : { state: "protected" };
+  const doing = {
+    paused: `paused until ${when(p.until, true)}, then protecting again by itself: your apps keep going through it.`,
+    off: "with protection off: your apps use your own proxy settings until you switch it on.",
+    unprotected: "not blocking anything yet (see why in this window): your apps keep going through it.",
+  }[p.state] || "still protecting this computer: your apps keep going through it.";
   $("closing-where").textContent = tray
-    ? "Closing this window leaves GuardNest in the tray (the shield icon near the clock), still protecting this computer: your apps keep going through it."
-    : "This desktop shows no tray icons, so GuardNest cannot hide in the tray: closing this window minimises it instead (find it in the taskbar or the Activities overview). It keeps protecting this computer: your apps keep going through it.";
+    ? `Closing this window leaves GuardNest in the tray (the shield icon near the clock), ${doing}`
+    : `This desktop shows no tray icons, so GuardNest cannot hide in the tray: closing this window minimises it instead (find it in the taskbar or the Activities overview). It keeps running, ${doing}`;
   $("closing-stop").innerHTML = tray
     ? "To stop it, choose <b>Quit</b> in the tray menu, or here."
     : "To stop it, choose <b>Quit GuardNest</b> here.";

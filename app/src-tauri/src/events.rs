@@ -36,6 +36,9 @@ pub struct View {
     pub refused: Option<Refused>,
     /// Whether the app starts at login.
     pub start_at_login: bool,
+    /// The system's clock is 12-hour ("3:09 PM") or 24-hour ("15:09"): the window shows
+    /// times as the tray does (none: the window's locale decides, where the tray shows no time).
+    pub clock_12h: Option<bool>,
 }
 
 /// The engine could not start.
@@ -51,18 +54,31 @@ impl View {
     /// The view now.
     pub async fn of(state: &AppState) -> View {
         let start_at_login = crate::login::is_on().unwrap_or(false);
+        let clock_12h = crate::tray::clock_12h();
         match state.service() {
-            Ok(service) => View::running(&service, start_at_login).await,
+            Ok(service) => View::running(&service, start_at_login, clock_12h).await,
             Err(error) => {
                 let holder_gone =
                     error.kind == guardnest_core::service::ErrorKind::AlreadyRunning && !is_held(&state.data_dir);
-                View { status: None, stats: None, refused: Some(Refused { error, holder_gone }), start_at_login }
+                View {
+                    status: None,
+                    stats: None,
+                    refused: Some(Refused { error, holder_gone }),
+                    start_at_login,
+                    clock_12h,
+                }
             }
         }
     }
 
-    async fn running(service: &ProxyService, start_at_login: bool) -> View {
-        View { status: Some(service.status().await), stats: Some(service.stats()), refused: None, start_at_login }
+    async fn running(service: &ProxyService, start_at_login: bool, clock_12h: Option<bool>) -> View {
+        View {
+            status: Some(service.status().await),
+            stats: Some(service.stats()),
+            refused: None,
+            start_at_login,
+            clock_12h,
+        }
     }
 
     /// The view without what changes every second by itself (uptime and countdowns, which

@@ -41,7 +41,7 @@ pub fn run() {
         .with_writer(std::io::stderr)
         .try_init();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(code) = repair_from_args().or_else(|| login::from_args(&args)) {
+    if let Some(code) = help_from_args(&args).or_else(repair_from_args).or_else(|| login::from_args(&args)) {
         std::process::exit(code);
     }
     if let Some(why) = webview::missing() {
@@ -101,6 +101,35 @@ pub fn run() {
         RunEvent::Exit => tauri::async_runtime::block_on(stop(app)),
         _ => {}
     });
+}
+
+/// What `guardnest-app --help` says.
+const USAGE: &str = "GuardNest: keeps the programs that use the system proxy off malicious sites.
+The app runs the GuardNest proxy, sets it as the system proxy while protection is on, and
+puts your own proxy settings back when you switch it off or quit.
+
+Usage:
+  guardnest-app                            open GuardNest (a second start shows the first one's window)
+  guardnest-app --hidden                   start in the tray, as at login
+  guardnest-app start-at-login on|off      start at login, or not
+  guardnest-app repair [--data-dir DIR]    put the system proxy back if a GuardNest that held it is gone
+  guardnest-app --help | --version
+
+Its settings and lists are in the data directory (on Linux ~/.local/share/guardnest); the
+`guardnest` command drives the same GuardNest from a terminal (guardnest --help).";
+
+/// `guardnest-app --help` and `--version` (on Windows, where a window program has no
+/// terminal, in a message box).
+fn help_from_args(args: &[String]) -> Option<i32> {
+    let text = match args.first().map(String::as_str)? {
+        "-h" | "--help" | "help" => USAGE.to_string(),
+        "-V" | "--version" => format!("guardnest-app {}", env!("CARGO_PKG_VERSION")),
+        _ => return None,
+    };
+    println!("{text}");
+    #[cfg(windows)]
+    webview::tell(&text);
+    Some(0)
 }
 
 /// `guardnest-app repair --data-dir DIR [--at-login]`: the one-shot repair the OS runs at

@@ -146,7 +146,8 @@ fn paused_line(until: u64) -> String {
     }
 }
 
-/// A moment as the local "HH:MM".
+/// A moment as the local clock time, as the system's locale writes it: "15:09", or
+/// "3:09 PM" where the clock is 12-hour (the window writes it the same way).
 #[cfg(target_os = "linux")]
 fn local_clock(epoch: u64) -> Option<String> {
     let t = libc::time_t::try_from(epoch).ok()?;
@@ -156,11 +157,42 @@ fn local_clock(epoch: u64) -> Option<String> {
     if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
         return None;
     }
-    Some(format!("{:02}:{:02}", tm.tm_hour, tm.tm_min))
+    Some(match clock_12h() == Some(true) {
+        true => {
+            let hour = match tm.tm_hour % 12 {
+                0 => 12,
+                h => h,
+            };
+            format!("{hour}:{:02} {}", tm.tm_min, if tm.tm_hour < 12 { "AM" } else { "PM" })
+        }
+        false => format!("{:02}:{:02}", tm.tm_hour, tm.tm_min),
+    })
 }
 
 #[cfg(not(target_os = "linux"))]
 fn local_clock(_: u64) -> Option<String> {
+    None
+}
+
+/// Whether the system's locale writes the time on a 12-hour clock (its time format has an
+/// AM/PM: `%r`, `%p` or `%I`). GTK has set the locale from the environment by then.
+#[cfg(target_os = "linux")]
+pub fn clock_12h() -> Option<bool> {
+    // SAFETY: nl_langinfo returns a pointer to a NUL-terminated string owned by the C
+    // library, valid until the next setlocale; it is copied at once.
+    let format = unsafe {
+        let p = libc::nl_langinfo(libc::T_FMT);
+        if p.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+    };
+    Some(["%r", "%p", "%I", "%l"].iter().any(|f| format.contains(f)))
+}
+
+/// Windows and macOS: the window's own locale decides (the tray shows no time there).
+#[cfg(not(target_os = "linux"))]
+pub fn clock_12h() -> Option<bool> {
     None
 }
 

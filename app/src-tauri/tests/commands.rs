@@ -460,3 +460,22 @@ fn protection_resumes_as_the_user_left_it() {
     assert!(!status.running, "protection came back on against the user's choice");
     tauri::async_runtime::block_on(state.quit(Duration::from_millis(100)));
 }
+
+/// `guardnest-app --help` says what the app is and how to start it, and opens nothing (no
+/// display needed); `--version` says the version.
+#[test]
+fn help_and_version_answer_without_a_window() {
+    let app = env!("CARGO_BIN_EXE_guardnest-app");
+    let out = std::process::Command::new(app)
+        .arg("--help")
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text.starts_with("GuardNest: keeps the programs that use the system proxy off malicious sites."), "{text}");
+    assert!(text.contains("guardnest-app start-at-login on|off"), "{text}");
+    let out = std::process::Command::new(app).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("guardnest-app {}", env!("CARGO_PKG_VERSION")));
+}

@@ -623,7 +623,7 @@ fn after_a_restart_the_days_count_stands_and_the_empty_recent_list_says_why() ->
         wd.wait_text("#state-title", |t| t == "You are protected");
         wd.wait_text("#c-blocked-today", |t| t == "9");
         let recent = wd.wait_text("#recent", |t| t.contains("Nothing blocked since GuardNest started"));
-        assert!(recent.contains("The 9 blocked earlier today are counted"), "{recent}");
+        assert!(recent.contains("The 9 blocks earlier today are counted"), "{recent}");
         // The first block since the start replaces the note.
         let listen = listen_of(wd);
         assert_eq!(support::connect_status(listen, "www.evil.test:443"), Some(403));
@@ -724,8 +724,23 @@ fn a_pause_that_runs_out_stops_showing_within_a_second() -> Outcome {
         let (_, status) = support::control(&home.data_dir(), "GET", "/v1/status");
         let until = status["paused_until"].as_u64().unwrap();
         wd.wait_text("#state-title", |t| t == "Protection is paused");
-        // The page says when it ends, to the second (it is not on a whole minute).
-        assert!(wd.text("#state-detail").starts_with("Nothing is blocked until "));
+        // The page says when it ends, to the second (it is not on a whole minute), on the same
+        // clock as the tray ("15:09" or "3:09 PM", as the system's locale writes it).
+        let detail = wd.text("#state-detail");
+        let window_time = detail.strip_prefix("Nothing is blocked until ").unwrap_or_else(|| panic!("{detail}"));
+        let window_time = window_time.split(';').next().unwrap();
+        if guardnest_testkit::needs_tools(&["gdbus"], "apt-get install libglib2.0-bin").is_none() {
+            let app = support::AppProcess::of(&home);
+            let menu = app.tray().wait("paused", |m| m[0].label.starts_with("Paused until "));
+            let tray_time = menu[0].label.trim_start_matches("Paused until ").to_string();
+            let (tray_hm, tray_pm) = tray_time.split_once(' ').map_or((tray_time.as_str(), ""), |(t, p)| (t, p));
+            assert!(window_time.starts_with(&format!("{tray_hm}:")), "window {window_time:?}, tray {tray_time:?}");
+            assert_eq!(
+                window_time.ends_with(" AM") || window_time.ends_with(" PM"),
+                !tray_pm.is_empty(),
+                "window {window_time:?}, tray {tray_time:?}"
+            );
+        }
         let ended = std::time::UNIX_EPOCH + Duration::from_secs(until);
         let wait = ended.duration_since(std::time::SystemTime::now()).unwrap_or_default();
         wd.wait_for("the window to stop saying paused", wait + Duration::from_secs(1), || {
@@ -832,6 +847,11 @@ fn already_running_names_the_holder_notices_it_stop_and_retry_starts() -> Outcom
         assert!(!text.contains("protecting") && text.contains("press Ctrl-C where it runs"), "{text}");
         assert!(!text.contains('`'), "{text}");
         assert_eq!(wd.text("#retry"), "Retry");
+        // Retry while it still runs says it tried.
+        wd.click("#retry");
+        let tried = wd.wait_text("#refused-tried", |t| t.starts_with("Tried again at "));
+        assert!(tried.ends_with(": it did not start."), "{tried}");
+        wd.wait_text("#retry", |t| t == "Retry");
         support::kill_group(&mut run);
         wd.wait_text("#refused-title", |t| t == "The other GuardNest has stopped");
         wd.click("#retry");

@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use guardnest_core::service::user::Allowlist;
-use guardnest_core::service::ServiceError;
+use guardnest_core::service::{InputError, ServiceError};
 
 use crate::cli::{ClientArgs, NameArgs};
 use crate::client::{finish, Failure, Instance};
@@ -28,10 +28,16 @@ pub fn allow(args: &NameArgs) -> anyhow::Result<ExitCode> {
 pub fn unallow(args: &NameArgs) -> anyhow::Result<ExitCode> {
     change(args, "remove", |a, name| {
         let (host, removed) = a.remove(name)?;
-        Ok(match removed {
-            true => format!("{host} is no longer allowed"),
-            false => format!("{host} was not on your allowlist"),
-        })
+        if removed {
+            return Ok(format!("{host} is no longer allowed"));
+        }
+        // Allowed through a parent on the allowlist: it stays allowed, as a running
+        // GuardNest says.
+        let name = host.to_string();
+        match a.names().into_iter().find(|p| name.ends_with(&format!(".{p}"))) {
+            Some(parent) => Err(InputError::AllowedByParent { name, parent }.into()),
+            None => Ok(format!("{host} was not on your allowlist")),
+        }
     })
 }
 

@@ -202,7 +202,10 @@ fn summary(v: &Value) -> String {
     let allowed: u64 = all.iter().filter(|l| l["role"] == "allow").map(|l| l["entries"].as_u64().unwrap_or(0)).sum();
     let names = v["names_blocked"].as_u64().unwrap_or(0);
     let pid = v["pid"].as_u64().unwrap_or(0);
-    let mut counts = format!("{lists} {}, {names} {} blocked", noun(lists, "list"), noun(names, "name"));
+    // Blocked only while protection blocks: off or paused, the names are only listed.
+    let blocking = v["protection"]["state"] == "protected";
+    let verb = if blocking { "blocked" } else { "listed, none blocked now" };
+    let mut counts = format!("{lists} {}, {names} {} {verb}", noun(lists, "list"), noun(names, "name"));
     if all.iter().any(|l| l["role"] == "allow") {
         counts += &format!(" ({allowed} allowed)");
     }

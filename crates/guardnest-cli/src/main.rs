@@ -42,6 +42,9 @@ struct AlreadyRunning(StartError);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -63,6 +66,18 @@ fn main() -> ExitCode {
                 _ => 1,
             })
         }
+    }
+}
+
+/// `guardnest check X | head -1`: a one-shot command whose reader has gone ends as any Unix
+/// tool does, by SIGPIPE's default action (Rust ignores the signal, so `println!` would
+/// panic on the closed pipe). Never for `run`: a proxy must survive a peer's closed socket.
+fn end_quietly_on_a_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: sets this process's SIGPIPE disposition to the default, before any other
+    // thread exists; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -401,6 +401,9 @@ fn allow_allowed_and_unallow_work_offline_and_against_the_running_instance() {
     assert_eq!(out.trim(), "www.evil.test");
     let (code, out) = client(&data, &["allow", "javascript:alert(1)"]);
     assert_eq!(code, Some(2), "not a name is a usage error: {out}");
+    let (code, out) = client(&data, &["unallow", "a.www.evil.test"]);
+    assert_eq!(code, Some(2), "allowed through its parent, offline too: {out}");
+    assert!(out.contains("because you allowed www.evil.test"), "{out}");
     // A running instance: at once, whoever asks.
     let mut run = Running::start(guardnest(&data).args(["--listen", "127.0.0.1:0"]).arg("--blocklist").arg(&block));
     run.wait_for("control API on");
@@ -418,6 +421,21 @@ fn allow_allowed_and_unallow_work_offline_and_against_the_running_instance() {
     // The status counts block lists; the allowlist is said apart, not as a second list.
     let (_, out) = client(&data, &["status"]);
     assert!(out.contains("; 1 list, 1 name blocked (1 allowed)\n"), "{out}");
+    // A name allowed through its parent cannot be taken off by itself: refused (exit 2),
+    // naming the parent; it stays allowed.
+    let (code, out) = client(&data, &["allow", "evil.test"]);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = client(&data, &["unallow", "a.evil.test"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("a.evil.test is allowed because you allowed evil.test; take evil.test off"), "{out}");
+    assert_ne!(connect_status(run.addr, "a.evil.test:443"), 403);
+    let (code, out) = client(&data, &["unallow", "evil.test"]);
+    assert_eq!((code, out.trim()), (Some(0), "evil.test is no longer allowed"));
+    // Off, the names are listed, not blocked.
+    let (code, _) = client(&data, &["disable"]);
+    assert_eq!(code, Some(0));
+    let (_, out) = client(&data, &["status"]);
+    assert!(out.contains("; 1 list, 1 name listed, none blocked now (1 allowed)\n"), "{out}");
     run.signal("-TERM");
     assert_eq!(run.wait_exit().code(), Some(0));
 }
@@ -495,4 +513,28 @@ fn run_and_check_read_the_data_dirs_config_toml() {
     assert_eq!(connect_status(run.addr, "www.evil.test:443"), 403);
     run.signal("-TERM");
     assert_eq!(run.wait_exit().code(), Some(0));
+}
+
+/// `guardnest check X | head -1`: a one-shot command whose reader has gone ends as any Unix
+/// tool does (killed by SIGPIPE), never with a panic on the closed pipe.
+#[cfg(unix)]
+#[test]
+fn a_one_shot_command_whose_reader_has_gone_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let data = tempfile::tempdir().unwrap();
+    let block = data.path().join("block.hosts");
+    std::fs::write(&block, "0.0.0.0 evil.test\n").unwrap();
+    // The pipe's reading end is closed before the command starts: its first write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = guardnest_cmd(&data, &["check", "www.evil.test"])
+        .arg("--blocklist")
+        .arg(&block)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?} {stderr}", out.status);
 }

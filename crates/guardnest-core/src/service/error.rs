@@ -52,6 +52,15 @@ pub enum InputError {
     /// A pause asked for while protection is off: there is no blocking to pause.
     #[error("protection is off: there is nothing to pause (turn it on with guardnest enable)")]
     NothingToPause,
+    /// Taking a name off the allowlist that is allowed through a parent the user allowed:
+    /// it stays allowed (the parent is what to take off).
+    #[error("{name} is allowed because you allowed {parent}; take {parent} off to block it again")]
+    AllowedByParent {
+        /// The name asked for.
+        name: String,
+        /// The allowlist entry that allows it.
+        parent: String,
+    },
     /// Neither a URL nor an absolute path.
     #[error("{0:?} is not an http(s) URL or an absolute path")]
     NotAListLocation(String),
@@ -73,6 +82,7 @@ impl InputError {
             InputError::NotAHost(_) | InputError::NotAHostBecause(..) => InputReason::NotAHost,
             InputError::PauseRange => InputReason::PauseRange,
             InputError::NothingToPause => InputReason::NothingToPause,
+            InputError::AllowedByParent { .. } => InputReason::AllowedByParent,
             InputError::NotAListLocation(_) => InputReason::NotAListLocation,
             InputError::NotAUserList(_) => InputReason::NotAUserList,
             InputError::Port => InputReason::Port,
@@ -86,7 +96,8 @@ impl InputError {
             InputError::NotAHost(s)
             | InputError::NotAHostBecause(s, _)
             | InputError::NotAListLocation(s)
-            | InputError::NotAUserList(s) => Some(s.clone()),
+            | InputError::NotAUserList(s)
+            | InputError::AllowedByParent { name: s, .. } => Some(s.clone()),
             _ => None,
         }
     }

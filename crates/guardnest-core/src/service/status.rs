@@ -46,6 +46,8 @@ pub enum InputReason {
     PauseRange,
     /// A pause while protection is off.
     NothingToPause,
+    /// Not on the allowlist itself: allowed through a parent the user allowed.
+    AllowedByParent,
     /// Neither an http(s) URL nor a file path.
     NotAListLocation,
     /// Not one of the lists the user added.

@@ -42,18 +42,16 @@ impl ProxyService {
         let allowlist = Allowlist::of(self.user_dir("the allowlist")?);
         let (host, removed) = allowlist.remove(name)?;
         if !removed {
-            // Allowed through a parent the user allowed: say which name to take off.
-            let by = match self.check_domain(&host.to_string()) {
-                Ok(Verdict::Exempt(m)) if &*m.list == USER_ALLOWLIST_NAME => Some(m.rule),
-                _ => None,
-            };
-            let message = match by {
-                Some(parent) => {
-                    format!("{host} is allowed because you allowed {parent}; take {parent} off to block it again")
+            // Allowed through a parent the user allowed: refused, saying which name to take
+            // off (it stays allowed).
+            if let Ok(Verdict::Exempt(m)) = self.check_domain(&host.to_string()) {
+                if &*m.list == USER_ALLOWLIST_NAME {
+                    return Err(
+                        InputError::AllowedByParent { name: host.to_string(), parent: m.rule.to_string() }.into()
+                    );
                 }
-                None => format!("{host} was not on your allowlist"),
-            };
-            return Ok(Change { changed: false, message });
+            }
+            return Ok(Change { changed: false, message: format!("{host} was not on your allowlist") });
         }
         self.reload_allowlist(&allowlist).await?;
         Ok(Change { changed: true, message: format!("{host} is no longer allowed") })

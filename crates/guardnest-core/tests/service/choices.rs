@@ -144,10 +144,11 @@ async fn a_name_allowed_through_its_parent_is_undone_by_the_parent() {
     assert_eq!(row.allowed_by.as_deref(), Some("evil.test"), "{rows:?}");
     let answer = s.check("www.evil.test").unwrap();
     assert!(answer.by_you && answer.rule.as_deref() == Some("evil.test"), "{answer:?}");
-    // Undoing the subdomain itself changes nothing, and says which name to take off.
-    let not = s.unallow_domain("www.evil.test").await.unwrap();
-    assert!(!not.changed, "{not:?}");
-    assert!(not.message.contains("because you allowed evil.test"), "{not:?}");
+    // Undoing the subdomain itself is refused (it stays allowed), saying which name to take off.
+    let not = s.unallow_domain("www.evil.test").await.unwrap_err();
+    assert_eq!(not.report().reason, Some(InputReason::AllowedByParent), "{not:?}");
+    assert_eq!(not.report().input.as_deref(), Some("www.evil.test"), "{not:?}");
+    assert!(not.to_string().contains("because you allowed evil.test"), "{not:?}");
     // The row's Undo: the parent comes off, and the subdomain is blocked again.
     assert!(s.unallow_domain(row.allowed_by.as_deref().unwrap()).await.unwrap().changed);
     assert_eq!(connect(proxy, "www.evil.test:443").await.unwrap().1, 403);
