@@ -41,6 +41,17 @@ function when(epochSecs, seconds = false) {
   return `${d.toLocaleDateString([], { day: "numeric", month: "short" })}, ${time}`;
 }
 
+/** The built-in lists in words (their ids stay in the tooltip and the CLI); the user's own
+ *  lists are called by the name they gave. */
+const BUILT_IN = {
+  "urlhaus-malware": "URLhaus malware sites",
+  "blocklistproject-malware": "Block List Project: malware",
+  "blocklistproject-phishing": "Block List Project: phishing",
+};
+function listTitle(name) {
+  return BUILT_IN[name] || name;
+}
+
 /** What a person typed, quoted, cut to a readable length. */
 function quoted(text) {
   const t = String(text || "");
@@ -72,7 +83,9 @@ function plain(e) {
       return "Another GuardNest is already running.";
     case "input":
       switch (e.reason) {
-        case "not_a_host": return `${quoted(e.input)} is not a site name or a web address.`;
+        case "not_a_host": return (e.input || "").length > 253
+          ? `${quoted(e.input)} is too long for a site name (at most 253 characters).`
+          : `${quoted(e.input)} is not a site name or a web address.`;
         case "pause_range": return "A pause lasts from 1 minute to 24 hours.";
         case "nothing_to_pause": return "Protection is off, so there is nothing to pause. Turn it on first.";
         case "not_a_list_location": return `${quoted(e.input)} is not a web address (https://…) or a file (/home/… or ~/…).`;
@@ -125,7 +138,7 @@ let lastStatus = null;
 function renderStatus(st) {
   lastStatus = st;
   const p = st.protection;
-  const missing = (p.missing || []).map((m) => m.name);
+  const missing = (p.missing || []).map((m) => listTitle(m.name));
   const partly = p.state === "protected" && missing.length > 0;
   const look = partly ? "warning" : { protected: "on", unprotected: "warning", paused: "paused", off: "off" }[p.state];
   const hero = document.querySelector(".hero");
@@ -359,8 +372,8 @@ function renderRecent(rows, force = false, today = lastToday) {
     const asked = askerName(r.asked_by);
     const by = r.allowed_by || r.host;
     why.textContent = r.allowed
-      ? (by === r.host ? "allowed by you" : `allowed by you, as part of ${by}`) + ` · was blocked by ${r.list}`
-      : `${r.list} · ${times}, last at ${when(r.last)}` + (asked ? ` · asked by ${asked}` : "");
+      ? (by === r.host ? "allowed by you" : `allowed by you, as part of ${by}`) + ` · was blocked by ${listTitle(r.list)}`
+      : `${listTitle(r.list)} · ${times}, last at ${when(r.last)}` + (asked ? ` · asked by ${asked}` : "");
     if (r.asked_by && r.asked_by.kind === "program") why.title = r.asked_by.path || r.asked_by.name;
     text.append(host, why);
     const act = document.createElement("div");
@@ -422,7 +435,8 @@ function renderLists(lists, allowed) {
     const name = document.createElement("td");
     name.className = "wrap";
     const title = document.createElement("div");
-    title.textContent = l.name;
+    title.textContent = listTitle(l.name);
+    if (BUILT_IN[l.name]) title.title = `built in: ${l.name}`;
     title.title = l.location;
     name.append(title);
     if (l.problem) {
@@ -456,7 +470,7 @@ function renderLists(lists, allowed) {
         rm.disabled = true;
         try {
           await invoke("remove_list", { location: l.location });
-          say($("remove-msg"), `Removed ${l.name}.`);
+          say($("remove-msg"), `Removed ${listTitle(l.name)}.`);
         } catch (e) {
           rm.disabled = false;
           say($("remove-msg"), plain(e), true);
@@ -675,15 +689,15 @@ async function check() {
     // A name not blocked was checked against the lists that loaded only: say which did not.
     const unloaded = r.blocked || !lastStatus ? [] : lastStatus.lists.filter((l) => l.role === "block" && !l.loaded);
     const sentence = r.blocked
-      ? `${shown} is blocked by “${r.list}”.`
+      ? `${shown} is blocked by “${listTitle(r.list)}”.`
       : r.by_you ? (r.rule && r.rule !== r.name ? `${shown} is allowed: you allowed ${r.rule}.` : `${shown} is allowed: you allowed it.`)
-        : r.exempt ? `${shown} is allowed by “${r.list}”.`
+        : r.exempt ? `${shown} is allowed by “${listTitle(r.list)}”.`
           : `${shown} is not on any list${unloaded.length ? " that has loaded" : ""}.`;
     out.append(document.createTextNode(sentence));
     if (unloaded.length) {
       const note = document.createElement("div");
       note.className = "muted not-checked";
-      note.textContent = `Not checked against ${unloaded.length === 1 ? "a list" : `${unloaded.length} lists`} that ${unloaded.length === 1 ? "has" : "have"} not loaded yet: ${unloaded.map((l) => l.name).join(", ")}.`;
+      note.textContent = `Not checked against ${unloaded.length === 1 ? "a list" : `${unloaded.length} lists`} that ${unloaded.length === 1 ? "has" : "have"} not loaded yet: ${unloaded.map((l) => listTitle(l.name)).join(", ")}.`;
       out.append(note);
     }
     if (r.by_you) {

@@ -282,3 +282,38 @@ pub fn change(common: &CommonArgs, path: &str) -> ExitCode {
     let answer = Instance::find(common).and_then(|i| i.call(reqwest::Method::POST, path));
     finish(answer.map(|v| v["message"].as_str().unwrap_or("done").to_string()))
 }
+
+/// `guardnest pause [MINUTES]`: as [`change`], and when it ends, on the local clock.
+pub fn pause(common: &CommonArgs, minutes: u64) -> ExitCode {
+    let instance = match Instance::find(common) {
+        Ok(i) => i,
+        Err(e) => return finish(Err(e)),
+    };
+    let answer = instance.call(reqwest::Method::POST, &format!("/v1/pause?minutes={minutes}"));
+    finish(answer.map(|v| {
+        let message = v["message"].as_str().unwrap_or("done").to_string();
+        let until = instance.call(reqwest::Method::GET, "/v1/status").ok().and_then(|s| s["paused_until"].as_u64());
+        match until.and_then(local_clock) {
+            Some(at) => format!("{message}, until {at}; `guardnest resume` ends it sooner"),
+            None => message,
+        }
+    }))
+}
+
+/// A moment as the local "HH:MM" (Unix; elsewhere the message goes without it).
+#[cfg(unix)]
+fn local_clock(epoch: u64) -> Option<String> {
+    let t = libc::time_t::try_from(epoch).ok()?;
+    // SAFETY: an all-zero `tm` is a valid value of this plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r writes into the `tm` we own; both pointers are valid for the call.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        return None;
+    }
+    Some(format!("{:02}:{:02}", tm.tm_hour, tm.tm_min))
+}
+
+#[cfg(not(unix))]
+fn local_clock(_: u64) -> Option<String> {
+    None
+}

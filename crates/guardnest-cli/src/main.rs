@@ -91,7 +91,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Enable(args) => Ok(client::change(&args.common, "/v1/enable")),
         Command::Disable(args) => Ok(client::change(&args.common, "/v1/disable")),
         Command::Restart(args) => Ok(client::change(&args.common, "/v1/restart")),
-        Command::Pause(args) => Ok(client::change(&args.common, &format!("/v1/pause?minutes={}", args.minutes))),
+        Command::Pause(args) => Ok(client::pause(&args.common, args.minutes)),
         Command::Resume(args) => Ok(client::change(&args.common, "/v1/resume")),
         Command::Allow(args) => allow::allow(&args),
         Command::Allowed(args) => allow::allowed(&args),

@@ -269,7 +269,17 @@ fn check_and_lists_answer_for_what_blocks_with_and_without_an_instance() {
     assert!(out.contains("0 failed"), "{out}");
     // Pause and resume, as the app's button does.
     let (code, out) = guardnest(&data, &["pause", "5"]);
-    assert_eq!((code, out.trim()), (Some(0), "protection paused for 5 minutes"));
+    assert_eq!(code, Some(0), "{out}");
+    // When it ends, on the local clock (Unix): "…, until 15:24; `guardnest resume` ends it sooner".
+    if cfg!(unix) {
+        let until =
+            out.trim().strip_prefix("protection paused for 5 minutes, until ").unwrap_or_else(|| panic!("{out}"));
+        let (hm, rest) = until.split_at(5);
+        assert!(hm.as_bytes()[2] == b':' && hm.replace(':', "").bytes().all(|b| b.is_ascii_digit()), "{out}");
+        assert_eq!(rest, "; `guardnest resume` ends it sooner", "{out}");
+    } else {
+        assert_eq!(out.trim(), "protection paused for 5 minutes");
+    }
     assert_ne!(connect_status(instance.addr, "www.evil.test:443"), 403, "still blocking while paused");
     let (_, out) = guardnest(&data, &["status"]);
     // The pause ends on the nearest whole minute (4:30 to 5:30 away), said in whole minutes:
