@@ -2,9 +2,12 @@
 //! keep-alive upstream connections (see [`crate::conn::upstream`]) with hop-by-hop headers removed
 //! and a `Via` added, bodies streamed.
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
+use std::task::Poll;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{self, PathAndQuery};
@@ -17,7 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
 use crate::conn::connect;
-use crate::conn::gate::{ConnCtx, Decided, Pending};
+use crate::conn::gate::{ConnCtx, Decided, Local, Pending};
 use crate::conn::hop::{head_size, host_header, strip_hop_by_hop, MAX_INTERIM, VIA};
 use crate::conn::idle::IdleBody;
 use crate::conn::respond::{BadRequest, BadResponse, ParentError, ParentFailure, ProxyBody, Refusal, UpstreamError};
@@ -34,7 +37,8 @@ pub(crate) async fn handle(
 ) -> Result<Response<ProxyBody>, Refusal> {
     let Decided { target, owner } = decided;
     // The URL decides where the request goes; a disagreeing Host header is replaced.
-    let host_header = host_header(&target).ok_or(Refusal::BadRequest(BadRequest::HostField))?;
+    let host_header =
+        host_header(&target, req.headers().get(header::HOST)).ok_or(Refusal::BadRequest(BadRequest::HostField))?;
     let path = req.uri().path_and_query().cloned().unwrap_or(PathAndQuery::from_static("/"));
     let mut origin_form = uri::Parts::default();
     origin_form.path_and_query = Some(path.clone());
@@ -81,23 +85,25 @@ pub(crate) async fn handle(
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut req = Request::from_parts(parts, IdleBody::new(body, idle, Some((shared.stats.clone(), up_bytes))));
-    let interim = Interim::watch(&mut req);
+    Interim::watch(&ctx.local, &mut req);
+    let interim = &ctx.local.interim;
     let via = Via { forms, client_auth };
     if let Some(on_client) = on_client_upgrade {
         return upgrade_exchange(req, target, on_client, interim, ctx, &via).await;
     }
     // Bound the wait for the response head; a silent upstream, or one that sends interim
-    // answers without end, must not hold the client.
+    // answers without end, must not hold the client. The connection's one timer times it
+    // (see `AnswerTimer`): no timer is set up per request.
     // Who the request went to, so that a silence is blamed on the parent when it was one.
     let sent_to = parking_lot::Mutex::new(None::<Peer>);
+    let deadline = tokio::time::Instant::now() + idle;
     let (response, parent) = tokio::select! {
-        r = tokio::time::timeout(idle, exchange(req, &target, &owner, ctx, &via, &sent_to)) => match r {
-            Ok(r) => r?,
-            Err(_) => {
-                let peer = sent_to.lock().clone().unwrap_or(Peer::Origin(target));
-                return Err(no_response(&peer, idle));
-            }
-        },
+        biased;
+        r = exchange(req, &target, &owner, ctx, &via, &sent_to) => r?,
+        () = ctx.local.answer_timer.expired(deadline) => {
+            let peer = sent_to.lock().clone().unwrap_or(Peer::Origin(target));
+            return Err(no_response(&peer, idle));
+        }
         () = interim.exceeded() => {
             ctx.local.upstream.discard();
             return Err(too_many_interim(&target));
@@ -168,28 +174,69 @@ fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
     named.then(|| protocol.clone())
 }
 
-/// Interim (1xx) answers seen for one request; past [`MAX_INTERIM`] the request fails.
+/// Interim (1xx) answers seen for the request in flight on a client connection; past
+/// [`MAX_INTERIM`] the request fails. One per connection, counted again for each request
+/// (a connection has one request in flight at a time).
 #[derive(Default)]
-struct Interim {
+pub(crate) struct Interim {
     seen: AtomicUsize,
     exceeded: Notify,
 }
 
 impl Interim {
-    /// Counts the interim answers hyper's client reads for `req`.
-    fn watch<B>(req: &mut Request<B>) -> Arc<Interim> {
-        let interim = Arc::new(Interim::default());
-        let counter = interim.clone();
+    /// Counts, from zero, the interim answers hyper's client reads for `req`, in `local`'s
+    /// count (held weakly: the callback may outlive the connection in a dropped upstream).
+    fn watch<B>(local: &Arc<Local>, req: &mut Request<B>) {
+        local.interim.seen.store(0, Relaxed);
+        let local = Arc::downgrade(local);
         hyper::ext::on_informational(req, move |_| {
-            if counter.seen.fetch_add(1, Relaxed) + 1 > MAX_INTERIM {
-                counter.exceeded.notify_one();
+            if let Some(local) = local.upgrade() {
+                if local.interim.seen.fetch_add(1, Relaxed) + 1 > MAX_INTERIM {
+                    local.interim.exceeded.notify_one();
+                }
             }
         });
-        interim
     }
 
+    /// Once this request's interim answers passed the limit (a wake-up left by an earlier
+    /// request's is not taken for it).
     async fn exceeded(&self) {
-        self.exceeded.notified().await;
+        loop {
+            self.exceeded.notified().await;
+            if self.seen.load(Relaxed) > MAX_INTERIM {
+                return;
+            }
+        }
+    }
+}
+
+/// The wait for an upstream's answer, timed by one timer per client connection. A timer
+/// set up and torn down for every request costs a wheel insertion and removal each; this
+/// one stays armed at the deadline of an earlier request, and when it fires before the
+/// current deadline it is set again, so a connection's timer moves at most once per
+/// `idle_timeout`, whatever its number of requests.
+#[derive(Default)]
+pub(crate) struct AnswerTimer {
+    sleep: parking_lot::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
+}
+
+impl AnswerTimer {
+    /// Ready once `deadline` has passed.
+    async fn expired(&self, deadline: tokio::time::Instant) {
+        std::future::poll_fn(|cx| {
+            let mut sleep = self.sleep.lock();
+            let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            loop {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Poll::Ready(());
+                }
+                sleep.as_mut().reset(deadline);
+            }
+        })
+        .await;
     }
 }
 
@@ -207,7 +254,7 @@ async fn upgrade_exchange(
     mut req: Request<UpBody>,
     target: Target,
     on_client: OnUpgrade,
-    interim: Arc<Interim>,
+    interim: &Interim,
     ctx: &ConnCtx,
     via: &Via,
 ) -> Result<Response<ProxyBody>, Refusal> {

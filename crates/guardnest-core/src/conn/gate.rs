@@ -115,11 +115,22 @@ pub(crate) struct Local {
     /// A parent's connection that challenged this client's CONNECT (`407`): its answer goes
     /// out there.
     pub(crate) pinned: Mutex<Option<Pinned>>,
+    /// The interim answers of the plain-HTTP request in flight.
+    pub(crate) interim: crate::conn::forward::Interim,
+    /// Times the wait for a plain-HTTP request's answer.
+    pub(crate) answer_timer: crate::conn::forward::AnswerTimer,
 }
 
 impl Local {
     pub(crate) fn new(client: Client) -> Self {
-        Self { client, upstream: Slot::default(), tunnel: Mutex::new(None), pinned: Mutex::new(None) }
+        Self {
+            client,
+            upstream: Slot::default(),
+            tunnel: Mutex::new(None),
+            pinned: Mutex::new(None),
+            interim: crate::conn::forward::Interim::default(),
+            answer_timer: crate::conn::forward::AnswerTimer::default(),
+        }
     }
 }
 

@@ -57,25 +57,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The `Host` header for `target`: its normal form, the port only when not 80. Built by
 /// hand: formatting it (an IP literal above all) cost more than the rest of the handler.
-pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
-    let mut text = Vec::with_capacity(64);
-    match &target.host {
-        Host::Name(name) => text.extend_from_slice(name.as_bytes()),
+/// The client's own field (`sent`) is kept when it already says exactly that, as nearly
+/// every client's does: no copy, no allocation.
+pub(crate) fn host_header(target: &Target, sent: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let ip_text;
+    let (open, host, close): (&[u8], &[u8], &[u8]) = match &target.host {
+        Host::Name(name) => (b"", name.as_bytes(), b""),
         Host::Ip(ip) => {
-            let ip_text = target.host.ip_text()?;
-            let v6 = ip.is_ipv6();
-            if v6 {
-                text.push(b'[');
-            }
-            text.extend_from_slice(ip_text.as_str().as_bytes());
-            if v6 {
-                text.push(b']');
+            ip_text = target.host.ip_text()?;
+            match ip.is_ipv6() {
+                true => (b"[", ip_text.as_str().as_bytes(), b"]"),
+                false => (b"", ip_text.as_str().as_bytes(), b""),
             }
         }
-    }
+    };
+    let mut digits = [0u8; 6];
+    let mut i = digits.len();
     if target.port != 80 {
-        let mut digits = [0u8; 5];
-        let (mut n, mut i) = (target.port, digits.len());
+        let mut n = target.port;
         loop {
             i -= 1;
             digits[i] = b'0' + (n % 10) as u8;
@@ -84,8 +83,27 @@ pub(crate) fn host_header(target: &Target) -> Option<HeaderValue> {
                 break;
             }
         }
-        text.push(b':');
-        text.extend_from_slice(&digits[i..]);
+        i -= 1;
+        digits[i] = b':';
+    }
+    let parts = [open, host, close, &digits[i..]];
+    if let Some(sent) = sent {
+        let mut rest = sent.as_bytes();
+        let same = parts.iter().all(|part| match rest.strip_prefix(*part) {
+            Some(after) => {
+                rest = after;
+                true
+            }
+            None => false,
+        });
+        if same && rest.is_empty() {
+            return Some(sent.clone());
+        }
+    }
+    // Exactly as long as the text: the Bytes takes the vector over without a copy.
+    let mut text = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        text.extend_from_slice(part);
     }
     HeaderValue::from_maybe_shared(bytes::Bytes::from(text)).ok()
 }
@@ -112,7 +130,20 @@ mod tests {
         ];
         for (host, port, want) in cases {
             let target = Target { host: Host::parse(host).unwrap(), port };
-            assert_eq!(host_header(&target).unwrap(), want);
+            assert_eq!(host_header(&target, None).unwrap(), want);
+            // The client's field is kept when it says the same, replaced when it does not.
+            let sent = HeaderValue::from_maybe_shared(bytes::Bytes::copy_from_slice(want.as_bytes())).unwrap();
+            let kept = host_header(&target, Some(&sent)).unwrap();
+            assert_eq!(kept.as_bytes().as_ptr(), sent.as_bytes().as_ptr(), "{want}: copied");
+            for other in
+                [want.to_uppercase(), format!("{want}.evil"), format!("x{want}"), want[..want.len() - 1].to_string()]
+            {
+                if other == want {
+                    continue;
+                }
+                let sent = HeaderValue::from_str(&other).unwrap();
+                assert_eq!(host_header(&target, Some(&sent)).unwrap(), want, "{other}");
+            }
             // The same text as the general formatter gives.
             let general = if port == 80 { target.host.to_string() } else { target.to_string() };
             assert_eq!(general, want);

@@ -419,6 +419,47 @@ async fn a_trickled_response_head_is_cut_at_the_idle_timeout() {
     proxy.stop().await;
 }
 
+/// The wait for an answer is timed by one timer per client connection, left armed at an
+/// earlier request's deadline: a later request on the same connection gets its own full
+/// `idle_timeout` (the old deadline passing mid-request is not a timeout), and a silent
+/// upstream still gets its 504 one `idle_timeout` after its own request.
+#[tokio::test]
+async fn each_request_on_a_kept_connection_waits_its_own_idle_timeout_for_its_answer() {
+    let idle = Duration::from_secs(2);
+    let fast = answering(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nfast"]).await;
+    // Answers one second after the request: past the first request's deadline.
+    let late = one_upstream(|mut s| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate").await;
+        let _ = tokio::time::timeout(STEP, s.read(&mut [0u8; 16])).await;
+    })
+    .await;
+    let silent = one_upstream(|mut s| async move {
+        let _ = tokio::time::timeout(STEP, s.read(&mut [0u8; 16])).await;
+    })
+    .await;
+    let mut config = config();
+    config.idle_timeout = idle;
+    let proxy = TestProxy::start(config, Policy::allow_all()).await;
+    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+    s.write_all(format!("GET http://{fast}/ HTTP/1.1\r\nHost: {fast}\r\n\r\n").as_bytes()).await.unwrap();
+    let first = read_response(&mut s).await;
+    assert!(first.starts_with("HTTP/1.1 200") && first.ends_with("fast"), "{first}");
+    // The next request starts 1.5 s later: the first request's deadline passes while it
+    // waits for its answer (at 2 s), which comes at 2.5 s, within its own 2 s.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    s.write_all(format!("GET http://{late}/ HTTP/1.1\r\nHost: {late}\r\n\r\n").as_bytes()).await.unwrap();
+    let second = read_response(&mut s).await;
+    assert!(second.starts_with("HTTP/1.1 200") && second.ends_with("late"), "{second}");
+    // A silent upstream: 504, one idle_timeout after its request (not sooner).
+    let asked = Instant::now();
+    s.write_all(format!("GET http://{silent}/ HTTP/1.1\r\nHost: {silent}\r\n\r\n").as_bytes()).await.unwrap();
+    let third = read_response(&mut s).await;
+    assert_eq!(status_of(&third), 504, "{third}");
+    assert!(asked.elapsed() >= idle, "504 after {:?}, before the idle timeout", asked.elapsed());
+    proxy.stop().await;
+}
+
 /// `Connection` naming `Content-Length` or `Transfer-Encoding` must not unframe a
 /// response; a pipelining client must never read the next origin's answer as
 /// this one's body.
