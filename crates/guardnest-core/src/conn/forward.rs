@@ -31,10 +31,68 @@ use crate::stats::Stats;
 
 /// Serves one plain-HTTP request that passed [`crate::conn::gate::decide`].
 pub(crate) async fn handle(
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     decided: Decided,
     ctx: &ConnCtx,
 ) -> Result<Response<ProxyBody>, Refusal> {
+    let Outgoing { req, target, owner, via, on_client_upgrade, passthrough } = outgoing(req, decided, ctx)?;
+    let interim = &ctx.local.interim;
+    let idle = ctx.shared.config.idle_timeout;
+    if let Some(on_client) = on_client_upgrade {
+        // Rare: its state on the heap, off every plain request's future.
+        return Box::pin(upgrade_exchange(req, target, on_client, interim, ctx, &via)).await;
+    }
+    // Bound the wait for the response head; a silent upstream, or one that sends interim
+    // answers without end, must not hold the client. The connection's one timer times it
+    // (see `AnswerTimer`): no timer is set up per request.
+    // Who the request went to, so that a silence is blamed on the parent when it was one.
+    let sent_to = parking_lot::Mutex::new(None::<Peer>);
+    let deadline = tokio::time::Instant::now() + idle;
+    let (response, parent) = tokio::select! {
+        biased;
+        r = exchange(req, &target, &owner, ctx, &via, &sent_to) => r?,
+        () = ctx.local.answer_timer.expired(deadline) => {
+            let peer = sent_to.lock().clone().unwrap_or(Peer::Origin(target));
+            return Err(no_response(&peer, idle));
+        }
+        () = interim.exceeded() => {
+            ctx.local.upstream.discard();
+            return Err(too_many_interim(&target));
+        }
+    };
+    if let Some(parent) =
+        parent.filter(|_| !passthrough && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+    {
+        // GuardNest's clients answer GuardNest's own challenge: the parent's is not theirs.
+        let failure =
+            if parent.auth.is_some() { ParentFailure::CredentialsRefused } else { ParentFailure::NeedsCredentials };
+        return Err(Refusal::Parent(ParentError { parent: parent.server.to_string(), failure }));
+    }
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // A switch nobody asked for: the connection speaks something else now.
+        ctx.local.upstream.discard();
+        let source = BadResponse::UnaskedSwitch;
+        return Err(Refusal::Upstream(UpstreamError::Response { target: target.to_string(), source }));
+    }
+    Ok(answer(response, ctx))
+}
+
+/// A request made ready for its upstream, and what its answer needs.
+struct Outgoing {
+    req: Request<UpBody>,
+    target: Target,
+    owner: Owner,
+    via: Via,
+    on_client_upgrade: Option<OnUpgrade>,
+    /// The client's proxy credentials are for a parent (GuardNest asks for none itself).
+    passthrough: bool,
+}
+
+/// Makes the client's request the one sent on: origin form (the absolute form kept for a
+/// parent), the normal `Host`, hop-by-hop fields gone, a `Via`, its body timed and counted.
+/// Not async, so that none of its temporaries is kept in the request's future, which hyper
+/// moves whole for every request.
+fn outgoing(mut req: Request<Incoming>, decided: Decided, ctx: &ConnCtx) -> Result<Outgoing, Refusal> {
     let Decided { target, owner } = decided;
     // The URL decides where the request goes; a disagreeing Host header is replaced.
     let host_header =
@@ -86,44 +144,8 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let mut req = Request::from_parts(parts, IdleBody::new(body, idle, Some((shared.stats.clone(), up_bytes))));
     Interim::watch(&ctx.local, &mut req);
-    let interim = &ctx.local.interim;
     let via = Via { forms, client_auth };
-    if let Some(on_client) = on_client_upgrade {
-        return upgrade_exchange(req, target, on_client, interim, ctx, &via).await;
-    }
-    // Bound the wait for the response head; a silent upstream, or one that sends interim
-    // answers without end, must not hold the client. The connection's one timer times it
-    // (see `AnswerTimer`): no timer is set up per request.
-    // Who the request went to, so that a silence is blamed on the parent when it was one.
-    let sent_to = parking_lot::Mutex::new(None::<Peer>);
-    let deadline = tokio::time::Instant::now() + idle;
-    let (response, parent) = tokio::select! {
-        biased;
-        r = exchange(req, &target, &owner, ctx, &via, &sent_to) => r?,
-        () = ctx.local.answer_timer.expired(deadline) => {
-            let peer = sent_to.lock().clone().unwrap_or(Peer::Origin(target));
-            return Err(no_response(&peer, idle));
-        }
-        () = interim.exceeded() => {
-            ctx.local.upstream.discard();
-            return Err(too_many_interim(&target));
-        }
-    };
-    if let Some(parent) =
-        parent.filter(|_| !passthrough && response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED)
-    {
-        // GuardNest's clients answer GuardNest's own challenge: the parent's is not theirs.
-        let failure =
-            if parent.auth.is_some() { ParentFailure::CredentialsRefused } else { ParentFailure::NeedsCredentials };
-        return Err(Refusal::Parent(ParentError { parent: parent.server.to_string(), failure }));
-    }
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        // A switch nobody asked for: the connection speaks something else now.
-        ctx.local.upstream.discard();
-        let source = BadResponse::UnaskedSwitch;
-        return Err(Refusal::Upstream(UpstreamError::Response { target: target.to_string(), source }));
-    }
-    Ok(answer(response, ctx))
+    Ok(Outgoing { req, target, owner, via, on_client_upgrade, passthrough })
 }
 
 /// The upstream's answer made into the client's.
@@ -380,24 +402,40 @@ async fn exchange(
                 },
             }
         }
-        let dialed = match parent {
-            None => reach.dial(target).await,
-            Some(p) => route::dial_parent(&reach, p).await,
-        };
-        let stream = match dialed {
-            Ok(s) => s,
-            Err(e) => {
-                failed = Some(e);
+        // A new connection: dialed, and its handshake, on the heap (the kept connection is
+        // the common case, and this request's future is moved whole).
+        let fresh = match Box::pin(connect_to(&reach, target, parent, &peer, owner, pool.io_idle())).await? {
+            Ok(up) => up,
+            Err(dial_failed) => {
+                failed = Some(dial_failed);
                 continue;
             }
         };
-        let fresh = Upstream::over(peer.clone(), owner.clone(), stream, pool.io_idle())
-            .await
-            .map_err(|e| upstream_error(e, &peer))?;
         let response = ctx.local.upstream.send(fresh, req).await.map_err(|e| upstream_error(e.into_error(), &peer))?;
         return Ok((response, parent.cloned()));
     }
     Err(failed.unwrap_or(Refusal::Upstream(UpstreamError::State)))
+}
+
+/// A new upstream connection to `peer` (the origin, or `parent`): `Ok(Err(_))` when it cannot
+/// be dialed (the next hop is tried), `Err` when its handshake fails.
+async fn connect_to(
+    reach: &route::Reach<'_>,
+    target: &Target,
+    parent: Option<&Arc<Parent>>,
+    peer: &Peer,
+    owner: &Owner,
+    idle: std::time::Duration,
+) -> Result<Result<Upstream, Refusal>, Refusal> {
+    let dialed = match parent {
+        None => reach.dial(target).await,
+        Some(p) => route::dial_parent(reach, p).await,
+    };
+    let stream = match dialed {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    Upstream::over(peer.clone(), owner.clone(), stream, idle).await.map(Ok).map_err(|e| upstream_error(e, peer))
 }
 
 /// Connected, and no answer in time: the upstream's slowness (504), not a failed dial.

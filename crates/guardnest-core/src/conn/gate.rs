@@ -205,6 +205,13 @@ async fn admit(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> 
     if !access.is_restricted() {
         return Ok(Owner::Anyone);
     }
+    // A password check (its hashing state is large): on the heap, off every request's future.
+    Box::pin(log_in(shared, client, credentials)).await
+}
+
+/// Proxy credentials, checked.
+async fn log_in(shared: &Shared, client: &Client, credentials: Option<&[u8]>) -> Result<Owner, Refusal> {
+    let access = &shared.access;
     match access.check_credentials(credentials, client.peer.ip()).await {
         Ok(user) => Ok(Owner::Client { address: client.peer.ip(), user }),
         Err(denied) => {

@@ -133,7 +133,10 @@ async fn route(req: Request<Incoming>, ctx: ConnCtx) -> Response<ProxyBody> {
     };
     let result = match gate::decide(&ctx.shared, &ctx.local.client, ask).await {
         Err(refusal) => Err(refusal),
-        Ok(decided) if connect => connect::handle(req, decided, &ctx).await,
+        // A CONNECT here came after other requests (a first CONNECT takes the first-head
+        // path): its dial and handshake state on the heap, so that the future hyper moves
+        // for every plain request stays small.
+        Ok(decided) if connect => Box::pin(connect::handle(req, decided, &ctx)).await,
         Ok(decided) => forward::handle(req, decided, &ctx).await,
     };
     result.unwrap_or_else(|refusal| {

@@ -191,6 +191,12 @@ impl Router {
         if matches!(self.kind, Kind::Direct) || (self.local_direct && is_local(&target.host)) {
             return self.direct.clone();
         }
+        // A proxy list or a PAC script to consult: its state on the heap, so that every
+        // request's future (moved whole for each request) stays small.
+        Box::pin(self.chosen_hops(https, target)).await
+    }
+
+    async fn chosen_hops(&self, https: bool, target: &Target) -> Arc<[Hop]> {
         let host = match &target.host {
             Host::Name(n) => n.clone(),
             Host::Ip(ip) => ip.to_string(),
