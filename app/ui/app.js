@@ -590,7 +590,11 @@ function refused(r) {
           ? "Stop it (press Ctrl-C where it runs), or keep using it instead of this window."
           : "Quit it from its tray menu, or use its window instead of this one.");
     $("retry").textContent = r.holder_gone ? "Start GuardNest" : "Retry";
+    // Gone: not an error any more, and an earlier "Tried again" no longer holds.
+    $("refused").classList.toggle("notice", r.holder_gone);
+    if (r.holder_gone) $("refused-tried").classList.add("hidden");
   } else {
+    $("refused").classList.remove("notice");
     $("refused-title").textContent = "GuardNest could not start";
     $("refused-text").textContent = e.problem ? `A list could not be read: ${e.problem.summary}.` : plain(e);
     $("retry").textContent = "Retry";
@@ -735,10 +739,10 @@ async function updateLists() {
   say($("update-msg"), "Checking every list…");
   try {
     const r = await call("update_lists");
-    const failed = r.failed.map((f) => f[0]);
+    const failed = r.failed.map((f) => listTitle(f[0]));
     say($("update-msg"), failed.length
       ? `${andList(failed)} could not be downloaded; see the list below.`
-      : r.updated.length ? `Updated ${andList(r.updated)}.` : "Every list is up to date.", failed.length > 0);
+      : r.updated.length ? `Updated ${andList(r.updated.map(listTitle))}.` : "Every list is up to date.", failed.length > 0);
   } catch (_) {
     say($("update-msg"), "");
   }
@@ -749,6 +753,9 @@ $("update-lists").addEventListener("click", updateLists);
 // (Where there is no tray the window stays, minimised: the notice goes first.)
 $("closing-ok").addEventListener("click", () => { $("closing").classList.add("hidden"); invoke("close_to_tray"); });
 $("closing-quit").addEventListener("click", () => invoke("quit_app"));
+// Quit from the window itself: where the desktop shows no tray, the only way out without a
+// terminal.
+$("quit").addEventListener("click", () => invoke("quit_app"));
 
 tauri.event.listen("guardnest://view", (ev) => render(ev.payload));
 tauri.event.listen("guardnest://error", (ev) => showError(ev.payload));
@@ -758,7 +765,8 @@ tauri.event.listen("guardnest://closing", (ev) => {
   const tray = !ev.payload || ev.payload.tray !== false;
   // What it goes on doing, as the headline says it (paused or off, it is not protecting).
   const p = lastStatus ? lastStatus.protection : { state: "protected" };
-  const doing = {
+  const partly = p.state === "protected" && (p.missing || []).length > 0;
+  const doing = partly ? "protecting this computer in part (a list is missing): your apps keep going through it." : {
     paused: `paused until ${when(p.until, true)}, then protecting again by itself: your apps keep going through it.`,
     off: "with protection off: your apps use your own proxy settings until you switch it on.",
     unprotected: "not blocking anything yet (see why in this window): your apps keep going through it.",

@@ -475,9 +475,12 @@ fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest()
         assert!(app.alive());
         assert_eq!(wd.script("return document.getElementById('closing').classList.contains('hidden')"), json!(true));
 
-        // Quit from the notice is the other way out, and it gives the system proxy back: the
-        // page's Quit (the same command) ends the app.
-        wd.script("window.__TAURI__.core.invoke('quit_app'); return true");
+        // With no tray, the window's own "Quit GuardNest" is the way out (the notice's Quit is
+        // gone once read), and it gives the system proxy back.
+        app.start_again();
+        app.xwindow(&["wait", "GuardNest", "20"]);
+        assert_eq!(wd.text("#quit"), "Quit GuardNest");
+        wd.click("#quit");
         let deadline = Instant::now() + Duration::from_secs(20);
         while app.alive() {
             assert!(Instant::now() < deadline, "Quit did not end the app");

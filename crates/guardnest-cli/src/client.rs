@@ -259,7 +259,11 @@ fn protection_line(p: &Value) -> String {
         }
         Some("unprotected") => format!("NOT PROTECTED: {}", p["message"].as_str().unwrap_or("?")),
         Some("paused") => {
-            format!("paused: blocking again in {}", guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0)))
+            let left = guardnest_core::service::minutes(p["secs"].as_u64().unwrap_or(0));
+            match p["until"].as_u64().and_then(local_clock) {
+                Some(at) => format!("paused: blocking again at {at}, in {left}"),
+                None => format!("paused: blocking again in {left}"),
+            }
         }
         Some("off") => match p["error"]["message"].as_str() {
             Some(e) => format!("off: {e}"),

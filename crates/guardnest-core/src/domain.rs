@@ -17,6 +17,9 @@ pub enum TargetError {
     /// The host has characters or a shape no DNS name has.
     #[error("invalid host name")]
     InvalidHost,
+    /// Longer than any DNS name (253 characters).
+    #[error("too long for a host name (at most 253 characters)")]
+    TooLong,
     /// `host:port` without the port.
     #[error("missing port")]
     MissingPort,
@@ -48,7 +51,13 @@ impl Host {
         if let Ok(ip) = raw.parse::<IpAddr>() {
             return Ok(Host::Ip(fold_mapped(ip)));
         }
-        let name = normalize_name(raw).ok_or(TargetError::InvalidHost)?;
+        let name = match normalize_name(raw) {
+            Some(name) => name,
+            // Said as such when that is what is wrong (a trailing dot is the root, not
+            // part of the length).
+            None if raw.strip_suffix('.').unwrap_or(raw).len() > 253 => return Err(TargetError::TooLong),
+            None => return Err(TargetError::InvalidHost),
+        };
         // `127.1`, `2130706433`, `0x7f.1`: not DNS names, but the resolver reads them as IPv4
         // (inet_aton), so they would reach a listed address under another spelling.
         if looks_numeric(&name) {
@@ -363,6 +372,14 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_name_too_long_is_said_so() {
+        assert_eq!(Host::parse(&"a".repeat(300)), Err(TargetError::TooLong));
+        assert_eq!(Host::parse(&format!("{}.test", "a.".repeat(125))), Err(TargetError::TooLong));
+        assert!(Host::parse(&format!("{}test.", "ab.".repeat(80))).is_ok(), "244 characters and the root's dot");
+        assert_eq!(Host::parse("a b"), Err(TargetError::InvalidHost));
+    }
 
     #[test]
     fn ip_text_matches_the_standard_formatting() {

@@ -175,8 +175,12 @@ pub struct Who {
     owners: Arc<Owners>,
     blocks: Mutex<Vec<Pending>>,
     blocks_queued: Notify,
-    /// This period's sample: a connection's ends, and its program once a block named it.
+    /// This period's sample: a connection's ends, and its program once it was named (as
+    /// soon as it was queued, or by a block).
     queue: Mutex<Vec<(Ends, Option<Asker>)>>,
+    /// Wakes the namer when a sampled connection is queued: named while it is open (a
+    /// short connection, a curl, is gone long before the next sweep).
+    connections_queued: Notify,
     book: Mutex<HashMap<Asker, Row>>,
     /// Local connections accepted since the last sweep, sampled or not.
     local_connections: AtomicU64,
@@ -198,6 +202,7 @@ impl Default for Who {
             blocks: Mutex::new(Vec::new()),
             blocks_queued: Notify::new(),
             queue: Mutex::new(Vec::new()),
+            connections_queued: Notify::new(),
             book: Mutex::new(HashMap::new()),
             local_connections: AtomicU64::new(0),
             counted: AtomicU64::new(0),
@@ -246,6 +251,8 @@ impl Who {
         let mut queue = self.queue.lock();
         if queue.len() < SAMPLE {
             queue.push((Ends::new(client, server), None));
+            drop(queue);
+            self.connections_queued.notify_one();
         }
     }
 
@@ -317,8 +324,31 @@ impl Who {
         }
     }
 
-    /// Names the sampled connections (one batch lookup, on a blocking thread; those a block
-    /// named already are not asked again) and counts the period's local connections by them.
+    /// Names the sampled connections not named yet, now, while they are open (one batch
+    /// lookup on a blocking thread, however many were queued since the last one). At most
+    /// [`SAMPLE`] connections are named per [`SWEEP`]: a flood costs one bounded batch.
+    async fn name_connections(&self) {
+        let ask: Vec<Ends> = self.queue.lock().iter().filter(|(_, known)| known.is_none()).map(|(e, _)| *e).collect();
+        if ask.is_empty() {
+            return;
+        }
+        let owners = self.owners.clone();
+        let asked = ask.clone();
+        let named: Vec<Asker> = match tokio::task::spawn_blocking(move || owners.owners(&asked)).await {
+            Ok(Ok(all)) => all.into_iter().map(Asker::from_owner).collect(),
+            // The sweep asks again (and says why if it fails too).
+            _ => return,
+        };
+        let mut queue = self.queue.lock();
+        for (ends, asker) in ask.iter().zip(named) {
+            if let Some(slot) = queue.iter_mut().find(|(e, known)| e == ends && known.is_none()) {
+                slot.1 = Some(asker);
+            }
+        }
+    }
+
+    /// Names the sampled connections (one batch lookup, on a blocking thread; those named
+    /// already are not asked again) and counts the period's local connections by them.
     pub async fn sweep(&self) {
         let batch = std::mem::take(&mut *self.queue.lock());
         let all = self.local_connections.swap(0, Relaxed);
@@ -414,8 +444,8 @@ impl Who {
     }
 }
 
-/// Names queued blocks as they come, and queued connections every [`SWEEP`], until
-/// cancelled.
+/// Names queued blocks and sampled connections as they come, and counts the connections
+/// every [`SWEEP`], until cancelled.
 pub(crate) async fn run(who: Arc<Who>, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(SWEEP);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -425,6 +455,7 @@ pub(crate) async fn run(who: Arc<Who>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = who.blocks_queued.notified() => who.name_blocks().await,
             _ = ticker.tick() => who.sweep().await,
+            _ = who.connections_queued.notified() => who.name_connections().await,
         }
     }
 }
@@ -471,6 +502,29 @@ mod tests {
         let named = rows.iter().find(|r| r.asker == foo).unwrap().connections;
         assert_eq!((closed + named, named), (200, 200 / SAMPLE as u64 + 1), "{rows:?}");
         assert!(who.queue.lock().is_empty());
+    }
+
+    /// A connection is named while it is open, as soon as it is sampled: one that closes
+    /// long before the sweep (curl's) counts for its program, not as "closed".
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_short_connection_is_named_before_it_closes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server_side, client_addr) = listener.accept().await.unwrap();
+        let who = Who::default();
+        who.note_connection(client_addr, Some(server_side.local_addr().unwrap()));
+        who.name_connections().await;
+        drop(client);
+        drop(server_side);
+        who.sweep().await;
+        let rows = who.programs();
+        let me = std::process::id();
+        assert!(
+            rows.iter().any(|r| matches!(&r.asker, Asker::Program { pid, .. } if *pid == me) && r.connections == 1),
+            "{rows:?}"
+        );
+        assert!(!rows.iter().any(|r| r.asker == Asker::Closed), "{rows:?}");
     }
 
     #[test]

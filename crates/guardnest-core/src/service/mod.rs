@@ -517,12 +517,13 @@ impl ProxyService {
     }
 
     /// Stops blocking for `minutes` (1 to [`PAUSE_MAX_MINUTES`]); it comes back by itself.
-    /// The end is rounded to a whole minute, so "until 12:35" is 12:35:00.
+    /// The end is the next whole minute after that, so "until 12:35" is 12:35:00 and the
+    /// pause is never shorter than asked (a minute's pause asked at 12:33:25 ends at 12:35).
     pub async fn pause(&self, minutes: u64) -> Result<Change, ServiceError> {
         if minutes == 0 || minutes > PAUSE_MAX_MINUTES {
             return Err(ServiceError::Input(InputError::PauseRange));
         }
-        let until = (now_secs() + minutes * 60 + 30) / 60 * 60;
+        let until = (now_secs() + minutes * 60).div_ceil(60) * 60;
         self.pause_until(until, minutes * 60).await
     }
 

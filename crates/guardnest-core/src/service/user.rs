@@ -104,6 +104,8 @@ impl ProxyService {
             self.lists.remove_source(&location).await;
             return Err(e);
         }
+        // Now it is the user's (removable): the watchers saw the list come before that.
+        self.lists.changes().bump();
         let state = self.lists.status().into_iter().find(|s| s.location == location);
         let entries = state.map_or(0, |s| s.entries);
         Ok(Change {

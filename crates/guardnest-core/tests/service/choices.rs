@@ -336,8 +336,13 @@ async fn a_list_that_cannot_be_read_or_downloaded_is_refused_and_not_kept() {
     assert!(s.user_lists().is_empty(), "a page was kept as a list");
     let mine = dir.path().join("mine.txt");
     std::fs::write(&mine, "tracker.test\n").unwrap();
+    let mut changes = s.changes();
+    let before = *changes.borrow_and_update();
     let added = s.add_list(&mine.display().to_string()).await.unwrap();
     assert!(added.message.ends_with(": 1 name"), "{added:?}");
+    // A window that redrew at the list's arrival redraws again once it is the user's (its
+    // Remove shows at once, not at the next unrelated change).
+    assert!(*changes.borrow_and_update() >= before + 2, "no change announced after the list became removable");
     let st = s.status().await;
     assert!(st.lists.iter().find(|l| l.location == mine.display().to_string()).unwrap().removable);
     assert!(st.lists.iter().find(|l| l.name == "block.txt").is_some_and(|l| !l.removable), "a configured list");

@@ -32,9 +32,12 @@ async fn pause_allows_everything_then_blocking_returns() {
     assert_eq!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
     assert!(env.service.pause(0).await.is_err());
     env.service.pause(15).await.unwrap();
-    // The end is on a whole minute (what the window shows is when it ends).
+    // The end is on the next whole minute (what the window shows is when it ends), never
+    // sooner than asked.
     let paused = env.service.status().await.paused_secs.unwrap();
-    assert!((869..=930).contains(&paused), "{paused}");
+    assert!((899..=960).contains(&paused), "{paused}");
+    let until = env.service.status().await.paused_until.unwrap();
+    assert_eq!(until % 60, 0, "{until}");
     // Paused: the blocked name is let through (it fails later, at name resolution).
     assert_ne!(connect(proxy, "evil.test:443").await.unwrap().1, 403);
     assert!(env.service.resume().await.changed);
