@@ -7,7 +7,9 @@ the real `guardnest` command through the app's control API; and the tray's icons
   docs/tools/app-states.py OUTDIR [APP [GUARDNEST]]
 
 Defaults: target/debug/guardnest-app and target/debug/guardnest. Needs tauri-driver
-(~/.cargo/bin), WebKitWebDriver, xvfb-run, dbus-run-session, gsettings and ImageMagick.
+(~/.cargo/bin), WebKitWebDriver, xvfb-run, dbus-run-session, gsettings, ImageMagick and
+Python's GObject bindings (python3-gi: the tray host the session runs, as the desktop tests'
+app/src-tauri/tests/support/tray_host.py; one state is taken without it).
 """
 import json
 import os
@@ -23,6 +25,17 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 XWINDOW = os.path.join(ROOT, "bench", "tools", "xwindow.py")
+TRAY_HOST = os.path.join(ROOT, "app", "src-tauri", "tests", "support", "tray_host.py")
+
+
+def python_with_gi():
+    """A Python that can load Gio (the tray host's), as the tests look for it."""
+    for python in ["python3", "/usr/bin/python3"]:
+        probe = subprocess.run([python, "-c", "import gi; gi.require_version('Gio', '2.0'); from gi.repository import Gio"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if probe.returncode == 0:
+            return python
+    raise SystemExit("the tray host needs Python's GObject bindings: apt-get install python3-gi gir1.2-glib-2.0")
 SIZES = [(960, 700), (800, 600)]
 LOCAL = ('[proxy]\nlisten = "127.0.0.1:0"\n[control]\nlisten = "127.0.0.1:0"\n[system_proxy]\nbackend = "gnome"\n'
          '[blocklist]\nsources = SOURCES\ndefault_lists = false\n')
@@ -76,11 +89,13 @@ class Window:
     """The app, started by tauri-driver in its own X server and session bus, and a WebDriver
     session on its window."""
 
-    def __init__(self, app, home):
+    def __init__(self, app, home, tray=True):
         self.home = home
         port, native = free_port(), free_port()
+        # A desktop that shows tray icons (a StatusNotifierWatcher on the bus), or not.
+        host = [python_with_gi(), TRAY_HOST] if tray else []
         self.driver = subprocess.Popen(
-            ["dbus-run-session", "--", "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
+            ["dbus-run-session", "--", *host, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
              tauri_driver(), "--port", str(port), "--native-port", str(native)],
             env=home.env, stdout=self.log(), stderr=subprocess.STDOUT, start_new_session=True)
         self.base = f"http://127.0.0.1:{port}"
@@ -269,7 +284,7 @@ def protected_and_the_window(out, app, guardnest):
         w.both(out, "check-idn", lambda: w.scroll_to("#check-form"))
         w.type("#check-name", "x" * 2000)
         w.click("#check-form button")
-        w.wait_text("#check-result", lambda t: "not a site name" in t)
+        w.wait_text("#check-result", lambda t: "too long for a site name" in t)
         w.both(out, "check-long", lambda: w.scroll_to("#check-form"))
         # Lists: a URL answering 404 is refused; the user's allowlist shows its names.
         srv = not_found_server()
@@ -324,6 +339,18 @@ def main():
     gone = f"http://127.0.0.1:{free_port()}/malware.txt"
 
     protected_and_the_window(out, app, guardnest)
+
+    # A desktop that shows no tray icons: the first close says the window is minimised instead.
+    home = Home()
+    w = Window(app, home, tray=False)
+    try:
+        w.wait_text("#state-title", lambda t: t == "You are protected")
+        w.close_window()
+        w.wait("the no-tray close notice", lambda: "no tray icons" in w.text("#closing"))
+        w.both(out, "closing-no-tray")
+    finally:
+        w.close()
+        home.remove()
 
     # Only a list that cannot be downloaded: not protected, and which list and why.
     one_state(out, app, "not-protected", "Not protected yet", Home(f'["{gone}"]'),
