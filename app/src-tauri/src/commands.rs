@@ -139,19 +139,16 @@ fn set_start_at_login<R: Runtime>(app: tauri::AppHandle<R>, on: bool) -> Reply<C
     crate::login::set(&app, on)
 }
 
-/// The user read that GuardNest keeps running in the tray: the window closes, and closing
-/// it says nothing from now on.
+/// The user read what closing means: the window closes to the tray (or, where the desktop
+/// shows no tray, is minimised), and closing it says nothing more of that case.
 #[tauri::command]
-fn close_to_tray<R: Runtime>(app: tauri::AppHandle<R>, state: State<'_, AppState>) -> Reply<()> {
-    state.told_about_tray()?;
-    crate::window::keep_running(&app);
-    Ok(())
+fn close_to_tray<R: Runtime>(app: tauri::AppHandle<R>) -> Reply<()> {
+    crate::window::keep_running(&app)
 }
 
-/// Quit from the window (offered when closing it the first time): as the tray's Quit.
+/// Quit from the window (its own button, or the first close's notice): as the tray's Quit.
 #[tauri::command]
-fn quit_app<R: Runtime>(app: tauri::AppHandle<R>, state: State<'_, AppState>) -> Reply<()> {
-    state.told_about_tray()?;
+fn quit_app<R: Runtime>(app: tauri::AppHandle<R>) -> Reply<()> {
     crate::quit(&app);
     Ok(())
 }

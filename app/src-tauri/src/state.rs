@@ -119,15 +119,25 @@ impl AppState {
         result
     }
 
-    /// Whether closing the window should first say that GuardNest keeps running in the
-    /// tray (once, ever).
-    pub fn should_tell_about_tray(&self) -> bool {
-        !UserSettings::load(&self.data_dir).told_about_tray
+    /// Whether closing the window should first say what closing means: that GuardNest keeps
+    /// running in the tray (`tray`), or, where the desktop shows no tray, that the window is
+    /// minimised instead. Each is said once, ever.
+    pub fn should_tell_about_closing(&self, tray: bool) -> bool {
+        let settings = UserSettings::load(&self.data_dir);
+        if tray {
+            !settings.told_about_tray
+        } else {
+            !settings.told_about_minimising
+        }
     }
 
-    /// The user has read that GuardNest keeps running in the tray.
-    pub fn told_about_tray(&self) -> Result<(), UiError> {
-        UserSettings::update(&self.data_dir, |s| s.told_about_tray = true).map_err(|e| e.report())
+    /// The user has read what closing means (`tray`: in the tray; else minimised).
+    pub fn told_about_closing(&self, tray: bool) -> Result<(), UiError> {
+        UserSettings::update(&self.data_dir, |s| match tray {
+            true => s.told_about_tray = true,
+            false => s.told_about_minimising = true,
+        })
+        .map_err(|e| e.report())
     }
 
     /// Stops everything, bounded in time: the app's tasks, then the engine (the system

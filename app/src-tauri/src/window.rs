@@ -79,7 +79,7 @@ pub fn close_requested<R: Runtime>(window: &tauri::Window<R>, api: &tauri::Close
         }
         return;
     }
-    if state.should_tell_about_tray() {
+    if state.should_tell_about_closing(tray) {
         api.prevent_close();
         let _ = tauri::Emitter::emit_to(app, MAIN, CLOSING_EVENT, serde_json::json!({ "tray": tray }));
     } else if !tray {
@@ -88,14 +88,20 @@ pub fn close_requested<R: Runtime>(window: &tauri::Window<R>, api: &tauri::Close
     }
 }
 
-/// Closes the window to the tray, or minimises it where the desktop shows no tray.
-pub fn keep_running<R: Runtime>(app: &AppHandle<R>) {
-    let Some(w) = app.get_webview_window(MAIN) else { return };
-    if crate::tray::desktop_shows_it() {
+/// Closes the window to the tray, or minimises it where the desktop shows no tray; the
+/// notice said for that case is not said again (the other one still is, if it comes).
+pub fn keep_running<R: Runtime>(app: &AppHandle<R>) -> Result<(), crate::UiError> {
+    let tray = crate::tray::desktop_shows_it();
+    if let Some(state) = app.try_state::<AppState>() {
+        state.told_about_closing(tray)?;
+    }
+    let Some(w) = app.get_webview_window(MAIN) else { return Ok(()) };
+    if tray {
         let _ = w.destroy();
     } else {
         let _ = w.minimize();
     }
+    Ok(())
 }
 
 /// The window was destroyed (closed to the tray): the update loop stops ticking, and the

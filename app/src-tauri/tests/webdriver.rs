@@ -208,6 +208,7 @@ fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest()
     let home = support::DesktopHome::new();
     let (mut driver, wd) = session_on(&home, false);
     let mut wm: Option<std::process::Child> = None;
+    let mut host: Option<std::process::Child> = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wd.wait_text("#state-title", |t| t == "You are protected");
         assert_eq!(home.proxy_mode(), "'manual'", "the app did not set the system proxy");
@@ -232,7 +233,8 @@ fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest()
         minimised("after Keep running");
         let settings = home.data_dir().join("settings.json");
         let told = std::fs::read_to_string(&settings).unwrap_or_default();
-        assert!(told.contains("\"told_about_tray\": true"), "{told}");
+        assert!(told.contains("\"told_about_minimising\": true"), "{told}");
+        assert!(told.contains("\"told_about_tray\": false"), "the tray's notice is still to say: {told}");
 
         // Told once: the next close minimises at once. The page lives on (its web process
         // runs and it shows a block made after the close): nothing was destroyed.
@@ -247,11 +249,56 @@ fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest()
         assert!(app.alive());
         assert_eq!(wd.script("return document.getElementById('closing').classList.contains('hidden')"), json!(true));
 
-        // With no tray, the window's own "Quit GuardNest" is the way out (the notice's Quit is
-        // gone once read), and it gives the system proxy back.
+        // A tray comes (the AppIndicator extension turned on): the first close to it still says
+        // that GuardNest keeps running in the tray, and then the window goes.
+        let python = support::python_with_gi().expect("python3-gi");
+        let tray_host = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/tray_host.py");
+        host = Some(app.command(python).arg(tray_host).args(["sleep", "600"]).spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let has_watcher = || {
+            app.gdbus(&[
+                "call",
+                "--dest",
+                "org.freedesktop.DBus",
+                "--object-path",
+                "/org/freedesktop/DBus",
+                "--method",
+                "org.freedesktop.DBus.NameHasOwner",
+                "org.kde.StatusNotifierWatcher",
+            ])
+            .is_some_and(|o| o.contains("true"))
+        };
+        while !has_watcher() {
+            assert!(Instant::now() < deadline, "the tray host did not come");
+            std::thread::sleep(Duration::from_millis(100));
+        }
         app.start_again();
         app.xwindow(&["wait", "GuardNest", "20"]);
-        assert_eq!(wd.text("#quit"), "Quit GuardNest");
+        app.xwindow(&["close", "GuardNest"]);
+        wd.wait_text("#closing", |t| t.contains("Closing this window leaves GuardNest in the tray"));
+        wd.click("#closing-ok");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while app.web_processes() > 0 {
+            assert!(Instant::now() < deadline, "the window was not closed to the tray");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let told = std::fs::read_to_string(&settings).unwrap_or_default();
+        assert!(told.contains("\"told_about_tray\": true"), "{told}");
+
+        // The window's own "Quit GuardNest" is a way out that is always there (with no tray,
+        // the only one once the notice is read), and it gives the system proxy back.
+        app.start_again();
+        let opened = Instant::now();
+        let handle = loop {
+            let handles = wd.cmd("GET", "/window/handles", None);
+            if let Some(h) = handles.as_array().and_then(|a| a.first()).and_then(Value::as_str) {
+                break h.to_string();
+            }
+            assert!(opened.elapsed() < Duration::from_secs(20), "no window after Open");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        wd.cmd("POST", "/window", Some(json!({"handle": handle})));
+        wd.wait_text("#quit", |t| t == "Quit GuardNest");
         // Clicked from the page (a WebDriver click waits for an answer the app, quitting,
         // may never send).
         wd.script("document.getElementById('quit').click(); return true");
@@ -262,9 +309,9 @@ fn where_the_desktop_shows_no_tray_closing_minimises_and_never_hides_guardnest()
         }
         assert_eq!(home.proxy_mode(), "'none'", "Quit did not give the system proxy back");
     }));
-    if let Some(mut wm) = wm {
-        let _ = wm.kill();
-        let _ = wm.wait();
+    for mut child in [wm, host].into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
     wd.end();
     support::kill_group(&mut driver);

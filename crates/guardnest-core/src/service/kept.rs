@@ -64,6 +64,9 @@ pub struct UserSettings {
     pub paused_until: Option<u64>,
     /// The app said once that closing its window leaves GuardNest running in the tray.
     pub told_about_tray: bool,
+    /// The app said once, on a desktop that shows no tray, that closing its window
+    /// minimises it (told apart: a desktop that shows a tray later still gets the tray's).
+    pub told_about_minimising: bool,
 }
 
 impl UserSettings {

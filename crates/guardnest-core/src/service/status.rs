@@ -407,8 +407,8 @@ impl From<SourceStatus> for ListStatus {
 }
 
 /// "15 minutes", "1 minute", "45 seconds": a duration for a sentence.
-/// Whole minutes are the nearest ones: a pause ends on a whole minute (up to 30 s either
-/// side of the length asked for), and "5 minutes" must still say 5 at 5:20 left.
+/// Whole minutes are the nearest ones: a pause ends on the next whole minute (up to 60 s
+/// past the length asked for), and "5 minutes" must still say 5 at 5:20 left.
 pub fn minutes(secs: u64) -> String {
     match secs {
         0..60 => plural(secs as usize, "second", "seconds"),
