@@ -2,12 +2,9 @@
 //! keep-alive upstream connections (see [`crate::conn::upstream`]) with hop-by-hop headers removed
 //! and a `Via` added, bodies streamed.
 
-use std::future::Future as _;
-use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
-use std::task::Poll;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::{self, PathAndQuery};
@@ -17,7 +14,6 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::sync::Notify;
 
 use crate::conn::connect;
 use crate::conn::gate::{ConnCtx, Decided, Local, Pending};
@@ -143,7 +139,7 @@ fn outgoing(mut req: Request<Incoming>, decided: Decided, ctx: &ConnCtx) -> Resu
     let on_client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut req = Request::from_parts(parts, IdleBody::new(body, idle, Some((shared.stats.clone(), up_bytes))));
-    Interim::watch(&ctx.local, &mut req);
+    watch_interim(&ctx.local, &mut req);
     let via = Via { forms, client_auth };
     Ok(Outgoing { req, target, owner, via, on_client_upgrade, passthrough })
 }
@@ -196,70 +192,18 @@ fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
     named.then(|| protocol.clone())
 }
 
-/// Interim (1xx) answers seen for the request in flight on a client connection; past
-/// [`MAX_INTERIM`] the request fails. One per connection, counted again for each request
-/// (a connection has one request in flight at a time).
-#[derive(Default)]
-pub(crate) struct Interim {
-    seen: AtomicUsize,
-    exceeded: Notify,
-}
-
-impl Interim {
-    /// Counts, from zero, the interim answers hyper's client reads for `req`, in `local`'s
-    /// count (held weakly: the callback may outlive the connection in a dropped upstream).
-    fn watch<B>(local: &Arc<Local>, req: &mut Request<B>) {
-        local.interim.seen.store(0, Relaxed);
-        let local = Arc::downgrade(local);
-        hyper::ext::on_informational(req, move |_| {
-            if let Some(local) = local.upgrade() {
-                if local.interim.seen.fetch_add(1, Relaxed) + 1 > MAX_INTERIM {
-                    local.interim.exceeded.notify_one();
-                }
-            }
-        });
-    }
-
-    /// Once this request's interim answers passed the limit (a wake-up left by an earlier
-    /// request's is not taken for it).
-    async fn exceeded(&self) {
-        loop {
-            self.exceeded.notified().await;
-            if self.seen.load(Relaxed) > MAX_INTERIM {
-                return;
+/// Counts, from zero, the interim answers hyper's client reads for `req`, in `local`'s
+/// count (held weakly: the callback may outlive the connection in a dropped upstream).
+fn watch_interim<B>(local: &Arc<Local>, req: &mut Request<B>) {
+    local.interim.seen.store(0, Relaxed);
+    let local = Arc::downgrade(local);
+    hyper::ext::on_informational(req, move |_| {
+        if let Some(local) = local.upgrade() {
+            if local.interim.seen.fetch_add(1, Relaxed) + 1 > MAX_INTERIM {
+                local.interim.exceeded.notify_one();
             }
         }
-    }
-}
-
-/// The wait for an upstream's answer, timed by one timer per client connection. A timer
-/// set up and torn down for every request costs a wheel insertion and removal each; this
-/// one stays armed at the deadline of an earlier request, and when it fires before the
-/// current deadline it is set again, so a connection's timer moves at most once per
-/// `idle_timeout`, whatever its number of requests.
-#[derive(Default)]
-pub(crate) struct AnswerTimer {
-    sleep: parking_lot::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>,
-}
-
-impl AnswerTimer {
-    /// Ready once `deadline` has passed.
-    async fn expired(&self, deadline: tokio::time::Instant) {
-        std::future::poll_fn(|cx| {
-            let mut sleep = self.sleep.lock();
-            let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            loop {
-                if sleep.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Poll::Ready(());
-                }
-                sleep.as_mut().reset(deadline);
-            }
-        })
-        .await;
-    }
+    });
 }
 
 fn too_many_interim(target: &Target) -> Refusal {
@@ -276,7 +220,7 @@ async fn upgrade_exchange(
     mut req: Request<UpBody>,
     target: Target,
     on_client: OnUpgrade,
-    interim: &Interim,
+    interim: &crate::conn::upstream::Interim,
     ctx: &ConnCtx,
     via: &Via,
 ) -> Result<Response<ProxyBody>, Refusal> {

@@ -116,9 +116,9 @@ pub(crate) struct Local {
     /// out there.
     pub(crate) pinned: Mutex<Option<Pinned>>,
     /// The interim answers of the plain-HTTP request in flight.
-    pub(crate) interim: crate::conn::forward::Interim,
+    pub(crate) interim: crate::conn::upstream::Interim,
     /// Times the wait for a plain-HTTP request's answer.
-    pub(crate) answer_timer: crate::conn::forward::AnswerTimer,
+    pub(crate) answer_timer: crate::conn::idle::AnswerTimer,
 }
 
 impl Local {
@@ -128,8 +128,8 @@ impl Local {
             upstream: Slot::default(),
             tunnel: Mutex::new(None),
             pinned: Mutex::new(None),
-            interim: crate::conn::forward::Interim::default(),
-            answer_timer: crate::conn::forward::AnswerTimer::default(),
+            interim: crate::conn::upstream::Interim::default(),
+            answer_timer: crate::conn::idle::AnswerTimer::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! `idle_timeout` for what hyper moves: a body that stops arriving ([`IdleBody`]) and a peer
-//! that stops reading (`Deadline`, on the client's socket and the upstream's). The relay
+//! `idle_timeout` for what hyper moves: a body that stops arriving ([`IdleBody`]), a peer
+//! that stops reading (`Deadline`, on the client's socket and the upstream's), and an
+//! upstream that does not answer (`AnswerTimer`). The relay
 //! and the tunnel bound their own reads and writes; these bound hyper's, both directions, so
 //! no path holds a connection longer than `idle_timeout` without progress.
 //!
@@ -120,5 +121,35 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The wait for an upstream's answer, timed by one timer per client connection. A timer
+/// set up and torn down for every request costs a wheel insertion and removal each; this
+/// one stays armed at the deadline of an earlier request, and when it fires before the
+/// current deadline it is set again, so a connection's timer moves at most once per
+/// `idle_timeout`, whatever its number of requests.
+#[derive(Default)]
+pub(crate) struct AnswerTimer {
+    sleep: parking_lot::Mutex<Option<Pin<Box<Sleep>>>>,
+}
+
+impl AnswerTimer {
+    /// Ready once `deadline` has passed.
+    pub(crate) async fn expired(&self, deadline: Instant) {
+        std::future::poll_fn(|cx| {
+            let mut sleep = self.sleep.lock();
+            let sleep = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            loop {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                if Instant::now() >= deadline {
+                    return Poll::Ready(());
+                }
+                sleep.as_mut().reset(deadline);
+            }
+        })
+        .await;
     }
 }

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -27,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::hop::MAX_INTERIM;
 use crate::conn::idle::{Deadline, IdleBody};
 use crate::domain::Target;
 use crate::stats::Stats;
@@ -431,5 +433,27 @@ mod tests {
         assert_eq!(pool.idle_count(), 0, "the closed one was dropped on the way");
         assert_eq!(taken.peer, target);
         assert!(pool.take(&target, &Owner::Anyone).is_none());
+    }
+}
+
+/// Interim (1xx) answers seen for the plain-HTTP request in flight on a client connection;
+/// past [`MAX_INTERIM`] the request fails. One per connection, counted again for each request
+/// (a connection has one request in flight at a time; the forward stage counts them).
+#[derive(Default)]
+pub(crate) struct Interim {
+    pub(crate) seen: AtomicUsize,
+    pub(crate) exceeded: Notify,
+}
+
+impl Interim {
+    /// Once this request's interim answers passed the limit (a wake-up left by an earlier
+    /// request's is not taken for it).
+    pub(crate) async fn exceeded(&self) {
+        loop {
+            self.exceeded.notified().await;
+            if self.seen.load(Relaxed) > MAX_INTERIM {
+                return;
+            }
+        }
     }
 }
