@@ -65,6 +65,10 @@ enum Command {
         /// Tunnels opened and closed for the leak check.
         #[arg(long, default_value_t = 100_000)]
         leak_tunnels: usize,
+        /// Rounds of each rate scenario (2, 5, 6), every target once per round in turn;
+        /// each figure is the median (one with --quick).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Valid logins (argon2, never cached) during floods of wrong Basic passwords, on the
     /// release `guardnest` binary (build it first: cargo build --release -p guardnest-cli).
@@ -100,8 +104,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Lists { data } => lists::run(&data),
-        Command::Proxy { targets, quick, only, idle_tunnels, hold_secs, leak_tunnels } => {
-            proxy::run(&targets, &proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels })
+        Command::Proxy { targets, quick, only, idle_tunnels, hold_secs, leak_tunnels, rounds } => {
+            let rounds = if quick { 1 } else { rounds };
+            proxy::run(&targets, &proxy::Options { quick, only, idle_tunnels, hold_secs, leak_tunnels, rounds })
         }
         Command::LoginFlood { guardnest, secs } => {
             let guardnest = guardnest
