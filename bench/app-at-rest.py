@@ -24,7 +24,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 XWINDOW = os.path.join(ROOT, "bench", "tools", "xwindow.py")
-TRAY_HOST = os.path.join(ROOT, "app", "src-tauri", "tests", "support", "tray_host.py")
+sys.path.insert(0, os.path.join(ROOT, "bench", "tools"))
+import tray  # noqa: E402 (bench/tools/tray.py, found through the path above)
 TITLE = "GuardNest"
 SETTLE, WINDOW = 12, 10
 # The targets (BENCHMARKS.md, "The desktop app at rest").
@@ -160,16 +161,6 @@ def xwindow(env, *args):
     return subprocess.run([sys.executable, XWINDOW, *args], env=env, capture_output=True, text=True)
 
 
-def python_with_gi():
-    """A Python that can load Gio (the tray host's), as the tests look for it."""
-    for python in ["python3", "/usr/bin/python3"]:
-        probe = subprocess.run([python, "-c", "import gi; gi.require_version('Gio', '2.0'); from gi.repository import Gio"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if probe.returncode == 0:
-            return python
-    sys.exit("app-at-rest: the tray host needs Python's GObject bindings (apt-get install python3-gi gir1.2-glib-2.0)")
-
-
 def start_session(app, args, env, home):
     """The app in a throwaway X server and session bus: (session, app pid, the app's env)."""
     pidfile = os.path.join(home, "app.pid")
@@ -177,7 +168,7 @@ def start_session(app, args, env, home):
         os.remove(pidfile)
     quoted = " ".join(f'"{a}"' for a in [app, *args])
     session = subprocess.Popen(
-        ["dbus-run-session", "--", python_with_gi(), TRAY_HOST, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
+        ["dbus-run-session", "--", *tray.command(), "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
          "sh", "-c", f'{quoted} & echo $! > "{pidfile}"; wait'],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 60

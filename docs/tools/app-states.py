@@ -25,17 +25,10 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 XWINDOW = os.path.join(ROOT, "bench", "tools", "xwindow.py")
-TRAY_HOST = os.path.join(ROOT, "app", "src-tauri", "tests", "support", "tray_host.py")
+sys.path.insert(0, os.path.join(ROOT, "bench", "tools"))
+import tray  # noqa: E402 (bench/tools/tray.py, found through the path above)
 
 
-def python_with_gi():
-    """A Python that can load Gio (the tray host's), as the tests look for it."""
-    for python in ["python3", "/usr/bin/python3"]:
-        probe = subprocess.run([python, "-c", "import gi; gi.require_version('Gio', '2.0'); from gi.repository import Gio"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if probe.returncode == 0:
-            return python
-    raise SystemExit("the tray host needs Python's GObject bindings: apt-get install python3-gi gir1.2-glib-2.0")
 SIZES = [(960, 700), (800, 600)]
 LOCAL = ('[proxy]\nlisten = "127.0.0.1:0"\n[control]\nlisten = "127.0.0.1:0"\n[system_proxy]\nbackend = "gnome"\n'
          '[blocklist]\nsources = SOURCES\ndefault_lists = false\n')
@@ -89,11 +82,11 @@ class Window:
     """The app, started by tauri-driver in its own X server and session bus, and a WebDriver
     session on its window."""
 
-    def __init__(self, app, home, tray=True):
+    def __init__(self, app, home, with_tray=True):
         self.home = home
         port, native = free_port(), free_port()
         # A desktop that shows tray icons (a StatusNotifierWatcher on the bus), or not.
-        host = [python_with_gi(), TRAY_HOST] if tray else []
+        host = tray.command() if with_tray else []
         self.driver = subprocess.Popen(
             ["dbus-run-session", "--", *host, "xvfb-run", "-a", "-s", "-screen 0 1024x768x24",
              tauri_driver(), "--port", str(port), "--native-port", str(native)],
@@ -342,7 +335,7 @@ def main():
 
     # A desktop that shows no tray icons: the first close says the window is minimised instead.
     home = Home()
-    w = Window(app, home, tray=False)
+    w = Window(app, home, with_tray=False)
     try:
         w.wait_text("#state-title", lambda t: t == "You are protected")
         w.close_window()
