@@ -492,7 +492,6 @@ fn fmt(v: f64, digits: usize) -> String {
     }
 }
 
-/// One row of a rate table: rate, p50, p99, CPU per operation, errors.
 /// Measures every target `rounds` times, round-robin (a, b, c, a, b, c, …), so a slow
 /// spell of the machine lands on every target alike rather than on one; each column of a
 /// row is then that target's median. One pass per target, as before, let the same build
@@ -531,6 +530,25 @@ fn medians(rounds: usize) -> String {
     }
 }
 
+/// One rate table's rows: each target warmed up (unmeasured) and measured with `measure`
+/// in every round, then its medians printed.
+fn rate_rows(
+    targets: &[&Target],
+    opts: &Options,
+    warm: Duration,
+    dur: Duration,
+    measure: impl Fn(&Target, Duration) -> Rate,
+) {
+    let rates = interleaved(targets, opts.rounds, |t| {
+        measure(t, warm);
+        measure(t, dur)
+    });
+    for (t, r) in targets.iter().zip(&rates) {
+        print_rate(&t.name, r);
+    }
+}
+
+/// One row of a rate table: rate, p50, p99, CPU per operation, errors.
 fn print_rate(name: &str, r: &Rate) {
     println!(
         "| {name} | {} | {} | {} | {} | {} |",
@@ -589,15 +607,8 @@ pub fn run(targets: &[Target], opts: &Options) -> anyhow::Result<()> {
         );
         println!("| target | tunnels/s | p50 µs | p99 µs | proxy CPU µs/tunnel | errors |");
         println!("|---|---:|---:|---:|---:|---:|");
-        let targets: Vec<&Target> = all.iter().collect();
         let echo = ups.echo;
-        let rates = interleaved(&targets, opts.rounds, |t| {
-            rate(t, 32, warm, move |t| tunnel_op(t, echo));
-            rate(t, 32, dur, move |t| tunnel_op(t, echo))
-        });
-        for (t, r) in targets.iter().zip(&rates) {
-            print_rate(&t.name, r);
-        }
+        rate_rows(&all.iter().collect::<Vec<_>>(), opts, warm, dur, |t, d| rate(t, 32, d, move |t| tunnel_op(t, echo)));
     }
     if opts.wants(3) {
         println!("\n## 3. Round trip of 64 bytes over an established tunnel (µs)\n");
@@ -651,27 +662,14 @@ pub fn run(targets: &[Target], opts: &Options) -> anyhow::Result<()> {
         println!("\n## 5. Plain HTTP: keep-alive GETs (16 connections; {})\n", medians(opts.rounds));
         println!("| target | requests/s | p50 µs | p99 µs | proxy CPU µs/request | errors |");
         println!("|---|---:|---:|---:|---:|---:|");
-        let targets: Vec<&Target> = all.iter().collect();
-        let rates = interleaved(&targets, opts.rounds, |t| {
-            http_rate(t, ups.http, 16, warm);
-            http_rate(t, ups.http, 16, dur)
-        });
-        for (t, r) in targets.iter().zip(&rates) {
-            print_rate(&t.name, r);
-        }
+        rate_rows(&all.iter().collect::<Vec<_>>(), opts, warm, dur, |t, d| http_rate(t, ups.http, 16, d));
     }
     if opts.wants(6) {
         println!("\n## 6. Blocked CONNECTs answered 403 (32 concurrent clients; {})\n", medians(opts.rounds));
         println!("| target | 403/s | p50 µs | p99 µs | proxy CPU µs per 403 | errors |");
         println!("|---|---:|---:|---:|---:|---:|");
-        let targets: Vec<&Target> = all.iter().filter(|t| t.proxy.is_some()).collect();
-        let rates = interleaved(&targets, opts.rounds, |t| {
-            rate(t, 32, warm, blocked_op);
-            rate(t, 32, dur, blocked_op)
-        });
-        for (t, r) in targets.iter().zip(&rates) {
-            print_rate(&t.name, r);
-        }
+        let proxies: Vec<&Target> = all.iter().filter(|t| t.proxy.is_some()).collect();
+        rate_rows(&proxies, opts, warm, dur, |t, d| rate(t, 32, d, blocked_op));
     }
     if opts.wants(7) {
         println!("\n## 7. Half-close\n");
