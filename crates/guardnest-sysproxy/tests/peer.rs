@@ -39,6 +39,7 @@ fn main() {
             "one_resolver_names_each_new_connection_after_its_own_program_as_owners_come_and_go",
             owners_come_and_go,
         ),
+        guardnest_testkit::trial("one_resolver_shared_by_threads_names_every_connection", shared_by_threads),
         guardnest_testkit::trial("another_users_program_is_named_by_its_user_only", other_user),
     ]);
 }
@@ -222,6 +223,53 @@ fn owners_come_and_go() -> Outcome {
         }
     }
     eprintln!("children named in turn: {pids:?}");
+    passed()
+}
+
+/// One resolver asked from several threads at once (GuardNest's namer and a sweep can
+/// overlap): what one lookup keeps of a recent owner while it reads it must not hide that
+/// owner from the others. Each thread holds a connection of this process and asks for it
+/// again and again; every answer is this process.
+fn shared_by_threads() -> Outcome {
+    const THREADS: usize = 4;
+    const LOOKUPS: usize = 150;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = listener.local_addr().unwrap();
+    let owners = std::sync::Arc::new(Owners::new());
+    let me = std::process::id();
+    let mut held = Vec::new();
+    let mut threads = Vec::new();
+    for t in 0..THREADS {
+        let mine = TcpStream::connect(server).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        held.push((mine, accepted));
+        let owners = owners.clone();
+        threads.push(std::thread::spawn(move || {
+            (0..LOOKUPS).map(|i| (t, i, owners.owner(Ends::new(peer, server)).unwrap())).collect::<Vec<_>>()
+        }));
+    }
+    let answers: Vec<_> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    drop(held);
+    if let Some(limit) = wine_limit(&answers[0].2) {
+        return limit;
+    }
+    // Another trial's child, between its fork and its exec, holds this process's sockets
+    // too: named after it is named after this program, and right. Any other answer is not.
+    let exe = std::env::current_exe().unwrap();
+    let ours = |o: &Owner| match o {
+        Owner::Program(p) => {
+            p.pid == me || p.path.as_deref().is_some_and(|path| program_name(path) == program_name(&exe))
+        }
+        _ => false,
+    };
+    let wrong: Vec<_> = answers.iter().filter(|(_, _, o)| !ours(o)).collect();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} lookups named someone else: {:?}",
+        wrong.len(),
+        answers.len(),
+        &wrong[..wrong.len().min(3)]
+    );
     passed()
 }
 

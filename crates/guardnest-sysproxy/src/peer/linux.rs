@@ -171,8 +171,12 @@ impl Resolver {
     fn find_holders(&self, wanted: &mut HashMap<u64, Option<u32>>, uids: &HashSet<u32>) {
         let recent = self.recent.lock().clone();
         let mut left = wanted.len();
+        // The processes read here: the scan of /proc below skips only these. A recent one
+        // another lookup holds at the moment (taken out of `known`) is read there.
+        let mut scanned = Vec::with_capacity(recent.len());
         for &pid in &recent {
             let Some(mut known) = self.known.lock().remove(&pid) else { continue };
+            scanned.push(pid);
             let mut at = Vec::new();
             let (found, listed) = holds(pid, &known.dir, wanted, left, &known.hot, &mut at);
             left -= found;
@@ -188,7 +192,7 @@ impl Resolver {
         let Ok(dir) = std::fs::read_dir("/proc") else { return };
         for entry in dir.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-            if recent.contains(&pid) && self.known.lock().contains_key(&pid) {
+            if scanned.contains(&pid) {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
