@@ -100,8 +100,12 @@ async fn programs_seen_count_open_connections_and_closed_ones_are_not_guessed() 
     assert!(label.starts_with(&format!("{} (user ", exe.display())), "a row names the program: {label}");
 
     // A connection that is gone by the time it is named counts as closed, never as a program.
-    let mut s = TcpStream::connect(proxy.addr).await.unwrap();
-    s.shutdown().await.unwrap();
+    // Connected and closed without yielding to the runtime (a blocking connect, which on
+    // loopback the kernel completes at once): the proxy, on this thread, can only accept it
+    // and ask who it is afterwards. An async connect would yield, and the proxy could name
+    // the connection while it is still open.
+    let s = std::net::TcpStream::connect_timeout(&proxy.addr, std::time::Duration::from_secs(10)).unwrap();
+    s.shutdown(std::net::Shutdown::Both).unwrap();
     drop(s);
     within("the connection closed", async {
         while proxy.stats.snapshot().connections_active > 3 || proxy.stats.snapshot().connections_total < 4 {
@@ -109,7 +113,14 @@ async fn programs_seen_count_open_connections_and_closed_ones_are_not_guessed() 
         }
     })
     .await;
-    who.sweep().await;
+    // Counted by a sweep: this one, or the proxy's own, which may have taken it first.
+    within("the closed connection counted", async {
+        while !who.programs().iter().any(|r| r.asker == Asker::Closed) {
+            who.sweep().await;
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     let rows = who.programs();
     assert_eq!(mine(&rows), 3, "{rows:?}");
     let closed = rows.iter().find(|r| r.asker == Asker::Closed).expect("a closed row");
