@@ -1,6 +1,7 @@
 //! Typed configuration, validated before any port is bound.
 //!
-//! One struct per subsystem; every default is a named constant here and nowhere else.
+//! One struct per subsystem; every default is a named constant here (`[access]` in its own
+//! file) and nowhere else.
 //! Durations are humantime strings in TOML (`"10s"`, `"1m 30s"`); unknown keys are errors
 //! that name the key, so a typo never silently falls back to a default.
 
@@ -9,6 +10,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
+
+mod access;
+mod error;
+pub use access::{AccessConfig, UserConfig, CLOUD_METADATA, DEFAULT_DENY_DESTINATIONS};
+pub use error::ConfigError;
 
 /// The default listen address: loopback only, port 3000.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 3000);
@@ -35,31 +41,6 @@ pub const DEFAULT_UPDATE_INTERVAL: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_DOWNLOAD_BYTES: u64 = 256 * 1024 * 1024;
 /// Longest a list download may take, start to finish.
 pub const DEFAULT_DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Errors reading or validating the configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The configuration file could not be read.
-    #[error("cannot read config file {path}")]
-    Read {
-        /// The file that failed.
-        path: String,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML, or a key is unknown or has the wrong type.
-    #[error("invalid config file {path}: {message}")]
-    Parse {
-        /// The file that failed.
-        path: String,
-        /// The parser's message, naming the key and line.
-        message: String,
-    },
-    /// A value is out of range.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
 
 /// The whole configuration of a GuardNest instance.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -188,143 +169,6 @@ impl UpstreamConfig {
             _ => Ok(()),
         }
     }
-}
-
-/// Destinations a gateway's clients may not reach by default: loopback, link-local (most
-/// clouds' instance metadata, 169.254.169.254 among them), unspecified addresses, this
-/// host's own addresses (`self`), and the clouds' metadata endpoints outside link-local
-/// (`cloud-metadata`, [`CLOUD_METADATA`]).
-pub const DEFAULT_DENY_DESTINATIONS: [&str; 8] =
-    ["127.0.0.0/8", "::1/128", "169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "self", "cloud-metadata"];
-
-/// The instance-metadata (and host agent) endpoints clouds document outside link-local,
-/// each exactly, never the shared range around it (100.64.0.0/10 is carrier-grade NAT,
-/// fd00::/8 is every network's unique-local space). Sources in docs/gateway.md. The
-/// link-local ones (AWS, GCP, Azure, Oracle, DigitalOcean, Hetzner, OpenStack, IBM, Linode
-/// at 169.254.169.254; AWS ECS 169.254.170.2 and EKS 169.254.170.23; Tencent 169.254.0.23;
-/// Scaleway 169.254.42.42; OpenStack fe80::a9fe:a9fe) are in 169.254.0.0/16 and fe80::/10.
-pub const CLOUD_METADATA: [&str; 9] = [
-    "fd00:ec2::254/128",      // AWS instance metadata, IPv6 (Nitro)
-    "fd00:ec2::23/128",       // AWS EKS Pod Identity Agent, IPv6
-    "fd20:ce::254/128",       // Google Cloud metadata server, IPv6
-    "168.63.129.16/32",       // Azure WireServer (host agent, extension and health endpoint)
-    "100.100.100.200/32",     // Alibaba Cloud instance metadata
-    "192.0.0.192/32",         // Oracle Cloud Classic metadata
-    "fd00:c1::a9fe:a9fe/128", // Oracle Cloud Infrastructure metadata, IPv6
-    "fd00:42::42/128",        // Scaleway metadata, IPv6
-    "fd00:a9fe:a9fe::1/128",  // Akamai (Linode) metadata, IPv6
-];
-
-/// Who may use the proxy. Empty (the default) is only allowed on a loopback listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AccessConfig {
-    /// Client networks allowed (CIDRs such as `192.168.1.0/24`, or single addresses);
-    /// empty allows any client that passes authentication.
-    pub allow: Vec<String>,
-    /// Proxy users (Basic authentication); empty needs no authentication.
-    pub users: Vec<UserConfig>,
-    /// Peers allowed to send a PROXY protocol header when `proxy.proxy_protocol` is on.
-    pub trusted_proxies: Vec<String>,
-    /// Destinations refused in gateway mode (CIDRs, `self` for this host's own addresses,
-    /// `cloud-metadata` for [`CLOUD_METADATA`]), checked on the address actually dialed.
-    pub deny_destinations: Vec<String>,
-    /// Destinations let through in gateway mode although `deny_destinations` lists them.
-    pub allow_destinations: Vec<String>,
-}
-
-impl Default for AccessConfig {
-    fn default() -> Self {
-        Self {
-            allow: Vec::new(),
-            users: Vec::new(),
-            trusted_proxies: vec!["127.0.0.0/8".into(), "::1/128".into()],
-            deny_destinations: DEFAULT_DENY_DESTINATIONS.iter().map(ToString::to_string).collect(),
-            allow_destinations: Vec::new(),
-        }
-    }
-}
-
-/// One proxy user.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// The user name (no `:`).
-    pub name: String,
-    /// An argon2 PHC string, as printed by `guardnest hash-password`.
-    pub password_hash: String,
-}
-
-impl AccessConfig {
-    /// `allow`, parsed.
-    pub fn allow_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        parse_nets("access.allow", &self.allow)
-    }
-
-    /// `deny_destinations` and `allow_destinations`, parsed (`self`: this host's addresses;
-    /// `cloud-metadata`: [`CLOUD_METADATA`]).
-    pub fn destinations(&self) -> Result<crate::conn::dial::Destinations, ConfigError> {
-        let named = |d: &String, name: &str| d.trim().eq_ignore_ascii_case(name);
-        let deny_own = self.deny_destinations.iter().any(|d| named(d, "self"));
-        let mut deny: Vec<String> = Vec::new();
-        for d in &self.deny_destinations {
-            match () {
-                () if named(d, "self") => {}
-                () if named(d, "cloud-metadata") => deny.extend(CLOUD_METADATA.iter().map(ToString::to_string)),
-                () => deny.push(d.clone()),
-            }
-        }
-        let deny = parse_nets("access.deny_destinations", &deny)?;
-        let allow = parse_nets("access.allow_destinations", &self.allow_destinations)?;
-        Ok(crate::conn::dial::Destinations::new(deny, allow, deny_own))
-    }
-
-    /// `trusted_proxies`, parsed.
-    pub fn trusted_proxy_nets(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-        parse_nets("access.trusted_proxies", &self.trusted_proxies)
-    }
-
-    /// User name → PHC hash, checked: unique names without `:`, hashes that are argon2.
-    pub fn users(&self) -> Result<std::collections::HashMap<String, String>, ConfigError> {
-        let mut users = std::collections::HashMap::new();
-        for u in &self.users {
-            if u.name.is_empty() || u.name.contains(':') {
-                return Err(ConfigError::Invalid(format!(
-                    "access.users: user name {:?} is empty or has a ':'",
-                    u.name
-                )));
-            }
-            match argon2::PasswordHash::new(&u.password_hash) {
-                Ok(h) if h.algorithm.as_str().starts_with("argon2") => {}
-                _ => {
-                    return Err(ConfigError::Invalid(format!(
-                        "access.users: the password_hash of {:?} is not an argon2 hash (make one with `guardnest hash-password`)",
-                        u.name
-                    )))
-                }
-            }
-            if users.insert(u.name.clone(), u.password_hash.clone()).is_some() {
-                return Err(ConfigError::Invalid(format!("access.users: {:?} is listed twice", u.name)));
-            }
-        }
-        Ok(users)
-    }
-}
-
-/// Parses CIDRs; a bare address is a single-host network.
-fn parse_nets(key: &str, items: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    items
-        .iter()
-        .map(|s| {
-            let s = s.trim();
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map(|n| n.trunc())
-                .map_err(|_| {
-                    ConfigError::Invalid(format!("{key}: {s:?} is not a CIDR (like 192.168.1.0/24) or an address"))
-                })
-        })
-        .collect()
 }
 
 /// The default control API address.
@@ -713,136 +557,4 @@ fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_file_gives_design_defaults() {
-        let c = Config::from_toml("", "t").unwrap();
-        assert_eq!(c, Config::default());
-        assert_eq!(c.proxy.listen.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.proxy.request_timeout, Duration::from_secs(10));
-        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(30));
-        assert_eq!(c.proxy.shutdown_timeout, Duration::from_secs(5));
-        assert_eq!(c.proxy.max_header_bytes, 65536);
-    }
-
-    #[test]
-    fn listen_addresses_say_what_form_is_expected() {
-        assert_eq!(parse_listen("127.0.0.1:0").unwrap().to_string(), "127.0.0.1:0");
-        assert_eq!(parse_listen("[::1]:3000").unwrap().to_string(), "[::1]:3000");
-        let no_port = parse_listen("127.0.0.1").unwrap_err();
-        assert!(no_port.contains("has no port") && no_port.contains("127.0.0.1:3000"), "{no_port}");
-        assert!(parse_listen("::1").unwrap_err().contains("[::1]:3000"));
-        let name = parse_listen("localhost:3200").unwrap_err();
-        assert!(name.contains("host name") && name.contains("127.0.0.1:3200"), "{name}");
-        assert!(parse_listen("nonsense").unwrap_err().contains("expected IP:PORT"));
-        let file = Config::from_toml("[proxy]\nlisten = \"localhost:3200\"\n", "f.toml").unwrap_err().to_string();
-        assert!(file.contains("expected IP:PORT, e.g. 127.0.0.1:3200"), "{file}");
-    }
-
-    #[test]
-    fn humantime_durations_and_sources() {
-        let c = Config::from_toml(
-            r#"
-            [proxy]
-            listen = "127.0.0.1:0"
-            idle_timeout = "1m 30s"
-            connect_timeout = "250ms"
-            splice = false
-            [blocklist]
-            sources = ["/a/hosts", { source = "/b.txt", name = "mine", format = "plain", interval = "1h" }, "https://lists.example/x/hosts.txt"]
-            update_interval = "5m"
-            "#,
-            "t",
-        )
-        .unwrap();
-        assert_eq!(c.proxy.idle_timeout, Duration::from_secs(90));
-        assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
-        assert!(!c.proxy.splice);
-        assert!(Config::default().proxy.splice);
-        assert_eq!(c.blocklist.sources.len(), 3);
-        assert_eq!(c.blocklist.sources[0].display_name(), "hosts");
-        assert_eq!(c.blocklist.sources[1].display_name(), "mine");
-        assert_eq!(c.blocklist.sources[1].interval(), Some(Duration::from_secs(3600)));
-        assert_eq!(c.blocklist.sources[2].display_name(), "lists.example/hosts.txt");
-        assert!(c.blocklist.sources[2].is_url());
-        assert_eq!(c.blocklist.update_interval, Duration::from_secs(300));
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = Config::from_toml("[proxy]\nlisten_addr = \"127.0.0.1:1\"\n", "cfg.toml").unwrap_err();
-        let msg = err.to_string();
-        assert!(msg.contains("listen_addr"), "{msg}");
-        assert!(msg.contains("cfg.toml"), "{msg}");
-        let err = Config::from_toml("[prxy]\n", "cfg.toml").unwrap_err();
-        assert!(err.to_string().contains("prxy"), "{err}");
-    }
-
-    #[test]
-    fn control_and_system_proxy() {
-        let c =
-            Config::from_toml("[control]\nlisten = \"none\"\n[system_proxy]\nenabled = true\nbackend = \"kde\"\n", "t")
-                .unwrap();
-        assert_eq!(c.control.addr().unwrap(), None);
-        assert!(c.system_proxy.enabled);
-        assert!(
-            Config::from_toml("[control]\nlisten = \"0.0.0.0:3001\"\n", "t").is_err(),
-            "control API beyond loopback"
-        );
-        assert!(Config::from_toml("[system_proxy]\nbackend = \"amiga\"\n", "t").is_err());
-        assert!(Config::from_toml("[control]\nlisten = \"none\"\n[system_proxy]\nmode = \"pac\"\n", "t").is_err());
-        assert_eq!(Config::default().control.addr().unwrap(), Some("127.0.0.1:3001".parse().unwrap()));
-    }
-
-    #[test]
-    fn bad_values_are_errors() {
-        assert!(Config::from_toml("[proxy]\nidle_timeout = \"soon\"\n", "t").is_err());
-        assert!(Config::from_toml("[proxy]\nidle_timeout = \"0s\"\n", "t").is_err());
-        assert!(Config::from_toml("[proxy]\nmax_connections = 0\n", "t").is_err());
-        assert!(Config::from_toml("[proxy]\nlisten = \"nowhere\"\n", "t").is_err());
-    }
-
-    #[test]
-    fn upstream_section() {
-        assert_eq!(Config::default().upstream.mode, UpstreamMode::System);
-        let c = Config::from_toml(
-            "[upstream]\nmode = \"fixed\"\nproxy = \"http://corp.example:8123\"\nbypass = [\"*.corp.example\"]\nuser = \"me\"\npassword = \"s3cret\"\n",
-            "t",
-        )
-        .unwrap();
-        assert_eq!(c.upstream.proxy_server().unwrap().unwrap().to_string(), "corp.example:8123");
-        assert!(!format!("{c:?}").contains("s3cret"), "the password is never printed");
-        let bad = |t: &str| Config::from_toml(t, "t").unwrap_err().to_string();
-        assert!(bad("[upstream]\nmode = \"fixed\"\n").contains("needs upstream.proxy"));
-        assert!(bad("[upstream]\nproxy = \"http://a:1\"\n").contains("mode = \"fixed\""));
-        assert!(bad("[upstream]\nmode = \"fixed\"\nproxy = \"socks5://a:1\"\n").contains("only HTTP parents"));
-        assert!(bad("[upstream]\nmode = \"fixed\"\npac = \"wpad\"\n").contains("upstream.pac"));
-        assert!(bad("[upstream]\nuser = \"me\"\n").contains("both user and password"));
-        assert!(bad("[upstream]\nmode = \"proxied\"\n").contains("proxied"));
-    }
-
-    #[test]
-    fn never_an_open_proxy() {
-        let err = Config::from_toml("[proxy]\nlisten = \"0.0.0.0:3128\"\n", "t").unwrap_err().to_string();
-        assert!(err.contains("[access] allow"), "{err}");
-        assert!(Config::from_toml("[proxy]\nproxy_protocol = true\n", "t").is_err());
-        let c = Config::from_toml(
-            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nallow = [\"192.168.1.0/24\", \"10.0.0.7\"]\n",
-            "t",
-        )
-        .unwrap();
-        assert_eq!(c.access.allow_nets().unwrap().len(), 2);
-        assert!(Config::from_toml("[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nallow = [\"10.0.0.0/33\"]\n", "t")
-            .is_err());
-        let bad_hash =
-            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nusers = [{ name = \"a\", password_hash = \"plain\" }]\n";
-        assert!(Config::from_toml(bad_hash, "t").unwrap_err().to_string().contains("argon2"));
-        let phc = crate::access::hash_password("pw").unwrap();
-        let good = format!(
-            "[proxy]\nlisten = \"0.0.0.0:3128\"\n[access]\nusers = [{{ name = \"a\", password_hash = \"{phc}\" }}]\n"
-        );
-        assert!(Config::from_toml(&good, "t").is_ok());
-    }
-}
+mod tests;

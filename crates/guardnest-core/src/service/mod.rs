@@ -11,15 +11,18 @@
 //! CLI through the control API, or a pause running out.
 //!
 //! An instance's life (lock, repair, lists, control API, protection, updater, and the way
-//! back) is in [`lifecycle`]; what the user added in [`user`]; what front ends show in
-//! [`status`]; the data dir's lock in [`instance`]. The children build on this module (and
+//! back) is in [`lifecycle`]; what the user added in [`user`]; the pause in `pause`; what
+//! front ends read in `report`, in the shapes of [`status`]; the data dir's lock in
+//! [`instance`]. The children build on this module (and
 //! on `status` and `instance` below it), never the other way round: no import cycle.
 
 mod error;
 pub mod instance;
 pub mod kept;
 pub mod lifecycle;
+mod pause;
 pub mod repair;
+mod report;
 pub mod status;
 pub mod user;
 
@@ -40,7 +43,7 @@ use crate::conn::route::Router;
 use crate::events::BlockLog;
 use crate::health::Health;
 use crate::server::{Proxy, ServeError};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::Stats;
 use crate::sysproxy::{self, SysProxyError, SystemProxy, Target};
 
 pub use error::{InputError, ServiceError};
@@ -516,194 +519,9 @@ impl ProxyService {
         Ok(Change { changed: true, message: format!("restarted: listening on {addr}") })
     }
 
-    /// Stops blocking for `minutes` (1 to [`PAUSE_MAX_MINUTES`]); it comes back by itself.
-    /// The end is the next whole minute after that, so "until 12:35" is 12:35:00 and the
-    /// pause is never shorter than asked (a minute's pause asked at 12:33:25 ends at 12:35).
-    pub async fn pause(&self, minutes: u64) -> Result<Change, ServiceError> {
-        if minutes == 0 || minutes > PAUSE_MAX_MINUTES {
-            return Err(ServiceError::Input(InputError::PauseRange));
-        }
-        let until = (now_secs() + minutes * 60).div_ceil(60) * 60;
-        self.pause_until(until, minutes * 60).await
-    }
-
-    /// Stops blocking for exactly `length` (a second to a day): for scripts and tests that
-    /// cannot wait for a whole minute.
-    pub async fn pause_for(&self, length: Duration) -> Result<Change, ServiceError> {
-        if length < Duration::from_secs(1) || length > Duration::from_secs(PAUSE_MAX_MINUTES * 60) {
-            return Err(ServiceError::Input(InputError::PauseRange));
-        }
-        self.pause_until(now_secs() + length.as_secs(), length.as_secs()).await
-    }
-
-    /// Pauses until `until`; the message says the length asked for (`asked` seconds).
-    /// Refused while protection is off: a pause would outlive the off and silently end
-    /// blocking after the next switch on.
-    async fn pause_until(&self, until: u64, asked: u64) -> Result<Change, ServiceError> {
-        let t = self.transition().await;
-        if t.protection_off {
-            return Err(ServiceError::Input(InputError::NothingToPause));
-        }
-        self.lists.pause_until(until);
-        self.watch_pause_end(until);
-        drop(t);
-        Ok(Change { changed: true, message: format!("protection paused for {}", minutes(asked)) })
-    }
-
-    /// Ends a pause now.
-    pub async fn resume(&self) -> Change {
-        let _t = self.transition().await;
-        let changed = self.lists.paused_until().is_some();
-        self.lists.resume();
-        Change {
-            changed,
-            message: if changed { "protection resumed".into() } else { "protection was not paused".into() },
-        }
-    }
-
-    /// Announces the end of the pause that ends at `until` when it comes (unless it was
-    /// ended or replaced before), so that every front end stops saying "paused" then.
-    fn watch_pause_end(&self, until: u64) {
-        let (lists, stop) = (self.lists.clone(), self.background.clone());
-        self.tasks.spawn(async move {
-            let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-            // Just past the second the policy lets names through again.
-            let left = Duration::from_secs(until).saturating_sub(now) + Duration::from_millis(20);
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(left) => {
-                    if lists.pause_mark() == until {
-                        tracing::info!("the pause ended; blocking again");
-                        announce(lists.changes());
-                    }
-                }
-            }
-        });
-    }
-
-    /// What is true now: the serving task alive, its accept loop running, and the last
-    /// periodic self-connect health check passing; and whether that protects anyone.
-    pub async fn status(&self) -> Status {
-        let state = self.state.lock().await;
-        let (running, listen, uptime, health) = match &state.running {
-            // Alive: the task runs and its accept loop has not stopped. Read from the
-            // listener's own state, not by connecting (which would count as traffic).
-            Some(r) if !r.task.is_finished() && !r.stopped_accepting.is_cancelled() => {
-                let uptime = SystemTime::now().duration_since(r.started).map(|d| d.as_secs()).ok();
-                (true, Some(r.addr), uptime, Some(r.health.clone()))
-            }
-            _ => (false, None, None, None),
-        };
-        let lists = self.list_status();
-        let names = self.lists.len();
-        let blocking = self.lists.blocking();
-        let paused_until = self.lists.paused_until();
-        let paused = paused_until.map(|until| (until.saturating_sub(now_secs()), until));
-        Status {
-            running,
-            healthy: running && health.as_ref().is_some_and(|h| h.checks() == 0 || h.last_ok()),
-            protection: Protection::of(running, paused, &lists, blocking, state.start_error.clone()),
-            listen,
-            uptime_secs: uptime,
-            health_checks: health.as_ref().map_or(0, |h| h.checks()),
-            health_failures: health.as_ref().map_or(0, |h| h.failures()),
-            system_proxy: SystemProxyStatus {
-                wanted: self.config.system_proxy.enabled,
-                applied: self.system.is_applied(),
-                backend: self.system.backend_name().into(),
-                last_error: state.system_error.clone(),
-            },
-            upstream: self.upstream_status(state.running.as_ref().filter(|_| running), health.as_deref()),
-            lists,
-            names,
-            names_blocked: blocking,
-            paused_secs: paused.map(|(secs, _)| secs),
-            paused_until,
-            pause_minutes: PAUSE_DEFAULT_MINUTES,
-            allowed: self.allowed(),
-            start_error: state.start_error.clone(),
-            repaired: self.repaired.lock().clone(),
-            pid: std::process::id(),
-        }
-    }
-
-    /// Every list, with what the user may do with it: remove a list they added, see and
-    /// undo the names of their own allowlist.
-    fn list_status(&self) -> Vec<ListStatus> {
-        let mine: Vec<String> = self.user_lists().into_iter().map(|l| l.location).collect();
-        let allowlist = self.data_dir.as_deref().map(|d| kept::Allowlist::of(d).path().display().to_string());
-        self.lists
-            .status()
-            .into_iter()
-            .map(|s| {
-                let mut l = ListStatus::from(s);
-                l.own_allowlist = l.role == crate::blocklist::Role::Allow && Some(&l.location) == allowlist.as_ref();
-                l.removable = !l.builtin && mine.contains(&l.location);
-                l
-            })
-            .collect()
-    }
-
     /// Checks every list now.
     pub async fn update_lists(&self) -> UpdateReport {
         self.lists.update(&()).await
-    }
-
-    /// Counters and block events.
-    pub fn stats(&self) -> ServiceStats {
-        let StatsSnapshot {
-            connections_total,
-            connections_active,
-            tunnels_total,
-            requests_total,
-            blocked_total,
-            dial_failures,
-            bytes_up,
-            bytes_down,
-            ..
-        } = self.stats.snapshot();
-        ServiceStats {
-            connections_active,
-            connections_total,
-            tunnels_total,
-            requests_total,
-            blocked_total,
-            bytes_up,
-            bytes_down,
-            dial_failures,
-            blocked_by_list: self.blocks.by_list(),
-            top_blocked: self.blocks.top(10),
-            recent_blocked: self.blocks.recent(50),
-            recent_names: self
-                .blocks
-                .recent_names(30)
-                .into_iter()
-                .map(|mut r| {
-                    r.allowed_by = crate::domain::Host::parse(&r.host).ok().and_then(|h| match self.lists.check(&h) {
-                        crate::blocklist::Verdict::Exempt(m) if &*m.list == kept::USER_ALLOWLIST_NAME => {
-                            Some(m.rule.to_string())
-                        }
-                        _ => None,
-                    });
-                    r.allowed = r.allowed_by.is_some();
-                    r
-                })
-                .collect(),
-            blocked_per_minute: self.blocks.per_minute(),
-            blocked_today: self.blocks.today(),
-            programs: self.blocks.who().programs(),
-        }
-    }
-
-    /// Raw counters (for metrics).
-    pub fn counters(&self) -> StatsSnapshot {
-        self.stats.snapshot()
-    }
-
-    /// Moves whenever the programs in [`ServiceStats::programs`] were counted again (their
-    /// connections are named in batches, seconds after the counters moved).
-    pub fn programs_counted(&self) -> u64 {
-        self.blocks.who().counted()
     }
 
     /// The block log (lifecycle keeps today's count in the data dir).
@@ -729,26 +547,6 @@ impl ProxyService {
     /// The data dir, if it keeps one.
     pub fn data_dir(&self) -> Option<&std::path::Path> {
         self.data_dir.as_deref()
-    }
-
-    /// The upstream part of the status: the running proxy's router and its last check.
-    fn upstream_status(&self, running: Option<&Running>, health: Option<&Health>) -> UpstreamStatus {
-        let mode = self.config.upstream.mode.name().to_string();
-        let Some(r) = running else {
-            return UpstreamStatus {
-                mode,
-                summary: "none while GuardNest is off".into(),
-                chained: false,
-                unreachable: Vec::new(),
-            };
-        };
-        let unreachable = health
-            .and_then(Health::parents)
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|(parent, failure)| failure.map(|why| format!("{parent} unreachable: {why}")))
-            .collect();
-        UpstreamStatus { mode, summary: r.router.describe().to_string(), chained: r.router.is_chained(), unreachable }
     }
 
     /// The user's own proxy settings, for `[upstream] mode = "system"`: read on a blocking
