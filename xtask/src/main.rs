@@ -147,12 +147,13 @@ fn test(install: bool, windows: bool, passthrough: &[String]) -> ExitCode {
 
     step("summary");
     let show = |s: &Suite, time: std::time::Duration| {
+        let c = s.counts();
         println!(
             "{:<20} {:>4} passed, {:>2} failed, {:>2} skipped   ({:.0} s)",
             s.name,
-            s.passed,
-            s.failed.len(),
-            s.skipped.len(),
+            c.passed,
+            c.failed,
+            c.ignored,
             time.as_secs_f64()
         );
     };
@@ -163,6 +164,14 @@ fn test(install: bool, windows: bool, passthrough: &[String]) -> ExitCode {
     for s in [&linux, &wine] {
         for f in &s.failed {
             println!("FAILED [{}] {f}", s.name);
+        }
+        if s.unnamed() > 0 {
+            println!(
+                "[{}] {} outcome(s) counted by the test binaries' `test result:` lines whose own `test ...` line \
+                 was broken by other output: see the log above",
+                s.name,
+                s.unnamed()
+            );
         }
     }
     let machine_skips: Vec<(&str, &report::Skipped)> =

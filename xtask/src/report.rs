@@ -11,8 +11,20 @@ pub struct Suite {
     pub skipped: Vec<Skipped>,
     /// The whole suite did not run: a script said `SKIPPED: why`.
     pub suite_skip: Option<String>,
+    /// What the `test result:` lines add up to. Where a suite's stdout and stderr are merged
+    /// (Wine), another test's output can break a `test NAME ... ok` line: these still count
+    /// it.
+    pub totals: Totals,
     /// The test binary whose results are being read (from cargo's `Running …` lines).
     binary: String,
+}
+
+/// Outcomes as the test binaries counted them.
+#[derive(Default, Clone, Copy)]
+pub struct Totals {
+    pub passed: usize,
+    pub failed: usize,
+    pub ignored: usize,
 }
 
 /// A test that did not run, and why.
@@ -42,6 +54,21 @@ impl Suite {
             self.binary = line.trim().to_string();
             return;
         }
+        if let Some(counts) = line.trim_start().strip_prefix("test result: ") {
+            // `ok. 15 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 8.19s`
+            for part in counts.split(';') {
+                let words: Vec<&str> = part.split_whitespace().collect();
+                let [.., n, kind] = words[..] else { continue };
+                let Ok(n) = n.parse::<usize>() else { continue };
+                match kind {
+                    "passed" => self.totals.passed += n,
+                    "failed" => self.totals.failed += n,
+                    "ignored" => self.totals.ignored += n,
+                    _ => {}
+                }
+            }
+            return;
+        }
         let Some(rest) = line.strip_prefix("test ") else { return };
         let Some((name, outcome)) = rest.split_once(" ... ") else { return };
         let test = if self.binary.is_empty() { name.to_string() } else { format!("{}: {name}", self.binary) };
@@ -56,6 +83,22 @@ impl Suite {
             }
             _ => {}
         }
+    }
+
+    /// Passed, failed and skipped: the larger of the lines read and the binaries' own totals
+    /// (a binary that crashed prints no total).
+    pub fn counts(&self) -> Totals {
+        Totals {
+            passed: self.passed.max(self.totals.passed),
+            failed: self.failed.len().max(self.totals.failed),
+            ignored: self.skipped.len().max(self.totals.ignored),
+        }
+    }
+
+    /// Outcomes the binaries counted whose own line was not read (broken by other output).
+    pub fn unnamed(&self) -> usize {
+        let c = self.counts();
+        (c.passed - self.passed) + (c.failed - self.failed.len()) + (c.ignored - self.skipped.len())
     }
 
     /// Skips that are limits of the platform under test (allowed in CI), not of this machine.
@@ -100,5 +143,27 @@ mod tests {
         );
         assert_eq!(s.platform_limits().count(), 1);
         assert_eq!(s.machine_skips().count(), 2);
+        assert_eq!(s.unnamed(), 0, "every outcome the total counts was read");
+    }
+
+    /// Under Wine the two streams are one: a test's `eprintln!` can break the harness's
+    /// line. The binary's total still counts that test.
+    #[test]
+    fn a_broken_line_is_counted_by_the_total() {
+        let mut s = Suite::new("wine");
+        for line in [
+            "     Running tests/cli.rs (target/x86_64-pc-windows-gnu/debug/deps/cli-1.exe)",
+            "test a ... ok",
+            "under Wine, the DACL reads back as Dacl { entries: [(truetest b          ... , (true, ignored (platform limit: x)",
+            "test c ... ok",
+            "test result: ok. 2 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.10s",
+            "test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+        ] {
+            s.line(line);
+        }
+        let c = s.counts();
+        assert_eq!((c.passed, c.failed, c.ignored), (2, 1, 1));
+        assert_eq!(s.skipped.len(), 0);
+        assert_eq!(s.unnamed(), 2, "the broken skip and the failure whose line never came");
     }
 }
