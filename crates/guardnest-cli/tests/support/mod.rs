@@ -206,8 +206,8 @@ pub mod win {
     };
     use windows_sys::Win32::System::ProcessStatus::{GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
     use windows_sys::Win32::System::Threading::{
-        GetExitCodeProcess, GetProcessHandleCount, OpenProcess, TerminateProcess, PROCESS_QUERY_INFORMATION, PROCESS_TERMINATE,
-        PROCESS_VM_READ,
+        GetExitCodeProcess, GetProcessHandleCount, OpenProcess, TerminateProcess, PROCESS_QUERY_INFORMATION,
+        PROCESS_TERMINATE, PROCESS_VM_READ,
     };
 
     /// Attaching to another console is per process: one Ctrl-C at a time.
@@ -266,7 +266,10 @@ pub mod win {
                 if alive(pid) { "running" } else { "gone" }
             );
             if !attach_errors.is_empty() {
-                eprintln!("attached to the console of {pid} after {} refusal(s): {attach_errors:?}", attach_errors.len());
+                eprintln!(
+                    "attached to the console of {pid} after {} refusal(s): {attach_errors:?}",
+                    attach_errors.len()
+                );
             }
             assert!(sent, "GenerateConsoleCtrlEvent: {send_error}");
         }

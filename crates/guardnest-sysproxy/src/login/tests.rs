@@ -18,9 +18,7 @@ fn desktop_exec_escapes_for_the_string_and_then_the_exec_layer() {
     );
     assert_eq!(parse_desktop_exec(&exec), Some(a.clone()), "a session reads back what was written");
     let entry = desktop_entry(&a).unwrap();
-    assert!(
-        entry.starts_with("[Desktop Entry]\nType=Application\n") && entry.contains(&format!("\nExec={exec}\n"))
-    );
+    assert!(entry.starts_with("[Desktop Entry]\nType=Application\n") && entry.contains(&format!("\nExec={exec}\n")));
     assert_eq!(entry.lines().count(), 8, "one line per key");
 }
 
@@ -204,10 +202,7 @@ fn run_once_command_lines_longer_than_260_characters_are_refused() {
 #[test]
 fn run_once_refuses_a_quote_in_the_program_and_control_characters() {
     assert!(matches!(windows_command_line(&argv(&[r#"C:\a"b.exe"#])), Err(EntryError::QuoteInProgram(_))));
-    assert!(matches!(
-        windows_command_line(&argv(&[r"C:\a.exe", "x\ny"])),
-        Err(EntryError::Control { c: '\n', .. })
-    ));
+    assert!(matches!(windows_command_line(&argv(&[r"C:\a.exe", "x\ny"])), Err(EntryError::Control { c: '\n', .. })));
 }
 
 #[test]
