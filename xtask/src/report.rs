@@ -11,10 +11,14 @@ pub struct Suite {
     pub skipped: Vec<Skipped>,
     /// The whole suite did not run: a script said `SKIPPED: why`.
     pub suite_skip: Option<String>,
-    /// What the `test result:` lines add up to. Where a suite's stdout and stderr are merged
-    /// (Wine), another test's output can break a `test NAME ... ok` line: these still count
-    /// it.
+    /// Outcomes of the closed sections: for each test binary, the larger of what its
+    /// `test result:` line says and the outcome lines read. Where a suite's stdout and
+    /// stderr are merged (Wine), another test's output can break a `test NAME ... ok` line
+    /// (the total still counts it) or a `Running` line (the binary's lines still count).
     pub totals: Totals,
+    /// Outcome lines read since the last `test result:` or `Running` line: a binary still
+    /// running, one that crashed before its total, or a script's own `test NAME ... ok`.
+    section: Totals,
     /// The test binary whose results are being read (from cargo's `Running …` lines).
     binary: String,
 }
@@ -47,35 +51,48 @@ impl Suite {
         }
         if let Some(rest) = line.trim_start().strip_prefix("Running ") {
             // `Running tests/desktop.rs (target/debug/deps/desktop-…)` or `Running unittests src/lib.rs (…)`.
+            self.close_section(Totals::default());
             self.binary = rest.split(" (").next().unwrap_or(rest).to_string();
             return;
         }
         if line.trim_start().starts_with("Doc-tests ") {
+            self.close_section(Totals::default());
             self.binary = line.trim().to_string();
             return;
         }
         if let Some(counts) = line.trim_start().strip_prefix("test result: ") {
             // `ok. 15 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 8.19s`
+            let mut reported = Totals::default();
             for part in counts.split(';') {
                 let words: Vec<&str> = part.split_whitespace().collect();
                 let [.., n, kind] = words[..] else { continue };
                 let Ok(n) = n.parse::<usize>() else { continue };
                 match kind {
-                    "passed" => self.totals.passed += n,
-                    "failed" => self.totals.failed += n,
-                    "ignored" => self.totals.ignored += n,
+                    "passed" => reported.passed += n,
+                    "failed" => reported.failed += n,
+                    "ignored" => reported.ignored += n,
                     _ => {}
                 }
             }
+            self.close_section(reported);
+            // What comes after a binary's total is not that binary's (a script's own lines).
+            self.binary.clear();
             return;
         }
         let Some(rest) = line.strip_prefix("test ") else { return };
         let Some((name, outcome)) = rest.split_once(" ... ") else { return };
         let test = if self.binary.is_empty() { name.to_string() } else { format!("{}: {name}", self.binary) };
         match outcome {
-            "ok" => self.passed += 1,
-            o if o.starts_with("FAILED") => self.failed.push(test),
+            "ok" => {
+                self.passed += 1;
+                self.section.passed += 1;
+            }
+            o if o.starts_with("FAILED") => {
+                self.failed.push(test);
+                self.section.failed += 1;
+            }
             o if o.starts_with("ignored") => {
+                self.section.ignored += 1;
                 let reason = o["ignored".len()..].trim_start_matches(',').trim();
                 let reason = reason.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(reason);
                 let reason = if reason.is_empty() { "no reason given".to_string() } else { reason.to_string() };
@@ -85,13 +102,22 @@ impl Suite {
         }
     }
 
-    /// Passed, failed and skipped: the larger of the lines read and the binaries' own totals
-    /// (a binary that crashed prints no total).
+    /// Ends a section of outcome lines: each count is the larger of the lines read and the
+    /// total `reported` for them (nothing when no total came).
+    fn close_section(&mut self, reported: Totals) {
+        let read = std::mem::take(&mut self.section);
+        self.totals.passed += read.passed.max(reported.passed);
+        self.totals.failed += read.failed.max(reported.failed);
+        self.totals.ignored += read.ignored.max(reported.ignored);
+    }
+
+    /// Passed, failed and skipped: per test binary the larger of the lines read and its own
+    /// total (a binary that crashed prints no total), plus the lines after the last total.
     pub fn counts(&self) -> Totals {
         Totals {
-            passed: self.passed.max(self.totals.passed),
-            failed: self.failed.len().max(self.totals.failed),
-            ignored: self.skipped.len().max(self.totals.ignored),
+            passed: self.totals.passed + self.section.passed,
+            failed: self.totals.failed + self.section.failed,
+            ignored: self.totals.ignored + self.section.ignored,
         }
     }
 
@@ -165,5 +191,34 @@ mod tests {
         assert_eq!((c.passed, c.failed, c.ignored), (2, 1, 1));
         assert_eq!(s.skipped.len(), 0);
         assert_eq!(s.unnamed(), 2, "the broken skip and the failure whose line never came");
+    }
+
+    /// Each binary is counted on its own: one binary's extra lines never hide another's
+    /// broken ones, and a script's own outcome lines after the last total count once.
+    #[test]
+    fn each_binary_is_counted_on_its_own() {
+        let mut s = Suite::new("wine");
+        for line in [
+            "     Running tests/instance.rs (target/x86_64-pc-windows-gnu/debug/deps/instance-1.exe)",
+            "test a ... ok",
+            "Press any key to continue...test b ... ok",
+            "test result: ok. 2 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.00s",
+            // A binary that crashed: its lines, no total; the next binary's `Running` line was
+            // broken too, so only the next total ends the section.
+            "     Running tests/crash.rs (target/x86_64-pc-windows-gnu/debug/deps/crash-1.exe)",
+            "test c ... ok",
+            "test d ... ok",
+            "error: test failed, to rerun pass `--test crash`",
+            "garbage     Running tests/next.rs (target/x86_64-pc-windows-gnu/debug/deps/next-1.exe)",
+            "test e ... ok",
+            "test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.10s",
+            // A script's own checks, after the last binary.
+            "test installer_upgrade ... ok",
+        ] {
+            s.line(line);
+        }
+        let c = s.counts();
+        assert_eq!(c.passed, 2 + 3 + 1, "instance's total, the crashed binary's and next's lines, the script's");
+        assert_eq!(s.unnamed(), 1, "instance's broken line");
     }
 }
