@@ -165,6 +165,9 @@ fn test(install: bool, windows: bool, passthrough: &[String]) -> ExitCode {
         for f in &s.failed {
             println!("FAILED [{}] {f}", s.name);
         }
+        for b in &s.failed_binaries {
+            println!("FAILED [{}] the test binary `{b}` (cargo's own words; see the log above)", s.name);
+        }
         if s.unnamed() > 0 {
             println!(
                 "[{}] {} outcome(s) counted by the test binaries' `test result:` lines whose own `test ...` line \

@@ -8,6 +8,9 @@ pub struct Suite {
     pub name: &'static str,
     pub passed: usize,
     pub failed: Vec<String>,
+    /// Test binaries cargo reported as failed (`error: test failed, to rerun pass …`): one
+    /// that crashed, or never started, fails with no failed test to name.
+    pub failed_binaries: Vec<String>,
     pub skipped: Vec<Skipped>,
     /// The whole suite did not run: a script said `SKIPPED: why`.
     pub suite_skip: Option<String>,
@@ -47,6 +50,10 @@ impl Suite {
         let line = line.trim_end();
         if let Some(why) = line.strip_prefix("SKIPPED: ") {
             self.suite_skip = Some(format!("the {} suite: {why}", self.name));
+            return;
+        }
+        if let Some(rest) = line.trim_start().strip_prefix("error: test failed, to rerun pass `") {
+            self.failed_binaries.push(rest.trim_end_matches('`').to_string());
             return;
         }
         if let Some(rest) = line.trim_start().strip_prefix("Running ") {
@@ -191,6 +198,20 @@ mod tests {
         assert_eq!((c.passed, c.failed, c.ignored), (2, 1, 1));
         assert_eq!(s.skipped.len(), 0);
         assert_eq!(s.unnamed(), 2, "the broken skip and the failure whose line never came");
+    }
+
+    /// A binary that failed with no failed test (it crashed, or never started) is named.
+    #[test]
+    fn a_binary_that_failed_without_a_failed_test_is_named() {
+        let mut s = Suite::new("wine");
+        for line in [
+            "     Running tests/logind.rs (target/x86_64-pc-windows-gnu/debug/deps/logind-1.exe)",
+            "error: test failed, to rerun pass `-p guardnest-sysproxy --test logind`",
+        ] {
+            s.line(line);
+        }
+        assert_eq!(s.failed_binaries, ["-p guardnest-sysproxy --test logind"]);
+        assert!(s.failed.is_empty());
     }
 
     /// Each binary is counted on its own: one binary's extra lines never hide another's
