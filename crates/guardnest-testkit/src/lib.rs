@@ -72,6 +72,29 @@ pub fn under_wine() -> bool {
     false
 }
 
+/// `line` split into arguments by Windows itself (CommandLineToArgvW): what a program
+/// started with that command line receives, to check our own quoting against.
+#[cfg(windows)]
+pub fn split_by_windows(line: &str) -> Vec<String> {
+    use windows_sys::Win32::UI::Shell::CommandLineToArgvW;
+    let wide: Vec<u16> = line.encode_utf16().chain([0]).collect();
+    let mut n = 0;
+    // SAFETY: a NUL-terminated line; the returned array is LocalAlloc'ed and freed below.
+    unsafe {
+        let argv = CommandLineToArgvW(wide.as_ptr(), &mut n);
+        assert!(!argv.is_null(), "cannot split {line:?}");
+        let out = (0..n as usize)
+            .map(|i| {
+                let p = *argv.add(i);
+                let len = (0..).take_while(|&j| *p.add(j) != 0).count();
+                String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
+            })
+            .collect();
+        windows_sys::Win32::Foundation::LocalFree(argv as _);
+        out
+    }
+}
+
 /// Whether `program` is on PATH.
 pub fn have(program: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|paths| std::env::split_paths(&paths).any(|d| is_program(&d.join(program))))

@@ -218,9 +218,8 @@ pub mod win {
         TRUE
     }
 
-    /// How many times `ctrl_c` tries to attach before it gives up, and the pause between tries.
-    const ATTACH_TRIES: usize = 20;
-    const ATTACH_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+    /// How often `ctrl_c` tries the attach again, until it works or [`WAIT`](super::WAIT) has passed.
+    const ATTACH_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
     /// Sends Ctrl-C to the console of `pid` (started with CREATE_NEW_CONSOLE): attach to it,
     /// generate the event for every process on it, detach. A handler (not the inherited
@@ -232,8 +231,8 @@ pub mod win {
     /// about 250 runs of the faults suite, both on a child started just before). Wine maps
     /// every refusal of the bind to that one error: this process still counted as on a
     /// console, or the child not (yet) on its own. A failed attach frees the half-made
-    /// connection, so the attach is tried again, a bounded number of times, and each error
-    /// is kept for the message if all fail.
+    /// connection, so the attach is tried again until it works or the harness's usual bound
+    /// has passed; the refusals are counted, and their distinct errors kept for the message.
     pub fn ctrl_c(pid: u32) {
         let _one = CONSOLE.lock();
         let std_handles = [STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE];
@@ -242,14 +241,20 @@ pub mod win {
         unsafe {
             let saved = std_handles.map(|h| GetStdHandle(h));
             SetConsoleCtrlHandler(Some(swallow), TRUE);
-            let mut attach_errors = Vec::new();
+            let deadline = std::time::Instant::now() + super::WAIT;
+            let mut refusals = 0;
+            let mut attach_errors: Vec<String> = Vec::new();
             let mut attached = 0;
-            while attached == 0 && attach_errors.len() < ATTACH_TRIES {
+            while attached == 0 && std::time::Instant::now() < deadline {
                 FreeConsole();
                 attached = AttachConsole(pid);
                 if attached == 0 {
-                    attach_errors.push(std::io::Error::last_os_error().to_string());
-                    std::thread::sleep(ATTACH_PAUSE);
+                    refusals += 1;
+                    let error = std::io::Error::last_os_error().to_string();
+                    if !attach_errors.contains(&error) {
+                        attach_errors.push(error);
+                    }
+                    std::thread::sleep(ATTACH_POLL);
                 }
             }
             let sent = attached != 0 && GenerateConsoleCtrlEvent(CTRL_C_EVENT, 0) != 0;
@@ -262,14 +267,11 @@ pub mod win {
             assert_ne!(
                 attached,
                 0,
-                "cannot attach to the console of {pid} (it is {}): {attach_errors:?}",
+                "cannot attach to the console of {pid} (it is {}): {refusals} refusal(s): {attach_errors:?}",
                 if alive(pid) { "running" } else { "gone" }
             );
-            if !attach_errors.is_empty() {
-                eprintln!(
-                    "attached to the console of {pid} after {} refusal(s): {attach_errors:?}",
-                    attach_errors.len()
-                );
+            if refusals > 0 {
+                eprintln!("attached to the console of {pid} after {refusals} refusal(s): {attach_errors:?}");
             }
             assert!(sent, "GenerateConsoleCtrlEvent: {send_error}");
         }

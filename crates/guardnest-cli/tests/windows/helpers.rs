@@ -237,24 +237,8 @@ pub fn listening(data: &Path) -> SocketAddr {
 /// The one-shot repair registered under RunOnce, split as Windows splits a command line
 /// (CommandLineToArgvW); `None` when there is none.
 pub fn run_once() -> Option<Vec<String>> {
-    use windows_sys::Win32::UI::Shell::CommandLineToArgvW;
     let line = guardnest_core::sysproxy::login::run_once_value()?;
-    let wide: Vec<u16> = line.encode_utf16().chain([0]).collect();
-    let mut n = 0;
-    // SAFETY: a NUL-terminated line; the returned array is LocalAlloc'ed and freed below.
-    unsafe {
-        let argv = CommandLineToArgvW(wide.as_ptr(), &mut n);
-        assert!(!argv.is_null(), "cannot split {line:?}");
-        let out = (0..n as usize)
-            .map(|i| {
-                let p = *argv.add(i);
-                let len = (0..).take_while(|&j| *p.add(j) != 0).count();
-                String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
-            })
-            .collect();
-        windows_sys::Win32::Foundation::LocalFree(argv as _);
-        Some(out)
-    }
+    Some(guardnest_testkit::split_by_windows(&line))
 }
 
 /// Checks the registered repair: this guardnest.exe, `repair --data-dir DATA --at-login`.

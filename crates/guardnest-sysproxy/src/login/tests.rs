@@ -157,26 +157,9 @@ fn run_once_command_lines_split_back_as_written() {
 #[cfg(windows)]
 #[test]
 fn run_once_command_lines_split_back_by_command_line_to_argv_w() {
-    use windows_sys::Win32::UI::Shell::CommandLineToArgvW;
     for a in windows_cases() {
         let line = windows_command_line(&a).unwrap();
-        let wide: Vec<u16> = line.encode_utf16().chain([0]).collect();
-        let mut n = 0;
-        // SAFETY: a NUL-terminated line; the returned array is LocalAlloc'ed and freed below.
-        let got: Vec<String> = unsafe {
-            let argv = CommandLineToArgvW(wide.as_ptr(), &mut n);
-            assert!(!argv.is_null(), "cannot split {line:?}");
-            let out = (0..n as usize)
-                .map(|i| {
-                    let p = *argv.add(i);
-                    let len = (0..).take_while(|&j| *p.add(j) != 0).count();
-                    String::from_utf16_lossy(std::slice::from_raw_parts(p, len))
-                })
-                .collect();
-            windows_sys::Win32::Foundation::LocalFree(argv as _);
-            out
-        };
-        assert_eq!(got, a, "{line}");
+        assert_eq!(guardnest_testkit::split_by_windows(&line), a, "{line}");
     }
 }
 
